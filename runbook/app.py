@@ -1,0 +1,179 @@
+"""What the commands do, apart from parsing options and printing: pick the steps,
+make the client factory (live or sandbox), run or plan, and write the report.
+
+Live:     check the caller's account, then run the requested steps.
+Dry run:  start a sandbox, run every step up to the requested ones from an empty
+          account, run the requested steps again as the verify pass (an idempotent step
+          must make no write there), write the report under dry-run/, stop the sandbox.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+from runbook import report as reports
+from runbook.aws import ClientFactory
+from runbook.engine import Runner, StepResult
+from runbook.errors import (EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK,
+                            AccountMismatch, BadInput)
+from runbook.journal import Journal, utc_now
+
+
+@dataclass(frozen=True)
+class Target:
+    """What the operator asked for, resolved against the environment file."""
+
+    name: str                 # report name: the phase, or the step names
+    phase: str                # the phase of the (last) requested step
+    requested: list[str]      # steps a live run runs, and a dry run verifies
+    through: list[str]        # steps a dry run runs from an empty account
+
+
+def resolve(config, phase: str | None, steps: tuple[str, ...] | list[str]) -> Target:
+    if bool(phase) == bool(steps):
+        raise BadInput("give either --phase or --step (one or more), not both or neither. "
+                       f"Phases here: {', '.join(config.phases)}.")
+    order = config.all_steps()
+    if phase:
+        if phase not in config.phases:
+            raise BadInput(f"--phase {phase}: no such phase in the environment file; it "
+                           f"defines {', '.join(config.phases)}.")
+        return Target(phase, phase, list(config.phases[phase]), config.steps_through(phase))
+    unknown = [s for s in steps if s not in order]
+    if unknown:
+        raise BadInput(f"--step {unknown[0]}: not a step of any phase in the environment file; "
+                       f"steps here: {', '.join(order)}.")
+    requested = sorted(set(steps), key=order.index)
+    last = order.index(requested[-1])
+    return Target("+".join(requested), config.phase_of(requested[-1]), requested,
+                  order[: last + 1])
+
+
+@dataclass
+class RunOutcome:
+    report: dict
+    path: Path
+    exit_code: int
+
+
+def run(config, target: Target, *, dry_run: bool, report_dir: Path, progress,
+        sleep=time.sleep) -> RunOutcome:
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
+    journal_path = reports.run_dir(report_dir, config.env, dry_run) / "journal" / \
+        f"{target.name}-{stamp}.jsonl"
+    journal = Journal(journal_path)
+    record = reports.RunRecord(env=config.env, name=target.name, phase=target.phase,
+                               dry_run=dry_run, region=config.region, account=None,
+                               started_at=utc_now())
+    started = time.monotonic()
+    try:
+        if dry_run:
+            _dry_run(config, target, record, journal, progress)
+        else:
+            _live_run(config, target, record, journal, progress, sleep)
+    except KeyboardInterrupt:
+        record.interrupted = True
+    finally:
+        journal.close()
+    record.finished_at = utc_now()
+    record.duration_ms = int((time.monotonic() - started) * 1000)
+    record.journal = journal.entries
+    if journal.entries:
+        record.journal_file = str(journal_path)
+    data = reports.build(record)
+    path = reports.write(data, report_dir, stamp)
+    return RunOutcome(data, path, _exit_code(record))
+
+
+def _live_run(config, target, record, journal, progress, sleep) -> None:
+    aws = ClientFactory(config.region, journal=journal)
+    with aws.scoped("preflight"):
+        record.account = aws.caller_account()
+    if config.account_id and record.account != config.account_id:
+        raise AccountMismatch(config.account_id, record.account)
+    progress.line(f"live run of {target.name} in account {record.account}, {config.region}",
+                  bold=True)
+    record.results = Runner(config, aws, progress, sleep=sleep).run(target.requested)
+
+
+def _dry_run(config, target, record, journal, progress) -> None:
+    from runbook.sandbox import SANDBOX_CREDENTIALS, Sandbox
+
+    progress.line(f"dry run of {target.name}: starting a sandbox", bold=True)
+    with Sandbox(progress) as sandbox:
+        aws = ClientFactory(config.region, endpoint_url=sandbox.aws_url,
+                            credentials=SANDBOX_CREDENTIALS, journal=journal)
+        with aws.scoped("preflight"):
+            record.account = aws.caller_account()
+        record.simulated = sandbox.simulated
+        record.verify_results = []
+        record.results = Runner(config, aws, progress, dry_run=True,
+                                sleep=_sandbox_sleep).run(target.through)
+        if any(r.status != "ok" for r in record.results):
+            return
+        progress.line("verify pass: the same steps again; an idempotent step must make "
+                      "no write", bold=True)
+        record.verify_results = Runner(config, aws, progress, dry_run=True, scope_prefix="verify:",
+                                       sleep=_sandbox_sleep).run(target.requested)
+        noisy = [f"{r.name} ({r.api_calls['write']} writes)" for r in record.verify_results
+                 if r.idempotent and r.api_calls["write"]]
+        if noisy:
+            record.error = ("verify pass: a converged step must make no write, but "
+                            + ", ".join(noisy) + " did")
+
+
+def _sandbox_sleep(seconds: float) -> None:
+    # moto reports resources ready at once; waits and retries need not sleep long.
+    time.sleep(min(seconds, 0.2))
+
+
+def _exit_code(record: reports.RunRecord) -> int:
+    if record.interrupted:
+        return EXIT_INTERRUPTED
+    results: list[StepResult] = record.results + (record.verify_results or [])
+    if any(r.error_kind == "input" for r in results):
+        return EXIT_BAD_INPUT
+    return EXIT_OK if record.status == "ok" else EXIT_FAILED
+
+
+# -- plan ---------------------------------------------------------------------------
+
+@dataclass
+class PlanOutcome:
+    results: list[StepResult]
+    account: str
+    exit_code: int
+
+
+def plan(config, target: Target, *, dry_run: bool, progress) -> PlanOutcome:
+    """Read-only: what a run of `target` would change. Makes no write (checked)."""
+    if dry_run:
+        from runbook.sandbox import SANDBOX_CREDENTIALS, Sandbox
+
+        with Sandbox(progress) as sandbox:
+            aws = ClientFactory(config.region, endpoint_url=sandbox.aws_url,
+                                credentials=SANDBOX_CREDENTIALS)
+            return _plan(config, target.through, aws, progress)
+    aws = ClientFactory(config.region)
+    with aws.scoped("preflight"):
+        account = aws.caller_account()
+    if config.account_id and account != config.account_id:
+        raise AccountMismatch(config.account_id, account)
+    return _plan(config, target.requested, aws, progress, account)
+
+
+def _plan(config, steps, aws, progress, account: str | None = None) -> PlanOutcome:
+    account = account or aws.caller_account()
+    results = Runner(config, aws, progress, plan_only=True).run(steps)
+    writes = aws.total("write")
+    if writes:  # a bug, never an operator's mistake: say so loudly
+        raise RuntimeError(f"plan made {writes} mutating AWS call(s); plans must only read")
+    code = EXIT_OK
+    if any(r.error_kind == "input" for r in results):
+        code = EXIT_BAD_INPUT
+    elif any(r.status != "ok" for r in results):
+        code = EXIT_FAILED
+    return PlanOutcome(results, account, code)

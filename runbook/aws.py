@@ -1,0 +1,151 @@
+"""The one place that makes AWS clients.
+
+Every boto3 client runbook uses comes from `ClientFactory.client`, so this is the seam
+where the sandbox (endpoint and fake credentials), call counting, the journal and fault
+injection hook in. Calls are classified as read or write by operation name and counted
+per scope (normally the running step) through botocore's `before-call` event; completed
+writes go to the journal through `after-call`.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import defaultdict
+from contextlib import contextmanager
+from functools import partial
+from typing import Callable
+
+from runbook.errors import BadInput
+from runbook.journal import Journal
+
+# Operations that only read, by name prefix (after dropping Cognito's "Admin").
+_READ_PREFIXES = ("Describe", "Get", "List", "Head", "Lookup", "Search", "Filter", "Scan",
+                  "Query", "BatchGet", "Select", "Check", "Validate", "Preview", "Estimate")
+
+# An interceptor sees every call before it is sent and may raise to fail it.
+Interceptor = Callable[[str, str, bool], None]
+
+
+def is_write(operation: str) -> bool:
+    name = operation.removeprefix("Admin")
+    return not name.startswith(_READ_PREFIXES)
+
+
+class ClientFactory:
+    """Makes, caches and instruments boto3 clients for one region and one account.
+
+    `endpoint_url` and `credentials` point every client at an emulated account (the
+    sandbox); without them boto3's own resolution applies (AWS_PROFILE,
+    AWS_ENDPOINT_URL, instance roles...).
+    """
+
+    def __init__(self, region: str, *, endpoint_url: str | None = None,
+                 credentials: dict[str, str] | None = None,
+                 journal: Journal | None = None,
+                 interceptors: list[Interceptor] | None = None):
+        self.region = region
+        self.endpoint_url = endpoint_url
+        self.journal = journal if journal is not None else Journal()
+        self.interceptors = list(interceptors or ())
+        self.counts: dict[str, dict[str, int]] = defaultdict(lambda: {"read": 0, "write": 0})
+        self._credentials = credentials or {}
+        self._session = None
+        self._clients: dict[str, object] = {}
+        self._scope = threading.local()
+        self._lock = threading.Lock()
+
+    # -- scopes --------------------------------------------------------------------
+
+    @property
+    def scope(self) -> str:
+        return getattr(self._scope, "name", "runbook")
+
+    @contextmanager
+    def scoped(self, name: str):
+        """Attribute the calls made inside the block to `name`."""
+        previous = self.scope
+        self._scope.name = name
+        try:
+            yield self.counts[name]
+        finally:
+            self._scope.name = previous
+
+    def total(self, kind: str) -> int:
+        return sum(count[kind] for count in self.counts.values())
+
+    # -- clients -------------------------------------------------------------------
+
+    def session(self):
+        if self._session is None:
+            import boto3
+
+            self._session = boto3.Session(region_name=self.region, **self._credentials)
+        return self._session
+
+    def client(self, service: str):
+        with self._lock:
+            client = self._clients.get(service)
+            if client is None:
+                client = self._make(service)
+                self._clients[service] = client
+            return client
+
+    def _make(self, service: str):
+        from botocore.config import Config
+
+        config = Config(
+            region_name=self.region,
+            connect_timeout=10,
+            read_timeout=60,
+            retries={"mode": "standard", "max_attempts": 5},
+            user_agent_extra="runbook",
+        )
+        kwargs = {"config": config}
+        if self.endpoint_url:
+            kwargs["endpoint_url"] = self.endpoint_url
+        client = self.session().client(service, **kwargs)
+        events = client.meta.events
+        events.register("before-call.*.*", partial(self._before_call, service))
+        events.register("after-call.*.*", partial(self._after_call, service))
+        return client
+
+    def _before_call(self, service: str, model, **_):
+        write = is_write(model.name)
+        with self._lock:
+            self.counts[self.scope]["write" if write else "read"] += 1
+        for intercept in self.interceptors:
+            intercept(service, model.name, write)
+
+    def _after_call(self, service: str, model, http_response, parsed, **_):
+        if is_write(model.name) and http_response is not None and http_response.status_code < 300:
+            self.journal.record(self.scope, service, model.name, parsed or {})
+
+    # -- identity ------------------------------------------------------------------
+
+    def caller_account(self) -> str:
+        """The account the credentials belong to; a clear exit-2 error without any."""
+        from botocore import exceptions as bx
+
+        try:
+            return self.client("sts").get_caller_identity()["Account"]
+        except (bx.NoCredentialsError, bx.PartialCredentialsError) as exc:
+            raise BadInput(
+                f"no usable AWS credentials ({exc}). Set AWS_PROFILE or the AWS_* "
+                "variables, or rehearse with --dry-run."
+            ) from None
+        except bx.ProfileNotFound as exc:
+            raise BadInput(f"{exc}. Check AWS_PROFILE.") from None
+        except bx.EndpointConnectionError as exc:
+            raise BadInput(
+                f"cannot reach AWS at {exc.kwargs.get('endpoint_url', 'its endpoint')}. "
+                "Check the network and AWS_ENDPOINT_URL."
+            ) from None
+        except bx.ClientError as exc:
+            code = exc.response.get("Error", {}).get("Code", "")
+            if code in ("InvalidClientTokenId", "ExpiredToken", "SignatureDoesNotMatch",
+                        "UnrecognizedClientException", "AccessDenied"):
+                raise BadInput(
+                    f"AWS rejected the credentials ({code}). Refresh them (for example "
+                    "`aws sso login`) and retry."
+                ) from None
+            raise

@@ -1,0 +1,174 @@
+"""The `runbook` command: parse options, load the environment file, call `app`, render.
+
+Only click is imported at module level, so `runbook --help` stays instant; boto3, moto,
+psycopg and pydantic load when a command needs them. Errors are turned into a message
+and an exit code once, in `main`: 2 for bad input, 1 for a failed step, 130 for Ctrl-C.
+Tracebacks appear only with --debug.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import traceback
+from functools import wraps
+from pathlib import Path
+
+import click
+
+from runbook.errors import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED, RunbookError
+
+_debug = False
+
+
+def common_options(command):
+    @click.option("--env", "env", default="prod", show_default=True,
+                  help="Environment name; reads config/<env>.yaml.")
+    @click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path),
+                  help="Path of the environment file (instead of config/<env>.yaml).")
+    @click.option("--report-dir", type=click.Path(file_okay=False, path_type=Path),
+                  default=Path("reports"), show_default=True, help="Where reports go.")
+    @click.option("--region", help="AWS region (overrides the environment file's).")
+    @click.option("--debug", is_flag=True, help="Show tracebacks.")
+    @wraps(command)
+    def wrapper(*args, debug: bool, **kwargs):
+        global _debug
+        _debug = _debug or debug
+        return command(*args, **kwargs)
+
+    return wrapper
+
+
+def _load_config(env: str, config_path: Path | None, region: str | None):
+    from runbook import config
+
+    path = config_path or Path("config") / f"{env}.yaml"
+    return config.load(path, env=env if config_path is None else None, region=region)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="runbook")
+def cli():
+    """Provision and prove Cognito -> Lambda (VPC) -> Aurora PostgreSQL, step by step.
+
+    Every step reads, plans, then applies only what differs; a re-run makes no change.
+    Rehearse any run with --dry-run in a local sandbox (moto + embedded PostgreSQL).
+    """
+
+
+def _target_options(command):
+    command = click.option("--step", "steps", multiple=True,
+                           help="Run only this step (repeatable).")(command)
+    command = click.option("--phase", help="Run every step of this phase, in order.")(command)
+    return click.option("--dry-run", is_flag=True,
+                        help="Rehearse in a throwaway local sandbox; never touches AWS.")(command)
+
+
+@cli.command()
+@_target_options
+@common_options
+def run(phase, steps, dry_run, env, config_path, report_dir, region):
+    """Converge a phase (or steps) and write its report."""
+    from runbook import app
+    from runbook.progress import Progress
+
+    config = _load_config(env, config_path, region)
+    target = app.resolve(config, phase, steps)
+    outcome = app.run(config, target, dry_run=dry_run, report_dir=report_dir,
+                      progress=Progress())
+    report = outcome.report
+    colour = "green" if report["status"] == "ok" else "red"
+    click.echo(click.style(f"{report['status']}: ", fg=colour, bold=True)
+               + f"{target.name}{' (dry run)' if dry_run else ''} in "
+               + f"{report['duration_ms'] / 1000:.1f}s; report {outcome.path}")
+    if dry_run and "verify_pass" in report:
+        click.echo(f"verify pass: {report['verify_pass']['writes']} writes")
+    if report.get("error"):
+        click.echo(click.style(report["error"], fg="red"), err=True)
+    failed = [s for s in report["steps"] + report.get("verify_pass", {}).get("steps", [])
+              if s.get("error")]
+    for step in failed[:1]:
+        click.echo(click.style(f"error: {step['error']}", fg="red"), err=True)
+    if outcome.exit_code == EXIT_INTERRUPTED:
+        click.echo("interrupted; the report records how far the run got", err=True)
+    sys.exit(outcome.exit_code)
+
+
+@cli.command()
+@_target_options
+@click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON.")
+@common_options
+def plan(phase, steps, dry_run, as_json, env, config_path, report_dir, region):
+    """Show what a run would change. Read-only."""
+    from runbook import app
+    from runbook.progress import Progress
+
+    config = _load_config(env, config_path, region)
+    target = app.resolve(config, phase, steps)
+    outcome = app.plan(config, target, dry_run=dry_run, progress=Progress(quiet=as_json))
+    changes = [c for r in outcome.results for c in r.changes]
+    if as_json:
+        click.echo(json.dumps({
+            "env": config.env, "target": target.name, "dry_run": dry_run,
+            "account": outcome.account,
+            "steps": [{"name": r.name, "status": r.status, "error": r.error,
+                       "changes": [c.as_report() for c in r.changes]} for r in outcome.results],
+        }, indent=2, default=str))
+    else:
+        counts = {action: sum(c.action == action for c in changes)
+                  for action in ("create", "update", "delete")}
+        click.echo(f"Plan: {counts['create']} to create, {counts['update']} to update, "
+                   f"{counts['delete']} to delete.")
+        for result in outcome.results:
+            if result.error:
+                click.echo(click.style(f"error: {result.error}", fg="red"), err=True)
+    sys.exit(outcome.exit_code)
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print the rows as JSON.")
+@common_options
+def status(as_json, env, config_path, report_dir, region):
+    """The last run of every phase and step, live and dry-run apart."""
+    from runbook import status as status_mod
+
+    order = None
+    try:
+        order = _load_config(env, config_path, region).all_steps()
+    except RunbookError:
+        pass  # status reads reports; an invalid environment file only loses the order
+    rows = status_mod.collect(report_dir, env if config_path is None else config_path.stem, order)
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+    else:
+        status_mod.render(rows, env)
+
+
+def main(argv: list[str] | None = None) -> None:
+    try:
+        code = cli.main(args=argv, prog_name="runbook", standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        sys.exit(EXIT_INTERRUPTED)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except RunbookError as exc:
+        if _debug:
+            traceback.print_exc()
+        click.echo(click.style("error: ", fg="red", bold=True) + str(exc), err=True)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        click.echo("interrupted", err=True)
+        sys.exit(EXIT_INTERRUPTED)
+    except Exception as exc:  # noqa: BLE001 - the last line of defence
+        if _debug:
+            traceback.print_exc()
+        click.echo(f"internal error: {type(exc).__name__}: {exc}\n"
+                   "This is a bug in runbook. Re-run with --debug for the traceback.", err=True)
+        sys.exit(EXIT_FAILED)
+    sys.exit(code or 0)
+
+
+if __name__ == "__main__":
+    main()

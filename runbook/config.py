@@ -1,0 +1,343 @@
+"""The environment file, loaded once into typed, validated, frozen objects.
+
+Steps read these objects and never raw dicts. Every problem found is reported with the
+field path (`network.subnets[1].cidr`) and the line in the file, all at once, so one
+edit-and-retry fixes them all.
+"""
+
+from __future__ import annotations
+
+import difflib
+import ipaddress
+import re
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from runbook import yamlfile
+from runbook.errors import ConfigError
+from runbook.steps import CATALOGUE
+
+NAME = r"^[a-z0-9][a-z0-9-]{0,40}$"
+
+
+class _Model(BaseModel):
+    # strict: a quoted "256" is not a number and an unquoted 123456789012 is not an
+    # account id string. YAML already gives every value its natural type.
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+
+class Subnet(_Model):
+    cidr: str
+    az: str
+    id: str | None = Field(default=None, pattern=r"^subnet-[0-9a-f]{8,17}$")
+
+    @field_validator("cidr")
+    @classmethod
+    def _cidr(cls, value: str) -> str:
+        return _parse_cidr(value)
+
+
+class Network(_Model):
+    name: str = Field(pattern=NAME, description="prefix of every Name tag")
+    cidr: str
+    vpc_id: str | None = Field(default=None, pattern=r"^vpc-[0-9a-f]{8,17}$")
+    subnets: list[Subnet] = Field(min_length=2, max_length=6)
+
+    @field_validator("cidr")
+    @classmethod
+    def _cidr(cls, value: str) -> str:
+        cidr = _parse_cidr(value)
+        prefix = ipaddress.ip_network(cidr).prefixlen
+        if not 16 <= prefix <= 28:
+            raise ValueError(f"a VPC block must be between /16 and /28, not /{prefix}")
+        return cidr
+
+    @model_validator(mode="after")
+    def _subnets_fit(self) -> "Network":
+        vpc = ipaddress.ip_network(self.cidr)
+        nets = [ipaddress.ip_network(s.cidr) for s in self.subnets]
+        for index, net in enumerate(nets):
+            if not net.subnet_of(vpc):
+                raise _AtPath(("subnets", index, "cidr"),
+                              f"{net} is not inside the VPC block {vpc}")
+            for other in range(index):
+                if net.overlaps(nets[other]):
+                    raise _AtPath(("subnets", index, "cidr"),
+                                  f"{net} overlaps subnets[{other}] ({nets[other]})")
+        azs = [s.az for s in self.subnets]
+        if len(set(azs)) < 2:
+            raise _AtPath(("subnets",), "Aurora needs subnets in at least two availability zones")
+        return self
+
+
+class Database(_Model):
+    cluster_id: str = Field(pattern=r"^[a-z][a-z0-9]*(-[a-z0-9]+)*$", max_length=63)
+    name: str = Field(pattern=r"^[A-Za-z][A-Za-z0-9_]{0,62}$")
+    engine_version: str = Field(default="15.4", pattern=r"^\d+(\.\d+)?$")
+    master_username: str = Field(default="postgres", pattern=r"^[A-Za-z][A-Za-z0-9_]{0,62}$")
+    port: int = Field(default=5432, ge=1150, le=65535)
+    instance_class: str = "db.serverless"
+    instances: int = Field(default=1, ge=1, le=15)
+    min_capacity: float = Field(default=0.5, ge=0, le=256)
+    max_capacity: float = Field(default=4.0, ge=1, le=256)
+    deletion_protection: bool = True
+    subnet_group: str | None = None
+    security_group: str | None = None
+
+    @field_validator("min_capacity", "max_capacity", mode="before")
+    @classmethod
+    def _half_steps(cls, value: Any) -> Any:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return value  # the type check reports it
+        if value * 2 != int(value * 2):
+            raise ValueError("capacity is counted in steps of 0.5 ACU")
+        return float(value)
+
+    @model_validator(mode="after")
+    def _capacity_order(self) -> "Database":
+        if self.min_capacity > self.max_capacity:
+            raise _AtPath(("min_capacity",), f"{self.min_capacity} is above max_capacity "
+                                             f"{self.max_capacity}")
+        return self
+
+    @property
+    def subnet_group_name(self) -> str:
+        return self.subnet_group or f"{self.cluster_id}-subnets"
+
+    @property
+    def security_group_name(self) -> str:
+        return self.security_group or f"{self.cluster_id}-db"
+
+
+SECRET_NAME = r"^[A-Za-z0-9/_+=.@-]{1,512}$"
+
+
+class Secrets(_Model):
+    db: str = Field(pattern=SECRET_NAME)
+    app_config: str = Field(pattern=SECRET_NAME)
+    # Non-secret values written into the app-config secret next to the generated ones.
+    app_settings: dict[str, str | int | bool] = Field(default_factory=dict)
+
+    @field_validator("app_settings")
+    @classmethod
+    def _no_generated_keys(cls, value: dict) -> dict:
+        from runbook.naming import GENERATED_APP_KEYS
+
+        clash = sorted(set(value) & set(GENERATED_APP_KEYS))
+        if clash:
+            raise ValueError(f"{', '.join(clash)} is generated by runbook and cannot be set")
+        return value
+
+
+class LambdaSettings(_Model):
+    memory_mb: int = Field(ge=128, le=10240)
+    timeout_s: int = Field(ge=1, le=900)
+
+
+class Lambdas(_Model):
+    runtime: str = Field(default="python3.11", pattern=r"^python3\.\d+$")
+    pre_signup: LambdaSettings
+    post_confirmation: LambdaSettings
+
+
+class Config(_Model):
+    env: str = Field(pattern=NAME)
+    region: str = Field(pattern=r"^[a-z]{2}(-[a-z]+)+-\d$")
+    account_id: str | None = Field(default=None, pattern=r"^\d{12}$")
+    tags: dict[str, str] = Field(default_factory=dict)
+    network: Network
+    database: Database
+    secrets: Secrets
+    lambdas: Lambdas
+    phases: dict[str, list[str]]
+
+    @field_validator("tags")
+    @classmethod
+    def _tags(cls, value: dict[str, str]) -> dict[str, str]:
+        for key in value:
+            if key.startswith(("runbook:", "aws:")):
+                raise ValueError(f"tag key {key!r} is reserved")
+        return value
+
+    @model_validator(mode="after")
+    def _azs_in_region(self) -> "Config":
+        for index, subnet in enumerate(self.network.subnets):
+            if not re.fullmatch(re.escape(self.region) + r"[a-z]", subnet.az):
+                raise _AtPath(("network", "subnets", index, "az"),
+                              f"{subnet.az!r} is not an availability zone of region "
+                              f"{self.region} (expected {self.region}a, {self.region}b, …)")
+        return self
+
+    @model_validator(mode="after")
+    def _phases(self) -> "Config":
+        if not self.phases:
+            raise _AtPath(("phases",), "at least one phase is required")
+        placed: dict[str, str] = {}
+        for phase, steps in self.phases.items():
+            if not re.fullmatch(NAME, phase):
+                raise _AtPath(("phases", phase), "a phase name is lower-case letters, "
+                                                 "digits and dashes")
+            if not steps:
+                raise _AtPath(("phases", phase), "a phase lists at least one step")
+            for index, step in enumerate(steps):
+                where = ("phases", phase, index)
+                if step not in CATALOGUE:
+                    hint = difflib.get_close_matches(step, CATALOGUE, n=1)
+                    known = f"did you mean {hint[0]!r}?" if hint else \
+                        "known steps: " + ", ".join(CATALOGUE)
+                    raise _AtPath(where, f"unknown step {step!r}; {known}")
+                if step in placed:
+                    raise _AtPath(where, f"step {step!r} is already in phase {placed[step]!r}")
+                for needed in CATALOGUE[step].requires:
+                    if needed not in placed:
+                        raise _AtPath(where, f"step {step!r} needs {needed!r}, which must "
+                                             "be listed before it")
+                placed[step] = phase
+        return self
+
+    # -- queries -------------------------------------------------------------------
+
+    def phase_of(self, step: str) -> str:
+        for phase, steps in self.phases.items():
+            if step in steps:
+                return phase
+        raise KeyError(step)
+
+    def steps_through(self, phase: str) -> list[str]:
+        """Every step of every phase up to and including `phase`, in order."""
+        out: list[str] = []
+        for name, steps in self.phases.items():
+            out.extend(steps)
+            if name == phase:
+                return out
+        raise KeyError(phase)
+
+    def all_steps(self) -> list[str]:
+        return [step for steps in self.phases.values() for step in steps]
+
+
+def _parse_cidr(value: str) -> str:
+    try:
+        net = ipaddress.IPv4Network(value, strict=True)
+    except ValueError as exc:
+        reason = "host bits are set" if "host bits" in str(exc) else "not an IPv4 CIDR block"
+        raise ValueError(f"{_short(value)} is malformed: {reason} (example: 10.0.11.0/24)") from None
+    return str(net)
+
+
+class _AtPath(ValueError):
+    """A model validator's error about a nested field, carrying its relative path."""
+
+    def __init__(self, path: tuple, message: str):
+        self.path = path
+        super().__init__(message)
+
+
+def load(path: str | Path, env: str | None = None, region: str | None = None) -> Config:
+    """Read and validate an environment file. Raises ConfigError listing every problem.
+
+    `env` defaults to the file name without `.yaml`; `region` overrides the file's.
+    """
+    path = Path(path)
+    shown = str(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(shown, [("", "file not found. Create it (see config/prod.yaml) "
+                                       "or pass --env / --config", None)]) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(shown, [("", f"cannot read the file: {exc}", None)]) from None
+    try:
+        doc = yamlfile.parse(text)
+    except yamlfile.YamlProblem as problem:
+        raise ConfigError(shown, [(problem.field, problem.message, problem.line)]) from None
+    if not isinstance(doc.data, dict):
+        raise ConfigError(shown, [("", "the file must be a mapping of keys to values", 1)])
+    data = dict(doc.data)
+    if "env" in data:
+        raise ConfigError(shown, [("env", "unknown key: the environment's name is the "
+                                          "file's name (or --env)", doc.line_of(("env",)))])
+    data["env"] = env or path.stem
+    if region:
+        data["region"] = region
+    try:
+        return Config.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(shown, _problems(exc, doc)) from None
+
+
+def _problems(exc: ValidationError, doc: yamlfile.YamlDocument) -> list[tuple[str, str, int | None]]:
+    out = []
+    for error in exc.errors(include_url=False):
+        loc = tuple(error["loc"])
+        cause = (error.get("ctx") or {}).get("error")
+        if isinstance(cause, _AtPath):
+            loc = loc + cause.path
+            message = str(cause)
+        else:
+            message = _message(error, loc)
+        out.append((yamlfile.dotted(loc), message, doc.line_of(loc)))
+    # pydantic reports one error per union member; keep the first per field.
+    seen, unique = set(), []
+    for item in out:
+        if item[0] not in seen:
+            seen.add(item[0])
+            unique.append(item)
+    return unique
+
+
+def _message(error: dict, loc: tuple) -> str:
+    kind, value = error["type"], error.get("input")
+    if kind == "extra_forbidden":
+        known = _known_keys(loc[:-1])
+        hint = difflib.get_close_matches(str(loc[-1]), known, n=1)
+        suffix = f"; did you mean {hint[0]!r}?" if hint else \
+            (f"; allowed here: {', '.join(known)}" if known else "")
+        return f"unknown key{suffix}"
+    if kind == "missing":
+        return "required field is missing"
+    if kind.endswith("_type") or kind in ("model_type", "dict_type", "list_type"):
+        expected = {"string_type": "a string", "int_type": "a whole number",
+                    "float_type": "a number", "bool_type": "true or false",
+                    "dict_type": "a mapping", "model_type": "a mapping",
+                    "list_type": "a list"}.get(kind, kind.removesuffix("_type"))
+        got = type(value).__name__
+        hint = ""
+        if kind == "string_type" and isinstance(value, int) and not isinstance(value, bool):
+            hint = f' (quote it: "{value}")'
+        return f"expected {expected}, got {got} {_short(value)}{hint}"
+    if kind == "string_pattern_mismatch":
+        return f"{_short(value)} is not valid here (must match {error['ctx']['pattern']})"
+    if kind == "value_error":
+        return str(error["ctx"]["error"])
+    return f"{error['msg']} (got {_short(value)})"
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _known_keys(loc: tuple) -> list[str]:
+    """Field names of the model found at `loc`, for 'did you mean' hints."""
+    model: Any = Config
+    for part in loc:
+        if isinstance(part, int) or model is None:
+            continue
+        field = getattr(model, "model_fields", {}).get(part)
+        if field is None:
+            return []
+        model = _model_in(field.annotation)
+    return sorted(model.model_fields) if model is not None and hasattr(model, "model_fields") else []
+
+
+def _model_in(annotation: Any) -> Any:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in getattr(annotation, "__args__", ()):
+        found = _model_in(arg)
+        if found is not None:
+            return found
+    return None

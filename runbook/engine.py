@@ -1,0 +1,247 @@
+"""The step engine: read, plan, apply, for each step of a run, in order.
+
+A step's `read` makes only read calls and returns what exists. Its `plan` is a pure
+function of that state and the config: a list of `Change`s, each naming the resource,
+the action and the fields that differ. `apply` executes exactly those changes, one by
+one, updating the state as it goes, and `outputs` derives the ids later steps consume.
+An empty plan therefore means no mutating call, which the call counts in the report
+prove.
+
+Inputs from earlier steps are taken from the same run when they ran, and otherwise
+read live (`Runner.upstream`): a step never needs the previous run's report.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, ClassVar
+
+from runbook import retry
+from runbook.errors import BadInput, PrerequisiteMissing, RunbookError, StepFailed
+from runbook.steps import CATALOGUE, step_class
+
+# Placeholder for a value that exists only once a planned change is applied.
+UNKNOWN = "(known after apply)"
+
+
+def is_known(value: Any) -> bool:
+    if isinstance(value, (list, tuple)):
+        return all(is_known(item) for item in value)
+    return value is not None and value != UNKNOWN
+
+
+@dataclass(frozen=True)
+class Change:
+    """One planned change to one resource.
+
+    `op` and `args` say how to apply it (`Step.apply_<op>(state, **args)`); they stay
+    out of reports. `diff` is what a person reads: for a create, the main settings;
+    for an update, {field: {"from": current, "to": desired}}. It never holds a secret.
+    """
+
+    action: str          # create | update | delete
+    resource: str        # "<service>:<type> <name>", e.g. "ec2:vpc matbakh-prod-vpc"
+    op: str
+    args: dict = field(default_factory=dict)
+    diff: dict = field(default_factory=dict)
+
+    SYMBOLS: ClassVar[dict[str, str]] = {"create": "+", "update": "~", "delete": "-"}
+
+    def describe(self) -> str:
+        details = ", ".join(f"{key}: {_render(value)}" for key, value in self.diff.items())
+        return f"{self.SYMBOLS[self.action]} {self.resource}" + (f" ({details})" if details else "")
+
+    def as_report(self) -> dict:
+        return {"resource": self.resource, "action": self.action, "diff": self.diff}
+
+
+def _render(value: Any) -> str:
+    if isinstance(value, dict) and set(value) == {"from", "to"}:
+        return f"{value['from']} -> {value['to']}"
+    return str(value)
+
+
+def diff_field(diffs: dict, name: str, current: Any, desired: Any) -> None:
+    if current != desired:
+        diffs[name] = {"from": current, "to": desired}
+
+
+@dataclass
+class StepContext:
+    config: Any
+    aws: Any                      # ClientFactory
+    progress: Any                 # Progress
+    upstream: Callable[[str], dict]
+    dry_run: bool = False
+    sleep: Callable[[float], None] = time.sleep
+    clock: Callable[[], float] = time.monotonic
+
+    def retry_ec2(self, call: Callable[[], Any]) -> Any:
+        return retry.retry(call, when=retry.is_ec2_propagation_error,
+                           policy=retry.EC2_PROPAGATION, sleep=self.sleep)
+
+    def wait_until(self, read, done, *, what: str, timeout_s: float, interval_s: float = 15,
+                   failed=lambda _: None):
+        try:
+            return retry.wait_until(read, done, what=what, timeout_s=timeout_s,
+                                    interval_s=interval_s, sleep=self.sleep, clock=self.clock,
+                                    failed=failed, on_wait=self.progress.waiting)
+        except retry.WaitTimeout as exc:
+            raise StepFailed(self.progress.current_step or "?", what, str(exc)) from None
+
+
+class Step:
+    """Base of every step module's `STEP` class."""
+
+    name: ClassVar[str]
+
+    def __init__(self, ctx: StepContext):
+        self.ctx = ctx
+        self.config = ctx.config
+
+    def read(self):
+        raise NotImplementedError
+
+    def plan(self, state) -> list[Change]:
+        raise NotImplementedError
+
+    def outputs(self, state) -> dict:
+        """Ids later steps consume; UNKNOWN for what the plan has yet to create."""
+        raise NotImplementedError
+
+    def apply(self, state, change: Change) -> None:
+        getattr(self, f"apply_{change.op}")(state, **change.args)
+
+    def settle(self, state) -> None:
+        """Wait (read calls only) until what exists is ready for later steps."""
+
+    def client(self, service: str):
+        return self.ctx.aws.client(service)
+
+
+@dataclass
+class StepResult:
+    name: str
+    phase: str
+    status: str = "ok"            # ok | failed | not_run | interrupted
+    changes: list[Change] = field(default_factory=list)
+    applied: int = 0
+    duration_ms: int = 0
+    api_calls: dict = field(default_factory=lambda: {"read": 0, "write": 0})
+    outputs: dict = field(default_factory=dict)
+    error: str | None = None
+    error_kind: str | None = None  # "input" (exit 2) or "failure" (exit 1)
+    idempotent: bool = True
+
+    @property
+    def changed(self) -> bool:
+        return self.applied > 0
+
+
+class Runner:
+    """Runs (or only plans) a list of steps against one ClientFactory."""
+
+    def __init__(self, config, aws, progress, *, dry_run: bool = False, plan_only: bool = False,
+                 scope_prefix: str = "", sleep=time.sleep, clock=time.monotonic):
+        self.config, self.aws, self.progress = config, aws, progress
+        self.dry_run, self.plan_only = dry_run, plan_only
+        self.scope_prefix = scope_prefix
+        self.sleep, self.clock = sleep, clock
+        self.outputs: dict[str, dict] = {}
+        self._current: str | None = None
+
+    def context(self) -> StepContext:
+        return StepContext(self.config, self.aws, self.progress, self.upstream,
+                           dry_run=self.dry_run, sleep=self.sleep, clock=self.clock)
+
+    def run(self, names: list[str]) -> list[StepResult]:
+        results: list[StepResult] = []
+        for name in names:
+            if results and results[-1].status != "ok":
+                results.append(StepResult(name, self.config.phase_of(name), status="not_run",
+                                          idempotent=CATALOGUE[name].idempotent))
+                continue
+            results.append(self.run_step(name))
+        return results
+
+    def run_step(self, name: str) -> StepResult:
+        result = StepResult(name, self.config.phase_of(name),
+                            idempotent=CATALOGUE[name].idempotent)
+        started = time.monotonic()
+        self.progress.step_started(name, plan_only=self.plan_only)
+        self._current = name
+        try:
+            with self.aws.scoped(self.scope_prefix + name) as counts:
+                try:
+                    step = step_class(name)(self.context())
+                    state = step.read()
+                    result.changes = step.plan(state)
+                    if not self.plan_only:
+                        for change in result.changes:
+                            self.progress.change(change)
+                            self._apply(step, state, change, name)
+                            result.applied += 1
+                        step.settle(state)
+                    else:
+                        for change in result.changes:
+                            self.progress.change(change)
+                    result.outputs = step.outputs(state)
+                    if not self.plan_only:
+                        _require_known(name, result.outputs)
+                    self.outputs[name] = result.outputs
+                except BadInput as exc:
+                    result.status, result.error, result.error_kind = "failed", str(exc), "input"
+                except RunbookError as exc:
+                    result.status, result.error, result.error_kind = "failed", str(exc), "failure"
+                except KeyboardInterrupt:
+                    result.status, result.error = "interrupted", "interrupted by the operator"
+                    raise
+                except Exception as exc:  # noqa: BLE001 - an AWS or programming error
+                    result.status, result.error_kind = "failed", "failure"
+                    result.error = f"step {name!r} failed: {_explain(exc)}"
+                finally:
+                    result.api_calls = dict(counts)
+                    result.duration_ms = int((time.monotonic() - started) * 1000)
+        finally:
+            self._current = None
+            self.progress.step_done(result)
+        return result
+
+    def _apply(self, step: Step, state, change: Change, name: str) -> None:
+        try:
+            step.apply(state, change)
+        except RunbookError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - converted with the resource named
+            raise StepFailed(name, change.resource, _explain(exc)) from exc
+
+    def upstream(self, name: str) -> dict:
+        """Outputs of step `name`: from this run, or read live (read calls only)."""
+        if name in self.outputs:
+            return self.outputs[name]
+        consumer = self._current or "?"
+        step = step_class(name)(self.context())
+        state = step.read()
+        outputs = step.outputs(state)
+        if not self.plan_only:
+            missing = [key for key, value in outputs.items() if not is_known(value)]
+            if missing:
+                raise PrerequisiteMissing(consumer, f"{name}'s {missing[0]}",
+                                          self.config.phase_of(name))
+        self.outputs[name] = outputs
+        return outputs
+
+
+def _require_known(name: str, outputs: dict) -> None:
+    unknown = [key for key, value in outputs.items() if not is_known(value)]
+    if unknown:
+        raise StepFailed(name, "outputs", f"{', '.join(unknown)} still unknown after apply")
+
+
+def _explain(exc: BaseException) -> str:
+    code = retry.error_code(exc)
+    if code:
+        message = exc.response.get("Error", {}).get("Message", "")  # type: ignore[attr-defined]
+        return f"{code}: {message}".rstrip(": ")
+    return f"{type(exc).__name__}: {exc}"

@@ -1,0 +1,48 @@
+"""Names and tags runbook gives what it creates, so that it can find them again.
+
+Every taggable resource carries `runbook:env` and `runbook:step`; adoption and
+teardown search by them. The config's extra `tags` are added to every resource.
+"""
+
+from __future__ import annotations
+
+ENV_TAG = "runbook:env"
+STEP_TAG = "runbook:step"
+
+# Keys of the app-config secret that runbook generates once and never changes.
+GENERATED_APP_KEYS = ("jwt_secret",)
+
+
+def tags(config, step: str, name: str | None = None) -> dict[str, str]:
+    out = dict(config.tags)
+    if name:
+        out["Name"] = name
+    out[ENV_TAG] = config.env
+    out[STEP_TAG] = step
+    return out
+
+
+def as_aws(tag_map: dict[str, str]) -> list[dict[str, str]]:
+    """{'k': 'v'} -> [{'Key': 'k', 'Value': 'v'}], sorted for stable requests."""
+    return [{"Key": k, "Value": v} for k, v in sorted(tag_map.items())]
+
+
+def from_aws(tag_list: list[dict] | None) -> dict[str, str]:
+    return {t["Key"]: t["Value"] for t in tag_list or ()}
+
+
+def missing_tags(desired: dict[str, str], current: dict[str, str]) -> dict[str, str]:
+    """Tags to add so that `current` carries all of `desired` (others are left alone)."""
+    return {k: v for k, v in desired.items() if current.get(k) != v}
+
+
+def vpc_name(config) -> str:
+    return f"{config.network.name}-vpc"
+
+
+def subnet_name(config, az: str) -> str:
+    return f"{config.network.name}-private-{az}"
+
+
+def route_table_name(config, az: str) -> str:
+    return f"{config.network.name}-private-rt-{az}"

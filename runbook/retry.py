@@ -1,0 +1,95 @@
+"""Named, bounded retries and waits, with an injected sleep so tests take no time.
+
+AWS is eventually consistent: an id returned by CreateVpc can be unknown to the next
+ModifyVpcAttribute for a second or two, and a new IAM role is not assumable by Lambda
+for up to ~10 s. Each known propagation error has a predicate here, and each wait a
+policy whose comment gives the longest it can take.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Callable, TypeVar
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Policy:
+    name: str
+    attempts: int
+    first_delay_s: float
+    max_delay_s: float
+
+    def delays(self):
+        delay = self.first_delay_s
+        for _ in range(self.attempts - 1):
+            yield delay
+            delay = min(delay * 2, self.max_delay_s)
+
+
+# 1 + 2 + 4 + 8 + 8 = 23 s at most: EC2 ids propagate within a few seconds.
+EC2_PROPAGATION = Policy("ec2 id propagation", attempts=6, first_delay_s=1, max_delay_s=8)
+
+
+def error_code(exc: BaseException) -> str:
+    response = getattr(exc, "response", None) or {}
+    return response.get("Error", {}).get("Code", "")
+
+
+def is_ec2_propagation_error(exc: BaseException) -> bool:
+    """`InvalidVpcID.NotFound` and friends right after the id was created."""
+    code = error_code(exc)
+    return code.startswith("Invalid") and code.endswith(".NotFound")
+
+
+def retry(call: Callable[[], T], *, when: Callable[[BaseException], bool], policy: Policy,
+          sleep: Callable[[float], None] = time.sleep) -> T:
+    delays = policy.delays()
+    while True:
+        try:
+            return call()
+        except Exception as exc:  # noqa: BLE001 - filtered by `when`
+            if not when(exc):
+                raise
+            delay = next(delays, None)
+            if delay is None:
+                raise
+            sleep(delay)
+
+
+class WaitTimeout(Exception):
+    pass
+
+
+def wait_until(read: Callable[[], T], done: Callable[[T], bool], *, what: str,
+               timeout_s: float, interval_s: float, sleep: Callable[[float], None],
+               clock: Callable[[], float] = time.monotonic,
+               failed: Callable[[T], str | None] = lambda _: None,
+               on_wait: Callable[[str, float], None] = lambda what, elapsed: None) -> T:
+    """Poll `read` until `done`; report elapsed time through `on_wait` while waiting.
+
+    `failed` returns a reason when the resource reached a state it will not leave
+    (for example an RDS instance in `failed`), which ends the wait at once.
+    """
+    start = clock()
+    while True:
+        value = read()
+        if done(value):
+            return value
+        reason = failed(value)
+        if reason:
+            raise WaitTimeout(f"{what}: {reason}")
+        elapsed = clock() - start
+        if elapsed >= timeout_s:
+            raise WaitTimeout(f"{what}: still not ready after {format_duration(elapsed)}")
+        on_wait(what, elapsed)
+        sleep(interval_s)
+
+
+def format_duration(seconds: float) -> str:
+    seconds = int(seconds)
+    if seconds < 60:
+        return f"{seconds}s"
+    return f"{seconds // 60}m{seconds % 60:02d}s"

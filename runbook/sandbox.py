@@ -1,0 +1,137 @@
+"""The throwaway account a dry run works in: a moto server on 127.0.0.1 and a real,
+embedded PostgreSQL (pgserver), or the server `RUNBOOK_PG_DSN` names.
+
+moto runs in a thread of this process and talks HTTP, so the runner, the Lambda
+handlers and the integration test all reach one emulated account exactly as they would
+reach AWS. The sandbox is torn down on every exit path: success, failure, Ctrl-C
+(SIGINT) and SIGTERM, leaving no moto thread and no postgres process behind.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import tempfile
+import warnings
+from pathlib import Path
+
+# The credentials a sandbox client signs with. They are not secret: moto accepts any.
+SANDBOX_CREDENTIALS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
+SANDBOX_ACCOUNT = "123456789012"  # moto's default account
+
+
+class Sandbox:
+    def __init__(self, progress, *, pg_dsn: str | None = None):
+        self.progress = progress
+        self.external_dsn = pg_dsn if pg_dsn is not None else os.environ.get("RUNBOOK_PG_DSN")
+        self.workdir: Path | None = None
+        self.aws_url: str | None = None
+        self.pg_dsn: str | None = None
+        self.pg_version: str | None = None
+        self._moto = None
+        self._pg = None
+        self._previous_sigterm = None
+
+    # -- lifecycle -----------------------------------------------------------------
+
+    def __enter__(self) -> "Sandbox":
+        self._previous_sigterm = signal.signal(signal.SIGTERM, _raise_interrupt)
+        try:
+            self.workdir = Path(tempfile.mkdtemp(prefix="runbook-sandbox-"))
+            self._start_moto()
+            self._start_postgres()
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def _start_moto(self) -> None:
+        import logging
+
+        from moto.server import ThreadedMotoServer
+
+        # One line per request on stderr would bury runbook's own output.
+        logging.getLogger("werkzeug").setLevel(logging.ERROR)
+
+        self._moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+        self._moto.start()
+        host, port = self._moto.get_host_and_port()
+        self.aws_url = f"http://{host}:{port}"
+        self.progress.line(f"sandbox: moto server on {self.aws_url} (sandbox dir {self.workdir})",
+                           dim=True)
+
+    def _start_postgres(self) -> None:
+        if self.external_dsn:
+            self.pg_dsn = self.external_dsn
+            self.pg_version = self._server_version()
+            self.progress.line(f"sandbox: PostgreSQL {self.pg_version} from RUNBOOK_PG_DSN",
+                               dim=True)
+            return
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # platformdirs warns about XDG_RUNTIME_DIR
+            import pgserver
+
+            self._pg = pgserver.get_server(self.workdir / "pgdata", cleanup_mode="stop")
+        self.pg_dsn = self._pg.get_uri()
+        self.pg_version = self._server_version()
+        self.progress.line(f"sandbox: embedded PostgreSQL {self.pg_version}", dim=True)
+
+    def _server_version(self) -> str:
+        import psycopg
+
+        with psycopg.connect(self.pg_dsn, connect_timeout=10) as conn:
+            return conn.execute("SHOW server_version").fetchone()[0]
+
+    def close(self) -> None:
+        """Stop everything this sandbox started. Safe to call more than once."""
+        try:
+            if self._moto is not None:
+                self._moto.stop()
+                self._moto = None
+            self._stop_postgres()
+            if self.workdir is not None:
+                shutil.rmtree(self.workdir, ignore_errors=True)
+                self.workdir = None
+        finally:
+            if self._previous_sigterm is not None:
+                signal.signal(signal.SIGTERM, self._previous_sigterm)
+                self._previous_sigterm = None
+
+    def _stop_postgres(self) -> None:
+        if self._pg is not None:
+            try:
+                self._pg.cleanup()
+            finally:
+                self._pg = None
+        # An interrupt during start-up can leave a server pgserver never handed back.
+        pgdata = self.workdir / "pgdata" if self.workdir else None
+        if pgdata is not None and (pgdata / "postmaster.pid").exists():
+            import pgserver
+
+            user = "pgserver" if os.geteuid() == 0 else None
+            try:
+                pgserver.pg_ctl(["-w", "-m", "immediate", "stop"], pgdata=pgdata, user=user)
+            except Exception:  # noqa: BLE001 - already stopped
+                pass
+
+    # -- what the sandbox stands in for ----------------------------------------------
+
+    @property
+    def simulated(self) -> list[str]:
+        return [
+            f"AWS account {SANDBOX_ACCOUNT}: moto server at {self.aws_url} stands in for "
+            "EC2, RDS, Secrets Manager and STS",
+            "RDS cluster and instances: moto keeps their records; no database engine runs "
+            "behind the endpoint",
+            f"PostgreSQL: {'RUNBOOK_PG_DSN' if self.external_dsn else 'embedded pgserver'} "
+            f"{self.pg_version} stands in for Aurora PostgreSQL",
+            "account_id guard: not applied (the sandbox is its own account)",
+        ]
+
+
+def _raise_interrupt(signum, frame):
+    raise KeyboardInterrupt(f"signal {signum}")

@@ -1,0 +1,52 @@
+"""The catalogue of steps: names, what each needs, and where its code lives.
+
+This module is plain data so that validating an environment file (and `runbook --help`)
+never imports boto3. A step's module is imported only when the step runs.
+
+`requires` names the steps whose outputs a step consumes. The environment file must list
+them earlier; at run time they are read live if they did not run in the same invocation.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class StepInfo:
+    name: str
+    module: str | None          # None: named by the design, not built in this version
+    requires: tuple[str, ...] = ()
+    idempotent: bool = True
+
+
+CATALOGUE: dict[str, StepInfo] = {
+    info.name: info
+    for info in (
+        StepInfo("network", "runbook.steps.network"),
+        StepInfo("database", "runbook.steps.database", requires=("network",)),
+        StepInfo("store-secrets", "runbook.steps.store_secrets", requires=("database",)),
+        StepInfo("cognito", None),
+        StepInfo("vpc-integrate", None, requires=("network", "database")),
+        StepInfo("fix-tables", None, requires=("database", "store-secrets")),
+        StepInfo("deploy-post-confirmation", None,
+                 requires=("vpc-integrate", "fix-tables", "cognito")),
+        StepInfo("integration-test", None,
+                 requires=("deploy-post-confirmation",), idempotent=False),
+    )
+}
+
+
+def step_class(name: str):
+    """Import and return the Step class for `name` (a key of CATALOGUE)."""
+    info = CATALOGUE[name]
+    if info.module is None:
+        from runbook.errors import BadInput
+
+        raise BadInput(
+            f"step {name!r} is part of the design but not built in this version of "
+            "runbook, so it cannot run yet. Run the phases before it, or use "
+            "`--step` with a built step."
+        )
+    return importlib.import_module(info.module).STEP

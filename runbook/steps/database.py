@@ -1,0 +1,318 @@
+"""Step `database`: the DB security group and subnet group, the Aurora PostgreSQL
+cluster (Serverless v2, IAM auth, encrypted, deletion-protected) and its instances.
+
+Every resource is described before anything is created: moto overwrites a cluster on a
+duplicate CreateDBCluster and accepts a duplicate DB subnet group, and runbook must
+never depend on the API refusing a duplicate.
+
+The cluster is created with a throwaway master password that is never stored or shown.
+Step `store-secrets` generates the real one once, keeps it in the DB secret and sets it
+on the cluster, so the secret is the only place the password lives.
+
+A new cluster takes 10+ minutes on AWS; the step waits for the cluster and its
+instances to be `available` and prints the elapsed time while it does.
+"""
+
+from __future__ import annotations
+
+import secrets as pysecrets
+from dataclasses import dataclass, field
+
+from runbook import naming
+from runbook.engine import UNKNOWN, Change, Step, diff_field, is_known
+from runbook.errors import PlanError
+from runbook.retry import error_code
+
+STEP_NAME = "database"
+ENGINE = "aurora-postgresql"
+
+# Live waits: Aurora clusters and Serverless v2 instances usually take 5-15 minutes.
+WAIT_TIMEOUT_S = 45 * 60
+WAIT_INTERVAL_S = 30
+_FAILED_STATES = {"failed", "incompatible-parameters", "incompatible-network",
+                  "inaccessible-encryption-credentials", "storage-full", "deleting"}
+
+
+@dataclass
+class DatabaseState:
+    vpc_id: str
+    subnet_ids: list[str]
+    security_group: dict | None = None       # {"id", "tags"}
+    subnet_group: dict | None = None         # {"arn", "subnet_ids", "tags"}
+    cluster: dict | None = None              # DescribeDBClusters item
+    instances: list[dict] = field(default_factory=list)
+
+
+class DatabaseStep(Step):
+    name = STEP_NAME
+
+    @property
+    def db(self):
+        return self.config.database
+
+    # -- read ----------------------------------------------------------------------
+
+    def read(self) -> DatabaseState:
+        network = self.ctx.upstream("network")
+        state = DatabaseState(network["vpc_id"], list(network["subnet_ids"]))
+        ec2, rds = self.client("ec2"), self.client("rds")
+        if is_known(state.vpc_id):
+            groups = ec2.describe_security_groups(Filters=[
+                {"Name": "vpc-id", "Values": [state.vpc_id]},
+                {"Name": "group-name", "Values": [self.db.security_group_name]},
+            ])["SecurityGroups"]
+            if groups:
+                state.security_group = {"id": groups[0]["GroupId"],
+                                        "tags": naming.from_aws(groups[0].get("Tags"))}
+        try:
+            group = rds.describe_db_subnet_groups(
+                DBSubnetGroupName=self.db.subnet_group_name)["DBSubnetGroups"][0]
+            state.subnet_group = {
+                "arn": group["DBSubnetGroupArn"],
+                "vpc_id": group.get("VpcId"),
+                "subnet_ids": sorted(s["SubnetIdentifier"] for s in group["Subnets"]),
+                "tags": naming.from_aws(rds.list_tags_for_resource(
+                    ResourceName=group["DBSubnetGroupArn"])["TagList"]),
+            }
+        except Exception as exc:  # noqa: BLE001
+            if error_code(exc) != "DBSubnetGroupNotFoundFault":
+                raise
+        state.cluster = self._describe_cluster()
+        if state.cluster is not None:
+            state.instances = self._describe_instances()
+        return state
+
+    def _describe_cluster(self) -> dict | None:
+        try:
+            return self.client("rds").describe_db_clusters(
+                DBClusterIdentifier=self.db.cluster_id)["DBClusters"][0]
+        except Exception as exc:  # noqa: BLE001
+            if error_code(exc) == "DBClusterNotFoundFault":
+                return None
+            raise
+
+    def _describe_instances(self) -> list[dict]:
+        pages = self.client("rds").get_paginator("describe_db_instances").paginate(
+            Filters=[{"Name": "db-cluster-id", "Values": [self.db.cluster_id]}])
+        return [i for page in pages for i in page["DBInstances"]]
+
+    # -- plan ----------------------------------------------------------------------
+
+    def plan(self, state: DatabaseState) -> list[Change]:
+        changes = self._plan_security_group(state) + self._plan_subnet_group(state)
+        changes += self._plan_cluster(state)
+        changes += self._plan_instances(state)
+        return changes
+
+    def _plan_security_group(self, state: DatabaseState) -> list[Change]:
+        name = self.db.security_group_name
+        tags = naming.tags(self.config, STEP_NAME, name)
+        if state.security_group is None:
+            return [Change("create", f"ec2:security-group {name}", "create_security_group",
+                           {"tags": tags}, {"vpc": state.vpc_id, "ingress": "none yet"})]
+        return _tag_change(f"ec2:security-group {name}", state.security_group["id"], tags,
+                           state.security_group["tags"], "tag_ec2")
+
+    def _plan_subnet_group(self, state: DatabaseState) -> list[Change]:
+        name = self.db.subnet_group_name
+        label = f"rds:subnet-group {name}"
+        tags = naming.tags(self.config, STEP_NAME, name)
+        if state.subnet_group is None:
+            return [Change("create", label, "create_subnet_group", {"tags": tags},
+                           {"subnets": state.subnet_ids})]
+        if is_known(state.vpc_id) and state.subnet_group["vpc_id"] not in (None, state.vpc_id):
+            raise PlanError(STEP_NAME, label, f"it belongs to {state.subnet_group['vpc_id']}, "
+                            f"not to the environment's VPC {state.vpc_id}. Rename "
+                            "database.subnet_group or delete the old group.")
+        changes = []
+        if sorted(state.subnet_ids) != state.subnet_group["subnet_ids"]:
+            changes.append(Change("update", label, "update_subnet_group", {},
+                                  {"subnets": {"from": state.subnet_group["subnet_ids"],
+                                               "to": sorted(state.subnet_ids)}}))
+        return changes + _tag_change(label, state.subnet_group["arn"], tags,
+                                     state.subnet_group["tags"], "tag_rds")
+
+    def _plan_cluster(self, state: DatabaseState) -> list[Change]:
+        db = self.db
+        label = f"rds:cluster {db.cluster_id}"
+        tags = naming.tags(self.config, STEP_NAME, db.cluster_id)
+        scaling = {"MinCapacity": db.min_capacity, "MaxCapacity": db.max_capacity}
+        cluster = state.cluster
+        if cluster is None:
+            return [Change("create", label, "create_cluster", {"tags": tags}, {
+                "engine": f"{ENGINE} {db.engine_version}", "database": db.name,
+                "serverless_v2": f"{db.min_capacity}-{db.max_capacity} ACU",
+                "iam_auth": True, "encrypted": True,
+                "deletion_protection": db.deletion_protection})]
+        if cluster["Engine"] != ENGINE:
+            raise PlanError(STEP_NAME, label, f"it runs {cluster['Engine']}, not {ENGINE}. "
+                            "Use another database.cluster_id.")
+        if not cluster.get("StorageEncrypted"):
+            raise PlanError(STEP_NAME, label, "its storage is not encrypted, and encryption "
+                            "cannot be turned on in place. Restore an encrypted copy from a "
+                            "snapshot and point database.cluster_id at it.")
+        if cluster.get("DBSubnetGroup") != db.subnet_group_name:
+            raise PlanError(STEP_NAME, label, f"it uses DB subnet group "
+                            f"{cluster.get('DBSubnetGroup')}, the file says "
+                            f"{db.subnet_group_name}. Set database.subnet_group to match.")
+        diff: dict = {}
+        diff_field(diff, "deletion_protection", cluster.get("DeletionProtection"),
+                   db.deletion_protection)
+        diff_field(diff, "iam_auth", cluster.get("IAMDatabaseAuthenticationEnabled"), True)
+        current_scaling = cluster.get("ServerlessV2ScalingConfiguration") or {}
+        diff_field(diff, "serverless_v2",
+                   {k: current_scaling.get(k) for k in scaling} if current_scaling else None,
+                   scaling)
+        groups = [g["VpcSecurityGroupId"] for g in cluster.get("VpcSecurityGroups", ())]
+        sg = state.security_group["id"] if state.security_group else UNKNOWN
+        if sg not in groups:
+            diff["security_groups"] = {"from": groups, "to": groups + [sg]}
+        changes = []
+        if diff:
+            changes.append(Change("update", label, "update_cluster", {"diff": diff}, diff))
+        return changes + _tag_change(label, cluster["DBClusterArn"], tags,
+                                     naming.from_aws(cluster.get("TagList")), "tag_rds")
+
+    def _plan_instances(self, state: DatabaseState) -> list[Change]:
+        db = self.db
+        existing = {i["DBInstanceIdentifier"]: i for i in state.instances}
+        changes: list[Change] = []
+        missing = db.instances - len(existing)
+        number = 0
+        while missing > 0:
+            number += 1
+            name = f"{db.cluster_id}-{number}"
+            if name in existing:
+                continue
+            changes.append(Change("create", f"rds:instance {name}", "create_instance",
+                                  {"identifier": name,
+                                   "tags": naming.tags(self.config, STEP_NAME, name)},
+                                  {"class": db.instance_class}))
+            missing -= 1
+        for name, instance in sorted(existing.items()):
+            changes += _tag_change(f"rds:instance {name}", instance["DBInstanceArn"],
+                                   naming.tags(self.config, STEP_NAME, name),
+                                   naming.from_aws(instance.get("TagList")), "tag_rds")
+        return changes
+
+    # -- apply ---------------------------------------------------------------------
+
+    def apply_create_security_group(self, state: DatabaseState, tags: dict) -> None:
+        ec2 = self.client("ec2")
+        group_id = self.ctx.retry_ec2(lambda: ec2.create_security_group(
+            GroupName=self.db.security_group_name, VpcId=state.vpc_id,
+            Description=f"Aurora cluster {self.db.cluster_id} (managed by runbook)",
+            TagSpecifications=[{"ResourceType": "security-group",
+                                "Tags": naming.as_aws(tags)}]))["GroupId"]
+        state.security_group = {"id": group_id, "tags": tags}
+
+    def apply_create_subnet_group(self, state: DatabaseState, tags: dict) -> None:
+        group = self.client("rds").create_db_subnet_group(
+            DBSubnetGroupName=self.db.subnet_group_name,
+            DBSubnetGroupDescription=f"Private subnets of {self.config.network.name}",
+            SubnetIds=state.subnet_ids, Tags=naming.as_aws(tags))["DBSubnetGroup"]
+        state.subnet_group = {"arn": group["DBSubnetGroupArn"], "vpc_id": state.vpc_id,
+                              "subnet_ids": sorted(state.subnet_ids), "tags": tags}
+
+    def apply_update_subnet_group(self, state: DatabaseState) -> None:
+        self.client("rds").modify_db_subnet_group(
+            DBSubnetGroupName=self.db.subnet_group_name, SubnetIds=state.subnet_ids)
+
+    def apply_create_cluster(self, state: DatabaseState, tags: dict) -> None:
+        db = self.db
+        state.cluster = self.client("rds").create_db_cluster(
+            DBClusterIdentifier=db.cluster_id,
+            Engine=ENGINE,
+            EngineVersion=db.engine_version,
+            DatabaseName=db.name,
+            Port=db.port,
+            MasterUsername=db.master_username,
+            # Replaced by store-secrets with the password kept in the DB secret.
+            MasterUserPassword=pysecrets.token_urlsafe(32),
+            DBSubnetGroupName=db.subnet_group_name,
+            VpcSecurityGroupIds=[state.security_group["id"]],
+            StorageEncrypted=True,
+            EnableIAMDatabaseAuthentication=True,
+            DeletionProtection=db.deletion_protection,
+            ServerlessV2ScalingConfiguration={"MinCapacity": db.min_capacity,
+                                              "MaxCapacity": db.max_capacity},
+            CopyTagsToSnapshot=True,
+            Tags=naming.as_aws(tags),
+        )["DBCluster"]
+
+    def apply_update_cluster(self, state: DatabaseState, diff: dict) -> None:
+        db = self.db
+        params: dict = {"DBClusterIdentifier": db.cluster_id, "ApplyImmediately": True}
+        if "deletion_protection" in diff:
+            params["DeletionProtection"] = db.deletion_protection
+        if "iam_auth" in diff:
+            params["EnableIAMDatabaseAuthentication"] = True
+        if "serverless_v2" in diff:
+            params["ServerlessV2ScalingConfiguration"] = {"MinCapacity": db.min_capacity,
+                                                          "MaxCapacity": db.max_capacity}
+        if "security_groups" in diff:
+            current = [g["VpcSecurityGroupId"] for g in state.cluster.get("VpcSecurityGroups", ())]
+            params["VpcSecurityGroupIds"] = current + [state.security_group["id"]]
+        state.cluster = self.client("rds").modify_db_cluster(**params)["DBCluster"]
+
+    def apply_create_instance(self, state: DatabaseState, identifier: str, tags: dict) -> None:
+        instance = self.client("rds").create_db_instance(
+            DBInstanceIdentifier=identifier,
+            DBClusterIdentifier=self.db.cluster_id,
+            Engine=ENGINE,
+            DBInstanceClass=self.db.instance_class,
+            Tags=naming.as_aws(tags),
+        )["DBInstance"]
+        state.instances.append(instance)
+
+    def apply_tag_rds(self, state: DatabaseState, resource_id: str, tags: dict) -> None:
+        self.client("rds").add_tags_to_resource(ResourceName=resource_id,
+                                                Tags=naming.as_aws(tags))
+
+    def apply_tag_ec2(self, state: DatabaseState, resource_id: str, tags: dict) -> None:
+        self.ctx.retry_ec2(lambda: self.client("ec2").create_tags(
+            Resources=[resource_id], Tags=naming.as_aws(tags)))
+
+    # -- settle and outputs --------------------------------------------------------
+
+    def settle(self, state: DatabaseState) -> None:
+        state.cluster = self.ctx.wait_until(
+            self._describe_cluster,
+            lambda c: c is not None and c["Status"] == "available",
+            what=f"rds cluster {self.db.cluster_id} to be available",
+            failed=lambda c: f"cluster is {c['Status']}" if c and c["Status"] in _FAILED_STATES else None,
+            timeout_s=WAIT_TIMEOUT_S, interval_s=WAIT_INTERVAL_S)
+        state.instances = self.ctx.wait_until(
+            self._describe_instances,
+            lambda items: bool(items) and all(i["DBInstanceStatus"] == "available" for i in items),
+            what=f"rds instances of {self.db.cluster_id} to be available",
+            failed=lambda items: next((f"{i['DBInstanceIdentifier']} is {i['DBInstanceStatus']}"
+                                       for i in items if i["DBInstanceStatus"] in _FAILED_STATES), None),
+            timeout_s=WAIT_TIMEOUT_S, interval_s=WAIT_INTERVAL_S)
+
+    def outputs(self, state: DatabaseState) -> dict:
+        cluster = state.cluster or {}
+        return {
+            "cluster_id": self.db.cluster_id,
+            "cluster_arn": cluster.get("DBClusterArn", UNKNOWN),
+            "cluster_resource_id": cluster.get("DbClusterResourceId", UNKNOWN),
+            "endpoint": cluster.get("Endpoint", UNKNOWN),
+            "reader_endpoint": cluster.get("ReaderEndpoint", UNKNOWN),
+            "port": cluster.get("Port", self.db.port),
+            "database": self.db.name,
+            "master_username": self.db.master_username,
+            "security_group_id": state.security_group["id"] if state.security_group else UNKNOWN,
+            "subnet_group": self.db.subnet_group_name,
+            "instance_ids": sorted(i["DBInstanceIdentifier"] for i in state.instances) or [UNKNOWN],
+        }
+
+
+def _tag_change(label: str, resource_id: str, desired: dict, current: dict, op: str) -> list[Change]:
+    add = naming.missing_tags(desired, current)
+    if not add:
+        return []
+    return [Change("update", label, op, {"resource_id": resource_id, "tags": add},
+                   {"tags": {"from": {k: current.get(k) for k in add}, "to": add}})]
+
+
+STEP = DatabaseStep
