@@ -118,12 +118,19 @@ class Secrets(_Model):
     db: str = Field(pattern=SECRET_NAME)
     app_config: str = Field(pattern=SECRET_NAME)
     # Non-secret values written into the app-config secret next to the generated ones.
-    app_settings: dict[str, str | int | bool] = Field(default_factory=dict)
+    app_settings: dict[str, Any] = Field(default_factory=dict)
 
     @field_validator("app_settings")
     @classmethod
-    def _no_generated_keys(cls, value: dict) -> dict:
+    def _plain_values(cls, value: dict) -> dict:
         from runbook.naming import GENERATED_APP_KEYS
+
+        for key, item in value.items():
+            # One check instead of a str|int|bool union, whose errors pydantic reports
+            # once per member.
+            if item is None or not isinstance(item, (str, int, bool)) or isinstance(item, float):
+                raise _AtPath((key,), f"expected a string, number or true/false, got "
+                                      f"{type(item).__name__} {_short(item)}")
 
         clash = sorted(set(value) & set(GENERATED_APP_KEYS))
         if clash:
@@ -256,16 +263,20 @@ def load(path: str | Path, env: str | None = None, region: str | None = None) ->
     if not isinstance(doc.data, dict):
         raise ConfigError(shown, [("", "the file must be a mapping of keys to values", 1)])
     data = dict(doc.data)
+    problems = []
     if "env" in data:
-        raise ConfigError(shown, [("env", "unknown key: the environment's name is the "
-                                          "file's name (or --env)", doc.line_of(("env",)))])
+        problems.append(("env", "unknown key: the environment's name is the file's name "
+                                "(or --env)", doc.line_of(("env",))))
     data["env"] = env or path.stem
     if region:
         data["region"] = region
     try:
-        return Config.model_validate(data)
+        config = Config.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(shown, _problems(exc, doc)) from None
+        problems += _problems(exc, doc)
+    if problems:
+        raise ConfigError(shown, problems)
+    return config
 
 
 def _problems(exc: ValidationError, doc: yamlfile.YamlDocument) -> list[tuple[str, str, int | None]]:

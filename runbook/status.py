@@ -16,6 +16,7 @@ def collect(report_dir: Path, env: str, step_order: list[str] | None = None) -> 
     latest: dict[tuple[str, str], dict] = {}
     for mode, dry in MODES:
         directory = run_dir(report_dir, env, dry)
+        # History holds every run; the latest copies only matter if history was pruned.
         files = sorted((directory / "history").glob("*.json")) + sorted(directory.glob("*.json"))
         for path in files:
             try:

@@ -58,8 +58,12 @@ def parse(text: str) -> YamlDocument:
             data = loader.construct_document(node)
         except yaml.constructor.ConstructorError as exc:
             mark = exc.problem_mark
-            raise YamlProblem("", f"unsupported YAML: {exc.problem}",
-                              mark.line + 1 if mark else None) from None
+            line = mark.line + 1 if mark else None
+            # The key on that line, not the items of the tagged value that follow it.
+            on_line = [path for path, at in lines.items()
+                       if at == line and path and isinstance(path[-1], str)]
+            field = dotted(max(on_line, key=len)) if on_line else ""
+            raise YamlProblem(field, f"unsupported YAML: {exc.problem}", line) from None
         return YamlDocument(data, lines)
     finally:
         loader.dispose()

@@ -127,12 +127,14 @@ class StoreSecretsStep(Step):
 
     def plan(self, state: SecretsState) -> list[Change]:
         changes = self._plan_secret(state.db, self.desired_db_fields(state.database),
-                                    DB_SECRET_FIELDS + ("password_id",))
-        changes += self._plan_secret(state.app, self.desired_app_fields(), APP_SECRET_FIELDS)
+                                    DB_SECRET_FIELDS + ("password_id",), is_db=True)
+        changes += self._plan_secret(state.app, self.desired_app_fields(), APP_SECRET_FIELDS,
+                                     is_db=False)
         changes += self._plan_password(state)
         return changes
 
-    def _plan_secret(self, secret: Secret, fields: dict, generated: tuple) -> list[Change]:
+    def _plan_secret(self, secret: Secret, fields: dict, generated: tuple, *,
+                     is_db: bool) -> list[Change]:
         label = f"secretsmanager:secret {secret.name}"
         tags = naming.tags(self.config, STEP_NAME, secret.name)
         if not secret.exists:
@@ -144,7 +146,9 @@ class StoreSecretsStep(Step):
             changes.append(Change("update", label, "restore_secret", {"name": secret.name},
                                   {"deletion": {"from": f"scheduled ({secret.deleted_on})",
                                                 "to": "restored"},
-                                   "fields": "compared after the restore"}))
+                                   "fields": "compared after the restore"
+                                             + (", and the cluster password with them"
+                                                if is_db else "")}))
         else:
             diff = {key: {"from": secret.value.get(key), "to": value}
                     for key, value in fields.items() if secret.value.get(key) != value}
@@ -159,6 +163,8 @@ class StoreSecretsStep(Step):
         return changes
 
     def _plan_password(self, state: SecretsState) -> list[Change]:
+        if state.db.deleted_on:
+            return []  # decided by the restore, once the value can be read
         current_id = (state.db.value or {}).get("password_id")
         if current_id and current_id == state.cluster_password_id:
             return []
@@ -168,13 +174,13 @@ class StoreSecretsStep(Step):
 
     # -- apply ---------------------------------------------------------------------
 
-    def _secret(self, state: SecretsState, name: str) -> tuple[Secret, dict, tuple]:
+    def _secret(self, state: SecretsState, name: str) -> tuple[Secret, dict]:
         if name == state.db.name:
-            return state.db, self.desired_db_fields(state.database), DB_SECRET_FIELDS
-        return state.app, self.desired_app_fields(), APP_SECRET_FIELDS
+            return state.db, self.desired_db_fields(state.database)
+        return state.app, self.desired_app_fields()
 
     def apply_create_secret(self, state: SecretsState, name: str, tags: dict) -> None:
-        secret, fields, _ = self._secret(state, name)
+        secret, fields = self._secret(state, name)
         value = _with_generated(dict(fields), secret is state.db)
         created = self.client("secretsmanager").create_secret(
             Name=name, SecretString=json.dumps(value, sort_keys=True),
@@ -183,15 +189,17 @@ class StoreSecretsStep(Step):
         secret.arn, secret.value, secret.tags = created["ARN"], value, tags
 
     def apply_restore_secret(self, state: SecretsState, name: str) -> None:
-        secret, fields, _ = self._secret(state, name)
+        secret, fields = self._secret(state, name)
         self.client("secretsmanager").restore_secret(SecretId=name)
         secret.deleted_on = None
         secret.value = self._read_value(name)
         if _merged(secret.value, fields, secret is state.db) != secret.value:
             self.apply_put_value(state, name)
+        if secret is state.db and secret.value["password_id"] != state.cluster_password_id:
+            self.apply_set_master_password(state)
 
     def apply_put_value(self, state: SecretsState, name: str) -> None:
-        secret, fields, _ = self._secret(state, name)
+        secret, fields = self._secret(state, name)
         value = _merged(secret.value or {}, fields, secret is state.db)
         self.client("secretsmanager").put_secret_value(
             SecretId=name, SecretString=json.dumps(value, sort_keys=True))

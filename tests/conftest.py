@@ -1,0 +1,134 @@
+"""Shared fixtures. Tests are organised by how much I/O they do:
+
+tests/unit         no I/O beyond temp files (config, plans, helpers)
+tests/functional   steps against in-process moto (`mock_aws`)
+tests/integration  the `runbook` command against a moto server, in-process or as a
+                   subprocess, and the dry-run sandbox with a real PostgreSQL
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parent.parent
+PROD_CONFIG = REPO / "config" / "prod.yaml"
+REGION = "eu-central-1"
+
+
+@pytest.fixture(autouse=True)
+def _no_real_aws(monkeypatch):
+    """No test may reach a real account: fake credentials, no profile, no endpoint."""
+    for name in ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL",
+                 "AWS_SECURITY_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
+    monkeypatch.setenv("AWS_CONFIG_FILE", "/nonexistent/runbook-tests")
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent/runbook-tests")
+
+
+def prod_data() -> dict:
+    return yaml.safe_load(PROD_CONFIG.read_text())
+
+
+@pytest.fixture
+def write_config(tmp_path):
+    """write_config(mutate=None, text=None, name='prod') -> Path of an environment file.
+
+    `mutate(data)` edits a deep copy of config/prod.yaml's data in place; `text`
+    writes the given YAML verbatim instead.
+    """
+
+    def write(mutate=None, *, text: str | None = None, name: str = "prod") -> Path:
+        path = tmp_path / "config" / f"{name}.yaml"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if text is None:
+            data = copy.deepcopy(prod_data())
+            if mutate is not None:
+                mutate(data)
+            text = yaml.safe_dump(data, sort_keys=False)
+        path.write_text(text)
+        return path
+
+    return write
+
+
+@dataclass
+class Result:
+    exit_code: int
+    stdout: str
+    stderr: str
+
+    @property
+    def output(self) -> str:
+        return self.stdout + self.stderr
+
+
+@pytest.fixture
+def cli(capsys):
+    """cli('run', '--phase', 'a1', ...) -> Result; runs runbook's `main` in-process."""
+    from runbook.cli import main
+
+    def invoke(*args: str) -> Result:
+        capsys.readouterr()
+        try:
+            main(list(args))
+            code = 0
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+        out = capsys.readouterr()
+        return Result(code, out.out, out.err)
+
+    return invoke
+
+
+def run_cli(*args: str, cwd: Path, env: dict | None = None, timeout: float = 300) -> Result:
+    """Run `python -m runbook ...` in a subprocess (a separate process, as an operator would)."""
+    full_env = dict(os.environ)
+    full_env.update(env or {})
+    proc = subprocess.run([sys.executable, "-m", "runbook", *args], cwd=cwd, env=full_env,
+                          capture_output=True, text=True, timeout=timeout)
+    return Result(proc.returncode, proc.stdout, proc.stderr)
+
+
+@pytest.fixture(scope="session")
+def _moto_server():
+    import logging
+
+    from moto.server import ThreadedMotoServer
+
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    yield f"http://{host}:{port}"
+    server.stop()
+
+
+@pytest.fixture
+def moto_endpoint(_moto_server, monkeypatch):
+    """A moto server emptied for this test; AWS_ENDPOINT_URL points at it."""
+    import urllib.request
+
+    urllib.request.urlopen(urllib.request.Request(f"{_moto_server}/moto-api/reset",
+                                                  method="POST")).read()
+    monkeypatch.setenv("AWS_ENDPOINT_URL", _moto_server)
+    return _moto_server
+
+
+@pytest.fixture
+def workdir(tmp_path, monkeypatch):
+    """A working directory holding config/prod.yaml, as an operator's checkout would."""
+    (tmp_path / "config").mkdir(exist_ok=True)
+    (tmp_path / "config" / "prod.yaml").write_text(PROD_CONFIG.read_text())
+    monkeypatch.chdir(tmp_path)
+    return tmp_path

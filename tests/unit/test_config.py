@@ -1,0 +1,355 @@
+"""The environment file: every bad input is refused with exit code 2, the field path,
+the line and the reason, before any AWS call; config/prod.yaml holds the runbooks' values.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import pytest
+
+from runbook import config
+from runbook.errors import ConfigError
+
+PROD_YAML = Path(__file__).resolve().parents[2] / "config" / "prod.yaml"
+
+
+def prod_text() -> str:
+    return PROD_YAML.read_text(encoding="utf-8")
+
+
+def replace_once(text: str, old: str, new: str) -> str:
+    assert text.count(old) == 1, f"{old!r} must occur once in config/prod.yaml"
+    return text.replace(old, new)
+
+
+def line_number(text: str, fragment: str) -> int:
+    """1-based line of the only line of `text` containing `fragment`."""
+    hits = [n for n, line in enumerate(text.splitlines(), start=1) if fragment in line]
+    assert len(hits) == 1, f"{fragment!r} is on lines {hits}"
+    return hits[0]
+
+
+def problem_line(output: str, field: str) -> str:
+    """The one output line reporting `field` (`<file>:<line>: <field>: <reason>`)."""
+    hits = [line for line in output.splitlines() if f": {field}: " in line]
+    assert len(hits) == 1, f"expected one line about {field!r}, got:\n{output}"
+    return hits[0]
+
+
+def plan(cli, path) -> object:
+    return cli("plan", "--phase", "a1", "--config", str(path))
+
+
+def assert_refused(result) -> None:
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output
+    assert "internal error" not in result.output
+
+
+# -- the table of bad files -----------------------------------------------------------
+
+@dataclass
+class Case:
+    field: str | None                       # the field path the message must name
+    reasons: tuple[str, ...]                # parts of the reason, on the same line
+    mutate: Callable[[dict], None] | None = None
+    text: Callable[[str], str] | None = None  # raw YAML, from prod.yaml's text
+
+
+def _set(*path_and_value):
+    *path, value = path_and_value
+
+    def mutate(data):
+        target = data
+        for part in path[:-1]:
+            target = target[part]
+        target[path[-1]] = value
+
+    return mutate
+
+
+def _rename_subnets(data):
+    data["network"]["subnetz"] = data["network"].pop("subnets")
+
+
+def _delete_database_name(data):
+    del data["database"]["name"]
+
+
+CASES = {
+    "unknown-key-with-did-you-mean": Case(
+        "network.subnetz", ("unknown key", "did you mean 'subnets'?"), mutate=_rename_subnets),
+    "unknown-top-level-key-env": Case(
+        "env", ("unknown key", "file's name"), mutate=_set("env", "staging")),
+    "wrong-type-quoted-memory": Case(
+        "lambdas.pre_signup.memory_mb", ("expected a whole number", "'256'"),
+        mutate=_set("lambdas", "pre_signup", "memory_mb", "256")),
+    "wrong-type-unquoted-account-id": Case(
+        "account_id", ("expected a string", 'quote it: "123456789012"'),
+        mutate=_set("account_id", 123456789012)),
+    "missing-required-field": Case(
+        "database.name", ("required field is missing",), mutate=_delete_database_name),
+    "cidr-prefix-33": Case(
+        "network.subnets[1].cidr", ("'10.0.11.0/33'", "malformed", "not an IPv4 CIDR"),
+        mutate=_set("network", "subnets", 1, "cidr", "10.0.11.0/33")),
+    "cidr-host-bits-set": Case(
+        "network.subnets[1].cidr", ("'10.0.11.1/24'", "host bits are set"),
+        mutate=_set("network", "subnets", 1, "cidr", "10.0.11.1/24")),
+    "cidr-not-an-address": Case(
+        "network.subnets[1].cidr", ("'banana'", "malformed"),
+        mutate=_set("network", "subnets", 1, "cidr", "banana")),
+    "subnet-outside-vpc": Case(
+        "network.subnets[1].cidr", ("10.1.12.0/24", "not inside the VPC block 10.0.0.0/16"),
+        mutate=_set("network", "subnets", 1, "cidr", "10.1.12.0/24")),
+    "subnets-overlap": Case(
+        "network.subnets[1].cidr", ("10.0.11.128/25", "overlaps subnets[0]"),
+        mutate=_set("network", "subnets", 1, "cidr", "10.0.11.128/25")),
+    "subnets-identical": Case(
+        "network.subnets[2].cidr", ("overlaps subnets[0]",),
+        mutate=_set("network", "subnets", 2, "cidr", "10.0.11.0/24")),
+    "az-not-in-region": Case(
+        "network.subnets[1].az",
+        ("'us-east-1a'", "not an availability zone of region eu-central-1"),
+        mutate=_set("network", "subnets", 1, "az", "us-east-1a")),
+    "unknown-step-with-did-you-mean": Case(
+        "phases.a1[1]", ("unknown step 'databse'", "did you mean 'database'?"),
+        mutate=_set("phases", "a1", ["network", "databse", "store-secrets"])),
+    "step-in-two-phases": Case(
+        "phases.a2[1]", ("step 'network'", "already in phase 'a1'"),
+        mutate=_set("phases", "a2", ["cognito", "network"])),
+    "step-before-the-step-it-requires": Case(
+        "phases.a1[0]", ("step 'database' needs 'network'", "listed before"),
+        mutate=_set("phases", "a1", ["database", "network", "store-secrets"])),
+    "duplicate-phase": Case(
+        "phases.a1", ("duplicate key",),
+        text=lambda t: replace_once(t, "  a2: [cognito]", "  a1: [cognito]")),
+    "yaml-bad-indentation": Case(
+        None, ("not valid YAML",),
+        text=lambda t: replace_once(t, "  name: matbakh_main", "    name: matbakh_main")),
+    "yaml-unclosed-bracket": Case(
+        None, ("not valid YAML",),
+        text=lambda t: replace_once(t, "  a2: [cognito]", "  a2: [cognito")),
+}
+
+
+@pytest.mark.parametrize("case", CASES.values(), ids=CASES.keys())
+def test_bad_environment_file_is_refused_with_exit_2_field_path_and_reason(
+        cli, write_config, case):
+    if case.text is not None:
+        path = write_config(text=case.text(prod_text()))
+    else:
+        path = write_config(case.mutate)
+
+    result = plan(cli, path)
+
+    assert_refused(result)
+    assert str(path) in result.output
+    if case.field is None:
+        reported = [line for line in result.output.splitlines() if case.reasons[0] in line]
+        assert len(reported) == 1, result.output
+        line = reported[0]
+        assert f"{path}:" in line and line.split(f"{path}:")[1][:1].isdigit(), \
+            f"no line number in {line!r}"
+    else:
+        line = problem_line(result.output, case.field)
+    for reason in case.reasons:
+        assert reason in line, f"{reason!r} not in {line!r}"
+
+
+# -- line numbers ---------------------------------------------------------------------
+
+def test_overlapping_subnet_is_reported_at_the_line_of_its_cidr(cli, write_config):
+    path = write_config(_set("network", "subnets", 1, "cidr", "10.0.11.128/25"))
+    expected = line_number(path.read_text(), "10.0.11.128/25")
+
+    result = plan(cli, path)
+
+    assert_refused(result)
+    assert f"prod.yaml:{expected}: network.subnets[1].cidr: " in result.output
+
+
+def test_duplicate_phase_points_at_the_second_definition_and_names_the_first(
+        cli, write_config):
+    text = replace_once(prod_text(), "  a2: [cognito]", "  a1: [cognito]")
+    first = line_number(text, "  a1: [network")
+    second = line_number(text, "  a1: [cognito]")
+    path = write_config(text=text)
+
+    result = plan(cli, path)
+
+    assert_refused(result)
+    line = problem_line(result.output, "phases.a1")
+    assert f"prod.yaml:{second}: phases.a1: " in line
+    assert f"first defined on line {first}" in line
+
+
+def test_missing_required_field_is_reported_at_the_line_of_its_parent(cli, write_config):
+    path = write_config(_delete_database_name)
+    expected = line_number(path.read_text(), "database:")
+
+    result = plan(cli, path)
+
+    assert_refused(result)
+    assert f"prod.yaml:{expected}: database.name: required field is missing" in result.output
+
+
+# -- several problems at once ---------------------------------------------------------
+
+def test_two_independent_top_level_errors_are_both_reported_in_one_message(
+        cli, write_config):
+    def two_problems(data):
+        data["region"] = "Frankfurt"
+        data["account_id"] = 123456789012
+
+    path = write_config(two_problems)
+
+    result = plan(cli, path)
+
+    assert_refused(result)
+    assert "'Frankfurt' is not valid here" in problem_line(result.output, "region")
+    assert "quote it" in problem_line(result.output, "account_id")
+
+
+def test_errors_in_different_sections_are_all_reported_at_once(cli, write_config):
+    def three_problems(data):
+        data["regoin"] = "eu-central-1"
+        del data["database"]["cluster_id"]
+        data["lambdas"]["post_confirmation"]["timeout_s"] = 9000
+
+    path = write_config(three_problems)
+
+    result = plan(cli, path)
+
+    assert_refused(result)
+    assert "did you mean 'region'?" in problem_line(result.output, "regoin")
+    assert "required field is missing" in problem_line(result.output, "database.cluster_id")
+    assert "less than or equal to 900" in problem_line(result.output,
+                                                       "lambdas.post_confirmation.timeout_s")
+
+
+# -- union-typed values ---------------------------------------------------------------
+
+def test_app_setting_of_wrong_type_is_reported_once_under_its_own_path(cli, write_config):
+    # app_settings values are str | int | bool; pydantic reports one error per union
+    # member, which must come out as one problem for the setting, not `...x.str`.
+    path = write_config(_set("secrets", "app_settings", "feature_flags", None))
+
+    result = plan(cli, path)
+
+    assert_refused(result)
+    line = problem_line(result.output, "secrets.app_settings.feature_flags")
+    assert "None" in line
+    assert "app_settings.feature_flags." not in result.output, result.output
+
+
+# -- unsafe YAML ----------------------------------------------------------------------
+
+def _python_tag_text(marker: Path) -> str:
+    return replace_once(prod_text(), "  name: matbakh_main",
+                        f'  name: !!python/object/apply:os.system ["touch {marker}"]')
+
+
+def test_python_object_tag_is_refused_and_its_command_is_not_executed(
+        cli, write_config, tmp_path):
+    marker = tmp_path / "pwned"
+    path = write_config(text=_python_tag_text(marker))
+
+    result = plan(cli, path)
+
+    assert_refused(result)
+    assert not marker.exists(), "the YAML tag ran a shell command"
+    assert "unsupported YAML" in result.output
+    assert "python/object/apply" in result.output
+    expected = line_number(path.read_text(), "!!python/object/apply")
+    assert f"prod.yaml:{expected}: " in result.output
+
+
+def test_python_object_tag_error_names_the_field_it_is_the_value_of(
+        cli, write_config, tmp_path):
+    marker = tmp_path / "pwned"
+    path = write_config(text=_python_tag_text(marker))
+
+    result = plan(cli, path)
+
+    assert_refused(result)
+    assert not marker.exists()
+    assert "unsupported YAML" in problem_line(result.output, "database.name")
+
+
+# -- missing files --------------------------------------------------------------------
+
+def test_config_path_that_does_not_exist_is_refused_as_file_not_found(cli, tmp_path):
+    missing = tmp_path / "nowhere" / "prod.yaml"
+
+    result = plan(cli, missing)
+
+    assert_refused(result)
+    assert f"{missing}: file not found" in result.output
+
+
+def test_env_without_a_config_file_in_the_working_directory_is_refused(
+        cli, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+
+    result = cli("plan", "--phase", "a1", "--env", "staging")
+
+    assert_refused(result)
+    assert str(Path("config") / "staging.yaml") in result.output
+    assert "file not found" in result.output
+    assert "--env" in result.output and "--config" in result.output
+
+
+# -- the production file --------------------------------------------------------------
+
+def test_prod_yaml_loads_with_the_production_values_from_the_runbooks():
+    prod = config.load(PROD_YAML)
+
+    assert prod.env == "prod"
+    assert prod.region == "eu-central-1"
+    assert prod.network.cidr == "10.0.0.0/16"
+    assert [(s.cidr, s.az) for s in prod.network.subnets] == [
+        ("10.0.11.0/24", "eu-central-1a"),
+        ("10.0.12.0/24", "eu-central-1b"),
+        ("10.0.13.0/24", "eu-central-1c"),
+    ]
+    assert prod.database.cluster_id == "matbakh-prod"
+    assert prod.database.name == "matbakh_main"
+    assert prod.secrets.db == "matbakh-db-postgres"
+    assert prod.secrets.app_config == "matbakh-app-config"
+    assert (prod.lambdas.pre_signup.memory_mb, prod.lambdas.pre_signup.timeout_s) == (256, 30)
+    assert (prod.lambdas.post_confirmation.memory_mb,
+            prod.lambdas.post_confirmation.timeout_s) == (512, 60)
+    assert prod.phases == {
+        "a1": ["network", "database", "store-secrets"],
+        "a2": ["cognito"],
+        "a3": ["vpc-integrate", "fix-tables", "deploy-post-confirmation", "integration-test"],
+    }
+
+
+def test_env_name_comes_from_the_argument_over_the_file_name(write_config):
+    path = write_config(name="prod")
+
+    assert config.load(path, env="rehearsal").env == "rehearsal"
+    assert config.load(path).env == "prod"
+
+
+def test_region_argument_overrides_the_files_region(write_config):
+    path = write_config(_set("region", "us-west-2"))  # the subnets stay in eu-central-1
+
+    with pytest.raises(ConfigError):
+        config.load(path)  # the file alone is inconsistent
+    loaded = config.load(path, region="eu-central-1")
+
+    assert loaded.region == "eu-central-1"
+
+
+def test_region_override_is_validated_against_the_subnets_azs():
+    with pytest.raises(ConfigError) as caught:
+        config.load(PROD_YAML, region="us-east-1")
+
+    fields = [field for field, _, _ in caught.value.problems]
+    assert "network.subnets[0].az" in fields
+    assert "us-east-1" in str(caught.value)
