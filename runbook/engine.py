@@ -67,6 +67,20 @@ def diff_field(diffs: dict, name: str, current: Any, desired: Any) -> None:
         diffs[name] = {"from": current, "to": desired}
 
 
+def tag_change(label: str, resource_id: str, desired: dict, current: dict, op: str) -> list[Change]:
+    """The change that adds the desired tags `current` lacks, or none.
+
+    Tags are only added: tags someone else put on a resource are left alone.
+    """
+    from runbook.naming import missing_tags, tag_diff
+
+    add = missing_tags(desired, current)
+    if not add:
+        return []
+    return [Change("update", label, op, {"resource_id": resource_id, "tags": add},
+                   {"tags": tag_diff(current, add)})]
+
+
 @dataclass
 class StepContext:
     config: Any

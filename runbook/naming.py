@@ -36,6 +36,11 @@ def missing_tags(desired: dict[str, str], current: dict[str, str]) -> dict[str, 
     return {k: v for k, v in desired.items() if current.get(k) != v}
 
 
+def tag_diff(current: dict[str, str], adding: dict[str, str]) -> dict:
+    """{"from": current values of the changing tags (None if absent), "to": new values}."""
+    return {"from": {key: current.get(key) for key in adding}, "to": adding}
+
+
 def vpc_name(config) -> str:
     return f"{config.network.name}-vpc"
 

@@ -19,7 +19,7 @@ import secrets as pysecrets
 from dataclasses import dataclass, field
 
 from runbook import naming
-from runbook.engine import UNKNOWN, Change, Step, diff_field, is_known
+from runbook.engine import UNKNOWN, Change, Step, diff_field, is_known, tag_change
 from runbook.errors import PlanError
 from runbook.retry import error_code
 
@@ -110,7 +110,7 @@ class DatabaseStep(Step):
         if state.security_group is None:
             return [Change("create", f"ec2:security-group {name}", "create_security_group",
                            {"tags": tags}, {"vpc": state.vpc_id, "ingress": "none yet"})]
-        return _tag_change(f"ec2:security-group {name}", state.security_group["id"], tags,
+        return tag_change(f"ec2:security-group {name}", state.security_group["id"], tags,
                            state.security_group["tags"], "tag_ec2")
 
     def _plan_subnet_group(self, state: DatabaseState) -> list[Change]:
@@ -129,7 +129,7 @@ class DatabaseStep(Step):
             changes.append(Change("update", label, "update_subnet_group", {},
                                   {"subnets": {"from": state.subnet_group["subnet_ids"],
                                                "to": sorted(state.subnet_ids)}}))
-        return changes + _tag_change(label, state.subnet_group["arn"], tags,
+        return changes + tag_change(label, state.subnet_group["arn"], tags,
                                      state.subnet_group["tags"], "tag_rds")
 
     def _plan_cluster(self, state: DatabaseState) -> list[Change]:
@@ -170,7 +170,7 @@ class DatabaseStep(Step):
         changes = []
         if diff:
             changes.append(Change("update", label, "update_cluster", {"diff": diff}, diff))
-        return changes + _tag_change(label, cluster["DBClusterArn"], tags,
+        return changes + tag_change(label, cluster["DBClusterArn"], tags,
                                      naming.from_aws(cluster.get("TagList")), "tag_rds")
 
     def _plan_instances(self, state: DatabaseState) -> list[Change]:
@@ -190,7 +190,7 @@ class DatabaseStep(Step):
                                   {"class": db.instance_class}))
             missing -= 1
         for name, instance in sorted(existing.items()):
-            changes += _tag_change(f"rds:instance {name}", instance["DBInstanceArn"],
+            changes += tag_change(f"rds:instance {name}", instance["DBInstanceArn"],
                                    naming.tags(self.config, STEP_NAME, name),
                                    naming.from_aws(instance.get("TagList")), "tag_rds")
         return changes
@@ -305,14 +305,6 @@ class DatabaseStep(Step):
             "subnet_group": self.db.subnet_group_name,
             "instance_ids": sorted(i["DBInstanceIdentifier"] for i in state.instances) or [UNKNOWN],
         }
-
-
-def _tag_change(label: str, resource_id: str, desired: dict, current: dict, op: str) -> list[Change]:
-    add = naming.missing_tags(desired, current)
-    if not add:
-        return []
-    return [Change("update", label, op, {"resource_id": resource_id, "tags": add},
-                   {"tags": {"from": {k: current.get(k) for k in add}, "to": add}})]
 
 
 STEP = DatabaseStep

@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from runbook import naming
-from runbook.engine import UNKNOWN, Change, Step, diff_field
+from runbook.engine import UNKNOWN, Change, Step, diff_field, tag_change
 from runbook.errors import PlanError
 
 STEP_NAME = "network"
@@ -150,7 +150,7 @@ class NetworkStep(Step):
             diff: dict = {}
             add_tags = naming.missing_tags(vpc_tags, state.vpc.tags)
             if add_tags:
-                diff["tags"] = {"from": _shown(state.vpc.tags, add_tags), "to": add_tags}
+                diff["tags"] = naming.tag_diff(state.vpc.tags, add_tags)
             diff_field(diff, "dns_support", state.vpc.dns_support, True)
             diff_field(diff, "dns_hostnames", state.vpc.dns_hostnames, True)
             if diff:
@@ -194,7 +194,7 @@ class NetworkStep(Step):
         diff: dict = {}
         add_tags = naming.missing_tags(subnet_tags, current.tags)
         if add_tags:
-            diff["tags"] = {"from": _shown(current.tags, add_tags), "to": add_tags}
+            diff["tags"] = naming.tag_diff(current.tags, add_tags)
         diff_field(diff, "map_public_ip_on_launch", current.map_public_ip, False)
         if diff:
             changes.append(Change("update", f"{label} ({current.id})", "update_subnet",
@@ -209,13 +209,8 @@ class NetworkStep(Step):
                                 f"{associated.internet_route} through {associated.id}, so it "
                                 "is public. runbook provisions private subnets: use other "
                                 "CIDRs or remove that route.")
-            add_tags = naming.missing_tags(rt_tags, associated.tags)
-            if add_tags:
-                changes.append(Change("update", f"{rt_label} ({associated.id})", "tag",
-                                      {"resource_id": associated.id, "tags": add_tags},
-                                      {"tags": {"from": _shown(associated.tags, add_tags),
-                                                "to": add_tags}}))
-            return changes
+            return changes + tag_change(f"{rt_label} ({associated.id})", associated.id,
+                                        rt_tags, associated.tags, "tag")
         ours = next((rt for rt in state.route_tables
                      if rt.tags.get("Name") == rt_name
                      and rt.tags.get(naming.ENV_TAG) == config.env), None)
@@ -308,11 +303,6 @@ class NetworkStep(Step):
             "route_table_ids": tables,
             "availability_zones": [s.az for s in self.config.network.subnets],
         }
-
-
-def _shown(current: dict, changing: dict) -> dict:
-    """The current values of only the tags that change (None where absent)."""
-    return {key: current.get(key) for key in changing}
 
 
 STEP = NetworkStep

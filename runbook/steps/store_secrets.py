@@ -158,8 +158,7 @@ class StoreSecretsStep(Step):
         add = naming.missing_tags(tags, secret.tags or {})
         if add:
             changes.append(Change("update", label, "tag_secret", {"name": secret.name, "tags": add},
-                                  {"tags": {"from": {k: (secret.tags or {}).get(k) for k in add},
-                                            "to": add}}))
+                                  {"tags": naming.tag_diff(secret.tags or {}, add)}))
         return changes
 
     def _plan_password(self, state: SecretsState) -> list[Change]:
