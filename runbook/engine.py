@@ -95,12 +95,14 @@ class StepContext:
         return retry.retry(call, when=retry.is_ec2_propagation_error,
                            policy=retry.EC2_PROPAGATION, sleep=self.sleep)
 
-    def wait_until(self, read, done, *, what: str, timeout_s: float, interval_s: float = 15,
-                   failed=lambda _: None):
+    def wait_for(self, service: str, waiter: str, *, what: str, timeout_s: float,
+                 interval_s: float = 15, **kwargs) -> None:
+        """Wait on a boto3 waiter, printing the elapsed time while it is pending."""
+        poll = self.aws.client(service).get_waiter(waiter)
         try:
-            return retry.wait_until(read, done, what=what, timeout_s=timeout_s,
-                                    interval_s=interval_s, sleep=self.sleep, clock=self.clock,
-                                    failed=failed, on_wait=self.progress.waiting)
+            retry.wait_until(lambda: retry.waiter_poll(poll, **kwargs), bool, what=what,
+                             timeout_s=timeout_s, interval_s=interval_s, sleep=self.sleep,
+                             clock=self.clock, on_wait=self.progress.waiting)
         except retry.WaitTimeout as exc:
             raise StepFailed(self.progress.current_step or "?", what, str(exc)) from None
 

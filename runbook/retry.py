@@ -88,6 +88,24 @@ def wait_until(read: Callable[[], T], done: Callable[[T], bool], *, what: str,
         sleep(interval_s)
 
 
+def waiter_poll(waiter, **kwargs) -> bool:
+    """One attempt of a boto3 waiter: True when ready, False while still pending.
+
+    The waiter's own acceptors decide, so AWS's definition of a terminal failure state
+    (an instance in `failed`, say) ends the wait at once with WaitTimeout. Polling one
+    attempt at a time lets the caller print the elapsed time and inject the sleep.
+    """
+    from botocore.exceptions import WaiterError
+
+    try:
+        waiter.wait(WaiterConfig={"Delay": 1, "MaxAttempts": 1}, **kwargs)
+        return True
+    except WaiterError as exc:
+        if "Max attempts exceeded" in str(exc):
+            return False
+        raise WaitTimeout(str(exc).replace("Waiter ", "", 1)) from None
+
+
 def format_duration(seconds: float) -> str:
     seconds = int(seconds)
     if seconds < 60:

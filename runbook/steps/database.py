@@ -29,8 +29,6 @@ ENGINE = "aurora-postgresql"
 # Live waits: Aurora clusters and Serverless v2 instances usually take 5-15 minutes.
 WAIT_TIMEOUT_S = 45 * 60
 WAIT_INTERVAL_S = 30
-_FAILED_STATES = {"failed", "incompatible-parameters", "incompatible-network",
-                  "inaccessible-encryption-credentials", "storage-full", "deleting"}
 
 
 @dataclass
@@ -276,19 +274,16 @@ class DatabaseStep(Step):
     # -- settle and outputs --------------------------------------------------------
 
     def settle(self, state: DatabaseState) -> None:
-        state.cluster = self.ctx.wait_until(
-            self._describe_cluster,
-            lambda c: c is not None and c["Status"] == "available",
-            what=f"rds cluster {self.db.cluster_id} to be available",
-            failed=lambda c: f"cluster is {c['Status']}" if c and c["Status"] in _FAILED_STATES else None,
-            timeout_s=WAIT_TIMEOUT_S, interval_s=WAIT_INTERVAL_S)
-        state.instances = self.ctx.wait_until(
-            self._describe_instances,
-            lambda items: bool(items) and all(i["DBInstanceStatus"] == "available" for i in items),
-            what=f"rds instances of {self.db.cluster_id} to be available",
-            failed=lambda items: next((f"{i['DBInstanceIdentifier']} is {i['DBInstanceStatus']}"
-                                       for i in items if i["DBInstanceStatus"] in _FAILED_STATES), None),
-            timeout_s=WAIT_TIMEOUT_S, interval_s=WAIT_INTERVAL_S)
+        cluster_id = self.db.cluster_id
+        self.ctx.wait_for("rds", "db_cluster_available", DBClusterIdentifier=cluster_id,
+                          what=f"rds cluster {cluster_id} to be available",
+                          timeout_s=WAIT_TIMEOUT_S, interval_s=WAIT_INTERVAL_S)
+        self.ctx.wait_for("rds", "db_instance_available",
+                          Filters=[{"Name": "db-cluster-id", "Values": [cluster_id]}],
+                          what=f"rds instances of {cluster_id} to be available",
+                          timeout_s=WAIT_TIMEOUT_S, interval_s=WAIT_INTERVAL_S)
+        state.cluster = self._describe_cluster()
+        state.instances = self._describe_instances()
 
     def outputs(self, state: DatabaseState) -> dict:
         cluster = state.cluster or {}

@@ -226,13 +226,10 @@ class StoreSecretsStep(Step):
         if not state.password_set:
             return
         # AWS briefly shows `resetting-master-credentials` after a password change.
-        rds = self.client("rds")
-        self.ctx.wait_until(
-            lambda: rds.describe_db_clusters(
-                DBClusterIdentifier=state.database["cluster_id"])["DBClusters"][0],
-            lambda c: c["Status"] == "available",
-            what=f"rds cluster {state.database['cluster_id']} to take the new password",
-            timeout_s=15 * 60, interval_s=10)
+        cluster_id = state.database["cluster_id"]
+        self.ctx.wait_for("rds", "db_cluster_available", DBClusterIdentifier=cluster_id,
+                          what=f"rds cluster {cluster_id} to take the new password",
+                          timeout_s=15 * 60, interval_s=10)
 
     def outputs(self, state: SecretsState) -> dict:
         return {"db_secret_arn": state.db.arn or UNKNOWN,

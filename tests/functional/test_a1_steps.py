@@ -363,3 +363,26 @@ def test_plan_on_an_empty_account_lists_every_resource_and_writes_nothing(accoun
     assert ("create", "rds:cluster matbakh-prod") in resources
     assert ("create", "secretsmanager:secret matbakh-db-postgres") in resources
     assert our_vpcs() == []
+
+
+# -- waiting --------------------------------------------------------------------------
+
+def test_waiting_on_a_cluster_that_never_becomes_available_prints_elapsed_time_then_fails(
+        account, config, capsys):
+    run(config, ["network", "database"])
+    rds().stop_db_cluster(DBClusterIdentifier="matbakh-prod")  # "stopped" is not "available"
+    now = [0.0]
+
+    def sleep(seconds):
+        now[0] += seconds
+
+    runner = Runner(config, ClientFactory(REGION), Progress(wait_report_every_s=300),
+                    sleep=sleep, clock=lambda: now[0])
+    [result] = runner.run(["database"])
+
+    assert result.status == "failed" and result.error_kind == "failure"  # exit 1, not 2
+    assert "rds cluster matbakh-prod to be available" in result.error
+    assert "still not ready after 45m00s" in result.error
+    assert result.api_calls["write"] == 0
+    waiting = [line for line in capsys.readouterr().out.splitlines() if "waiting for" in line]
+    assert [line.rsplit("... ", 1)[1] for line in waiting[:3]] == ["0s", "5m00s", "10m00s"]
