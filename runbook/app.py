@@ -96,7 +96,11 @@ def _live_run(config, target, record, journal, progress, sleep) -> None:
         raise AccountMismatch(config.account_id, record.account)
     progress.line(f"live run of {target.name} in account {record.account}, {config.region}",
                   bold=True)
-    record.results = Runner(config, aws, progress, sleep=sleep).run(target.requested)
+    runner = Runner(config, aws, progress, sleep=sleep)
+    try:
+        runner.run(target.requested, record.results)
+    finally:
+        _keep_interrupted(runner, record.results)
 
 
 def _dry_run(config, target, record, journal, progress) -> None:
@@ -110,8 +114,11 @@ def _dry_run(config, target, record, journal, progress) -> None:
             record.account = aws.caller_account()
         record.simulated = sandbox.simulated
         record.verify_results = []
-        record.results = Runner(config, aws, progress, dry_run=True,
-                                sleep=_sandbox_sleep).run(target.through)
+        runner = Runner(config, aws, progress, dry_run=True, sleep=_sandbox_sleep)
+        try:
+            runner.run(target.through, record.results)
+        finally:
+            _keep_interrupted(runner, record.results)
         if any(r.status != "ok" for r in record.results):
             return
         progress.line("verify pass: the same steps again; an idempotent step must make "
@@ -123,6 +130,11 @@ def _dry_run(config, target, record, journal, progress) -> None:
         if noisy:
             record.error = ("verify pass: a converged step must make no write, but "
                             + ", ".join(noisy) + " did")
+
+
+def _keep_interrupted(runner: Runner, results: list[StepResult]) -> None:
+    if runner.interrupted is not None and runner.interrupted not in results:
+        results.append(runner.interrupted)
 
 
 def _sandbox_sleep(seconds: float) -> None:

@@ -128,10 +128,12 @@ class ClientFactory:
 
         try:
             return self.client("sts").get_caller_identity()["Account"]
-        except (bx.NoCredentialsError, bx.PartialCredentialsError) as exc:
+        except (bx.NoCredentialsError, bx.PartialCredentialsError, bx.SSOError,
+                bx.TokenRetrievalError, bx.CredentialRetrievalError) as exc:
             raise BadInput(
-                f"no usable AWS credentials ({exc}). Set AWS_PROFILE or the AWS_* "
-                "variables, or rehearse with --dry-run."
+                f"no usable AWS credentials ({exc}). Log in again (for example "
+                "`aws sso login`), set AWS_PROFILE or the AWS_* variables, or rehearse "
+                "with --dry-run."
             ) from None
         except bx.ProfileNotFound as exc:
             raise BadInput(f"{exc}. Check AWS_PROFILE.") from None
@@ -143,7 +145,8 @@ class ClientFactory:
         except bx.ClientError as exc:
             code = exc.response.get("Error", {}).get("Code", "")
             if code in ("InvalidClientTokenId", "ExpiredToken", "SignatureDoesNotMatch",
-                        "UnrecognizedClientException", "AccessDenied"):
+                        "UnrecognizedClientException", "AccessDenied",
+                        "ExpiredTokenException", "InvalidToken"):
                 raise BadInput(
                     f"AWS rejected the credentials ({code}). Refresh them (for example "
                     "`aws sso login`) and retry."

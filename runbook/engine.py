@@ -13,6 +13,7 @@ read live (`Runner.upstream`): a step never needs the previous run's report.
 
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, ClassVar
@@ -165,14 +166,20 @@ class Runner:
         self.scope_prefix = scope_prefix
         self.sleep, self.clock = sleep, clock
         self.outputs: dict[str, dict] = {}
+        self.interrupted: StepResult | None = None
         self._current: str | None = None
 
     def context(self) -> StepContext:
         return StepContext(self.config, self.aws, self.progress, self.upstream,
                            dry_run=self.dry_run, sleep=self.sleep, clock=self.clock)
 
-    def run(self, names: list[str]) -> list[StepResult]:
-        results: list[StepResult] = []
+    def run(self, names: list[str], results: list[StepResult] | None = None) -> list[StepResult]:
+        """Run `names` in order; stop at the first failure (the rest are `not_run`).
+
+        Results are appended to `results` as each step ends, so a caller that passed a
+        list still has them when Ctrl-C interrupts the run.
+        """
+        results = [] if results is None else results
         for name in names:
             if results and results[-1].status != "ok":
                 results.append(StepResult(name, self.config.phase_of(name), status="not_run",
@@ -212,6 +219,7 @@ class Runner:
                     result.status, result.error, result.error_kind = "failed", str(exc), "failure"
                 except KeyboardInterrupt:
                     result.status, result.error = "interrupted", "interrupted by the operator"
+                    self.interrupted = result
                     raise
                 except Exception as exc:  # noqa: BLE001 - an AWS or programming error
                     result.status, result.error_kind = "failed", "failure"
@@ -256,6 +264,10 @@ def _require_known(name: str, outputs: dict) -> None:
 
 
 def _explain(exc: BaseException) -> str:
+    if type(exc).__name__ == "ParamValidationError":
+        # botocore quotes the offending value, which may be a password.
+        text = re.sub(r"value: .*?, type:", "value: (withheld), type:", str(exc), flags=re.S)
+        return f"ParamValidationError: {text}"
     code = retry.error_code(exc)
     if code:
         message = exc.response.get("Error", {}).get("Message", "")  # type: ignore[attr-defined]

@@ -32,8 +32,14 @@ def from_aws(tag_list: list[dict] | None) -> dict[str, str]:
 
 
 def missing_tags(desired: dict[str, str], current: dict[str, str]) -> dict[str, str]:
-    """Tags to add so that `current` carries all of `desired` (others are left alone)."""
-    return {k: v for k, v in desired.items() if current.get(k) != v}
+    """Tags to add so that `current` carries all of `desired` (others are left alone).
+
+    An adopted resource keeps the Name it has: renaming what the old scripts (or another
+    team) named would surprise its owners, and two desired names for one shared resource
+    would otherwise rename it on every run.
+    """
+    return {k: v for k, v in desired.items()
+            if current.get(k) != v and not (k == "Name" and current.get("Name"))}
 
 
 def tag_diff(current: dict[str, str], adding: dict[str, str]) -> dict:

@@ -149,7 +149,12 @@ class DatabaseStep(Step):
             raise PlanError(STEP_NAME, label, "its storage is not encrypted, and encryption "
                             "cannot be turned on in place. Restore an encrypted copy from a "
                             "snapshot and point database.cluster_id at it.")
-        if cluster.get("DBSubnetGroup") != db.subnet_group_name:
+        if cluster.get("Status") in ("stopped", "stopping"):
+            raise PlanError(STEP_NAME, label, f"the cluster is {cluster['Status']}. Start it "
+                            f"(`aws rds start-db-cluster --db-cluster-identifier {db.cluster_id}`) "
+                            "and run again.")
+        # RDS stores subnet group names in lower case.
+        if str(cluster.get("DBSubnetGroup", "")).lower() != db.subnet_group_name.lower():
             raise PlanError(STEP_NAME, label, f"it uses DB subnet group "
                             f"{cluster.get('DBSubnetGroup')}, the file says "
                             f"{db.subnet_group_name}. Set database.subnet_group to match.")
@@ -188,6 +193,10 @@ class DatabaseStep(Step):
                                   {"class": db.instance_class}))
             missing -= 1
         for name, instance in sorted(existing.items()):
+            if instance.get("PubliclyAccessible"):
+                changes.append(Change("update", f"rds:instance {name}", "make_private",
+                                      {"identifier": name},
+                                      {"publicly_accessible": {"from": True, "to": False}}))
             changes += tag_change(f"rds:instance {name}", instance["DBInstanceArn"],
                                    naming.tags(self.config, STEP_NAME, name),
                                    naming.from_aws(instance.get("TagList")), "tag_rds")
@@ -259,9 +268,15 @@ class DatabaseStep(Step):
             DBClusterIdentifier=self.db.cluster_id,
             Engine=ENGINE,
             DBInstanceClass=self.db.instance_class,
+            # The default depends on the VPC: with an internet gateway it is public.
+            PubliclyAccessible=False,
             Tags=naming.as_aws(tags),
         )["DBInstance"]
         state.instances.append(instance)
+
+    def apply_make_private(self, state: DatabaseState, identifier: str) -> None:
+        self.client("rds").modify_db_instance(DBInstanceIdentifier=identifier,
+                                              PubliclyAccessible=False, ApplyImmediately=True)
 
     def apply_tag_rds(self, state: DatabaseState, resource_id: str, tags: dict) -> None:
         self.client("rds").add_tags_to_resource(ResourceName=resource_id,

@@ -116,10 +116,15 @@ class NetworkStep(Step):
                             + ", ".join(v["VpcId"] for v in tagged)
                             + "). Set network.vpc_id to the one to use.")
         if tagged:
+            if tagged[0]["CidrBlock"] != net.cidr:
+                raise PlanError(STEP_NAME, f"vpc {tagged[0]['VpcId']}",
+                                f"this environment's VPC uses {tagged[0]['CidrBlock']}, the file "
+                                f"says {net.cidr}. A VPC's block cannot change: fix network.cidr.")
             return tagged[0]
         # Adopt by CIDR: a VPC made before runbook, not claimed by another environment.
         same_block = [v for v in self._vpcs(ec2, [{"Name": "cidr", "Values": [net.cidr]}])
-                      if naming.from_aws(v.get("Tags")).get(naming.ENV_TAG) in (None, self.config.env)]
+                      if not v.get("IsDefault")
+                      and naming.from_aws(v.get("Tags")).get(naming.ENV_TAG) in (None, self.config.env)]
         if len(same_block) > 1:
             raise PlanError(STEP_NAME, "vpc", f"several VPCs use {net.cidr} ("
                             + ", ".join(v["VpcId"] for v in same_block)
@@ -158,6 +163,7 @@ class NetworkStep(Step):
                                       {"tags": add_tags, "dns_support": "dns_support" in diff,
                                        "dns_hostnames": "dns_hostnames" in diff}, diff))
 
+        self._tables_planned: set[str] = set()
         for index, wanted in enumerate(net.subnets):
             if wanted.az not in state.zones:
                 raise PlanError(STEP_NAME, f"network.subnets[{index}].az",
@@ -209,6 +215,9 @@ class NetworkStep(Step):
                                 f"{associated.internet_route} through {associated.id}, so it "
                                 "is public. runbook provisions private subnets: use other "
                                 "CIDRs or remove that route.")
+            if associated.id in self._tables_planned:  # one table shared by several subnets
+                return changes
+            self._tables_planned.add(associated.id)
             return changes + tag_change(f"{rt_label} ({associated.id})", associated.id,
                                         rt_tags, associated.tags, "tag")
         ours = next((rt for rt in state.route_tables

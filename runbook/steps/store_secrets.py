@@ -164,6 +164,13 @@ class StoreSecretsStep(Step):
     def _plan_password(self, state: SecretsState) -> list[Change]:
         if state.db.deleted_on:
             return []  # decided by the restore, once the value can be read
+        password = (state.db.value or {}).get("password")
+        if password is not None and not _valid_password(password):
+            raise PlanError(STEP_NAME, f"secretsmanager:secret {state.db.name}",
+                            "its password is not one RDS accepts as a master password (a "
+                            "string of 8-128 printable characters without / @ \" or space). "
+                            "The value is not shown. Fix the secret, or delete its password "
+                            "field to have runbook generate one.")
         current_id = (state.db.value or {}).get("password_id")
         if current_id and current_id == state.cluster_password_id:
             return []
@@ -234,6 +241,11 @@ class StoreSecretsStep(Step):
     def outputs(self, state: SecretsState) -> dict:
         return {"db_secret_arn": state.db.arn or UNKNOWN,
                 "app_config_secret_arn": state.app.arn or UNKNOWN}
+
+
+def _valid_password(value) -> bool:
+    return (isinstance(value, str) and 8 <= len(value) <= 128
+            and all(32 < ord(c) < 127 and c not in '/@"' for c in value))
 
 
 def _with_generated(value: dict, is_db: bool) -> dict:

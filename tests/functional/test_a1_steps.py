@@ -370,7 +370,7 @@ def test_plan_on_an_empty_account_lists_every_resource_and_writes_nothing(accoun
 def test_waiting_on_a_cluster_that_never_becomes_available_prints_elapsed_time_then_fails(
         account, config, capsys):
     run(config, ["network", "database"])
-    rds().stop_db_cluster(DBClusterIdentifier="matbakh-prod")  # "stopped" is not "available"
+    rds().stop_db_instance(DBInstanceIdentifier="matbakh-prod-1")  # "stopped" is not "available"
     now = [0.0]
 
     def sleep(seconds):
@@ -381,8 +381,100 @@ def test_waiting_on_a_cluster_that_never_becomes_available_prints_elapsed_time_t
     [result] = runner.run(["database"])
 
     assert result.status == "failed" and result.error_kind == "failure"  # exit 1, not 2
-    assert "rds cluster matbakh-prod to be available" in result.error
+    assert "rds instances of matbakh-prod to be available" in result.error
     assert "still not ready after 45m00s" in result.error
     assert result.api_calls["write"] == 0
     waiting = [line for line in capsys.readouterr().out.splitlines() if "waiting for" in line]
     assert [line.rsplit("... ", 1)[1] for line in waiting[:3]] == ["0s", "5m00s", "10m00s"]
+
+
+def test_a_stopped_cluster_is_refused_with_the_command_that_starts_it(account, config):
+    run(config, ["network", "database"])
+    rds().stop_db_cluster(DBClusterIdentifier="matbakh-prod")
+    results, aws = run(config, ["database"])
+    assert results["database"].error_kind == "input"
+    assert "aws rds start-db-cluster --db-cluster-identifier matbakh-prod" in results["database"].error
+    assert aws.total("write") == 0
+
+
+# -- review findings ------------------------------------------------------------------
+
+def test_a_route_table_shared_by_all_subnets_is_adopted_once_and_keeps_its_name(account, config):
+    vpc_id = ec2().create_vpc(CidrBlock="10.0.0.0/16", TagSpecifications=[{
+        "ResourceType": "vpc", "Tags": [{"Key": "Name", "Value": "legacy-vpc"}]}])["Vpc"]["VpcId"]
+    table = ec2().create_route_table(VpcId=vpc_id, TagSpecifications=[{
+        "ResourceType": "route-table", "Tags": [{"Key": "Name", "Value": "legacy-private"}]}],
+    )["RouteTable"]["RouteTableId"]
+    for cidr, az in (("10.0.11.0/24", "a"), ("10.0.12.0/24", "b"), ("10.0.13.0/24", "c")):
+        subnet = ec2().create_subnet(VpcId=vpc_id, CidrBlock=cidr, AvailabilityZone=REGION + az)
+        ec2().associate_route_table(RouteTableId=table, SubnetId=subnet["Subnet"]["SubnetId"])
+
+    first, _ = run(config, ["network"])
+    second, _ = run(config, ["network"])
+
+    assert first["network"].status == "ok", first["network"].error
+    assert sum(c.resource.startswith("ec2:route-table") for c in first["network"].changes) == 1
+    assert second["network"].api_calls["write"] == 0
+    tags = {t["Key"]: t["Value"] for t in
+            ec2().describe_route_tables(RouteTableIds=[table])["RouteTables"][0]["Tags"]}
+    assert tags["Name"] == "legacy-private" and tags["runbook:env"] == "prod"
+    vpc_tags = {t["Key"]: t["Value"] for t in ec2().describe_vpcs(VpcIds=[vpc_id])["Vpcs"][0]["Tags"]}
+    assert vpc_tags["Name"] == "legacy-vpc"
+
+
+def test_the_default_vpc_is_never_adopted(account, write_config):
+    [default] = [v for v in ec2().describe_vpcs()["Vpcs"] if v.get("IsDefault")]
+
+    def use_default_block(data):
+        data["network"]["cidr"] = default["CidrBlock"]
+        base = default["CidrBlock"].rsplit(".", 2)[0]
+        for index, subnet in enumerate(data["network"]["subnets"]):
+            subnet["cidr"] = f"{base}.{200 + index}.0/24"
+
+    results, _ = run(config_mod.load(write_config(use_default_block)), ["network"])
+    assert results["network"].status == "ok", results["network"].error
+    assert results["network"].outputs["vpc_id"] != default["VpcId"]
+    assert any(c.action == "create" and c.resource.startswith("ec2:vpc")
+               for c in results["network"].changes)
+
+
+def test_an_adopted_password_rds_would_refuse_is_reported_without_its_value(account, config):
+    run(config, ["network", "database"])
+    sm().create_secret(Name="matbakh-db-postgres",
+                       SecretString=json.dumps({"password": 12345678901}))
+    results, aws = run(config, ["store-secrets"])
+    step = results["store-secrets"]
+    assert step.error_kind == "input" and "not shown" in step.error
+    assert "12345678901" not in step.error
+    assert aws.total("write") == 0
+
+
+def test_a_publicly_accessible_instance_is_made_private(account, config):
+    run(config, ["network", "database"])
+    rds().modify_db_instance(DBInstanceIdentifier="matbakh-prod-1", PubliclyAccessible=True,
+                             ApplyImmediately=True)
+    results, _ = run(config, ["database"])
+    assert [(c.op, c.diff) for c in results["database"].changes] == [
+        ("make_private", {"publicly_accessible": {"from": True, "to": False}})]
+    assert rds().describe_db_instances()["DBInstances"][0]["PubliclyAccessible"] is False
+    assert run(config, ["database"])[0]["database"].api_calls["write"] == 0
+
+
+def test_an_interrupted_run_keeps_the_results_of_the_steps_before_it(account, config):
+    from runbook.app import _keep_interrupted
+
+    def interrupt(service, operation, write):
+        if operation == "CreateDBCluster":
+            raise KeyboardInterrupt
+
+    aws = ClientFactory(REGION, interceptors=[interrupt])
+    runner = Runner(config, aws, Progress(quiet=True), sleep=lambda s: None)
+    results = []
+    with pytest.raises(KeyboardInterrupt):
+        try:
+            runner.run(A1, results)
+        finally:
+            _keep_interrupted(runner, results)
+    assert [(r.name, r.status) for r in results] == [("network", "ok"), ("database", "interrupted")]
+    assert [e["call"] for e in aws.journal.entries][-2:] == ["ec2:CreateSecurityGroup",
+                                                            "rds:CreateDBSubnetGroup"]

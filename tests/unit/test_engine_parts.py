@@ -119,3 +119,33 @@ def test_help_imports_neither_boto3_nor_moto_nor_psycopg(argv):
     assert proc.returncode == 0, proc.stderr
     assert "HEAVY []" in proc.stdout
     assert "Usage:" in proc.stdout
+
+
+def test_a_parameter_error_never_echoes_the_value_it_rejected():
+    from botocore.exceptions import ParamValidationError
+
+    from runbook.engine import _explain
+
+    exc = ParamValidationError(report="Invalid type for parameter MasterUserPassword, "
+                                      "value: hunter2-secret, type: <class 'int'>, "
+                                      "valid types: <class 'str'>")
+    text = _explain(exc)
+    assert "MasterUserPassword" in text and "(withheld)" in text
+    assert "hunter2-secret" not in text
+
+
+def test_an_sso_profile_without_a_login_is_bad_input_not_a_crash(tmp_path, monkeypatch, write_config, cli):
+    aws_config = tmp_path / "aws-config"
+    aws_config.write_text("[profile ops]\nsso_session = corp\nsso_account_id = 123456789012\n"
+                          "sso_role_name = Admin\nregion = eu-central-1\n"
+                          "[sso-session corp]\nsso_start_url = https://example.invalid/start\n"
+                          "sso_region = eu-central-1\n")
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(aws_config))
+    monkeypatch.setenv("AWS_PROFILE", "ops")
+    monkeypatch.delenv("AWS_ACCESS_KEY_ID")
+    monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
+    monkeypatch.setenv("HOME", str(tmp_path))  # no cached SSO token
+    result = cli("plan", "--phase", "a1", "--config", str(write_config()))
+    assert result.exit_code == 2, result.output
+    assert "aws sso login" in result.stderr
+    assert "internal error" not in result.output and "Traceback" not in result.output
