@@ -16,7 +16,7 @@ from pathlib import Path
 
 import click
 
-from runbook.errors import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED, RunbookError
+from runbook.errors import EXIT_FAILED, EXIT_INTERRUPTED, RunbookError
 
 _debug = False
 

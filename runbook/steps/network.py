@@ -163,16 +163,17 @@ class NetworkStep(Step):
                                       {"tags": add_tags, "dns_support": "dns_support" in diff,
                                        "dns_hostnames": "dns_hostnames" in diff}, diff))
 
-        self._tables_planned: set[str] = set()
+        tables_planned: set[str] = set()  # a table shared by several subnets is planned once
         for index, wanted in enumerate(net.subnets):
             if wanted.az not in state.zones:
                 raise PlanError(STEP_NAME, f"network.subnets[{index}].az",
                                 f"{wanted.az} is not an availability zone of this account in "
                                 f"{self.ctx.aws.region} (it has {', '.join(sorted(state.zones))})")
-            changes += self._plan_subnet(state, index, wanted)
+            changes += self._plan_subnet(state, index, wanted, tables_planned)
         return changes
 
-    def _plan_subnet(self, state: NetworkState, index: int, wanted) -> list[Change]:
+    def _plan_subnet(self, state: NetworkState, index: int, wanted,
+                     tables_planned: set[str]) -> list[Change]:
         config = self.config
         name = naming.subnet_name(config, wanted.az)
         label = f"ec2:subnet {name}"
@@ -215,9 +216,9 @@ class NetworkStep(Step):
                                 f"{associated.internet_route} through {associated.id}, so it "
                                 "is public. runbook provisions private subnets: use other "
                                 "CIDRs or remove that route.")
-            if associated.id in self._tables_planned:  # one table shared by several subnets
+            if associated.id in tables_planned:
                 return changes
-            self._tables_planned.add(associated.id)
+            tables_planned.add(associated.id)
             return changes + tag_change(f"{rt_label} ({associated.id})", associated.id,
                                         rt_tags, associated.tags, "tag")
         ours = next((rt for rt in state.route_tables
