@@ -2,8 +2,8 @@
 make the client factory (live or sandbox), run or plan, and write the report.
 
 Live:     check the caller's account, then run the requested steps.
-Dry run:  start a sandbox, run every step up to the requested ones from an empty
-          account, run the requested steps again as the verify pass (an idempotent step
+Dry run:  start a sandbox, run from an empty account every phase up to --phase (or
+          the --step steps and the steps they need), run the requested steps again as the verify pass (an idempotent step
           must make no write there), write the report under dry-run/, stop the sandbox.
 """
 
@@ -29,7 +29,8 @@ class Target:
     name: str                 # report name: the phase, or the step names
     phase: str                # the phase of the (last) requested step
     requested: list[str]      # steps a live run runs, and a dry run verifies
-    through: list[str]        # steps a dry run runs from an empty account
+    through: list[str]        # steps a dry run runs from an empty account: every phase
+                              # up to --phase, or the --step steps and what they need
 
 
 def resolve(config, phase: str | None, steps: tuple[str, ...] | list[str]) -> Target:
@@ -47,9 +48,24 @@ def resolve(config, phase: str | None, steps: tuple[str, ...] | list[str]) -> Ta
         raise BadInput(f"--step {unknown[0]}: not a step of any phase in the environment file; "
                        f"steps here: {', '.join(order)}.")
     requested = sorted(set(steps), key=order.index)
-    last = order.index(requested[-1])
     return Target("+".join(requested), config.phase_of(requested[-1]), requested,
-                  order[: last + 1])
+                  _with_prerequisites(requested, order))
+
+
+def _with_prerequisites(steps: list[str], order: list[str]) -> list[str]:
+    """`steps` and every step they need, directly or not, in the file's order.
+
+    A dry run of `--step X` builds exactly what X consumes, not whole phases.
+    """
+    from runbook.steps import CATALOGUE
+
+    needed, todo = set(), list(steps)
+    while todo:
+        name = todo.pop()
+        if name not in needed:
+            needed.add(name)
+            todo.extend(CATALOGUE[name].requires)
+    return [name for name in order if name in needed]
 
 
 @dataclass
@@ -114,7 +130,8 @@ def _dry_run(config, target, record, journal, progress) -> None:
             record.account = aws.caller_account()
         record.simulated = sandbox.simulated
         record.verify_results = []
-        runner = Runner(config, aws, progress, dry_run=True, sleep=_sandbox_sleep)
+        runner = Runner(config, aws, progress, dry_run=True, sleep=_sandbox_sleep,
+                        database_dsn=sandbox.database_dsn)
         try:
             runner.run(target.through, record.results)
         finally:
@@ -124,11 +141,13 @@ def _dry_run(config, target, record, journal, progress) -> None:
         progress.line("verify pass: the same steps again; an idempotent step must make "
                       "no write", bold=True)
         record.verify_results = Runner(config, aws, progress, dry_run=True, scope_prefix="verify:",
-                                       sleep=_sandbox_sleep).run(target.requested)
-        noisy = [f"{r.name} ({r.api_calls['write']} writes)" for r in record.verify_results
-                 if r.idempotent and r.api_calls["write"]]
+                                       sleep=_sandbox_sleep, database_dsn=sandbox.database_dsn
+                                       ).run(target.requested)
+        noisy = [f"{r.name} ({r.api_calls['write']} writes, {r.applied} changes)"
+                 for r in record.verify_results
+                 if r.idempotent and (r.api_calls["write"] or r.applied)]
         if noisy:
-            record.error = ("verify pass: a converged step must make no write, but "
+            record.error = ("verify pass: a converged step must change nothing, but "
                             + ", ".join(noisy) + " did")
 
 
@@ -168,7 +187,8 @@ def plan(config, target: Target, *, dry_run: bool, progress) -> PlanOutcome:
         with Sandbox(progress) as sandbox:
             aws = ClientFactory(config.region, endpoint_url=sandbox.aws_url,
                                 credentials=SANDBOX_CREDENTIALS)
-            return _plan(config, target.through, aws, progress)
+            return _plan(config, target.through, aws, progress, dry_run=True,
+                         database_dsn=sandbox.database_dsn)
     aws = ClientFactory(config.region)
     with aws.scoped("preflight"):
         account = aws.caller_account()
@@ -177,9 +197,11 @@ def plan(config, target: Target, *, dry_run: bool, progress) -> PlanOutcome:
     return _plan(config, target.requested, aws, progress, account)
 
 
-def _plan(config, steps, aws, progress, account: str | None = None) -> PlanOutcome:
+def _plan(config, steps, aws, progress, account: str | None = None, *, dry_run: bool = False,
+          database_dsn: str | None = None) -> PlanOutcome:
     account = account or aws.caller_account()
-    results = Runner(config, aws, progress, plan_only=True).run(steps)
+    results = Runner(config, aws, progress, plan_only=True, dry_run=dry_run,
+                     database_dsn=database_dsn).run(steps)
     writes = aws.total("write")
     if writes:  # a bug, never an operator's mistake: say so loudly
         raise RuntimeError(f"plan made {writes} mutating AWS call(s); plans must only read")

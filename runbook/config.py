@@ -11,7 +11,7 @@ import difflib
 import ipaddress
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -72,6 +72,36 @@ class Network(_Model):
         return self
 
 
+IDENT = r"^[a-z_][a-z0-9_]{0,62}$"
+RESERVED_SCHEMAS = ("pg_catalog", "information_schema", "pg_toast", "runbook")
+RESERVED_ROLES = ("rds_iam", "rds_superuser", "public")
+
+
+class DbRole(_Model):
+    """A database role that logs in by IAM only (granted rds_iam, rds.force_ssl = 1).
+
+    `write`: schemas where it may INSERT, UPDATE and DELETE (and use sequences) but not
+    read, including tables created later. `trigger`: the role a Cognito trigger connects
+    as; it gets exactly the column privileges that trigger's statements need.
+    """
+
+    write: list[str] = Field(default_factory=list)
+    trigger: Literal["post-confirmation"] | None = None
+
+    @field_validator("write")
+    @classmethod
+    def _schemas(cls, value: list[str]) -> list[str]:
+        for index, schema in enumerate(value):
+            if not isinstance(schema, str) or not re.fullmatch(IDENT, schema):
+                raise _AtPath((index,), f"{_short(schema)} is not a schema name (lower-case "
+                                        "letters, digits and _)")
+            if schema in RESERVED_SCHEMAS or schema.startswith("pg_"):
+                raise _AtPath((index,), f"schema {schema!r} is reserved")
+            if schema in value[:index]:
+                raise _AtPath((index,), f"schema {schema!r} is listed twice")
+        return value
+
+
 class Database(_Model):
     cluster_id: str = Field(pattern=r"^[a-z][a-z0-9]*(-[a-z0-9]+)*$", max_length=63)
     name: str = Field(pattern=r"^[A-Za-z][A-Za-z0-9_]{0,62}$")
@@ -85,6 +115,34 @@ class Database(_Model):
     deletion_protection: bool = True
     subnet_group: str | None = None
     security_group: str | None = None
+    # Where fix-tables' tables live, how runbook logs in, and from where it connects.
+    schema_: str = Field(default="public", alias="schema", pattern=IDENT)
+    auth: Literal["password", "iam"] = "password"
+    connect: Literal["direct", "lambda"] = "direct"
+    connect_timeout_s: int = Field(default=10, ge=1, le=120)
+    roles: dict[str, DbRole] = Field(default_factory=dict)
+
+    @field_validator("schema_")
+    @classmethod
+    def _schema(cls, value: str) -> str:
+        if value in RESERVED_SCHEMAS or value.startswith("pg_"):
+            raise ValueError(f"schema {value!r} is reserved")
+        return value
+
+    @field_validator("roles")
+    @classmethod
+    def _roles(cls, value: dict[str, DbRole]) -> dict[str, DbRole]:
+        triggers: dict[str, str] = {}
+        for name, role in value.items():
+            if not re.fullmatch(IDENT, name) or name in RESERVED_ROLES or name.startswith("pg_"):
+                raise _AtPath((name,), f"{_short(name)} cannot be a role name here (lower-case "
+                                       "letters, digits and _; not rds_iam, public or pg_*)")
+            if role.trigger and role.trigger in triggers:
+                raise _AtPath((name, "trigger"), f"{role.trigger} is already the trigger of "
+                                                 f"role {triggers[role.trigger]!r}")
+            if role.trigger:
+                triggers[role.trigger] = name
+        return value
 
     @field_validator("min_capacity", "max_capacity", mode="before")
     @classmethod
@@ -101,6 +159,17 @@ class Database(_Model):
             raise _AtPath(("min_capacity",), f"{self.min_capacity} is above max_capacity "
                                              f"{self.max_capacity}")
         return self
+
+    @model_validator(mode="after")
+    def _roles_are_not_the_master(self) -> "Database":
+        if self.master_username in self.roles:
+            raise _AtPath(("roles", self.master_username),
+                          "the master user cannot be an IAM-only role: runbook logs in as it")
+        return self
+
+    @property
+    def schema(self) -> str:
+        return self.schema_
 
     @property
     def subnet_group_name(self) -> str:

@@ -39,6 +39,7 @@ class Change:
     `op` and `args` say how to apply it (`Step.apply_<op>(state, **args)`); they stay
     out of reports. `diff` is what a person reads: for a create, the main settings;
     for an update, {field: {"from": current, "to": desired}}. It never holds a secret.
+    `detail` is longer text shown only on request (`plan --sql`): the SQL to be run.
     """
 
     action: str          # create | update | delete
@@ -46,6 +47,7 @@ class Change:
     op: str
     args: dict = field(default_factory=dict)
     diff: dict = field(default_factory=dict)
+    detail: str | None = None
 
     SYMBOLS: ClassVar[dict[str, str]] = {"create": "+", "update": "~", "delete": "-"}
 
@@ -89,6 +91,9 @@ class StepContext:
     progress: Any                 # Progress
     upstream: Callable[[str], dict]
     dry_run: bool = False
+    plan_only: bool = False
+    # A dry run's stand-in for the cluster: the sandbox's PostgreSQL database.
+    database_dsn: str | None = None
     sleep: Callable[[float], None] = time.sleep
     clock: Callable[[], float] = time.monotonic
 
@@ -127,11 +132,16 @@ class Step:
         """Ids later steps consume; UNKNOWN for what the plan has yet to create."""
         raise NotImplementedError
 
-    def apply(self, state, change: Change) -> None:
-        getattr(self, f"apply_{change.op}")(state, **change.args)
+    def apply(self, state, change: Change) -> bool | None:
+        """Apply one change. Returns False when it turned out to be done already (by a
+        concurrent run), so that it is not counted as applied."""
+        return getattr(self, f"apply_{change.op}")(state, **change.args)
 
     def settle(self, state) -> None:
         """Wait (read calls only) until what exists is ready for later steps."""
+
+    def close(self) -> None:
+        """Release what `read` opened (a database connection). Always called."""
 
     def client(self, service: str):
         return self.ctx.aws.client(service)
@@ -160,8 +170,10 @@ class Runner:
     """Runs (or only plans) a list of steps against one ClientFactory."""
 
     def __init__(self, config, aws, progress, *, dry_run: bool = False, plan_only: bool = False,
-                 scope_prefix: str = "", sleep=time.sleep, clock=time.monotonic):
+                 scope_prefix: str = "", sleep=time.sleep, clock=time.monotonic,
+                 database_dsn: str | None = None):
         self.config, self.aws, self.progress = config, aws, progress
+        self.database_dsn = database_dsn
         self.dry_run, self.plan_only = dry_run, plan_only
         self.scope_prefix = scope_prefix
         self.sleep, self.clock = sleep, clock
@@ -171,7 +183,8 @@ class Runner:
 
     def context(self) -> StepContext:
         return StepContext(self.config, self.aws, self.progress, self.upstream,
-                           dry_run=self.dry_run, sleep=self.sleep, clock=self.clock)
+                           dry_run=self.dry_run, plan_only=self.plan_only,
+                           database_dsn=self.database_dsn, sleep=self.sleep, clock=self.clock)
 
     def run(self, names: list[str], results: list[StepResult] | None = None) -> list[StepResult]:
         """Run `names` in order; stop at the first failure (the rest are `not_run`).
@@ -196,6 +209,7 @@ class Runner:
         self._current = name
         try:
             with self.aws.scoped(self.scope_prefix + name) as counts:
+                step = None
                 try:
                     step = step_class(name)(self.context())
                     state = step.read()
@@ -203,8 +217,8 @@ class Runner:
                     if not self.plan_only:
                         for change in result.changes:
                             self.progress.change(change)
-                            self._apply(step, state, change, name)
-                            result.applied += 1
+                            if self._apply(step, state, change, name) is not False:
+                                result.applied += 1
                         step.settle(state)
                     else:
                         for change in result.changes:
@@ -225,6 +239,8 @@ class Runner:
                     result.status, result.error_kind = "failed", "failure"
                     result.error = f"step {name!r} failed: {_explain(exc)}"
                 finally:
+                    if step is not None:
+                        step.close()
                     result.api_calls = dict(counts)
                     result.duration_ms = int((time.monotonic() - started) * 1000)
         finally:
@@ -232,9 +248,9 @@ class Runner:
             self.progress.step_done(result)
         return result
 
-    def _apply(self, step: Step, state, change: Change, name: str) -> None:
+    def _apply(self, step: Step, state, change: Change, name: str) -> bool | None:
         try:
-            step.apply(state, change)
+            return step.apply(state, change)
         except RunbookError:
             raise
         except Exception as exc:  # noqa: BLE001 - converted with the resource named
@@ -246,8 +262,11 @@ class Runner:
             return self.outputs[name]
         consumer = self._current or "?"
         step = step_class(name)(self.context())
-        state = step.read()
-        outputs = step.outputs(state)
+        try:
+            state = step.read()
+            outputs = step.outputs(state)
+        finally:
+            step.close()
         if not self.plan_only:
             missing = [key for key, value in outputs.items() if not is_known(value)]
             if missing:
@@ -268,8 +287,14 @@ def _explain(exc: BaseException) -> str:
         # botocore quotes the offending value, which may be a password.
         text = re.sub(r"value: .*?, type:", "value: (withheld), type:", str(exc), flags=re.S)
         return f"ParamValidationError: {text}"
+    from runbook.shared.db import redact_emails
+
+    if getattr(exc, "sqlstate", None) and hasattr(exc, "diag"):
+        # PostgreSQL: the primary message only. DETAIL lines quote row values.
+        primary = exc.diag.message_primary or str(exc).splitlines()[0]  # type: ignore[attr-defined]
+        return redact_emails(f"PostgreSQL error {exc.sqlstate}: {primary}")  # type: ignore[attr-defined]
     code = retry.error_code(exc)
     if code:
         message = exc.response.get("Error", {}).get("Message", "")  # type: ignore[attr-defined]
-        return f"{code}: {message}".rstrip(": ")
-    return f"{type(exc).__name__}: {exc}"
+        return redact_emails(f"{code}: {message}".rstrip(": "))
+    return redact_emails(f"{type(exc).__name__}: {exc}")

@@ -29,6 +29,8 @@ class Sandbox:
         self.aws_url: str | None = None
         self.pg_dsn: str | None = None
         self.pg_version: str | None = None
+        self.database: str | None = None
+        self.database_dsn: str | None = None
         self._moto = None
         self._pg = None
         self._previous_sigterm = None
@@ -41,6 +43,7 @@ class Sandbox:
             self.workdir = Path(tempfile.mkdtemp(prefix="runbook-sandbox-"))
             self._start_moto()
             self._start_postgres()
+            self._create_database()
         except BaseException:
             self.close()
             raise
@@ -80,6 +83,33 @@ class Sandbox:
         self.pg_version = self._server_version()
         self.progress.line(f"sandbox: embedded PostgreSQL {self.pg_version}", dim=True)
 
+    def _create_database(self) -> None:
+        """A fresh, empty database stands in for the cluster's: a dry run starts from
+        nothing even on a long-lived RUNBOOK_PG_DSN server, and leaves nothing there."""
+        import secrets
+
+        import psycopg
+        from psycopg.conninfo import make_conninfo
+
+        name = f"runbook_sandbox_{secrets.token_hex(4)}"
+        with psycopg.connect(self.pg_dsn, connect_timeout=10, autocommit=True) as conn:
+            conn.execute(f"CREATE DATABASE {name}")
+        self.database = name
+        self.database_dsn = make_conninfo(self.pg_dsn, dbname=name)
+
+    def _drop_database(self) -> None:
+        if self.database is None or not self.external_dsn:
+            return  # an embedded server is deleted with its directory
+        import psycopg
+
+        try:
+            with psycopg.connect(self.pg_dsn, connect_timeout=10, autocommit=True) as conn:
+                conn.execute(f"DROP DATABASE IF EXISTS {self.database} WITH (FORCE)")
+        except psycopg.Error as exc:
+            self.progress.line(f"sandbox: could not drop database {self.database} on "
+                               f"RUNBOOK_PG_DSN ({type(exc).__name__}); drop it by hand", fg="yellow")
+        self.database = None
+
     def _server_version(self) -> str:
         import psycopg
 
@@ -92,6 +122,7 @@ class Sandbox:
             if self._moto is not None:
                 self._moto.stop()
                 self._moto = None
+            self._drop_database()
             self._stop_postgres()
             if self.workdir is not None:
                 shutil.rmtree(self.workdir, ignore_errors=True)
@@ -129,6 +160,9 @@ class Sandbox:
             "behind the endpoint",
             f"PostgreSQL: {'RUNBOOK_PG_DSN' if self.external_dsn else 'embedded pgserver'} "
             f"{self.pg_version} stands in for Aurora PostgreSQL",
+            f"database endpoint: the cluster's endpoint is pointed at the sandbox database "
+            f"{self.database}; the DB secret is read and checked, but its host and password "
+            "are not used",
             "account_id guard: not applied (the sandbox is its own account)",
         ]
 

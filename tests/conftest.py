@@ -132,3 +132,52 @@ def workdir(tmp_path, monkeypatch):
     (tmp_path / "config" / "prod.yaml").write_text(PROD_CONFIG.read_text())
     monkeypatch.chdir(tmp_path)
     return tmp_path
+
+
+# -- PostgreSQL: a real server ---------------------------------------------------------
+
+FIXTURES = REPO / "tests" / "fixtures"
+LEGACY_SQL = FIXTURES / "legacy_supabase.sql"
+
+
+@pytest.fixture(scope="session")
+def pg_server(tmp_path_factory):
+    """The DSN of a PostgreSQL server: RUNBOOK_PG_DSN when set, else an embedded one."""
+    if os.environ.get("RUNBOOK_PG_DSN"):
+        yield os.environ["RUNBOOK_PG_DSN"]
+        return
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import pgserver
+
+        server = pgserver.get_server(tmp_path_factory.mktemp("pg") / "data", cleanup_mode="stop")
+    yield server.get_uri()
+    server.cleanup()
+
+
+@pytest.fixture
+def pg_dsn(pg_server):
+    """The DSN of a fresh, empty database on the test server, dropped afterwards."""
+    import secrets
+
+    import psycopg
+    from psycopg.conninfo import make_conninfo
+
+    name = f"rbtest_{secrets.token_hex(4)}"
+    with psycopg.connect(pg_server, autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name}")
+    yield make_conninfo(pg_server, dbname=name)
+    with psycopg.connect(pg_server, autocommit=True) as conn:
+        conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+@pytest.fixture
+def legacy_dsn(pg_dsn):
+    """A fresh database loaded with the Supabase-era fixture."""
+    import psycopg
+
+    with psycopg.connect(pg_dsn, autocommit=True) as conn:
+        conn.execute(LEGACY_SQL.read_text())
+    return pg_dsn

@@ -29,7 +29,7 @@ CATALOGUE: dict[str, StepInfo] = {
         StepInfo("store-secrets", "runbook.steps.store_secrets", requires=("database",)),
         StepInfo("cognito", None),
         StepInfo("vpc-integrate", None, requires=("network", "database")),
-        StepInfo("fix-tables", None, requires=("database", "store-secrets")),
+        StepInfo("fix-tables", "runbook.steps.fix_tables", requires=("database", "store-secrets")),
         StepInfo("deploy-post-confirmation", None,
                  requires=("vpc-integrate", "fix-tables", "cognito")),
         StepInfo("integration-test", None,

@@ -1,0 +1,225 @@
+"""Database roles that log in by IAM only, converged to what the environment file says.
+
+Each role in `database.roles` exists with LOGIN and no password, is a member of
+`rds_iam` (created as a NOLOGIN role where it is missing, which is the case outside
+RDS), and has `rds.force_ssl = 1` set on it. Its privileges in the current database are
+exactly the declared ones:
+
+  write: [foo, bar]             USAGE on each schema; INSERT, UPDATE, DELETE on its
+                                tables and USAGE on its sequences, but no SELECT; the
+                                same as default privileges for tables runbook's login
+                                creates there later
+  trigger: post-confirmation    the column privileges of the trigger's upsert
+                                (runbook.shared.profiles.PRIVILEGES)
+
+Whatever else the role holds in a non-system schema is revoked, so removing a schema
+from the file revokes its grants. Reading makes no change; `statements` gives the SQL
+that closes the gap, and is empty once the role has converged.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import NamedTuple
+
+from runbook.migrations import quote_ident
+from runbook.shared import profiles
+
+WRITE = ("INSERT", "UPDATE", "DELETE")
+SYSTEM_SCHEMAS = "n.nspname NOT IN ('information_schema', 'runbook') AND n.nspname NOT LIKE 'pg\\_%%'"
+
+
+class Priv(NamedTuple):
+    """One privilege. kind: schema | table | sequence | column | default.
+
+    For `default`, `name` is the object type (tables, sequences) the default applies to
+    in `schema`, for objects runbook's login creates.
+    """
+
+    kind: str
+    schema: str
+    name: str | None
+    privilege: str
+    column: str | None = None
+
+    def label(self) -> str:
+        where = {"schema": f"schema {self.schema}",
+                 "default": f"future {self.name} in {self.schema}",
+                 "column": f"{self.schema}.{self.name}({self.column})"}.get(
+            self.kind, f"{self.schema}.{self.name}")
+        return f"{self.privilege} on {where}"
+
+
+@dataclass
+class RoleState:
+    name: str
+    exists: bool = False
+    login: bool = False
+    rds_iam_member: bool = False
+    force_ssl: bool = False
+    privileges: set[Priv] = field(default_factory=set)
+
+
+@dataclass
+class Desired:
+    name: str
+    schemas_to_create: list[str]
+    privileges: set[Priv]
+
+
+def read_rds_iam(conn) -> bool:
+    return conn.execute("SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'rds_iam')"
+                        ).fetchone()[0]
+
+
+def read_role(conn, name: str) -> RoleState:
+    row = conn.execute(
+        """SELECT r.rolcanlogin,
+                  EXISTS (SELECT 1 FROM pg_auth_members m JOIN pg_roles g ON g.oid = m.roleid
+                           WHERE m.member = r.oid AND g.rolname = 'rds_iam'),
+                  COALESCE((SELECT 'rds.force_ssl=1' = ANY (s.setconfig) FROM pg_db_role_setting s
+                             WHERE s.setrole = r.oid AND s.setdatabase = 0), false)
+             FROM pg_roles r WHERE r.rolname = %s""", (name,)).fetchone()
+    if row is None:
+        return RoleState(name)
+    state = RoleState(name, True, *row)
+    state.privileges = _read_privileges(conn, name)
+    return state
+
+
+def _read_privileges(conn, role: str) -> set[Priv]:
+    grantee = "a.grantee = (SELECT oid FROM pg_roles WHERE rolname = %(role)s)"
+    rows = conn.execute(f"""
+        SELECT 'schema', n.nspname, NULL, a.privilege_type, NULL
+          FROM pg_namespace n, aclexplode(n.nspacl) a
+         WHERE {grantee} AND {SYSTEM_SCHEMAS}
+        UNION ALL
+        SELECT CASE WHEN c.relkind = 'S' THEN 'sequence' ELSE 'table' END, n.nspname,
+               c.relname, a.privilege_type, NULL
+          FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace, aclexplode(c.relacl) a
+         WHERE {grantee} AND {SYSTEM_SCHEMAS} AND c.relkind IN ('r', 'p', 'v', 'm', 'f', 'S')
+        UNION ALL
+        SELECT 'column', n.nspname, c.relname, a.privilege_type, att.attname
+          FROM pg_attribute att JOIN pg_class c ON c.oid = att.attrelid
+               JOIN pg_namespace n ON n.oid = c.relnamespace, aclexplode(att.attacl) a
+         WHERE {grantee} AND {SYSTEM_SCHEMAS} AND att.attnum > 0 AND NOT att.attisdropped
+        UNION ALL
+        SELECT 'default', n.nspname,
+               CASE d.defaclobjtype WHEN 'r' THEN 'tables' WHEN 'S' THEN 'sequences'
+                    WHEN 'f' THEN 'functions' WHEN 'T' THEN 'types' ELSE 'schemas' END,
+               a.privilege_type, NULL
+          FROM pg_default_acl d JOIN pg_namespace n ON n.oid = d.defaclnamespace,
+               aclexplode(d.defaclacl) a
+         WHERE {grantee} AND d.defaclrole = (SELECT oid FROM pg_roles WHERE rolname = current_user)
+    """, {"role": role}).fetchall()
+    return {Priv(*row) for row in rows}
+
+
+def desired(conn, name: str, spec, app_schema: str) -> Desired:
+    """What role `name` should hold, given the objects that exist now.
+
+    `conn` may be None (the database does not exist yet): schemas are then all to be
+    created and hold no tables.
+    """
+    privileges: set[Priv] = set()
+    existing = _existing_schemas(conn)
+    for schema in spec.write:
+        privileges.add(Priv("schema", schema, None, "USAGE"))
+        for kind, table in _relations(conn, schema):
+            if kind == "sequence":
+                privileges.add(Priv("sequence", schema, table, "USAGE"))
+            else:
+                privileges.update(Priv("table", schema, table, p) for p in WRITE)
+        privileges.update(Priv("default", schema, "tables", p) for p in WRITE)
+        privileges.add(Priv("default", schema, "sequences", "USAGE"))
+    if spec.trigger == "post-confirmation":
+        privileges.add(Priv("schema", app_schema, None, "USAGE"))
+        for table, grants in profiles.PRIVILEGES.items():
+            for privilege, columns in grants.items():
+                privileges.update(Priv("column", app_schema, table, privilege, c) for c in columns)
+    return Desired(name, [s for s in spec.write if s not in existing], privileges)
+
+
+def _existing_schemas(conn) -> set[str]:
+    if conn is None:
+        return set()
+    return {row[0] for row in conn.execute("SELECT nspname FROM pg_namespace").fetchall()}
+
+
+def _relations(conn, schema: str) -> list[tuple[str, str]]:
+    if conn is None:
+        return []
+    return conn.execute(
+        """SELECT CASE WHEN c.relkind = 'S' THEN 'sequence' ELSE 'table' END, c.relname
+             FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+            WHERE n.nspname = %s AND c.relkind IN ('r', 'p', 'S') ORDER BY 2""",
+        (schema,)).fetchall()
+
+
+# -- the gap, as SQL ------------------------------------------------------------------
+
+def statements(current: RoleState, want: Desired) -> list[str]:
+    """The SQL that takes `current` to `want`; [] when they match."""
+    role = quote_ident(want.name)
+    out: list[str] = []
+    if not current.exists:
+        # A concurrent runner may create it first; that is not an error.
+        out.append(f"DO $$ BEGIN CREATE ROLE {role} LOGIN; "
+                   "EXCEPTION WHEN duplicate_object THEN NULL; END $$")
+    elif not current.login:
+        out.append(f"ALTER ROLE {role} LOGIN")
+    if not current.rds_iam_member:
+        out.append(f"GRANT rds_iam TO {role}")
+    if not current.force_ssl:
+        out.append(f"ALTER ROLE {role} SET rds.force_ssl = 1")
+    out += [f"CREATE SCHEMA IF NOT EXISTS {quote_ident(s)}" for s in want.schemas_to_create]
+    out += _render(want.privileges - current.privileges, role, grant=True)
+    out += _render(current.privileges - want.privileges, role, grant=False)
+    return out
+
+
+def summary(current: RoleState, want: Desired) -> dict:
+    """The report's view of the gap: labels, never SQL."""
+    diff: dict = {}
+    attributes = [label for missing, label in (
+        (not current.exists, "create with LOGIN, no password"),
+        (current.exists and not current.login, "LOGIN"),
+        (not current.rds_iam_member, "member of rds_iam"),
+        (not current.force_ssl, "rds.force_ssl = 1")) if missing]
+    if attributes:
+        diff["attributes"] = attributes
+    if want.schemas_to_create:
+        diff["create_schemas"] = want.schemas_to_create
+    for key, privs in (("grant", want.privileges - current.privileges),
+                       ("revoke", current.privileges - want.privileges)):
+        if privs:
+            diff[key] = sorted(p.label() for p in privs)
+    return diff
+
+
+def _render(privs: set[Priv], role: str, *, grant: bool) -> list[str]:
+    verb, prep = ("GRANT", "TO") if grant else ("REVOKE", "FROM")
+    groups: dict[tuple, list[str]] = {}
+    for p in privs:
+        if p.kind == "column":
+            groups.setdefault((p.kind, p.schema, p.name, p.privilege), []).append(p.column)
+        else:
+            groups.setdefault((p.kind, p.schema, p.name), []).append(p.privilege)
+    out = []
+    for key in sorted(groups, key=lambda k: tuple(str(part) for part in k)):
+        items = sorted(groups[key])
+        kind, schema = key[0], quote_ident(key[1])
+        if kind == "schema":
+            out.append(f"{verb} {', '.join(items)} ON SCHEMA {schema} {prep} {role}")
+        elif kind == "default":
+            out.append(f"ALTER DEFAULT PRIVILEGES IN SCHEMA {schema} {verb} {', '.join(items)} "
+                       f"ON {key[2].upper()} {prep} {role}")
+        elif kind == "column":
+            columns = ", ".join(quote_ident(c) for c in items)
+            out.append(f"{verb} {key[3]} ({columns}) ON TABLE {schema}.{quote_ident(key[2])} "
+                       f"{prep} {role}")
+        else:
+            keyword = "SEQUENCE" if kind == "sequence" else "TABLE"
+            out.append(f"{verb} {', '.join(items)} ON {keyword} {schema}.{quote_ident(key[2])} "
+                       f"{prep} {role}")
+    return out

@@ -1,0 +1,396 @@
+"""fix-tables against a real PostgreSQL: the migrations on an empty and on the
+Supabase-era database, the runner's checksums and lock, and the IAM-only roles.
+
+The step runs as in a dry run: its database is the test server's, and the outputs of
+`database` and `store-secrets` are given (the AWS side is covered elsewhere).
+"""
+
+from __future__ import annotations
+
+import shutil
+import threading
+
+import psycopg
+import pytest
+
+from runbook import config as config_mod
+from runbook import migrations
+from runbook.aws import ClientFactory
+from runbook.engine import UNKNOWN, Runner
+from runbook.progress import Progress
+from runbook.shared.profiles import NewUser, upsert_profile
+from runbook.steps.fix_tables import FixTables
+from tests.conftest import REGION
+
+UPSTREAM = {
+    "database": {"endpoint": UNKNOWN, "port": 5432, "database": "matbakh_main",
+                 "master_username": "postgres"},
+    "store-secrets": {"db_secret_arn": UNKNOWN},
+}
+WORKING_TABLES = ("profiles", "private_profiles", "users")
+
+
+def make_config(write_config, roles=None):
+    def mutate(data):
+        if roles is not None:
+            data["database"]["roles"] = roles
+    return config_mod.load(write_config(mutate))
+
+
+def fix_tables(config, dsn, *, plan_only=False):
+    runner = Runner(config, ClientFactory(REGION), Progress(quiet=True), dry_run=True,
+                    plan_only=plan_only, database_dsn=dsn)
+    runner.outputs.update(UPSTREAM)
+    return runner.run_step("fix-tables")
+
+
+def query(dsn, sql, params=None):
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        return conn.execute(sql, params).fetchall()
+
+
+def execute(dsn, sql):
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(sql)
+
+
+def count_ddl(dsn):
+    """Log every DDL command (and GRANT/REVOKE) the database runs from now on."""
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("""
+            CREATE TABLE public.ddl_log (tag text NOT NULL);
+            CREATE FUNCTION public.log_ddl() RETURNS event_trigger LANGUAGE plpgsql AS $$
+            BEGIN INSERT INTO public.ddl_log VALUES (tg_tag); END $$;
+            CREATE EVENT TRIGGER log_ddl ON ddl_command_start EXECUTE FUNCTION public.log_ddl();
+        """)
+    return lambda: [row[0] for row in query(dsn, "SELECT tag FROM public.ddl_log")]
+
+
+def shape(dsn):
+    """Columns, constraints, indexes and triggers of the working tables."""
+    tables = list(WORKING_TABLES)
+    return {
+        "columns": query(dsn, """
+            SELECT table_name, column_name, data_type, character_maximum_length, is_nullable,
+                   column_default
+              FROM information_schema.columns
+             WHERE table_schema = 'public' AND table_name = ANY (%s) ORDER BY 1, 2""", (tables,)),
+        "constraints": query(dsn, """
+            SELECT conrelid::regclass::text, conname, pg_get_constraintdef(oid)
+              FROM pg_constraint WHERE conrelid::regclass::text = ANY (%s) ORDER BY 1, 2""",
+                             (tables,)),
+        "indexes": query(dsn, """
+            SELECT tablename, indexname, indexdef FROM pg_indexes
+             WHERE schemaname = 'public' AND tablename = ANY (%s) ORDER BY 1, 2""", (tables,)),
+        "triggers": query(dsn, """
+            SELECT tgrelid::regclass::text, tgname FROM pg_trigger
+             WHERE NOT tgisinternal AND tgrelid::regclass::text = ANY (%s) ORDER BY 1, 2""",
+                          (tables,)),
+    }
+
+
+# -- migrations ------------------------------------------------------------------------
+
+def test_empty_database_gets_the_schema_and_a_second_run_runs_no_ddl(write_config, pg_dsn):
+    config = make_config(write_config)
+    first = fix_tables(config, pg_dsn)
+    assert first.status == "ok", first.error
+    assert [c.resource for c in first.changes] == [
+        "postgres:migration 0001_profiles.sql.j2", "postgres:migration 0002_private_profiles.sql.j2",
+        "postgres:migration 0003_users.sql.j2"]
+    assert first.applied == 3
+    assert first.outputs["schema_version"] == 3
+    recorded = query(pg_dsn, "SELECT version, name, length(checksum) FROM runbook.schema_migrations "
+                             "ORDER BY version")
+    assert recorded == [(1, "profiles", 64), (2, "private_profiles", 64), (3, "users", 64)]
+    columns = {row[1] for row in shape(pg_dsn)["columns"] if row[0] == "profiles"}
+    assert columns == {"id", "email", "role", "display_name", "cognito_user_id", "language",
+                       "avatar_url", "created_at", "updated_at"}
+
+    ddl = count_ddl(pg_dsn)
+    second = fix_tables(config, pg_dsn)
+    assert second.status == "ok", second.error
+    assert second.changes == [] and second.applied == 0
+    assert ddl() == []
+    assert query(pg_dsn, "SELECT count(*) FROM runbook.schema_migrations") == [(3,)]
+
+
+def test_profile_defaults_and_updated_at(write_config, pg_dsn):
+    assert fix_tables(make_config(write_config), pg_dsn).status == "ok"
+    with psycopg.connect(pg_dsn, autocommit=True) as conn:
+        row = conn.execute("INSERT INTO profiles (email) VALUES ('a@example.test') "
+                           "RETURNING id, role, language, created_at, updated_at").fetchone()
+        assert row[0] is not None and row[1:3] == ("owner", "de")
+        conn.execute("UPDATE profiles SET created_at = created_at - interval '1 day', "
+                     "updated_at = '2000-01-01' WHERE id = %s", (row[0],))
+        updated = conn.execute("SELECT updated_at > now() - interval '1 minute' FROM profiles "
+                               "WHERE id = %s", (row[0],)).fetchone()[0]
+    assert updated, "updated_at must follow every update, whatever the statement set"
+
+
+def test_legacy_database_keeps_every_row_and_accepts_cognito_sign_ups(write_config, legacy_dsn):
+    users_before = query(legacy_dsn, "SELECT to_jsonb(u) FROM auth.users u ORDER BY id")
+    profiles_before = query(legacy_dsn, "SELECT to_jsonb(p) FROM public.profiles p ORDER BY id")
+    assert len(users_before) == 3 and len(profiles_before) == 3
+
+    result = fix_tables(make_config(write_config), legacy_dsn)
+    assert result.status == "ok", result.error
+    assert result.applied == 3
+
+    assert query(legacy_dsn, "SELECT to_jsonb(u) FROM auth.users u ORDER BY id") == users_before
+    profiles_after = query(legacy_dsn, "SELECT to_jsonb(p) FROM public.profiles p ORDER BY id")
+    assert len(profiles_after) == len(profiles_before)
+    for (before,), (after,) in zip(profiles_before, profiles_after):
+        assert {key: after[key] for key in before} == before  # legacy roles stay as they are
+        assert after["cognito_user_id"] is None and after["display_name"] is None
+
+    # A user who exists only in Cognito: not in auth.users.
+    with psycopg.connect(legacy_dsn, autocommit=True) as conn:
+        with conn.transaction():
+            profile_id = conn.execute(
+                "INSERT INTO public.profiles (email, role, cognito_user_id, display_name) "
+                "VALUES ('new.owner@example.test', 'owner', "
+                "'0a1b2c3d-0000-4000-8000-00000000c0de', 'New Owner') RETURNING id").fetchone()[0]
+            conn.execute("INSERT INTO public.private_profiles (user_id, first_name, phone) "
+                         "VALUES (%s, 'New', '+4930123456')", (profile_id,))
+        assert conn.execute("SELECT count(*) FROM auth.users WHERE id = %s",
+                            (profile_id,)).fetchone()[0] == 0
+        assert conn.execute("SELECT preferences FROM private_profiles WHERE user_id = %s",
+                            (profile_id,)).fetchone()[0] == {}
+        # Languages and roles outside the old CHECK lists are accepted now.
+        conn.execute("INSERT INTO public.profiles (email, role, language) "
+                     "VALUES ('x@example.test', 'manager', 'tr')")
+
+
+def test_empty_and_legacy_databases_end_with_the_same_schema(write_config, pg_server):
+    import secrets
+
+    from psycopg.conninfo import make_conninfo
+
+    names = [f"rbtest_{secrets.token_hex(4)}" for _ in range(2)]
+    dsns = [make_conninfo(pg_server, dbname=name) for name in names]
+    with psycopg.connect(pg_server, autocommit=True) as conn:
+        for name in names:
+            conn.execute(f"CREATE DATABASE {name}")
+    try:
+        from tests.conftest import LEGACY_SQL
+
+        execute(dsns[1], LEGACY_SQL.read_text())
+        config = make_config(write_config)
+        for dsn in dsns:
+            assert fix_tables(config, dsn).status == "ok"
+        empty, legacy = shape(dsns[0]), shape(dsns[1])
+        assert empty["columns"] and empty == legacy
+        assert not [c for c in legacy["constraints"] if "CHECK" in c[2] or "auth.users" in c[2]]
+    finally:
+        with psycopg.connect(pg_server, autocommit=True) as conn:
+            for name in names:
+                conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+def test_deleting_a_profile_deletes_its_private_profile(write_config, legacy_dsn):
+    assert fix_tables(make_config(write_config), legacy_dsn).status == "ok"
+    legacy_id = "8c2d9e41-1a3b-4c5d-8e6f-7a8b9c0d1e2f"
+    with psycopg.connect(legacy_dsn, autocommit=True) as conn:
+        conn.execute("INSERT INTO private_profiles (user_id, last_name) VALUES (%s, 'Schmidt')",
+                     (legacy_id,))
+        conn.execute("DELETE FROM profiles WHERE id = %s", (legacy_id,))
+        left = conn.execute("SELECT count(*) FROM private_profiles WHERE user_id = %s",
+                            (legacy_id,)).fetchone()[0]
+    assert left == 0
+
+
+def test_plan_lists_pending_migrations_and_changes_nothing(write_config, pg_dsn):
+    ddl = count_ddl(pg_dsn)
+    result = fix_tables(make_config(write_config), pg_dsn, plan_only=True)
+    assert result.status == "ok", result.error
+    assert [c.action for c in result.changes] == ["create"] * 3
+    assert all("CREATE TABLE IF NOT EXISTS" in c.detail for c in result.changes)
+    assert result.applied == 0 and ddl() == []
+    assert query(pg_dsn, "SELECT to_regclass('runbook.schema_migrations')") == [(None,)]
+
+
+@pytest.fixture
+def templates(tmp_path, monkeypatch):
+    """A copy of templates/sql that the test may edit; fix-tables reads it."""
+    copy = tmp_path / "sql"
+    shutil.copytree(migrations.TEMPLATES, copy)
+    monkeypatch.setattr(migrations, "TEMPLATES", copy)
+    return copy
+
+
+def test_an_applied_migration_that_was_edited_is_refused_and_not_rerun(write_config, pg_dsn,
+                                                                        templates):
+    config = make_config(write_config)
+    assert fix_tables(config, pg_dsn).status == "ok"
+    path = templates / "0002_private_profiles.sql.j2"
+    path.write_text(path.read_text().replace("phone       text,", "phone       text,\n  fax text,"))
+    (templates / "0004_more.sql.j2").write_text("CREATE TABLE more (id int);\n")
+
+    ddl = count_ddl(pg_dsn)
+    result = fix_tables(config, pg_dsn)
+    assert result.status == "failed" and result.error_kind == "input"  # exit code 2
+    assert "0002_private_profiles.sql.j2" in result.error
+    assert "was changed after it was applied" in result.error
+    assert ddl() == []  # neither re-run nor the next one applied
+    assert query(pg_dsn, "SELECT max(version) FROM runbook.schema_migrations") == [(3,)]
+
+
+def test_changing_a_rendered_value_counts_as_an_edit(write_config, pg_dsn):
+    assert fix_tables(make_config(write_config), pg_dsn).status == "ok"
+    moved = config_mod.load(write_config(lambda d: d["database"].update(schema="app")))
+    result = fix_tables(moved, pg_dsn)
+    assert result.error_kind == "input" and "0001_profiles.sql.j2" in result.error
+    assert "database.schema" in result.error
+
+
+def test_two_runs_started_together_apply_each_migration_once(write_config, pg_dsn, templates,
+                                                             monkeypatch):
+    # A slow migration keeps the first runner inside the lock while the second waits.
+    (templates / "0004_slow.sql.j2").write_text(
+        "CREATE TABLE IF NOT EXISTS ran (migration int);\n"
+        "INSERT INTO ran VALUES (4);\nSELECT pg_sleep(0.5);\n")
+    (templates / "0005_after.sql.j2").write_text("INSERT INTO ran VALUES (5);\n")
+
+    both_planned = threading.Barrier(2, timeout=30)
+    original_lock = FixTables._lock
+
+    def lock_after_both_planned(self, state):
+        if not state.locked:
+            both_planned.wait()  # both runners have read and planned all five
+        return original_lock(self, state)
+
+    monkeypatch.setattr(FixTables, "_lock", lock_after_both_planned)
+    config = make_config(write_config)
+    results = [None, None]
+
+    def run(index):
+        results[index] = fix_tables(config, pg_dsn)
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+
+    assert [r.status for r in results] == ["ok", "ok"], [r.error for r in results]
+    assert [len(r.changes) for r in results] == [5, 5]
+    assert sorted(r.applied for r in results) == [0, 5]
+    assert query(pg_dsn, "SELECT migration, count(*) FROM ran GROUP BY 1 ORDER BY 1") == \
+        [(4, 1), (5, 1)]
+    assert query(pg_dsn, "SELECT version FROM runbook.schema_migrations ORDER BY 1") == \
+        [(1,), (2,), (3,), (4,), (5,)]
+
+
+def test_a_failing_migration_leaves_nothing_half_applied(write_config, pg_dsn, templates):
+    (templates / "0004_broken.sql.j2").write_text(
+        "CREATE TABLE half (id int);\nSELECT no_such_function();\n")
+    result = fix_tables(make_config(write_config), pg_dsn)
+    assert result.status == "failed" and result.error_kind == "failure"
+    assert "0004_broken.sql.j2" in result.error and "no_such_function" in result.error
+    assert result.applied == 3
+    assert query(pg_dsn, "SELECT to_regclass('public.half')") == [(None,)]
+    assert query(pg_dsn, "SELECT max(version) FROM runbook.schema_migrations") == [(3,)]
+
+
+# -- IAM-only roles ----------------------------------------------------------------------
+
+WRITER = {"lambda_writer": {"write": ["foo", "bar"]}}
+
+
+def connect_as(dsn, role):
+    """A real login as `role` (the test server trusts local connections)."""
+    return psycopg.connect(dsn, user=role, autocommit=True)
+
+
+def role_privileges(dsn, role):
+    from runbook import dbroles
+
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        return dbroles.read_role(conn, role)
+
+
+def test_lambda_writer_may_write_but_not_read_and_not_touch_public(write_config, pg_dsn):
+    execute(pg_dsn, "CREATE SCHEMA foo; CREATE TABLE foo.existing (id serial PRIMARY KEY, col text)")
+    config = make_config(write_config, roles=WRITER)
+    result = fix_tables(config, pg_dsn)
+    assert result.status == "ok", result.error
+    assert [c.resource for c in result.changes][-2:] == ["postgres:role rds_iam",
+                                                         "postgres:role lambda_writer"]
+    # A table created after fix-tables gets the grants from the default privileges.
+    execute(pg_dsn, "CREATE TABLE foo.table1 (id serial PRIMARY KEY, col text)")
+
+    state = role_privileges(pg_dsn, "lambda_writer")
+    assert state.login and state.rds_iam_member and state.force_ssl
+    with connect_as(pg_dsn, "lambda_writer") as conn:
+        for table in ("foo.table1", "foo.existing"):
+            conn.execute(f"INSERT INTO {table} (col) VALUES ('written')")
+        for statement in ("SELECT * FROM foo.table1",
+                          "INSERT INTO public.profiles (email) VALUES ('w@example.test')",
+                          "INSERT INTO public.users (id, cognito_id, email) VALUES ('1', '1', '1')"):
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                conn.execute(statement)
+    assert query(pg_dsn, "SELECT count(*) FROM foo.table1") == [(1,)]
+    assert query(pg_dsn, "SELECT rolcanlogin FROM pg_roles WHERE rolname = 'rds_iam'") == [(False,)]
+
+
+def test_writer_roles_converge_and_a_removed_schema_loses_its_grants(write_config, pg_dsn):
+    config = make_config(write_config, roles=WRITER)
+    assert fix_tables(config, pg_dsn).status == "ok"
+    execute(pg_dsn, "CREATE TABLE bar.t (id serial PRIMARY KEY)")
+    again = fix_tables(config, pg_dsn)
+    assert again.status == "ok" and again.changes == []  # default privileges covered bar.t
+
+    ddl = count_ddl(pg_dsn)
+    only_foo = make_config(write_config, roles={"lambda_writer": {"write": ["foo"]}})
+    planned = fix_tables(only_foo, pg_dsn, plan_only=True)
+    assert len(planned.changes) == 1 and ddl() == []
+    assert "INSERT on bar.t" in planned.changes[0].diff["revoke"]
+    result = fix_tables(only_foo, pg_dsn)
+    assert result.status == "ok" and result.applied == 1
+
+    held = role_privileges(pg_dsn, "lambda_writer").privileges
+    assert held and not [p for p in held if p.schema == "bar"]
+    assert query(pg_dsn, "SELECT has_table_privilege('lambda_writer', 'bar.t', 'INSERT'), "
+                         "has_schema_privilege('lambda_writer', 'bar', 'USAGE')") == [(False, False)]
+    assert fix_tables(only_foo, pg_dsn).changes == []
+
+
+def test_a_read_grant_added_by_hand_is_revoked(write_config, pg_dsn):
+    config = make_config(write_config, roles=WRITER)
+    assert fix_tables(config, pg_dsn).status == "ok"
+    execute(pg_dsn, "CREATE TABLE foo.t (id int); GRANT SELECT ON foo.t TO lambda_writer")
+    result = fix_tables(config, pg_dsn)
+    assert result.changes[0].diff == {"revoke": ["SELECT on foo.t"]}
+    assert query(pg_dsn, "SELECT has_table_privilege('lambda_writer', 'foo.t', 'SELECT')") == \
+        [(False,)]
+
+
+TRIGGER_ROLE = {"matbakh_trigger": {"trigger": "post-confirmation"}}
+
+
+def test_trigger_role_can_run_its_upsert_and_nothing_more(write_config, legacy_dsn):
+    result = fix_tables(make_config(write_config, roles=TRIGGER_ROLE), legacy_dsn)
+    assert result.status == "ok", result.error
+
+    sub = "7d3e1f00-2b4c-4d5e-8f60-718293a4b5c6"
+    new_user = NewUser(sub=sub, email="fresh@example.test", display_name="Fresh",
+                       first_name="Fre", last_name="Sh", phone="+491701234567")
+    legacy = NewUser(sub="11111111-2222-4333-8444-555555555555",
+                     email="anna.schmidt@example.com", first_name="Anna")
+    with connect_as(legacy_dsn, "matbakh_trigger") as conn:
+        first = upsert_profile(conn, new_user)
+        assert upsert_profile(conn, new_user) == first  # a Cognito retry changes nothing
+        linked = upsert_profile(conn, legacy)
+        for statement in ("SELECT avatar_url FROM profiles", "SELECT preferences FROM private_profiles",
+                          "DELETE FROM profiles", "UPDATE profiles SET role = 'admin'",
+                          "SELECT * FROM auth.users"):
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                conn.execute(statement)
+
+    assert linked == "8c2d9e41-1a3b-4c5d-8e6f-7a8b9c0d1e2f"  # the legacy profile, linked
+    rows = query(legacy_dsn, "SELECT p.role, p.cognito_user_id, pp.first_name, pp.phone FROM profiles p "
+                             "JOIN private_profiles pp ON pp.user_id = p.id ORDER BY p.email")
+    assert rows == [("user", legacy.sub, "Anna", None),
+                    ("owner", sub, "Fre", "+491701234567")]
+    assert fix_tables(make_config(write_config, roles=TRIGGER_ROLE), legacy_dsn).changes == []
