@@ -97,8 +97,10 @@ def run(phase, steps, dry_run, env, config_path, report_dir, region):
 @cli.command()
 @_target_options
 @click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON.")
+@click.option("--sql", "show_sql", is_flag=True,
+              help="Also print the SQL each database change would run.")
 @common_options
-def plan(phase, steps, dry_run, as_json, env, config_path, report_dir, region):
+def plan(phase, steps, dry_run, as_json, show_sql, env, config_path, report_dir, region):
     """Show what a run would change. Read-only."""
     from runbook import app
     from runbook.progress import Progress
@@ -112,9 +114,14 @@ def plan(phase, steps, dry_run, as_json, env, config_path, report_dir, region):
             "env": config.env, "target": target.name, "dry_run": dry_run,
             "account": outcome.account,
             "steps": [{"name": r.name, "status": r.status, "error": r.error,
-                       "changes": [c.as_report() for c in r.changes]} for r in outcome.results],
+                       "changes": [_planned(c, show_sql) for c in r.changes]}
+                      for r in outcome.results],
         }, indent=2, default=str))
     else:
+        if show_sql:
+            for change in changes:
+                if change.detail:
+                    click.echo(f"\n-- {change.describe()}\n{change.detail.rstrip()}\n")
         counts = {action: sum(c.action == action for c in changes)
                   for action in ("create", "update", "delete")}
         click.echo(f"Plan: {counts['create']} to create, {counts['update']} to update, "
@@ -123,6 +130,13 @@ def plan(phase, steps, dry_run, as_json, env, config_path, report_dir, region):
             if result.error:
                 click.echo(click.style(f"error: {result.error}", fg="red"), err=True)
     sys.exit(outcome.exit_code)
+
+
+def _planned(change, show_sql: bool) -> dict:
+    data = change.as_report()
+    if show_sql and change.detail:
+        data["sql"] = change.detail
+    return data
 
 
 @cli.command()

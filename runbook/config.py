@@ -120,6 +120,9 @@ class Database(_Model):
     auth: Literal["password", "iam"] = "password"
     connect: Literal["direct", "lambda"] = "direct"
     connect_timeout_s: int = Field(default=10, ge=1, le=120)
+    # libpq sslmode for runbook's own connection; verify-full also checks the server's
+    # certificate (needs the RDS CA bundle, e.g. through PGSSLROOTCERT).
+    sslmode: Literal["prefer", "require", "verify-ca", "verify-full"] = "require"
     roles: dict[str, DbRole] = Field(default_factory=dict)
 
     @field_validator("schema_")
@@ -158,6 +161,13 @@ class Database(_Model):
         if self.min_capacity > self.max_capacity:
             raise _AtPath(("min_capacity",), f"{self.min_capacity} is above max_capacity "
                                              f"{self.max_capacity}")
+        return self
+
+    @model_validator(mode="after")
+    def _iam_needs_tls(self) -> "Database":
+        if self.auth == "iam" and self.sslmode == "prefer":
+            raise _AtPath(("sslmode",), "IAM authentication requires TLS: use require, "
+                                        "verify-ca or verify-full")
         return self
 
     @model_validator(mode="after")

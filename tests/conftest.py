@@ -2,6 +2,8 @@
 
 tests/unit         no I/O beyond temp files (config, plans, helpers)
 tests/functional   steps against in-process moto (`mock_aws`)
+tests/database     fix-tables and the connector against a real PostgreSQL (pgserver, or
+                   RUNBOOK_PG_DSN: a superuser, as the tests create roles)
 tests/integration  the `runbook` command against a moto server, in-process or as a
                    subprocess, and the dry-run sandbox with a real PostgreSQL
 """

@@ -96,7 +96,8 @@ def from_secret(secret_string: str, source: str, *, sslmode: str = "require") ->
                   sslmode=sslmode)
 
 
-def from_iam(host: str, port: int, dbname: str, user: str, *, region: str, rds_client) -> Target:
+def from_iam(host: str, port: int, dbname: str, user: str, *, region: str, rds_client,
+             sslmode: str = "require") -> Target:
     """A Target that logs in with a fresh RDS IAM auth token (valid 15 minutes), over TLS.
 
     Generating the token signs a request locally; it makes no AWS call.
@@ -104,7 +105,8 @@ def from_iam(host: str, port: int, dbname: str, user: str, *, region: str, rds_c
     token = rds_client.generate_db_auth_token(DBHostname=host, Port=port, DBUsername=user,
                                               Region=region)
     return Target(host=host, port=int(port), dbname=dbname, user=user,
-                  source=f"IAM auth token for {user}", password=token, sslmode="require")
+                  source=f"IAM auth token for {user}", password=token,
+                  sslmode=sslmode if sslmode.startswith("verify") else "require")
 
 
 def from_environment(environ: Mapping[str, str], *, session=None) -> Target:

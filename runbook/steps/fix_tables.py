@@ -89,13 +89,15 @@ class FixTables(Step):
         if self.db.auth == "iam":
             return dbconnect.from_iam(database["endpoint"], int(database["port"]),
                                       database["database"], database["master_username"],
-                                      region=self.config.region, rds_client=self.client("rds"))
+                                      region=self.config.region, rds_client=self.client("rds"),
+                                      sslmode=self.db.sslmode)
         return self._secret_target(secret_arn)
 
     def _secret_target(self, secret_arn: str) -> dbconnect.Target:
         value = self.client("secretsmanager").get_secret_value(SecretId=secret_arn)
         try:
-            return dbconnect.from_secret(value["SecretString"], f"secret {self.config.secrets.db}")
+            return dbconnect.from_secret(value["SecretString"], f"secret {self.config.secrets.db}",
+                                         sslmode=self.db.sslmode)
         except dbconnect.ConnectError as exc:
             raise BadInput(f"{exc}. Run `runbook run --step store-secrets` to rewrite it.") from None
 

@@ -123,6 +123,29 @@ CASES = {
     "step-before-the-step-it-requires": Case(
         "phases.a1[0]", ("step 'database' needs 'network'", "listed before"),
         mutate=_set("phases", "a1", ["database", "network", "store-secrets"])),
+    "schema-reserved": Case(
+        "database.schema", ("'pg_temp'", "reserved"), mutate=_set("database", "schema", "pg_temp")),
+    "role-name-reserved": Case(
+        "database.roles.rds_iam", ("cannot be a role name",),
+        mutate=_set("database", "roles", {"rds_iam": {"write": ["foo"]}})),
+    "role-is-the-master-user": Case(
+        "database.roles.postgres", ("master user",),
+        mutate=_set("database", "roles", {"postgres": {"write": ["foo"]}})),
+    "role-write-schema-twice": Case(
+        "database.roles.lambda_writer.write[1]", ("'foo' is listed twice",),
+        mutate=_set("database", "roles", {"lambda_writer": {"write": ["foo", "foo"]}})),
+    "role-write-schema-not-a-name": Case(
+        "database.roles.lambda_writer.write[0]", ("'Foo Bar'", "not a schema name"),
+        mutate=_set("database", "roles", {"lambda_writer": {"write": ["Foo Bar"]}})),
+    "two-roles-for-one-trigger": Case(
+        "database.roles.b.trigger", ("already the trigger of role 'a'",),
+        mutate=_set("database", "roles", {"a": {"trigger": "post-confirmation"},
+                                          "b": {"trigger": "post-confirmation"}})),
+    "iam-auth-without-tls": Case(
+        "database.sslmode", ("IAM authentication requires TLS",),
+        mutate=lambda d: d["database"].update(auth="iam", sslmode="prefer")),
+    "unknown-connect-mode": Case(
+        "database.connect", ("'vpn'",), mutate=_set("database", "connect", "vpn")),
     "duplicate-phase": Case(
         "phases.a1", ("duplicate key",),
         text=lambda t: replace_once(t, "  a2: [cognito]", "  a1: [cognito]")),

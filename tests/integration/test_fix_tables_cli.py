@@ -1,0 +1,157 @@
+"""`runbook plan|run --step fix-tables` as an operator runs them: live against a moto
+server whose DB secret points at a real PostgreSQL, and as a dry run in the sandbox."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import socket
+
+import boto3
+import jsonschema
+import psycopg
+import pytest
+import yaml
+from psycopg.conninfo import conninfo_to_dict
+
+from runbook import migrations
+from runbook.report import load_schema
+from tests.conftest import REGION
+
+# What the DB secret holds for these tests. The test server ignores it (it trusts local
+# connections), so it can be distinctive: it must never appear in any output.
+PASSWORD = "Zq8-not-printed-anywhere-4Kx"
+
+
+def point_secret_at(endpoint: str, dsn: str, *, host=None, port=None) -> None:
+    """Make the DB secret describe `dsn` (host, port, dbname, user), as a tunnel would."""
+    parts = conninfo_to_dict(dsn)
+    secrets = boto3.client("secretsmanager", region_name=REGION, endpoint_url=endpoint)
+    value = json.loads(secrets.get_secret_value(SecretId="matbakh-db-postgres")["SecretString"])
+    value.update(host=host or parts.get("host") or "localhost",
+                 port=int(port or parts.get("port") or 5432), dbname=parts["dbname"],
+                 username=parts.get("user") or "postgres", password=PASSWORD)
+    secrets.put_secret_value(SecretId="matbakh-db-postgres", SecretString=json.dumps(value))
+
+
+@pytest.fixture
+def provisioned(moto_endpoint, workdir, cli, pg_dsn):
+    """Phase a1 applied live (on moto), with the DB secret pointing at a test database."""
+    config = workdir / "config" / "prod.yaml"
+    data = yaml.safe_load(config.read_text())
+    data["database"]["sslmode"] = "prefer"  # the test server may not speak TLS
+    config.write_text(yaml.safe_dump(data, sort_keys=False))
+    assert cli("run", "--phase", "a1").exit_code == 0
+    point_secret_at(moto_endpoint, pg_dsn)
+    return pg_dsn
+
+
+def read_report(workdir, name):
+    report = json.loads((workdir / "reports" / "prod" / f"{name}.json").read_text())
+    jsonschema.validate(report, load_schema())
+    return report
+
+
+def assert_no_password(workdir, *results):
+    for result in results:
+        assert PASSWORD not in result.output
+    for path in (workdir / "reports").rglob("*.json*"):
+        assert PASSWORD not in path.read_text()
+
+
+def test_plan_lists_pending_migrations_and_sql_without_changing_anything(provisioned, workdir, cli):
+    listed = cli("plan", "--step", "fix-tables")
+    with_sql = cli("plan", "--step", "fix-tables", "--sql")
+
+    assert listed.exit_code == 0 and with_sql.exit_code == 0, with_sql.output
+    for name in ("0001_profiles.sql.j2", "0002_private_profiles.sql.j2", "0003_users.sql.j2"):
+        assert f"+ postgres:migration {name}" in listed.stdout
+    assert "Plan: 3 to create, 0 to update, 0 to delete." in listed.stdout
+    assert "CREATE TABLE" not in listed.stdout
+    assert "CREATE TABLE IF NOT EXISTS public.private_profiles" in with_sql.stdout
+    with psycopg.connect(provisioned) as conn:
+        assert conn.execute("SELECT to_regnamespace('runbook'), to_regclass('public.profiles')"
+                            ).fetchone() == (None, None)
+    assert_no_password(workdir, listed, with_sql)
+
+
+def test_run_applies_the_migrations_once(provisioned, workdir, cli):
+    first = cli("run", "--step", "fix-tables")
+    assert first.exit_code == 0, first.output
+    step = read_report(workdir, "fix-tables")["steps"][0]
+    assert step["changed"] is True and len(step["changes"]) == 3
+    assert step["outputs"]["schema_version"] == 3
+    assert step["api_calls"]["write"] == 0  # reading the secret is the only AWS call
+
+    second = cli("run", "--step", "fix-tables")
+    assert second.exit_code == 0, second.output
+    step = read_report(workdir, "fix-tables")["steps"][0]
+    assert step["changed"] is False and step["changes"] == []
+    assert "unchanged" in second.stdout
+    assert_no_password(workdir, first, second)
+
+
+def test_an_edited_migration_exits_2_naming_the_file(provisioned, workdir, cli, tmp_path,
+                                                      monkeypatch):
+    assert cli("run", "--step", "fix-tables").exit_code == 0
+    copy = tmp_path / "sql"
+    shutil.copytree(migrations.TEMPLATES, copy)
+    monkeypatch.setattr(migrations, "TEMPLATES", copy)
+    edited = copy / "0003_users.sql.j2"
+    edited.write_text(edited.read_text().replace("varchar(20)", "varchar(32)"))
+
+    result = cli("run", "--step", "fix-tables")
+
+    assert result.exit_code == 2
+    assert "0003_users.sql.j2 was changed after it was applied" in result.stderr
+    assert "Traceback" not in result.output
+    with psycopg.connect(provisioned) as conn:
+        length = conn.execute("SELECT character_maximum_length FROM information_schema.columns "
+                              "WHERE table_name = 'users' AND column_name = 'phone'").fetchone()
+    assert length == (20,)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_an_unreachable_database_says_why_and_what_to_do(provisioned, moto_endpoint, workdir, cli):
+    point_secret_at(moto_endpoint, provisioned, host="127.0.0.1", port=free_port())
+    result = cli("run", "--step", "fix-tables")
+    assert result.exit_code == 2
+    assert "cannot connect to 127.0.0.1" in result.stderr
+    assert "private subnets" in result.stderr and "database.connect: lambda" in result.stderr
+    assert "Traceback" not in result.output
+    assert_no_password(workdir, result)
+
+
+def test_connect_through_lambda_is_refused_until_it_exists(provisioned, workdir, cli):
+    config = workdir / "config" / "prod.yaml"
+    data = yaml.safe_load(config.read_text())
+    data["database"]["connect"] = "lambda"
+    config.write_text(yaml.safe_dump(data, sort_keys=False))
+    result = cli("run", "--step", "fix-tables")
+    assert result.exit_code == 2
+    assert "database.connect: direct" in result.stderr
+
+
+@pytest.mark.slow
+def test_dry_run_applies_the_migrations_and_the_verify_pass_applies_nothing(workdir, cli):
+    result = cli("run", "--step", "fix-tables", "--dry-run")
+    assert result.exit_code == 0, result.output
+    report = json.loads((workdir / "reports" / "prod" / "dry-run" / "fix-tables.json").read_text())
+    jsonschema.validate(report, load_schema())
+    assert [s["name"] for s in report["steps"]] == ["network", "database", "store-secrets",
+                                                    "fix-tables"]
+    applied = report["steps"][-1]
+    assert applied["changed"] is True
+    assert [c["resource"] for c in applied["changes"]] == [
+        "postgres:migration 0001_profiles.sql.j2", "postgres:migration 0002_private_profiles.sql.j2",
+        "postgres:migration 0003_users.sql.j2"]
+    verify = report["verify_pass"]["steps"]
+    assert [s["name"] for s in verify] == ["fix-tables"]
+    assert verify[0]["changed"] is False and verify[0]["changes"] == []
+    assert report["verify_pass"]["writes"] == 0
+    assert any("database endpoint" in item for item in report["simulated"])
