@@ -311,7 +311,8 @@ def role_privileges(dsn, role):
 
 
 def test_lambda_writer_may_write_but_not_read_and_not_touch_public(write_config, pg_dsn):
-    execute(pg_dsn, "CREATE SCHEMA foo; CREATE TABLE foo.existing (id serial PRIMARY KEY, col text)")
+    execute(pg_dsn, "CREATE SCHEMA foo; CREATE TABLE foo.existing (id serial PRIMARY KEY, col text);"
+                    "DROP ROLE IF EXISTS rds_iam")  # as on a server outside RDS
     config = make_config(write_config, roles=WRITER)
     result = fix_tables(config, pg_dsn)
     assert result.status == "ok", result.error
