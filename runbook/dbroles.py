@@ -12,8 +12,9 @@ exactly the declared ones:
   trigger: post-confirmation    the column privileges of the trigger's upsert
                                 (runbook.shared.profiles.PRIVILEGES)
 
-Whatever else the role holds in a non-system schema is revoked, so removing a schema
-from the file revokes its grants. Reading makes no change; `statements` gives the SQL
+Whatever else the role holds in a non-system schema is revoked, whoever granted it, so
+removing a schema from the file revokes its grants. Privileges the role inherits from
+other roles or from PUBLIC are not its own, and are left alone. Reading makes no change; `statements` gives the SQL
 that closes the gap, and is empty once the role has converged.
 """
 
@@ -58,6 +59,8 @@ class RoleState:
     rds_iam_member: bool = False
     force_ssl: bool = False
     privileges: set[Priv] = field(default_factory=set)
+    grantors: dict[Priv, set[str]] = field(default_factory=dict)
+    me: str = ""                  # the login converging it (current_user)
 
 
 @dataclass
@@ -83,23 +86,27 @@ def read_role(conn, name: str) -> RoleState:
     if row is None:
         return RoleState(name)
     state = RoleState(name, True, *row)
-    state.privileges = _read_privileges(conn, name)
+    state.grantors = _read_privileges(conn, name)
+    state.privileges = set(state.grantors)
+    state.me = conn.execute("SELECT current_user").fetchone()[0]
     return state
 
 
-def _read_privileges(conn, role: str) -> set[Priv]:
+def _read_privileges(conn, role: str) -> dict[Priv, set[str]]:
+    """Each privilege `role` holds directly, with who granted it."""
     grantee = "a.grantee = (SELECT oid FROM pg_roles WHERE rolname = %(role)s)"
     rows = conn.execute(f"""
-        SELECT 'schema', n.nspname, NULL, a.privilege_type, NULL
+        SELECT 'schema', n.nspname, NULL, a.privilege_type, NULL, pg_get_userbyid(a.grantor)
           FROM pg_namespace n, aclexplode(n.nspacl) a
          WHERE {grantee} AND {SYSTEM_SCHEMAS}
         UNION ALL
         SELECT CASE WHEN c.relkind = 'S' THEN 'sequence' ELSE 'table' END, n.nspname,
-               c.relname, a.privilege_type, NULL
+               c.relname, a.privilege_type, NULL, pg_get_userbyid(a.grantor)
           FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace, aclexplode(c.relacl) a
          WHERE {grantee} AND {SYSTEM_SCHEMAS} AND c.relkind IN ('r', 'p', 'v', 'm', 'f', 'S')
         UNION ALL
-        SELECT 'column', n.nspname, c.relname, a.privilege_type, att.attname
+        SELECT 'column', n.nspname, c.relname, a.privilege_type, att.attname,
+               pg_get_userbyid(a.grantor)
           FROM pg_attribute att JOIN pg_class c ON c.oid = att.attrelid
                JOIN pg_namespace n ON n.oid = c.relnamespace, aclexplode(att.attacl) a
          WHERE {grantee} AND {SYSTEM_SCHEMAS} AND att.attnum > 0 AND NOT att.attisdropped
@@ -107,12 +114,15 @@ def _read_privileges(conn, role: str) -> set[Priv]:
         SELECT 'default', n.nspname,
                CASE d.defaclobjtype WHEN 'r' THEN 'tables' WHEN 'S' THEN 'sequences'
                     WHEN 'f' THEN 'functions' WHEN 'T' THEN 'types' ELSE 'schemas' END,
-               a.privilege_type, NULL
+               a.privilege_type, NULL, pg_get_userbyid(a.grantor)
           FROM pg_default_acl d JOIN pg_namespace n ON n.oid = d.defaclnamespace,
                aclexplode(d.defaclacl) a
          WHERE {grantee} AND d.defaclrole = (SELECT oid FROM pg_roles WHERE rolname = current_user)
     """, {"role": role}).fetchall()
-    return {Priv(*row) for row in rows}
+    held: dict[Priv, set[str]] = {}
+    for *priv, grantor in rows:
+        held.setdefault(Priv(*priv), set()).add(grantor)
+    return held
 
 
 def desired(conn, name: str, spec, app_schema: str) -> Desired:
@@ -173,9 +183,20 @@ def statements(current: RoleState, want: Desired) -> list[str]:
     if not current.force_ssl:
         out.append(f"ALTER ROLE {role} SET rds.force_ssl = 1")
     out += [f"CREATE SCHEMA IF NOT EXISTS {quote_ident(s)}" for s in want.schemas_to_create]
-    out += _render(want.privileges - current.privileges, role, grant=True)
-    out += _render(current.privileges - want.privileges, role, grant=False)
+    revoke, grant = _gap(current, want)
+    # Revokes first: revoking a table-level privilege also takes away the same privilege
+    # on each column, which the grants then give back where they are wanted.
+    out += _render(revoke, role, grant=False, current=current)
+    out += _render(grant, role, grant=True)
     return out
+
+
+def _gap(current: RoleState, want: Desired) -> tuple[set[Priv], set[Priv]]:
+    revoke = current.privileges - want.privileges
+    wiped = {(p.schema, p.name, p.privilege) for p in revoke if p.kind == "table"}
+    kept = {p for p in current.privileges
+            if not (p.kind == "column" and (p.schema, p.name, p.privilege) in wiped)}
+    return revoke, want.privileges - kept
 
 
 def summary(current: RoleState, want: Desired) -> dict:
@@ -184,31 +205,47 @@ def summary(current: RoleState, want: Desired) -> dict:
     attributes = [label for missing, label in (
         (not current.exists, "create with LOGIN, no password"),
         (current.exists and not current.login, "LOGIN"),
-        (not current.rds_iam_member, "member of rds_iam"),
+        (not current.rds_iam_member,
+         "member of rds_iam (IAM tokens only: on RDS a password stops working)"),
         (not current.force_ssl, "rds.force_ssl = 1")) if missing]
     if attributes:
         diff["attributes"] = attributes
     if want.schemas_to_create:
         diff["create_schemas"] = want.schemas_to_create
-    for key, privs in (("grant", want.privileges - current.privileges),
-                       ("revoke", current.privileges - want.privileges)):
+    revoke, grant = _gap(current, want)
+    for key, privs in (("grant", grant), ("revoke", revoke)):
         if privs:
             diff[key] = sorted(p.label() for p in privs)
     return diff
 
 
-def _render(privs: set[Priv], role: str, *, grant: bool) -> list[str]:
+def _render(privs: set[Priv], role: str, *, grant: bool,
+            current: RoleState | None = None) -> list[str]:
+    """GRANT or REVOKE statements for `privs`, grouped per object.
+
+    A REVOKE removes only the executing role's own grants (PostgreSQL accepts GRANTED BY
+    for the current user only), so a privilege another role granted is revoked as that
+    role: SET ROLE to it, REVOKE, RESET ROLE. That needs membership of the grantor; without
+    it the statement fails and says so, rather than leaving the privilege in place.
+    """
     verb, prep = ("GRANT", "TO") if grant else ("REVOKE", "FROM")
     groups: dict[tuple, list[str]] = {}
     for p in privs:
-        if p.kind == "column":
-            groups.setdefault((p.kind, p.schema, p.name, p.privilege), []).append(p.column)
-        else:
-            groups.setdefault((p.kind, p.schema, p.name), []).append(p.privilege)
+        grantors = [""] if grant or current is None else sorted(
+            g if g != current.me else "" for g in current.grantors.get(p, {""}))
+        for grantor in grantors:
+            if p.kind == "column":
+                key = (p.kind, p.schema, p.name, grantor, p.privilege)
+                groups.setdefault(key, []).append(p.column)
+            else:
+                groups.setdefault((p.kind, p.schema, p.name, grantor), []).append(p.privilege)
     out = []
     for key in sorted(groups, key=lambda k: tuple(str(part) for part in k)):
-        items = sorted(groups[key])
-        kind, schema = key[0], quote_ident(key[1])
+        items = sorted(set(groups[key]))
+        kind, schema, grantor = key[0], quote_ident(key[1]), key[3]
+        as_grantor = bool(grantor) and kind != "default"
+        if as_grantor:
+            out.append(f"SET ROLE {quote_ident(grantor)}")
         if kind == "schema":
             out.append(f"{verb} {', '.join(items)} ON SCHEMA {schema} {prep} {role}")
         elif kind == "default":
@@ -216,10 +253,12 @@ def _render(privs: set[Priv], role: str, *, grant: bool) -> list[str]:
                        f"ON {key[2].upper()} {prep} {role}")
         elif kind == "column":
             columns = ", ".join(quote_ident(c) for c in items)
-            out.append(f"{verb} {key[3]} ({columns}) ON TABLE {schema}.{quote_ident(key[2])} "
+            out.append(f"{verb} {key[4]} ({columns}) ON TABLE {schema}.{quote_ident(key[2])} "
                        f"{prep} {role}")
         else:
             keyword = "SEQUENCE" if kind == "sequence" else "TABLE"
             out.append(f"{verb} {', '.join(items)} ON {keyword} {schema}.{quote_ident(key[2])} "
                        f"{prep} {role}")
+        if as_grantor:
+            out.append("RESET ROLE")
     return out

@@ -287,12 +287,10 @@ def _explain(exc: BaseException) -> str:
         # botocore quotes the offending value, which may be a password.
         text = re.sub(r"value: .*?, type:", "value: (withheld), type:", str(exc), flags=re.S)
         return f"ParamValidationError: {text}"
-    from runbook.shared.db import redact_emails
+    from runbook.shared.db import describe_error, redact_emails
 
     if getattr(exc, "sqlstate", None) and hasattr(exc, "diag"):
-        # PostgreSQL: the primary message only. DETAIL lines quote row values.
-        primary = exc.diag.message_primary or str(exc).splitlines()[0]  # type: ignore[attr-defined]
-        return redact_emails(f"PostgreSQL error {exc.sqlstate}: {primary}")  # type: ignore[attr-defined]
+        return describe_error(exc)
     code = retry.error_code(exc)
     if code:
         message = exc.response.get("Error", {}).get("Message", "")  # type: ignore[attr-defined]

@@ -97,19 +97,8 @@ def load(params: dict, directory: Path | None = None) -> list[Migration]:
 
 
 def quote_ident(name: str) -> str:
-    """An SQL identifier, double-quoted when it needs to be."""
-    if re.fullmatch(r"[a-z_][a-z0-9_]*", name) and name not in _RESERVED:
-        return name
+    """An SQL identifier, always double-quoted: no reserved word can break it."""
     return '"' + name.replace('"', '""') + '"'
-
-
-_RESERVED = {"all", "analyse", "analyze", "and", "any", "array", "as", "asc", "both",
-             "case", "cast", "check", "collate", "column", "constraint", "create",
-             "default", "desc", "distinct", "do", "else", "end", "except", "false", "for",
-             "foreign", "from", "grant", "group", "having", "in", "into", "is", "join",
-             "limit", "not", "null", "offset", "on", "only", "or", "order", "primary",
-             "references", "select", "table", "then", "to", "true", "union", "unique",
-             "user", "using", "when", "where", "with"}
 
 
 # -- what the database has applied ---------------------------------------------------

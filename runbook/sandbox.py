@@ -85,7 +85,8 @@ class Sandbox:
 
     def _create_database(self) -> None:
         """A fresh, empty database stands in for the cluster's: a dry run starts from
-        nothing even on a long-lived RUNBOOK_PG_DSN server, and leaves nothing there."""
+        nothing even on a long-lived RUNBOOK_PG_DSN server, and drops it afterwards.
+        Roles are server-wide: those fix-tables declares stay on such a server."""
         import secrets
 
         import psycopg

@@ -159,6 +159,17 @@ def scrub(text: str, target: Target) -> str:
     return redact_emails(text)
 
 
+def describe_error(exc: BaseException) -> str:
+    """A PostgreSQL error as SQLSTATE and primary message, e-mail addresses withheld.
+
+    Not str(exc): its DETAIL line quotes row values, e.g. the e-mail of a duplicate key.
+    """
+    diag = getattr(exc, "diag", None)
+    primary = getattr(diag, "message_primary", None) or (str(exc).splitlines() or [""])[0]
+    state = getattr(exc, "sqlstate", None)
+    return redact_emails(f"PostgreSQL error {state}: {primary}" if state else primary)
+
+
 _EMAIL = re.compile(r"[\w.+-]+@([\w-]+\.)+[\w-]+")
 
 

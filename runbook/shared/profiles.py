@@ -1,9 +1,8 @@
 """The Post-Confirmation trigger's writes: a profile and a private profile per Cognito user.
 
 Cognito retries a trigger that fails or takes longer than 5 seconds, so the writes are
-idempotent (keyed on the Cognito `sub`) and made in one transaction. A legacy profile
-with the same e-mail and no Cognito user yet is linked instead of duplicated, keeping
-its role and values.
+idempotent (keyed on the Cognito `sub`) and made in one transaction. A profile with the
+same e-mail address is linked instead of duplicated, keeping its role and values.
 
 `PRIVILEGES` lists exactly the column privileges these statements need. fix-tables
 grants them to the role the trigger connects as, and nothing more. Keep the two in
@@ -14,9 +13,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-LINK_LEGACY = """
+# Link the profile that owns this e-mail address (compared without case, an exact match
+# first) to this Cognito user, unless the user has a profile already: a legacy profile
+# with no Cognito user yet, or one whose Cognito user was deleted and signed up again.
+# Cognito confirmed the address, so its owner is this user. Role and values stay.
+LINK_BY_EMAIL = """
 UPDATE {schema}.profiles SET cognito_user_id = %(sub)s
- WHERE email = %(email)s AND cognito_user_id IS NULL
+ WHERE id = (SELECT id FROM {schema}.profiles
+              WHERE lower(email) = lower(%(email)s)
+                AND cognito_user_id IS DISTINCT FROM %(sub)s
+              ORDER BY email = %(email)s DESC, id
+              LIMIT 1)
    AND NOT EXISTS (SELECT 1 FROM {schema}.profiles WHERE cognito_user_id = %(sub)s)
 """
 
@@ -76,7 +83,7 @@ def upsert_profile(conn, user: NewUser, *, schema: str = "public") -> str:
               "language": user.language, "first_name": user.first_name,
               "last_name": user.last_name, "phone": user.phone}
     with conn.transaction():
-        conn.execute(statement(LINK_LEGACY), values)
+        conn.execute(statement(LINK_BY_EMAIL), values)
         profile_id = conn.execute(statement(UPSERT_PROFILE), values).fetchone()[0]
         conn.execute(statement(UPSERT_PRIVATE_PROFILE), {**values, "profile_id": profile_id})
     return str(profile_id)

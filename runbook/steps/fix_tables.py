@@ -106,10 +106,16 @@ class FixTables(Step):
             return dbconnect.connect(target, timeout_s=self.db.connect_timeout_s,
                                      application_name="runbook fix-tables")
         except dbconnect.ConnectError as exc:
-            if exc.kind in ("unreachable", "config"):
+            if exc.kind == "unreachable":
                 raise BadInput(f"{exc}. {NOT_IN_VPC}") from None
+            if exc.kind == "config":
+                raise BadInput(f"{exc}. Check database.name and the DB secret's dbname and "
+                               "username.") from None
             hint = ""
-            if exc.kind == "auth":
+            if exc.kind == "auth" and self.db.auth == "iam":
+                hint = (f" With database.auth: iam, {target.user} must be granted rds_iam and "
+                        "your credentials need rds-db:connect on it.")
+            elif exc.kind == "auth":
                 hint = (" The cluster may still be applying the master password that "
                         "store-secrets set; wait a minute and re-run. If it persists, run "
                         "`runbook run --step store-secrets`.")
@@ -156,7 +162,9 @@ class FixTables(Step):
         with self.conn.transaction():
             if dbroles.read_rds_iam(self.conn):
                 return False
-            self.conn.execute("CREATE ROLE rds_iam NOLOGIN")
+            # Roles are server-wide: a run on another database may create it first.
+            self.conn.execute("DO $$ BEGIN CREATE ROLE rds_iam NOLOGIN; "
+                              "EXCEPTION WHEN duplicate_object THEN NULL; END $$")
         return True
 
     def apply_role(self, state: TablesState, name: str) -> bool:
@@ -169,6 +177,12 @@ class FixTables(Step):
             sql = dbroles.statements(current, want)
             for statement in sql:
                 self.conn.execute(statement)
+            after = dbroles.read_role(self.conn, name)
+            want = dbroles.desired(self.conn, name, self.db.roles[name], self.db.schema)
+            if dbroles.statements(after, want):  # rolls the transaction back
+                raise StepFailed(self.name, f"postgres:role {name}",
+                                 "its privileges still differ after applying the changes: "
+                                 f"{dbroles.summary(after, want)}; nothing was changed")
         return bool(sql)
 
     def _lock(self, state: TablesState) -> None:

@@ -395,3 +395,106 @@ def test_trigger_role_can_run_its_upsert_and_nothing_more(write_config, legacy_d
     assert rows == [("user", legacy.sub, "Anna", None),
                     ("owner", sub, "Fre", "+491701234567")]
     assert fix_tables(make_config(write_config, roles=TRIGGER_ROLE), legacy_dsn).changes == []
+
+
+def test_table_level_grants_are_narrowed_to_columns_in_one_run(write_config, legacy_dsn):
+    # A trigger role from the bash era, with whole-table privileges.
+    execute(legacy_dsn, "DO $$ BEGIN CREATE ROLE matbakh_trigger LOGIN; "
+                        "EXCEPTION WHEN duplicate_object THEN NULL; END $$")
+    config = make_config(write_config, roles=TRIGGER_ROLE)
+    assert fix_tables(config, legacy_dsn).status == "ok"  # creates the tables
+    execute(legacy_dsn, "GRANT SELECT, INSERT, UPDATE ON profiles, private_profiles "
+                        "TO matbakh_trigger")
+    result = fix_tables(config, legacy_dsn)
+    assert result.status == "ok", result.error
+    assert "SELECT on public.profiles" in result.changes[0].diff["revoke"]
+
+    with connect_as(legacy_dsn, "matbakh_trigger") as conn:
+        upsert_profile(conn, NewUser(sub="22222222-3333-4444-8555-666666666666",
+                                     email="narrowed@example.test"))
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute("SELECT avatar_url FROM profiles")
+    assert fix_tables(config, legacy_dsn).changes == []
+
+
+def test_a_grant_made_by_another_grantor_is_revoked_too(write_config, pg_dsn):
+    config = make_config(write_config, roles=WRITER)
+    assert fix_tables(config, pg_dsn).status == "ok"
+    execute(pg_dsn, "DO $$ BEGIN CREATE ROLE other_admin; "
+                    "EXCEPTION WHEN duplicate_object THEN NULL; END $$;"
+                    "CREATE TABLE foo.t (id int);"
+                    "GRANT USAGE ON SCHEMA foo TO other_admin;"
+                    "GRANT SELECT ON foo.t TO other_admin WITH GRANT OPTION;"
+                    "SET ROLE other_admin; GRANT SELECT ON foo.t TO lambda_writer; RESET ROLE")
+    result = fix_tables(config, pg_dsn)
+    assert result.status == "ok", result.error
+    assert 'SET ROLE "other_admin";\nREVOKE SELECT ON TABLE "foo"."t" FROM "lambda_writer";\n' \
+        'RESET ROLE' in result.changes[0].detail
+    assert query(pg_dsn, "SELECT has_table_privilege('lambda_writer', 'foo.t', 'SELECT')") == \
+        [(False,)]
+    assert fix_tables(config, pg_dsn).changes == []
+
+
+def test_a_returning_user_and_a_differently_cased_address_reuse_their_profile(
+        write_config, legacy_dsn):
+    assert fix_tables(make_config(write_config, roles=TRIGGER_ROLE), legacy_dsn).status == "ok"
+    karim = "1d2e3f40-5a6b-4c7d-8e9f-0a1b2c3d4e5f"
+    with connect_as(legacy_dsn, "matbakh_trigger") as conn:
+        first = upsert_profile(conn, NewUser(sub="33333333-0000-4000-8000-000000000001",
+                                             email="Karim.Haddad@example.com"))
+        # Deleted in Cognito, signed up again: a new sub for the same address.
+        again = upsert_profile(conn, NewUser(sub="33333333-0000-4000-8000-000000000002",
+                                             email="karim.haddad@example.com"))
+    assert first == again == karim
+    assert query(legacy_dsn, "SELECT role, cognito_user_id FROM profiles WHERE id = %s",
+                 (karim,)) == [("admin", "33333333-0000-4000-8000-000000000002")]
+    assert query(legacy_dsn, "SELECT count(*) FROM profiles") == [(3,)]
+
+
+def test_foreign_keys_outside_the_auth_schema_are_kept(write_config, legacy_dsn):
+    execute(legacy_dsn, "CREATE TABLE public.teams (id uuid PRIMARY KEY);"
+                        "ALTER TABLE public.profiles ADD COLUMN team_id uuid "
+                        "CONSTRAINT profiles_team_fk REFERENCES public.teams (id)")
+    assert fix_tables(make_config(write_config), legacy_dsn).status == "ok"
+    kept = query(legacy_dsn, "SELECT conname FROM pg_constraint WHERE conrelid = "
+                             "'public.profiles'::regclass AND contype = 'f'")
+    assert kept == [("profiles_team_fk",)]
+
+
+def test_postgres_errors_are_described_without_row_values(write_config, legacy_dsn):
+    from runbook.shared.db import describe_error
+
+    assert fix_tables(make_config(write_config), legacy_dsn).status == "ok"
+    with psycopg.connect(legacy_dsn, autocommit=True) as conn:
+        with pytest.raises(psycopg.errors.UniqueViolation) as caught:
+            conn.execute("INSERT INTO profiles (email) VALUES ('anna.schmidt@example.com')")
+    assert "anna.schmidt@example.com" in str(caught.value)  # psycopg's own text has it
+    text = describe_error(caught.value)
+    assert text.startswith("PostgreSQL error 23505: duplicate key value")
+    assert "anna.schmidt" not in text
+
+
+def test_migrations_need_no_superuser(write_config, pg_server):
+    """On RDS the master login owns the database and its tables but is no superuser."""
+    import secrets
+
+    from psycopg.conninfo import make_conninfo
+
+    suffix = secrets.token_hex(4)
+    owner, name = f"rb_master_{suffix}", f"rbtest_{suffix}"
+    with psycopg.connect(pg_server, autocommit=True) as conn:
+        conn.execute(f"CREATE ROLE {owner} LOGIN CREATEROLE")
+        conn.execute(f"CREATE DATABASE {name} OWNER {owner}")
+    dsn = make_conninfo(pg_server, dbname=name, user=owner)
+    try:
+        from tests.conftest import LEGACY_SQL
+
+        execute(dsn, LEGACY_SQL.read_text())
+        result = fix_tables(make_config(write_config), dsn)
+        assert result.status == "ok", result.error
+        assert result.applied == 3
+        assert fix_tables(make_config(write_config), dsn).changes == []
+    finally:
+        with psycopg.connect(pg_server, autocommit=True) as conn:
+            conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+            conn.execute(f"DROP ROLE IF EXISTS {owner}")
