@@ -68,7 +68,7 @@ def test_plan_lists_pending_migrations_and_sql_without_changing_anything(provisi
         assert f"+ postgres:migration {name}" in listed.stdout
     assert "Plan: 3 to create, 0 to update, 0 to delete." in listed.stdout
     assert "CREATE TABLE" not in listed.stdout
-    assert "CREATE TABLE IF NOT EXISTS public.private_profiles" in with_sql.stdout
+    assert "CREATE TABLE IF NOT EXISTS \"public\".private_profiles" in with_sql.stdout
     with psycopg.connect(provisioned) as conn:
         assert conn.execute("SELECT to_regnamespace('runbook'), to_regclass('public.profiles')"
                             ).fetchone() == (None, None)
