@@ -70,6 +70,13 @@ class Desired:
     privileges: set[Priv]
 
 
+def create_role(name: str, *, login: bool) -> str:
+    """CREATE ROLE that tolerates a concurrent run creating it first (roles are
+    server-wide, so the advisory lock, which is per database, does not cover them)."""
+    return (f"DO $$ BEGIN CREATE ROLE {quote_ident(name)} {'LOGIN' if login else 'NOLOGIN'}; "
+            "EXCEPTION WHEN duplicate_object THEN NULL; END $$")
+
+
 def read_rds_iam(conn) -> bool:
     return conn.execute("SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'rds_iam')"
                         ).fetchone()[0]
@@ -173,9 +180,7 @@ def statements(current: RoleState, want: Desired) -> list[str]:
     role = quote_ident(want.name)
     out: list[str] = []
     if not current.exists:
-        # A concurrent runner may create it first; that is not an error.
-        out.append(f"DO $$ BEGIN CREATE ROLE {role} LOGIN; "
-                   "EXCEPTION WHEN duplicate_object THEN NULL; END $$")
+        out.append(create_role(want.name, login=True))
     elif not current.login:
         out.append(f"ALTER ROLE {role} LOGIN")
     if not current.rds_iam_member:

@@ -93,6 +93,20 @@ def cli(capsys):
     return invoke
 
 
+def read_report(workdir: Path, name: str, *, dry_run: bool = False) -> dict:
+    """The latest report `name` under workdir/reports/prod, checked against the schema."""
+    import json
+
+    import jsonschema
+
+    from runbook.report import load_schema
+
+    path = workdir / "reports" / "prod" / ("dry-run" if dry_run else "") / f"{name}.json"
+    report = json.loads(path.read_text())
+    jsonschema.validate(report, load_schema())
+    return report
+
+
 def run_cli(*args: str, cwd: Path, env: dict | None = None, timeout: float = 300) -> Result:
     """Run `python -m runbook ...` in a subprocess (a separate process, as an operator would)."""
     full_env = dict(os.environ)
@@ -160,19 +174,40 @@ def pg_server(tmp_path_factory):
 
 
 @pytest.fixture
-def pg_dsn(pg_server):
-    """The DSN of a fresh, empty database on the test server, dropped afterwards."""
+def make_database(pg_server):
+    """make_database(owner=None) -> the DSN of a fresh, empty database on the test server.
+
+    With `owner` (a role made for the test), the database belongs to it and the DSN logs
+    in as it; the role is dropped with the database afterwards.
+    """
     import secrets
 
     import psycopg
     from psycopg.conninfo import make_conninfo
 
-    name = f"rbtest_{secrets.token_hex(4)}"
+    made: list[tuple[str, str | None]] = []
+
+    def make(owner: str | None = None) -> str:
+        name = f"rbtest_{secrets.token_hex(4)}"
+        with psycopg.connect(pg_server, autocommit=True) as conn:
+            if owner:
+                conn.execute(f"CREATE ROLE {owner} LOGIN CREATEROLE")
+            conn.execute(f"CREATE DATABASE {name}" + (f" OWNER {owner}" if owner else ""))
+        made.append((name, owner))
+        return make_conninfo(pg_server, dbname=name, **({"user": owner} if owner else {}))
+
+    yield make
     with psycopg.connect(pg_server, autocommit=True) as conn:
-        conn.execute(f"CREATE DATABASE {name}")
-    yield make_conninfo(pg_server, dbname=name)
-    with psycopg.connect(pg_server, autocommit=True) as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        for name, owner in made:
+            conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+            if owner:
+                conn.execute(f"DROP ROLE IF EXISTS {owner}")
+
+
+@pytest.fixture
+def pg_dsn(make_database):
+    """The DSN of a fresh, empty database on the test server, dropped afterwards."""
+    return make_database()
 
 
 @pytest.fixture

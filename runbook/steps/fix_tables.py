@@ -162,9 +162,7 @@ class FixTables(Step):
         with self.conn.transaction():
             if dbroles.read_rds_iam(self.conn):
                 return False
-            # Roles are server-wide: a run on another database may create it first.
-            self.conn.execute("DO $$ BEGIN CREATE ROLE rds_iam NOLOGIN; "
-                              "EXCEPTION WHEN duplicate_object THEN NULL; END $$")
+            self.conn.execute(dbroles.create_role("rds_iam", login=False))
         return True
 
     def apply_role(self, state: TablesState, name: str) -> bool:

@@ -162,30 +162,17 @@ def test_legacy_database_keeps_every_row_and_accepts_cognito_sign_ups(write_conf
                      "VALUES ('x@example.test', 'manager', 'tr')")
 
 
-def test_empty_and_legacy_databases_end_with_the_same_schema(write_config, pg_server):
-    import secrets
+def test_empty_and_legacy_databases_end_with_the_same_schema(write_config, make_database):
+    from tests.conftest import LEGACY_SQL
 
-    from psycopg.conninfo import make_conninfo
-
-    names = [f"rbtest_{secrets.token_hex(4)}" for _ in range(2)]
-    dsns = [make_conninfo(pg_server, dbname=name) for name in names]
-    with psycopg.connect(pg_server, autocommit=True) as conn:
-        for name in names:
-            conn.execute(f"CREATE DATABASE {name}")
-    try:
-        from tests.conftest import LEGACY_SQL
-
-        execute(dsns[1], LEGACY_SQL.read_text())
-        config = make_config(write_config)
-        for dsn in dsns:
-            assert fix_tables(config, dsn).status == "ok"
-        empty, legacy = shape(dsns[0]), shape(dsns[1])
-        assert empty["columns"] and empty == legacy
-        assert not [c for c in legacy["constraints"] if "CHECK" in c[2] or "auth.users" in c[2]]
-    finally:
-        with psycopg.connect(pg_server, autocommit=True) as conn:
-            for name in names:
-                conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    dsns = [make_database(), make_database()]
+    execute(dsns[1], LEGACY_SQL.read_text())
+    config = make_config(write_config)
+    for dsn in dsns:
+        assert fix_tables(config, dsn).status == "ok"
+    empty, legacy = shape(dsns[0]), shape(dsns[1])
+    assert empty["columns"] and empty == legacy
+    assert not [c for c in legacy["constraints"] if "CHECK" in c[2] or "auth.users" in c[2]]
 
 
 def test_deleting_a_profile_deletes_its_private_profile(write_config, legacy_dsn):
@@ -474,27 +461,15 @@ def test_postgres_errors_are_described_without_row_values(write_config, legacy_d
     assert "anna.schmidt" not in text
 
 
-def test_migrations_need_no_superuser(write_config, pg_server):
+def test_migrations_need_no_superuser(write_config, make_database):
     """On RDS the master login owns the database and its tables but is no superuser."""
     import secrets
 
-    from psycopg.conninfo import make_conninfo
+    from tests.conftest import LEGACY_SQL
 
-    suffix = secrets.token_hex(4)
-    owner, name = f"rb_master_{suffix}", f"rbtest_{suffix}"
-    with psycopg.connect(pg_server, autocommit=True) as conn:
-        conn.execute(f"CREATE ROLE {owner} LOGIN CREATEROLE")
-        conn.execute(f"CREATE DATABASE {name} OWNER {owner}")
-    dsn = make_conninfo(pg_server, dbname=name, user=owner)
-    try:
-        from tests.conftest import LEGACY_SQL
-
-        execute(dsn, LEGACY_SQL.read_text())
-        result = fix_tables(make_config(write_config), dsn)
-        assert result.status == "ok", result.error
-        assert result.applied == 3
-        assert fix_tables(make_config(write_config), dsn).changes == []
-    finally:
-        with psycopg.connect(pg_server, autocommit=True) as conn:
-            conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-            conn.execute(f"DROP ROLE IF EXISTS {owner}")
+    dsn = make_database(owner=f"rb_master_{secrets.token_hex(4)}")
+    execute(dsn, LEGACY_SQL.read_text())
+    result = fix_tables(make_config(write_config), dsn)
+    assert result.status == "ok", result.error
+    assert result.applied == 3
+    assert fix_tables(make_config(write_config), dsn).changes == []

@@ -16,7 +16,7 @@ import jsonschema
 import pytest
 
 from runbook.report import load_schema
-from tests.conftest import run_cli
+from tests.conftest import read_report, run_cli
 
 
 def sandbox_processes(marker: str) -> list[str]:
@@ -60,8 +60,7 @@ def test_dry_run_of_a1_is_green_with_a_quiet_verify_pass(workdir, cli):
 def test_dry_run_of_one_step_runs_its_prerequisites_and_verifies_only_it(workdir, cli):
     result = cli("run", "--step", "database", "--dry-run")
     assert result.exit_code == 0, result.output
-    report = json.loads((workdir / "reports" / "prod" / "dry-run" / "database.json").read_text())
-    jsonschema.validate(report, load_schema())
+    report = read_report(workdir, "database", dry_run=True)
     assert [s["name"] for s in report["steps"]] == ["network", "database"]
     assert [s["name"] for s in report["verify_pass"]["steps"]] == ["database"]
 

@@ -8,15 +8,13 @@ import shutil
 import socket
 
 import boto3
-import jsonschema
 import psycopg
 import pytest
 import yaml
 from psycopg.conninfo import conninfo_to_dict
 
 from runbook import migrations
-from runbook.report import load_schema
-from tests.conftest import REGION
+from tests.conftest import REGION, read_report
 
 # What the DB secret holds for these tests. The test server ignores it (it trusts local
 # connections), so it can be distinctive: it must never appear in any output.
@@ -34,22 +32,21 @@ def point_secret_at(endpoint: str, dsn: str, *, host=None, port=None) -> None:
     secrets.put_secret_value(SecretId="matbakh-db-postgres", SecretString=json.dumps(value))
 
 
+def edit_database(workdir, **values) -> None:
+    """Set `database.<key>: value` in the working directory's config/prod.yaml."""
+    config = workdir / "config" / "prod.yaml"
+    data = yaml.safe_load(config.read_text())
+    data["database"].update(values)
+    config.write_text(yaml.safe_dump(data, sort_keys=False))
+
+
 @pytest.fixture
 def provisioned(moto_endpoint, workdir, cli, pg_dsn):
     """Phase a1 applied live (on moto), with the DB secret pointing at a test database."""
-    config = workdir / "config" / "prod.yaml"
-    data = yaml.safe_load(config.read_text())
-    data["database"]["sslmode"] = "prefer"  # the test server may not speak TLS
-    config.write_text(yaml.safe_dump(data, sort_keys=False))
+    edit_database(workdir, sslmode="prefer")  # the test server may not speak TLS
     assert cli("run", "--phase", "a1").exit_code == 0
     point_secret_at(moto_endpoint, pg_dsn)
     return pg_dsn
-
-
-def read_report(workdir, name):
-    report = json.loads((workdir / "reports" / "prod" / f"{name}.json").read_text())
-    jsonschema.validate(report, load_schema())
-    return report
 
 
 def assert_no_password(workdir, *results):
@@ -128,10 +125,7 @@ def test_an_unreachable_database_says_why_and_what_to_do(provisioned, moto_endpo
 
 
 def test_connect_through_lambda_is_refused_until_it_exists(provisioned, workdir, cli):
-    config = workdir / "config" / "prod.yaml"
-    data = yaml.safe_load(config.read_text())
-    data["database"]["connect"] = "lambda"
-    config.write_text(yaml.safe_dump(data, sort_keys=False))
+    edit_database(workdir, connect="lambda")
     result = cli("run", "--step", "fix-tables")
     assert result.exit_code == 2
     assert "database.connect: direct" in result.stderr
@@ -141,8 +135,7 @@ def test_connect_through_lambda_is_refused_until_it_exists(provisioned, workdir,
 def test_dry_run_applies_the_migrations_and_the_verify_pass_applies_nothing(workdir, cli):
     result = cli("run", "--step", "fix-tables", "--dry-run")
     assert result.exit_code == 0, result.output
-    report = json.loads((workdir / "reports" / "prod" / "dry-run" / "fix-tables.json").read_text())
-    jsonschema.validate(report, load_schema())
+    report = read_report(workdir, "fix-tables", dry_run=True)
     assert [s["name"] for s in report["steps"]] == ["network", "database", "store-secrets",
                                                     "fix-tables"]
     applied = report["steps"][-1]

@@ -10,7 +10,7 @@ import jsonschema
 import pytest
 
 from runbook.report import load_schema
-from tests.conftest import REGION, run_cli
+from tests.conftest import REGION, read_report, run_cli
 
 
 def client(service, endpoint):
@@ -22,22 +22,18 @@ def our_vpcs(endpoint):
             if v["CidrBlock"] == "10.0.0.0/16"]
 
 
-def read_report(workdir, name="a1"):
-    return json.loads((workdir / "reports" / "prod" / f"{name}.json").read_text())
-
-
 @pytest.mark.slow
 def test_second_run_in_a_separate_process_makes_no_writes(moto_endpoint, workdir):
     first = run_cli("run", "--phase", "a1", cwd=workdir, env={"AWS_ENDPOINT_URL": moto_endpoint})
     assert first.exit_code == 0, first.output
-    report = read_report(workdir)
+    report = read_report(workdir, "a1")
     assert [s["status"] for s in report["steps"]] == ["ok", "ok", "ok"]
     assert all(s["changed"] for s in report["steps"])
 
     second = run_cli("run", "--phase", "a1", cwd=workdir, env={"AWS_ENDPOINT_URL": moto_endpoint})
 
     assert second.exit_code == 0, second.output
-    report = read_report(workdir)
+    report = read_report(workdir, "a1")
     jsonschema.validate(report, load_schema())
     assert report["dry_run"] is False and report["account"] == "123456789012"
     for step in report["steps"]:
@@ -111,8 +107,7 @@ def test_step_run_without_its_prerequisite_exits_2_naming_the_phase(moto_endpoin
     result = cli("run", "--step", "store-secrets")
     assert result.exit_code == 2
     assert "runbook run --phase a1" in result.stderr
-    report = json.loads((workdir / "reports" / "prod" / "store-secrets.json").read_text())
-    jsonschema.validate(report, load_schema())
+    report = read_report(workdir, "store-secrets")
     assert report["status"] == "failed" and report["journal"] == []
 
 
@@ -136,7 +131,7 @@ def test_failed_run_report_carries_the_journal_of_what_was_made(moto_endpoint, w
 
     assert result.exit_code == 2, result.output
     assert "database.subnet_group" in result.stderr
-    report = read_report(workdir)
+    report = read_report(workdir, "a1")
     jsonschema.validate(report, load_schema())
     assert [s["status"] for s in report["steps"]] == ["ok", "failed", "not_run"]
     calls = [entry["call"] for entry in report["journal"]]
