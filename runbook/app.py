@@ -18,7 +18,7 @@ from runbook import report as reports
 from runbook.aws import ClientFactory
 from runbook.engine import Runner, StepResult
 from runbook.errors import (EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK,
-                            AccountMismatch, BadInput)
+                            AccountMismatch, BadInput, RunbookError)
 from runbook.journal import Journal, utc_now
 
 
@@ -47,6 +47,12 @@ def resolve(config, phase: str | None, steps: tuple[str, ...] | list[str]) -> Ta
     if unknown:
         raise BadInput(f"--step {unknown[0]}: not a step of any phase in the environment file; "
                        f"steps here: {', '.join(order)}.")
+    from runbook.steps import CATALOGUE
+
+    unbuilt = [s for s in steps if CATALOGUE[s].module is None]
+    if unbuilt:
+        raise BadInput(f"--step {unbuilt[0]}: the step is part of the design but not built "
+                       "in this version of runbook, so it cannot run yet.")
     requested = sorted(set(steps), key=order.index)
     return Target("+".join(requested), config.phase_of(requested[-1]), requested,
                   _with_prerequisites(requested, order))
@@ -136,7 +142,7 @@ def _dry_run(config, target, record, journal, progress) -> None:
             runner.run(target.through, record.results)
         finally:
             _keep_interrupted(runner, record.results)
-        if any(r.status != "ok" for r in record.results):
+        if any(not r.ok for r in record.results):
             return
         progress.line("verify pass: the same steps again; an idempotent step must make "
                       "no write", bold=True)
@@ -208,6 +214,68 @@ def _plan(config, steps, aws, progress, account: str | None = None, *, dry_run: 
     code = EXIT_OK
     if any(r.error_kind == "input" for r in results):
         code = EXIT_BAD_INPUT
-    elif any(r.status != "ok" for r in results):
+    elif any(not r.ok for r in results):
         code = EXIT_FAILED
     return PlanOutcome(results, account, code)
+
+
+# -- invoke -------------------------------------------------------------------------
+
+# The functions runbook deploys, and the step that deploys each.
+FUNCTIONS = {"pre_signup": "cognito", "post_confirmation": "deploy-post-confirmation"}
+
+
+@dataclass
+class InvokeOutcome:
+    invocation: object          # runbook.invoke.Invocation
+    exit_code: int
+
+
+def invoke(config, function: str, event: dict, *, dry_run: bool, progress) -> InvokeOutcome:
+    """Run one function with `event`: in a dry run, locally against a sandbox where the
+    steps up to the one deploying it have run; live, through Lambda's Invoke."""
+    key = function.replace("-", "_")
+    if key not in FUNCTIONS:
+        raise BadInput(f"unknown function {function!r}; runbook deploys "
+                       f"{', '.join(FUNCTIONS)}.")
+    name = config.function_name(key)
+    trigger = "triggerSource" in event
+    if dry_run:
+        invocation = _invoke_in_sandbox(config, key, name, event, trigger, progress)
+    else:
+        aws = ClientFactory(config.region)
+        with aws.scoped("preflight"):
+            account = aws.caller_account()
+        if config.account_id and account != config.account_id:
+            raise AccountMismatch(config.account_id, account)
+        from runbook.invoke import invoke_deployed
+
+        invocation = invoke_deployed(aws, name, event)
+    return InvokeOutcome(invocation, EXIT_OK if invocation.ok else EXIT_FAILED)
+
+
+def _invoke_in_sandbox(config, key, name, event, trigger, progress):
+    from runbook.invoke import LocalInvoker
+    from runbook.sandbox import SANDBOX_CREDENTIALS, Sandbox
+
+    step = FUNCTIONS[key]
+    if step not in config.all_steps():
+        raise BadInput(f"{key} is deployed by step {step!r}, which no phase of the "
+                       "environment file runs.")
+    progress.line(f"dry run: a sandbox with {name} deployed", bold=True)
+    with Sandbox(progress) as sandbox:
+        aws = ClientFactory(config.region, endpoint_url=sandbox.aws_url,
+                            credentials=SANDBOX_CREDENTIALS)
+        runner = Runner(config, aws, progress, dry_run=True, sleep=_sandbox_sleep,
+                        database_dsn=sandbox.database_dsn)
+        results = runner.run(_with_prerequisites([step], config.all_steps()))
+        failed = next((r for r in results if not r.ok), None)
+        if failed is not None:
+            error = BadInput if failed.error_kind == "input" else RunbookError
+            raise error(f"the sandbox could not deploy {name}: step {failed.name}: "
+                        f"{failed.error}")
+        invoker = LocalInvoker(aws, endpoint_url=sandbox.aws_url,
+                               credentials=SANDBOX_CREDENTIALS,
+                               database_dsn=sandbox.database_dsn)
+        with aws.scoped("invoke"):
+            return invoker.invoke(name, event, trigger=trigger)

@@ -222,10 +222,84 @@ class LambdaSettings(_Model):
     timeout_s: int = Field(ge=1, le=900)
 
 
+FUNCTION_PREFIX = r"^[A-Za-z0-9_-]{1,40}$"
+
+
 class Lambdas(_Model):
     runtime: str = Field(default="python3.11", pattern=r"^python3\.\d+$")
+    # Function names are <prefix>-<function>, e.g. matbakh-cognito-post-confirmation;
+    # the prefix defaults to network.name.
+    prefix: str | None = Field(default=None, pattern=FUNCTION_PREFIX)
+    log_retention_days: Literal[1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545,
+                                731, 1096, 1827, 2192, 2557, 2922, 3288, 3653] = 30
     pre_signup: LambdaSettings
     post_confirmation: LambdaSettings
+    db_migrate: LambdaSettings = LambdaSettings(memory_mb=256, timeout_s=300)
+
+
+DOMAIN = r"^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$"
+
+
+class PasswordPolicy(_Model):
+    min_length: int = Field(default=12, ge=8, le=99)
+    require_uppercase: bool = True
+    require_lowercase: bool = True
+    require_numbers: bool = True
+    require_symbols: bool = True
+    temporary_password_validity_days: int = Field(default=7, ge=1, le=365)
+
+
+class CustomAttribute(_Model):
+    type: Literal["String", "Number"] = "String"
+    mutable: bool = True
+    max_length: int = Field(default=256, ge=1, le=2048)
+
+
+class Cognito(_Model):
+    """The user pool (e-mail is the username), its app client and the Pre-SignUp rules."""
+
+    user_pool: str = Field(pattern=r"^[\w\s+=,.@-]{1,128}$")
+    client: str = Field(pattern=r"^[\w\s+=,.@-]{1,128}$")
+    # Adopt a pool made before runbook by its id (otherwise found by name and tags).
+    pool_id: str | None = Field(default=None, pattern=r"^[\w-]+_[0-9a-zA-Z]+$")
+    deletion_protection: bool = True
+    password_policy: PasswordPolicy = PasswordPolicy()
+    # Custom attributes, named without the "custom:" prefix. They can be added to a
+    # pool but never changed or removed, so runbook only ever adds.
+    custom_attributes: dict[str, CustomAttribute] = Field(
+        default_factory=lambda: {"role": CustomAttribute(max_length=32)})
+    # Pre-SignUp: accept sign-ups only from these e-mail domains (empty: any domain),
+    # and auto-confirm only these (empty: none; every user confirms by e-mail).
+    allowed_domains: list[str] = Field(default_factory=list)
+    auto_confirm_domains: list[str] = Field(default_factory=list)
+
+    @field_validator("custom_attributes")
+    @classmethod
+    def _attribute_names(cls, value: dict) -> dict:
+        for name in value:
+            if not re.fullmatch(r"[A-Za-z0-9_]{1,20}", name):
+                raise _AtPath((name,), f"{_short(name)} is not a custom attribute name "
+                                       "(1-20 letters, digits and _, without 'custom:')")
+        return value
+
+    @field_validator("allowed_domains", "auto_confirm_domains")
+    @classmethod
+    def _domains(cls, value: list[str]) -> list[str]:
+        for index, domain in enumerate(value):
+            if not isinstance(domain, str) or not re.fullmatch(DOMAIN, domain):
+                raise _AtPath((index,), f"{_short(domain)} is not a lower-case domain name "
+                                        "(example: example.com)")
+        return value
+
+    @model_validator(mode="after")
+    def _auto_confirm_is_allowed(self) -> "Cognito":
+        if self.allowed_domains:
+            for index, domain in enumerate(self.auto_confirm_domains):
+                if domain not in self.allowed_domains:
+                    raise _AtPath(("auto_confirm_domains", index),
+                                  f"{domain} is not in allowed_domains, so its sign-ups are "
+                                  "refused before they could be confirmed")
+        return self
 
 
 class Config(_Model):
@@ -237,6 +311,7 @@ class Config(_Model):
     database: Database
     secrets: Secrets
     lambdas: Lambdas
+    cognito: Cognito | None = None
     phases: dict[str, list[str]]
 
     @field_validator("tags")
@@ -283,7 +358,18 @@ class Config(_Model):
                 placed[step] = phase
         return self
 
+    @model_validator(mode="after")
+    def _cognito_when_used(self) -> "Config":
+        if self.cognito is None and "cognito" in self.all_steps():
+            raise _AtPath(("cognito",), "required when a phase runs step 'cognito' "
+                                        "(user_pool and client names at least)")
+        return self
+
     # -- queries -------------------------------------------------------------------
+
+    def function_name(self, function: str) -> str:
+        """The Lambda function runbook deploys for `function` (e.g. post_confirmation)."""
+        return f"{self.lambdas.prefix or self.network.name}-{function.replace('_', '-')}"
 
     def phase_of(self, step: str) -> str:
         for phase, steps in self.phases.items():

@@ -160,6 +160,12 @@ class StepResult:
     error: str | None = None
     error_kind: str | None = None  # "input" (exit 2) or "failure" (exit 1)
     idempotent: bool = True
+    unbuilt: bool = False          # named by the design, not built in this version
+
+    @property
+    def ok(self) -> bool:
+        """Ran and succeeded, or was skipped because this version does not build it."""
+        return self.status == "ok" or self.unbuilt
 
     @property
     def changed(self) -> bool:
@@ -194,11 +200,20 @@ class Runner:
         """
         results = [] if results is None else results
         for name in names:
-            if results and results[-1].status != "ok":
+            info = CATALOGUE[name]
+            if any(not r.ok for r in results):
                 results.append(StepResult(name, self.config.phase_of(name), status="not_run",
-                                          idempotent=CATALOGUE[name].idempotent))
-                continue
-            results.append(self.run_step(name))
+                                          idempotent=info.idempotent))
+            elif info.module is None:
+                result = StepResult(name, self.config.phase_of(name), status="not_run",
+                                    idempotent=info.idempotent, unbuilt=True,
+                                    error=f"step {name!r} is not built in this version of "
+                                          "runbook; it was skipped")
+                self.progress.line(f"skip {name}: not built in this version of runbook",
+                                   fg="yellow")
+                results.append(result)
+            else:
+                results.append(self.run_step(name))
         return results
 
     def run_step(self, name: str) -> StepResult:

@@ -57,3 +57,16 @@ def subnet_name(config, az: str) -> str:
 
 def route_table_name(config, az: str) -> str:
     return f"{config.network.name}-private-rt-{az}"
+
+
+def lambda_security_group_name(config) -> str:
+    return f"{config.network.name}-lambda"
+
+
+def endpoint_security_group_name(config) -> str:
+    return f"{config.network.name}-endpoints"
+
+
+def vpc_endpoint_name(config, service: str) -> str:
+    """Name tag of the interface endpoint for `service` ("secretsmanager", "rds-data")."""
+    return f"{config.network.name}-{service}"

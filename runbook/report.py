@@ -38,9 +38,9 @@ class RunRecord:
     def status(self) -> str:
         if self.interrupted:
             return "interrupted"
-        if self.error or any(r.status != "ok" for r in self.results):
+        if self.error or any(not r.ok for r in self.results):
             return "failed"
-        if self.verify_results is not None and any(r.status != "ok" for r in self.verify_results):
+        if self.verify_results is not None and any(not r.ok for r in self.verify_results):
             return "failed"
         return "ok"
 

@@ -33,6 +33,14 @@ class Policy:
 EC2_PROPAGATION = Policy("ec2 id propagation", attempts=6, first_delay_s=1, max_delay_s=8)
 
 
+# 1 + 2 + 4 + 8 + 10 + 10 + 10 = 45 s at most: a new IAM role is usually assumable by
+# Lambda within ~10 s; AWS documents no bound.
+IAM_PROPAGATION = Policy("iam role propagation", attempts=8, first_delay_s=1, max_delay_s=10)
+
+# 2 + 4 + 8 + 15 + 15 = 44 s: a function whose previous update has not finished.
+LAMBDA_UPDATE = Policy("lambda update in progress", attempts=6, first_delay_s=2, max_delay_s=15)
+
+
 def error_code(exc: BaseException) -> str:
     response = getattr(exc, "response", None) or {}
     return response.get("Error", {}).get("Code", "")
@@ -42,6 +50,16 @@ def is_ec2_propagation_error(exc: BaseException) -> bool:
     """`InvalidVpcID.NotFound` and friends right after the id was created."""
     code = error_code(exc)
     return code.startswith("Invalid") and code.endswith(".NotFound")
+
+
+def is_role_not_assumable(exc: BaseException) -> bool:
+    """Lambda's answer while a new role (or its trust policy) has not propagated."""
+    return (error_code(exc) == "InvalidParameterValueException"
+            and "cannot be assumed" in str(exc))
+
+
+def is_lambda_update_in_progress(exc: BaseException) -> bool:
+    return error_code(exc) == "ResourceConflictException" and "in progress" in str(exc)
 
 
 def retry(call: Callable[[], T], *, when: Callable[[BaseException], bool], policy: Policy,

@@ -156,7 +156,14 @@ class Sandbox:
     def simulated(self) -> list[str]:
         return [
             f"AWS account {SANDBOX_ACCOUNT}: moto server at {self.aws_url} stands in for "
-            "EC2, RDS, Secrets Manager and STS",
+            "EC2, RDS, Secrets Manager, IAM, Lambda, CloudWatch Logs, Cognito and STS",
+            "Lambda code: moto keeps functions but runs none; the sandbox runs a deployed "
+            "function's handler in a local subprocess with its configured environment and "
+            "timeout, and writes its output to the function's log group",
+            "Cognito triggers: moto fires none; the sandbox fires the pool's configured "
+            "triggers on sign-up, confirmation and sign-in, within Cognito's 5 s limit",
+            "Lambda networking: functions are not placed in the VPC; the VPC endpoints, "
+            "security groups and routes are checked by vpc-integrate's preflight instead",
             "RDS cluster and instances: moto keeps their records; no database engine runs "
             "behind the endpoint",
             f"PostgreSQL: {'RUNBOOK_PG_DSN' if self.external_dsn else 'embedded pgserver'} "

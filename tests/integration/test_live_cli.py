@@ -112,7 +112,7 @@ def test_step_run_without_its_prerequisite_exits_2_naming_the_phase(moto_endpoin
 
 
 def test_a_design_step_not_built_yet_is_refused_with_exit_2(moto_endpoint, workdir, cli):
-    result = cli("run", "--step", "cognito")
+    result = cli("run", "--step", "integration-test")
     assert result.exit_code == 2
     assert "not built in this version" in result.stderr
 

@@ -1,0 +1,545 @@
+"""Deploying a Lambda function, the same way from every step that ships one.
+
+A function is up to five resources, converged in this order:
+
+    iam:role          the execution role: a Lambda trust policy and one inline policy
+                      with only what the function needs (its log group, the ENI actions
+                      of a VPC function, the statements the step adds)
+    logs:log-group    /aws/lambda/<name>, with the configured retention
+    lambda:layer      the third-party dependencies, published only when their content
+                      hash differs from the latest version's
+    lambda:function   code (compared by CodeSha256 with a deterministic local build, so
+                      unchanged code is never uploaded) and configuration
+    lambda:permission the resource policy statement that lets its caller (Cognito)
+                      invoke it, bound to the caller's ARN and account
+
+A step mixes `FunctionsMixin` in, reads each `FunctionSpec` with `read_function`, adds
+`plan_function`'s changes to its plan and calls `settle_functions` from `settle`.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+
+from runbook import naming, package, retry
+from runbook.engine import UNKNOWN, Change, diff_field
+from runbook.errors import StepFailed
+
+HANDLER = "handler.handler"
+FUNCTION_TAG = "runbook:function"   # the lambdas/<key> folder a function is built from
+POLICY_NAME = "runbook"
+LAMBDA_TRUST = {
+    "Version": "2012-10-17",
+    "Statement": [{"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"},
+                   "Action": "sts:AssumeRole"}],
+}
+# What a function in a VPC needs to attach its network interfaces (the actions of the
+# AWSLambdaVPCAccessExecutionRole managed policy). EC2 does not scope them by resource.
+ENI_ACTIONS = ["ec2:AssignPrivateIpAddresses", "ec2:CreateNetworkInterface",
+               "ec2:DeleteNetworkInterface", "ec2:DescribeNetworkInterfaces",
+               "ec2:DescribeSubnets", "ec2:UnassignPrivateIpAddresses"]
+
+# AWS: a VPC function can take minutes to become Active while its ENIs are made.
+ACTIVE_TIMEOUT_S = 15 * 60
+
+
+@dataclass(frozen=True)
+class Invoker:
+    """Who may invoke the function: a service principal, bound to one source."""
+
+    principal: str          # e.g. cognito-idp.amazonaws.com
+    source_arn: str
+    source_account: str
+    statement_id: str
+
+
+@dataclass(frozen=True)
+class FunctionSpec:
+    key: str                              # lambdas/<key>/handler.py
+    name: str
+    runtime: str
+    memory_mb: int
+    timeout_s: int
+    environment: dict
+    statements: tuple = ()                # extra inline-policy statements
+    subnet_ids: tuple | None = None       # None: not in a VPC
+    security_group_ids: tuple = ()
+    layer: bool = False                   # uses the dependency layer
+    invoker: Invoker | None = None
+    log_retention_days: int = 30
+    tags: dict = field(default_factory=dict)
+
+    @property
+    def role_name(self) -> str:
+        return f"{self.name}-role"
+
+    @property
+    def log_group(self) -> str:
+        return f"/aws/lambda/{self.name}"
+
+
+@dataclass
+class FunctionState:
+    spec: FunctionSpec
+    account: str
+    region: str
+    artifact: package.Artifact
+    role: dict | None = None          # {"arn", "trust", "policy", "tags"}
+    log_group: dict | None = None     # {"retention"}
+    function: dict | None = None      # GetFunction's Configuration, plus "Tags"
+    statement: dict | None = None     # our statement in the function's resource policy
+    layer_arn: str | None = None
+    changed: bool = False             # created or updated, not yet waited for
+
+    @property
+    def role_arn(self) -> str:
+        return self.role["arn"] if self.role else UNKNOWN
+
+    @property
+    def arn(self) -> str:
+        if self.function:
+            return self.function["FunctionArn"]
+        return f"arn:aws:lambda:{self.region}:{self.account}:function:{self.spec.name}"
+
+    def policy(self) -> dict:
+        spec = self.spec
+        log_group = f"arn:aws:logs:{self.region}:{self.account}:log-group:{spec.log_group}"
+        statements = [{"Sid": "Logs", "Effect": "Allow",
+                       "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
+                       "Resource": f"{log_group}:*"}]
+        if spec.subnet_ids is not None:
+            statements.append({"Sid": "VpcNetworkInterfaces", "Effect": "Allow",
+                               "Action": ENI_ACTIONS, "Resource": "*"})
+        statements += list(spec.statements)
+        return {"Version": "2012-10-17", "Statement": statements}
+
+
+@dataclass
+class LayerState:
+    name: str
+    runtime: str
+    content_hash: str
+    arn: str | None = None            # the latest version, when its content matches
+
+
+class FunctionsMixin:
+    """Read, plan and apply Lambda functions (see the module docstring)."""
+
+    # -- read ------------------------------------------------------------------------
+
+    def read_layer(self, runtime: str) -> LayerState:
+        name = self.config.function_name("deps")
+        state = LayerState(name, runtime, package.layer_content_hash(runtime))
+        pages = self.client("lambda").get_paginator("list_layer_versions").paginate(
+            LayerName=name, CompatibleRuntime=runtime)
+        versions = [v for page in pages for v in page["LayerVersions"]]
+        if versions:
+            latest = max(versions, key=lambda v: v["Version"])
+            if package.content_hash_of(latest.get("Description", "")) == state.content_hash:
+                state.arn = latest["LayerVersionArn"]
+        return state
+
+    def read_function(self, spec: FunctionSpec) -> FunctionState:
+        state = FunctionState(spec, self.account(), self.ctx.aws.region,
+                              package.build_function(spec.key))
+        iam, lam, logs = self.client("iam"), self.client("lambda"), self.client("logs")
+        try:
+            role = iam.get_role(RoleName=spec.role_name)["Role"]
+        except iam.exceptions.NoSuchEntityException:
+            role = None
+        if role is not None:
+            try:
+                policy = iam.get_role_policy(RoleName=spec.role_name,
+                                             PolicyName=POLICY_NAME)["PolicyDocument"]
+            except iam.exceptions.NoSuchEntityException:
+                policy = None
+            state.role = {"arn": role["Arn"], "trust": _document(role["AssumeRolePolicyDocument"]),
+                          "policy": _document(policy) if policy else None,
+                          "tags": naming.from_aws(role.get("Tags"))}
+        groups = logs.describe_log_groups(logGroupNamePrefix=spec.log_group)["logGroups"]
+        group = next((g for g in groups if g["logGroupName"] == spec.log_group), None)
+        if group is not None:
+            state.log_group = {"retention": group.get("retentionInDays")}
+        try:
+            found = lam.get_function(FunctionName=spec.name)
+        except lam.exceptions.ResourceNotFoundException:
+            found = None
+        if found is not None:
+            state.function = {**found["Configuration"], "Tags": found.get("Tags") or {}}
+            state.statement = self._read_statement(spec)
+        return state
+
+    def _read_statement(self, spec: FunctionSpec) -> dict | None:
+        if spec.invoker is None:
+            return None
+        lam = self.client("lambda")
+        try:
+            policy = json.loads(lam.get_policy(FunctionName=spec.name)["Policy"])
+        except lam.exceptions.ResourceNotFoundException:
+            return None
+        return next((s for s in policy.get("Statement", ())
+                     if s.get("Sid") == spec.invoker.statement_id), None)
+
+    def account(self) -> str:
+        if getattr(self, "_account", None) is None:
+            self._account = self.ctx.aws.caller_account()
+        return self._account
+
+    # -- plan ------------------------------------------------------------------------
+
+    def plan_layer(self, layer: LayerState) -> list[Change]:
+        if layer.arn:
+            return []
+        return [Change("create", f"lambda:layer-version {layer.name}", "publish_layer", {},
+                       {"runtime": layer.runtime, "content": f"sha256:{layer.content_hash[:12]}",
+                        "built_with": f"pip --platform {package.PLATFORM}"})]
+
+    def plan_function(self, fn: FunctionState, layer: LayerState | None = None) -> list[Change]:
+        spec = fn.spec
+        key = {"key": spec.key}
+        changes = self._plan_role(fn)
+        if fn.log_group is None:
+            changes.append(Change("create", f"logs:log-group {spec.log_group}", "create_log_group",
+                                  key, {"retention_days": spec.log_retention_days}))
+        elif fn.log_group["retention"] != spec.log_retention_days:
+            changes.append(Change("update", f"logs:log-group {spec.log_group}", "set_retention", key,
+                                  {"retention_days": {"from": fn.log_group["retention"],
+                                                      "to": spec.log_retention_days}}))
+        label = f"lambda:function {spec.name}"
+        desired = self.desired_configuration(fn, layer)
+        if fn.function is None:
+            changes.append(Change("create", label, "create_function", key, {
+                "runtime": spec.runtime, "memory_mb": spec.memory_mb,
+                "timeout_s": spec.timeout_s, "code_sha256": fn.artifact.sha256,
+                "vpc": "private subnets" if spec.subnet_ids is not None else "none",
+                "environment": sorted(spec.environment)}))
+        else:
+            if fn.function.get("CodeSha256") != fn.artifact.sha256:
+                changes.append(Change("update", label, "update_code", key, {
+                    "code_sha256": {"from": fn.function.get("CodeSha256"),
+                                    "to": fn.artifact.sha256}}))
+            diff = _configuration_diff(_current_configuration(fn.function), desired)
+            if diff:
+                changes.append(Change("update", label, "update_configuration", key, diff))
+            tags = {**spec.tags, FUNCTION_TAG: spec.key}
+            add = naming.missing_tags(tags, fn.function["Tags"])
+            if add:
+                changes.append(Change("update", label, "tag_function", {**key, "tags": add},
+                                      {"tags": naming.tag_diff(fn.function["Tags"], add)}))
+        if spec.invoker is not None:
+            wanted = _statement(spec, fn.arn)
+            if fn.statement is None or not _same_statement(fn.statement, wanted):
+                changes.append(Change(
+                    "update" if fn.statement else "create",
+                    f"lambda:permission {spec.name}/{spec.invoker.statement_id}",
+                    "set_permission", key,
+                    {"principal": spec.invoker.principal, "source_arn": spec.invoker.source_arn,
+                     "source_account": spec.invoker.source_account}))
+        return changes
+
+    def _plan_role(self, fn: FunctionState) -> list[Change]:
+        spec = fn.spec
+        label = f"iam:role {spec.role_name}"
+        key = {"key": spec.key}
+        policy = fn.policy()
+        if fn.role is None:
+            return [Change("create", label, "create_role", key,
+                           {"trust": "lambda.amazonaws.com",
+                            "policy": _policy_summary(policy)})]
+        changes = []
+        if fn.role["trust"] != LAMBDA_TRUST:
+            changes.append(Change("update", label, "set_trust", key,
+                                  {"trust": {"from": fn.role["trust"], "to": LAMBDA_TRUST}}))
+        if fn.role["policy"] != policy:
+            changes.append(Change("update", label, "put_role_policy", key, {
+                "policy": {"from": _policy_summary(fn.role["policy"]),
+                           "to": _policy_summary(policy)}}))
+        add = naming.missing_tags(spec.tags, fn.role["tags"])
+        if add:
+            changes.append(Change("update", label, "tag_role", {**key, "tags": add},
+                                  {"tags": naming.tag_diff(fn.role["tags"], add)}))
+        return changes
+
+    def desired_configuration(self, fn: FunctionState, layer: LayerState | None) -> dict:
+        spec = fn.spec
+        vpc = None
+        if spec.subnet_ids is not None:
+            vpc = {"SubnetIds": sorted(spec.subnet_ids),
+                   "SecurityGroupIds": sorted(spec.security_group_ids)}
+        layers = []
+        if spec.layer:
+            layers = [layer.arn if layer is not None and layer.arn else UNKNOWN]
+        return {"Runtime": spec.runtime, "Handler": HANDLER, "Role": fn.role_arn,
+                "MemorySize": spec.memory_mb, "Timeout": spec.timeout_s,
+                "Environment": dict(sorted(spec.environment.items())), "VpcConfig": vpc,
+                "Layers": layers}
+
+    # -- apply -----------------------------------------------------------------------
+
+    def function_state(self, key: str) -> FunctionState:
+        return self.functions[key]  # the step keeps {key: FunctionState}
+
+    def apply_publish_layer(self, state) -> None:
+        layer: LayerState = state.layer
+        built = package.build_layer(layer.runtime)
+        self.ctx.progress.line(f"  layer {'from cache' if built.cached else 'built'}: "
+                               f"{built.size / 1e6:.1f} MB", dim=True)
+        published = self.client("lambda").publish_layer_version(
+            LayerName=layer.name, Description=package.layer_description(layer.content_hash),
+            Content={"ZipFile": built.data}, CompatibleRuntimes=[layer.runtime],
+            CompatibleArchitectures=["x86_64"])
+        layer.arn = published["LayerVersionArn"]
+
+    def apply_create_role(self, state, key: str) -> None:
+        fn = self.function_state(key)
+        spec = fn.spec
+        iam = self.client("iam")
+        role = iam.create_role(RoleName=spec.role_name,
+                               AssumeRolePolicyDocument=json.dumps(LAMBDA_TRUST),
+                               Description=f"Execution role of {spec.name} (managed by runbook)",
+                               Tags=naming.as_aws(spec.tags))["Role"]
+        fn.role = {"arn": role["Arn"], "trust": LAMBDA_TRUST, "policy": None,
+                   "tags": dict(spec.tags)}
+        self.apply_put_role_policy(state, key)
+
+    def apply_set_trust(self, state, key: str) -> None:
+        fn = self.function_state(key)
+        self.client("iam").update_assume_role_policy(RoleName=fn.spec.role_name,
+                                                     PolicyDocument=json.dumps(LAMBDA_TRUST))
+        fn.role["trust"] = LAMBDA_TRUST
+
+    def apply_put_role_policy(self, state, key: str) -> None:
+        fn = self.function_state(key)
+        policy = fn.policy()
+        _require_known(fn.spec, "role policy", policy)
+        self.client("iam").put_role_policy(RoleName=fn.spec.role_name, PolicyName=POLICY_NAME,
+                                           PolicyDocument=json.dumps(policy))
+        fn.role["policy"] = policy
+
+    def apply_tag_role(self, state, key: str, tags: dict) -> None:
+        self.client("iam").tag_role(RoleName=self.function_state(key).spec.role_name,
+                                    Tags=naming.as_aws(tags))
+
+    def apply_create_log_group(self, state, key: str) -> None:
+        spec = self.function_state(key).spec
+        logs = self.client("logs")
+        try:
+            logs.create_log_group(logGroupName=spec.log_group, tags=spec.tags)
+        except logs.exceptions.ResourceAlreadyExistsException:
+            pass  # made by a concurrent run, or by Lambda on a first invocation
+        self.apply_set_retention(state, key)
+
+    def apply_set_retention(self, state, key: str) -> None:
+        spec = self.function_state(key).spec
+        self.client("logs").put_retention_policy(logGroupName=spec.log_group,
+                                                 retentionInDays=spec.log_retention_days)
+
+    def apply_create_function(self, state, key: str) -> None:
+        fn = self.function_state(key)
+        spec = fn.spec
+        config = self.desired_configuration(fn, getattr(state, "layer", None))
+        _require_known(spec, "configuration", config)
+        params = {**_configuration_params(config), "FunctionName": spec.name,
+                  "Code": {"ZipFile": fn.artifact.data}, "PackageType": "Zip",
+                  "Architectures": ["x86_64"], "Publish": False,
+                  "Description": f"lambdas/{spec.key} (managed by runbook)",
+                  "Tags": {**spec.tags, FUNCTION_TAG: spec.key}}
+        lam = self.client("lambda")
+        created = retry.retry(lambda: lam.create_function(**params),
+                              when=retry.is_role_not_assumable, policy=retry.IAM_PROPAGATION,
+                              sleep=self.ctx.sleep)
+        fn.function = {**created, "Tags": params["Tags"]}
+        fn.changed = True
+
+    def apply_update_code(self, state, key: str) -> None:
+        fn = self.function_state(key)
+        lam = self.client("lambda")
+        self.wait_active(fn)
+        updated = retry.retry(lambda: lam.update_function_code(
+            FunctionName=fn.spec.name, ZipFile=fn.artifact.data),
+            when=retry.is_lambda_update_in_progress, policy=retry.LAMBDA_UPDATE,
+            sleep=self.ctx.sleep)
+        fn.function.update(updated)
+        fn.changed = True
+
+    def apply_update_configuration(self, state, key: str) -> None:
+        fn = self.function_state(key)
+        config = self.desired_configuration(fn, getattr(state, "layer", None))
+        _require_known(fn.spec, "configuration", config)
+        params = {**_configuration_params(config), "FunctionName": fn.spec.name}
+        if config["VpcConfig"] is None:
+            params["VpcConfig"] = {"SubnetIds": [], "SecurityGroupIds": []}
+        lam = self.client("lambda")
+        self.wait_active(fn)
+
+        def update():
+            return lam.update_function_configuration(**params)
+
+        updated = retry.retry(
+            update, when=lambda exc: (retry.is_role_not_assumable(exc)
+                                      or retry.is_lambda_update_in_progress(exc)),
+            policy=retry.IAM_PROPAGATION, sleep=self.ctx.sleep)
+        fn.function.update(updated)
+        fn.changed = True
+
+    def apply_tag_function(self, state, key: str, tags: dict) -> None:
+        fn = self.function_state(key)
+        self.client("lambda").tag_resource(Resource=fn.function["FunctionArn"], Tags=tags)
+
+    def apply_set_permission(self, state, key: str) -> None:
+        fn = self.function_state(key)
+        spec = fn.spec
+        lam = self.client("lambda")
+        if fn.statement is not None:
+            lam.remove_permission(FunctionName=spec.name, StatementId=spec.invoker.statement_id)
+        lam.add_permission(FunctionName=spec.name, StatementId=spec.invoker.statement_id,
+                           Action="lambda:InvokeFunction", Principal=spec.invoker.principal,
+                           SourceArn=spec.invoker.source_arn,
+                           SourceAccount=spec.invoker.source_account)
+        fn.statement = _statement(spec, fn.arn)
+
+    # -- the Cognito trigger -----------------------------------------------------------
+
+    def read_pool(self, pool_id: str) -> dict | None:
+        if pool_id == UNKNOWN:
+            return None
+        return self.client("cognito-idp").describe_user_pool(UserPoolId=pool_id)["UserPool"]
+
+    def plan_trigger(self, pool: dict | None, pool_name: str, trigger: str,
+                     fn: FunctionState) -> list[Change]:
+        current = ((pool or {}).get("LambdaConfig") or {}).get(trigger)
+        if pool is not None and current == fn.arn:
+            return []
+        return [Change("update", f"cognito-idp:user-pool {pool_name}", "attach_trigger",
+                       {"key": fn.spec.key, "trigger": trigger},
+                       {f"trigger {trigger}": {"from": current, "to": fn.arn},
+                        "other settings": "kept (the whole configuration is sent)"})]
+
+    def apply_attach_trigger(self, state, key: str, trigger: str) -> None:
+        """Set one trigger, sending the pool's whole current configuration: UpdateUserPool
+        resets every setting the call omits. The pool is read again right before the
+        update, so that nothing changed since the plan is lost."""
+        from runbook import userpool
+
+        fn = self.function_state(key)
+        if fn.changed:  # Cognito is about to call it: let it become active first
+            self.wait_active(fn)
+        pool_id = state.pool_id
+        cognito = self.client("cognito-idp")
+        described = cognito.describe_user_pool(UserPoolId=pool_id)["UserPool"]
+        triggers = userpool.merge_triggers(described.get("LambdaConfig") or {}, {trigger: fn.arn})
+        cognito.update_user_pool(**userpool.update_request(described, LambdaConfig=triggers))
+
+    # -- settle ----------------------------------------------------------------------
+
+    def settle_functions(self, functions: dict[str, FunctionState]) -> None:
+        for fn in functions.values():
+            if fn.changed:
+                self.wait_active(fn)
+
+    def wait_active(self, fn: FunctionState) -> None:
+        """Wait until the function is Active and no update is in progress (read calls
+        only), e.g. before a trigger makes Cognito call it."""
+        name = fn.spec.name
+        self.ctx.wait_for("lambda", "function_active_v2", FunctionName=name,
+                          what=f"lambda function {name} to be active",
+                          timeout_s=ACTIVE_TIMEOUT_S, interval_s=5)
+        self.ctx.wait_for("lambda", "function_updated_v2", FunctionName=name,
+                          what=f"lambda function {name} to finish updating",
+                          timeout_s=ACTIVE_TIMEOUT_S, interval_s=5)
+        fn.changed = False
+
+
+# -- comparing ---------------------------------------------------------------------------
+
+def _document(value) -> dict:
+    """IAM returns policy documents decoded (boto3) or URL-encoded JSON text."""
+    if isinstance(value, str):
+        from urllib.parse import unquote
+
+        return json.loads(unquote(value))
+    return value
+
+
+def _current_configuration(function: dict) -> dict:
+    vpc = function.get("VpcConfig") or {}
+    subnets, groups = vpc.get("SubnetIds") or [], vpc.get("SecurityGroupIds") or []
+    return {"Runtime": function.get("Runtime"), "Handler": function.get("Handler"),
+            "Role": function.get("Role"), "MemorySize": function.get("MemorySize"),
+            "Timeout": function.get("Timeout"),
+            "Environment": dict(sorted(((function.get("Environment") or {})
+                                        .get("Variables") or {}).items())),
+            "VpcConfig": ({"SubnetIds": sorted(subnets), "SecurityGroupIds": sorted(groups)}
+                          if subnets or groups else None),
+            "Layers": [layer["Arn"] for layer in function.get("Layers") or ()]}
+
+
+_FIELD_NAMES = {"Runtime": "runtime", "Handler": "handler", "Role": "role",
+                "MemorySize": "memory_mb", "Timeout": "timeout_s", "Environment": "environment",
+                "VpcConfig": "vpc", "Layers": "layers"}
+
+
+def _configuration_diff(current: dict, desired: dict) -> dict:
+    diff: dict = {}
+    for name, label in _FIELD_NAMES.items():
+        if name == "Environment":
+            changed = sorted(k for k in set(current[name]) | set(desired[name])
+                             if current[name].get(k) != desired[name].get(k))
+            if changed:
+                diff[label] = {"from": {k: current[name].get(k) for k in changed},
+                               "to": {k: desired[name].get(k) for k in changed}}
+            continue
+        diff_field(diff, label, current[name], desired[name])
+    return diff
+
+
+def _configuration_params(config: dict) -> dict:
+    params = {"Runtime": config["Runtime"], "Handler": config["Handler"], "Role": config["Role"],
+              "MemorySize": config["MemorySize"], "Timeout": config["Timeout"],
+              "Environment": {"Variables": config["Environment"]}, "Layers": config["Layers"]}
+    if config["VpcConfig"] is not None:
+        params["VpcConfig"] = config["VpcConfig"]
+    return params
+
+
+def _statement(spec: FunctionSpec, function_arn: str) -> dict:
+    invoker = spec.invoker
+    return {"Sid": invoker.statement_id, "Effect": "Allow",
+            "Principal": {"Service": invoker.principal}, "Action": "lambda:InvokeFunction",
+            "Resource": function_arn,
+            "Condition": {"StringEquals": {"AWS:SourceAccount": invoker.source_account},
+                          "ArnLike": {"AWS:SourceArn": invoker.source_arn}}}
+
+
+def _same_statement(current: dict, wanted: dict) -> bool:
+    def principal(statement):
+        value = statement.get("Principal")
+        return value.get("Service") if isinstance(value, dict) else value
+
+    return (current.get("Effect") == wanted["Effect"]
+            and principal(current) == principal(wanted)
+            and current.get("Action") == wanted["Action"]
+            and current.get("Condition") == wanted["Condition"])
+
+
+def _policy_summary(policy: dict | None):
+    """A policy as `action on resource` lines, for plans."""
+    if policy is None:
+        return None
+    lines = []
+    for statement in policy.get("Statement", ()):
+        actions = statement.get("Action")
+        actions = actions if isinstance(actions, list) else [actions]
+        resources = statement.get("Resource")
+        resources = resources if isinstance(resources, list) else [resources]
+        lines.append(f"{', '.join(actions)} on {', '.join(str(r) for r in resources)}")
+    return lines
+
+
+def _require_known(spec: FunctionSpec, what: str, value) -> None:
+    text = json.dumps(value, default=str)
+    if UNKNOWN in text:
+        raise StepFailed("lambda", f"lambda:function {spec.name}",
+                         f"its {what} still has values unknown after the steps before it")
+

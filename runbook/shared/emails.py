@@ -1,0 +1,32 @@
+"""E-mail addresses as the sign-up triggers check them: the shape, and the domain.
+
+The shape check is deliberately plain (one @, a dotted domain of DNS labels, no spaces
+or quoting): Cognito sends the confirmation code to the address, which is the real
+check. It only turns away what can never receive that mail.
+"""
+
+from __future__ import annotations
+
+import re
+
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+_ADDRESS = re.compile(
+    r"(?P<local>[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*)"
+    rf"@(?P<domain>(?:{_LABEL}\.)+{_LABEL})")
+
+
+def well_formed(address: str) -> bool:
+    """Whether `address` looks like local@example.com (at most 254 characters)."""
+    match = _ADDRESS.fullmatch(address)
+    return bool(match) and len(address) <= 254 and len(match["local"]) <= 64
+
+
+def domain(address: str) -> str:
+    """The lower-cased domain of an address: what the handlers may log of it."""
+    return address.rpartition("@")[2].strip().lower()
+
+
+def domains(setting: str | None) -> frozenset[str]:
+    """The domains in a comma-separated setting ('example.com, @Example.org'), lower-cased."""
+    return frozenset(part.strip().lstrip("@").lower() for part in (setting or "").split(",")
+                     if part.strip().lstrip("@"))

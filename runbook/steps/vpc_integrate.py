@@ -1,0 +1,653 @@
+"""Step `vpc-integrate`: the network path from Lambda functions in the VPC to the cluster
+and to Secrets Manager, and a preflight that proves the path exists.
+
+In the environment's VPC the step converges
+- the Lambda security group (`<network>-lambda`), with the default egress (all);
+- an ingress rule on the cluster's security group: the DB port from the Lambda group;
+- the endpoints' security group (`<network>-endpoints`), with TCP 443 from the Lambda group;
+- interface endpoints for Secrets Manager and the RDS Data API in the network's subnets,
+  with that group and private DNS.
+
+Everything is described before anything is created, and what was made outside runbook is
+adopted (groups by VPC and name, endpoints by VPC and service), never duplicated. Rules
+are only added: a rule that already grants the access (same group pair, a port range that
+covers the port) counts as present, and no rule is ever removed.
+
+moto is laxer than AWS here, and runbook does not rely on the API to refuse anything:
+moto 5.2.5 accepts a second endpoint for the same service with private DNS, ignores
+ClientToken, accepts private DNS in a VPC without DNS hostnames, keeps deleted endpoints
+listed (state `deleted`) and ignores PrivateDnsEnabled in ModifyVpcEndpoint. So the step
+checks the VPC's DNS attributes itself, leaves endpoints in a final state out, and in
+`settle` describes everything again and fails if the result differs from the plan.
+
+`settle` (after apply, and on every re-run) then runs `preflight` over the described
+state: a pure function that says whether each Lambda subnet reaches Secrets Manager and
+whether the security groups let Lambda reach the cluster's port. A missing piece fails
+the step with a message that names it and the way to fix it.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import uuid
+from dataclasses import dataclass, field
+from typing import Sequence
+
+from runbook import naming, retry
+from runbook.engine import UNKNOWN, Change, Step, is_known, tag_change
+from runbook.errors import PlanError, StepFailed
+
+STEP_NAME = "vpc-integrate"
+SERVICES = ("secretsmanager", "rds-data")
+HTTPS = 443
+ANYWHERE = "0.0.0.0/0"
+
+# Endpoint states it will not leave. DescribeVpcEndpoints lists a deleted endpoint for a
+# while (AWS and moto alike); adopting it would leave the functions without a path.
+FINAL_STATES = frozenset({"deleting", "deleted", "rejected", "failed", "expired"})
+
+# Interface endpoints usually become available within 1-3 minutes on AWS.
+ENDPOINT_TIMEOUT_S = 10 * 60
+ENDPOINT_INTERVAL_S = 10
+# After a write, DescribeSecurityGroups / DescribeVpcEndpoints can lag it by a few seconds;
+# 12 polls 5 s apart before the step calls the difference a failure.
+PROPAGATION_TIMEOUT_S = 60
+PROPAGATION_INTERVAL_S = 5
+
+
+# -- what is described -----------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Permission:
+    """One IpPermissions entry of a security group, in either direction."""
+
+    protocol: str                     # "tcp", "udp", "icmp", ... or "-1" (all traffic)
+    from_port: int | None = None
+    to_port: int | None = None
+    groups: frozenset[str] = frozenset()
+    cidrs: tuple[str, ...] = ()
+
+    def allows_tcp(self, port: int) -> bool:
+        if self.protocol == "-1":
+            return True
+        if self.protocol not in ("tcp", "6") or self.from_port is None or self.to_port is None:
+            return False
+        return self.from_port <= port <= self.to_port
+
+    def covers(self, cidr: str) -> bool:
+        return any(_covers(outer, cidr) for outer in self.cidrs)
+
+
+ALL_TRAFFIC_OUT = Permission("-1", cidrs=(ANYWHERE,))  # a new group's default egress
+
+
+@dataclass
+class SecurityGroup:
+    id: str
+    name: str
+    tags: dict = field(default_factory=dict)
+    ingress: list[Permission] = field(default_factory=list)
+    egress: list[Permission] = field(default_factory=list)
+
+    def grants(self, port: int, group: str) -> bool:
+        """An ingress rule names `group` and covers TCP `port`: the rule runbook adds is present."""
+        return any(p.allows_tcp(port) and group in p.groups for p in self.ingress)
+
+    def admits(self, port: int, *, group: str, cidrs: Sequence[str]) -> bool:
+        """Ingress allows TCP `port` from `group`, or from CIDRs covering every one of `cidrs`."""
+        allowing = [p for p in self.ingress if p.allows_tcp(port)]
+        if any(group in p.groups for p in allowing):
+            return True
+        return bool(cidrs) and all(any(p.covers(c) for p in allowing) for c in cidrs)
+
+    def sends(self, port: int, *, groups: Sequence[str] = (), cidr: str) -> bool:
+        """Egress allows TCP `port` to one of `groups`, or to a CIDR covering `cidr`."""
+        allowing = [p for p in self.egress if p.allows_tcp(port)]
+        return any(p.groups & set(groups) or p.covers(cidr) for p in allowing)
+
+
+@dataclass(frozen=True)
+class Subnet:
+    id: str
+    cidr: str
+    az: str = ""
+    route_table_id: str | None = None   # its explicit association, else the VPC's main table
+    nat_gateway_id: str | None = None   # target of an active 0.0.0.0/0 route in that table
+
+
+@dataclass
+class Endpoint:
+    id: str
+    service: str          # "secretsmanager" for com.amazonaws.<region>.secretsmanager
+    state: str
+    private_dns: bool
+    subnet_ids: list[str] = field(default_factory=list)
+    group_ids: list[str] = field(default_factory=list)
+    type: str = "Interface"
+    tags: dict = field(default_factory=dict)
+
+
+@dataclass
+class Described:
+    """What `preflight` judges: plain data built from Describe* calls (or by a test)."""
+
+    vpc_id: str
+    vpc_cidr: str
+    dns_support: bool
+    dns_hostnames: bool
+    subnets: list[Subnet]                 # the subnets the functions run in
+    lambda_group_id: str
+    database_group_id: str
+    database_port: int
+    groups: dict[str, SecurityGroup]      # by id: at least the Lambda, RDS, endpoint groups
+    endpoints: list[Endpoint]
+
+
+def _covers(outer: str, inner: str) -> bool:
+    try:
+        a, b = ipaddress.ip_network(outer, strict=False), ipaddress.ip_network(inner, strict=False)
+    except ValueError:
+        return False
+    return a.version == b.version and b.subnet_of(a)
+
+
+# -- the preflight ---------------------------------------------------------------------
+
+def preflight(d: Described) -> list[str]:
+    """The problems on the path Lambda -> Secrets Manager and Lambda -> cluster; [] if none.
+
+    Pure: it reads only `d`. Each problem names the missing piece and how to add it.
+    """
+    if not d.subnets:
+        return [f"no Lambda subnet in {d.vpc_id}: the functions would have nowhere to run. "
+                "Run `runbook run --phase a1` first"]
+    lam = d.groups.get(d.lambda_group_id)
+    if lam is None:
+        return [f"the Lambda security group {d.lambda_group_id} is not in {d.vpc_id}; "
+                "`runbook run --step vpc-integrate` creates it"]
+    return _secrets_manager_problems(d, lam) + _database_problems(d, lam)
+
+
+def _secrets_manager_problems(d: Described, lam: SecurityGroup) -> list[str]:
+    candidates = [e for e in d.endpoints if e.service == "secretsmanager"
+                  and e.type.lower() == "interface" and e.state.lower() not in FINAL_STATES]
+    if not candidates:
+        no_endpoint = f"no secretsmanager interface endpoint with private DNS in {d.vpc_id}"
+    else:
+        reasons = [_endpoint_problem(d, lam, e) for e in candidates]
+        if not all(reasons):
+            return []
+        no_endpoint = "; ".join(reasons)
+    hint = ("`runbook run --step vpc-integrate` converges the endpoint, or route 0.0.0.0/0 "
+            "to a NAT gateway")
+    if not lam.sends(HTTPS, cidr=ANYWHERE) and all(s.nat_gateway_id for s in d.subnets):
+        return [f"no route to Secrets Manager from the Lambda subnets: {no_endpoint}, and the "
+                f"Lambda security group {lam.id} does not allow outbound TCP 443 to 0.0.0.0/0, "
+                "which the NAT gateway route needs"]
+    return [f"no route to Secrets Manager from subnet {s.id}: {no_endpoint}, and no 0.0.0.0/0 "
+            f"route to a NAT gateway in its route table {s.route_table_id or '(none)'}. {hint}"
+            for s in d.subnets if not s.nat_gateway_id]
+
+
+def _endpoint_problem(d: Described, lam: SecurityGroup, e: Endpoint) -> str:
+    """Why endpoint `e` does not give the Lambda subnets Secrets Manager; "" if it does."""
+    name = f"secretsmanager endpoint {e.id}"
+    if e.state.lower() != "available":
+        return f"{name} is {e.state}, not available"
+    if not e.private_dns:
+        return (f"{name} has private DNS disabled, so the SDK's default hostname does not "
+                "resolve to it")
+    off = [attr for attr, on in (("enableDnsSupport", d.dns_support),
+                                 ("enableDnsHostnames", d.dns_hostnames)) if not on]
+    if off:
+        return f"{d.vpc_id} has {' and '.join(off)} off, which the private DNS of {name} needs"
+    if not e.subnet_ids:
+        return f"{name} has no subnet"
+    if not any(g in d.groups and d.groups[g].admits(HTTPS, group=lam.id,
+                                                    cidrs=[s.cidr for s in d.subnets])
+               for g in e.group_ids):
+        groups = ", ".join(e.group_ids) or "none"
+        return (f"the endpoint security group of {name} ({groups}) does not allow TCP 443 from "
+                f"the Lambda security group {lam.id}")
+    if not lam.sends(HTTPS, groups=e.group_ids, cidr=d.vpc_cidr):
+        return (f"the Lambda security group {lam.id} does not allow outbound TCP 443 to the "
+                f"security group of {name} or to {d.vpc_cidr}")
+    return ""
+
+
+def _database_problems(d: Described, lam: SecurityGroup) -> list[str]:
+    port, where = d.database_port, f"no path from Lambda to the cluster on TCP {d.database_port}"
+    rds = d.groups.get(d.database_group_id)
+    if rds is None:
+        return [f"{where}: the RDS security group {d.database_group_id} is not in {d.vpc_id}"]
+    problems = []
+    if not rds.admits(port, group=lam.id, cidrs=[s.cidr for s in d.subnets]):
+        problems.append(f"{where}: the RDS security group {rds.id} does not allow TCP {port} from "
+                        f"the Lambda security group {lam.id} (nor from CIDRs covering its "
+                        f"subnets). `runbook run --step vpc-integrate` adds the rule")
+    if not lam.sends(port, groups=[rds.id], cidr=d.vpc_cidr):
+        problems.append(f"{where}: the Lambda security group {lam.id} does not allow outbound "
+                        f"TCP {port} to the RDS security group {rds.id}, to {d.vpc_cidr} or to "
+                        f"{ANYWHERE}")
+    return problems
+
+
+# -- parsing Describe* answers ---------------------------------------------------------
+
+def parse_group(raw: dict) -> SecurityGroup:
+    return SecurityGroup(raw["GroupId"], raw.get("GroupName", ""), naming.from_aws(raw.get("Tags")),
+                         [_permission(p) for p in raw.get("IpPermissions", ())],
+                         [_permission(p) for p in raw.get("IpPermissionsEgress", ())])
+
+
+def _permission(raw: dict) -> Permission:
+    return Permission(str(raw.get("IpProtocol", "")), raw.get("FromPort"), raw.get("ToPort"),
+                      frozenset(p["GroupId"] for p in raw.get("UserIdGroupPairs", ())
+                                if p.get("GroupId")),
+                      tuple(r["CidrIp"] for r in raw.get("IpRanges", ()) if r.get("CidrIp")))
+
+
+def parse_endpoint(raw: dict, region: str) -> Endpoint:
+    prefix = f"com.amazonaws.{region}."
+    service = raw["ServiceName"]
+    return Endpoint(raw["VpcEndpointId"], service.removeprefix(prefix),
+                    str(raw.get("State", "")), bool(raw.get("PrivateDnsEnabled")),
+                    list(raw.get("SubnetIds", ())), [g["GroupId"] for g in raw.get("Groups", ())],
+                    str(raw.get("VpcEndpointType", "")), naming.from_aws(raw.get("Tags")))
+
+
+def nat_route(table: dict | None) -> str | None:
+    for route in (table or {}).get("Routes", ()):
+        if (route.get("DestinationCidrBlock") == ANYWHERE
+                and str(route.get("NatGatewayId", "")).startswith("nat-")
+                and route.get("State", "active") == "active"):  # a deleted NAT: "blackhole"
+            return route["NatGatewayId"]
+    return None
+
+
+# -- the step --------------------------------------------------------------------------
+
+@dataclass
+class IntegrateState:
+    vpc_id: str
+    vpc_cidr: str
+    subnet_ids: list[str]                 # the network step's: where the functions run
+    database_group_id: str
+    port: int
+    dns_support: bool | None = None
+    dns_hostnames: bool | None = None
+    subnets: dict[str, Subnet] = field(default_factory=dict)        # every subnet of the VPC
+    groups: dict[str, SecurityGroup] = field(default_factory=dict)  # every group of the VPC
+    endpoints: list[Endpoint] = field(default_factory=list)         # interface, not final
+
+
+class VpcIntegrateStep(Step):
+    name = STEP_NAME
+
+    def __init__(self, ctx):
+        super().__init__(ctx)
+        self._wrote = False
+
+    # -- names -----------------------------------------------------------------------
+
+    def _group_name(self, role: str) -> str:
+        if role == "lambda":
+            return naming.lambda_security_group_name(self.config)
+        return naming.endpoint_security_group_name(self.config)
+
+    def _service_name(self, service: str) -> str:
+        return f"com.amazonaws.{self.ctx.aws.region}.{service}"
+
+    def _ours(self, tags: dict) -> bool:
+        return (tags.get(naming.ENV_TAG) == self.config.env
+                and tags.get(naming.STEP_TAG) == STEP_NAME)
+
+    def group(self, state: IntegrateState, role: str) -> SecurityGroup | None:
+        """The group for `role` ("lambda" or "endpoints"): by name in the VPC, else by tags."""
+        name = self._group_name(role)
+        by_name = [g for g in state.groups.values() if g.name == name]
+        if by_name:
+            return by_name[0]
+        return next((g for g in sorted(state.groups.values(), key=lambda g: g.id)
+                     if self._ours(g.tags) and g.tags.get("Name") == name), None)
+
+    def endpoint(self, state: IntegrateState, service: str) -> Endpoint | None:
+        """The VPC's endpoint for `service`: runbook's own first, then one with private DNS."""
+        candidates = [e for e in state.endpoints if e.service == service]
+        candidates.sort(key=lambda e: (not self._ours(e.tags), not e.private_dns, e.id))
+        return candidates[0] if candidates else None
+
+    # -- read ------------------------------------------------------------------------
+
+    def read(self) -> IntegrateState:
+        network = self.ctx.upstream("network")
+        database = self.ctx.upstream("database")
+        state = IntegrateState(network["vpc_id"], network["vpc_cidr"], list(network["subnet_ids"]),
+                               database["security_group_id"], int(database["port"]))
+        if not is_known(state.vpc_id):
+            return state
+        ec2 = self.client("ec2")
+        state.dns_support = self._attribute(ec2, state.vpc_id, "enableDnsSupport")
+        state.dns_hostnames = self._attribute(ec2, state.vpc_id, "enableDnsHostnames")
+        vpc_filter = [{"Name": "vpc-id", "Values": [state.vpc_id]}]
+
+        tables = self._all(ec2, "describe_route_tables", "RouteTables", vpc_filter)
+        main = next((t for t in tables if any(a.get("Main") for a in t.get("Associations", ()))),
+                    None)
+        explicit = {a["SubnetId"]: t for t in tables for a in t.get("Associations", ())
+                    if a.get("SubnetId")
+                    and a.get("AssociationState", {}).get("State", "associated") == "associated"}
+        for raw in self._all(ec2, "describe_subnets", "Subnets", vpc_filter):
+            table = explicit.get(raw["SubnetId"], main)
+            state.subnets[raw["SubnetId"]] = Subnet(
+                raw["SubnetId"], raw["CidrBlock"], raw.get("AvailabilityZone", ""),
+                table["RouteTableId"] if table else None, nat_route(table))
+
+        for raw in self._all(ec2, "describe_security_groups", "SecurityGroups", vpc_filter):
+            if raw.get("VpcId", state.vpc_id) == state.vpc_id:
+                state.groups[raw["GroupId"]] = parse_group(raw)
+
+        for raw in self._all(ec2, "describe_vpc_endpoints", "VpcEndpoints", vpc_filter):
+            endpoint = parse_endpoint(raw, self.ctx.aws.region)
+            if (raw.get("VpcId") == state.vpc_id and endpoint.type.lower() == "interface"
+                    and endpoint.state.lower() not in FINAL_STATES):
+                state.endpoints.append(endpoint)
+        return state
+
+    @staticmethod
+    def _all(ec2, operation: str, key: str, filters: list) -> list[dict]:
+        return [item for page in ec2.get_paginator(operation).paginate(Filters=filters)
+                for item in page[key]]
+
+    @staticmethod
+    def _attribute(ec2, vpc_id: str, name: str) -> bool:
+        key = name[0].upper() + name[1:]
+        return bool(ec2.describe_vpc_attribute(VpcId=vpc_id, Attribute=name)[key]["Value"])
+
+    # -- plan ------------------------------------------------------------------------
+
+    def plan(self, state: IntegrateState) -> list[Change]:
+        self._check_prerequisites(state)
+        changes = self._plan_group(state, "lambda") + self._plan_group(state, "endpoints")
+        changes += self._plan_rule(state, "database", state.port)
+        changes += self._plan_rule(state, "endpoints", HTTPS)
+        for service in SERVICES:
+            changes += self._plan_endpoint(state, service)
+        return changes
+
+    def _check_prerequisites(self, state: IntegrateState) -> None:
+        if not is_known(state.vpc_id):
+            return
+        off = [attr for attr, on in (("enableDnsSupport", state.dns_support),
+                                     ("enableDnsHostnames", state.dns_hostnames)) if not on]
+        if off:
+            raise PlanError(STEP_NAME, f"vpc {state.vpc_id}",
+                            f"{' and '.join(off)} {'is' if len(off) == 1 else 'are'} off, and "
+                            "the interface endpoints' private DNS needs enableDnsSupport and "
+                            "enableDnsHostnames on. `runbook run --step network` turns them on.")
+        missing = [s for s in state.subnet_ids if is_known(s) and s not in state.subnets]
+        if missing:
+            raise PlanError(STEP_NAME, f"subnet {missing[0]}",
+                            f"the network step's subnet is not in {state.vpc_id}. Run "
+                            "`runbook run --phase a1` first.")
+        if is_known(state.database_group_id) and state.database_group_id not in state.groups:
+            raise PlanError(STEP_NAME, f"security group {state.database_group_id}",
+                            f"the database step's security group is not in {state.vpc_id}. "
+                            "Run `runbook run --phase a1` first.")
+
+    def _plan_group(self, state: IntegrateState, role: str) -> list[Change]:
+        name = self._group_name(role)
+        tags = naming.tags(self.config, STEP_NAME, name)
+        label = f"ec2:security-group {name}"
+        current = self.group(state, role)
+        if current is None:
+            diff = {"vpc": state.vpc_id, "egress": "all (the default)"}
+            return [Change("create", label, "create_group", {"role": role, "tags": tags}, diff)]
+        return tag_change(f"{label} ({current.id})", current.id, tags, current.tags, "tag")
+
+    def _plan_rule(self, state: IntegrateState, target: str, port: int) -> list[Change]:
+        """TCP `port` into the RDS or endpoint group from the Lambda group, unless granted."""
+        source = self.group(state, "lambda")
+        if target == "database":
+            target_name = self.config.database.security_group_name
+            current = state.groups.get(state.database_group_id)
+        else:
+            target_name = self._group_name("endpoints")
+            current = self.group(state, "endpoints")
+        if source is not None and current is not None and current.grants(port, source.id):
+            return []
+        source_name = self._group_name("lambda")
+        return [Change("create", f"ec2:ingress-rule {target_name} tcp/{port} from {source_name}",
+                       "authorize", {"target": target, "port": port},
+                       {"group": current.id if current else UNKNOWN, "port": port,
+                        "source": source.id if source else UNKNOWN})]
+
+    def _plan_endpoint(self, state: IntegrateState, service: str) -> list[Change]:
+        name = naming.vpc_endpoint_name(self.config, service)
+        tags = naming.tags(self.config, STEP_NAME, name)
+        current = self.endpoint(state, service)
+        group = self.group(state, "endpoints")
+        if current is None:
+            return [Change("create", f"ec2:vpc-endpoint {name}", "create_endpoint",
+                           {"service": service, "tags": tags},
+                           {"service": self._service_name(service), "type": "Interface",
+                            "subnets": self._subnets_to_add(state, []), "private_dns": True,
+                            "security_group": group.id if group else UNKNOWN})]
+        label = f"ec2:vpc-endpoint {name} ({current.id})"
+        diff: dict = {}
+        if not current.private_dns:
+            diff["private_dns"] = {"from": False, "to": True}
+        if group is None or group.id not in current.group_ids:
+            diff["security_groups"] = {"from": list(current.group_ids),
+                                       "to": current.group_ids + [group.id if group else UNKNOWN]}
+        add_subnets = self._subnets_to_add(state, current.subnet_ids)
+        if add_subnets:
+            diff["subnets"] = {"from": list(current.subnet_ids),
+                               "to": current.subnet_ids + add_subnets}
+        changes = []
+        if diff:
+            changes.append(Change("update", label, "modify_endpoint",
+                                  {"endpoint_id": current.id, "private_dns": "private_dns" in diff,
+                                   "add_group": "security_groups" in diff,
+                                   "add_subnets": add_subnets}, diff))
+        return changes + tag_change(label, current.id, tags, current.tags, "tag")
+
+    @staticmethod
+    def _subnets_to_add(state: IntegrateState, have: list[str]) -> list[str]:
+        """The Lambda subnets, one per zone, in zones an endpoint in `have` does not reach.
+
+        An interface endpoint takes one subnet per availability zone: AWS refuses a second
+        one in a zone (moto accepts it), and it would add nothing. Subnets not described
+        yet (a plan before the network exists) are all listed.
+        """
+        zones = {state.subnets[s].az for s in have if s in state.subnets}
+        add = []
+        for subnet_id in state.subnet_ids:
+            subnet = state.subnets.get(subnet_id)
+            if subnet_id in have or (subnet is not None and subnet.az in zones):
+                continue
+            if subnet is not None:
+                zones.add(subnet.az)
+            elif is_known(subnet_id):
+                continue  # not in the VPC: refused by _check_prerequisites
+            add.append(subnet_id)
+        return add
+
+    # -- apply -----------------------------------------------------------------------
+
+    def apply(self, state: IntegrateState, change: Change) -> bool | None:
+        self._wrote = True
+        return super().apply(state, change)
+
+    def _existing(self, state: IntegrateState, role: str) -> SecurityGroup:
+        group = self.group(state, role)
+        if group is None:  # the plan creates it first; apply follows the plan's order
+            raise StepFailed(STEP_NAME, f"ec2:security-group {self._group_name(role)}",
+                             "not created before it was needed")
+        return group
+
+    def apply_create_group(self, state: IntegrateState, role: str, tags: dict) -> None:
+        ec2, name = self.client("ec2"), self._group_name(role)
+        purpose = "Lambda functions" if role == "lambda" else "interface VPC endpoints"
+        group_id = self.ctx.retry_ec2(lambda: ec2.create_security_group(
+            GroupName=name, VpcId=state.vpc_id,
+            Description=f"{purpose} of {self.config.network.name} (managed by runbook)",
+            TagSpecifications=[{"ResourceType": "security-group",
+                                "Tags": naming.as_aws(tags)}]))["GroupId"]
+        state.groups[group_id] = SecurityGroup(group_id, name, dict(tags), [], [ALL_TRAFFIC_OUT])
+
+    def apply_authorize(self, state: IntegrateState, target: str, port: int) -> bool:
+        ec2 = self.client("ec2")
+        source = self._existing(state, "lambda").id
+        if target == "database":
+            target_id, what = state.database_group_id, "Aurora PostgreSQL"
+        else:
+            target_id, what = self._existing(state, "endpoints").id, "VPC endpoints (HTTPS)"
+        try:
+            self.ctx.retry_ec2(lambda: ec2.authorize_security_group_ingress(
+                GroupId=target_id,
+                IpPermissions=[{"IpProtocol": "tcp", "FromPort": port, "ToPort": port,
+                                "UserIdGroupPairs": [{
+                                    "GroupId": source,
+                                    "Description": f"Lambda to {what} (runbook {STEP_NAME})"}]}],
+                TagSpecifications=[{"ResourceType": "security-group-rule",
+                                    "Tags": naming.as_aws(naming.tags(self.config, STEP_NAME))}]))
+        except Exception as exc:  # noqa: BLE001 - only a duplicate is "done already"
+            if retry.error_code(exc) != "InvalidPermission.Duplicate":
+                raise
+            return False  # a concurrent run added it
+        state.groups[target_id].ingress.append(Permission("tcp", port, port, frozenset({source})))
+        return True
+
+    def apply_create_endpoint(self, state: IntegrateState, service: str, tags: dict) -> None:
+        ec2, group = self.client("ec2"), self._existing(state, "endpoints").id
+        # One token per planned create: a retried request (after a timeout, say) returns
+        # the endpoint the first attempt made instead of making a second one.
+        token = f"runbook-{uuid.uuid4().hex}"
+        raw = self.ctx.retry_ec2(lambda: ec2.create_vpc_endpoint(
+            VpcEndpointType="Interface", VpcId=state.vpc_id,
+            ServiceName=self._service_name(service), SubnetIds=self._subnets_to_add(state, []),
+            SecurityGroupIds=[group], PrivateDnsEnabled=True, ClientToken=token,
+            TagSpecifications=[{"ResourceType": "vpc-endpoint", "Tags": naming.as_aws(tags)}],
+        ))["VpcEndpoint"]
+        state.endpoints.append(parse_endpoint(raw, self.ctx.aws.region))
+
+    def apply_modify_endpoint(self, state: IntegrateState, endpoint_id: str, private_dns: bool,
+                              add_group: bool, add_subnets: list[str]) -> None:
+        params: dict = {"VpcEndpointId": endpoint_id}
+        if private_dns:
+            params["PrivateDnsEnabled"] = True
+        if add_group:
+            params["AddSecurityGroupIds"] = [self._existing(state, "endpoints").id]
+        if add_subnets:
+            params["AddSubnetIds"] = add_subnets
+        self.client("ec2").modify_vpc_endpoint(**params)
+        for endpoint in state.endpoints:
+            if endpoint.id == endpoint_id:
+                endpoint.private_dns = endpoint.private_dns or private_dns
+                endpoint.group_ids = endpoint.group_ids + params.get("AddSecurityGroupIds", [])
+                endpoint.subnet_ids = endpoint.subnet_ids + add_subnets
+
+    def apply_tag(self, state: IntegrateState, resource_id: str, tags: dict) -> None:
+        self.ctx.retry_ec2(lambda: self.client("ec2").create_tags(
+            Resources=[resource_id], Tags=naming.as_aws(tags)))
+        for item in [*state.groups.values(), *state.endpoints]:
+            if item.id == resource_id:
+                item.tags.update(tags)
+
+    # -- settle: wait, describe again, check ------------------------------------------
+
+    def settle(self, state: IntegrateState) -> None:
+        """Wait for the endpoints, then prove from a fresh description that the plan took
+        effect and that the preflight passes. Read calls only."""
+        self._wait_for_endpoints(state)
+        fresh, problems = state, {}
+
+        def describe() -> dict:
+            nonlocal fresh, problems
+            fresh = self.read()
+            problems = self.unsettled(fresh)
+            return problems
+
+        # Only our own writes can still be propagating; otherwise one look decides.
+        timeout = PROPAGATION_TIMEOUT_S if self._wrote else 0
+        try:
+            retry.wait_until(describe, lambda found: not found,
+                             what=f"the security groups and endpoints of {state.vpc_id}",
+                             timeout_s=timeout, interval_s=PROPAGATION_INTERVAL_S,
+                             sleep=self.ctx.sleep, clock=self.ctx.clock,
+                             on_wait=self.ctx.progress.waiting)
+        except retry.WaitTimeout:
+            [(resource, lines)] = list(problems.items())[:1]
+            text = lines[0] if len(lines) == 1 else "\n" + "\n".join(f"- {p}" for p in lines)
+            raise StepFailed(STEP_NAME, resource, text) from None
+        state.__dict__.update(fresh.__dict__)
+
+    def unsettled(self, state: IntegrateState) -> dict[str, list[str]]:
+        """{what failed: problems} for freshly described `state`; {} when all is well.
+
+        The preflight comes first: a missing path is what the operator has to hear about.
+        Then the plan, which must be empty once applied; moto, for one, accepts a
+        ModifyVpcEndpoint that turns private DNS on and does not turn it on.
+        """
+        problems = preflight(self.described(state))
+        if problems:
+            return {"reachability preflight": problems}
+        left = self.plan(state)
+        if left:
+            return {"convergence": ["still to do after apply (AWS accepted the change, but "
+                                    "describing shows it has not taken effect): "
+                                    + "; ".join(c.describe() for c in left)]}
+        return {}
+
+    def described(self, state: IntegrateState) -> Described:
+        lam = self.group(state, "lambda")
+        return Described(
+            vpc_id=state.vpc_id, vpc_cidr=state.vpc_cidr,
+            dns_support=bool(state.dns_support), dns_hostnames=bool(state.dns_hostnames),
+            subnets=[state.subnets[s] for s in state.subnet_ids if s in state.subnets],
+            lambda_group_id=lam.id if lam else naming.lambda_security_group_name(self.config),
+            database_group_id=state.database_group_id, database_port=state.port,
+            groups=state.groups, endpoints=state.endpoints)
+
+    def _wait_for_endpoints(self, state: IntegrateState) -> None:
+        ids = sorted(e.id for e in (self.endpoint(state, s) for s in SERVICES)
+                     if e is not None and e.state.lower() != "available")
+        if not ids:
+            return
+        ec2 = self.client("ec2")
+
+        def states() -> dict[str, str]:
+            found = self.ctx.retry_ec2(lambda: ec2.describe_vpc_endpoints(VpcEndpointIds=ids))
+            return {e["VpcEndpointId"]: str(e.get("State", "")).lower()
+                    for e in found["VpcEndpoints"]}
+
+        def failed(current: dict[str, str]) -> str | None:
+            gone = [f"{i} is {s}" for i, s in sorted(current.items()) if s in FINAL_STATES]
+            return ", ".join(gone) or None
+
+        what = f"vpc endpoints {', '.join(ids)} to be available"
+        try:
+            retry.wait_until(states, lambda now: all(s == "available" for s in now.values()),
+                             what=what, timeout_s=ENDPOINT_TIMEOUT_S,
+                             interval_s=ENDPOINT_INTERVAL_S, sleep=self.ctx.sleep,
+                             clock=self.ctx.clock, failed=failed,
+                             on_wait=self.ctx.progress.waiting)
+        except retry.WaitTimeout as exc:
+            raise StepFailed(STEP_NAME, "vpc endpoints", str(exc)) from None
+
+    # -- outputs -----------------------------------------------------------------------
+
+    def outputs(self, state: IntegrateState) -> dict:
+        lam, endpoints_group = self.group(state, "lambda"), self.group(state, "endpoints")
+        found = {service: self.endpoint(state, service) for service in SERVICES}
+        return {
+            "lambda_security_group_id": lam.id if lam else UNKNOWN,
+            "endpoint_security_group_id": endpoints_group.id if endpoints_group else UNKNOWN,
+            "subnet_ids": list(state.subnet_ids),
+            "vpc_id": state.vpc_id,
+            "endpoints": {service: e.id if e else UNKNOWN for service, e in found.items()},
+        }
+
+
+STEP = VpcIntegrateStep

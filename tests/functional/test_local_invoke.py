@@ -1,0 +1,140 @@
+"""The sandbox's local invoker against a moto server: it runs the deployed code with the
+function's own environment, talks to the emulated account, writes what the handler
+printed to the function's log group, and enforces the function's timeout and, for a
+Cognito trigger, Cognito's 5 seconds."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+
+import boto3
+import pytest
+
+from runbook import package
+from runbook.aws import ClientFactory
+from runbook.errors import BadInput
+from runbook.invoke import COGNITO_TRIGGER_LIMIT_S, LocalInvoker
+from runbook.sandbox import SANDBOX_CREDENTIALS
+from tests.conftest import REGION
+
+HANDLER = textwrap.dedent("""
+    import json, os, time
+    import boto3
+
+    def handler(event, context):
+        print(json.dumps({"message": "handling", "request_id": context.aws_request_id}))
+        if event.get("sleep"):
+            time.sleep(event["sleep"])
+        if event.get("fail"):
+            raise ValueError("asked to fail")
+        account = boto3.client("sts").get_caller_identity()["Account"]
+        return {"greeting": os.environ["GREETING"], "account": account,
+                "remaining_ms_positive": context.get_remaining_time_in_millis() > 0,
+                "echo": event.get("echo")}
+    """)
+
+
+@pytest.fixture
+def deployed(moto_endpoint, tmp_path):
+    """A function `probe` built from a handler in tmp_path/lambdas, deployed to moto."""
+    lambdas = tmp_path / "lambdas"
+    (lambdas / "probe").mkdir(parents=True)
+    (lambdas / "probe" / "handler.py").write_text(HANDLER)
+
+    def deploy(name="probe-fn", timeout_s=3, tags=None):
+        artifact = package.build_function("probe", lambdas_dir=lambdas)
+        iam = boto3.client("iam", region_name=REGION)
+        role = iam.create_role(RoleName=f"{name}-role", AssumeRolePolicyDocument=json.dumps({
+            "Version": "2012-10-17", "Statement": [{
+                "Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"},
+                "Action": "sts:AssumeRole"}]}))["Role"]["Arn"]
+        boto3.client("lambda", region_name=REGION).create_function(
+            FunctionName=name, Runtime="python3.11", Role=role, Handler="handler.handler",
+            Code={"ZipFile": artifact.data}, Timeout=timeout_s, MemorySize=128,
+            Environment={"Variables": {"GREETING": "hello from the configuration"}},
+            Tags={"runbook:function": "probe"} if tags is None else tags)
+        return name
+
+    aws = ClientFactory(REGION, endpoint_url=moto_endpoint, credentials=SANDBOX_CREDENTIALS)
+    invoker = LocalInvoker(aws, endpoint_url=moto_endpoint, credentials=SANDBOX_CREDENTIALS,
+                           database_dsn=None, lambdas_dir=lambdas)
+    return deploy, invoker, lambdas
+
+
+def log_messages(name, stream):
+    events = boto3.client("logs", region_name=REGION).get_log_events(
+        logGroupName=f"/aws/lambda/{name}", logStreamName=stream)["events"]
+    return [e["message"] for e in events]
+
+
+def test_handler_runs_with_the_functions_environment_against_the_sandbox(deployed):
+    deploy, invoker, _ = deployed
+    name = deploy()
+
+    invocation = invoker.invoke(name, {"echo": "ünïcode"})
+
+    assert invocation.ok, (invocation.error_type, invocation.error_message, invocation.log_lines)
+    assert invocation.result == {"greeting": "hello from the configuration",
+                                 "account": "123456789012", "remaining_ms_positive": True,
+                                 "echo": "ünïcode"}
+    messages = log_messages(name, invocation.log_stream)
+    assert messages[0] == f"START RequestId: {invocation.request_id} Version: $LATEST"
+    assert json.loads(messages[1]) == {"message": "handling",
+                                       "request_id": invocation.request_id}
+    assert messages[-2] == f"END RequestId: {invocation.request_id}"
+    assert messages[-1].startswith(f"REPORT RequestId: {invocation.request_id}\tDuration: ")
+
+
+def test_the_functions_timeout_is_enforced(deployed):
+    deploy, invoker, _ = deployed
+    name = deploy(timeout_s=1)
+
+    invocation = invoker.invoke(name, {"sleep": 30})
+
+    assert invocation.timed_out and not invocation.ok
+    assert invocation.error_message == "Task timed out after 1.00 seconds"
+    assert invocation.duration_ms < 10_000
+    assert any("Task timed out after 1.00 seconds" in m
+               for m in log_messages(name, invocation.log_stream))
+
+
+def test_a_trigger_gets_cognitos_five_seconds_whatever_the_functions_timeout(deployed):
+    deploy, invoker, _ = deployed
+    name = deploy(timeout_s=60)
+
+    invocation = invoker.invoke(name, {"sleep": 30}, trigger=True)
+
+    assert invocation.timed_out
+    assert invocation.error_message == f"Task timed out after {COGNITO_TRIGGER_LIMIT_S:.2f} seconds"
+    assert invocation.duration_ms < 20_000
+
+
+def test_an_exception_is_the_invocations_error_and_is_logged(deployed):
+    deploy, invoker, _ = deployed
+    name = deploy()
+
+    invocation = invoker.invoke(name, {"fail": True})
+
+    assert (invocation.error_type, invocation.error_message) == ("ValueError", "asked to fail")
+    assert any("[ERROR] ValueError: asked to fail" in m
+               for m in log_messages(name, invocation.log_stream))
+
+
+def test_local_code_that_differs_from_the_deployed_code_is_refused(deployed):
+    deploy, invoker, lambdas = deployed
+    name = deploy()
+    (lambdas / "probe" / "handler.py").write_text(HANDLER + "\n# edited\n")
+
+    with pytest.raises(BadInput, match="differs from lambdas/probe.*deploy it again"):
+        invoker.invoke(name, {})
+
+
+def test_a_function_runbook_did_not_deploy_is_refused(deployed):
+    deploy, invoker, _ = deployed
+    name = deploy(tags={})
+
+    with pytest.raises(BadInput, match="not deployed by runbook"):
+        invoker.invoke(name, {})
+    with pytest.raises(BadInput, match="no function no-such-fn is deployed"):
+        invoker.invoke("no-such-fn", {})

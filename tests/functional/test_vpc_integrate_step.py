@@ -1,0 +1,385 @@
+"""Step vpc-integrate against in-process moto: what it creates, what it adopts, that a
+second apply makes no mutating call, and that its preflight fails on a missing path."""
+
+from __future__ import annotations
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from runbook import config as config_mod
+from runbook.aws import ClientFactory
+from runbook.engine import Runner
+from runbook.errors import StepFailed
+from runbook.progress import Progress
+from runbook.steps.vpc_integrate import VpcIntegrateStep
+from tests.conftest import PROD_CONFIG, REGION
+
+STEP = "vpc-integrate"
+SECRETS = f"com.amazonaws.{REGION}.secretsmanager"
+DATA_API = f"com.amazonaws.{REGION}.rds-data"
+
+
+@pytest.fixture
+def account():
+    with mock_aws():
+        yield
+
+
+@pytest.fixture
+def config():
+    return config_mod.load(PROD_CONFIG)
+
+
+class Clock:
+    """A clock that sleeping advances, so bounded waits end at once."""
+
+    def __init__(self):
+        self.now = 0.0
+
+    def sleep(self, seconds):
+        self.now += seconds
+
+    def __call__(self):
+        return self.now
+
+
+def runner(config, *, plan_only=False, clock=None):
+    """A fresh factory and runner, as a separate `runbook` invocation would have."""
+    aws = ClientFactory(REGION)
+    clock = clock or Clock()
+    return Runner(config, aws, Progress(quiet=True), plan_only=plan_only, sleep=clock.sleep,
+                  clock=clock), aws
+
+
+def run(config, names, *, plan_only=False):
+    run_with, aws = runner(config, plan_only=plan_only)
+    return {r.name: r for r in run_with.run(names)}, aws
+
+
+@pytest.fixture
+def a1(account, config):
+    """network and database applied; their outputs."""
+    results, _ = run(config, ["network", "database"])
+    assert all(r.status == "ok" for r in results.values()), [r.error for r in results.values()]
+    return {name: r.outputs for name, r in results.items()}
+
+
+def ec2():
+    return boto3.client("ec2", region_name=REGION)
+
+
+def groups_in(vpc_id):
+    return {g["GroupName"]: g for g in ec2().describe_security_groups(
+        Filters=[{"Name": "vpc-id", "Values": [vpc_id]}])["SecurityGroups"]}
+
+
+def live_endpoints(vpc_id):
+    return [e for e in ec2().describe_vpc_endpoints(
+        Filters=[{"Name": "vpc-id", "Values": [vpc_id]}])["VpcEndpoints"]
+        if e["State"] not in ("deleted", "deleting")]
+
+
+def tags_of(item):
+    return {t["Key"]: t["Value"] for t in item.get("Tags") or ()}
+
+
+def pairs(group, port):
+    """Group ids allowed in on exactly TCP `port` by `group`'s ingress."""
+    return [p["GroupId"] for perm in group["IpPermissions"]
+            if perm["IpProtocol"] == "tcp" and perm.get("FromPort") == port == perm.get("ToPort")
+            for p in perm["UserIdGroupPairs"]]
+
+
+# -- what it creates ------------------------------------------------------------------
+
+def test_first_apply_creates_two_groups_the_rules_and_two_private_dns_endpoints(a1, config):
+    vpc_id, subnets = a1["network"]["vpc_id"], a1["network"]["subnet_ids"]
+
+    results, aws = run(config, [STEP])
+
+    step = results[STEP]
+    assert step.status == "ok", step.error
+    calls = sorted(e["call"] for e in aws.journal.entries)
+    assert calls == ["ec2:AuthorizeSecurityGroupIngress"] * 2 + ["ec2:CreateSecurityGroup"] * 2 \
+        + ["ec2:CreateVpcEndpoint"] * 2
+    groups = groups_in(vpc_id)
+    assert sorted(groups) == ["default", "matbakh-prod-db", "matbakh-prod-endpoints",
+                              "matbakh-prod-lambda"]
+    lam, endpoints_group = groups["matbakh-prod-lambda"], groups["matbakh-prod-endpoints"]
+    rds_group = groups["matbakh-prod-db"]
+    assert rds_group["GroupId"] == a1["database"]["security_group_id"]
+    assert pairs(rds_group, 5432) == [lam["GroupId"]]
+    [rule] = [p for perm in rds_group["IpPermissions"] for p in perm["UserIdGroupPairs"]]
+    assert rule["Description"]
+    assert pairs(endpoints_group, 443) == [lam["GroupId"]]
+    for group in (lam, endpoints_group):
+        assert tags_of(group)["runbook:env"] == "prod" and tags_of(group)["runbook:step"] == STEP
+
+    endpoints = {e["ServiceName"]: e for e in live_endpoints(vpc_id)}
+    assert sorted(endpoints) == sorted([SECRETS, DATA_API])
+    for endpoint in endpoints.values():
+        assert endpoint["VpcEndpointType"] == "Interface"
+        assert endpoint["PrivateDnsEnabled"] is True
+        assert sorted(endpoint["SubnetIds"]) == sorted(subnets)
+        assert [g["GroupId"] for g in endpoint["Groups"]] == [endpoints_group["GroupId"]]
+        assert tags_of(endpoint)["runbook:step"] == STEP
+
+    assert step.outputs == {
+        "lambda_security_group_id": lam["GroupId"],
+        "endpoint_security_group_id": endpoints_group["GroupId"],
+        "subnet_ids": subnets,
+        "vpc_id": vpc_id,
+        "endpoints": {"secretsmanager": endpoints[SECRETS]["VpcEndpointId"],
+                      "rds-data": endpoints[DATA_API]["VpcEndpointId"]},
+    }
+
+
+def test_second_apply_plans_nothing_and_makes_no_mutating_call(a1, config):
+    first, _ = run(config, [STEP])
+    assert first[STEP].status == "ok" and first[STEP].changed
+
+    again, aws = run(config, [STEP])
+
+    step = again[STEP]
+    assert step.status == "ok", step.error
+    assert step.changes == []
+    assert step.api_calls["write"] == 0 and step.api_calls["read"] > 0
+    assert aws.journal.entries == []
+    assert step.outputs == first[STEP].outputs
+
+
+def test_plan_only_lists_every_change_and_writes_nothing(a1, config):
+    results, aws = run(config, [STEP], plan_only=True)
+
+    step = results[STEP]
+    assert step.status == "ok", step.error
+    assert [(c.action, c.resource) for c in step.changes] == [
+        ("create", "ec2:security-group matbakh-prod-lambda"),
+        ("create", "ec2:security-group matbakh-prod-endpoints"),
+        ("create", "ec2:ingress-rule matbakh-prod-db tcp/5432 from matbakh-prod-lambda"),
+        ("create", "ec2:ingress-rule matbakh-prod-endpoints tcp/443 from matbakh-prod-lambda"),
+        ("create", "ec2:vpc-endpoint matbakh-prod-secretsmanager"),
+        ("create", "ec2:vpc-endpoint matbakh-prod-rds-data"),
+    ]
+    assert aws.total("write") == 0 and aws.journal.entries == []
+    assert sorted(groups_in(a1["network"]["vpc_id"])) == ["default", "matbakh-prod-db"]
+    assert live_endpoints(a1["network"]["vpc_id"]) == []
+
+
+def test_plan_only_on_an_empty_account_plans_with_unknown_ids(account, config):
+    results, aws = run(config, ["network", "database", STEP], plan_only=True)
+    step = results[STEP]
+    assert step.status == "ok", step.error
+    assert len(step.changes) == 6 and all(c.action == "create" for c in step.changes)
+    assert step.outputs["lambda_security_group_id"] == "(known after apply)"
+    assert aws.total("write") == 0
+
+
+# -- adoption -------------------------------------------------------------------------
+
+def test_a_lambda_group_made_outside_runbook_is_adopted_and_tagged_not_duplicated(a1, config):
+    vpc_id = a1["network"]["vpc_id"]
+    made = ec2().create_security_group(GroupName="matbakh-prod-lambda", VpcId=vpc_id,
+                                       Description="made by lambda-vpc-integration.sh")["GroupId"]
+
+    results, aws = run(config, [STEP])
+
+    step = results[STEP]
+    assert step.status == "ok", step.error
+    assert step.outputs["lambda_security_group_id"] == made
+    assert [e["call"] for e in aws.journal.entries].count("ec2:CreateSecurityGroup") == 1
+    assert sum(g["GroupName"] == "matbakh-prod-lambda"
+               for g in groups_in(vpc_id).values()) == 1
+    tags = tags_of(groups_in(vpc_id)["matbakh-prod-lambda"])
+    assert tags["runbook:env"] == "prod" and tags["runbook:step"] == STEP
+    assert pairs(groups_in(vpc_id)["matbakh-prod-db"], 5432) == [made]
+    assert run(config, [STEP])[0][STEP].api_calls["write"] == 0
+
+
+def test_an_endpoint_made_outside_runbook_is_adopted_and_completed_not_duplicated(a1, config):
+    vpc_id, subnets = a1["network"]["vpc_id"], a1["network"]["subnet_ids"]
+    made = ec2().create_vpc_endpoint(VpcEndpointType="Interface", VpcId=vpc_id,
+                                     ServiceName=SECRETS, SubnetIds=subnets[:1],
+                                     PrivateDnsEnabled=True)["VpcEndpoint"]["VpcEndpointId"]
+
+    results, aws = run(config, [STEP])
+
+    step = results[STEP]
+    assert step.status == "ok", step.error
+    assert step.outputs["endpoints"]["secretsmanager"] == made
+    [update] = [c for c in step.changes if c.op == "modify_endpoint"]
+    assert update.diff["subnets"] == {"from": subnets[:1], "to": subnets}
+    assert update.diff["security_groups"]["from"] == []
+    assert "private_dns" not in update.diff
+    calls = [e["call"] for e in aws.journal.entries]
+    assert calls.count("ec2:CreateVpcEndpoint") == 1  # rds-data only
+    [adopted] = [e for e in live_endpoints(vpc_id) if e["ServiceName"] == SECRETS]
+    assert adopted["VpcEndpointId"] == made
+    assert sorted(adopted["SubnetIds"]) == sorted(subnets)
+    assert [g["GroupId"] for g in adopted["Groups"]] == [step.outputs["endpoint_security_group_id"]]
+    assert tags_of(adopted)["runbook:step"] == STEP
+    again, aws = run(config, [STEP])
+    assert again[STEP].changes == [] and aws.journal.entries == []
+
+
+def test_adopting_an_endpoint_without_private_dns_plans_to_turn_it_on(a1, config):
+    vpc_id, subnets = a1["network"]["vpc_id"], a1["network"]["subnet_ids"]
+    made = ec2().create_vpc_endpoint(VpcEndpointType="Interface", VpcId=vpc_id,
+                                     ServiceName=SECRETS, SubnetIds=subnets,
+                                     PrivateDnsEnabled=False)["VpcEndpoint"]["VpcEndpointId"]
+    results, aws = run(config, [STEP], plan_only=True)
+    [update] = [c for c in results[STEP].changes if c.op == "modify_endpoint"]
+    assert update.resource == f"ec2:vpc-endpoint matbakh-prod-secretsmanager ({made})"
+    assert update.diff["private_dns"] == {"from": False, "to": True}
+    assert "subnets" not in update.diff
+    assert aws.total("write") == 0
+
+
+def test_a_modify_that_does_not_take_effect_fails_the_step_instead_of_passing(a1, config):
+    # moto 5.2.5 accepts ModifyVpcEndpoint(PrivateDnsEnabled=True) and ignores it. AWS
+    # applies it; either way runbook describes again and does not take the write on trust.
+    vpc_id, subnets = a1["network"]["vpc_id"], a1["network"]["subnet_ids"]
+    made = ec2().create_vpc_endpoint(VpcEndpointType="Interface", VpcId=vpc_id,
+                                     ServiceName=DATA_API, SubnetIds=subnets,
+                                     PrivateDnsEnabled=False)["VpcEndpoint"]["VpcEndpointId"]
+
+    results, _ = run(config, [STEP])
+
+    step = results[STEP]
+    assert step.status == "failed" and step.error_kind == "failure"
+    assert "convergence" in step.error and made in step.error
+    assert "private_dns: False -> True" in step.error
+
+
+@pytest.mark.parametrize("permission", [
+    {"IpProtocol": "tcp", "FromPort": 5000, "ToPort": 6000},
+    {"IpProtocol": "-1"},
+], ids=["port-range", "all-traffic"])
+def test_an_existing_rule_that_grants_the_port_is_not_added_again(a1, config, permission):
+    vpc_id, rds_group = a1["network"]["vpc_id"], a1["database"]["security_group_id"]
+    lam = ec2().create_security_group(GroupName="matbakh-prod-lambda", VpcId=vpc_id,
+                                      Description="old")["GroupId"]
+    ec2().authorize_security_group_ingress(GroupId=rds_group, IpPermissions=[
+        dict(permission, UserIdGroupPairs=[{"GroupId": lam}])])
+    ec2().authorize_security_group_ingress(GroupId=rds_group, IpPermissions=[
+        {"IpProtocol": "tcp", "FromPort": 5432, "ToPort": 5432,
+         "IpRanges": [{"CidrIp": "10.9.0.0/16", "Description": "bastion"}]}])
+    before = groups_in(vpc_id)["matbakh-prod-db"]["IpPermissions"]
+
+    results, aws = run(config, [STEP])
+
+    step = results[STEP]
+    assert step.status == "ok", step.error
+    assert not any(c.resource.startswith("ec2:ingress-rule matbakh-prod-db") for c in step.changes)
+    # Nothing added, nothing removed.
+    assert groups_in(vpc_id)["matbakh-prod-db"]["IpPermissions"] == before
+    assert [e["call"] for e in aws.journal.entries].count("ec2:AuthorizeSecurityGroupIngress") == 1
+
+
+def test_a_rule_removed_outside_runbook_is_added_again(a1, config):
+    out = run(config, [STEP])[0][STEP].outputs
+    rds_group, lam = a1["database"]["security_group_id"], out["lambda_security_group_id"]
+    # By rule id: moto 5.2.5, unlike AWS, only revokes by permission if the Description matches.
+    [rule] = [r["SecurityGroupRuleId"] for r in ec2().describe_security_group_rules(
+        Filters=[{"Name": "group-id", "Values": [rds_group]}])["SecurityGroupRules"]
+        if not r["IsEgress"]]
+    ec2().revoke_security_group_ingress(GroupId=rds_group, SecurityGroupRuleIds=[rule])
+    assert pairs(groups_in(a1["network"]["vpc_id"])["matbakh-prod-db"], 5432) == []
+
+    results, aws = run(config, [STEP])
+
+    assert [c.resource for c in results[STEP].changes] == [
+        "ec2:ingress-rule matbakh-prod-db tcp/5432 from matbakh-prod-lambda"]
+    assert [e["call"] for e in aws.journal.entries] == ["ec2:AuthorizeSecurityGroupIngress"]
+    assert pairs(groups_in(a1["network"]["vpc_id"])["matbakh-prod-db"], 5432) == [lam]
+
+
+# -- refusals and the preflight -------------------------------------------------------
+
+def test_a_vpc_without_dns_hostnames_is_refused_before_any_write(a1, config):
+    # moto creates a private-DNS endpoint in such a VPC; AWS refuses it.
+    ec2().modify_vpc_attribute(VpcId=a1["network"]["vpc_id"], EnableDnsHostnames={"Value": False})
+
+    results, aws = run(config, [STEP])
+
+    step = results[STEP]
+    assert step.status == "failed" and step.error_kind == "input"
+    assert "enableDnsHostnames is off" in step.error
+    assert "runbook run --step network" in step.error
+    assert aws.total("write") == 0
+
+
+def test_an_endpoint_deleted_outside_runbook_is_planned_again_and_recreated(a1, config):
+    first = run(config, [STEP])[0][STEP].outputs
+    old = first["endpoints"]["secretsmanager"]
+    ec2().delete_vpc_endpoints(VpcEndpointIds=[old])  # still listed by moto, as "deleted"
+
+    plan, _ = run(config, [STEP], plan_only=True)
+    assert [(c.action, c.resource) for c in plan[STEP].changes] == [
+        ("create", "ec2:vpc-endpoint matbakh-prod-secretsmanager")]
+
+    results, aws = run(config, [STEP])
+    step = results[STEP]
+    assert step.status == "ok", step.error
+    assert [e["call"] for e in aws.journal.entries] == ["ec2:CreateVpcEndpoint"]
+    assert step.outputs["endpoints"]["secretsmanager"] not in (old, "(known after apply)")
+
+
+def test_without_the_secrets_manager_endpoint_the_preflight_fails_naming_it(a1, config):
+    run(config, [STEP])
+    vpc_id = a1["network"]["vpc_id"]
+    [endpoint] = [e for e in live_endpoints(vpc_id) if e["ServiceName"] == SECRETS]
+    ec2().delete_vpc_endpoints(VpcEndpointIds=[endpoint["VpcEndpointId"]])
+    # The step is kept from re-creating it: only read and settle run, as on a re-run
+    # whose plan was not applied.
+    run_with, aws = runner(config)
+    step = VpcIntegrateStep(run_with.context())
+
+    with pytest.raises(StepFailed) as failed:
+        step.settle(step.read())
+
+    message = str(failed.value)
+    assert "reachability preflight" in message
+    for subnet in a1["network"]["subnet_ids"]:
+        assert (f"no route to Secrets Manager from subnet {subnet}: no secretsmanager "
+                f"interface endpoint with private DNS in {vpc_id}") in message
+    assert "no 0.0.0.0/0 route to a NAT gateway" in message
+    assert aws.total("write") == 0
+
+
+def test_a_lambda_group_whose_egress_stops_the_db_port_fails_the_preflight(a1, config):
+    vpc_id = a1["network"]["vpc_id"]
+    lam = ec2().create_security_group(GroupName="matbakh-prod-lambda", VpcId=vpc_id,
+                                      Description="https only")["GroupId"]
+    ec2().revoke_security_group_egress(GroupId=lam, IpPermissions=[
+        {"IpProtocol": "-1", "IpRanges": [{"CidrIp": "0.0.0.0/0"}]}])
+    ec2().authorize_security_group_egress(GroupId=lam, IpPermissions=[
+        {"IpProtocol": "tcp", "FromPort": 443, "ToPort": 443,
+         "IpRanges": [{"CidrIp": "0.0.0.0/0"}]}])
+
+    results, _ = run(config, [STEP])
+
+    step = results[STEP]
+    assert step.status == "failed" and step.error_kind == "failure"
+    assert (f"the Lambda security group {lam} does not allow outbound TCP 5432 to the RDS "
+            f"security group {a1['database']['security_group_id']}") in step.error
+
+
+def test_endpoints_take_one_subnet_per_zone(account, write_config):
+    # AWS refuses a second subnet in a zone for one endpoint (moto accepts it); the
+    # functions still run in all three subnets.
+    def two_in_one_zone(data):
+        data["network"]["subnets"][2]["az"] = "eu-central-1a"
+
+    config = config_mod.load(write_config(two_in_one_zone))
+    results, _ = run(config, ["network", "database", STEP])
+    assert all(r.status == "ok" for r in results.values()), [r.error for r in results.values()]
+    subnets = results["network"].outputs["subnet_ids"]
+
+    step = results[STEP]
+    assert step.outputs["subnet_ids"] == subnets
+    for endpoint in live_endpoints(step.outputs["vpc_id"]):
+        assert sorted(endpoint["SubnetIds"]) == sorted(subnets[:2])
+    again, aws = run(config, [STEP])
+    assert again[STEP].changes == [] and aws.journal.entries == []
