@@ -8,7 +8,7 @@ import dataclasses
 
 import pytest
 
-from runbook.steps.vpc_integrate import (
+from runbook.reachability import (
     ALL_TRAFFIC_OUT,
     Described,
     Endpoint,
