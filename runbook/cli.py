@@ -192,20 +192,24 @@ def invoke(function, event_path, dry_run, as_json, env, config_path, report_dir,
     outcome = app.invoke(config, function, event, dry_run=dry_run,
                          progress=Progress(quiet=as_json, err=True))
     invocation = outcome.invocation
+    # The result of a Cognito trigger is the event, e-mail address and all: masked.
+    from runbook.shared.emails import mask
+
     if as_json:
-        click.echo(json.dumps({**invocation.as_dict(), "log": invocation.log_lines},
-                              indent=2, default=str))
+        click.echo(mask(json.dumps({**invocation.as_dict(), "log": invocation.log_lines},
+                                   indent=2, default=str, ensure_ascii=False)))
     else:
         click.echo(click.style(f"log of {invocation.function} (request {invocation.request_id}):",
                                bold=True))
         for line in invocation.log_lines:
-            click.echo(f"  {line}")
+            click.echo(f"  {mask(line)}")
         if invocation.ok:
-            click.echo(click.style("result:", fg="green", bold=True))
-            click.echo(json.dumps(invocation.result, indent=2, default=str))
+            click.echo(click.style("result (e-mail addresses masked):", fg="green", bold=True))
+            click.echo(mask(json.dumps(invocation.result, indent=2, default=str,
+                                       ensure_ascii=False)))
         else:
-            click.echo(click.style(f"error: {invocation.error_type}: {invocation.error_message}",
-                                   fg="red"), err=True)
+            click.echo(click.style(f"error: {invocation.error_type}: "
+                                   f"{mask(str(invocation.error_message))}", fg="red"), err=True)
     sys.exit(outcome.exit_code)
 
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 import re
 
 _LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+# Any address inside a longer text (a handler's result, an error message).
+_IN_TEXT = re.compile(r"(?P<local>[\w.+-]+)@(?P<domain>(?:[\w-]+\.)+[\w-]+)")
 _ADDRESS = re.compile(
     r"(?P<local>[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*)"
     rf"@(?P<domain>(?:{_LABEL}\.)+{_LABEL})")
@@ -30,3 +32,10 @@ def domains(setting: str | None) -> frozenset[str]:
     """The domains in a comma-separated setting ('example.com, @Example.org'), lower-cased."""
     return frozenset(part.strip().lstrip("@").lower() for part in (setting or "").split(",")
                      if part.strip().lstrip("@"))
+
+
+def mask(text: str) -> str:
+    """`text` with every e-mail address masked to its first character and its domain
+    (lena.maier@example.com -> l***@example.com): enough to tell users apart in output
+    an operator reads, never the whole address."""
+    return _IN_TEXT.sub(lambda m: f"{m['local'][0]}***@{m['domain'].lower()}", text)
