@@ -7,26 +7,14 @@ import json
 
 import boto3
 import pytest
-from moto import mock_aws
 
 from runbook import config as config_mod
 from runbook.aws import ClientFactory
 from runbook.engine import Runner
 from runbook.progress import Progress
-from tests.conftest import PROD_CONFIG, REGION
+from tests.conftest import REGION
 
 A1 = ["network", "database", "store-secrets"]
-
-
-@pytest.fixture
-def account():
-    with mock_aws():
-        yield
-
-
-@pytest.fixture
-def config():
-    return config_mod.load(PROD_CONFIG)
 
 
 def run(config, names, *, plan_only=False):

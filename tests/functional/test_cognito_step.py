@@ -9,7 +9,6 @@ import json
 
 import boto3
 import pytest
-from moto import mock_aws
 
 from runbook import config as config_mod
 from runbook import package, userpool
@@ -17,7 +16,7 @@ from runbook.aws import ClientFactory
 from runbook.engine import UNKNOWN, Runner
 from runbook.progress import Progress
 from runbook.steps.cognito import CognitoStep
-from tests.conftest import PROD_CONFIG, REGION
+from tests.conftest import REGION
 
 POOL = "matbakh-prod-users"
 CLIENT = "matbakh-prod-web"
@@ -25,17 +24,6 @@ FLOWS = ["ALLOW_REFRESH_TOKEN_AUTH", "ALLOW_USER_PASSWORD_AUTH", "ALLOW_USER_SRP
 PRE_SIGNUP = "matbakh-cognito-pre-signup"
 PRE_SIGNUP_ARN = f"arn:aws:lambda:{REGION}:123456789012:function:{PRE_SIGNUP}"
 FOREIGN_ARN = f"arn:aws:lambda:{REGION}:123456789012:function:someone-elses-post-auth"
-
-
-@pytest.fixture
-def account():
-    with mock_aws():
-        yield
-
-
-@pytest.fixture
-def config():
-    return config_mod.load(PROD_CONFIG)
 
 
 def run(config, *, plan_only=False):

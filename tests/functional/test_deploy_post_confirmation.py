@@ -8,7 +8,6 @@ import json
 
 import boto3
 import pytest
-from moto import mock_aws
 
 from runbook import config as config_mod
 from runbook import package
@@ -20,12 +19,6 @@ from tests.conftest import PROD_CONFIG, REGION
 BEFORE = ["network", "database", "store-secrets", "cognito", "vpc-integrate", "fix-tables"]
 STEP = "deploy-post-confirmation"
 FUNCTION = "matbakh-cognito-post-confirmation"
-
-
-@pytest.fixture
-def account():
-    with mock_aws():
-        yield
 
 
 def run(config, names, dsn, *, plan_only=False):

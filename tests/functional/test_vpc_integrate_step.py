@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import boto3
 import pytest
-from moto import mock_aws
 
 from runbook import config as config_mod
 from runbook.aws import ClientFactory
@@ -13,22 +12,11 @@ from runbook.engine import Runner
 from runbook.errors import StepFailed
 from runbook.progress import Progress
 from runbook.steps.vpc_integrate import VpcIntegrateStep
-from tests.conftest import PROD_CONFIG, REGION
+from tests.conftest import REGION
 
 STEP = "vpc-integrate"
 SECRETS = f"com.amazonaws.{REGION}.secretsmanager"
 DATA_API = f"com.amazonaws.{REGION}.rds-data"
-
-
-@pytest.fixture
-def account():
-    with mock_aws():
-        yield
-
-
-@pytest.fixture
-def config():
-    return config_mod.load(PROD_CONFIG)
 
 
 class Clock:
