@@ -55,10 +55,10 @@ def resolve(config, phase: str | None, steps: tuple[str, ...] | list[str]) -> Ta
                        "in this version of runbook, so it cannot run yet.")
     requested = sorted(set(steps), key=order.index)
     return Target("+".join(requested), config.phase_of(requested[-1]), requested,
-                  _with_prerequisites(requested, order))
+                  _with_prerequisites(requested, order, config))
 
 
-def _with_prerequisites(steps: list[str], order: list[str]) -> list[str]:
+def _with_prerequisites(steps: list[str], order: list[str], config) -> list[str]:
     """`steps` and every step they need, directly or not, in the file's order.
 
     A dry run of `--step X` builds exactly what X consumes, not whole phases.
@@ -70,7 +70,7 @@ def _with_prerequisites(steps: list[str], order: list[str]) -> list[str]:
         name = todo.pop()
         if name not in needed:
             needed.add(name)
-            todo.extend(CATALOGUE[name].requires)
+            todo.extend(CATALOGUE[name].needs(config))
     return [name for name in order if name in needed]
 
 
@@ -268,7 +268,7 @@ def _invoke_in_sandbox(config, key, name, event, trigger, progress):
                             credentials=SANDBOX_CREDENTIALS)
         runner = Runner(config, aws, progress, dry_run=True, sleep=_sandbox_sleep,
                         database_dsn=sandbox.database_dsn)
-        results = runner.run(_with_prerequisites([step], config.all_steps()))
+        results = runner.run(_with_prerequisites([step], config.all_steps(), config))
         failed = next((r for r in results if not r.ok), None)
         if failed is not None:
             error = BadInput if failed.error_kind == "input" else RunbookError

@@ -22,6 +22,9 @@ from runbook.journal import Journal
 _READ_PREFIXES = ("Describe", "Get", "List", "Head", "Lookup", "Search", "Filter", "Scan",
                   "Query", "BatchGet", "Select", "Check", "Validate", "Preview", "Estimate")
 
+# Where _before_call leaves its verdict for _after_call, in botocore's request context.
+_WRITE = "runbook_write"
+
 # An interceptor sees every call before it is sent and may raise to fail it.
 Interceptor = Callable[[str, str, bool], None]
 
@@ -29,6 +32,30 @@ Interceptor = Callable[[str, str, bool], None]
 def is_write(operation: str) -> bool:
     name = operation.removeprefix("Admin")
     return not name.startswith(_READ_PREFIXES)
+
+
+def is_write_call(service: str, operation: str, request: dict) -> bool:
+    """`is_write`, except for the one Invoke known to write nothing.
+
+    lambda:Invoke runs code, so by name it is a write. fix-tables with
+    database.connect: lambda reads the database through db_migrate, whose read action
+    runs in a READ ONLY transaction (runbook.shared.migrate_event): counted as a write,
+    every re-run of a converged fix-tables would show a write, and the verify pass would
+    fail. So an Invoke whose payload asks for that action counts as a read; every other
+    Invoke (db_migrate's apply action included) stays a write. `request` is botocore's
+    request dict: for Invoke, its body is the payload.
+    """
+    if service == "lambda" and operation == "Invoke":
+        import json
+
+        from runbook.shared import migrate_event
+
+        try:
+            payload = json.loads(request.get("body") or b"null")
+        except (TypeError, ValueError):  # a stream, or not JSON: not the read action
+            return True
+        return not migrate_event.is_read_only(payload)
+    return is_write(operation)
 
 
 class ClientFactory:
@@ -109,15 +136,17 @@ class ClientFactory:
         events.register("after-call.*.*", partial(self._after_call, service))
         return client
 
-    def _before_call(self, service: str, model, **_):
-        write = is_write(model.name)
+    def _before_call(self, service: str, model, params, context, **_):
+        write = is_write_call(service, model.name, params)
+        context[_WRITE] = write  # botocore hands the same dict to after-call
         with self._lock:
             self.counts[self.scope]["write" if write else "read"] += 1
         for intercept in self.interceptors:
             intercept(service, model.name, write)
 
-    def _after_call(self, service: str, model, http_response, parsed, **_):
-        if is_write(model.name) and http_response is not None and http_response.status_code < 300:
+    def _after_call(self, service: str, model, http_response, parsed, context, **_):
+        write = context.get(_WRITE, is_write(model.name))
+        if write and http_response is not None and http_response.status_code < 300:
             self.journal.record(self.scope, service, model.name, parsed or {})
 
     # -- identity ------------------------------------------------------------------

@@ -351,7 +351,7 @@ class Config(_Model):
                     raise _AtPath(where, f"unknown step {step!r}; {known}")
                 if step in placed:
                     raise _AtPath(where, f"step {step!r} is already in phase {placed[step]!r}")
-                for needed in CATALOGUE[step].requires:
+                for needed in CATALOGUE[step].needs(self):
                     if needed not in placed:
                         raise _AtPath(where, f"step {step!r} needs {needed!r}, which must "
                                              "be listed before it")

@@ -112,6 +112,13 @@ class StepContext:
         except retry.WaitTimeout as exc:
             raise StepFailed(self.progress.current_step or "?", what, str(exc)) from None
 
+    def invoke(self, function_name: str, event: dict):
+        """Run a deployed function with `event` (runbook.invoke.invoke_for_step)."""
+        from runbook.invoke import invoke_for_step
+
+        return invoke_for_step(self.aws, function_name, event, dry_run=self.dry_run,
+                               database_dsn=self.database_dsn)
+
 
 class Step:
     """Base of every step module's `STEP` class."""

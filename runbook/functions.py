@@ -451,6 +451,25 @@ class FunctionsMixin:
         fn.changed = False
 
 
+# -- database access -------------------------------------------------------------------
+
+def database_login(database: dict, secrets: dict, *, iam_user: str | None, account: str,
+             region: str) -> tuple[dict, dict]:
+    """A function's database environment (runbook.shared.db.from_environment) and the one
+    policy statement it needs for it: rds-db:connect as `iam_user` only, or else
+    GetSecretValue on the DB secret only."""
+    if iam_user:
+        return ({"DB_AUTH": "iam", "DB_HOST": database["endpoint"],
+                 "DB_PORT": str(database["port"]), "DB_NAME": database["database"],
+                 "DB_USER": iam_user},
+                {"Sid": "ConnectAsDbUser", "Effect": "Allow", "Action": "rds-db:connect",
+                 "Resource": f"arn:aws:rds-db:{region}:{account}:dbuser:"
+                             f"{database['cluster_resource_id']}/{iam_user}"})
+    return ({"DB_SECRET_ARN": secrets["db_secret_arn"]},
+            {"Sid": "ReadDbSecret", "Effect": "Allow", "Action": "secretsmanager:GetSecretValue",
+             "Resource": secrets["db_secret_arn"]})
+
+
 # -- comparing ---------------------------------------------------------------------------
 
 def _document(value) -> dict:

@@ -104,8 +104,8 @@ class LocalInvoker:
     factory (its endpoint and credentials are handed to the handler).
     """
 
-    def __init__(self, aws, *, endpoint_url: str, credentials: dict, database_dsn: str | None,
-                 lambdas_dir: Path | None = None):
+    def __init__(self, aws, *, endpoint_url: str | None, credentials: dict,
+                 database_dsn: str | None, lambdas_dir: Path | None = None):
         self.aws = aws
         self.endpoint_url = endpoint_url
         self.credentials = credentials
@@ -194,10 +194,11 @@ class LocalInvoker:
             "AWS_LAMBDA_LOG_GROUP_NAME": f"/aws/lambda/{name}",
             "AWS_LAMBDA_LOG_STREAM_NAME": stream,
             "_RUNBOOK_FUNCTION_ARN": configuration["FunctionArn"],
-            "AWS_ENDPOINT_URL": self.endpoint_url,
             "AWS_ACCESS_KEY_ID": self.credentials["aws_access_key_id"],
             "AWS_SECRET_ACCESS_KEY": self.credentials["aws_secret_access_key"],
         }
+        if self.endpoint_url:  # None with in-process moto (tests): no server to point at
+            env["AWS_ENDPOINT_URL"] = self.endpoint_url
         env.update(variables)
         if self.database_dsn:
             # The sandbox's PostgreSQL stands in for the cluster. With IAM auth the
@@ -268,3 +269,24 @@ def invoke_deployed(aws, function_name: str, event: dict) -> Invocation:
     else:
         invocation.result = body
     return invocation
+
+
+def invoke_for_step(aws, function_name: str, event: dict, *, dry_run: bool,
+                    database_dsn: str | None) -> Invocation:
+    """Invoke a function from a step: on Lambda itself (Invoke, RequestResponse), or in
+    a dry run, where moto runs no code, with the local invoker against the sandbox.
+
+    The local invoker stands in for the Lambda service: reading the function back and
+    writing its log group are Lambda's work, not calls the step makes. So it gets a
+    client factory of its own, and the step's call counts stay what a live run counts.
+    """
+    if not dry_run:
+        return invoke_deployed(aws, function_name, event)
+    from runbook.aws import ClientFactory
+    from runbook.sandbox import SANDBOX_CREDENTIALS
+
+    service = ClientFactory(aws.region, endpoint_url=aws.endpoint_url,
+                            credentials=SANDBOX_CREDENTIALS)
+    invoker = LocalInvoker(service, endpoint_url=aws.endpoint_url,
+                           credentials=SANDBOX_CREDENTIALS, database_dsn=database_dsn)
+    return invoker.invoke(function_name, event)

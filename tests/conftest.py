@@ -218,3 +218,16 @@ def legacy_dsn(pg_dsn):
     with psycopg.connect(pg_dsn, autocommit=True) as conn:
         conn.execute(LEGACY_SQL.read_text())
     return pg_dsn
+
+
+@pytest.fixture
+def templates(tmp_path, monkeypatch):
+    """A copy of templates/sql that the test may edit; fix-tables reads it."""
+    import shutil
+
+    from runbook import migrations
+
+    copy = tmp_path / "sql"
+    shutil.copytree(migrations.TEMPLATES, copy)
+    monkeypatch.setattr(migrations, "TEMPLATES", copy)
+    return copy

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass
+from typing import Any, Callable
 
 
 @dataclass(frozen=True)
@@ -19,6 +20,18 @@ class StepInfo:
     module: str | None          # None: named by the design, not built in this version
     requires: tuple[str, ...] = ()
     idempotent: bool = True
+    # Steps consumed only under some settings: (step, whether the config needs it).
+    requires_if: tuple[tuple[str, Callable[[Any], bool]], ...] = ()
+
+    def needs(self, config) -> tuple[str, ...]:
+        """`requires`, plus the steps this environment file's settings make it consume."""
+        return self.requires + tuple(step for step, when in self.requires_if if when(config))
+
+
+def _connects_through_lambda(config) -> bool:
+    """fix-tables with database.connect: lambda runs db_migrate in vpc-integrate's
+    subnets, with its Lambda security group."""
+    return config.database.connect == "lambda"
 
 
 CATALOGUE: dict[str, StepInfo] = {
@@ -29,7 +42,8 @@ CATALOGUE: dict[str, StepInfo] = {
         StepInfo("store-secrets", "runbook.steps.store_secrets", requires=("database",)),
         StepInfo("cognito", "runbook.steps.cognito"),
         StepInfo("vpc-integrate", "runbook.steps.vpc_integrate", requires=("network", "database")),
-        StepInfo("fix-tables", "runbook.steps.fix_tables", requires=("database", "store-secrets")),
+        StepInfo("fix-tables", "runbook.steps.fix_tables", requires=("database", "store-secrets"),
+                 requires_if=(("vpc-integrate", _connects_through_lambda),)),
         StepInfo("deploy-post-confirmation", "runbook.steps.deploy_post_confirmation",
                  requires=("vpc-integrate", "fix-tables", "cognito")),
         StepInfo("integration-test", None,

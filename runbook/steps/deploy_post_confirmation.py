@@ -21,7 +21,8 @@ from dataclasses import dataclass, field
 
 from runbook import naming
 from runbook.engine import UNKNOWN, Change, Step
-from runbook.functions import FunctionSpec, FunctionsMixin, FunctionState, Invoker, LayerState
+from runbook.functions import (FunctionSpec, FunctionsMixin, FunctionState, Invoker,
+                               LayerState, database_login)
 
 STEP_NAME = "deploy-post-confirmation"
 KEY = "post_confirmation"
@@ -59,21 +60,9 @@ class DeployPostConfirmation(FunctionsMixin, Step):
 
     def spec(self, network: dict, database: dict, secrets: dict, cognito: dict) -> FunctionSpec:
         config, region, account = self.config, self.ctx.aws.region, self.account()
-        environment = {"DB_SCHEMA": config.database.schema}
-        role = self.trigger_role()
-        if role:
-            environment.update(DB_AUTH="iam", DB_HOST=database["endpoint"],
-                               DB_PORT=str(database["port"]), DB_NAME=database["database"],
-                               DB_USER=role)
-            statement = {"Sid": "ConnectAsTriggerRole", "Effect": "Allow",
-                         "Action": "rds-db:connect",
-                         "Resource": f"arn:aws:rds-db:{region}:{account}:dbuser:"
-                                     f"{database['cluster_resource_id']}/{role}"}
-        else:
-            environment["DB_SECRET_ARN"] = secrets["db_secret_arn"]
-            statement = {"Sid": "ReadDbSecret", "Effect": "Allow",
-                         "Action": "secretsmanager:GetSecretValue",
-                         "Resource": secrets["db_secret_arn"]}
+        environment, statement = database_login(database, secrets, iam_user=self.trigger_role(),
+                                                account=account, region=region)
+        environment["DB_SCHEMA"] = config.database.schema
         name = config.function_name(KEY)
         settings = config.lambdas.post_confirmation
         return FunctionSpec(

@@ -1,29 +1,45 @@
 """fix-tables: bring the database schema up to date and converge the IAM-only roles.
 
-read   connect (DB secret, IAM token, or in a dry run the sandbox's PostgreSQL), then,
-       in a read-only transaction: render every migration, compare the checksums with
-       those recorded, and read each declared role's attributes and privileges.
-plan   one change per pending migration, one for `rds_iam` where it is missing, and one
-       per role whose attributes or privileges differ.
-apply  under the migration advisory lock: each migration in its own transaction with
-       its record, then each role's GRANT/REVOKE statements in one transaction.
+Two ways into the database, by `database.connect`:
 
-A converged database gives an empty plan, so a second run executes no DDL at all.
+  direct  runbook connects itself: with the DB secret or an IAM token, or in a dry run
+          to the sandbox's PostgreSQL.
+  lambda  only the VPC reaches the cluster: the step deploys the db_migrate function
+          there (runbook.migrate_function) and has it do the same work.
+
+read   render every migration, then survey the database in a read-only transaction
+       (runbook.shared.survey): the ledger against the checksums, rds_iam, and what
+       each declared role lacks. With connect: lambda, db_migrate's read action takes
+       the survey, once the function is deployed as desired; until then, as for a
+       cluster that does not exist yet, everything counts as to do.
+plan   with connect: lambda, the function's role, log group, layer and function first;
+       then one change per pending migration, one for `rds_iam` where it is missing,
+       and one per role whose attributes or privileges differ.
+apply  direct: under the migration advisory lock, each migration in its own transaction
+       with its ledger row, then each role's GRANT/REVOKE statements in one transaction.
+       lambda: the first database change invokes db_migrate's apply action, which does
+       the same inside the function; each change then reports what it did.
+
+A converged database gives an empty plan, so a second run executes no DDL at all and,
+with connect: lambda, invokes only the read action, which writes nothing.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from runbook import dbroles, migrations, retry
+from runbook import migrate_function, migrations, retry
 from runbook.engine import UNKNOWN, Change, Step, is_known
 from runbook.errors import BadInput, StepFailed
+from runbook.functions import FunctionsMixin, FunctionState, LayerState
 from runbook.shared import db as dbconnect
+from runbook.shared import dbroles, ledger, migrate_event, survey
 
 LOCK_WAIT_S = 600
 NOT_IN_VPC = ("The cluster is in private subnets, reachable only from inside the VPC: run "
               "runbook from a host in the VPC (database.connect: direct), or set "
               "database.connect: lambda to run the migrations through a function in the VPC.")
+KEY = migrate_function.KEY
 
 
 @dataclass
@@ -32,46 +48,80 @@ class TablesState:
     pending: list[migrations.Migration]
     applied: set[int] = field(default_factory=set)
     rds_iam: bool = True
-    roles: dict[str, tuple[dbroles.RoleState, dbroles.Desired]] = field(default_factory=dict)
+    roles: dict[str, dbroles.Gap] = field(default_factory=dict)
     target: dbconnect.Target | None = None
     locked: bool = False
+    # database.connect: lambda
+    layer: LayerState | None = None
+    functions: dict[str, FunctionState] = field(default_factory=dict)
+    surveyed: bool = True          # False: nothing could be read; the plan assumes all
+    outcome: migrate_event.Outcome | None = None   # the apply action's answer
+
+    @property
+    def through_function(self) -> bool:
+        return self.layer is not None
 
 
-class FixTables(Step):
+class FixTables(FunctionsMixin, Step):
     name = "fix-tables"
 
     def __init__(self, ctx):
         super().__init__(ctx)
         self.db = self.config.database
         self.conn = None
+        self.functions: dict[str, FunctionState] = {}
 
     # -- read ------------------------------------------------------------------------
 
     def read(self) -> TablesState:
-        if self.db.connect == "lambda":
-            raise BadInput("database.connect: lambda runs the migrations through a function "
-                           "inside the VPC, which this version of runbook does not build yet. "
-                           "Use database.connect: direct from a host inside the VPC.")
         found = migrations.load(self._params())
         database = self.ctx.upstream("database")
         secrets = self.ctx.upstream("store-secrets")
+        if self.db.connect == "lambda":
+            return self._read_through_function(found, database, secrets)
         target = self._target(database, secrets)
-        state = TablesState(found, list(found), target=target)
-        if target is None:  # the cluster does not exist yet: everything is to do
-            state.rds_iam = True  # Aurora PostgreSQL comes with rds_iam
-            state.roles = {name: (dbroles.RoleState(name),
-                                  dbroles.desired(None, name, spec, self.db.schema))
-                           for name, spec in self.db.roles.items()}
-            return state
+        if target is None:  # the cluster does not exist yet
+            return self._everything_to_do(found)
         self.conn = self._connect(target)
-        with self.conn.transaction():
-            self.conn.execute("SET TRANSACTION READ ONLY")
-            recorded = migrations.read_applied(self.conn)
-            state.pending = migrations.check(found, recorded)
-            state.applied = set(recorded)
-            state.rds_iam = dbroles.read_rds_iam(self.conn)
-            state.roles = self._read_roles()
+        state = TablesState(found, [], target=target)
+        checksums = {m.version: m.checksum for m in found}
+        self._take(state, survey.take(self.conn, checksums, self.db.roles, self.db.schema))
         return state
+
+    def _read_through_function(self, found, database: dict, secrets: dict) -> TablesState:
+        spec = migrate_function.spec(self.config, self.ctx.upstream("vpc-integrate"), database,
+                                     secrets, account=self.account(), region=self.ctx.aws.region)
+        layer = self.read_layer(self.config.lambdas.runtime)
+        self.functions = {KEY: self.read_function(spec)}
+        if self.plan_layer(layer) or self.plan_function(self.functions[KEY], layer):
+            # Not deployed as desired yet: what an older or absent function would say
+            # cannot be trusted, so the plan assumes everything and the apply action
+            # skips what turns out to be done.
+            state = self._everything_to_do(found, surveyed=False)
+        else:
+            state = TablesState(found, [])
+            answer = self._call(migrate_event.READ, found, self.db.roles)
+            try:
+                surveyed = survey.from_json(answer)
+            except ValueError as exc:
+                raise migrate_function.unexpected(spec.name, str(exc)) from None
+            self._take(state, surveyed)
+        state.layer, state.functions = layer, self.functions
+        return state
+
+    def _everything_to_do(self, found, **kwargs) -> TablesState:
+        """The state of a database that cannot be read: every migration and role to do,
+        and rds_iam present, as Aurora PostgreSQL has it."""
+        roles = {name: dbroles.gap(dbroles.RoleState(name),
+                                   dbroles.desired(None, name, spec, self.db.schema))
+                 for name, spec in self.db.roles.items()}
+        return TablesState(found, list(found), rds_iam=True, roles=roles, **kwargs)
+
+    def _take(self, state: TablesState, surveyed: survey.Survey) -> None:
+        state.pending = migrations.check(state.migrations, surveyed.applied)
+        state.applied = set(surveyed.applied)
+        state.rds_iam = surveyed.rds_iam
+        state.roles = surveyed.roles
 
     def _params(self) -> dict:
         return {"schema": self.db.schema,
@@ -121,33 +171,36 @@ class FixTables(Step):
                         "`runbook run --step store-secrets`.")
             raise StepFailed(self.name, f"database {target.dbname}", f"{exc}.{hint}") from None
 
-    def _read_roles(self) -> dict:
-        return {name: (dbroles.read_role(self.conn, name),
-                       dbroles.desired(self.conn, name, spec, self.db.schema))
-                for name, spec in self.db.roles.items()}
-
     # -- plan ------------------------------------------------------------------------
 
     def plan(self, state: TablesState) -> list[Change]:
-        changes = [Change("create", f"postgres:migration {m.filename}", "migration",
-                          {"version": m.version}, {"sha256": m.checksum[:12]}, detail=m.sql)
-                   for m in state.pending]
+        changes: list[Change] = []
+        if state.through_function:
+            changes += (self.plan_layer(state.layer)
+                        + self.plan_function(state.functions[KEY], state.layer))
+        # Without a survey (the function is not deployed yet), each change is a guess.
+        guess = {} if state.surveyed else {"if": "not done yet (db_migrate reads it once deployed)"}
+        changes += [Change("create", f"postgres:migration {m.filename}", "migration",
+                           {"version": m.version}, {"sha256": m.checksum[:12], **guess},
+                           detail=m.sql)
+                    for m in state.pending]
         if self.db.roles and not state.rds_iam:
             changes.append(Change("create", "postgres:role rds_iam", "rds_iam", {},
                                   {"login": False, "why": "missing outside RDS"},
-                                  detail="CREATE ROLE rds_iam NOLOGIN;"))
-        for name, (current, want) in state.roles.items():
-            sql = dbroles.statements(current, want)
-            if sql:
-                changes.append(Change("update" if current.exists else "create",
+                                  detail=dbroles.RDS_IAM + ";"))
+        for name, gap in state.roles.items():
+            if gap.statements:
+                changes.append(Change("update" if gap.exists else "create",
                                       f"postgres:role {name}", "role", {"name": name},
-                                      dbroles.summary(current, want),
-                                      detail=";\n".join(sql) + ";"))
+                                      {**gap.summary, **guess},
+                                      detail=";\n".join(gap.statements) + ";"))
         return changes
 
     # -- apply -----------------------------------------------------------------------
 
     def apply_migration(self, state: TablesState, version: int) -> bool:
+        if state.through_function:
+            return version in self._outcome(state).applied
         self._lock(state)
         migration = next(m for m in state.migrations if m.version == version)
         applied = migrations.apply(self.conn, migration)
@@ -158,30 +211,21 @@ class FixTables(Step):
         return applied
 
     def apply_rds_iam(self, state: TablesState) -> bool:
+        if state.through_function:
+            return self._outcome(state).rds_iam_created
         self._lock(state)
-        with self.conn.transaction():
-            if dbroles.read_rds_iam(self.conn):
-                return False
-            self.conn.execute(dbroles.create_role("rds_iam", login=False))
-        return True
+        return dbroles.ensure_rds_iam(self.conn)
 
     def apply_role(self, state: TablesState, name: str) -> bool:
+        if state.through_function:
+            return bool(self._outcome(state).roles.get(name))
         self._lock(state)
-        with self.conn.transaction():
-            # Re-read under the lock: the migrations just applied created tables, and a
-            # concurrent run may have converged the role already.
-            current = dbroles.read_role(self.conn, name)
-            want = dbroles.desired(self.conn, name, self.db.roles[name], self.db.schema)
-            sql = dbroles.statements(current, want)
-            for statement in sql:
-                self.conn.execute(statement)
-            after = dbroles.read_role(self.conn, name)
-            want = dbroles.desired(self.conn, name, self.db.roles[name], self.db.schema)
-            if dbroles.statements(after, want):  # rolls the transaction back
-                raise StepFailed(self.name, f"postgres:role {name}",
-                                 "its privileges still differ after applying the changes: "
-                                 f"{dbroles.summary(after, want)}; nothing was changed")
-        return bool(sql)
+        try:
+            return bool(dbroles.converge(self.conn, name, self.db.roles[name], self.db.schema))
+        except dbroles.NotConverged as exc:
+            raise StepFailed(self.name, f"postgres:role {name}",
+                             "its privileges still differ after applying the changes: "
+                             f"{exc.remaining}; nothing was changed") from None
 
     def _lock(self, state: TablesState) -> None:
         if state.locked:
@@ -189,18 +233,45 @@ class FixTables(Step):
         if self.conn is None:  # only a plan can get here without a database
             raise StepFailed(self.name, "database", "no database to apply to")
         try:
-            retry.wait_until(lambda: migrations.try_lock(self.conn), bool,
+            retry.wait_until(lambda: ledger.try_lock(self.conn), bool,
                              what="the migration lock held by another fix-tables run",
                              timeout_s=LOCK_WAIT_S, interval_s=0.5, sleep=self.ctx.sleep,
                              clock=self.ctx.clock, on_wait=self.ctx.progress.waiting)
         except retry.WaitTimeout:
             raise StepFailed(self.name, "the migration lock",
-                             f"held by {migrations.lock_holder(self.conn)} for over "
+                             f"held by {ledger.lock_holder(self.conn)} for over "
                              f"{LOCK_WAIT_S // 60} minutes; nothing was changed. Check "
                              "that run, then re-run.") from None
         state.locked = True
-        if state.pending and not migrations.table_exists(self.conn):
-            migrations.ensure_table(self.conn)
+        if state.pending and not ledger.table_exists(self.conn):
+            ledger.ensure_table(self.conn)
+
+    # -- through db_migrate (database.connect: lambda) ----------------------------------
+
+    def _outcome(self, state: TablesState) -> migrate_event.Outcome:
+        """The apply action's answer. The first database change invokes it, once the
+        function is active; it sends the roles the plan converges."""
+        if state.outcome is None:
+            self.settle_functions(state.functions)
+            roles = {name: self.db.roles[name] for name, gap in state.roles.items()
+                     if gap.statements}
+            answer = self._call(migrate_event.APPLY, state.migrations, roles)
+            try:
+                state.outcome = migrate_event.Outcome.from_json(answer)
+            except ValueError as exc:
+                raise migrate_function.unexpected(state.functions[KEY].spec.name,
+                                                  str(exc)) from None
+            state.applied = set(state.outcome.recorded)
+            applied = ", ".join(f"{v:04d}" for v in state.outcome.applied) or "no migration"
+            self.ctx.progress.line(f"  db_migrate applied {applied}", dim=True)
+        return state.outcome
+
+    def _call(self, action: str, found: list[migrations.Migration], roles: dict) -> dict:
+        event = migrate_event.build(action, found, roles, self.db.schema)
+        return migrate_function.call(self.ctx, self.functions[KEY].spec.name, event)
+
+    def settle(self, state: TablesState) -> None:
+        self.settle_functions(state.functions)
 
     def close(self) -> None:
         if self.conn is not None:
@@ -211,11 +282,15 @@ class FixTables(Step):
 
     def outputs(self, state: TablesState) -> dict:
         done = all(m.version in state.applied for m in state.migrations)
-        return {
+        outputs = {
             "schema_version": max(state.applied) if done and state.applied else UNKNOWN,
             "schema": self.db.schema,
             "roles": sorted(self.db.roles),
         }
+        if state.through_function:
+            outputs["migrate_function"] = state.functions[KEY].spec.name
+            outputs["applied_versions"] = list(state.outcome.applied) if state.outcome else []
+        return outputs
 
 
 STEP = FixTables

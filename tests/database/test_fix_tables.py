@@ -7,14 +7,12 @@ The step runs as in a dry run: its database is the test server's, and the output
 
 from __future__ import annotations
 
-import shutil
 import threading
 
 import psycopg
 import pytest
 
 from runbook import config as config_mod
-from runbook import migrations
 from runbook.aws import ClientFactory
 from runbook.engine import UNKNOWN, Runner
 from runbook.progress import Progress
@@ -197,15 +195,6 @@ def test_plan_lists_pending_migrations_and_changes_nothing(write_config, pg_dsn)
     assert query(pg_dsn, "SELECT to_regclass('runbook.schema_migrations')") == [(None,)]
 
 
-@pytest.fixture
-def templates(tmp_path, monkeypatch):
-    """A copy of templates/sql that the test may edit; fix-tables reads it."""
-    copy = tmp_path / "sql"
-    shutil.copytree(migrations.TEMPLATES, copy)
-    monkeypatch.setattr(migrations, "TEMPLATES", copy)
-    return copy
-
-
 def test_an_applied_migration_that_was_edited_is_refused_and_not_rerun(write_config, pg_dsn,
                                                                         templates):
     config = make_config(write_config)
@@ -291,7 +280,7 @@ def connect_as(dsn, role):
 
 
 def role_privileges(dsn, role):
-    from runbook import dbroles
+    from runbook.shared import dbroles
 
     with psycopg.connect(dsn, autocommit=True) as conn:
         return dbroles.read_role(conn, role)

@@ -20,3 +20,17 @@ def account():
 def config():
     """config/prod.yaml, as loaded and validated by runbook."""
     return config_mod.load(PROD_CONFIG)
+
+
+def run_steps(config, names, dsn=None, *, plan_only=False):
+    """Run `names` with a fresh client factory, as a separate `runbook` invocation would:
+    ({name: StepResult}, the factory). With `dsn`, a dry run whose database is `dsn`."""
+    from runbook.aws import ClientFactory
+    from runbook.engine import Runner
+    from runbook.progress import Progress
+    from tests.conftest import REGION
+
+    aws = ClientFactory(REGION)
+    runner = Runner(config, aws, Progress(quiet=True), dry_run=dsn is not None,
+                    plan_only=plan_only, database_dsn=dsn, sleep=lambda s: None)
+    return {r.name: r for r in runner.run(names)}, aws

@@ -13,15 +13,9 @@ from runbook.aws import ClientFactory
 from runbook.engine import Runner
 from runbook.progress import Progress
 from tests.conftest import REGION
+from tests.functional.conftest import run_steps as run
 
 A1 = ["network", "database", "store-secrets"]
-
-
-def run(config, names, *, plan_only=False):
-    """A fresh factory and runner, as a separate `runbook` invocation would have."""
-    aws = ClientFactory(REGION)
-    runner = Runner(config, aws, Progress(quiet=True), plan_only=plan_only, sleep=lambda s: None)
-    return {r.name: r for r in runner.run(names)}, aws
 
 
 def ec2():

@@ -11,21 +11,12 @@ import pytest
 
 from runbook import config as config_mod
 from runbook import package
-from runbook.aws import ClientFactory
-from runbook.engine import Runner
-from runbook.progress import Progress
 from tests.conftest import PROD_CONFIG, REGION
+from tests.functional.conftest import run_steps as run
 
 BEFORE = ["network", "database", "store-secrets", "cognito", "vpc-integrate", "fix-tables"]
 STEP = "deploy-post-confirmation"
 FUNCTION = "matbakh-cognito-post-confirmation"
-
-
-def run(config, names, dsn, *, plan_only=False):
-    aws = ClientFactory(REGION)
-    runner = Runner(config, aws, Progress(quiet=True), dry_run=True, plan_only=plan_only,
-                    database_dsn=dsn, sleep=lambda s: None)
-    return {r.name: r for r in runner.run(names)}, aws
 
 
 def deployed(config, dsn):

@@ -11,10 +11,8 @@ import pytest
 from moto import mock_aws
 
 from runbook import config as config_mod
-from runbook.aws import ClientFactory
-from runbook.engine import Runner
-from runbook.progress import Progress
 from tests.conftest import REGION
+from tests.functional.conftest import run_steps as run
 
 A1 = ["network", "database", "store-secrets"]
 
@@ -24,13 +22,6 @@ def config(write_config):
     return config_mod.load(write_config(lambda d: d["database"].update(
         roles={"lambda_writer": {"write": ["foo", "bar"]},
                "matbakh_trigger": {"trigger": "post-confirmation"}})))
-
-
-def run(config, names, dsn):
-    aws = ClientFactory(REGION)
-    runner = Runner(config, aws, Progress(quiet=True), dry_run=True, database_dsn=dsn,
-                    sleep=lambda s: None)
-    return {r.name: r for r in runner.run(names)}, aws
 
 
 @mock_aws

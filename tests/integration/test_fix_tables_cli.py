@@ -124,11 +124,13 @@ def test_an_unreachable_database_says_why_and_what_to_do(provisioned, moto_endpo
     assert_no_password(workdir, result)
 
 
-def test_connect_through_lambda_is_refused_until_it_exists(provisioned, workdir, cli):
+def test_connect_through_lambda_needs_vpc_integrate_first(provisioned, workdir, cli):
+    # db_migrate runs in vpc-integrate's subnets with its security group.
     edit_database(workdir, connect="lambda")
     result = cli("run", "--step", "fix-tables")
     assert result.exit_code == 2
-    assert "database.connect: direct" in result.stderr
+    assert "needs vpc-integrate's" in result.stderr and "runbook run --phase a3" in result.stderr
+    assert "Traceback" not in result.output
 
 
 @pytest.mark.slow
@@ -148,3 +150,28 @@ def test_dry_run_applies_the_migrations_and_the_verify_pass_applies_nothing(work
     assert verify[0]["changed"] is False and verify[0]["changes"] == []
     assert report["verify_pass"]["writes"] == 0
     assert any("database endpoint" in item for item in report["simulated"])
+
+
+@pytest.mark.slow
+def test_dry_run_through_lambda_deploys_db_migrate_and_the_verify_pass_writes_nothing(
+        workdir, cli):
+    edit_database(workdir, connect="lambda")
+    result = cli("run", "--step", "fix-tables", "--dry-run")
+    assert result.exit_code == 0, result.output
+    report = read_report(workdir, "fix-tables", dry_run=True)
+    assert [s["name"] for s in report["steps"]] == ["network", "database", "store-secrets",
+                                                    "vpc-integrate", "fix-tables"]
+    applied = report["steps"][-1]
+    resources = [c["resource"] for c in applied["changes"]]
+    assert "lambda:function matbakh-cognito-db-migrate" in resources
+    assert resources[-3:] == [
+        "postgres:migration 0001_profiles.sql.j2", "postgres:migration 0002_private_profiles.sql.j2",
+        "postgres:migration 0003_users.sql.j2"]
+    assert applied["outputs"]["applied_versions"] == [1, 2, 3]
+    assert "db_migrate applied 0001, 0002, 0003" in result.output
+    verify = report["verify_pass"]
+    assert [s["name"] for s in verify["steps"]] == ["fix-tables"]
+    assert verify["steps"][0]["changes"] == [] and verify["steps"][0]["changed"] is False
+    assert verify["steps"][0]["outputs"]["applied_versions"] == []
+    assert verify["writes"] == 0
+    assert any("Lambda code" in item for item in report["simulated"])

@@ -123,6 +123,11 @@ CASES = {
     "step-before-the-step-it-requires": Case(
         "phases.a1[0]", ("step 'database' needs 'network'", "listed before"),
         mutate=_set("phases", "a1", ["database", "network", "store-secrets"])),
+    "connect-lambda-before-vpc-integrate": Case(
+        "phases.a3[0]", ("step 'fix-tables' needs 'vpc-integrate'", "listed before"),
+        mutate=lambda data: (data["database"].update(connect="lambda"),
+                             data["phases"].update(a3=["fix-tables", "vpc-integrate",
+                                                       "deploy-post-confirmation"]))),
     "schema-reserved": Case(
         "database.schema", ("'pg_temp'", "reserved"), mutate=_set("database", "schema", "pg_temp")),
     "role-name-reserved": Case(

@@ -14,8 +14,12 @@ exactly the declared ones:
 
 Whatever else the role holds in a non-system schema is revoked, whoever granted it, so
 removing a schema from the file revokes its grants. Privileges the role inherits from
-other roles or from PUBLIC are not its own, and are left alone. Reading makes no change; `statements` gives the SQL
-that closes the gap, and is empty once the role has converged.
+other roles or from PUBLIC are not its own, and are left alone. Reading makes no change;
+`statements` gives the SQL that closes the gap, and is empty once the role has converged.
+
+runbook connecting directly and the db_migrate function inside the VPC both converge
+roles with this module (`read_gap`, `ensure_rds_iam`, `converge`). A role spec is any
+object with `write` (schema names) and `trigger` (None or "post-confirmation").
 """
 
 from __future__ import annotations
@@ -23,8 +27,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
-from runbook.migrations import quote_ident
 from runbook.shared import profiles
+from runbook.shared.ledger import quote_ident
 
 WRITE = ("INSERT", "UPDATE", "DELETE")
 SYSTEM_SCHEMAS = "n.nspname NOT IN ('information_schema', 'runbook') AND n.nspname NOT LIKE 'pg\\_%%'"
@@ -222,6 +226,67 @@ def summary(current: RoleState, want: Desired) -> dict:
         if privs:
             diff[key] = sorted(p.label() for p in privs)
     return diff
+
+
+@dataclass(frozen=True)
+class Gap:
+    """What one declared role lacks, as the plan shows it: labels and the SQL."""
+
+    name: str
+    exists: bool
+    summary: dict
+    statements: tuple[str, ...]
+
+
+def gap(current: RoleState, want: Desired) -> Gap:
+    return Gap(want.name, current.exists, summary(current, want),
+               tuple(statements(current, want)))
+
+
+def read_gap(conn, name: str, spec, app_schema: str) -> Gap:
+    """The gap of role `name` in the database `conn` is connected to (reads only)."""
+    return gap(read_role(conn, name), desired(conn, name, spec, app_schema))
+
+
+# -- converging (under the migration lock) ----------------------------------------------
+
+class NotConverged(Exception):
+    """The role still differs after its statements ran; the transaction rolled back."""
+
+    def __init__(self, name: str, remaining: dict):
+        self.name, self.remaining = name, remaining
+        super().__init__(f"role {name}: its privileges still differ after applying the "
+                         f"changes: {remaining}; nothing was changed")
+
+
+RDS_IAM = create_role("rds_iam", login=False)
+
+
+def ensure_rds_iam(conn) -> bool:
+    """Create `rds_iam` (NOLOGIN) where it is missing, as outside RDS; True if created."""
+    with conn.transaction():
+        if read_rds_iam(conn):
+            return False
+        conn.execute(RDS_IAM)
+    return True
+
+
+def converge(conn, name: str, spec, app_schema: str) -> list[str]:
+    """Close role `name`'s gap in one transaction; the statements run ([] if none).
+
+    The gap is read again here, not taken from a plan: migrations applied since created
+    tables, and a concurrent run may have converged the role already. It is read once
+    more before the commit, and NotConverged rolls everything back if a gap remains.
+    """
+    with conn.transaction():
+        run = statements(read_role(conn, name), desired(conn, name, spec, app_schema))
+        for statement in run:
+            conn.execute(statement)
+        after = read_role(conn, name)
+        want = desired(conn, name, spec, app_schema)
+        if statements(after, want):
+            raise NotConverged(name, summary(after, want))
+    return run
 
 
 def _render(privs: set[Priv], role: str, *, grant: bool,
