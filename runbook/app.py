@@ -9,6 +9,7 @@ Dry run:  start a sandbox, run from an empty account every phase up to --phase (
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -107,7 +108,26 @@ def run(config, target: Target, *, dry_run: bool, report_dir: Path, progress,
         record.journal_file = str(journal_path)
     data = reports.build(record)
     path = reports.write(data, report_dir, stamp)
+    _write_alone(record, INTEGRATION_TEST, report_dir, stamp)
     return RunOutcome(data, path, _exit_code(record))
+
+
+# Its report is also written alone, to be found and compared across runs.
+INTEGRATION_TEST = "integration-test"
+
+
+def _write_alone(record: reports.RunRecord, step: str, report_dir: Path, stamp: str) -> None:
+    """Write `step`'s result of a run that ran more than it as a report of its own,
+    `reports/<env>/[dry-run/]<step>.json`, with the run's times and sandbox notes."""
+    result = next((r for r in record.results if r.name == step and r.evidence), None)
+    if result is None or record.name == step:
+        return
+    alone = dataclasses.replace(
+        record, name=step, phase=result.phase, results=[result],
+        verify_results=[] if record.dry_run else None,
+        journal=[e for e in record.journal if e.get("step") == step],
+        journal_file=None, error=None)
+    reports.write(reports.build(alone), report_dir, stamp)
 
 
 def _live_run(config, target, record, journal, progress, sleep) -> None:
@@ -146,9 +166,14 @@ def _dry_run(config, target, record, journal, progress) -> None:
             return
         progress.line("verify pass: the same steps again; an idempotent step must make "
                       "no write", bold=True)
+        # Only what can converge is run again: a step that is not idempotent (the
+        # integration test) would just repeat itself.
+        from runbook.steps import CATALOGUE
+
+        again = [name for name in target.requested if CATALOGUE[name].idempotent]
         record.verify_results = Runner(config, aws, progress, dry_run=True, scope_prefix="verify:",
                                        sleep=_sandbox_sleep, database_dsn=sandbox.database_dsn
-                                       ).run(target.requested)
+                                       ).run(again)
         noisy = [f"{r.name} ({r.api_calls['write']} writes, {r.applied} changes)"
                  for r in record.verify_results
                  if r.idempotent and (r.api_calls["write"] or r.applied)]

@@ -11,6 +11,7 @@ events shaped like the ones AWS sends (see ../shared/fixtures/events/):
                            user is created. A response with autoConfirmUser confirms
                            the user, and as on AWS that fires no PostConfirmation.
   confirm_sign_up          PostConfirmation_ConfirmSignUp after the confirmation.
+  admin_confirm_sign_up    the same, for a confirmation by an administrator.
   confirm_forgot_password  PostConfirmation_ConfirmForgotPassword after the reset.
   sign_in                  PreAuthentication / PostAuthentication around the sign-in,
                            when configured.
@@ -81,6 +82,14 @@ class SandboxCognito:
         self.idp.confirm_sign_up(ClientId=self.client_id, Username=email, ConfirmationCode=code)
         self._post_confirmation(email, "PostConfirmation_ConfirmSignUp")
 
+    def admin_confirm_sign_up(self, email: str) -> None:
+        """AdminConfirmSignUp: on AWS it fires PostConfirmation_ConfirmSignUp too."""
+        self.idp.admin_confirm_sign_up(UserPoolId=self.pool_id, Username=email)
+        self._post_confirmation(email, "PostConfirmation_ConfirmSignUp")
+
+    def admin_delete_user(self, email: str) -> None:
+        self.idp.admin_delete_user(UserPoolId=self.pool_id, Username=email)
+
     def confirm_forgot_password(self, email: str, new_password: str, code: str = "123456") -> None:
         self.idp.confirm_forgot_password(ClientId=self.client_id, Username=email,
                                          ConfirmationCode=code, Password=new_password)
@@ -137,3 +146,47 @@ class SandboxCognito:
         # A pool whose username is the e-mail address names a user by a UUID, its sub;
         # before sign-up (PreSignUp) moto has not made it yet, so a fresh one stands in.
         return (request.get("userAttributes") or {}).get("sub") or str(uuid.uuid4())
+
+
+class LiveCognito:
+    """The same calls as SandboxCognito against a real pool, where Cognito fires the
+    triggers itself: a failed trigger surfaces as the call's UserLambdaValidationException."""
+
+    def __init__(self, aws, *, pool_id: str, client_id: str):
+        self.aws = aws
+        self.pool_id = pool_id
+        self.client_id = client_id
+        self.invocations: list = []  # Cognito's own invocations are not seen from here
+
+    @property
+    def idp(self):
+        return self.aws.client("cognito-idp")
+
+    def sign_up(self, email: str, password: str, attributes: dict | None = None) -> dict:
+        attributes = {"email": email, **(attributes or {})}
+        created = self.idp.sign_up(
+            ClientId=self.client_id, Username=email, Password=password,
+            UserAttributes=[{"Name": k, "Value": v} for k, v in attributes.items()])
+        return {"UserSub": created["UserSub"], "UserConfirmed": bool(created.get("UserConfirmed"))}
+
+    def admin_confirm_sign_up(self, email: str) -> None:
+        self.idp.admin_confirm_sign_up(UserPoolId=self.pool_id, Username=email)
+
+    def sign_in(self, email: str, password: str) -> dict:
+        return self.idp.initiate_auth(
+            ClientId=self.client_id, AuthFlow="USER_PASSWORD_AUTH",
+            AuthParameters={"USERNAME": email, "PASSWORD": password})["AuthenticationResult"]
+
+    def admin_delete_user(self, email: str) -> None:
+        self.idp.admin_delete_user(UserPoolId=self.pool_id, Username=email)
+
+
+def users(ctx, *, pool_id: str, client_id: str):
+    """The user calls a step makes: in a dry run through SandboxCognito, which fires the
+    pool's triggers with the local invoker; live, straight to Cognito."""
+    if not ctx.dry_run:
+        return LiveCognito(ctx.aws, pool_id=pool_id, client_id=client_id)
+    from runbook.invoke import sandbox_invoker
+
+    return SandboxCognito(ctx.aws, sandbox_invoker(ctx.aws, ctx.database_dsn),
+                          pool_id=pool_id, client_id=client_id)

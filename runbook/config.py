@@ -302,6 +302,18 @@ class Cognito(_Model):
         return self
 
 
+class IntegrationTest(_Model):
+    """The test user of step `integration-test`: runbook-it+<run id>@<email_domain>.
+
+    On AWS, SignUp mails a confirmation code to the address: use a domain whose mail
+    you control or discard."""
+
+    email_domain: str = Field(default="example.com", pattern=DOMAIN)
+    # How long to wait for the trigger's rows and its log lines to appear.
+    row_timeout_s: int = Field(default=15, ge=1, le=300)
+    log_timeout_s: int = Field(default=60, ge=1, le=600)
+
+
 class Config(_Model):
     env: str = Field(pattern=NAME)
     region: str = Field(pattern=r"^[a-z]{2}(-[a-z]+)+-\d$")
@@ -312,6 +324,7 @@ class Config(_Model):
     secrets: Secrets
     lambdas: Lambdas
     cognito: Cognito | None = None
+    integration_test: IntegrationTest = IntegrationTest()
     phases: dict[str, list[str]]
 
     @field_validator("tags")
@@ -363,6 +376,12 @@ class Config(_Model):
         if self.cognito is None and "cognito" in self.all_steps():
             raise _AtPath(("cognito",), "required when a phase runs step 'cognito' "
                                         "(user_pool and client names at least)")
+        allowed = self.cognito.allowed_domains if self.cognito else []
+        domain = self.integration_test.email_domain
+        if allowed and "integration-test" in self.all_steps() and domain not in allowed:
+            raise _AtPath(("integration_test", "email_domain"),
+                          f"{domain} is not in cognito.allowed_domains, so Pre-SignUp would "
+                          "refuse the test user")
         return self
 
     # -- queries -------------------------------------------------------------------

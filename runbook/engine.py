@@ -150,6 +150,11 @@ class Step:
     def close(self) -> None:
         """Release what `read` opened (a database connection). Always called."""
 
+    def evidence(self) -> dict:
+        """What the step proved beyond its changes, for the report ({"checks": [...],
+        "timings": {...}} for the integration test). Read even when the step failed."""
+        return {}
+
     def client(self, service: str):
         return self.ctx.aws.client(service)
 
@@ -168,6 +173,7 @@ class StepResult:
     error_kind: str | None = None  # "input" (exit 2) or "failure" (exit 1)
     idempotent: bool = True
     unbuilt: bool = False          # named by the design, not built in this version
+    evidence: dict = field(default_factory=dict)  # Step.evidence(): checks and timings
 
     @property
     def ok(self) -> bool:
@@ -262,6 +268,7 @@ class Runner:
                     result.error = f"step {name!r} failed: {_explain(exc)}"
                 finally:
                     if step is not None:
+                        result.evidence = step.evidence()
                         step.close()
                     result.api_calls = dict(counts)
                     result.duration_ms = int((time.monotonic() - started) * 1000)

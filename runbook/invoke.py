@@ -282,11 +282,16 @@ def invoke_for_step(aws, function_name: str, event: dict, *, dry_run: bool,
     """
     if not dry_run:
         return invoke_deployed(aws, function_name, event)
+    return sandbox_invoker(aws, database_dsn).invoke(function_name, event)
+
+
+def sandbox_invoker(aws, database_dsn: str | None) -> LocalInvoker:
+    """The local invoker for the sandbox `aws` points at, with a client factory of its
+    own (see invoke_for_step) and the sandbox's fake credentials."""
     from runbook.aws import ClientFactory
     from runbook.sandbox import SANDBOX_CREDENTIALS
 
     service = ClientFactory(aws.region, endpoint_url=aws.endpoint_url,
                             credentials=SANDBOX_CREDENTIALS)
-    invoker = LocalInvoker(service, endpoint_url=aws.endpoint_url,
-                           credentials=SANDBOX_CREDENTIALS, database_dsn=database_dsn)
-    return invoker.invoke(function_name, event)
+    return LocalInvoker(service, endpoint_url=aws.endpoint_url,
+                        credentials=SANDBOX_CREDENTIALS, database_dsn=database_dsn)

@@ -90,6 +90,7 @@ def _step(result) -> dict:
     }
     if result.error:
         step["error"] = result.error
+    step.update(result.evidence)
     return step
 
 

@@ -46,7 +46,7 @@ CATALOGUE: dict[str, StepInfo] = {
                  requires_if=(("vpc-integrate", _connects_through_lambda),)),
         StepInfo("deploy-post-confirmation", "runbook.steps.deploy_post_confirmation",
                  requires=("vpc-integrate", "fix-tables", "cognito")),
-        StepInfo("integration-test", None,
+        StepInfo("integration-test", "runbook.steps.integration_test",
                  requires=("deploy-post-confirmation",), idempotent=False),
     )
 }

@@ -29,16 +29,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from runbook import migrate_function, migrations, retry
-from runbook.engine import UNKNOWN, Change, Step, is_known
-from runbook.errors import BadInput, StepFailed
+from runbook.dbaccess import DatabaseAccess
+from runbook.engine import UNKNOWN, Change, Step
+from runbook.errors import StepFailed
 from runbook.functions import FunctionsMixin, FunctionState, LayerState
 from runbook.shared import db as dbconnect
 from runbook.shared import dbroles, ledger, migrate_event, survey
 
 LOCK_WAIT_S = 600
-NOT_IN_VPC = ("The cluster is in private subnets, reachable only from inside the VPC: run "
-              "runbook from a host in the VPC (database.connect: direct), or set "
-              "database.connect: lambda to run the migrations through a function in the VPC.")
 KEY = migrate_function.KEY
 
 
@@ -62,7 +60,7 @@ class TablesState:
         return self.layer is not None
 
 
-class FixTables(FunctionsMixin, Step):
+class FixTables(DatabaseAccess, FunctionsMixin, Step):
     name = "fix-tables"
 
     def __init__(self, ctx):
@@ -79,10 +77,10 @@ class FixTables(FunctionsMixin, Step):
         secrets = self.ctx.upstream("store-secrets")
         if self.db.connect == "lambda":
             return self._read_through_function(found, database, secrets)
-        target = self._target(database, secrets)
+        target = self.database_target(database, secrets)
         if target is None:  # the cluster does not exist yet
             return self._everything_to_do(found)
-        self.conn = self._connect(target)
+        self.conn = self.connect_database(target)
         state = TablesState(found, [], target=target)
         checksums = {m.version: m.checksum for m in found}
         self._take(state, survey.take(self.conn, checksums, self.db.roles, self.db.schema))
@@ -127,49 +125,6 @@ class FixTables(FunctionsMixin, Step):
         return {"schema": self.db.schema,
                 "roles": {name: {"write": list(spec.write), "trigger": spec.trigger}
                           for name, spec in self.db.roles.items()}}
-
-    def _target(self, database: dict, secrets: dict) -> dbconnect.Target | None:
-        secret_arn = secrets.get("db_secret_arn")
-        if self.ctx.dry_run and self.ctx.database_dsn:
-            if is_known(secret_arn):
-                self._secret_target(secret_arn)  # the same checks as a live run
-            return dbconnect.from_dsn(self.ctx.database_dsn, "the sandbox's PostgreSQL")
-        if not is_known(database.get("endpoint")) or not is_known(secret_arn):
-            return None
-        if self.db.auth == "iam":
-            return dbconnect.from_iam(database["endpoint"], int(database["port"]),
-                                      database["database"], database["master_username"],
-                                      region=self.config.region, rds_client=self.client("rds"),
-                                      sslmode=self.db.sslmode)
-        return self._secret_target(secret_arn)
-
-    def _secret_target(self, secret_arn: str) -> dbconnect.Target:
-        value = self.client("secretsmanager").get_secret_value(SecretId=secret_arn)
-        try:
-            return dbconnect.from_secret(value["SecretString"], f"secret {self.config.secrets.db}",
-                                         sslmode=self.db.sslmode)
-        except dbconnect.ConnectError as exc:
-            raise BadInput(f"{exc}. Run `runbook run --step store-secrets` to rewrite it.") from None
-
-    def _connect(self, target: dbconnect.Target):
-        try:
-            return dbconnect.connect(target, timeout_s=self.db.connect_timeout_s,
-                                     application_name="runbook fix-tables")
-        except dbconnect.ConnectError as exc:
-            if exc.kind == "unreachable":
-                raise BadInput(f"{exc}. {NOT_IN_VPC}") from None
-            if exc.kind == "config":
-                raise BadInput(f"{exc}. Check database.name and the DB secret's dbname and "
-                               "username.") from None
-            hint = ""
-            if exc.kind == "auth" and self.db.auth == "iam":
-                hint = (f" With database.auth: iam, {target.user} must be granted rds_iam and "
-                        "your credentials need rds-db:connect on it.")
-            elif exc.kind == "auth":
-                hint = (" The cluster may still be applying the master password that "
-                        "store-secrets set; wait a minute and re-run. If it persists, run "
-                        "`runbook run --step store-secrets`.")
-            raise StepFailed(self.name, f"database {target.dbname}", f"{exc}.{hint}") from None
 
     # -- plan ------------------------------------------------------------------------
 

@@ -17,6 +17,7 @@ from runbook.engine import Runner
 from runbook.invoke import LocalInvoker
 from runbook.progress import Progress
 from runbook.sandbox import SANDBOX_CREDENTIALS, Sandbox
+from runbook.steps.integration_test import CHECKS
 from tests.conftest import FIXTURES, PROD_CONFIG, REGION, read_report
 
 A3_THROUGH = ["network", "database", "store-secrets", "cognito", "vpc-integrate", "fix-tables",
@@ -26,28 +27,41 @@ EMAIL = "lena.maier@example.com"
 
 
 @pytest.mark.slow
-def test_dry_run_of_a3_is_green_through_deploy_post_confirmation(workdir, cli):
+def test_dry_run_of_a3_is_green_with_every_integration_check_ok(workdir, cli):
     result = cli("run", "--phase", "a3", "--dry-run")
 
     assert result.exit_code == 0, result.output
     report = read_report(workdir, "a3", dry_run=True)
     assert report["status"] == "ok"
     statuses = [(s["name"], s["status"]) for s in report["steps"]]
-    assert statuses == [(name, "ok") for name in A3_THROUGH] + [("integration-test", "not_run")]
-    assert "not built" in report["steps"][-1]["error"]
+    assert statuses == [(name, "ok") for name in A3_THROUGH + ["integration-test"]]
+    test = report["steps"][-1]
+    assert test["idempotent"] is False
+    assert [(c["name"], c["status"]) for c in test["checks"]] == [
+        (name, "ok") for name in CHECKS]
+    assert all(c["detail"] and c["duration_ms"] >= 0 for c in test["checks"])
+    timings = test["timings"]
+    assert 0 < timings["trigger_ms"] <= timings["trigger_budget_ms"] == 5000
+    assert timings["signup_to_row_ms"] > 0 and timings["handler_ms"] >= 0
+    # The verify pass runs what can converge, and it writes nothing.
     assert report["verify_pass"]["writes"] == 0
     verified = {s["name"]: s for s in report["verify_pass"]["steps"]}
+    assert list(verified) == ["vpc-integrate", "fix-tables", "deploy-post-confirmation"]
     assert verified["deploy-post-confirmation"]["changes"] == []
     assert verified["deploy-post-confirmation"]["api_calls"]["write"] == 0
     # The second build of unchanged code uploaded nothing: same CodeSha256, no update.
     first = next(s for s in report["steps"] if s["name"] == "deploy-post-confirmation")
     assert first["outputs"]["code_sha256"] == verified["deploy-post-confirmation"]["outputs"]["code_sha256"]
+    # The integration test's report is also written alone.
+    alone = read_report(workdir, "integration-test", dry_run=True)
+    assert alone["steps"] == [test] and alone["status"] == "ok"
     text = json.dumps(report)
-    assert EMAIL not in text
+    assert EMAIL not in text and "runbook-it+" not in text and "@example.com" not in \
+        text.replace("***@example.com", "")
+    assert not re.search(r"eyJ[\w-]+\.[\w-]+\.", text)  # no JWT
     # Secrets appear in plans by name only, never by value.
     assert re.findall(r'"(?:password|password_id|jwt_secret)": "([^"]*)"', text) == [
         "(generated)"] * 3
-    assert "skipped, not built in this version: integration-test" in result.stderr
     assert "error:" not in result.stderr
 
 

@@ -111,10 +111,24 @@ def test_step_run_without_its_prerequisite_exits_2_naming_the_phase(moto_endpoin
     assert report["status"] == "failed" and report["journal"] == []
 
 
-def test_a_design_step_not_built_yet_is_refused_with_exit_2(moto_endpoint, workdir, cli):
+def test_a_design_step_not_built_yet_is_refused_with_exit_2(moto_endpoint, workdir, cli,
+                                                           monkeypatch):
+    import dataclasses
+
+    from runbook.steps import CATALOGUE
+
+    monkeypatch.setitem(CATALOGUE, "integration-test",
+                        dataclasses.replace(CATALOGUE["integration-test"], module=None))
     result = cli("run", "--step", "integration-test")
     assert result.exit_code == 2
     assert "not built in this version" in result.stderr
+
+
+def test_the_integration_test_without_the_pool_exits_2_naming_the_phase(moto_endpoint, workdir,
+                                                                      cli):
+    result = cli("run", "--step", "integration-test")
+    assert result.exit_code == 2
+    assert "runbook run --phase a2" in result.stderr and "Traceback" not in result.output
 
 
 def test_failed_run_report_carries_the_journal_of_what_was_made(moto_endpoint, workdir, cli):

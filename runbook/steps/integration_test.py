@@ -1,0 +1,421 @@
+"""Step `integration-test`: prove the pipeline end to end with a real sign-up.
+
+A unique test user (runbook-it+<run id>@<integration_test.email_domain>) signs up in
+the environment's pool and is confirmed with AdminConfirmSignUp, which fires the
+Post-Confirmation trigger. The checks then run in this order, under these names, so
+that reports compare across runs:
+
+  cognito_signup             SignUp through the app client returns the user's sub
+  post_confirmation_trigger  the confirmation (and with it the trigger) succeeded within
+                             Cognito's 5 s
+  profile_row                the trigger's profile appears (polled), keyed on the sub
+  private_profile_row        and its private profile
+  authentication             USER_PASSWORD_AUTH returns tokens
+  jwt_validation             both tokens verify against the pool's JWKS, with iss,
+                             aud/client_id, token_use, exp and the custom attributes
+  cloudwatch_logs            the handler's three messages for this sub, and no error line
+  db_consistency             one profile and one private profile, foreign key, unique
+                             and not-null constraints holding for them
+  cleanup                    the Cognito user is deleted, and deleting the profile
+                             removed the private profile
+
+A failed check fails the step (exit 1); the checks after it still run, except those that
+need what it failed to produce, which are `skipped` naming it. Cleanup always runs, also
+after a failure or Ctrl-C. Not idempotent: every run makes and deletes a user.
+
+The report holds each check's status, duration and detail, and the timings (sign-up to
+row, the trigger against its 5 s budget); it masks the e-mail address and holds no
+password or token. In a dry run, the sandbox fires the triggers (runbook.cognito_sim).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import string
+import time
+import uuid
+from dataclasses import dataclass, field
+
+from runbook import tokens
+from runbook.dbaccess import DatabaseAccess
+from runbook.engine import Change, Step
+from runbook.errors import RunbookError, StepFailed
+from runbook.shared import db as dbconnect
+from runbook.shared.emails import mask
+
+STEP_NAME = "integration-test"
+CHECKS = ("cognito_signup", "post_confirmation_trigger", "profile_row", "private_profile_row",
+          "authentication", "jwt_validation", "cloudwatch_logs", "db_consistency", "cleanup")
+LOG_MESSAGES = ("User confirmation audit", "Profile created/updated",
+                "Post-Confirmation processing completed")
+TRIGGER_BUDGET_MS = 5000   # Cognito waits this long for a trigger
+POLL_INTERVAL_S = 0.5
+LOG_POLL_INTERVAL_S = 2.0
+
+
+class CheckFailed(RunbookError):
+    """A check's finding; the message is its detail in the report."""
+
+
+@dataclass
+class Check:
+    name: str
+    status: str = "skipped"
+    duration_ms: int = 0
+    detail: str = ""
+
+    def as_report(self) -> dict:
+        return {"name": self.name, "status": self.status, "duration_ms": self.duration_ms,
+                "detail": self.detail}
+
+
+@dataclass
+class TestUser:
+    run_id: str
+    email: str = field(repr=False)
+    password: str = field(repr=False)
+    attributes: dict = field(default_factory=dict)
+    sub: str | None = None
+    profile_id: str | None = None
+    tokens: dict | None = field(default=None, repr=False)
+    signed_up_at: float = 0.0
+
+
+@dataclass
+class TestState:
+    pool_id: str
+    client_id: str
+    function_name: str
+    database: dict
+    secrets: dict
+    user: TestUser
+
+
+class IntegrationTest(DatabaseAccess, Step):
+    name = STEP_NAME
+
+    def __init__(self, ctx):
+        super().__init__(ctx)
+        self.checks = {name: Check(name) for name in CHECKS}
+        self.timings: dict[str, int | None] = {}
+        self.ran = False
+        self.conn = None
+
+    # -- read and plan -------------------------------------------------------------------
+
+    def read(self) -> TestState:
+        cognito = self.ctx.upstream("cognito")
+        deployed = self.ctx.upstream("deploy-post-confirmation")
+        run_id = uuid.uuid4().hex[:12]
+        settings = self.config.integration_test
+        user = TestUser(run_id, f"runbook-it+{run_id}@{settings.email_domain}",
+                        new_password(self.config.cognito.password_policy.min_length),
+                        custom_attribute_values(self.config.cognito.custom_attributes))
+        return TestState(cognito["user_pool_id"], cognito["client_id"],
+                         deployed["function_name"], self.ctx.upstream("database"),
+                         self.ctx.upstream("store-secrets"), user)
+
+    def plan(self, state: TestState) -> list[Change]:
+        return [Change("create", f"cognito-idp:user {mask(state.user.email)}", "run_checks", {},
+                       {"checks": ", ".join(CHECKS),
+                        "afterwards": "the user and its rows are deleted"})]
+
+    # -- apply: the checks ---------------------------------------------------------------
+
+    def apply_run_checks(self, state: TestState) -> None:
+        from runbook.cognito_sim import users
+
+        self.ran = True
+        self.users = users(self.ctx, pool_id=state.pool_id, client_id=state.client_id)
+        try:
+            self._check("cognito_signup", self.sign_up, state)
+            self._check("post_confirmation_trigger", self.confirm, state,
+                        needs="cognito_signup")
+            self._check("profile_row", self.profile_row, state, needs="cognito_signup")
+            self._check("private_profile_row", self.private_profile_row, state,
+                        needs="profile_row")
+            # A failed trigger does not undo the confirmation: the user can sign in.
+            self._check("authentication", self.authenticate, state, needs="cognito_signup")
+            self._check("jwt_validation", self.validate_tokens, state, needs="authentication")
+            self._check("cloudwatch_logs", self.logs, state, needs="cognito_signup")
+            self._check("db_consistency", self.consistency, state, needs="private_profile_row")
+        finally:
+            self._check("cleanup", self.cleanup, state)
+        failed = [c.name for c in self.checks.values() if c.status == "failed"]
+        if failed:
+            raise StepFailed(STEP_NAME, f"cognito-idp:user {mask(state.user.email)}",
+                             f"{len(failed)} of {len(CHECKS)} checks failed: "
+                             f"{', '.join(failed)}")
+
+    def _check(self, name: str, run, state: TestState, *, needs: str | None = None) -> None:
+        check = self.checks[name]
+        if needs and self.checks[needs].status != "ok":
+            check.status, check.detail = "skipped", f"not run: {needs} did not pass"
+            return
+        started = time.monotonic()
+        try:
+            check.detail = run(state)
+            check.status = "ok"
+        except CheckFailed as exc:
+            check.status, check.detail = "failed", str(exc)
+        except Exception as exc:  # noqa: BLE001 - an AWS or database error is the finding
+            check.status, check.detail = "failed", _describe(exc)
+        finally:
+            check.duration_ms = int((time.monotonic() - started) * 1000)
+            self.ctx.progress.line(f"  {check.status:<6} {name}: {check.detail}",
+                                   fg={"ok": "green", "failed": "red"}.get(check.status),
+                                   dim=check.status == "skipped")
+
+    def sign_up(self, state: TestState) -> str:
+        user = state.user
+        user.signed_up_at = time.monotonic()
+        signed = self.users.sign_up(user.email, user.password, dict(user.attributes))
+        user.sub = signed["UserSub"]
+        confirmed = "confirmed" if signed["UserConfirmed"] else "unconfirmed"
+        return f"signed up {mask(user.email)}: sub {user.sub}, {confirmed}"
+
+    def confirm(self, state: TestState) -> str:
+        started = time.monotonic()
+        self.users.admin_confirm_sign_up(state.user.email)
+        call_ms = int((time.monotonic() - started) * 1000)
+        invocations = getattr(self.users, "invocations", [])
+        # In the sandbox the invocation is timed; on AWS the synchronous call bounds it.
+        trigger_ms = invocations[-1].duration_ms if invocations else call_ms
+        self.timings.update(trigger_ms=trigger_ms, trigger_budget_ms=TRIGGER_BUDGET_MS)
+        if trigger_ms > TRIGGER_BUDGET_MS:
+            raise CheckFailed(f"the trigger took {trigger_ms} ms, over Cognito's "
+                              f"{TRIGGER_BUDGET_MS} ms")
+        return (f"AdminConfirmSignUp fired Post-Confirmation: {trigger_ms} ms of the "
+                f"{TRIGGER_BUDGET_MS} ms budget")
+
+    def profile_row(self, state: TestState) -> str:
+        user = state.user
+        row = self._poll(f"SELECT id FROM {self._table('profiles')} WHERE cognito_user_id = %s",
+                         (user.sub,), "the profile")
+        user.profile_id = str(row[0])
+        self.timings["signup_to_row_ms"] = int((time.monotonic() - user.signed_up_at) * 1000)
+        return (f"profile {user.profile_id} for sub {user.sub} "
+                f"{self.timings['signup_to_row_ms']} ms after sign-up")
+
+    def private_profile_row(self, state: TestState) -> str:
+        self._poll(f"SELECT user_id FROM {self._table('private_profiles')} WHERE user_id = %s",
+                   (state.user.profile_id,), "the private profile")
+        return f"private profile of profile {state.user.profile_id}"
+
+    def authenticate(self, state: TestState) -> str:
+        result = self.users.sign_in(state.user.email, state.user.password)
+        missing = [k for k in ("IdToken", "AccessToken", "RefreshToken") if not result.get(k)]
+        if missing:
+            raise CheckFailed(f"USER_PASSWORD_AUTH returned no {', '.join(missing)}")
+        state.user.tokens = result
+        return (f"USER_PASSWORD_AUTH returned ID, access and refresh tokens "
+                f"(expire in {result.get('ExpiresIn')} s)")
+
+    def validate_tokens(self, state: TestState) -> str:
+        pool = tokens.Pool(self.ctx.aws.region, state.pool_id, state.client_id)
+        keys = tokens.key_source(pool, cognito_endpoint(self.ctx.aws))
+        try:
+            checked = tokens.verify(state.user.tokens["IdToken"], state.user.tokens["AccessToken"],
+                                    pool, keys, state.user.attributes)
+        except tokens.TokenInvalid as exc:
+            raise CheckFailed(str(exc)) from None
+        return (f"ID and access tokens: RS256 signature by key {checked['kid']!r} of the pool's "
+                f"JWKS, iss, aud/client_id, token_use and exp hold; ID token carries "
+                f"{', '.join(checked['attributes']) or 'no custom attribute'}")
+
+    def logs(self, state: TestState) -> str:
+        group = f"/aws/lambda/{state.function_name}"
+        sub, logs = state.user.sub, self.client("logs")
+        deadline = time.monotonic() + self.config.integration_test.log_timeout_s
+        while True:
+            lines = []
+            pages = logs.get_paginator("filter_log_events").paginate(
+                logGroupName=group, filterPattern=f'"{sub}"',
+                startTime=int((time.time() - 3600) * 1000))
+            for page in pages:
+                lines += [_json(event["message"]) for event in page.get("events", ())]
+            records = [line for line in lines if line is not None and line.get("sub") == sub]
+            seen = {r.get("message") for r in records}
+            errors = [r for r in records if r.get("level") == "ERROR"]
+            if errors:
+                raise CheckFailed(f"{group} has an error line for this sub: "
+                                  f"{errors[0].get('message')}: {errors[0].get('reason', '')}")
+            if all(m in seen for m in LOG_MESSAGES):
+                completed = next(r for r in records
+                                 if r.get("message") == "Post-Confirmation processing completed")
+                self.timings["handler_ms"] = completed.get("duration_ms")
+                return f"{group}: {', '.join(LOG_MESSAGES)} for this sub; no error line"
+            if time.monotonic() >= deadline:
+                missing = [m for m in LOG_MESSAGES if m not in seen]
+                raise CheckFailed(f"{group} lacks {', '.join(missing)} for this sub after "
+                                  f"{self.config.integration_test.log_timeout_s} s")
+            self.ctx.sleep(LOG_POLL_INTERVAL_S)
+
+    def consistency(self, state: TestState) -> str:
+        conn, profiles, private = self._db(), self._table("profiles"), self._table("private_profiles")
+        user = state.user
+        with conn.transaction():
+            conn.execute("SET TRANSACTION READ ONLY")
+            counts = conn.execute(
+                f"SELECT (SELECT count(*) FROM {profiles} WHERE cognito_user_id = %s),"
+                f" (SELECT count(*) FROM {profiles} WHERE lower(email) = lower(%s)),"
+                f" (SELECT count(*) FROM {private} pp JOIN {profiles} p ON p.id = pp.user_id"
+                f"   WHERE p.cognito_user_id = %s)",
+                (user.sub, user.email, user.sub)).fetchone()
+            unvalidated = [row[0] for row in conn.execute(
+                "SELECT conname FROM pg_constraint WHERE NOT convalidated AND conrelid IN "
+                "(%s::regclass, %s::regclass)", (profiles, private))]
+            nulls = _null_columns(conn, self.config.database.schema, user.profile_id)
+        problems = []
+        if counts != (1, 1, 1):
+            problems.append(f"expected one profile for the sub, one for the address and one "
+                            f"private profile joined to it; found {counts[0]}, {counts[1]}, "
+                            f"{counts[2]}")
+        if unvalidated:
+            problems.append(f"constraints not validated: {', '.join(sorted(unvalidated))}")
+        if nulls:
+            problems.append(f"NOT NULL columns holding null: {', '.join(nulls)}")
+        if problems:
+            raise CheckFailed("; ".join(problems))
+        return ("one profile and one private profile, joined by the foreign key; unique "
+                "sub and address; every NOT NULL column set; every constraint validated")
+
+    def cleanup(self, state: TestState) -> str:
+        user, done = state.user, []
+        try:
+            self.users.admin_delete_user(user.email)
+            done.append("deleted the Cognito user")
+        except Exception as exc:  # noqa: BLE001
+            if "UserNotFoundException" not in _describe(exc):
+                raise
+            done.append("no Cognito user to delete")
+        conn, profiles, private = self._db(), self._table("profiles"), self._table("private_profiles")
+        with conn.transaction():
+            ids = [row[0] for row in conn.execute(
+                f"DELETE FROM {profiles} WHERE cognito_user_id = %s OR lower(email) = lower(%s) "
+                "RETURNING id", (user.sub or "", user.email))]
+            left = conn.execute(f"SELECT count(*) FROM {private} WHERE user_id = ANY(%s)",
+                                (ids,)).fetchone()[0]
+            if left:
+                raise CheckFailed(f"deleting the profile left {left} private profile(s): the "
+                                  "foreign key does not cascade")
+        if ids:
+            done.append("deleting the profile removed the private profile (cascade)")
+        else:
+            done.append("no profile to delete")
+        return "; ".join(done)
+
+    # -- the database ------------------------------------------------------------------------
+
+    def _db(self):
+        if self.conn is None:
+            target = self.database_target(self._state.database, self._state.secrets)
+            if target is None:
+                raise CheckFailed("the cluster does not exist yet")
+            self.conn = self.connect_database(target)
+            self.conn.autocommit = True
+        return self.conn
+
+    def _table(self, name: str) -> str:
+        from psycopg import sql
+
+        return sql.Identifier(self.config.database.schema, name).as_string(None)
+
+    def _poll(self, query: str, params: tuple, what: str):
+        timeout = self.config.integration_test.row_timeout_s
+        deadline = time.monotonic() + timeout
+        conn = self._db()
+        while True:
+            row = conn.execute(query, params).fetchone()
+            if row is not None:
+                return row
+            if time.monotonic() >= deadline:
+                raise CheckFailed(f"{what} did not appear within {timeout} s")
+            self.ctx.sleep(POLL_INTERVAL_S)
+
+    def apply(self, state, change):
+        self._state = state
+        return super().apply(state, change)
+
+    # -- report --------------------------------------------------------------------------
+
+    def evidence(self) -> dict:
+        if not self.ran:
+            return {}
+        return {"checks": [c.as_report() for c in self.checks.values()],
+                "timings": dict(self.timings)}
+
+    def close(self) -> None:
+        if self.conn is not None:
+            self.conn.close()
+            self.conn = None
+
+    def outputs(self, state: TestState) -> dict:
+        passed = sum(c.status == "ok" for c in self.checks.values())
+        return {"run_id": state.user.run_id, "checks_passed": passed, "checks": len(CHECKS)}
+
+
+# -- helpers ---------------------------------------------------------------------------------
+
+def new_password(min_length: int) -> str:
+    """A password any Cognito policy of `min_length` accepts: upper, lower, digit, symbol."""
+    alphabet = string.ascii_letters + string.digits
+    body = "".join(secrets.choice(alphabet) for _ in range(max(min_length, 16)))
+    return f"Aa1!{body}"
+
+
+def custom_attribute_values(attributes) -> dict[str, str]:
+    """A value for each configured custom attribute, to find again in the ID token."""
+    values = {}
+    for name, attribute in attributes.items():
+        if not attribute.mutable:
+            continue  # still settable at sign-up, but kept out: nothing to prove with it
+        value = "1" if attribute.type == "Number" else "runbook-it"[:attribute.max_length]
+        values[f"custom:{name}"] = value
+    return values
+
+
+def cognito_endpoint(aws) -> str | None:
+    """Where Cognito answers when it is not AWS: the sandbox, or AWS_ENDPOINT_URL."""
+    return (aws.endpoint_url or os.environ.get("AWS_ENDPOINT_URL_COGNITO_IDP")
+            or os.environ.get("AWS_ENDPOINT_URL"))
+
+
+def _null_columns(conn, schema: str, profile_id: str) -> list[str]:
+    from psycopg import sql
+
+    found = []
+    for table, key in (("profiles", "id"), ("private_profiles", "user_id")):
+        columns = [row[0] for row in conn.execute(
+            "SELECT column_name FROM information_schema.columns WHERE table_schema = %s "
+            "AND table_name = %s AND is_nullable = 'NO' ORDER BY ordinal_position",
+            (schema, table))]
+        if not columns:
+            continue
+        query = sql.SQL("SELECT {} FROM {} WHERE {} = %s").format(
+            sql.SQL(", ").join(sql.SQL("{} IS NULL").format(sql.Identifier(c)) for c in columns),
+            sql.Identifier(schema, table), sql.Identifier(key))
+        row = conn.execute(query, (profile_id,)).fetchone() or ()
+        found += [f"{table}.{c}" for c, null in zip(columns, row) if null]
+    return found
+
+
+def _json(message: str) -> dict | None:
+    try:
+        value = json.loads(message)
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def _describe(exc: BaseException) -> str:
+    from runbook.engine import _explain
+
+    if isinstance(exc, dbconnect.ConnectError):
+        return str(exc)
+    return mask(_explain(exc))
+
+
+STEP = IntegrationTest

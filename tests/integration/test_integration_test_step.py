@@ -1,0 +1,180 @@
+"""Step `integration-test` when something is broken: a handler that raises, a database
+that does not accept the row, a token whose signature was tampered with. The right
+checks fail, the rest still run, and the Cognito user and every row are cleaned up,
+which the tests check in the sandbox's Cognito and PostgreSQL themselves."""
+
+from __future__ import annotations
+
+import shutil
+
+import psycopg
+import pytest
+
+from runbook import config as config_mod
+from runbook import package, tokens
+from runbook.aws import ClientFactory
+from runbook.cognito_sim import SandboxCognito
+from runbook.config import IntegrationTest
+from runbook.engine import Runner
+from runbook.progress import Progress
+from runbook.sandbox import SANDBOX_CREDENTIALS, Sandbox
+from tests.conftest import PROD_CONFIG, REGION
+
+DEPLOYED = ["network", "database", "store-secrets", "cognito", "vpc-integrate", "fix-tables",
+            "deploy-post-confirmation"]
+STEP = "integration-test"
+
+
+@pytest.fixture(scope="module")
+def sandbox():
+    """One sandbox with a1..a3 deployed up to the integration test; each test restores
+    what it breaks."""
+    config = config_mod.load(PROD_CONFIG)
+    with Sandbox(Progress(quiet=True)) as box:
+        aws = ClientFactory(REGION, endpoint_url=box.aws_url, credentials=SANDBOX_CREDENTIALS)
+        results = Runner(config, aws, Progress(quiet=True), dry_run=True, sleep=lambda s: None,
+                         database_dsn=box.database_dsn).run(DEPLOYED)
+        assert all(r.status == "ok" for r in results), [r.error for r in results if r.error]
+        yield box, aws, {r.name: r.outputs for r in results}
+
+
+def run(sandbox, names=(STEP,)):
+    """Run `names` in the sandbox, with short waits for rows and log lines."""
+    box, aws, _ = sandbox
+    config = config_mod.load(PROD_CONFIG)
+    config = config.model_copy(update={
+        "integration_test": IntegrationTest(row_timeout_s=2, log_timeout_s=2)})
+    runner = Runner(config, aws, Progress(quiet=True), dry_run=True, sleep=lambda s: None,
+                    database_dsn=box.database_dsn)
+    return {r.name: r for r in runner.run(list(names))}
+
+
+def statuses(result) -> dict[str, str]:
+    return {c["name"]: c["status"] for c in result.evidence["checks"]}
+
+
+def assert_nothing_left(sandbox):
+    box, aws, outputs = sandbox
+    users = aws.client("cognito-idp").list_users(
+        UserPoolId=outputs["cognito"]["user_pool_id"])["Users"]
+    assert users == []
+    with psycopg.connect(box.database_dsn) as conn:
+        assert conn.execute("SELECT (SELECT count(*) FROM profiles), "
+                            "(SELECT count(*) FROM private_profiles)").fetchone() == (0, 0)
+
+
+def test_a_database_that_rejects_the_row_fails_the_trigger_checks_and_cleans_up(sandbox):
+    box, _, _ = sandbox
+    reject = ("CREATE FUNCTION reject_profiles() RETURNS trigger LANGUAGE plpgsql AS "
+              "$$ BEGIN RAISE EXCEPTION 'profiles are closed'; END $$; "
+              "CREATE TRIGGER reject_profiles BEFORE INSERT ON profiles "
+              "FOR EACH ROW EXECUTE FUNCTION reject_profiles()")
+    with psycopg.connect(box.database_dsn, autocommit=True) as conn:
+        conn.execute(reject)
+    try:
+        result = run(sandbox)[STEP]
+    finally:
+        with psycopg.connect(box.database_dsn, autocommit=True) as conn:
+            conn.execute("DROP TRIGGER reject_profiles ON profiles; "
+                         "DROP FUNCTION reject_profiles()")
+
+    assert result.status == "failed" and result.error_kind == "failure"  # exit code 1
+    assert statuses(result) == {
+        "cognito_signup": "ok", "post_confirmation_trigger": "failed", "profile_row": "failed",
+        "private_profile_row": "skipped", "authentication": "ok", "jwt_validation": "ok",
+        "cloudwatch_logs": "failed", "db_consistency": "skipped", "cleanup": "ok"}
+    checks = {c["name"]: c["detail"] for c in result.evidence["checks"]}
+    assert "PostConfirmation failed" in checks["post_confirmation_trigger"]
+    assert "profiles are closed" in checks["post_confirmation_trigger"]
+    assert "Post-Confirmation processing failed" in checks["cloudwatch_logs"]
+    assert "post_confirmation_trigger, profile_row, cloudwatch_logs" in result.error
+    assert_nothing_left(sandbox)
+
+
+def test_a_handler_that_raises_fails_the_trigger_checks_and_cleans_up(sandbox, tmp_path,
+                                                                      monkeypatch):
+    broken = tmp_path / "lambdas"
+    shutil.copytree(package.default_lambdas_dir(), broken)
+    handler = broken / "post_confirmation" / "handler.py"
+    handler.write_text(handler.read_text().replace(
+        "    started = time.monotonic()\n",
+        "    raise RuntimeError('deployed by mistake')\n", 1))
+    monkeypatch.setattr(package, "default_lambdas_dir", lambda: broken)
+    try:
+        results = run(sandbox, ["deploy-post-confirmation", STEP])  # deploys the broken code
+    finally:
+        monkeypatch.undo()
+        assert run(sandbox, ["deploy-post-confirmation"])["deploy-post-confirmation"].changed
+
+    assert results["deploy-post-confirmation"].status == "ok"
+    result = results[STEP]
+    assert result.status == "failed" and result.error_kind == "failure"
+    failed = {name for name, status in statuses(result).items() if status == "failed"}
+    assert failed == {"post_confirmation_trigger", "profile_row", "cloudwatch_logs"}
+    checks = {c["name"]: c["detail"] for c in result.evidence["checks"]}
+    # As Cognito reports a failed trigger to the caller.
+    assert "PostConfirmation failed with error deployed by mistake" in \
+        checks["post_confirmation_trigger"]
+    assert "lacks User confirmation audit" in checks["cloudwatch_logs"]
+    assert statuses(result)["cleanup"] == "ok"
+    assert_nothing_left(sandbox)
+
+
+def test_a_tampered_token_signature_fails_jwt_validation_only(sandbox, monkeypatch):
+    sign_in = SandboxCognito.sign_in
+
+    def tampered(self, email, password):
+        result = dict(sign_in(self, email, password))
+        header, payload, signature = result["IdToken"].split(".")
+        flipped = ("A" if signature[10] != "A" else "B")
+        result["IdToken"] = ".".join((header, payload, signature[:10] + flipped + signature[11:]))
+        return result
+
+    monkeypatch.setattr(SandboxCognito, "sign_in", tampered)
+    result = run(sandbox)[STEP]
+
+    assert result.status == "failed"
+    assert {n for n, s in statuses(result).items() if s != "ok"} == {"jwt_validation"}
+    detail = next(c["detail"] for c in result.evidence["checks"] if c["name"] == "jwt_validation")
+    assert "ID token" in detail and "Signature verification failed" in detail
+    assert_nothing_left(sandbox)
+
+
+def test_a_green_run_leaves_nothing_behind(sandbox):
+    result = run(sandbox)[STEP]
+    assert result.status == "ok", result.error
+    assert set(statuses(result).values()) == {"ok"}
+    assert result.outputs["checks_passed"] == 9
+    assert_nothing_left(sandbox)
+
+
+def test_live_calls_and_the_jwks_work_through_aws_endpoint_url(moto_endpoint):
+    """Live, runbook talks to Cognito itself and fetches the JWKS from where
+    AWS_ENDPOINT_URL points (the moto server here), not from AWS's URL."""
+    from runbook.cognito_sim import LiveCognito
+    from runbook.steps.integration_test import cognito_endpoint, new_password
+
+    aws = ClientFactory(REGION)  # endpoint from the environment, as boto3 resolves it
+    idp = aws.client("cognito-idp")
+    pool = idp.create_user_pool(PoolName="live", UsernameAttributes=["email"],
+                                Schema=[{"Name": "role", "AttributeDataType": "String",
+                                         "Mutable": True}])["UserPool"]["Id"]
+    client = idp.create_user_pool_client(
+        UserPoolId=pool, ClientName="web",
+        ExplicitAuthFlows=["ALLOW_USER_PASSWORD_AUTH", "ALLOW_REFRESH_TOKEN_AUTH"]
+    )["UserPoolClient"]["ClientId"]
+    users = LiveCognito(aws, pool_id=pool, client_id=client)
+    password = new_password(12)
+    users.sign_up("live.user@example.com", password, {"custom:role": "runbook-it"})
+    users.admin_confirm_sign_up("live.user@example.com")
+    result = users.sign_in("live.user@example.com", password)
+
+    assert cognito_endpoint(aws) == moto_endpoint
+    checked = tokens.verify(result["IdToken"], result["AccessToken"],
+                            tokens.Pool(REGION, pool, client),
+                            tokens.key_source(tokens.Pool(REGION, pool, client),
+                                              cognito_endpoint(aws)),
+                            {"custom:role": "runbook-it"})
+    assert checked["kid"] == "dummy"  # moto's key id; AWS names its keys otherwise
+    users.admin_delete_user("live.user@example.com")
+    assert idp.list_users(UserPoolId=pool)["Users"] == []
