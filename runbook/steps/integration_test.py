@@ -64,7 +64,7 @@ class Check:
     name: str
     status: str = "skipped"
     duration_ms: int = 0
-    detail: str = ""
+    detail: str = "not reached"
 
     def as_report(self) -> dict:
         return {"name": self.name, "status": self.status, "duration_ms": self.duration_ms,
@@ -162,6 +162,9 @@ class IntegrationTest(DatabaseAccess, Step):
             check.status, check.detail = "failed", str(exc)
         except Exception as exc:  # noqa: BLE001 - an AWS or database error is the finding
             check.status, check.detail = "failed", _describe(exc)
+        except BaseException:  # Ctrl-C: recorded, then cleanup runs (apply_run_checks)
+            check.status, check.detail = "failed", "interrupted by the operator"
+            raise
         finally:
             check.duration_ms = int((time.monotonic() - started) * 1000)
             self.ctx.progress.line(f"  {check.status:<6} {name}: {check.detail}",

@@ -140,6 +140,29 @@ def test_a_tampered_token_signature_fails_jwt_validation_only(sandbox, monkeypat
     assert_nothing_left(sandbox)
 
 
+def test_ctrl_c_during_the_checks_still_cleans_up(sandbox, monkeypatch):
+    from runbook.steps.integration_test import IntegrationTest
+
+    def interrupted(self, state):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(IntegrationTest, "authenticate", interrupted)
+    box, aws, _ = sandbox
+    config = config_mod.load(PROD_CONFIG)
+    runner = Runner(config, aws, Progress(quiet=True), dry_run=True, sleep=lambda s: None,
+                    database_dsn=box.database_dsn)
+    with pytest.raises(KeyboardInterrupt):
+        runner.run([STEP])
+
+    result = runner.interrupted
+    assert result.status == "interrupted"
+    checks = {c["name"]: (c["status"], c["detail"]) for c in result.evidence["checks"]}
+    assert checks["authentication"] == ("failed", "interrupted by the operator")
+    assert checks["profile_row"][0] == "ok" and checks["cleanup"][0] == "ok"
+    assert checks["jwt_validation"] == ("skipped", "not reached")
+    assert_nothing_left(sandbox)
+
+
 def test_a_green_run_leaves_nothing_behind(sandbox):
     result = run(sandbox)[STEP]
     assert result.status == "ok", result.error
