@@ -294,7 +294,12 @@ class IntegrationTest(DatabaseAccess, Step):
             if "UserNotFoundException" not in _describe(exc):
                 raise
             done.append("no Cognito user to delete")
-        conn, profiles, private = self._db(), self._table("profiles"), self._table("private_profiles")
+        try:
+            conn = self._db()
+        except Exception as exc:  # noqa: BLE001 - the user is gone; say why the rows are not
+            raise CheckFailed(f"{'; '.join(done)}; the profile rows could not be deleted: "
+                              f"{_describe(exc)}") from None
+        profiles, private = self._table("profiles"), self._table("private_profiles")
         with conn.transaction():
             ids = [row[0] for row in conn.execute(
                 f"DELETE FROM {profiles} WHERE cognito_user_id = %s OR lower(email) = lower(%s) "
