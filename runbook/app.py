@@ -21,6 +21,7 @@ from runbook.engine import Runner, StepResult
 from runbook.errors import (EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK,
                             AccountMismatch, BadInput, RunbookError)
 from runbook.journal import Journal, utc_now
+from runbook.lock import DEFAULT_WAIT_S as DEFAULT_LOCK_WAIT_S
 
 
 @dataclass(frozen=True)
@@ -83,7 +84,7 @@ class RunOutcome:
 
 
 def run(config, target: Target, *, dry_run: bool, report_dir: Path, progress,
-        sleep=time.sleep) -> RunOutcome:
+        sleep=time.sleep, lock_wait_s: float = DEFAULT_LOCK_WAIT_S) -> RunOutcome:
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
     journal_path = reports.run_dir(report_dir, config.env, dry_run) / "journal" / \
         f"{target.name}-{stamp}.jsonl"
@@ -94,9 +95,9 @@ def run(config, target: Target, *, dry_run: bool, report_dir: Path, progress,
     started = time.monotonic()
     try:
         if dry_run:
-            _dry_run(config, target, record, journal, progress)
+            _dry_run(config, target, record, journal, progress, lock_wait_s)
         else:
-            _live_run(config, target, record, journal, progress, sleep)
+            _live_run(config, target, record, journal, progress, sleep, lock_wait_s)
     except KeyboardInterrupt:
         record.interrupted = True
     finally:
@@ -130,7 +131,7 @@ def _write_alone(record: reports.RunRecord, step: str, report_dir: Path, stamp: 
     reports.write(reports.build(alone), report_dir, stamp)
 
 
-def _live_run(config, target, record, journal, progress, sleep) -> None:
+def _live_run(config, target, record, journal, progress, sleep, lock_wait_s) -> None:
     aws = ClientFactory(config.region, journal=journal)
     with aws.scoped("preflight"):
         record.account = aws.caller_account()
@@ -139,13 +140,41 @@ def _live_run(config, target, record, journal, progress, sleep) -> None:
     progress.line(f"live run of {target.name} in account {record.account}, {config.region}",
                   bold=True)
     runner = Runner(config, aws, progress, sleep=sleep)
-    try:
-        runner.run(target.requested, record.results)
-    finally:
-        _keep_interrupted(runner, record.results)
+    with _locked(config, target, ClientFactory(config.region), aws.caller_arn, progress,
+                 lock_wait_s, sleep):
+        try:
+            runner.run(target.requested, record.results)
+        finally:
+            _keep_interrupted(runner, record.results)
 
 
-def _dry_run(config, target, record, journal, progress) -> None:
+def environment_lock(config):
+    """The live lock of `config`'s environment, for `runbook unlock` (account checked)."""
+    from runbook import lock
+
+    aws = ClientFactory(config.region)
+    with aws.scoped("preflight"):
+        account = aws.caller_account()
+    if config.account_id and account != config.account_id:
+        raise AccountMismatch(config.account_id, account)
+    return lock.RunLock(aws.client("ssm"), config.env)
+
+
+def _locked(config, target, lock_aws, identity, progress, wait_s, sleep):
+    """The environment's lock (runbook.lock), through `lock_aws`: a client factory of its
+    own, so the lock's calls stay out of the steps' counts and the journal."""
+    from runbook import lock
+
+    def waiting(holder, waited):
+        progress.waiting(f"the lock held by {holder.user}@{holder.host} (pid {holder.pid})",
+                         waited)
+
+    run_lock = lock.RunLock(lock_aws.client("ssm"), config.env, sleep=sleep)
+    return run_lock.held(lock.me(identity or "unknown", target.name), wait_s=wait_s,
+                         on_wait=waiting)
+
+
+def _dry_run(config, target, record, journal, progress, lock_wait_s) -> None:
     from runbook.sandbox import SANDBOX_CREDENTIALS, Sandbox
 
     progress.line(f"dry run of {target.name}: starting a sandbox", bold=True)
@@ -158,28 +187,37 @@ def _dry_run(config, target, record, journal, progress) -> None:
         record.verify_results = []
         runner = Runner(config, aws, progress, dry_run=True, sleep=_sandbox_sleep,
                         database_dsn=sandbox.database_dsn)
-        try:
-            runner.run(target.through, record.results)
-        finally:
-            _keep_interrupted(runner, record.results)
-        if any(not r.ok for r in record.results):
-            return
-        progress.line("verify pass: the same steps again; an idempotent step must make "
-                      "no write", bold=True)
-        # Only what can converge is run again: a step that is not idempotent (the
-        # integration test) would just repeat itself.
-        from runbook.steps import CATALOGUE
+        lock_aws = ClientFactory(config.region, endpoint_url=sandbox.aws_url,
+                                 credentials=SANDBOX_CREDENTIALS)
+        with _locked(config, target, lock_aws, aws.caller_arn, progress, lock_wait_s,
+                     _sandbox_sleep):
+            _dry_run_passes(config, target, record, runner, aws, progress, sandbox)
 
-        again = [name for name in target.requested if CATALOGUE[name].idempotent]
-        record.verify_results = Runner(config, aws, progress, dry_run=True, scope_prefix="verify:",
-                                       sleep=_sandbox_sleep, database_dsn=sandbox.database_dsn
-                                       ).run(again)
-        noisy = [f"{r.name} ({r.api_calls['write']} writes, {r.applied} changes)"
-                 for r in record.verify_results
-                 if r.idempotent and (r.api_calls["write"] or r.applied)]
-        if noisy:
-            record.error = ("verify pass: a converged step must change nothing, but "
-                            + ", ".join(noisy) + " did")
+
+def _dry_run_passes(config, target, record, runner, aws, progress, sandbox) -> None:
+    """The run from an empty account, then the verify pass."""
+    try:
+        runner.run(target.through, record.results)
+    finally:
+        _keep_interrupted(runner, record.results)
+    if any(not r.ok for r in record.results):
+        return
+    progress.line("verify pass: the same steps again; an idempotent step must make "
+                  "no write", bold=True)
+    # Only what can converge is run again: a step that is not idempotent (the
+    # integration test) would just repeat itself.
+    from runbook.steps import CATALOGUE
+
+    again = [name for name in target.requested if CATALOGUE[name].idempotent]
+    record.verify_results = Runner(config, aws, progress, dry_run=True, scope_prefix="verify:",
+                                   sleep=_sandbox_sleep, database_dsn=sandbox.database_dsn
+                                   ).run(again)
+    noisy = [f"{r.name} ({r.api_calls['write']} writes, {r.applied} changes)"
+             for r in record.verify_results
+             if r.idempotent and (r.api_calls["write"] or r.applied)]
+    if noisy:
+        record.error = ("verify pass: a converged step must change nothing, but "
+                        + ", ".join(noisy) + " did")
 
 
 def _keep_interrupted(runner: Runner, results: list[StepResult]) -> None:

@@ -79,6 +79,7 @@ class ClientFactory:
         self._session = None
         self._clients: dict[str, object] = {}
         self._scope = threading.local()
+        self.caller_arn: str | None = None  # set by caller_account()
         self._lock = threading.Lock()
 
     # -- scopes --------------------------------------------------------------------
@@ -156,7 +157,9 @@ class ClientFactory:
         from botocore import exceptions as bx
 
         try:
-            return self.client("sts").get_caller_identity()["Account"]
+            identity = self.client("sts").get_caller_identity()
+            self.caller_arn = identity.get("Arn", "unknown")
+            return identity["Account"]
         except (bx.NoCredentialsError, bx.PartialCredentialsError, bx.SSOError,
                 bx.TokenRetrievalError, bx.CredentialRetrievalError) as exc:
             raise BadInput(

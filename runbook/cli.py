@@ -66,16 +66,24 @@ def _target_options(command):
 
 @cli.command()
 @_target_options
+@click.option("--lock-wait", "lock_wait_s", type=click.FloatRange(min=0), default=30,
+              show_default=True, metavar="SECONDS",
+              help="How long to wait for another run of this environment to finish.")
 @common_options
-def run(phase, steps, dry_run, env, config_path, report_dir, region):
-    """Converge a phase (or steps) and write its report."""
+def run(phase, steps, dry_run, lock_wait_s, env, config_path, report_dir, region):
+    """Converge a phase (or steps) and write its report.
+
+    One run at a time per environment: a run holds a lock in the account (an SSM
+    parameter, /runbook/<env>/lock). Another run waits --lock-wait seconds for it, then
+    exits 2 naming the holder.
+    """
     from runbook import app
     from runbook.progress import Progress
 
     config = _load_config(env, config_path, region)
     target = app.resolve(config, phase, steps)
     outcome = app.run(config, target, dry_run=dry_run, report_dir=report_dir,
-                      progress=Progress())
+                      progress=Progress(), lock_wait_s=lock_wait_s)
     report = outcome.report
     colour = "green" if report["status"] == "ok" else "red"
     click.echo(click.style(f"{report['status']}: ", fg=colour, bold=True)
@@ -211,6 +219,31 @@ def invoke(function, event_path, dry_run, as_json, env, config_path, report_dir,
             click.echo(click.style(f"error: {invocation.error_type}: "
                                    f"{mask(str(invocation.error_message))}", fg="red"), err=True)
     sys.exit(outcome.exit_code)
+
+
+@cli.command()
+@click.option("--yes", is_flag=True, help="Break the lock without asking.")
+@common_options
+def unlock(yes, env, config_path, report_dir, region):
+    """Break the lock a crashed run left on this environment.
+
+    Shows who holds it and since when, and asks before deleting it. Breaking the lock
+    of a run that is still going lets two runs interleave: check that run first.
+    """
+    from runbook import app
+
+    config = _load_config(env, config_path, region)
+    run_lock = app.environment_lock(config)
+    holder = run_lock.holder()
+    if holder is None:
+        click.echo(f"environment {config.env!r} is not locked ({run_lock.name} does not exist)")
+        return
+    click.echo(f"environment {config.env!r} is locked by {holder.describe()}")
+    if not yes and not click.confirm("Break this lock?", default=False, err=True):
+        click.echo("the lock was left in place", err=True)
+        sys.exit(EXIT_FAILED)
+    run_lock.break_lock()
+    click.echo(f"lock {run_lock.name} broken")
 
 
 def main(argv: list[str] | None = None) -> None:
