@@ -1,0 +1,176 @@
+"""The Post-Confirmation handler against the embedded PostgreSQL, next to a raw psycopg
+loop doing the same two-row transaction on the same server.
+
+    python bench/handler.py [--confirmations 1000]
+
+Prints confirmations per second and p50/p99 latency of each, their ratio (what the
+handler's safety costs: advisory locks, the e-mail link, timeouts, the upsert), and the
+cold start: importing the handler in a new Python process, and its first invocation,
+which opens the connection. `RUNBOOK_PG_DSN` points it at another server.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import importlib.util
+import io
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _common import REPO, machine, percentile  # noqa: E402
+
+EVENT = REPO / "tests" / "fixtures" / "events" / "post_confirmation_confirm_signup.json"
+
+
+@contextlib.contextmanager
+def server():
+    if os.environ.get("RUNBOOK_PG_DSN"):
+        yield os.environ["RUNBOOK_PG_DSN"], "RUNBOOK_PG_DSN"
+        return
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import pgserver
+
+    with tempfile.TemporaryDirectory(prefix="runbook-bench-pg-") as tmp:
+        srv = pgserver.get_server(Path(tmp) / "data", cleanup_mode="stop")
+        try:
+            yield srv.get_uri(), "embedded pgserver"
+        finally:
+            srv.cleanup()
+
+
+def fresh_database(uri: str) -> str:
+    """A new database migrated by fix-tables, as the handler finds it in production."""
+    import psycopg
+    from psycopg.conninfo import make_conninfo
+
+    from runbook import config as config_mod
+    from runbook.aws import ClientFactory
+    from runbook.engine import UNKNOWN, Runner
+    from runbook.progress import Progress
+
+    name = f"bench_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(uri, autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name}")
+    dsn = make_conninfo(uri, dbname=name)
+    runner = Runner(config_mod.load(REPO / "config" / "prod.yaml"), ClientFactory("eu-central-1"),
+                    Progress(quiet=True), dry_run=True, database_dsn=dsn)
+    runner.outputs.update({
+        "database": {"endpoint": UNKNOWN, "port": 5432, "database": name,
+                     "master_username": "postgres"},
+        "store-secrets": {"db_secret_arn": UNKNOWN}})
+    result = runner.run_step("fix-tables")
+    assert result.status == "ok", result.error
+    return dsn
+
+
+def event(n: int) -> dict:
+    data = json.loads(EVENT.read_text())
+    attributes = data["request"]["userAttributes"]
+    attributes["sub"] = str(uuid.UUID(int=n + 1))
+    attributes["email"] = f"bench.user.{n}@example.com"
+    return data
+
+
+def handler_loop(dsn: str, count: int) -> list[float]:
+    os.environ["DB_DSN"] = dsn
+    spec = importlib.util.spec_from_file_location(
+        "bench_post_confirmation", REPO / "lambdas" / "post_confirmation" / "handler.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    events = [event(n) for n in range(count)]
+    latencies = []
+    with contextlib.redirect_stdout(io.StringIO()):  # its log lines, not measured here
+        module.handler(event(count + 1), None)  # warm: the connection is open
+        for item in events:
+            started = time.perf_counter()
+            module.handler(item, None)
+            latencies.append(time.perf_counter() - started)
+    module.DATABASE.close()
+    return latencies
+
+
+def raw_loop(dsn: str, count: int) -> list[float]:
+    """The same two rows in one transaction, by hand: no locks, no link, no upsert."""
+    import psycopg
+
+    latencies = []
+    with psycopg.connect(dsn) as conn:
+        for n in range(count):
+            started = time.perf_counter()
+            with conn.transaction():
+                profile = conn.execute(
+                    "INSERT INTO profiles (email, cognito_user_id, display_name, language, role) "
+                    "VALUES (%s, %s, %s, 'de', 'owner') RETURNING id",
+                    (f"raw.user.{n}@example.com", str(uuid.uuid4()), "Raw User")).fetchone()[0]
+                conn.execute("INSERT INTO private_profiles (user_id, first_name, last_name, phone) "
+                             "VALUES (%s, %s, %s, %s)", (profile, "Raw", "User", "+49151"))
+            latencies.append(time.perf_counter() - started)
+    return latencies
+
+
+COLD = r"""
+import importlib.util, json, sys, time, io, contextlib
+started = time.perf_counter()
+spec = importlib.util.spec_from_file_location("cold", sys.argv[1])
+module = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(module)
+imported = time.perf_counter()
+with contextlib.redirect_stdout(io.StringIO()):
+    module.handler(json.loads(sys.argv[2]), None)
+first = time.perf_counter()
+print(json.dumps({"import_ms": (imported - started) * 1000, "first_ms": (first - imported) * 1000}))
+"""
+
+
+def cold_start(dsn: str, runs: int = 5) -> tuple[float, float]:
+    imports, firsts = [], []
+    for n in range(runs):
+        proc = subprocess.run(
+            [sys.executable, "-c", COLD, str(REPO / "lambdas" / "post_confirmation" / "handler.py"),
+             json.dumps(event(10_000_000 + n))],
+            env={**os.environ, "DB_DSN": dsn, "PYTHONPATH": str(REPO)},
+            capture_output=True, text=True, check=True)
+        figures = json.loads(proc.stdout.strip().splitlines()[-1])
+        imports.append(figures["import_ms"])
+        firsts.append(figures["first_ms"])
+    return sorted(imports)[runs // 2], sorted(firsts)[runs // 2]
+
+
+def describe(label: str, latencies: list[float]) -> float:
+    rate = len(latencies) / sum(latencies)
+    print(f"{label:<34} {rate:8.0f} /s   p50 {percentile(latencies, 50) * 1000:6.2f} ms   "
+          f"p99 {percentile(latencies, 99) * 1000:6.2f} ms")
+    return rate
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--confirmations", type=int, default=1000)
+    args = parser.parse_args()
+    with server() as (uri, where):
+        print(f"machine: {machine()}; PostgreSQL: {where}; {args.confirmations} confirmations "
+              "each, one connection, sequential")
+        handler = describe("post_confirmation handler", handler_loop(fresh_database(uri),
+                                                                     args.confirmations))
+        raw = describe("raw psycopg two-row transaction", raw_loop(fresh_database(uri),
+                                                                  args.confirmations))
+        print(f"{'handler / raw':<34} {handler / raw:8.2f} x the raw rate")
+        imported, first = cold_start(fresh_database(uri))
+        print(f"{'cold start':<34} import {imported:6.1f} ms, first invocation (connect + "
+              f"write) {first:6.1f} ms (median of 5 new processes)")
+
+
+if __name__ == "__main__":
+    main()
