@@ -6,12 +6,12 @@ the environment file: someone removed a rule, a tag, a route, or the step never 
 What a step cannot show is said per step instead of failing the whole check: a step whose
 plan failed (say, a database that is reachable only from inside the VPC) is
 `cannot_plan` with the reason, a step that consumes it is `not_planned`, a step not built
-in this version is `skipped`, and a step that is not idempotent (it acts on every run)
-is `not_compared`, since its plan is never empty.
+in this version is `skipped`, and the changes of a step that is not idempotent (it acts
+on every run, like the integration test) are `not_compared`: they are not drift.
 
 Exit code: 3 (EXIT_DRIFT) when any step drifted, whatever else happened, so that a
-scheduled check can alert on it; otherwise 0 when every compared step is in sync, or 1
-or 2 (as for `plan`) when a step could not be planned.
+scheduled check can alert on it; otherwise the plan's: 0 when every step was planned,
+or 1 or 2 when a step could not be.
 """
 
 from __future__ import annotations
@@ -50,19 +50,21 @@ def drift_data(results, *, env: str, account: str | None, region: str,
 
 
 def print_drift(data: dict, out) -> None:
-    render.print_line(out, f"runbook status --live: {data['env']} in account {data['account']}, "
-                f"{data['region']}; read-only plan of {len(data['steps'])} steps", "bold")
+    render.print_line(out, f"runbook status --live: {data['env']} in account "
+                      f"{data['account']}, {data['region']}; read-only plan of "
+                      f"{len(data['steps'])} steps", "bold")
     render.print_steps(out, data["steps"], LABELS)
     out.print()
     drifted = data["drifted_steps"]
     if drifted:
         first = drifted[0]
         render.print_line(out, f"Drift in {len(drifted)} step{'s' * (len(drifted) != 1)}: "
-                    f"{', '.join(drifted)}. `runbook plan --step {first}` shows the changes "
-                    f"and `runbook run --step {first}` makes them.", "bold red")
+                          f"{', '.join(drifted)}. `runbook plan --step {first}` shows the "
+                          f"changes and `runbook run --step {first}` makes them.", "bold red")
     else:
         in_sync = sum(step["state"] == "in_sync" for step in data["steps"])
-        render.print_line(out, f"No drift: {in_sync} step{'s' * (in_sync != 1)} in sync.", "bold green")
+        render.print_line(out, f"No drift: {in_sync} step{'s' * (in_sync != 1)} in sync.",
+                          "bold green")
     unknown = [s["name"] for s in data["steps"] if s["state"] in ("cannot_plan", "not_planned")]
     if unknown:
         render.print_line(out, f"Not known, since not planned: {', '.join(unknown)}.", "yellow")

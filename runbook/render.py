@@ -46,11 +46,12 @@ INDENT = 2
 SHORT_LIST = 60
 
 
-def console(*, err: bool = False):
-    """A rich Console: colour on a terminal; plain text, 120 columns wide, otherwise."""
-    out = Console(highlight=False, stderr=err)
+def console() -> Console:
+    """A rich Console on stdout: colour on a terminal; plain text, 120 columns wide,
+    otherwise (a pipe or a file has no width of its own)."""
+    out = Console(highlight=False)
     if not out.is_terminal:
-        out = Console(highlight=False, stderr=err, width=120, no_color=True)
+        out = Console(highlight=False, width=120, no_color=True)
     return out
 
 

@@ -101,6 +101,21 @@ def test_plan_of_a3_after_a1_lists_the_a2_and_a3_resources_as_creates_and_writes
     assert "run `runbook run --phase a2` first" in text.stdout
 
 
+def test_no_generated_secret_appears_in_plan_or_live_status(moto_endpoint, workdir, cli):
+    connect_through_lambda(workdir)
+    assert cli("run", "--phase", "a1").exit_code == 0
+    sm = client("secretsmanager", moto_endpoint)
+    secrets = [json.loads(sm.get_secret_value(SecretId=name)["SecretString"])[key]
+               for name, key in (("matbakh-db-postgres", "password"),
+                                 ("matbakh-app-config", "jwt_secret"))]
+    outputs = [cli("plan", "--phase", "a3", *flag).output for flag in ((), ("--json",))]
+    outputs += [cli("status", "--live", *flag).output for flag in ((), ("--json",))]
+    for text in outputs:
+        assert text.strip()
+        for value in secrets:
+            assert value not in text
+
+
 def test_plan_shows_the_step_it_cannot_plan_and_plans_the_others(moto_endpoint, workdir, cli):
     assert cli("run", "--phase", "a1").exit_code == 0
 
