@@ -33,6 +33,7 @@ class Target:
     requested: list[str]      # steps a live run runs, and a dry run verifies
     through: list[str]        # steps a dry run runs from an empty account: every phase
                               # up to --phase, or the --step steps and what they need
+    by_phase: bool = False    # asked for with --phase (a plan then shows the phases before)
 
 
 def resolve(config, phase: str | None, steps: tuple[str, ...] | list[str]) -> Target:
@@ -41,14 +42,10 @@ def resolve(config, phase: str | None, steps: tuple[str, ...] | list[str]) -> Ta
                        f"Phases here: {', '.join(config.phases)}.")
     order = config.all_steps()
     if phase:
-        if phase not in config.phases:
-            raise BadInput(f"--phase {phase}: no such phase in the environment file; it "
-                           f"defines {', '.join(config.phases)}.")
-        return Target(phase, phase, list(config.phases[phase]), config.steps_through(phase))
-    unknown = [s for s in steps if s not in order]
-    if unknown:
-        raise BadInput(f"--step {unknown[0]}: not a step of any phase in the environment file; "
-                       f"steps here: {', '.join(order)}.")
+        _check_phases(config, [phase])
+        return Target(phase, phase, list(config.phases[phase]), config.steps_through(phase),
+                      by_phase=True)
+    _check_steps(config, steps)
     from runbook.steps import CATALOGUE
 
     unbuilt = [s for s in steps if CATALOGUE[s].module is None]
@@ -58,6 +55,33 @@ def resolve(config, phase: str | None, steps: tuple[str, ...] | list[str]) -> Ta
     requested = sorted(set(steps), key=order.index)
     return Target("+".join(requested), config.phase_of(requested[-1]), requested,
                   _with_prerequisites(requested, order, config))
+
+
+def select(config, phases: tuple[str, ...] | list[str] = (),
+           steps: tuple[str, ...] | list[str] = ()) -> list[str]:
+    """The steps of `phases` and the `steps`, in the file's order; every step if neither.
+
+    For `status`, which may look at any mix of phases and steps, built or not.
+    """
+    _check_phases(config, phases)
+    _check_steps(config, steps)
+    chosen = {step for phase in phases for step in config.phases[phase]} | set(steps)
+    return [name for name in config.all_steps() if not chosen or name in chosen]
+
+
+def _check_phases(config, phases) -> None:
+    for phase in phases:
+        if phase not in config.phases:
+            raise BadInput(f"--phase {phase}: no such phase in the environment file; it "
+                           f"defines {', '.join(config.phases)}.")
+
+
+def _check_steps(config, steps) -> None:
+    order = config.all_steps()
+    unknown = [s for s in steps if s not in order]
+    if unknown:
+        raise BadInput(f"--step {unknown[0]}: not a step of any phase in the environment file; "
+                       f"steps here: {', '.join(order)}.")
 
 
 def _with_prerequisites(steps: list[str], order: list[str], config) -> list[str]:
@@ -249,7 +273,12 @@ class PlanOutcome:
 
 
 def plan(config, target: Target, *, dry_run: bool, progress) -> PlanOutcome:
-    """Read-only: what a run of `target` would change. Makes no write (checked)."""
+    """Read-only: what a run of `target` would change. Makes no write (checked).
+
+    A live plan of a phase also plans the phases before it: a run of a3 needs them
+    converged, so the plan shows what they lack (or that they are unchanged) rather than
+    a3's changes on top of ids that do not exist yet.
+    """
     if dry_run:
         from runbook.sandbox import SANDBOX_CREDENTIALS, Sandbox
 
@@ -258,12 +287,18 @@ def plan(config, target: Target, *, dry_run: bool, progress) -> PlanOutcome:
                                 credentials=SANDBOX_CREDENTIALS)
             return _plan(config, target.through, aws, progress, dry_run=True,
                          database_dsn=sandbox.database_dsn)
+    return plan_live(config, target.through if target.by_phase else target.requested,
+                     progress)
+
+
+def plan_live(config, steps: list[str], progress) -> PlanOutcome:
+    """Plan `steps` read-only against the account the credentials belong to."""
     aws = ClientFactory(config.region)
     with aws.scoped("preflight"):
         account = aws.caller_account()
     if config.account_id and account != config.account_id:
         raise AccountMismatch(config.account_id, account)
-    return _plan(config, target.requested, aws, progress, account)
+    return _plan(config, steps, aws, progress, account)
 
 
 def _plan(config, steps, aws, progress, account: str | None = None, *, dry_run: bool = False,

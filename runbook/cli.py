@@ -112,61 +112,82 @@ def run(phase, steps, dry_run, lock_wait_s, env, config_path, report_dir, region
               help="Also print the SQL each database change would run.")
 @common_options
 def plan(phase, steps, dry_run, as_json, show_sql, env, config_path, report_dir, region):
-    """Show what a run would change. Read-only."""
-    from runbook import app
+    """Show what a run would change, resource by resource. Read-only.
+
+    + create, ~ update (field: from -> to), - delete, grouped by step, then
+    "Plan: N to add, N to change, N to destroy." A plan of --phase also plans the
+    phases before it. Exit code 0, or 1/2 when a step could not be planned.
+    """
+    from runbook import app, render
     from runbook.progress import Progress
 
     config = _load_config(env, config_path, region)
     target = app.resolve(config, phase, steps)
-    outcome = app.plan(config, target, dry_run=dry_run, progress=Progress(quiet=as_json))
-    changes = [c for r in outcome.results for c in r.changes]
+    outcome = app.plan(config, target, dry_run=dry_run,
+                       progress=Progress(quiet=as_json, err=True, per_step=False))
+    data = render.plan_data(outcome.results, env=config.env, target=target.name,
+                            by_phase=target.by_phase, dry_run=dry_run, account=outcome.account,
+                            region=config.region, show_sql=show_sql)
     if as_json:
-        click.echo(json.dumps({
-            "env": config.env, "target": target.name, "dry_run": dry_run,
-            "account": outcome.account,
-            "steps": [{"name": r.name, "status": r.status, "error": r.error,
-                       "changes": [_planned(c, show_sql) for c in r.changes]}
-                      for r in outcome.results],
-        }, indent=2, default=str))
+        click.echo(json.dumps(data, indent=2, default=str))
     else:
-        if show_sql:
-            for change in changes:
-                if change.detail:
-                    click.echo(f"\n-- {change.describe()}\n{change.detail.rstrip()}\n")
-        counts = {action: sum(c.action == action for c in changes)
-                  for action in ("create", "update", "delete")}
-        click.echo(f"Plan: {counts['create']} to create, {counts['update']} to update, "
-                   f"{counts['delete']} to delete.")
-        for result in outcome.results:
-            if result.error:
-                click.echo(click.style(f"error: {result.error}", fg="red"), err=True)
+        render.print_plan(data, render.console())
     sys.exit(outcome.exit_code)
 
 
-def _planned(change, show_sql: bool) -> dict:
-    data = change.as_report()
-    if show_sql and change.detail:
-        data["sql"] = change.detail
-    return data
-
-
 @cli.command()
-@click.option("--json", "as_json", is_flag=True, help="Print the rows as JSON.")
+@click.option("--live", is_flag=True,
+              help="Plan the steps read-only against the account and report drift.")
+@click.option("--phase", "phases", multiple=True, help="Only this phase's steps (repeatable).")
+@click.option("--step", "steps", multiple=True, help="Only this step (repeatable).")
+@click.option("--json", "as_json", is_flag=True, help="Print the status as JSON.")
 @common_options
-def status(as_json, env, config_path, report_dir, region):
-    """The last run of every phase and step, live and dry-run apart."""
+def status(live, phases, steps, as_json, env, config_path, report_dir, region):
+    """The last run of every phase and step, live and dry-run apart.
+
+    With --live, plan the steps read-only against the account instead, and report
+    each step's pending changes (drift). Exit codes with --live: 3 drift found in any
+    step; 0 every step planned and in sync; 2 or 1 no drift found, but a step could
+    not be planned (its error says why).
+    """
+    if live:
+        sys.exit(_live_status(phases, steps, as_json, env, config_path, region))
+    from runbook import app
     from runbook import status as status_mod
 
-    order = None
+    phases_of = only = None
     try:
-        order = _load_config(env, config_path, region).all_steps()
+        config = _load_config(env, config_path, region)
+        phases_of = config.phases
+        only = app.select(config, phases, steps) if phases or steps else None
     except RunbookError:
-        pass  # status reads reports; an invalid environment file only loses the order
-    rows = status_mod.collect(report_dir, env if config_path is None else config_path.stem, order)
+        if phases or steps:
+            raise  # choosing steps needs a valid file
+        # Otherwise status only reads reports; an invalid file only loses the order.
+    name = env if config_path is None else config_path.stem
+    data = status_mod.collect(report_dir, name, phases_of, only)
     if as_json:
-        click.echo(json.dumps(rows, indent=2))
+        click.echo(json.dumps(data, indent=2))
     else:
-        status_mod.render(rows, env)
+        from runbook.render import console
+
+        status_mod.render(data, console())
+
+
+def _live_status(phases, steps, as_json, env, config_path, region) -> int:
+    from runbook import app, drift, render
+    from runbook.progress import Progress
+
+    config = _load_config(env, config_path, region)
+    outcome = app.plan_live(config, app.select(config, phases, steps),
+                            Progress(quiet=as_json, err=True, per_step=False))
+    data = drift.drift_data(outcome.results, env=config.env, account=outcome.account,
+                            region=config.region, plan_exit_code=outcome.exit_code)
+    if as_json:
+        click.echo(json.dumps(data, indent=2, default=str))
+    else:
+        drift.print_drift(data, render.console())
+    return data["exit_code"]
 
 
 @cli.command()

@@ -208,26 +208,41 @@ class Runner:
     def run(self, names: list[str], results: list[StepResult] | None = None) -> list[StepResult]:
         """Run `names` in order; stop at the first failure (the rest are `not_run`).
 
+        A plan goes on past a step it could not plan: only the steps that consume that
+        step's outputs are left out (`not_run`, saying which step they wait for), so one
+        unreachable database does not hide what the other steps would change.
+
         Results are appended to `results` as each step ends, so a caller that passed a
         list still has them when Ctrl-C interrupts the run.
         """
         results = [] if results is None else results
         for name in names:
             info = CATALOGUE[name]
-            if any(not r.ok for r in results):
-                results.append(StepResult(name, self.config.phase_of(name), status="not_run",
-                                          idempotent=info.idempotent))
-            elif info.module is None:
+            blocked = self._blocked_by(name, results)
+            if info.module is None:
                 result = StepResult(name, self.config.phase_of(name), status="not_run",
                                     idempotent=info.idempotent, unbuilt=True,
                                     error=f"step {name!r} is not built in this version of "
                                           "runbook; it was skipped")
-                self.progress.line(f"skip {name}: not built in this version of runbook",
-                                   fg="yellow")
+                self.progress.step_skipped(name, "not built in this version of runbook")
                 results.append(result)
+            elif blocked:
+                error = (f"it needs {blocked}, which could not be planned"
+                         if self.plan_only else None)
+                results.append(StepResult(name, self.config.phase_of(name), status="not_run",
+                                          idempotent=info.idempotent, error=error))
             else:
                 results.append(self.run_step(name))
         return results
+
+    def _blocked_by(self, name: str, results: list[StepResult]) -> str | None:
+        """The step that keeps `name` from running: in a run, any earlier failure; in a
+        plan, a step of this plan that `name` consumes and that was not planned."""
+        failed = [r.name for r in results if not r.ok]
+        if not self.plan_only:
+            return failed[0] if failed else None
+        return next((need for need in CATALOGUE[name].needs(self.config) if need in failed),
+                    None)
 
     def run_step(self, name: str) -> StepResult:
         result = StepResult(name, self.config.phase_of(name),

@@ -2,7 +2,8 @@
 
 Exit code 2 means the operator has to fix something before anything can run: the
 environment file, an argument, a missing prerequisite. Exit code 1 means a step ran
-and failed. Every message says what to do next.
+and failed. Every message says what to do next. Exit code 3 is not an error: `status
+--live` found drift, so that a scheduled check can tell drift from a failure.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_BAD_INPUT = 2
+EXIT_DRIFT = 3
 EXIT_INTERRUPTED = 130
 
 

@@ -1,6 +1,10 @@
 """What a person sees while a run goes on: a line per step, per change, and the
 elapsed time while waiting on a slow AWS state. Colour only on a terminal (click
-strips styles otherwise)."""
+strips styles otherwise).
+
+`per_step=False` keeps only the other lines (the sandbox starting, waits): for
+commands such as `plan` and `status --live` that print the steps themselves at the end.
+"""
 
 from __future__ import annotations
 
@@ -16,8 +20,9 @@ _ACTION_COLOUR = {"create": "green", "update": "yellow", "delete": "red"}
 
 class Progress:
     def __init__(self, *, quiet: bool = False, wait_report_every_s: float = 30.0,
-                 clock=time.monotonic, err: bool = False):
+                 clock=time.monotonic, err: bool = False, per_step: bool = True):
         self.quiet = quiet
+        self.per_step = per_step
         self.err = err
         self.every = wait_report_every_s
         self.clock = clock
@@ -30,10 +35,16 @@ class Progress:
 
     def step_started(self, name: str, *, plan_only: bool = False) -> None:
         self.current_step = name
-        self.line(f"{'plan' if plan_only else 'step'} {name}", bold=True)
+        if self.per_step:
+            self.line(f"{'plan' if plan_only else 'step'} {name}", bold=True)
+
+    def step_skipped(self, name: str, reason: str) -> None:
+        if self.per_step:
+            self.line(f"skip {name}: {reason}", fg="yellow")
 
     def change(self, change) -> None:
-        self.line("  " + click.style(change.describe(), fg=_ACTION_COLOUR.get(change.action)))
+        if self.per_step:
+            self.line("  " + click.style(change.describe(), fg=_ACTION_COLOUR.get(change.action)))
 
     def waiting(self, what: str, elapsed: float) -> None:
         last = self._last_wait.get(what)
@@ -43,6 +54,8 @@ class Progress:
 
     def step_done(self, result) -> None:
         self.current_step = None
+        if not self.per_step:
+            return
         calls = result.api_calls
         if result.status == "ok":
             what = f"{result.applied} change(s) applied" if result.changed else (

@@ -63,7 +63,7 @@ def test_plan_lists_pending_migrations_and_sql_without_changing_anything(provisi
     assert listed.exit_code == 0 and with_sql.exit_code == 0, with_sql.output
     for name in ("0001_profiles.sql.j2", "0002_private_profiles.sql.j2", "0003_users.sql.j2"):
         assert f"+ postgres:migration {name}" in listed.stdout
-    assert "Plan: 3 to create, 0 to update, 0 to delete." in listed.stdout
+    assert "Plan: 3 to add, 0 to change, 0 to destroy." in listed.stdout
     assert "CREATE TABLE" not in listed.stdout
     assert "CREATE TABLE IF NOT EXISTS \"public\".private_profiles" in with_sql.stdout
     with psycopg.connect(provisioned) as conn:

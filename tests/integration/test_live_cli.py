@@ -82,7 +82,7 @@ def test_plan_prints_a_summary_a_person_reads(moto_endpoint, workdir, cli):
     result = cli("plan", "--phase", "a1")
     assert result.exit_code == 0, result.output
     assert "+ ec2:vpc matbakh-prod-vpc" in result.stdout
-    assert "Plan: 13 to create, 1 to update, 0 to delete." in result.stdout
+    assert "Plan: 13 to add, 1 to change, 0 to destroy. 0 steps unchanged." in result.stdout
 
 
 def test_account_guard_refuses_before_any_write(moto_endpoint, write_config, cli):
@@ -160,11 +160,12 @@ def test_status_lists_the_last_run_of_each_step(moto_endpoint, workdir, cli):
     assert cli("run", "--step", "network").exit_code == 0
     result = cli("status", "--json")
     assert result.exit_code == 0, result.output
-    rows = json.loads(result.stdout)
+    rows = json.loads(result.stdout)["steps"]
     assert [(r["mode"], r["step"]) for r in rows] == [
         ("live", "network"), ("live", "database"), ("live", "store-secrets")]
     network = rows[0]
     assert network["changed"] is False and "/history/network-" in network["report"]
+    assert network["run"] == "network" and rows[1]["run"] == "a1"
     table = cli("status")
     assert "store-secrets" in table.stdout and "live" in table.stdout
 
