@@ -129,7 +129,7 @@ def test_plan_shows_the_step_it_cannot_plan_and_plans_the_others(moto_endpoint, 
             "be planned") in out
     assert "  + cognito-idp:user-pool matbakh-prod-users" in out
     assert f"  + {DB_RULE}" in out
-    assert "1 could not be planned, 1 not planned" in out
+    assert "1 could not be planned, 2 not planned" in out  # deploy, integration-test
     assert "Traceback" not in result.output
 
 
@@ -148,7 +148,8 @@ def test_status_live_shows_no_drift_after_a_run_and_the_rule_another_client_remo
     assert everything.exit_code == 2, everything.output
     assert "fix-tables (a3): cannot plan" in everything.stdout
     assert "deploy-post-confirmation (a3): not planned: it needs fix-tables" in everything.stdout
-    assert "Not known, since not planned: fix-tables, deploy-post-confirmation." in everything.stdout
+    assert ("Not known, since not planned: fix-tables, deploy-post-confirmation, "
+            "integration-test.") in everything.stdout
 
     revoke_db_rule(moto_endpoint)
     drifted = cli("status", "--live", *CONVERGED)
