@@ -34,8 +34,11 @@ LAMBDA_TRUST = {
     "Statement": [{"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"},
                    "Action": "sts:AssumeRole"}],
 }
-# What a function in a VPC needs to attach its network interfaces (the actions of the
-# AWSLambdaVPCAccessExecutionRole managed policy). EC2 does not scope them by resource.
+# What a function in a VPC needs to attach its network interfaces (the EC2 actions of the
+# AWSLambdaVPCAccessExecutionRole managed policy). AWS requires "Resource": "*" for them:
+# DescribeNetworkInterfaces works only on "*", and Lambda makes the interfaces, so their
+# ids are not known beforehand. This is the one statement runbook grants on "*"
+# (tests/functional/test_least_privilege.py checks that).
 ENI_ACTIONS = ["ec2:AssignPrivateIpAddresses", "ec2:CreateNetworkInterface",
                "ec2:DeleteNetworkInterface", "ec2:DescribeNetworkInterfaces",
                "ec2:DescribeSubnets", "ec2:UnassignPrivateIpAddresses"]
