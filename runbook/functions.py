@@ -22,7 +22,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 
-from runbook import naming, package, retry
+from runbook import naming, package, policies, retry
 from runbook.engine import UNKNOWN, Change, diff_field
 from runbook.errors import StepFailed
 
@@ -34,8 +34,11 @@ LAMBDA_TRUST = {
     "Statement": [{"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"},
                    "Action": "sts:AssumeRole"}],
 }
-# What a function in a VPC needs to attach its network interfaces (the actions of the
-# AWSLambdaVPCAccessExecutionRole managed policy). EC2 does not scope them by resource.
+# What a function in a VPC needs to attach its network interfaces (the EC2 actions of the
+# AWSLambdaVPCAccessExecutionRole managed policy). AWS requires "Resource": "*" for them:
+# DescribeNetworkInterfaces works only on "*", and Lambda makes the interfaces, so their
+# ids are not known beforehand. This is the one statement runbook grants on "*"
+# (tests/functional/test_least_privilege.py checks that).
 ENI_ACTIONS = ["ec2:AssignPrivateIpAddresses", "ec2:CreateNetworkInterface",
                "ec2:DeleteNetworkInterface", "ec2:DescribeNetworkInterfaces",
                "ec2:DescribeSubnets", "ec2:UnassignPrivateIpAddresses"]
@@ -154,8 +157,9 @@ class FunctionsMixin:
                                              PolicyName=POLICY_NAME)["PolicyDocument"]
             except iam.exceptions.NoSuchEntityException:
                 policy = None
-            state.role = {"arn": role["Arn"], "trust": _document(role["AssumeRolePolicyDocument"]),
-                          "policy": _document(policy) if policy else None,
+            state.role = {"arn": role["Arn"],
+                          "trust": policies.document(role["AssumeRolePolicyDocument"]),
+                          "policy": policies.document(policy),
                           "tags": naming.from_aws(role.get("Tags"))}
         groups = logs.describe_log_groups(logGroupNamePrefix=spec.log_group)["logGroups"]
         group = next((g for g in groups if g["logGroupName"] == spec.log_group), None)
@@ -246,15 +250,15 @@ class FunctionsMixin:
         if fn.role is None:
             return [Change("create", label, "create_role", key,
                            {"trust": "lambda.amazonaws.com",
-                            "policy": _policy_summary(policy)})]
+                            "policy": policies.summary(policy)})]
         changes = []
         if fn.role["trust"] != LAMBDA_TRUST:
             changes.append(Change("update", label, "set_trust", key,
                                   {"trust": {"from": fn.role["trust"], "to": LAMBDA_TRUST}}))
         if fn.role["policy"] != policy:
             changes.append(Change("update", label, "put_role_policy", key, {
-                "policy": {"from": _policy_summary(fn.role["policy"]),
-                           "to": _policy_summary(policy)}}))
+                "policy": {"from": policies.summary(fn.role["policy"]),
+                           "to": policies.summary(policy)}}))
         add = naming.missing_tags(spec.tags, fn.role["tags"])
         if add:
             changes.append(Change("update", label, "tag_role", {**key, "tags": add},
@@ -472,15 +476,6 @@ def database_login(database: dict, secrets: dict, *, iam_user: str | None, accou
 
 # -- comparing ---------------------------------------------------------------------------
 
-def _document(value) -> dict:
-    """IAM returns policy documents decoded (boto3) or URL-encoded JSON text."""
-    if isinstance(value, str):
-        from urllib.parse import unquote
-
-        return json.loads(unquote(value))
-    return value
-
-
 def _current_configuration(function: dict) -> dict:
     vpc = function.get("VpcConfig") or {}
     subnets, groups = vpc.get("SubnetIds") or [], vpc.get("SecurityGroupIds") or []
@@ -540,20 +535,6 @@ def _same_statement(current: dict, wanted: dict) -> bool:
             and principal(current) == principal(wanted)
             and current.get("Action") == wanted["Action"]
             and current.get("Condition") == wanted["Condition"])
-
-
-def _policy_summary(policy: dict | None):
-    """A policy as `action on resource` lines, for plans."""
-    if policy is None:
-        return None
-    lines = []
-    for statement in policy.get("Statement", ()):
-        actions = statement.get("Action")
-        actions = actions if isinstance(actions, list) else [actions]
-        resources = statement.get("Resource")
-        resources = resources if isinstance(resources, list) else [resources]
-        lines.append(f"{', '.join(actions)} on {', '.join(str(r) for r in resources)}")
-    return lines
 
 
 def _require_known(spec: FunctionSpec, what: str, value) -> None:

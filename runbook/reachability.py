@@ -20,7 +20,7 @@ import ipaddress
 from dataclasses import dataclass, field
 from typing import Sequence
 
-from runbook import naming
+from runbook import naming, policies
 
 HTTPS = 443
 ANYWHERE = "0.0.0.0/0"
@@ -100,6 +100,7 @@ class Endpoint:
     group_ids: list[str] = field(default_factory=list)
     type: str = "Interface"
     tags: dict = field(default_factory=dict)
+    policy: dict | None = None   # its endpoint policy (AWS's default when none was set)
 
 
 @dataclass
@@ -228,7 +229,8 @@ def parse_endpoint(raw: dict, region: str) -> Endpoint:
     return Endpoint(raw["VpcEndpointId"], service.removeprefix(prefix),
                     str(raw.get("State", "")), bool(raw.get("PrivateDnsEnabled")),
                     list(raw.get("SubnetIds", ())), [g["GroupId"] for g in raw.get("Groups", ())],
-                    str(raw.get("VpcEndpointType", "")), naming.from_aws(raw.get("Tags")))
+                    str(raw.get("VpcEndpointType", "")), naming.from_aws(raw.get("Tags")),
+                    policies.document(raw.get("PolicyDocument")))
 
 
 def nat_route(table: dict | None) -> str | None:

@@ -28,6 +28,11 @@ REGION = "eu-central-1"
 @pytest.fixture(autouse=True)
 def _no_real_aws(monkeypatch):
     """No test may reach a real account: fake credentials, no profile, no endpoint."""
+    no_real_aws(monkeypatch)
+
+
+def no_real_aws(monkeypatch) -> None:
+    """The environment of `_no_real_aws`, for fixtures wider than one test."""
     for name in ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL",
                  "AWS_SECURITY_TOKEN"):
         monkeypatch.delenv(name, raising=False)

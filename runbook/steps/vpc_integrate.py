@@ -6,7 +6,7 @@ In the environment's VPC the step converges
 - an ingress rule on the cluster's security group: the DB port from the Lambda group;
 - the endpoints' security group (`<network>-endpoints`), with TCP 443 from the Lambda group;
 - interface endpoints for Secrets Manager and the RDS Data API in the network's subnets,
-  with that group and private DNS.
+  with that group, private DNS and an endpoint policy (see ENDPOINT_ACTIONS).
 
 Everything is described before anything is created, and what was made outside runbook is
 adopted (groups by VPC and name, endpoints by VPC and service), never duplicated. Rules
@@ -28,10 +28,11 @@ missing piece fails the step with a message that names it and the way to fix it.
 
 from __future__ import annotations
 
+import json
 import uuid
 from dataclasses import dataclass, field
 
-from runbook import naming, retry
+from runbook import naming, policies, retry
 from runbook.engine import UNKNOWN, Change, Step, is_known, tag_change
 from runbook.errors import PlanError, StepFailed
 from runbook.reachability import (ALL_TRAFFIC_OUT, FINAL_STATES, HTTPS, Described, Endpoint,
@@ -40,6 +41,27 @@ from runbook.reachability import (ALL_TRAFFIC_OUT, FINAL_STATES, HTTPS, Describe
 
 STEP_NAME = "vpc-integrate"
 SERVICES = ("secretsmanager", "rds-data")
+
+# What may pass each endpoint: its endpoint policy allows these, on the environment's
+# own resources, to principals of this account only. An endpoint made without a policy
+# gets AWS's default, which allows any principal any action on any resource ("Action":
+# "*"), so runbook always sets one, also on an endpoint it adopts. With private DNS all
+# of the VPC's calls to the service pass the endpoint.
+ENDPOINT_ACTIONS = {
+    "secretsmanager": {
+        # The functions' and runbook's reads of the DB and app-config secrets.
+        "ReadTheSecrets": ("secretsmanager:DescribeSecret", "secretsmanager:GetSecretValue"),
+        # store-secrets' writes, for runbook run inside the VPC (database.connect: direct).
+        "KeepTheSecrets": ("secretsmanager:CreateSecret", "secretsmanager:PutSecretValue",
+                           "secretsmanager:RestoreSecret", "secretsmanager:TagResource"),
+    },
+    "rds-data": {
+        # The Data API's statements and transactions, on the environment's cluster.
+        "DataApiOnTheCluster": ("rds-data:BatchExecuteStatement", "rds-data:BeginTransaction",
+                                "rds-data:CommitTransaction", "rds-data:ExecuteStatement",
+                                "rds-data:RollbackTransaction"),
+    },
+}
 
 # Interface endpoints usually become available within 1-3 minutes on AWS.
 ENDPOINT_TIMEOUT_S = 10 * 60
@@ -72,6 +94,7 @@ class VpcIntegrateStep(Step):
     def __init__(self, ctx):
         super().__init__(ctx)
         self._wrote = False
+        self._account: str | None = None
 
     # -- names -----------------------------------------------------------------------
 
@@ -82,6 +105,23 @@ class VpcIntegrateStep(Step):
 
     def _service_name(self, service: str) -> str:
         return f"com.amazonaws.{self.ctx.aws.region}.{service}"
+
+    def endpoint_policy(self, service: str) -> dict:
+        """The endpoint policy of `service`'s endpoint (see ENDPOINT_ACTIONS)."""
+        if self._account is None:
+            self._account = self.ctx.aws.caller_account()
+        region, account = self.ctx.aws.region, self._account
+        if service == "secretsmanager":
+            # A secret's ARN ends in its name, a hyphen and six random characters.
+            resource = [f"arn:aws:secretsmanager:{region}:{account}:secret:{name}-??????"
+                        for name in (self.config.secrets.db, self.config.secrets.app_config)]
+        else:
+            resource = f"arn:aws:rds:{region}:{account}:cluster:{self.config.database.cluster_id}"
+        return {"Version": "2012-10-17", "Statement": [
+            {"Sid": sid, "Effect": "Allow", "Principal": "*", "Action": list(actions),
+             "Resource": resource,
+             "Condition": {"StringEquals": {"aws:PrincipalAccount": account}}}
+            for sid, actions in ENDPOINT_ACTIONS[service].items()]}
 
     def _ours(self, tags: dict) -> bool:
         return (tags.get(naming.ENV_TAG) == self.config.env
@@ -212,12 +252,14 @@ class VpcIntegrateStep(Step):
         tags = naming.tags(self.config, STEP_NAME, name)
         current = self.endpoint(state, service)
         group = self.group(state, "endpoints")
+        policy = self.endpoint_policy(service)
         if current is None:
             return [Change("create", f"ec2:vpc-endpoint {name}", "create_endpoint",
                            {"service": service, "tags": tags},
                            {"service": self._service_name(service), "type": "Interface",
                             "subnets": self._subnets_to_add(state, []), "private_dns": True,
-                            "security_group": group.id if group else UNKNOWN})]
+                            "security_group": group.id if group else UNKNOWN,
+                            "policy": policies.summary(policy)})]
         label = f"ec2:vpc-endpoint {name} ({current.id})"
         diff: dict = {}
         if not current.private_dns:
@@ -229,12 +271,16 @@ class VpcIntegrateStep(Step):
         if add_subnets:
             diff["subnets"] = {"from": list(current.subnet_ids),
                                "to": current.subnet_ids + add_subnets}
+        if not policies.same(current.policy, policy):
+            diff["policy"] = {"from": policies.summary(current.policy),
+                              "to": policies.summary(policy)}
         changes = []
         if diff:
             changes.append(Change("update", label, "modify_endpoint",
                                   {"endpoint_id": current.id, "private_dns": "private_dns" in diff,
                                    "add_group": "security_groups" in diff,
-                                   "add_subnets": add_subnets}, diff))
+                                   "add_subnets": add_subnets, "policy": "policy" in diff},
+                                  diff))
         return changes + tag_change(label, current.id, tags, current.tags, "tag")
 
     @staticmethod
@@ -313,12 +359,15 @@ class VpcIntegrateStep(Step):
             VpcEndpointType="Interface", VpcId=state.vpc_id,
             ServiceName=self._service_name(service), SubnetIds=self._subnets_to_add(state, []),
             SecurityGroupIds=[group], PrivateDnsEnabled=True, ClientToken=token,
+            PolicyDocument=json.dumps(self.endpoint_policy(service)),
             TagSpecifications=[{"ResourceType": "vpc-endpoint", "Tags": naming.as_aws(tags)}],
         ))["VpcEndpoint"]
         state.endpoints.append(parse_endpoint(raw, self.ctx.aws.region))
 
     def apply_modify_endpoint(self, state: IntegrateState, endpoint_id: str, private_dns: bool,
-                              add_group: bool, add_subnets: list[str]) -> None:
+                              add_group: bool, add_subnets: list[str],
+                              policy: bool = False) -> None:
+        [endpoint] = [e for e in state.endpoints if e.id == endpoint_id]
         params: dict = {"VpcEndpointId": endpoint_id}
         if private_dns:
             params["PrivateDnsEnabled"] = True
@@ -326,12 +375,14 @@ class VpcIntegrateStep(Step):
             params["AddSecurityGroupIds"] = [self._existing(state, "endpoints").id]
         if add_subnets:
             params["AddSubnetIds"] = add_subnets
+        if policy:  # replaces the whole policy; the plan showed it
+            params["PolicyDocument"] = json.dumps(self.endpoint_policy(endpoint.service))
         self.client("ec2").modify_vpc_endpoint(**params)
-        for endpoint in state.endpoints:
-            if endpoint.id == endpoint_id:
-                endpoint.private_dns = endpoint.private_dns or private_dns
-                endpoint.group_ids = endpoint.group_ids + params.get("AddSecurityGroupIds", [])
-                endpoint.subnet_ids = endpoint.subnet_ids + add_subnets
+        endpoint.private_dns = endpoint.private_dns or private_dns
+        endpoint.group_ids = endpoint.group_ids + params.get("AddSecurityGroupIds", [])
+        endpoint.subnet_ids = endpoint.subnet_ids + add_subnets
+        if policy:
+            endpoint.policy = self.endpoint_policy(endpoint.service)
 
     def apply_tag(self, state: IntegrateState, resource_id: str, tags: dict) -> None:
         self.ctx.retry_ec2(lambda: self.client("ec2").create_tags(

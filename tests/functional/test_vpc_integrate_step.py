@@ -3,6 +3,8 @@ second apply makes no mutating call, and that its preflight fails on a missing p
 
 from __future__ import annotations
 
+import json
+
 import boto3
 import pytest
 
@@ -369,5 +371,55 @@ def test_endpoints_take_one_subnet_per_zone(account, write_config):
     assert step.outputs["subnet_ids"] == subnets
     for endpoint in live_endpoints(step.outputs["vpc_id"]):
         assert sorted(endpoint["SubnetIds"]) == sorted(subnets[:2])
+    again, aws = run(config, [STEP])
+    assert again[STEP].changes == [] and aws.journal.entries == []
+
+
+def endpoint_policies(vpc_id) -> dict:
+    return {e["ServiceName"]: json.loads(e["PolicyDocument"]) for e in live_endpoints(vpc_id)}
+
+
+def test_endpoints_admit_only_this_accounts_principals_and_the_actions_used_here(a1, config):
+    vpc_id = a1["network"]["vpc_id"]
+    results, _ = run(config, [STEP])
+    assert results[STEP].status == "ok", results[STEP].error
+
+    found = endpoint_policies(vpc_id)
+    assert sorted(found) == sorted([SECRETS, DATA_API])
+    for policy in found.values():
+        for statement in policy["Statement"]:
+            assert not any("*" in action for action in statement["Action"])
+            assert statement["Resource"] != "*"
+            assert statement["Condition"] == {
+                "StringEquals": {"aws:PrincipalAccount": "123456789012"}}
+    secrets = found[SECRETS]["Statement"]
+    assert {s["Sid"] for s in secrets} == {"ReadTheSecrets", "KeepTheSecrets"}
+    assert secrets[0]["Resource"] == [
+        f"arn:aws:secretsmanager:{REGION}:123456789012:secret:matbakh-db-postgres-??????",
+        f"arn:aws:secretsmanager:{REGION}:123456789012:secret:matbakh-app-config-??????"]
+    [data_api] = found[DATA_API]["Statement"]
+    assert data_api["Resource"] == f"arn:aws:rds:{REGION}:123456789012:cluster:matbakh-prod"
+
+
+def test_an_adopted_endpoint_with_aws_default_full_access_policy_gets_the_endpoint_policy(
+        a1, config):
+    # Made without a policy, an endpoint lets any principal do anything through it.
+    vpc_id, subnets = a1["network"]["vpc_id"], a1["network"]["subnet_ids"]
+    made = ec2().create_vpc_endpoint(VpcEndpointType="Interface", VpcId=vpc_id,
+                                     ServiceName=SECRETS, SubnetIds=subnets,
+                                     PrivateDnsEnabled=True)["VpcEndpoint"]["VpcEndpointId"]
+    assert endpoint_policies(vpc_id)[SECRETS]["Statement"][0]["Action"] == "*"
+
+    results, aws = run(config, [STEP])
+
+    step = results[STEP]
+    assert step.status == "ok", step.error
+    [update] = [c for c in step.changes if c.op == "modify_endpoint"]
+    assert update.resource == f"ec2:vpc-endpoint matbakh-prod-secretsmanager ({made})"
+    assert update.diff["policy"]["from"] == ["* on *"]
+    assert update.diff["policy"]["to"][0].startswith("secretsmanager:DescribeSecret, "
+                                                     "secretsmanager:GetSecretValue on ")
+    assert [s["Sid"] for s in endpoint_policies(vpc_id)[SECRETS]["Statement"]] == [
+        "ReadTheSecrets", "KeepTheSecrets"]
     again, aws = run(config, [STEP])
     assert again[STEP].changes == [] and aws.journal.entries == []

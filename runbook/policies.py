@@ -1,0 +1,53 @@
+"""IAM policy documents as runbook reads, compares and shows them.
+
+The same document comes back from AWS in more than one form: decoded by boto3 or as
+URL-encoded JSON text (IAM), as JSON text (a VPC endpoint's PolicyDocument), with a
+one-item Action or Resource as a string or as a list. `same` compares what a policy
+grants, so that such a difference is not planned as a change on every run.
+"""
+
+from __future__ import annotations
+
+import json
+
+
+def document(value) -> dict | None:
+    """A policy document from what an API returned: a dict, or (URL-encoded) JSON text."""
+    if value is None or isinstance(value, dict):
+        return value
+    from urllib.parse import unquote
+
+    return json.loads(unquote(value))
+
+
+def same(current: dict | None, wanted: dict) -> bool:
+    """Whether `current` grants exactly what `wanted` does (statement by statement)."""
+    return current is not None and _statements(current) == _statements(wanted)
+
+
+def _statements(policy: dict) -> list[str]:
+    found = policy.get("Statement", [])
+    out = []
+    for statement in found if isinstance(found, list) else [found]:
+        statement = dict(statement)
+        for key in ("Action", "NotAction", "Resource", "NotResource"):
+            if key in statement:
+                statement[key] = sorted(_as_list(statement[key]))
+        out.append(json.dumps(statement, sort_keys=True))
+    return sorted(out)
+
+
+def _as_list(value) -> list:
+    return value if isinstance(value, list) else [value]
+
+
+def summary(policy: dict | None):
+    """A policy as `action on resource` lines, for plans."""
+    if policy is None:
+        return None
+    lines = []
+    for statement in policy.get("Statement", ()):
+        actions = _as_list(statement.get("Action"))
+        resources = _as_list(statement.get("Resource"))
+        lines.append(f"{', '.join(actions)} on {', '.join(str(r) for r in resources)}")
+    return lines

@@ -1,0 +1,535 @@
+"""Every policy runbook creates grants only what is justified, read back from the account.
+
+Phases a1..a3 (all but integration-test, which makes a user and no policy) run in an
+empty in-process moto account under two environment files that, between them, build
+every policy runbook can make: db_migrate runs (`database.connect: lambda`), once with
+password login (the functions read the DB secret) and once with IAM login (db_migrate
+as master_username, Post-Confirmation as its trigger role). Then the account is read
+back, so that nothing runbook made is missed: every IAM role with its trust policy and
+every inline and attached policy, every customer-managed policy, every function's and
+layer's resource policy, every secret's resource policy and every VPC endpoint's policy.
+
+Each statement must be in JUSTIFIED (by policy, owner and Sid, with exactly its actions,
+resource, principal and condition), must not grant a wildcard action, may use
+"Resource": "*" only for the network-interface actions of a function in a VPC, and
+"Principal": "*" only bound to the account; an invoke permission must bind SourceArn to
+the user pool and SourceAccount to the account. docs/iam.md lists each statement
+with its justification; the test renders it and fails when the file differs.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from runbook import config as config_mod
+from runbook import functions, policies
+from runbook.functions import ENI_ACTIONS, FUNCTION_TAG
+from tests.conftest import REGION, REPO
+from tests.functional.conftest import run_steps
+
+DOCS = REPO / "docs" / "iam.md"
+ACCOUNT = "123456789012"
+FUNCTIONS = ("pre_signup", "post_confirmation", "db_migrate")
+IN_VPC = ("post_confirmation", "db_migrate")
+PRINCIPAL_ACCOUNT = {"StringEquals": {"aws:PrincipalAccount": "{account}"}}
+
+# The environment files, as changes to config/prod.yaml's `database` section.
+CONFIGURATIONS = {
+    "password login": {"connect": "lambda"},
+    "IAM login": {"connect": "lambda", "auth": "iam",
+                  "roles": {"matbakh_post_confirmation": {"trigger": "post-confirmation"}}},
+}
+
+
+@dataclass(frozen=True)
+class Why:
+    """One statement runbook may create, and why it needs it."""
+
+    policy: str                     # execution role, trust, invoke permission, endpoint
+    owners: tuple[str, ...]         # the function keys or endpoint services it is for
+    sid: str | None
+    actions: tuple[str, ...]
+    resource: str | tuple | None    # with placeholders (see Facts.placeholders)
+    reason: str
+    principal: str | None = None
+    condition: dict | None = None
+
+
+JUSTIFIED = (
+    Why("trust", FUNCTIONS, None, ("sts:AssumeRole",), None,
+        "Only the Lambda service may assume an execution role, to run its function.",
+        principal="lambda.amazonaws.com"),
+    Why("execution role", FUNCTIONS, "Logs", ("logs:CreateLogStream", "logs:PutLogEvents"),
+        "{its log group}:*",
+        "Write the function's log lines, to streams of its own log group only. No "
+        "logs:CreateLogGroup: runbook creates the group, with its retention."),
+    Why("execution role", IN_VPC, "VpcNetworkInterfaces", tuple(ENI_ACTIONS), "*",
+        "Run in the private subnets: Lambda creates, describes and deletes the function's "
+        "network interfaces with its execution role. AWS requires \"Resource\": \"*\" "
+        "(DescribeNetworkInterfaces works only on *, and the interfaces do not exist "
+        "before Lambda makes them); the EC2 actions of AWSLambdaVPCAccessExecutionRole."),
+    Why("execution role", ("post_confirmation",), "ReadDbSecret",
+        ("secretsmanager:GetSecretValue",), "{DB secret}",
+        "Log in to the database with the DB secret, when no database role is declared for "
+        "the trigger: that one secret, read only."),
+    Why("execution role", ("post_confirmation",), "ConnectAsDbUser", ("rds-db:connect",),
+        "arn:aws:rds-db:{region}:{account}:dbuser:{cluster resource id}/matbakh_post_confirmation",
+        "Log in by IAM as the trigger's database role (database.roles, trigger: "
+        "post-confirmation), which holds only the upsert's column grants; no secret."),
+    Why("execution role", ("db_migrate",), "ReadDbSecret", ("secretsmanager:GetSecretValue",),
+        "{DB secret}",
+        "Run the migrations as the master user with the DB secret (database.auth: "
+        "password): that one secret, read only."),
+    Why("execution role", ("db_migrate",), "ConnectAsDbUser", ("rds-db:connect",),
+        "arn:aws:rds-db:{region}:{account}:dbuser:{cluster resource id}/postgres",
+        "Run the migrations by IAM login as master_username (database.auth: iam); no "
+        "secret."),
+    Why("invoke permission", ("pre_signup",), "runbook-cognito-pre-signup",
+        ("lambda:InvokeFunction",), "{this function}",
+        "Cognito calls the Pre-SignUp trigger: for this user pool only (SourceArn), in this "
+        "account only (SourceAccount).",
+        principal="cognito-idp.amazonaws.com"),
+    Why("invoke permission", ("post_confirmation",), "runbook-cognito-post-confirmation",
+        ("lambda:InvokeFunction",), "{this function}",
+        "Cognito calls the Post-Confirmation trigger: for this user pool only (SourceArn), "
+        "in this account only (SourceAccount).",
+        principal="cognito-idp.amazonaws.com"),
+    Why("endpoint", ("secretsmanager",), "ReadTheSecrets",
+        ("secretsmanager:DescribeSecret", "secretsmanager:GetSecretValue"),
+        ("arn:aws:secretsmanager:{region}:{account}:secret:matbakh-app-config-??????",
+         "arn:aws:secretsmanager:{region}:{account}:secret:matbakh-db-postgres-??????"),
+        "Read the environment's two secrets through the endpoint (with private DNS, every "
+        "call from the VPC passes it): the functions read the DB secret, and runbook run "
+        "inside the VPC reads both. Principals of this account only.",
+        principal="*", condition=PRINCIPAL_ACCOUNT),
+    Why("endpoint", ("secretsmanager",), "KeepTheSecrets",
+        ("secretsmanager:CreateSecret", "secretsmanager:PutSecretValue",
+         "secretsmanager:RestoreSecret", "secretsmanager:TagResource"),
+        ("arn:aws:secretsmanager:{region}:{account}:secret:matbakh-app-config-??????",
+         "arn:aws:secretsmanager:{region}:{account}:secret:matbakh-db-postgres-??????"),
+        "store-secrets' writes to the two secrets, for runbook run inside the VPC "
+        "(database.connect: direct). Principals of this account only.",
+        principal="*", condition=PRINCIPAL_ACCOUNT),
+    Why("endpoint", ("rds-data",), "DataApiOnTheCluster",
+        ("rds-data:BatchExecuteStatement", "rds-data:BeginTransaction",
+         "rds-data:CommitTransaction", "rds-data:ExecuteStatement",
+         "rds-data:RollbackTransaction"),
+        "arn:aws:rds:{region}:{account}:cluster:matbakh-prod",
+        "The RDS Data API endpoint of the A3 runbook: statements and transactions on the "
+        "environment's cluster only. Principals of this account only.",
+        principal="*", condition=PRINCIPAL_ACCOUNT),
+)
+
+
+# -- reading the account back ----------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Statement:
+    where: str                  # which policy of which resource
+    policy: str                 # the kind of policy: a `Why.policy`, or what else it is
+    owner: str                  # function key or endpoint service; "?" when not known
+    body: dict
+
+
+@dataclass
+class Facts:
+    """What a statement is judged against: the account's own ids."""
+
+    account: str
+    region: str
+    placeholders: list[tuple[str, str]] = field(default_factory=list)   # (value, shown as)
+    own: dict[str, list[tuple[str, str]]] = field(default_factory=dict)  # per owner: its ARN...
+    pool_arn: str = ""
+    in_vpc: set[str] = field(default_factory=set)
+
+    def shown(self, value, owner: str):
+        """`value` (a string, or a list of them) with the account's ids as placeholders."""
+        if value is None:
+            return None
+        if isinstance(value, list):
+            shown = tuple(sorted(self.shown(v, owner) for v in value))
+            return shown[0] if len(shown) == 1 else shown
+        for actual, placeholder in self.own.get(owner, []) + self.placeholders:
+            value = value.replace(actual, placeholder)
+        return value.replace(self.account, "{account}").replace(self.region, "{region}")
+
+
+def read_back(results: dict) -> tuple[list[Statement], Facts]:
+    """Every policy statement in the (moto) account, and the facts to judge them by."""
+    iam, lam = client("iam"), client("lambda")
+    ec2, sm = client("ec2"), client("secretsmanager")
+    outputs = {name: r.outputs for name, r in results.items()}
+    facts = Facts(ACCOUNT, REGION, pool_arn=outputs["cognito"]["user_pool_arn"])
+    facts.placeholders = [
+        (outputs["store-secrets"]["db_secret_arn"], "{DB secret}"),
+        (outputs["store-secrets"]["app_config_secret_arn"], "{app-config secret}"),
+        (outputs["cognito"]["user_pool_arn"], "{user pool}"),
+        (outputs["database"]["cluster_resource_id"], "{cluster resource id}")]
+    statements: list[Statement] = []
+
+    owner_of_role = {}
+    for page in lam.get_paginator("list_functions").paginate():
+        for fn in page["Functions"]:
+            key = lam.list_tags(Resource=fn["FunctionArn"])["Tags"].get(FUNCTION_TAG, "?")
+            owner_of_role[fn["Role"]] = key
+            if (fn.get("VpcConfig") or {}).get("SubnetIds"):
+                facts.in_vpc.add(key)
+            log_group = (f"arn:aws:logs:{REGION}:{ACCOUNT}:log-group:"
+                         f"/aws/lambda/{fn['FunctionName']}")
+            facts.own[key] = [(fn["FunctionArn"], "{this function}"),
+                              (log_group, "{its log group}")]
+            try:
+                policy = json.loads(lam.get_policy(FunctionName=fn["FunctionName"])["Policy"])
+            except lam.exceptions.ResourceNotFoundException:
+                policy = {"Statement": []}
+            statements += _each(f"function {fn['FunctionName']}: resource policy",
+                                "invoke permission", key, policy)
+
+    for page in iam.get_paginator("list_roles").paginate():
+        for role in page["Roles"]:
+            name, owner = role["RoleName"], owner_of_role.get(role["Arn"], "?")
+            statements += _each(f"role {name}: trust policy", "trust", owner,
+                                policies.document(role["AssumeRolePolicyDocument"]))
+            for policy_name in iam.list_role_policies(RoleName=name)["PolicyNames"]:
+                document = iam.get_role_policy(RoleName=name, PolicyName=policy_name)
+                statements += _each(f"role {name}: inline policy {policy_name}",
+                                    "execution role", owner,
+                                    policies.document(document["PolicyDocument"]))
+            for attached in iam.list_attached_role_policies(RoleName=name)["AttachedPolicies"]:
+                statements += _each(f"role {name}: attached {attached['PolicyArn']}",
+                                    "attached policy", owner, _managed(iam, attached["PolicyArn"]))
+    for page in iam.get_paginator("list_policies").paginate(Scope="Local"):
+        for managed in page["Policies"]:
+            statements += _each(f"managed policy {managed['PolicyName']}", "managed policy", "?",
+                                _managed(iam, managed["Arn"]))
+
+    for page in lam.get_paginator("list_layers").paginate():
+        for layer in page["Layers"]:
+            for version in lam.list_layer_versions(LayerName=layer["LayerName"])["LayerVersions"]:
+                try:
+                    policy = json.loads(lam.get_layer_version_policy(
+                        LayerName=layer["LayerName"], VersionNumber=version["Version"])["Policy"])
+                except lam.exceptions.ResourceNotFoundException:
+                    continue
+                statements += _each(f"layer {layer['LayerName']}:{version['Version']}",
+                                    "layer policy", "?", policy)
+
+    for page in sm.get_paginator("list_secrets").paginate():
+        for secret in page["SecretList"]:
+            policy = sm.get_resource_policy(SecretId=secret["ARN"]).get("ResourcePolicy")
+            if policy:
+                statements += _each(f"secret {secret['Name']}: resource policy",
+                                    "secret policy", "?", json.loads(policy))
+
+    for page in ec2.get_paginator("describe_vpc_endpoints").paginate():
+        for endpoint in page["VpcEndpoints"]:
+            service = endpoint["ServiceName"].removeprefix(f"com.amazonaws.{REGION}.")
+            statements += _each(f"VPC endpoint {service} ({endpoint['VpcEndpointId']}): policy",
+                                "endpoint", service, json.loads(endpoint["PolicyDocument"]))
+    return statements, facts
+
+
+def _each(where: str, policy: str, owner: str, document: dict) -> list[Statement]:
+    found = document.get("Statement", [])
+    return [Statement(where, policy, owner, s)
+            for s in (found if isinstance(found, list) else [found])]
+
+
+def _managed(iam, arn: str) -> dict:
+    version = iam.get_policy(PolicyArn=arn)["Policy"]["DefaultVersionId"]
+    return policies.document(iam.get_policy_version(
+        PolicyArn=arn, VersionId=version)["PolicyVersion"]["Document"])
+
+
+def client(service):
+    return boto3.client(service, region_name=REGION)
+
+
+# -- judging a statement ------------------------------------------------------------------------
+
+def as_list(value) -> list:
+    if value is None:
+        return []
+    return value if isinstance(value, list) else [value]
+
+
+def principal_of(body: dict) -> str | None:
+    value = body.get("Principal")
+    if isinstance(value, dict) and list(value) == ["Service"]:
+        return value["Service"]
+    return value if value is None or isinstance(value, str) else json.dumps(value, sort_keys=True)
+
+
+def justification(statement: Statement, facts: Facts) -> tuple[Why | None, str]:
+    """The entry of JUSTIFIED that covers `statement`, or None and why none does."""
+    body = statement.body
+    candidates = [w for w in JUSTIFIED if w.policy == statement.policy
+                  and statement.owner in w.owners and w.sid == body.get("Sid")]
+    if not candidates:
+        return None, "no justification for this policy, owner and Sid"
+    [why] = candidates
+    if sorted(as_list(body.get("Action"))) != sorted(why.actions):
+        return None, "its actions differ from the justified ones"
+    if facts.shown(body.get("Resource"), statement.owner) != why.resource:
+        return None, "its resource differs from the justified one"
+    if principal_of(body) != why.principal:
+        return None, "its principal differs from the justified one"
+    condition = _shown_condition(body.get("Condition"), statement.owner, facts)
+    if why.condition is not None and condition != why.condition:
+        return None, "its condition differs from the justified one"
+    return why, ""
+
+
+def _shown_condition(condition: dict | None, owner: str, facts: Facts) -> dict | None:
+    if condition is None:
+        return None
+    return {op: {key: facts.shown(value, owner) for key, value in pairs.items()}
+            for op, pairs in condition.items()}
+
+
+def problems(statements: list[Statement], facts: Facts) -> list[str]:
+    """What is wrong with `statements`, one line each; [] when all is justified."""
+    found = []
+    for statement in statements:
+        body = statement.body
+        label = f"{statement.where} [{body.get('Sid') or 'no Sid'}]"
+        actions = as_list(body.get("Action"))
+        for key in ("NotAction", "NotResource", "NotPrincipal"):
+            if key in body:
+                found.append(f"{label}: {key} grants everything but what it names")
+        wildcards = [a for a in actions if "*" in a]
+        if wildcards:
+            found.append(f"{label}: wildcard action {', '.join(wildcards)}")
+        if "*" in as_list(body.get("Resource")) and not (
+                statement.policy == "execution role" and statement.owner in facts.in_vpc
+                and set(actions) <= set(ENI_ACTIONS)):
+            found.append(f'{label}: "Resource": "*" for actions AWS does not require it for')
+        if statement.policy == "invoke permission":
+            found += _unbound_invoke(label, body, facts)
+        account = (body.get("Condition") or {}).get("StringEquals", {}).get(
+            "aws:PrincipalAccount")
+        if principal_of(body) == "*" and account != facts.account:
+            found.append(f'{label}: "Principal": "*" is not bound to the account')
+        why, mismatch = justification(statement, facts)
+        if why is None:
+            found.append(f"{label}: {mismatch}: {', '.join(actions)} on "
+                         f"{facts.shown(body.get('Resource'), statement.owner)}")
+    return found
+
+
+def _unbound_invoke(label: str, body: dict, facts: Facts) -> list[str]:
+    """A service may invoke a function only from our pool (SourceArn, exactly) in our
+    account (SourceAccount): else any account's pool could call it (confused deputy)."""
+    condition = body.get("Condition") or {}
+    source_arn = {**condition.get("ArnLike", {}), **condition.get("ArnEquals", {})}.get(
+        "AWS:SourceArn")
+    account = condition.get("StringEquals", {}).get("AWS:SourceAccount")
+    found = []
+    if source_arn != facts.pool_arn:
+        found.append(f"{label}: SourceArn is not bound to the user pool")
+    if account != facts.account:
+        found.append(f"{label}: SourceAccount is not bound to the account")
+    return found
+
+
+# -- the report ---------------------------------------------------------------------------------
+
+def render(seen: dict[str, list[tuple[Statement, Facts]]]) -> str:
+    """docs/iam.md: every statement with its justification, and where it was seen."""
+    rows: dict[tuple, list[str]] = {}
+    for configuration, statements in seen.items():
+        for statement, facts in statements:
+            why, _ = justification(statement, facts)
+            body = statement.body
+            condition = _shown_condition(body.get("Condition"), statement.owner, facts)
+            row = (statement.policy, statement.owner, body.get("Sid") or "",
+                   ", ".join(sorted(as_list(body.get("Action")))),
+                   _cell(facts.shown(body.get("Resource"), statement.owner)),
+                   principal_of(body) or "",
+                   json.dumps(condition, sort_keys=True) if condition else "",
+                   why.reason if why else "**UNJUSTIFIED**")
+            configurations = rows.setdefault(row, [])
+            if configuration not in configurations:
+                configurations.append(configuration)
+    lines = [
+        "# IAM policies runbook creates",
+        "",
+        "Generated by `tests/functional/test_least_privilege.py`, which runs phases a1-a3 "
+        "in an empty",
+        "moto account under two environment files and reads back every role, inline and "
+        "attached",
+        "policy, function, layer and secret resource policy and VPC endpoint policy. Ids "
+        "are shown as",
+        "placeholders. The test fails when this file differs from what it renders; "
+        "regenerate it with",
+        "`RUNBOOK_UPDATE_DOCS=1 pytest tests/functional/test_least_privilege.py`.",
+        "",
+        "Environment files: " + "; ".join(
+            f"**{name}** (database: {json.dumps(change, sort_keys=True)})"
+            for name, change in CONFIGURATIONS.items()) + ".",
+        "",
+        "| policy | of | Sid | actions | resource | principal | condition | seen with "
+        "| why |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for row, configurations in sorted(rows.items()):
+        cells = [*row[:7], ", ".join(configurations), row[7]]
+        lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _cell(resource) -> str:
+    if resource is None:
+        return ""
+    return ", ".join(resource) if isinstance(resource, tuple) else resource
+
+
+# -- the tests ----------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def seen(pg_server, tmp_path_factory) -> dict[str, list[tuple[Statement, Facts]]]:
+    """{configuration: [(statement, facts)]}: each environment file applied to an empty
+    account and a fresh database, and the account read back."""
+    import secrets
+
+    import psycopg
+    import yaml
+    from psycopg.conninfo import make_conninfo
+
+    from tests.conftest import PROD_CONFIG, no_real_aws
+
+    out = {}
+    with pytest.MonkeyPatch.context() as mp:
+        no_real_aws(mp)
+        for name, change in CONFIGURATIONS.items():
+            data = yaml.safe_load(PROD_CONFIG.read_text())
+            data["database"].update(change)
+            path = tmp_path_factory.mktemp("config") / "prod.yaml"
+            path.write_text(yaml.safe_dump(data, sort_keys=False))
+            config = config_mod.load(path)
+            database = f"rbtest_{secrets.token_hex(4)}"
+            with psycopg.connect(pg_server, autocommit=True) as conn:
+                conn.execute(f"CREATE DATABASE {database}")
+            try:
+                steps = [s for s in config.steps_through("a3") if s != "integration-test"]
+                with mock_aws():
+                    results, _ = run_steps(config, steps, make_conninfo(pg_server, dbname=database))
+                    failed = {n: r.error for n, r in results.items() if r.status != "ok"}
+                    assert not failed, failed
+                    statements, facts = read_back(results)
+            finally:
+                with psycopg.connect(pg_server, autocommit=True) as conn:
+                    conn.execute(f"DROP DATABASE IF EXISTS {database} WITH (FORCE)")
+            out[name] = [(s, facts) for s in statements]
+    return out
+
+
+def test_every_role_and_function_runbook_makes_is_read_back(seen):
+    for name, statements in seen.items():
+        wheres = {s.where for s, _ in statements}
+        for fn in ("pre-signup", "post-confirmation", "db-migrate"):
+            assert f"role matbakh-cognito-{fn}-role: trust policy" in wheres, (name, fn)
+            assert f"role matbakh-cognito-{fn}-role: inline policy runbook" in wheres, (name, fn)
+        owners = {(s.policy, s.owner) for s, _ in statements}
+        assert {("invoke permission", "pre_signup"),
+                ("invoke permission", "post_confirmation")} <= owners, name
+        assert ("invoke permission", "db_migrate") not in owners  # only runbook invokes it
+        assert all(s.owner != "?" for s, _ in statements), name
+
+
+def test_no_statement_grants_a_wildcard_or_goes_unjustified(seen):
+    found = [line for statements in seen.values()
+             for line in problems([s for s, _ in statements], statements[0][1])]
+    table = render(seen)
+    print("\n" + table)
+    assert found == [], "\n".join(found)
+
+
+def test_docs_iam_md_lists_every_statement_with_its_justification(seen):
+    table = render(seen)
+    assert "**UNJUSTIFIED**" not in table
+    if os.environ.get("RUNBOOK_UPDATE_DOCS"):
+        DOCS.parent.mkdir(exist_ok=True)
+        DOCS.write_text(table)
+    assert DOCS.exists() and DOCS.read_text() == table, (
+        "docs/iam.md differs from the policies runbook creates; regenerate it with "
+        "RUNBOOK_UPDATE_DOCS=1 pytest tests/functional/test_least_privilege.py")
+
+
+def test_each_justification_is_used(seen):
+    used = {id(justification(s, f)[0]) for statements in seen.values() for s, f in statements}
+    unused = [f"{w.policy} {w.owners} {w.sid}" for w in JUSTIFIED if id(w) not in used]
+    assert unused == [], "JUSTIFIED lists statements runbook no longer makes"
+
+
+def test_the_one_resource_star_statement_says_aws_requires_it():
+    """The code that grants "Resource": "*" is the ENI statement, and says why."""
+    root = Path(functions.__file__).parent
+    code = {p.relative_to(root).as_posix(): [line for line in p.read_text().splitlines()
+                                             if not line.lstrip().startswith("#")]
+            for p in root.rglob("*.py")}
+    granting = {name: sum('"Resource": "*"' in line for line in lines)
+                for name, lines in code.items() if any('"Resource": "*"' in x for x in lines)}
+    assert granting == {"functions.py": 1}
+    assert '"Action": ENI_ACTIONS, "Resource": "*"' in inspect.getsource(
+        functions.FunctionState.policy)
+    lines = Path(functions.__file__).read_text().splitlines()
+    above = lines[:next(i for i, line in enumerate(lines) if line.startswith("ENI_ACTIONS ="))]
+    comment = []
+    while above and above[-1].startswith("#"):
+        comment.insert(0, above.pop())
+    text = " ".join(comment)
+    assert '"Resource": "*"' in text and "AWS requires" in text
+
+
+# -- the checks find what they are for ------------------------------------------------------------
+
+FACTS = Facts(ACCOUNT, REGION, pool_arn=f"arn:aws:cognito-idp:{REGION}:{ACCOUNT}:userpool/p",
+              in_vpc={"post_confirmation"},
+              own={"post_confirmation": [(f"arn:aws:logs:{REGION}:{ACCOUNT}:log-group:"
+                                          "/aws/lambda/f", "{its log group}")]})
+
+
+@pytest.mark.parametrize("body, expected", [
+    ({"Sid": "Logs", "Effect": "Allow", "Action": "*", "Resource": "*"},
+     "wildcard action *"),
+    ({"Sid": "Logs", "Effect": "Allow", "Action": ["logs:*"],
+      "Resource": f"arn:aws:logs:{REGION}:{ACCOUNT}:log-group:/aws/lambda/f:*"},
+     "wildcard action logs:*"),
+    ({"Sid": "Logs", "Effect": "Allow", "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
+      "Resource": "*"},
+     '"Resource": "*" for actions AWS does not require it for'),
+    ({"Sid": "ReadDbSecret", "Effect": "Allow", "Action": "secretsmanager:GetSecretValue",
+      "Resource": f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:other"},
+     "its resource differs from the justified one"),
+    ({"Sid": "Extra", "Effect": "Allow", "Action": "s3:GetObject",
+      "Resource": "arn:aws:s3:::bucket/key"},
+     "no justification for this policy, owner and Sid"),
+    ({"Sid": "Logs", "Effect": "Allow", "NotAction": "iam:*", "Resource": "*"},
+     "NotAction grants everything but what it names"),
+], ids=["action-star", "service-star", "resource-star", "other-resource", "unjustified",
+        "not-action"])
+def test_an_over_broad_or_unjustified_statement_is_found(body, expected):
+    statement = Statement("role f-role: inline policy runbook", "execution role",
+                          "post_confirmation", body)
+    assert any(expected in line for line in problems([statement], FACTS)), expected
+
+
+def test_an_invoke_permission_without_source_account_is_found():
+    body = {"Sid": "runbook-cognito-post-confirmation", "Effect": "Allow",
+            "Principal": {"Service": "cognito-idp.amazonaws.com"},
+            "Action": "lambda:InvokeFunction", "Resource": "{this function}",
+            "Condition": {"ArnLike": {"AWS:SourceArn": FACTS.pool_arn}}}
+    statement = Statement("function f: resource policy", "invoke permission",
+                          "post_confirmation", body)
+    assert problems([statement], FACTS) == [
+        "function f: resource policy [runbook-cognito-post-confirmation]: SourceAccount is "
+        "not bound to the account"]
