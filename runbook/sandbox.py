@@ -64,8 +64,19 @@ class Sandbox:
         self._moto.start()
         host, port = self._moto.get_host_and_port()
         self.aws_url = f"http://{host}:{port}"
+        self._reset_moto()
         self.progress.line(f"sandbox: moto server on {self.aws_url} (sandbox dir {self.workdir})",
                            dim=True)
+
+    def _reset_moto(self) -> None:
+        """Empty the emulated account. moto keeps its state in the process, not in the
+        server: a second sandbox in one process (a test session, a library user) would
+        otherwise start with the first one's resources."""
+        import urllib.request
+
+        request = urllib.request.Request(f"{self.aws_url}/moto-api/reset", method="POST")
+        with urllib.request.urlopen(request, timeout=30) as response:
+            response.read()
 
     def _start_postgres(self) -> None:
         if self.external_dsn:
@@ -121,6 +132,7 @@ class Sandbox:
         """Stop everything this sandbox started. Safe to call more than once."""
         try:
             if self._moto is not None:
+                self._reset_moto()
                 self._moto.stop()
                 self._moto = None
             self._drop_database()

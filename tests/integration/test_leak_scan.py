@@ -24,7 +24,6 @@ import logging
 import re
 import urllib.parse
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import boto3
 import pytest
