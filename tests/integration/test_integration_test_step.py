@@ -170,3 +170,28 @@ def test_a_green_run_leaves_nothing_behind(sandbox):
     assert result.outputs["checks_passed"] == 9
     assert_nothing_left(sandbox)
 
+
+
+@pytest.mark.slow
+def test_the_command_exits_1_when_the_deployed_handler_raises(workdir, cli, tmp_path,
+                                                              monkeypatch):
+    from tests.conftest import read_report
+
+    broken = tmp_path / "lambdas"
+    shutil.copytree(package.default_lambdas_dir(), broken)
+    handler = broken / "post_confirmation" / "handler.py"
+    handler.write_text(handler.read_text().replace(
+        "    started = time.monotonic()\n", "    raise RuntimeError('deployed by mistake')\n", 1))
+    monkeypatch.setattr(package, "default_lambdas_dir", lambda: broken)
+    config = workdir / "config" / "prod.yaml"  # short waits for rows and log lines
+    config.write_text(config.read_text().replace("row_timeout_s: 15", "row_timeout_s: 2")
+                      .replace("log_timeout_s: 60", "log_timeout_s: 2"))
+
+    result = cli("run", "--phase", "a3", "--dry-run")
+
+    assert result.exit_code == 1, result.output
+    assert "checks failed: post_confirmation_trigger, profile_row, cloudwatch_logs" in result.stderr
+    report = read_report(workdir, "integration-test", dry_run=True)
+    assert report["status"] == "failed"
+    cleanup = next(c for c in report["steps"][0]["checks"] if c["name"] == "cleanup")
+    assert cleanup["status"] == "ok" and "deleted the Cognito user" in cleanup["detail"]
