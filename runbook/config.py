@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import ipaddress
+import math
 import re
 from pathlib import Path
 from typing import Any, Literal
@@ -25,6 +26,8 @@ NAME = r"^[a-z0-9][a-z0-9-]{0,40}$"
 class _Model(BaseModel):
     # strict: a quoted "256" is not a number and an unquoted 123456789012 is not an
     # account id string. YAML already gives every value its natural type.
+    # Patterns write digits as [0-9]: pydantic's \d and \w match any script's digits
+    # and letters, so "١٢٣٤٥٦٧٨٩٠١٢" would pass as an account id.
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
@@ -105,7 +108,7 @@ class DbRole(_Model):
 class Database(_Model):
     cluster_id: str = Field(pattern=r"^[a-z][a-z0-9]*(-[a-z0-9]+)*$", max_length=63)
     name: str = Field(pattern=r"^[A-Za-z][A-Za-z0-9_]{0,62}$")
-    engine_version: str = Field(default="15.4", pattern=r"^\d+(\.\d+)?$")
+    engine_version: str = Field(default="15.4", pattern=r"^[0-9]+(\.[0-9]+)?$")
     master_username: str = Field(default="postgres", pattern=r"^[A-Za-z][A-Za-z0-9_]{0,62}$")
     port: int = Field(default=5432, ge=1150, le=65535)
     instance_class: str = "db.serverless"
@@ -152,7 +155,10 @@ class Database(_Model):
     def _half_steps(cls, value: Any) -> Any:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             return value  # the type check reports it
-        if value * 2 != int(value * 2):
+        # Not int(value * 2): it raises OverflowError for inf and for 1e308 (doubled to
+        # inf), which pydantic does not turn into a field error. The range check reports
+        # those; it also refuses nan, which compares false with everything.
+        if math.isfinite(value) and value % 0.5:
             raise ValueError("capacity is counted in steps of 0.5 ACU")
         return float(value)
 
@@ -223,18 +229,29 @@ class LambdaSettings(_Model):
 
 
 FUNCTION_PREFIX = r"^[A-Za-z0-9_-]{1,40}$"
+LOG_RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096,
+                      1827, 2192, 2557, 2922, 3288, 3653)
 
 
 class Lambdas(_Model):
-    runtime: str = Field(default="python3.11", pattern=r"^python3\.\d+$")
+    runtime: str = Field(default="python3.11", pattern=r"^python3\.[0-9]+$")
     # Function names are <prefix>-<function>, e.g. matbakh-cognito-post-confirmation;
     # the prefix defaults to network.name.
     prefix: str | None = Field(default=None, pattern=FUNCTION_PREFIX)
-    log_retention_days: Literal[1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545,
-                                731, 1096, 1827, 2192, 2557, 2922, 3288, 3653] = 30
+    # An int checked against the list, not a Literal: a strict Literal[1, 30] still takes
+    # true for 1 and 30.0 for 30, as they compare equal.
+    log_retention_days: int = 30
     pre_signup: LambdaSettings
     post_confirmation: LambdaSettings
     db_migrate: LambdaSettings = LambdaSettings(memory_mb=256, timeout_s=300)
+
+    @field_validator("log_retention_days")
+    @classmethod
+    def _retention(cls, value: int) -> int:
+        if value not in LOG_RETENTION_DAYS:
+            raise ValueError(f"{value} is not a retention CloudWatch Logs offers; one of "
+                             f"{', '.join(map(str, LOG_RETENTION_DAYS))}")
+        return value
 
 
 DOMAIN = r"^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$"
@@ -261,7 +278,7 @@ class Cognito(_Model):
     user_pool: str = Field(pattern=r"^[\w\s+=,.@-]{1,128}$")
     client: str = Field(pattern=r"^[\w\s+=,.@-]{1,128}$")
     # Adopt a pool made before runbook by its id (otherwise found by name and tags).
-    pool_id: str | None = Field(default=None, pattern=r"^[\w-]+_[0-9a-zA-Z]+$")
+    pool_id: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_-]+_[0-9a-zA-Z]+$")
     deletion_protection: bool = True
     password_policy: PasswordPolicy = PasswordPolicy()
     # Custom attributes, named without the "custom:" prefix. They can be added to a
@@ -297,8 +314,8 @@ class Cognito(_Model):
             for index, domain in enumerate(self.auto_confirm_domains):
                 if domain not in self.allowed_domains:
                     raise _AtPath(("auto_confirm_domains", index),
-                                  f"{domain} is not in allowed_domains, so its sign-ups are "
-                                  "refused before they could be confirmed")
+                                  f"{_short(domain)} is not in allowed_domains, so its "
+                                  "sign-ups are refused before they could be confirmed")
         return self
 
 
@@ -316,8 +333,8 @@ class IntegrationTest(_Model):
 
 class Config(_Model):
     env: str = Field(pattern=NAME)
-    region: str = Field(pattern=r"^[a-z]{2}(-[a-z]+)+-\d$")
-    account_id: str | None = Field(default=None, pattern=r"^\d{12}$")
+    region: str = Field(pattern=r"^[a-z]{2}(-[a-z]+)+-[0-9]$")
+    account_id: str | None = Field(default=None, pattern=r"^[0-9]{12}$")
     tags: dict[str, str] = Field(default_factory=dict)
     network: Network
     database: Database
@@ -332,7 +349,7 @@ class Config(_Model):
     def _tags(cls, value: dict[str, str]) -> dict[str, str]:
         for key in value:
             if key.startswith(("runbook:", "aws:")):
-                raise ValueError(f"tag key {key!r} is reserved")
+                raise ValueError(f"tag key {_short(key)} is reserved")
         return value
 
     @model_validator(mode="after")
@@ -340,7 +357,7 @@ class Config(_Model):
         for index, subnet in enumerate(self.network.subnets):
             if not re.fullmatch(re.escape(self.region) + r"[a-z]", subnet.az):
                 raise _AtPath(("network", "subnets", index, "az"),
-                              f"{subnet.az!r} is not an availability zone of region "
+                              f"{_short(subnet.az)} is not an availability zone of region "
                               f"{self.region} (expected {self.region}a, {self.region}b, …)")
         return self
 
@@ -361,7 +378,7 @@ class Config(_Model):
                     hint = difflib.get_close_matches(step, CATALOGUE, n=1)
                     known = f"did you mean {hint[0]!r}?" if hint else \
                         "known steps: " + ", ".join(CATALOGUE)
-                    raise _AtPath(where, f"unknown step {step!r}; {known}")
+                    raise _AtPath(where, f"unknown step {_short(step)}; {known}")
                 if step in placed:
                     raise _AtPath(where, f"step {step!r} is already in phase {placed[step]!r}")
                 for needed in CATALOGUE[step].needs(self):
@@ -380,8 +397,8 @@ class Config(_Model):
         domain = self.integration_test.email_domain
         if allowed and "integration-test" in self.all_steps() and domain not in allowed:
             raise _AtPath(("integration_test", "email_domain"),
-                          f"{domain} is not in cognito.allowed_domains, so Pre-SignUp would "
-                          "refuse the test user")
+                          f"{_short(domain)} is not in cognito.allowed_domains, so Pre-SignUp "
+                          "would refuse the test user")
         return self
 
     # -- queries -------------------------------------------------------------------

@@ -10,8 +10,9 @@ from __future__ import annotations
 import re
 
 _LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
-# Any address inside a longer text (a handler's result, an error message).
-_IN_TEXT = re.compile(r"(?P<local>[\w.+-]+)@(?P<domain>(?:[\w-]+\.)+[\w-]+)")
+# Any address inside a longer text (a handler's result, an error message). Matches start
+# only where a run of address characters starts: linear, as db.redact_emails.
+_IN_TEXT = re.compile(r"(?<![\w.+-])(?P<local>[\w.+-]+)@(?P<domain>(?:[\w-]+\.)+[\w-]+)")
 _ADDRESS = re.compile(
     r"(?P<local>[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*)"
     rf"@(?P<domain>(?:{_LABEL}\.)+{_LABEL})")

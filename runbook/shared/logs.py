@@ -16,6 +16,8 @@ import sys
 
 from runbook.shared.db import redact_emails
 
+_LINE_BREAKS = {code: f"\\u{code:04x}" for code in (0x85, 0x2028, 0x2029)}
+
 
 class Log:
     def __init__(self, **fields):
@@ -34,6 +36,12 @@ class Log:
     def _write(self, level: str, message: str, fields: dict) -> None:
         line = json.dumps({"level": level, "message": message, **self.fields, **fields},
                           default=str, ensure_ascii=False)
+        # ensure_ascii=False keeps names readable but leaves two kinds of character raw
+        # that break the line: a lone surrogate (an event may carry "\ud800") cannot be
+        # encoded for a UTF-8 stdout (UnicodeEncodeError, raised from the handler), and
+        # U+0085, U+2028 and U+2029 end a line for str.splitlines, so a reader such as the
+        # local invoker saw two halves of a JSON object. Both are written as JSON escapes.
+        line = line.translate(_LINE_BREAKS).encode("utf-8", "backslashreplace").decode("utf-8")
         # One write per line: the lines of concurrent threads do not interleave.
         sys.stdout.write(redact_emails(line) + "\n")
         sys.stdout.flush()

@@ -4,12 +4,21 @@ Cognito sends every user attribute as a string, in `request.userAttributes`. A h
 parses the event before it does anything else, so that a malformed one (a test event
 typed by hand, a trigger attached to the wrong function) is refused with
 `MalformedEvent`, naming the field, before anything is written.
+
+An attribute must also be text PostgreSQL can store: no NUL (text columns refuse it) and
+no lone surrogate (UTF-8 cannot encode it; JSON admits one as "\\ud800"). Refusing them at
+Pre-SignUp keeps a user from being confirmed whose profile Post-Confirmation could never
+write.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Collection, Mapping
+
+
+_NOT_STORABLE = re.compile("[\x00\ud800-\udfff]")
 
 
 class MalformedEvent(ValueError):
@@ -42,7 +51,8 @@ def parse(event, sources: Collection[str], *, required: Collection[str] = ()) ->
     """The event's trigger source (one of `sources`) and user attributes.
 
     Raises MalformedEvent when the source is another one, when `request.userAttributes`
-    is not an object of strings, or when an attribute in `required` is missing or blank.
+    is not an object of strings PostgreSQL can store, or when an attribute in `required`
+    is missing or blank.
     """
     if not isinstance(event, dict):
         raise MalformedEvent("the event", f"is a {type(event).__name__}, not an object")
@@ -61,6 +71,12 @@ def parse(event, sources: Collection[str], *, required: Collection[str] = ()) ->
         if not isinstance(value, str):
             raise MalformedEvent(f"request.userAttributes.{name}",
                                  f"is a {type(value).__name__}, not a string")
+        bad = _NOT_STORABLE.search(value)
+        if bad:
+            what = "a NUL character" if bad[0] == "\x00" else \
+                f"a lone surrogate (U+{ord(bad[0]):04X})"
+            raise MalformedEvent(f"request.userAttributes.{name}",
+                                 f"contains {what}, which PostgreSQL text cannot hold")
     parsed = TriggerEvent(source, dict(attributes))
     for name in required:
         parsed.require(name)

@@ -223,6 +223,12 @@ def test_pre_signup_rejects_a_missing_or_malformed_address(pre_signup, address, 
     assert str(rejected.value) == message
 
 
+def test_pre_signup_refuses_a_name_post_confirmation_could_not_store(pre_signup):
+    # Accepted, the user would be confirmed with a profile that can never be written.
+    with pytest.raises(ValueError, match="given_name contains a NUL character"):
+        pre_signup.handler(event("pre_signup_signup", given_name="Le\x00na"), Context())
+
+
 def test_pre_signup_rejects_an_event_of_another_trigger(pre_signup):
     with pytest.raises(ValueError, match="triggerSource is 'UserMigration_Authentication'"):
         pre_signup.handler(event("user_migration_authentication"), Context())
@@ -383,8 +389,14 @@ def setting(path: str, value):
      "request.userAttributes.email_verified is a bool, not a string"),
     (setting("request.userAttributes", ["sub", SUB]), "request.userAttributes is missing or not"),
     (setting("request", None), "request is missing or not an object"),
+    # Found by test_handlers_fuzz: PostgreSQL text cannot hold either.
+    (setting("request.userAttributes.given_name", "Le\x00na"),
+     "request.userAttributes.given_name contains a NUL character"),
+    (setting("request.userAttributes.sub", "\ud800"),
+     "request.userAttributes.sub contains a lone surrogate (U+D800)"),
 ], ids=["no sub", "no email", "blank sub", "unknown trigger source", "no trigger source",
-        "attribute not a string", "attributes not an object", "no request"])
+        "attribute not a string", "attributes not an object", "no request", "NUL in a name",
+        "lone surrogate in the sub"])
 def test_a_malformed_event_is_refused_and_writes_nothing(database, post_confirmation, capsys,
                                                          change, field):
     incoming = sign_up()
@@ -417,6 +429,21 @@ def test_log_lines_carry_sub_source_and_request_id_and_no_address(database, post
     assert lines[1]["profile"] == "created" and lines[1]["private_profile"] == "created"
     assert EMAIL not in out and "lena.maier" not in out and "@" not in out
     assert "+4915112345678" not in out
+
+
+def test_a_lone_surrogate_or_line_separator_in_the_event_keeps_each_log_line_one_object(
+        database, post_confirmation, capsys):
+    # Found by test_handlers_fuzz: the surrogate raised UnicodeEncodeError from the log
+    # call, and U+2028 split a line in two for the local invoker's splitlines().
+    incoming = sign_up()
+    incoming["userPoolId"] = "eu-central-1_\ud800\u2028\x85x"
+
+    assert post_confirmation.handler(incoming, Context()) is incoming
+
+    out, lines = log_lines(capsys)
+    assert len(out.splitlines()) == len(lines) == 3
+    assert lines[0]["user_pool_id"] == "eu-central-1_\ud800\u2028\x85x"
+    assert counts(database) == (1, 1)
 
 
 def test_a_database_error_is_logged_and_raised_without_the_address(database, post_confirmation,

@@ -160,6 +160,31 @@ CASES = {
     "yaml-unclosed-bracket": Case(
         None, ("not valid YAML",),
         text=lambda t: replace_once(t, "  a2: [cognito]", "  a2: [cognito")),
+    # Found by test_config_fuzz: these loaded, or escaped as an internal error.
+    "capacity-infinite": Case(
+        "database.min_capacity", ("less than or equal to 256", "inf"),
+        text=lambda t: replace_once(t, "min_capacity: 0.5", "min_capacity: .inf")),
+    "capacity-that-doubles-to-infinity": Case(
+        "database.max_capacity", ("less than or equal to 256",),
+        text=lambda t: replace_once(t, "max_capacity: 4", "max_capacity: 1.0e+308")),
+    "log-retention-true": Case(
+        "lambdas.log_retention_days", ("expected a whole number", "True"),
+        mutate=_set("lambdas", "log_retention_days", True)),
+    "log-retention-float": Case(
+        "lambdas.log_retention_days", ("expected a whole number", "30.0"),
+        mutate=_set("lambdas", "log_retention_days", 30.0)),
+    "log-retention-not-offered": Case(
+        "lambdas.log_retention_days", ("31 is not a retention", "one of 1, 3, 5"),
+        mutate=_set("lambdas", "log_retention_days", 31)),
+    "account-id-in-arabic-digits": Case(
+        "account_id", ("is not valid here",),
+        mutate=_set("account_id", "١٢٣٤٥٦٧٨٩٠١٢")),
+    "engine-version-in-arabic-digits": Case(
+        "database.engine_version", ("is not valid here",),
+        mutate=_set("database", "engine_version", "١٥.٤")),
+    "huge-unknown-step-cut-short": Case(
+        "phases.a2[0]", ("unknown step 'cccc", "...; known steps"),
+        mutate=_set("phases", "a2", ["c" * 100_000])),
 }
 
 

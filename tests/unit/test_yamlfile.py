@@ -223,3 +223,109 @@ def test_line_of_falls_back_to_the_nearest_known_parent():
     # a path with no known ancestor has no line
     assert doc.line_of(("database", "name")) is None
     assert doc.line_of(()) is None
+
+
+# -- what used to escape as a traceback (found by tests/unit/test_config_fuzz.py) -------------
+
+def test_a_nul_in_the_file_is_refused_with_its_line_not_a_reader_error():
+    with pytest.raises(YamlProblem) as caught:
+        parse("region: eu-central-1\nname: mat\x00bakh\n")
+
+    assert caught.value.message.startswith("not valid YAML: unacceptable character #x0000")
+    assert caught.value.line == 2
+
+
+@pytest.mark.parametrize("value", [
+    "2020-02-30", "0x_", "0b_", "9999-12-31T24:00:00", "!!int abc", '!!int ""',
+    "!!float x", "!!bool maybe", "!!timestamp x",
+])
+def test_a_value_pyyaml_cannot_construct_is_refused_naming_its_field(value):
+    # PyYAML's constructors raise ValueError, KeyError, IndexError or AttributeError here.
+    with pytest.raises(YamlProblem) as caught:
+        parse(f"a: 1\nb:\n  c: {value}\n")
+
+    assert caught.value.field == "b.c"
+    assert caught.value.message.startswith("unsupported YAML: ")
+    assert "cannot be read as !!" in caught.value.message
+    assert caught.value.line == 3
+
+
+def test_a_tagged_list_item_is_refused_naming_the_item():
+    with pytest.raises(YamlProblem) as caught:
+        parse("phases:\n  a1: [network, !!python/object/apply:os.system [x], database]\n")
+
+    assert caught.value.field == "phases.a1[1]"
+
+
+@pytest.mark.parametrize("value", ["[" * 5000 + "]" * 5000, "{a: " * 5000 + "1" + "}" * 5000])
+def test_nesting_deeper_than_the_limit_is_refused_instead_of_exhausting_the_stack(value):
+    with pytest.raises(YamlProblem) as caught:
+        parse(f"region: x\nnetwork:\n  name: {value}\n")
+
+    assert caught.value.field.startswith("network.name")
+    assert f"nested more than {yamlfile.MAX_DEPTH} levels deep" in caught.value.message
+    assert caught.value.line == 3
+
+
+@pytest.mark.parametrize("value", ["&r [*r]", "&r {a: *r}", "&r {<<: *r}"])
+def test_an_alias_inside_the_value_it_names_is_refused(value):
+    with pytest.raises(YamlProblem) as caught:
+        parse(f"network:\n  name: {value}\n")
+
+    assert caught.value.field.startswith("network.name")
+    assert "an alias refers to a value that contains it" in caught.value.message
+
+
+@pytest.mark.parametrize("number", ["9" * 5000, "-" + "9" * 5000, "0x" + "f" * 5000, "9" * 31])
+def test_an_integer_too_long_to_convert_is_refused_naming_its_field(number):
+    # Python refuses to convert more than 4300 digits (ValueError).
+    with pytest.raises(YamlProblem) as caught:
+        parse(f"lambdas:\n  memory_mb: {number}\n")
+
+    assert caught.value.field == "lambdas.memory_mb"
+    assert f"a number of {len(number)} characters is too long" in caught.value.message
+
+
+def test_a_twelve_digit_account_id_is_still_read_as_a_number():
+    assert parse("account_id: 123456789012\n").data == {"account_id": 123456789012}
+
+
+@pytest.mark.parametrize("key, tag", [("1", "!!int"), ("~", "!!null"), ("on", "!!bool"),
+                                      ("2020-01-01", "!!timestamp"), ("1.5", "!!float")])
+def test_a_key_yaml_reads_as_another_type_is_refused_naming_it(key, tag):
+    with pytest.raises(YamlProblem) as caught:
+        parse(f"phases:\n  {key}: [network]\n")
+
+    assert caught.value.field == f"phases.{key}"
+    assert f"a key must be a string, and YAML reads this one as {tag}" in caught.value.message
+    assert caught.value.line == 2
+
+
+@pytest.mark.parametrize("text, field, shown", [
+    ('name: "mat\\0bakh"\n', "name", "U+0000, a control character"),
+    ('name: "\\ud800"\n', "name", "U+D800, a lone surrogate"),
+    ('tags: {"na\\0me": x}\n', "tags.'na\\x00me'", "U+0000"),
+    ('tags: {"\\udfffx": x}\n', "tags.'\\udfffx'", "U+DFFF"),
+])
+def test_an_escaped_control_character_or_lone_surrogate_is_refused_naming_the_field(
+        text, field, shown):
+    with pytest.raises(YamlProblem) as caught:
+        parse(text)
+
+    assert caught.value.field == field
+    assert shown in caught.value.message
+
+
+def test_two_merge_keys_in_one_mapping_are_a_duplicate_key():
+    text = "a: &a {x: 1}\nb: &b {x: 2}\nc:\n  <<: *a\n  <<: *b\n"
+
+    with pytest.raises(YamlProblem) as caught:
+        parse(text)
+
+    assert caught.value.field == "c.<<"
+    assert "duplicate key (first defined on line 4)" in caught.value.message
+
+
+def test_dotted_shows_unprintable_keys_escaped_and_long_keys_cut():
+    assert dotted(("tags", "evil\u202etxt.exe")) == "tags.'evil\\u202etxt.exe'"
+    assert dotted(("tags", "a" * 1000)) == "tags." + "a" * 37 + "..."
