@@ -29,6 +29,49 @@ _WRITE = "runbook_write"
 Interceptor = Callable[[str, str, bool], None]
 
 
+# Writes that are carried out again when the same request arrives twice, each time
+# adding a resource: CreateVpc, CreateRouteTable (runbook passes no ClientToken),
+# CreateUserPool, CreateUserPoolClient and PublishLayerVersion on AWS as in moto;
+# CreateVpcEndpoint's ClientToken and AddPermission's statement id stop a second one on
+# AWS, not in moto (the sandbox). botocore retries a request whose answer was lost (the
+# connection closed or timed out after sending, or a 5xx), so one lost answer left, for
+# example, two VPCs, and every later run stopped at "several VPCs carry this
+# environment's tags". These are not retried when the request may have been carried
+# out: the step fails, and the next run finds what it made by its tags or name.
+NOT_RETRIED_WHEN_UNCERTAIN = {
+    "ec2": frozenset({"CreateVpc", "CreateRouteTable", "CreateVpcEndpoint"}),
+    "cognito-idp": frozenset({"CreateUserPool", "CreateUserPoolClient"}),
+    "lambda": frozenset({"PublishLayerVersion", "AddPermission"}),
+}
+
+# Refusals: the request was not carried out, so retrying it is safe.
+_THROTTLED = frozenset({"Throttling", "ThrottlingException", "ThrottledException",
+                        "RequestThrottledException", "TooManyRequestsException",
+                        "RequestLimitExceeded", "RequestThrottled", "SlowDown",
+                        "EC2ThrottledException"})
+
+
+def not_retried_when_uncertain(response=None, caught_exception=None, **_) -> bool | None:
+    """botocore `needs-retry` handler of the creates in NOT_RETRIED_WHEN_UNCERTAIN.
+
+    False (botocore then does not retry) when the request may have been carried out:
+    the connection broke after it was sent (HTTPClientError: closed, read timeout) or
+    AWS answered with a 5xx that is not a throttling. None otherwise, which leaves the
+    decision to botocore's own handler: a throttling, or a connection that was never
+    made (botocore's ConnectionError), is retried as usual.
+    """
+    from botocore.exceptions import HTTPClientError
+
+    if caught_exception is not None:
+        return False if isinstance(caught_exception, HTTPClientError) else None
+    if response is not None:
+        http, parsed = response
+        code = (parsed or {}).get("Error", {}).get("Code")
+        if http.status_code >= 500 and code not in _THROTTLED:
+            return False
+    return None
+
+
 def is_write(operation: str) -> bool:
     name = operation.removeprefix("Admin")
     return not name.startswith(_READ_PREFIXES)
@@ -135,6 +178,11 @@ class ClientFactory:
         events = client.meta.events
         events.register("before-call.*.*", partial(self._before_call, service))
         events.register("after-call.*.*", partial(self._after_call, service))
+        service_id = client.meta.service_model.service_id.hyphenize()
+        for operation in NOT_RETRIED_WHEN_UNCERTAIN.get(service, ()):
+            # More specific than botocore's `needs-retry.<service>`, so asked first.
+            events.register_first(f"needs-retry.{service_id}.{operation}",
+                                  not_retried_when_uncertain)
         return client
 
     def _before_call(self, service: str, model, params, context, **_):
