@@ -5,6 +5,12 @@ where the sandbox (endpoint and fake credentials), call counting, the journal an
 injection hook in. Calls are classified as read or write by operation name and counted
 per scope (normally the running step) through botocore's `before-call` event; completed
 writes go to the journal through `after-call`.
+
+Fault injection (the crash-consistency sweep in tests/sweep.py) hooks in twice:
+`interceptors` see a call before it is sent and may raise to fail it, as a throttled or
+refused request fails; `after_interceptors` see it once its response arrived and may
+raise to make runbook see a failure of a call that took effect, as a response lost on
+its way back or a process killed right after the call would.
 """
 
 from __future__ import annotations
@@ -27,6 +33,9 @@ _WRITE = "runbook_write"
 
 # An interceptor sees every call before it is sent and may raise to fail it.
 Interceptor = Callable[[str, str, bool], None]
+# An after-interceptor sees every call that got a response, with the parsed response,
+# after the journal has it; it may raise to fail a call that took effect.
+AfterInterceptor = Callable[[str, str, bool, dict], None]
 
 
 # Writes that are carried out again when the same request arrives twice, each time
@@ -112,11 +121,13 @@ class ClientFactory:
     def __init__(self, region: str, *, endpoint_url: str | None = None,
                  credentials: dict[str, str] | None = None,
                  journal: Journal | None = None,
-                 interceptors: list[Interceptor] | None = None):
+                 interceptors: list[Interceptor] | None = None,
+                 after_interceptors: list[AfterInterceptor] | None = None):
         self.region = region
         self.endpoint_url = endpoint_url
         self.journal = journal if journal is not None else Journal()
         self.interceptors = list(interceptors or ())
+        self.after_interceptors = list(after_interceptors or ())
         self.counts: dict[str, dict[str, int]] = defaultdict(lambda: {"read": 0, "write": 0})
         self._credentials = credentials or {}
         self._session = None
@@ -197,6 +208,8 @@ class ClientFactory:
         write = context.get(_WRITE, is_write(model.name))
         if write and http_response is not None and http_response.status_code < 300:
             self.journal.record(self.scope, service, model.name, parsed or {})
+        for intercept in self.after_interceptors:
+            intercept(service, model.name, write, parsed or {})
 
     # -- identity ------------------------------------------------------------------
 
