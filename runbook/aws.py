@@ -5,6 +5,12 @@ where the sandbox (endpoint and fake credentials), call counting, the journal an
 injection hook in. Calls are classified as read or write by operation name and counted
 per scope (normally the running step) through botocore's `before-call` event; completed
 writes go to the journal through `after-call`.
+
+Fault injection (the crash-consistency sweep in tests/sweep.py) hooks in twice:
+`interceptors` see a call before it is sent and may raise to fail it, as a throttled or
+refused request fails; `after_interceptors` see it once its response arrived and may
+raise to make runbook see a failure of a call that took effect, as a response lost on
+its way back or a process killed right after the call would.
 """
 
 from __future__ import annotations
@@ -27,6 +33,52 @@ _WRITE = "runbook_write"
 
 # An interceptor sees every call before it is sent and may raise to fail it.
 Interceptor = Callable[[str, str, bool], None]
+# An after-interceptor sees every call that got a response, with the parsed response,
+# after the journal has it; it may raise to fail a call that took effect.
+AfterInterceptor = Callable[[str, str, bool, dict], None]
+
+
+# Writes that are carried out again when the same request arrives twice, each time
+# adding a resource: CreateVpc, CreateRouteTable (runbook passes no ClientToken),
+# CreateUserPool, CreateUserPoolClient and PublishLayerVersion on AWS as in moto;
+# CreateVpcEndpoint's ClientToken and AddPermission's statement id stop a second one on
+# AWS, not in moto (the sandbox). botocore retries a request whose answer was lost (the
+# connection closed or timed out after sending, or a 5xx), so one lost answer left, for
+# example, two VPCs, and every later run stopped at "several VPCs carry this
+# environment's tags". These are not retried when the request may have been carried
+# out: the step fails, and the next run finds what it made by its tags or name.
+NOT_RETRIED_WHEN_UNCERTAIN = {
+    "ec2": frozenset({"CreateVpc", "CreateRouteTable", "CreateVpcEndpoint"}),
+    "cognito-idp": frozenset({"CreateUserPool", "CreateUserPoolClient"}),
+    "lambda": frozenset({"PublishLayerVersion", "AddPermission"}),
+}
+
+# Refusals: the request was not carried out, so retrying it is safe.
+_THROTTLED = frozenset({"Throttling", "ThrottlingException", "ThrottledException",
+                        "RequestThrottledException", "TooManyRequestsException",
+                        "RequestLimitExceeded", "RequestThrottled", "SlowDown",
+                        "EC2ThrottledException"})
+
+
+def not_retried_when_uncertain(response=None, caught_exception=None, **_) -> bool | None:
+    """botocore `needs-retry` handler of the creates in NOT_RETRIED_WHEN_UNCERTAIN.
+
+    False (botocore then does not retry) when the request may have been carried out:
+    the connection broke after it was sent (HTTPClientError: closed, read timeout) or
+    AWS answered with a 5xx that is not a throttling. None otherwise, which leaves the
+    decision to botocore's own handler: a throttling, or a connection that was never
+    made (botocore's ConnectionError), is retried as usual.
+    """
+    from botocore.exceptions import HTTPClientError
+
+    if caught_exception is not None:
+        return False if isinstance(caught_exception, HTTPClientError) else None
+    if response is not None:
+        http, parsed = response
+        code = (parsed or {}).get("Error", {}).get("Code")
+        if http.status_code >= 500 and code not in _THROTTLED:
+            return False
+    return None
 
 
 def is_write(operation: str) -> bool:
@@ -69,11 +121,13 @@ class ClientFactory:
     def __init__(self, region: str, *, endpoint_url: str | None = None,
                  credentials: dict[str, str] | None = None,
                  journal: Journal | None = None,
-                 interceptors: list[Interceptor] | None = None):
+                 interceptors: list[Interceptor] | None = None,
+                 after_interceptors: list[AfterInterceptor] | None = None):
         self.region = region
         self.endpoint_url = endpoint_url
         self.journal = journal if journal is not None else Journal()
         self.interceptors = list(interceptors or ())
+        self.after_interceptors = list(after_interceptors or ())
         self.counts: dict[str, dict[str, int]] = defaultdict(lambda: {"read": 0, "write": 0})
         self._credentials = credentials or {}
         self._session = None
@@ -135,6 +189,11 @@ class ClientFactory:
         events = client.meta.events
         events.register("before-call.*.*", partial(self._before_call, service))
         events.register("after-call.*.*", partial(self._after_call, service))
+        service_id = client.meta.service_model.service_id.hyphenize()
+        for operation in NOT_RETRIED_WHEN_UNCERTAIN.get(service, ()):
+            # More specific than botocore's `needs-retry.<service>`, so asked first.
+            events.register_first(f"needs-retry.{service_id}.{operation}",
+                                  not_retried_when_uncertain)
         return client
 
     def _before_call(self, service: str, model, params, context, **_):
@@ -149,6 +208,8 @@ class ClientFactory:
         write = context.get(_WRITE, is_write(model.name))
         if write and http_response is not None and http_response.status_code < 300:
             self.journal.record(self.scope, service, model.name, parsed or {})
+        for intercept in self.after_interceptors:
+            intercept(service, model.name, write, parsed or {})
 
     # -- identity ------------------------------------------------------------------
 

@@ -23,7 +23,7 @@ import json
 from dataclasses import dataclass, field
 
 from runbook import naming, package, policies, retry
-from runbook.engine import UNKNOWN, Change, diff_field
+from runbook.engine import UNKNOWN, Change, diff_field, tag_change
 from runbook.errors import StepFailed
 
 HANDLER = "handler.handler"
@@ -89,7 +89,7 @@ class FunctionState:
     region: str
     artifact: package.Artifact
     role: dict | None = None          # {"arn", "trust", "policy", "tags"}
-    log_group: dict | None = None     # {"retention"}
+    log_group: dict | None = None     # {"retention", "arn", "tags"}
     function: dict | None = None      # GetFunction's Configuration, plus "Tags"
     statement: dict | None = None     # our statement in the function's resource policy
     layer_arn: str | None = None
@@ -164,7 +164,10 @@ class FunctionsMixin:
         groups = logs.describe_log_groups(logGroupNamePrefix=spec.log_group)["logGroups"]
         group = next((g for g in groups if g["logGroupName"] == spec.log_group), None)
         if group is not None:
-            state.log_group = {"retention": group.get("retentionInDays")}
+            # Lambda makes the group itself, untagged, on a first invocation without one.
+            arn = group.get("logGroupArn") or group["arn"].removesuffix(":*")
+            state.log_group = {"retention": group.get("retentionInDays"), "arn": arn,
+                               "tags": logs.list_tags_for_resource(resourceArn=arn)["tags"]}
         try:
             found = lam.get_function(FunctionName=spec.name)
         except lam.exceptions.ResourceNotFoundException:
@@ -206,10 +209,13 @@ class FunctionsMixin:
         if fn.log_group is None:
             changes.append(Change("create", f"logs:log-group {spec.log_group}", "create_log_group",
                                   key, {"retention_days": spec.log_retention_days}))
-        elif fn.log_group["retention"] != spec.log_retention_days:
-            changes.append(Change("update", f"logs:log-group {spec.log_group}", "set_retention", key,
-                                  {"retention_days": {"from": fn.log_group["retention"],
-                                                      "to": spec.log_retention_days}}))
+        else:
+            if fn.log_group["retention"] != spec.log_retention_days:
+                changes.append(Change("update", f"logs:log-group {spec.log_group}", "set_retention",
+                                      key, {"retention_days": {"from": fn.log_group["retention"],
+                                                               "to": spec.log_retention_days}}))
+            changes += tag_change(f"logs:log-group {spec.log_group}", fn.log_group["arn"],
+                                  spec.tags, fn.log_group["tags"], "tag_log_group")
         label = f"lambda:function {spec.name}"
         desired = self.desired_configuration(fn, layer)
         if fn.function is None:
@@ -333,6 +339,9 @@ class FunctionsMixin:
         except logs.exceptions.ResourceAlreadyExistsException:
             pass  # made by a concurrent run, or by Lambda on a first invocation
         self.apply_set_retention(state, key)
+
+    def apply_tag_log_group(self, state, resource_id: str, tags: dict) -> None:
+        self.client("logs").tag_resource(resourceArn=resource_id, tags=tags)
 
     def apply_set_retention(self, state, key: str) -> None:
         spec = self.function_state(key).spec

@@ -165,6 +165,24 @@ def test_second_apply_makes_no_mutating_call(account, config):
     assert again.outputs == first.outputs
 
 
+def test_an_untagged_log_group_is_adopted_and_tagged_not_left_untagged(account, config):
+    # As Lambda leaves it on a first invocation, or the old scripts did: no tags.
+    logs = boto3.client("logs", region_name=REGION)
+    logs.create_log_group(logGroupName=f"/aws/lambda/{PRE_SIGNUP}")
+
+    result, _ = run(config)
+
+    assert result.status == "ok", result.error
+    group = f"logs:log-group /aws/lambda/{PRE_SIGNUP}"
+    tagging = [c for c in result.changes if c.resource == group]
+    assert [c.op for c in tagging] == ["set_retention", "tag_log_group"]
+    tags = logs.list_tags_log_group(logGroupName=f"/aws/lambda/{PRE_SIGNUP}")["tags"]
+    assert (tags["runbook:env"], tags["runbook:step"], tags["Name"]) == ("prod", "cognito",
+                                                                       PRE_SIGNUP)
+    assert len(logs.describe_log_groups(logGroupNamePrefix="/aws/lambda/")["logGroups"]) == 1
+    assert run(config)[0].api_calls["write"] == 0
+
+
 def test_plan_on_an_empty_account_lists_pool_attributes_and_client_and_writes_nothing(
         account, config):
     result, aws = run(config, plan_only=True)

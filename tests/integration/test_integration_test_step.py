@@ -163,6 +163,40 @@ def test_ctrl_c_during_the_checks_still_cleans_up(sandbox, monkeypatch):
     assert_nothing_left(sandbox)
 
 
+def test_a_user_that_cannot_be_deleted_fails_cleanup_and_its_rows_are_still_deleted(sandbox):
+    from botocore.exceptions import ClientError
+
+    box, _, outputs = sandbox
+
+    def throttle_delete(service, operation, write):
+        if operation == "AdminDeleteUser":
+            raise ClientError({"Error": {"Code": "ThrottlingException", "Message": "Rate exceeded"},
+                               "ResponseMetadata": {"HTTPStatusCode": 400}}, operation)
+
+    aws = ClientFactory(REGION, endpoint_url=box.aws_url, credentials=SANDBOX_CREDENTIALS,
+                        interceptors=[throttle_delete])
+    runner = Runner(config_mod.load(PROD_CONFIG), aws, Progress(quiet=True), dry_run=True,
+                    sleep=lambda s: None, database_dsn=box.database_dsn)
+    [result] = runner.run([STEP])
+
+    assert result.status == "failed"
+    checks = {c["name"]: (c["status"], c["detail"]) for c in result.evidence["checks"]}
+    status, detail = checks["cleanup"]
+    assert status == "failed"
+    assert "could not be deleted (delete it by hand): ThrottlingException" in detail
+    assert "deleting the profile removed the private profile (cascade)" in detail
+    assert "@example.com" not in detail.replace("***@example.com", "")
+    with psycopg.connect(box.database_dsn) as conn:
+        assert conn.execute("SELECT (SELECT count(*) FROM profiles), "
+                            "(SELECT count(*) FROM private_profiles)").fetchone() == (0, 0)
+    idp = ClientFactory(REGION, endpoint_url=box.aws_url,
+                        credentials=SANDBOX_CREDENTIALS).client("cognito-idp")
+    pool = outputs["cognito"]["user_pool_id"]
+    [left] = idp.list_users(UserPoolId=pool)["Users"]  # the one the delete could not remove
+    idp.admin_delete_user(UserPoolId=pool, Username=left["Username"])
+    assert_nothing_left(sandbox)
+
+
 def test_a_green_run_leaves_nothing_behind(sandbox):
     result = run(sandbox)[STEP]
     assert result.status == "ok", result.error

@@ -1,0 +1,136 @@
+"""Crash consistency: a run that fails at any write, however it fails, is finished by the
+next run, which ends with exactly what a clean run leaves (tests/sweep.py has the sweep
+and says how the account is compared).
+
+This module runs a CI-sized part of the sweep. The full sweep, every write of the run
+with every fault kind, is `python bench/crash_sweep.py`; its figures are in
+docs/benchmarks.md.
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from runbook import config as config_mod
+from runbook.progress import Progress
+from runbook.sandbox import Sandbox
+from tests import sweep
+from tests.conftest import PROD_CONFIG
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def swept():
+    """A sandbox and a clean a1..a3 run in it: (config, account, baseline)."""
+    config = config_mod.load(PROD_CONFIG)
+    with Sandbox(Progress(quiet=True)) as box:
+        account = sweep.Account(box.aws_url, box.pg_dsn)
+        yield config, account, sweep.baseline(config, account)
+
+
+def test_the_ci_sample_of_the_crash_sweep_converges_with_no_duplicate_and_no_orphan(swept):
+    """The CI sample, not the full sweep (that is bench/crash_sweep.py): in each of the six
+    steps that write (fix-tables makes no AWS write), the first write with its answer
+    lost and retried by botocore, the last with its answer lost, and a middle one
+    refused (throttling, then a 5xx, then a connection reset, in turn); plus the first of
+    each create that AWS would carry out twice (runbook.aws.NOT_RETRIED_WHEN_UNCERTAIN)
+    with its answer lost and retried. Every point must converge: the second run
+    succeeds, and the account holds what the clean run left, with 0 duplicates and 0
+    orphans."""
+    config, account, clean = swept
+    points = sweep.ci_points(clean)
+    assert {clean.write(p.k).step for p in points} == set(clean.per_step())
+    assert {p.kind for p in points} == set(sweep.REFUSED + sweep.LOST)
+
+    started = time.monotonic()
+    outcomes = sweep.sweep(config, account, clean, points)
+    report = sweep.render(clean, outcomes, time.monotonic() - started)
+    print(report)
+
+    total = sweep.figures(outcomes)["all"]
+    assert total["tried"] == len(points), report
+    assert total["converged"] == total["tried"], report
+    assert (total["duplicates"], total["orphans"]) == (0, 0), report
+
+
+# At least one of each kind of resource an untagged leftover can be found as; the full
+# sweep tries every create.
+UNTAGGED = [("ec2:CreateVpc", "network"), ("ec2:CreateSubnet", "network"),
+            ("ec2:CreateSecurityGroup", "vpc-integrate"),
+            ("ec2:CreateVpcEndpoint", "vpc-integrate"),
+            ("secretsmanager:CreateSecret", "store-secrets"),
+            ("iam:CreateRole", "deploy-post-confirmation"),
+            ("lambda:CreateFunction", "deploy-post-confirmation"),
+            ("cognito-idp:CreateUserPool", "cognito")]
+
+
+@pytest.mark.parametrize("call, step", UNTAGGED, ids=[f"{c}@{s}" for c, s in UNTAGGED])
+def test_an_untagged_leftover_of_a_create_is_adopted_not_duplicated(swept, call, step):
+    config, account, clean = swept
+    write = next(w for w in clean.writes if w.call == call and w.step == step)
+
+    outcome = sweep.try_point(config, account, clean, sweep.Point(write.k, sweep.UNTAGGED))
+
+    assert outcome.converged, outcome.describe()
+    assert "appeared untagged" in outcome.first_run
+
+
+def test_every_create_is_tagged_in_the_same_call_or_has_no_tags(swept):
+    """Read each created resource's tags the moment its create returns, before runbook
+    makes another call: a create tagged in a second call would show none. The creates
+    that cannot carry tags are named."""
+    config, account, _ = swept
+    seen: dict[str, set] = {}
+
+    def tags_now(service, operation, write, response):
+        if write and operation.startswith(("Create", "Publish")):
+            tags = sweep.tags_of(account, f"{service}:{operation}", response)
+            seen.setdefault(f"{service}:{operation}", set()).add(
+                None if tags is None else ("runbook:env" in tags and "runbook:step" in tags))
+
+    account.reset()
+    results = sweep.run_with(config, account, account.factory(after_interceptors=[tags_now]))
+    assert all(r.status == "ok" for r in results), [r.error for r in results]
+
+    untaggable = {call for call, found in seen.items() if found == {None}}
+    tagged = {call for call, found in seen.items() if found == {True}}
+    assert untaggable == {"cognito-idp:CreateUserPoolClient", "lambda:PublishLayerVersion"}
+    assert tagged | untaggable == set(seen), seen
+    assert tagged == set(sweep.LEFTOVERS) - {"cognito-idp:CreateUserPoolClient"}
+
+
+def test_a_lost_answer_to_create_vpc_is_not_sent_again_and_the_next_run_adopts_the_vpc(swept):
+    """Before the fix, botocore retried CreateVpc after the lost answer: two VPCs with this
+    environment's tags, and every later run stopped at "several VPCs carry this
+    environment's tags"."""
+    config, account, clean = swept
+    assert clean.write(1).call == "ec2:CreateVpc"
+
+    account.reset()
+    fault = sweep.Fault(sweep.Point(1, "response-lost-retried"))
+    first = sweep.run(config, account, fault)
+
+    assert first[0].status == "failed" and "ConnectionClosedError" in first[0].error
+    vpcs = [v for v in account.client("ec2").describe_vpcs()["Vpcs"] if not v["IsDefault"]]
+    assert len(vpcs) == 1
+    second = sweep.run(config, account)
+    assert all(r.status == "ok" for r in second), [r.error for r in second]
+    assert sweep.compare(clean.inventory, sweep.inventory(account, config)).none
+
+
+def test_botocore_still_retries_a_lost_answer_when_repeating_the_call_is_harmless(swept):
+    config, account, _ = swept
+    account.reset()
+    ec2 = account.client("ec2")
+    vpc = ec2.create_vpc(CidrBlock="10.9.0.0/16")["Vpc"]["VpcId"]
+    fault = sweep.Fault(sweep.Point(1, "response-lost-retried"))
+    aws = account.factory(interceptors=[fault.before])
+    fault.attach(aws)
+
+    answer = aws.client("ec2").create_tags(Resources=[vpc], Tags=[{"Key": "k", "Value": "v"}])
+
+    assert fault.fired == "ec2:CreateTags"
+    assert answer["ResponseMetadata"]["RetryAttempts"] == 1
