@@ -280,7 +280,7 @@ class Runner:
                     raise
                 except Exception as exc:  # noqa: BLE001 - an AWS or programming error
                     result.status, result.error_kind = "failed", "failure"
-                    result.error = f"step {name!r} failed: {_explain(exc)}"
+                    result.error = f"step {name!r} failed: {explain(exc)}"
                 finally:
                     if step is not None:
                         result.evidence = step.evidence()
@@ -298,7 +298,7 @@ class Runner:
         except RunbookError:
             raise
         except Exception as exc:  # noqa: BLE001 - converted with the resource named
-            raise StepFailed(name, change.resource, _explain(exc)) from exc
+            raise StepFailed(name, change.resource, explain(exc)) from exc
 
     def upstream(self, name: str) -> dict:
         """Outputs of step `name`: from this run, or read live (read calls only)."""
@@ -326,7 +326,7 @@ def _require_known(name: str, outputs: dict) -> None:
         raise StepFailed(name, "outputs", f"{', '.join(unknown)} still unknown after apply")
 
 
-def _explain(exc: BaseException) -> str:
+def explain(exc: BaseException) -> str:
     if type(exc).__name__ == "ParamValidationError":
         # botocore quotes the offending value, which may be a password.
         text = re.sub(r"value: .*?, type:", "value: (withheld), type:", str(exc), flags=re.S)

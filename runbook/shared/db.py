@@ -14,9 +14,10 @@ the password or the token.
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass, field
 from typing import Mapping
+
+from runbook.shared import emails
 
 CONNECT_TIMEOUT_S = 10
 
@@ -170,14 +171,9 @@ def describe_error(exc: BaseException) -> str:
     return redact_emails(f"PostgreSQL error {state}: {primary}" if state else primary)
 
 
-# The look-behind starts a match only where a run of address characters starts. Without
-# it, a long run with no @ in it (a 40,000-character attribute) was rescanned from each of
-# its positions: quadratic, 9 s for one log line.
-_EMAIL = re.compile(r"(?<![\w.+-])[\w.+-]+@([\w-]+\.)+[\w-]+")
-
-
 def redact_emails(text: str) -> str:
-    return _EMAIL.sub("<e-mail>", text)
+    """`text` with every e-mail address replaced by <e-mail>."""
+    return emails.IN_TEXT.sub("<e-mail>", text)
 
 
 def _kind(reason: str) -> str:

@@ -128,6 +128,7 @@ class IntegrationTest(DatabaseAccess, Step):
         from runbook.cognito_sim import users
 
         self.ran = True
+        self._state = state  # what _db() logs in with
         self.users = users(self.ctx, pool_id=state.pool_id, client_id=state.client_id)
         try:
             self._check("cognito_signup", self.sign_up, state)
@@ -350,10 +351,6 @@ class IntegrationTest(DatabaseAccess, Step):
                 raise CheckFailed(f"{what} did not appear within {timeout} s")
             self.ctx.sleep(POLL_INTERVAL_S)
 
-    def apply(self, state, change):
-        self._state = state
-        return super().apply(state, change)
-
     # -- report --------------------------------------------------------------------------
 
     def evidence(self) -> dict:
@@ -426,11 +423,11 @@ def _json(message: str) -> dict | None:
 
 
 def _describe(exc: BaseException) -> str:
-    from runbook.engine import _explain
+    from runbook.engine import explain
 
     if isinstance(exc, dbconnect.ConnectError):
         return str(exc)
-    return mask(_explain(exc))
+    return mask(explain(exc))
 
 
 STEP = IntegrationTest
