@@ -63,6 +63,17 @@ def assert_nothing_left(sandbox):
                             "(SELECT count(*) FROM private_profiles)").fetchone() == (0, 0)
 
 
+def raising_handler(tmp_path, monkeypatch) -> None:
+    """Package and run a post_confirmation handler that raises on every event: a copy of
+    lambdas/ with the broken handler stands in for the repository's."""
+    broken = tmp_path / "lambdas"
+    shutil.copytree(package.default_lambdas_dir(), broken)
+    handler = broken / "post_confirmation" / "handler.py"
+    handler.write_text(handler.read_text().replace(
+        "    started = time.monotonic()\n", "    raise RuntimeError('deployed by mistake')\n", 1))
+    monkeypatch.setattr(package, "default_lambdas_dir", lambda: broken)
+
+
 def test_a_database_that_rejects_the_row_fails_the_trigger_checks_and_cleans_up(sandbox):
     box, _, _ = sandbox
     reject = ("CREATE FUNCTION reject_profiles() RETURNS trigger LANGUAGE plpgsql AS "
@@ -93,13 +104,7 @@ def test_a_database_that_rejects_the_row_fails_the_trigger_checks_and_cleans_up(
 
 def test_a_handler_that_raises_fails_the_trigger_checks_and_cleans_up(sandbox, tmp_path,
                                                                       monkeypatch):
-    broken = tmp_path / "lambdas"
-    shutil.copytree(package.default_lambdas_dir(), broken)
-    handler = broken / "post_confirmation" / "handler.py"
-    handler.write_text(handler.read_text().replace(
-        "    started = time.monotonic()\n",
-        "    raise RuntimeError('deployed by mistake')\n", 1))
-    monkeypatch.setattr(package, "default_lambdas_dir", lambda: broken)
+    raising_handler(tmp_path, monkeypatch)
     try:
         results = run(sandbox, ["deploy-post-confirmation", STEP])  # deploys the broken code
     finally:
@@ -211,12 +216,7 @@ def test_the_command_exits_1_when_the_deployed_handler_raises(workdir, cli, tmp_
                                                               monkeypatch):
     from tests.conftest import read_report
 
-    broken = tmp_path / "lambdas"
-    shutil.copytree(package.default_lambdas_dir(), broken)
-    handler = broken / "post_confirmation" / "handler.py"
-    handler.write_text(handler.read_text().replace(
-        "    started = time.monotonic()\n", "    raise RuntimeError('deployed by mistake')\n", 1))
-    monkeypatch.setattr(package, "default_lambdas_dir", lambda: broken)
+    raising_handler(tmp_path, monkeypatch)
     config = workdir / "config" / "prod.yaml"  # short waits for rows and log lines
     config.write_text(config.read_text().replace("row_timeout_s: 15", "row_timeout_s: 2")
                       .replace("log_timeout_s: 60", "log_timeout_s: 2"))
