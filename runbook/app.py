@@ -19,7 +19,7 @@ from runbook import report as reports
 from runbook.aws import ClientFactory
 from runbook.engine import Runner, StepResult
 from runbook.errors import (EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK,
-                            AccountMismatch, BadInput, RunbookError)
+                            AccountMismatch, BadInput, Preflight, RunbookError)
 from runbook.journal import Journal, utc_now
 from runbook.lock import DEFAULT_WAIT_S as DEFAULT_LOCK_WAIT_S
 
@@ -166,10 +166,33 @@ def _live_run(config, target, record, journal, progress, sleep, lock_wait_s) -> 
     runner = Runner(config, aws, progress, sleep=sleep)
     with _locked(config, target, ClientFactory(config.region), aws.caller_arn, progress,
                  lock_wait_s, sleep):
+        _preflight(config, aws, target.requested, progress)
         try:
             runner.run(target.requested, record.results)
         finally:
             _keep_interrupted(runner, record.results)
+
+
+def _preflight(config, aws, steps: list[str], progress, *, database_dsn: str | None = None,
+               dry_run: bool = False) -> None:
+    """Plan `steps` read-only before the run's first write, and stop the run at the first
+    errors.Preflight any of them finds: a resource of another environment, a setting AWS
+    would refuse. Without this, a run of a1 for a copied environment file made a VPC and a
+    cluster before store-secrets found that the secret's name was prod's.
+
+    Other plan errors do not stop the run here: an earlier step may be about to fix what
+    they complain of, and the step itself reports them when it runs.
+    """
+    from runbook.progress import Progress
+
+    results = Runner(config, aws, Progress(quiet=True), plan_only=True, dry_run=dry_run,
+                     scope_prefix="preflight:", database_dsn=database_dsn,
+                     sleep=_sandbox_sleep if dry_run else time.sleep).run(steps)
+    refused = next((r.exception for r in results if isinstance(r.exception, Preflight)), None)
+    if refused is not None:
+        raise refused
+    progress.line(f"preflight: {len(steps)} step{'s' * (len(steps) != 1)} planned read-only; "
+                  "nothing of another environment is touched", dim=True)
 
 
 def environment_lock(config):
@@ -220,6 +243,8 @@ def _dry_run(config, target, record, journal, progress, lock_wait_s) -> None:
 
 def _dry_run_passes(config, target, record, runner, aws, progress, sandbox) -> None:
     """The run from an empty account, then the verify pass."""
+    _preflight(config, aws, target.through, progress, database_dsn=sandbox.database_dsn,
+               dry_run=True)
     try:
         runner.run(target.through, record.results)
     finally:

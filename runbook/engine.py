@@ -158,6 +158,12 @@ class Step:
     def client(self, service: str):
         return self.ctx.aws.client(service)
 
+    def claim(self, resource: str, tags: dict | None, field: str) -> None:
+        """Refuse a found resource that another environment owns (naming.claim)."""
+        from runbook.naming import claim
+
+        claim(self.config, self.name, resource, tags, field)
+
 
 @dataclass
 class StepResult:
@@ -174,6 +180,8 @@ class StepResult:
     idempotent: bool = True
     unbuilt: bool = False          # named by the design, not built in this version
     evidence: dict = field(default_factory=dict)  # Step.evidence(): checks and timings
+    # The input error behind `error`, for callers that tell kinds apart (app._preflight).
+    exception: BadInput | None = field(default=None, repr=False, compare=False)
 
     @property
     def ok(self) -> bool:
@@ -272,6 +280,7 @@ class Runner:
                     self.outputs[name] = result.outputs
                 except BadInput as exc:
                     result.status, result.error, result.error_kind = "failed", str(exc), "input"
+                    result.exception = exc
                 except RunbookError as exc:
                     result.status, result.error, result.error_kind = "failed", str(exc), "failure"
                 except KeyboardInterrupt:

@@ -175,7 +175,19 @@ class FunctionsMixin:
         if found is not None:
             state.function = {**found["Configuration"], "Tags": found.get("Tags") or {}}
             state.statement = self._read_statement(spec)
+        self._claim_function(state)
         return state
+
+    def _claim_function(self, fn: FunctionState) -> None:
+        """Refuse a role, log group or function of the same name that another environment
+        owns: the names derive from lambdas.prefix (or network.name)."""
+        spec = fn.spec
+        for resource, found in ((f"iam:role {spec.role_name}", fn.role),
+                                (f"logs:log-group {spec.log_group}", fn.log_group)):
+            if found is not None:
+                self.claim(resource, found["tags"], "lambdas.prefix")
+        if fn.function is not None:
+            self.claim(f"lambda:function {spec.name}", fn.function["Tags"], "lambdas.prefix")
 
     def _read_statement(self, spec: FunctionSpec) -> dict | None:
         if spec.invoker is None:

@@ -161,7 +161,7 @@ class CognitoStep(FunctionsMixin, Step):
         cognito = self.cognito
         if cognito.pool_id:
             try:
-                return self._describe(cognito.pool_id)
+                pool = self._describe(cognito.pool_id)
             except Exception as exc:  # noqa: BLE001 - only NotFound is an input error
                 if error_code(exc) == "ResourceNotFoundException":
                     raise PlanError(STEP_NAME, f"cognito.pool_id {cognito.pool_id}",
@@ -169,6 +169,9 @@ class CognitoStep(FunctionsMixin, Step):
                                     f"({self.ctx.aws.region}). Fix cognito.pool_id, or remove "
                                     "it to find the pool by name (or create it).") from None
                 raise
+            self.claim(f"cognito-idp:user-pool {pool.get('Name')} ({pool['Id']})",
+                       pool.get("UserPoolTags"), "cognito.pool_id")
+            return pool
         pages = self.idp().get_paginator("list_user_pools").paginate(MaxResults=PAGE_SIZE)
         named = [p["Id"] for page in pages for p in page["UserPools"]
                  if p.get("Name") == cognito.user_pool]
@@ -179,11 +182,8 @@ class CognitoStep(FunctionsMixin, Step):
         if not named:
             return None
         pool = self._describe(named[0])
-        env = (pool.get("UserPoolTags") or {}).get(naming.ENV_TAG)
-        if env not in (None, self.config.env):
-            raise PlanError(STEP_NAME, f"cognito-idp:user-pool {cognito.user_pool} ({pool['Id']})",
-                            f"this pool belongs to environment {env!r} (tag {naming.ENV_TAG}). "
-                            "Give this environment's pool another cognito.user_pool name.")
+        self.claim(f"cognito-idp:user-pool {cognito.user_pool} ({pool['Id']})",
+                   pool.get("UserPoolTags"), "cognito.user_pool")
         return pool
 
     def _find_client(self, pool_id: str) -> dict | None:

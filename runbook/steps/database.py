@@ -78,7 +78,24 @@ class DatabaseStep(Step):
         state.cluster = self._describe_cluster()
         if state.cluster is not None:
             state.instances = self._describe_instances()
+        self._claim(state)
         return state
+
+    def _claim(self, state: DatabaseState) -> None:
+        """Refuse what another environment owns, before anything is adopted or tagged."""
+        db = self.db
+        if state.security_group is not None:
+            self.claim(f"ec2:security-group {db.security_group_name}",
+                       state.security_group["tags"], _field(db, "security_group"))
+        if state.subnet_group is not None:
+            self.claim(f"rds:subnet-group {db.subnet_group_name}", state.subnet_group["tags"],
+                       _field(db, "subnet_group"))
+        if state.cluster is not None:
+            self.claim(f"rds:cluster {db.cluster_id}",
+                       naming.from_aws(state.cluster.get("TagList")), "database.cluster_id")
+        for instance in state.instances:
+            self.claim(f"rds:instance {instance['DBInstanceIdentifier']}",
+                       naming.from_aws(instance.get("TagList")), "database.cluster_id")
 
     def _describe_cluster(self) -> dict | None:
         try:
@@ -315,6 +332,12 @@ class DatabaseStep(Step):
             "subnet_group": self.db.subnet_group_name,
             "instance_ids": sorted(i["DBInstanceIdentifier"] for i in state.instances) or [UNKNOWN],
         }
+
+
+def _field(db, name: str) -> str:
+    """The environment-file field that names `db`'s `name` (subnet_group, security_group):
+    the field itself when set, else database.cluster_id, which the default derives from."""
+    return f"database.{name}" if getattr(db, name) else "database.cluster_id"
 
 
 STEP = DatabaseStep

@@ -75,6 +75,8 @@ class NetworkStep(Step):
             dns_support=self._attribute(ec2, vpc_id, "enableDnsSupport"),
             dns_hostnames=self._attribute(ec2, vpc_id, "enableDnsHostnames"),
         )
+        self.claim(f"ec2:vpc {vpc_id}", state.vpc.tags,
+                   "network.vpc_id" if self.config.network.vpc_id else "network.cidr")
         vpc_filter = [{"Name": "vpc-id", "Values": [vpc_id]}]
         for page in ec2.get_paginator("describe_subnets").paginate(Filters=vpc_filter):
             for s in page["Subnets"]:
@@ -90,7 +92,21 @@ class NetworkStep(Step):
                     rt["RouteTableId"], naming.from_aws(rt.get("Tags")),
                     [a["SubnetId"] for a in rt.get("Associations", ()) if a.get("SubnetId")],
                     internet))
+        self._claim_subnets(state)
         return state
+
+    def _claim_subnets(self, state: NetworkState) -> None:
+        """Refuse the file's subnets, and their route tables, when another environment
+        owns them (a VPC shared by two environments that both listed one block)."""
+        for index, wanted in enumerate(self.config.network.subnets):
+            subnet = state.subnets.get(wanted.cidr)
+            if subnet is None:
+                continue
+            field = f"network.subnets[{index}].cidr"
+            self.claim(f"ec2:subnet {subnet.id} ({subnet.cidr})", subnet.tags, field)
+            for table in state.route_tables:
+                if subnet.id in table.subnet_ids:
+                    self.claim(f"ec2:route-table {table.id}", table.tags, field)
 
     def _find_vpc(self, ec2) -> dict | None:
         net = self.config.network

@@ -82,6 +82,8 @@ class StoreSecretsStep(Step):
                 return Secret(name)
             raise
         secret = Secret(name, described["ARN"], tags=naming.from_aws(described.get("Tags")))
+        self.claim(f"secretsmanager:secret {name}", secret.tags,
+                   "secrets.db" if name == self.config.secrets.db else "secrets.app_config")
         if described.get("DeletedDate"):
             secret.deleted_on = str(described["DeletedDate"])[:10]
             return secret  # its value cannot be read until it is restored

@@ -177,7 +177,22 @@ class VpcIntegrateStep(Step):
             if (raw.get("VpcId") == state.vpc_id and endpoint.type.lower() == "interface"
                     and endpoint.state.lower() not in FINAL_STATES):
                 state.endpoints.append(endpoint)
+        self._claim(state)
         return state
+
+    def _claim(self, state: IntegrateState) -> None:
+        """Refuse the groups and endpoints this step would adopt when another environment
+        owns them (their names derive from network.name)."""
+        for role in ("lambda", "endpoints"):
+            group = self.group(state, role)
+            if group is not None:
+                self.claim(f"ec2:security-group {group.name} ({group.id})", group.tags,
+                           "network.name")
+        for service in SERVICES:
+            endpoint = self.endpoint(state, service)
+            if endpoint is not None:
+                self.claim(f"ec2:vpc-endpoint {service} ({endpoint.id})", endpoint.tags,
+                           "network.name")
 
     @staticmethod
     def _all(ec2, operation: str, key: str, filters: list) -> list[dict]:
