@@ -5,11 +5,11 @@ Why not under `tmp_path_factory`: run as root, pgserver runs postgres as the sys
 `pgserver`, and opens the directories above its data directory to other users so that
 this user can reach it. Every pytest run started without --basetemp resets
 /tmp/pytest-of-<user> to mode 0700 (and removes all but the three newest base temp
-directories). The running server then loses access to its own data directory: its next
-checkpoint PANICs with "could not open file .../global/pg_control: Permission denied",
-and every later test of the long run errors with "Connection refused". So the data
-directory lives in a directory of its own (tempfile.mkdtemp), which no other run
-touches, and is removed at the end of the session.
+directories whose run has ended). The running server then loses access to its own data
+directory: its next checkpoint PANICs with "could not open file .../global/pg_control:
+Permission denied", and every later test of the long run errors with "Connection
+refused". So the data directory lives in a directory of its own (tempfile.mkdtemp),
+which no other run touches, and is removed at the end of the session.
 
 And because a server can still die (killed, its directory removed), `ensure` checks it
 with a cheap connection before each test that uses it, and starts a new one if that
