@@ -345,7 +345,8 @@ def _plan(config, steps, aws, progress, account: str | None = None, *, dry_run: 
 # -- invoke -------------------------------------------------------------------------
 
 # The functions runbook deploys, and the step that deploys each.
-FUNCTIONS = {"pre_signup": "cognito", "post_confirmation": "deploy-post-confirmation"}
+FUNCTIONS = {"pre_signup": "cognito", "post_confirmation": "deploy-post-confirmation",
+             "db_migrate": "fix-tables"}
 
 
 @dataclass
@@ -385,6 +386,11 @@ def _invoke_in_sandbox(config, key, name, event, trigger, progress):
     if step not in config.all_steps():
         raise BadInput(f"{key} is deployed by step {step!r}, which no phase of the "
                        "environment file runs.")
+    if key == "db_migrate" and config.database.connect != "lambda":
+        raise BadInput("db_migrate is deployed by step 'fix-tables' only with "
+                       "database.connect: lambda; the environment file has "
+                       f"database.connect: {config.database.connect}, so the sandbox would "
+                       "have no db_migrate to run.")
     progress.line(f"dry run: a sandbox with {name} deployed", bold=True)
     with Sandbox(progress) as sandbox:
         aws = ClientFactory(config.region, endpoint_url=sandbox.aws_url,

@@ -200,7 +200,7 @@ def _live_status(phases, steps, as_json, env, config_path, region) -> int:
 @click.option("--json", "as_json", is_flag=True, help="Print the outcome as one JSON object.")
 @common_options
 def invoke(function, event_path, dry_run, as_json, env, config_path, report_dir, region):
-    """Invoke FUNCTION (pre_signup, post_confirmation) with an event.
+    """Invoke FUNCTION (pre_signup, post_confirmation, db_migrate) with an event.
 
     With --dry-run the handler runs locally, as Lambda would run it, against a sandbox
     where the steps up to its deployment have run; its log lines are printed.

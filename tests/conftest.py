@@ -162,20 +162,21 @@ LEGACY_SQL = FIXTURES / "legacy_supabase.sql"
 
 
 @pytest.fixture(scope="session")
-def pg_server(tmp_path_factory):
-    """The DSN of a PostgreSQL server: RUNBOOK_PG_DSN when set, else an embedded one."""
-    if os.environ.get("RUNBOOK_PG_DSN"):
-        yield os.environ["RUNBOOK_PG_DSN"]
-        return
-    import warnings
+def session_postgres():
+    """The session's PostgreSQL server: RUNBOOK_PG_DSN when set, else an embedded one
+    in a directory of its own, not under pytest's base temp (tests/postgres.py says why)."""
+    from tests.postgres import SessionPostgres
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        import pgserver
+    server = SessionPostgres(os.environ.get("RUNBOOK_PG_DSN"))
+    yield server
+    server.stop()
 
-        server = pgserver.get_server(tmp_path_factory.mktemp("pg") / "data", cleanup_mode="stop")
-    yield server.get_uri()
-    server.cleanup()
+
+@pytest.fixture
+def pg_server(session_postgres):
+    """The DSN of the session's PostgreSQL server, which answered just before the test
+    (started again if it had died)."""
+    return session_postgres.ensure()
 
 
 @pytest.fixture

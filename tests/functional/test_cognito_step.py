@@ -15,7 +15,6 @@ from runbook import package, userpool
 from runbook.aws import ClientFactory
 from runbook.engine import UNKNOWN, Runner
 from runbook.progress import Progress
-from runbook.steps.cognito import CognitoStep
 from tests.conftest import REGION
 
 POOL = "matbakh-prod-users"
@@ -26,9 +25,11 @@ PRE_SIGNUP_ARN = f"arn:aws:lambda:{REGION}:123456789012:function:{PRE_SIGNUP}"
 FOREIGN_ARN = f"arn:aws:lambda:{REGION}:123456789012:function:someone-elses-post-auth"
 
 
-def run(config, *, plan_only=False):
-    """One `cognito` run with a fresh factory, as a separate invocation would have."""
-    aws = ClientFactory(REGION)
+def run(config, *, plan_only=False, interceptors=()):
+    """One `cognito` run with a fresh factory, as a separate invocation would have.
+    `interceptors` see each AWS call before it is sent and may refuse it
+    (runbook.aws.ClientFactory)."""
+    aws = ClientFactory(REGION, interceptors=list(interceptors))
     runner = Runner(config, aws, Progress(quiet=True), plan_only=plan_only, sleep=lambda s: None)
     [result] = runner.run(["cognito"])
     return result, aws
@@ -66,8 +67,20 @@ def legacy_pool(**settings):
                                                      if v is not None})["UserPool"]["Id"]
 
 
-def with_triggers(monkeypatch, triggers):
-    monkeypatch.setattr(CognitoStep, "desired_triggers", lambda self, state: dict(triggers))
+def pool_with_runbooks_settings(**settings):
+    """A pool with every setting config/prod.yaml asks for, so that adopting it changes
+    nothing, and no trigger of runbook's."""
+    return legacy_pool(
+        Policies={"PasswordPolicy": {
+            "MinimumLength": 12, "RequireUppercase": True, "RequireLowercase": True,
+            "RequireNumbers": True, "RequireSymbols": True, "TemporaryPasswordValidityDays": 7}},
+        DeletionProtection="ACTIVE", AutoVerifiedAttributes=["email"],
+        AccountRecoverySetting={"RecoveryMechanisms": [{"Priority": 1, "Name": "verified_email"}]},
+        UserPoolTags={"project": "matbakh", "Name": POOL, "runbook:env": "prod",
+                      "runbook:step": "cognito"},
+        Schema=[{"Name": "role", "AttributeDataType": "String", "Mutable": True,
+                 "StringAttributeConstraints": {"MaxLength": "32"}}],
+        **settings)
 
 
 # -- create and re-run ----------------------------------------------------------------
@@ -380,38 +393,30 @@ def test_a_naive_update_user_pool_resets_what_it_omits(account, config):
 
 
 def test_setting_a_trigger_keeps_the_pool_and_client_settings_and_other_triggers(
-        account, config, monkeypatch):
-    # A pool that already has runbook's settings (so that adopting it changes nothing)
-    # and a trigger someone else attached.
-    pool_id = legacy_pool(
-        LambdaConfig={"PostAuthentication": FOREIGN_ARN},
-        Policies={"PasswordPolicy": {
-            "MinimumLength": 12, "RequireUppercase": True, "RequireLowercase": True,
-            "RequireNumbers": True, "RequireSymbols": True, "TemporaryPasswordValidityDays": 7}},
-        DeletionProtection="ACTIVE", AutoVerifiedAttributes=["email"],
-        AccountRecoverySetting={"RecoveryMechanisms": [{"Priority": 1, "Name": "verified_email"}]},
-        UserPoolTags={"project": "matbakh", "Name": POOL, "runbook:env": "prod",
-                      "runbook:step": "cognito"},
-        Schema=[{"Name": "role", "AttributeDataType": "String", "Mutable": True,
-                 "StringAttributeConstraints": {"MaxLength": "32"}}])
-    # First everything but the trigger: the function, its permission and the client.
-    own_triggers = CognitoStep.desired_triggers
-    with_triggers(monkeypatch, {})
-    first, _ = run(config)
-    assert [c.op for c in first.changes] == [
-        "create_role", "create_log_group", "create_function", "set_permission",
-        "create_client"], first.error
-    client_id = first.outputs["client_id"]
+        account, config):
+    # A pool and a client that already have runbook's settings (so that adopting them
+    # changes nothing), and a trigger someone else attached; only PreSignUp is missing.
+    pool_id = pool_with_runbooks_settings(LambdaConfig={"PostAuthentication": FOREIGN_ARN})
+    client_id = idp().create_user_pool_client(
+        UserPoolId=pool_id, ClientName=CLIENT, ExplicitAuthFlows=FLOWS,
+        PreventUserExistenceErrors="ENABLED", RefreshTokenValidity=10,
+        ReadAttributes=["email"])["UserPoolClient"]["ClientId"]
     before = describe(pool_id)
     client_before = describe_client(pool_id, client_id)
 
-    monkeypatch.setattr(CognitoStep, "desired_triggers", own_triggers)  # PreSignUp
     result, aws = run(config)
 
     assert result.status == "ok", result.error
-    assert [(c.op, c.diff["trigger PreSignUp"]) for c in result.changes] == [
-        ("set_triggers", {"from": None, "to": PRE_SIGNUP_ARN})]
-    assert [e["call"] for e in aws.journal.entries] == ["cognito-idp:UpdateUserPool"]
+    # The function and its permission are made first; the pool gets one change.
+    assert [c.op for c in result.changes] == [
+        "create_role", "create_log_group", "create_function", "set_permission",
+        "set_triggers"]
+    [trigger] = [c for c in result.changes if c.op == "set_triggers"]
+    assert trigger.diff["trigger PreSignUp"] == {"from": None, "to": PRE_SIGNUP_ARN}
+    calls = [e["call"] for e in aws.journal.entries]
+    assert [c for c in calls if c.startswith("cognito-idp:")] == ["cognito-idp:UpdateUserPool"]
+    assert calls.index("lambda:AddPermission") < calls.index("cognito-idp:UpdateUserPool")
+    assert result.outputs["client_id"] == client_id
     after = describe(pool_id)
     assert after["LambdaConfig"] == {"PostAuthentication": FOREIGN_ARN,
                                      "PreSignUp": PRE_SIGNUP_ARN}
@@ -453,25 +458,38 @@ def test_moto_drops_username_attributes_on_every_update_user_pool(account, confi
     assert "UsernameAttributes" not in describe(pool_id)
 
 
-def test_a_trigger_whose_function_is_not_created_yet_is_planned_without_failing(
-        account, config, monkeypatch):
+def test_a_trigger_whose_function_is_not_created_yet_is_planned_with_the_arn_it_will_have(
+        account, config):
     legacy_pool()
-    with_triggers(monkeypatch, {"PreSignUp": UNKNOWN})
     result, aws = run(config, plan_only=True)
     assert result.status == "ok", result.error
     [trigger] = [c for c in result.changes if c.op == "set_triggers"]
-    assert trigger.diff["trigger PreSignUp"] == {"from": None, "to": UNKNOWN}
+    assert trigger.diff["trigger PreSignUp"] == {"from": None, "to": PRE_SIGNUP_ARN}
     assert aws.total("write") == 0
+    assert lam().list_functions()["Functions"] == []
 
 
-def test_a_trigger_still_unknown_when_applied_fails_without_touching_the_pool(
-        account, config, monkeypatch):
-    run(config)
-    [pool_id] = pools_named()
+def test_a_pool_gets_no_trigger_when_its_function_could_not_be_made(account, config):
+    """Cognito calls a trigger from the moment it is attached: a pool must never point
+    at a function that does not exist. Lambda refuses CreateFunction here."""
+    from botocore.exceptions import ClientError
+
+    pool_id = pool_with_runbooks_settings()
     before = describe(pool_id)
-    with_triggers(monkeypatch, {"PreSignUp": UNKNOWN})
 
-    result, _ = run(config)
+    def refuse_create_function(service, operation, write):
+        if (service, operation) == ("lambda", "CreateFunction"):
+            raise ClientError({"Error": {"Code": "ServiceException", "Message": "refused"},
+                               "ResponseMetadata": {"HTTPStatusCode": 500}}, operation)
 
-    assert result.error_kind == "failure" and "PreSignUp is still unknown" in result.error
+    result, aws = run(config, interceptors=[refuse_create_function])
+
+    assert result.error_kind == "failure", result.error
+    assert f"lambda:function {PRE_SIGNUP}: ServiceException: refused" in result.error
+    assert not [e for e in aws.journal.entries if e["call"].startswith("cognito-idp:")]
     assert describe(pool_id) == before
+    assert lam().list_functions()["Functions"] == []
+
+    again, _ = run(config)
+    assert again.status == "ok", again.error
+    assert describe(pool_id)["LambdaConfig"] == {"PreSignUp": PRE_SIGNUP_ARN}

@@ -395,7 +395,7 @@ def _cell(resource) -> str:
 # -- the tests ----------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
-def seen(pg_server, tmp_path_factory) -> dict[str, list[tuple[Statement, Facts]]]:
+def seen(session_postgres, tmp_path_factory) -> dict[str, list[tuple[Statement, Facts]]]:
     """{configuration: [(statement, facts)]}: each environment file applied to an empty
     account and a fresh database, and the account read back."""
     import secrets
@@ -407,6 +407,7 @@ def seen(pg_server, tmp_path_factory) -> dict[str, list[tuple[Statement, Facts]]
     from tests.conftest import PROD_CONFIG, no_real_aws
 
     out = {}
+    pg_server = session_postgres.ensure()
     with pytest.MonkeyPatch.context() as mp:
         no_real_aws(mp)
         for name, change in CONFIGURATIONS.items():

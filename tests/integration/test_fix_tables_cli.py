@@ -175,3 +175,44 @@ def test_dry_run_through_lambda_deploys_db_migrate_and_the_verify_pass_writes_no
     assert verify["steps"][0]["outputs"]["applied_versions"] == []
     assert verify["writes"] == 0
     assert any("Lambda code" in item for item in report["simulated"])
+
+
+# -- runbook invoke db_migrate ----------------------------------------------------------
+
+READ_EVENT = {"action": "read", "schema": "public", "migrations": [], "roles": {}}
+
+
+@pytest.mark.slow
+def test_invoke_db_migrate_dry_run_reads_the_ledger_fix_tables_wrote(workdir, cli, tmp_path):
+    edit_database(workdir, connect="lambda")
+    event = tmp_path / "read.json"
+    event.write_text(json.dumps(READ_EVENT))
+
+    result = cli("invoke", "db_migrate", "--event", str(event), "--dry-run", "--json")
+
+    assert result.exit_code == 0, result.output
+    answer = json.loads(result.stdout)
+    assert answer["function"] == "matbakh-cognito-db-migrate" and answer["ok"] is True
+    # The sandbox ran fix-tables first, through this same function: its ledger is there.
+    assert answer["result"]["action"] == "read"
+    assert [(a["version"], a["name"]) for a in answer["result"]["applied"]] == [
+        (1, "profiles"), (2, "private_profiles"), (3, "users")]
+    assert any('"db_migrate request"' in line for line in answer["log"])
+    assert PASSWORD not in result.output
+
+
+def test_invoke_db_migrate_without_connect_lambda_exits_2_naming_the_setting(workdir, cli,
+                                                                           tmp_path):
+    event = tmp_path / "read.json"
+    event.write_text(json.dumps(READ_EVENT))
+
+    result = cli("invoke", "db_migrate", "--event", str(event), "--dry-run")
+
+    assert result.exit_code == 2
+    assert "database.connect: lambda" in result.stderr
+    assert "database.connect: direct" in result.stderr
+    assert "Traceback" not in result.output and "sandbox:" not in result.output
+
+    unknown = cli("invoke", "db-migrat", "--event", str(event), "--dry-run")
+    assert unknown.exit_code == 2
+    assert "pre_signup, post_confirmation, db_migrate" in unknown.stderr

@@ -71,9 +71,21 @@ def test_the_lock_is_released_when_the_run_fails():
 
 @mock_aws
 def test_environments_lock_apart():
-    lock.RunLock(ssm(), "prod").acquire(holder())
-    lock.RunLock(ssm(), "staging").acquire(holder())
-    assert ssm().get_parameter(Name="/runbook/staging/lock")["Parameter"]["Value"]
+    lock.RunLock(ssm(), "prod").acquire(holder(token="prod-run"))
+    prod_before = ssm().get_parameter(Name=LOCK)["Parameter"]
+
+    staging = lock.RunLock(ssm(), "staging")
+    staging.acquire(holder(token="staging-run"))
+
+    staging_value = ssm().get_parameter(Name="/runbook/staging/lock")["Parameter"]["Value"]
+    assert json.loads(staging_value)["token"] == "staging-run"
+    prod_after = ssm().get_parameter(Name=LOCK)["Parameter"]
+    assert (prod_after["Value"], prod_after["Version"]) == (prod_before["Value"],
+                                                            prod_before["Version"])
+    assert json.loads(prod_after["Value"])["token"] == "prod-run"
+
+    staging.release(holder(token="staging-run"))
+    assert ssm().get_parameter(Name=LOCK)["Parameter"] == prod_after  # prod's lock stays
 
 
 # -- two processes on one moto server -------------------------------------------------------
