@@ -23,6 +23,8 @@ import yaml
 REPO = Path(__file__).resolve().parent.parent
 PROD_CONFIG = REPO / "config" / "prod.yaml"
 REGION = "eu-central-1"
+# A stand-in for AWS's global-bundle.pem (one self-signed certificate, no key).
+TEST_CA_BUNDLE = REPO / "tests" / "fixtures" / "test-rds-ca-bundle.pem"
 
 
 @pytest.fixture(autouse=True)
@@ -41,6 +43,8 @@ def no_real_aws(monkeypatch) -> None:
     monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
     monkeypatch.setenv("AWS_CONFIG_FILE", "/nonexistent/runbook-tests")
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent/runbook-tests")
+    # A live run would fetch the RDS CA bundle from AWS's trust-store site: no internet.
+    monkeypatch.setenv("RUNBOOK_RDS_CA_BUNDLE", str(TEST_CA_BUNDLE))
 
 
 def prod_data() -> dict:
