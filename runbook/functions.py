@@ -152,7 +152,7 @@ class FunctionsMixin:
         tls = getattr(self.ctx, "database_tls", None)
         if self.ctx.dry_run and tls is not None:
             return rds_ca.from_file(tls.ca_file, "the sandbox CA")
-        return rds_ca.for_config(self.config)
+        return rds_ca.for_config(self.config, fetch=not self.ctx.dry_run)
 
     def read_function(self, spec: FunctionSpec) -> FunctionState:
         state = FunctionState(spec, self.account(), self.ctx.aws.region,

@@ -61,13 +61,17 @@ def from_file(path: str | Path, source: str) -> CaBundle:
     return CaBundle(path, hashlib.sha256(data).hexdigest(), source, data)
 
 
-def for_config(config, *, cache_dir: Path | None = None) -> CaBundle:
+def for_config(config, *, cache_dir: Path | None = None, fetch: bool = True) -> CaBundle:
     """The bundle a live run uses: database.ca_bundle, else RUNBOOK_RDS_CA_BUNDLE, else
-    the cached download (fetched now when the cache has none)."""
+    the cached download (fetched now when the cache has none, if `fetch`)."""
     if config.database.ca_bundle:
         return from_file(config.database.ca_bundle, "database.ca_bundle")
     if os.environ.get(ENVIRONMENT_VARIABLE):
         return from_file(os.environ[ENVIRONMENT_VARIABLE], ENVIRONMENT_VARIABLE)
+    if not fetch:
+        raise BadInput("no local RDS CA bundle, and a dry run does not fetch it: set "
+                       f"database.ca_bundle (or {ENVIRONMENT_VARIABLE}) to a copy of "
+                       f"{BUNDLE_NAME}")
     return cached_or_fetched(cache_dir=cache_dir)
 
 
