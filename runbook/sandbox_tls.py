@@ -237,17 +237,15 @@ class TlsFrontEnd:
         with self._lock:
             if all(self._endpoints.get(n) == endpoint for n in names):
                 return
-            context = self._context(names)
+            # One certificate for the cluster's names, as RDS has; one context per name,
+            # so that the context a handshake ends with tells which name was asked for.
+            chain, key = self.ca.issue(names)
             for name in names:
                 self._endpoints[name] = endpoint
-                self._contexts[name] = context
+                self._contexts[name] = _server_context(chain, key)
 
     def _context(self, names: list[str]) -> ssl.SSLContext:
-        chain, key = self.ca.issue(names)
-        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        context.minimum_version = ssl.TLSVersion.TLSv1_2
-        context.load_cert_chain(chain, key)
-        return context
+        return _server_context(*self.ca.issue(names))
 
     def _pick_context(self, ssl_object, server_name, _context) -> None:
         """SNI: present the certificate of the endpoint the client asked for. libpq
@@ -374,6 +372,13 @@ class TlsFrontEnd:
 
     def _refuse(self, reason: str) -> None:
         self.refusals.append(reason)
+
+
+def _server_context(chain: Path, key: Path) -> ssl.SSLContext:
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.load_cert_chain(chain, key)
+    return context
 
 
 class _Prefixed:
