@@ -57,8 +57,8 @@ class Target:
         return f"{self.host}:{self.port}/{self.dbname} as {self.user} ({self.source})"
 
     def with_database(self, dbname: str) -> "Target":
-        return dataclasses.replace(
-            self, dbname=dbname, dsn=None if self.dsn is None else _replace_dbname(self.dsn, dbname))
+        dsn = None if self.dsn is None else _replace_dbname(self.dsn, dbname)
+        return dataclasses.replace(self, dbname=dbname, dsn=dsn)
 
 
 def from_dsn(dsn: str, source: str) -> Target:

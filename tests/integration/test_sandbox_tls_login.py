@@ -71,6 +71,8 @@ def test_the_function_logs_in_by_token_with_verify_full_against_the_rds_bundle_i
     assert (variables["DB_AUTH"], variables["DB_USER"]) == ("iam", ROLE)
     assert variables["DB_SSLROOTCERT"] == rds_ca.LAYER_PATH == "/opt/rds-ca/global-bundle.pem"
     assert "DB_DSN" not in variables and "DB_SECRET_ARN" not in variables
+    simulated = " ".join(sandbox.simulated)
+    assert "TLS front-end" in simulated and "sandbox CA" in simulated
     # The dry run's layer carries the sandbox CA where the handler looks for the bundle.
     layer = package.build_layer("python3.11", ca_bundle=rds_ca.from_file(
         sandbox.database_tls.ca_file, "the sandbox CA"))
