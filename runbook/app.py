@@ -233,7 +233,7 @@ def _dry_run(config, target, record, journal, progress, lock_wait_s) -> None:
         record.simulated = sandbox.simulated
         record.verify_results = []
         runner = Runner(config, aws, progress, dry_run=True, sleep=_sandbox_sleep,
-                        database_dsn=sandbox.database_dsn)
+                        database_dsn=sandbox.database_dsn, database_tls=sandbox.database_tls)
         lock_aws = ClientFactory(config.region, endpoint_url=sandbox.aws_url,
                                  credentials=SANDBOX_CREDENTIALS)
         with _locked(config, target, lock_aws, aws.caller_arn, progress, lock_wait_s,
@@ -259,8 +259,8 @@ def _dry_run_passes(config, target, record, runner, aws, progress, sandbox) -> N
 
     again = [name for name in target.requested if CATALOGUE[name].idempotent]
     record.verify_results = Runner(config, aws, progress, dry_run=True, scope_prefix="verify:",
-                                   sleep=_sandbox_sleep, database_dsn=sandbox.database_dsn
-                                   ).run(again)
+                                   sleep=_sandbox_sleep, database_dsn=sandbox.database_dsn,
+                                   database_tls=sandbox.database_tls).run(again)
     noisy = [f"{r.name} ({r.api_calls['write']} writes, {r.applied} changes)"
              for r in record.verify_results
              if r.idempotent and (r.api_calls["write"] or r.applied)]
@@ -311,7 +311,7 @@ def plan(config, target: Target, *, dry_run: bool, progress) -> PlanOutcome:
             aws = ClientFactory(config.region, endpoint_url=sandbox.aws_url,
                                 credentials=SANDBOX_CREDENTIALS)
             return _plan(config, target.through, aws, progress, dry_run=True,
-                         database_dsn=sandbox.database_dsn)
+                         database_dsn=sandbox.database_dsn, database_tls=sandbox.database_tls)
     return plan_live(config, target.through if target.by_phase else target.requested,
                      progress)
 
@@ -327,10 +327,10 @@ def plan_live(config, steps: list[str], progress) -> PlanOutcome:
 
 
 def _plan(config, steps, aws, progress, account: str | None = None, *, dry_run: bool = False,
-          database_dsn: str | None = None) -> PlanOutcome:
+          database_dsn: str | None = None, database_tls=None) -> PlanOutcome:
     account = account or aws.caller_account()
     results = Runner(config, aws, progress, plan_only=True, dry_run=dry_run,
-                     database_dsn=database_dsn).run(steps)
+                     database_dsn=database_dsn, database_tls=database_tls).run(steps)
     writes = aws.total("write")
     if writes:  # a bug, never an operator's mistake: say so loudly
         raise RuntimeError(f"plan made {writes} mutating AWS call(s); plans must only read")
@@ -396,7 +396,7 @@ def _invoke_in_sandbox(config, key, name, event, trigger, progress):
         aws = ClientFactory(config.region, endpoint_url=sandbox.aws_url,
                             credentials=SANDBOX_CREDENTIALS)
         runner = Runner(config, aws, progress, dry_run=True, sleep=_sandbox_sleep,
-                        database_dsn=sandbox.database_dsn)
+                        database_dsn=sandbox.database_dsn, database_tls=sandbox.database_tls)
         results = runner.run(_with_prerequisites([step], config.all_steps(), config))
         failed = next((r for r in results if not r.ok), None)
         if failed is not None:
@@ -405,6 +405,7 @@ def _invoke_in_sandbox(config, key, name, event, trigger, progress):
                         f"{failed.error}")
         invoker = LocalInvoker(aws, endpoint_url=sandbox.aws_url,
                                credentials=SANDBOX_CREDENTIALS,
-                               database_dsn=sandbox.database_dsn)
+                               database_dsn=sandbox.database_dsn,
+                               database_tls=sandbox.database_tls)
         with aws.scoped("invoke"):
             return invoker.invoke(name, event, trigger=trigger)

@@ -43,7 +43,11 @@ def _load_config(env: str, config_path: Path | None, region: str | None):
     from runbook import config
 
     path = config_path or Path("config") / f"{env}.yaml"
-    return config.load(path, env=env if config_path is None else None, region=region)
+    loaded = config.load(path, env=env if config_path is None else None, region=region)
+    warning = loaded.database.unverified_tls_warning
+    if warning:
+        click.echo(click.style(f"warning: {warning}", fg="yellow"), err=True)
+    return loaded
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

@@ -188,5 +188,5 @@ def users(ctx, *, pool_id: str, client_id: str):
         return LiveCognito(ctx.aws, pool_id=pool_id, client_id=client_id)
     from runbook.invoke import sandbox_invoker
 
-    return SandboxCognito(ctx.aws, sandbox_invoker(ctx.aws, ctx.database_dsn),
+    return SandboxCognito(ctx.aws, sandbox_invoker(ctx.aws, ctx.database_dsn, ctx.database_tls),
                           pool_id=pool_id, client_id=client_id)

@@ -123,10 +123,38 @@ class Database(_Model):
     auth: Literal["password", "iam"] = "password"
     connect: Literal["direct", "lambda"] = "direct"
     connect_timeout_s: int = Field(default=10, ge=1, le=120)
-    # libpq sslmode for runbook's own connection; verify-full also checks the server's
-    # certificate (needs the RDS CA bundle, e.g. through PGSSLROOTCERT).
+    # libpq sslmode for runbook's own connection. verify-full checks the server's
+    # certificate and name against the RDS CA bundle; the default with auth: iam, where
+    # anything less hands a token, valid 15 minutes, to whoever answers. Below
+    # verify-full with iam only with allow_unverified_tls (printed as a warning).
     sslmode: Literal["prefer", "require", "verify-ca", "verify-full"] = "require"
+    allow_unverified_tls: bool = False
+    # A local copy of the RDS CA bundle (global-bundle.pem), instead of fetching it.
+    ca_bundle: str | None = Field(default=None, min_length=1)
     roles: dict[str, DbRole] = Field(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _verify_full_with_iam(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("auth") == "iam" and "sslmode" not in data:
+            return {**data, "sslmode": "verify-full"}
+        return data
+
+    @field_validator("ca_bundle")
+    @classmethod
+    def _ca_bundle(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        path = Path(value).expanduser()
+        try:
+            head = path.read_bytes()
+        except OSError as exc:
+            raise ValueError(f"cannot read {value} ({exc.strerror or exc}); name a local copy "
+                             "of the RDS CA bundle, global-bundle.pem") from None
+        if b"-----BEGIN CERTIFICATE-----" not in head:
+            raise ValueError(f"{value} holds no PEM certificate; expected the RDS CA bundle, "
+                             "global-bundle.pem")
+        return value
 
     @field_validator("schema_")
     @classmethod
@@ -172,9 +200,26 @@ class Database(_Model):
     @model_validator(mode="after")
     def _iam_needs_tls(self) -> "Database":
         if self.auth == "iam" and self.sslmode == "prefer":
-            raise _AtPath(("sslmode",), "IAM authentication requires TLS: use require, "
-                                        "verify-ca or verify-full")
+            raise _AtPath(("sslmode",), "IAM authentication requires TLS: use verify-full")
+        if self.auth == "iam" and self.sslmode != "verify-full" and not self.allow_unverified_tls:
+            weakness = ("accepts any certificate" if self.sslmode == "require"
+                        else "does not check the certificate's name")
+            raise _AtPath(("sslmode",), (
+                f"{self.sslmode} {weakness}, and with auth: iam runbook would send an auth "
+                "token, valid 15 minutes, to whoever answers. Use "
+                "verify-full (the default with auth: iam), or set "
+                "database.allow_unverified_tls: true to accept the risk"))
         return self
+
+    @property
+    def unverified_tls_warning(self) -> str | None:
+        """What a run prints when IAM logins are allowed without verify-full."""
+        if self.auth == "iam" and self.sslmode != "verify-full":
+            return (f"database.allow_unverified_tls: runbook's own IAM login uses sslmode "
+                    f"{self.sslmode}, which does not verify the cluster; a token it sends is "
+                    "valid 15 minutes to whoever answers. The functions still verify "
+                    "(verify-full).")
+        return None
 
     @model_validator(mode="after")
     def _roles_are_not_the_master(self) -> "Database":

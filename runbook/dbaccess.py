@@ -1,6 +1,6 @@
 """How a step logs in to the cluster from where runbook runs: the sandbox's PostgreSQL in
 a dry run; live, with the DB secret or an RDS IAM token (`database.auth`), TLS per
-`database.sslmode`. A step mixes `DatabaseAccess` in; errors name the cause and the fix
+`database.sslmode`, verify-* against the RDS CA bundle (runbook.rds_ca). A step mixes `DatabaseAccess` in; errors name the cause and the fix
 (the cluster is private: run from inside the VPC, or use `database.connect: lambda`).
 """
 
@@ -28,17 +28,30 @@ class DatabaseAccess:
         if not is_known(database.get("endpoint")) or not is_known(secret_arn):
             return None
         if self.config.database.auth == "iam":
-            return dbconnect.from_iam(database["endpoint"], int(database["port"]),
-                                      database["database"], database["master_username"],
-                                      region=self.config.region, rds_client=self.client("rds"),
-                                      sslmode=self.config.database.sslmode)
-        return self._secret_target(secret_arn)
+            try:
+                return dbconnect.from_iam(database["endpoint"], int(database["port"]),
+                                          database["database"], database["master_username"],
+                                          region=self.config.region, rds_client=self.client("rds"),
+                                          sslmode=self.config.database.sslmode,
+                                          sslrootcert=self._ca_bundle())
+            except dbconnect.ConnectError as exc:
+                raise BadInput(f"{exc}. Check database.sslmode and database.ca_bundle.") from None
+        return self._secret_target(secret_arn, sslrootcert=self._ca_bundle())
 
-    def _secret_target(self, secret_arn: str) -> dbconnect.Target:
+    def _ca_bundle(self) -> str | None:
+        """The RDS CA bundle's path when database.sslmode verifies the server."""
+        if not self.config.database.sslmode.startswith("verify"):
+            return None
+        from runbook import rds_ca
+
+        return str(rds_ca.for_config(self.config).path)
+
+    def _secret_target(self, secret_arn: str, sslrootcert: str | None = None) -> dbconnect.Target:
         value = self.client("secretsmanager").get_secret_value(SecretId=secret_arn)
         try:
             return dbconnect.from_secret(value["SecretString"], f"secret {self.config.secrets.db}",
-                                         sslmode=self.config.database.sslmode)
+                                         sslmode=self.config.database.sslmode,
+                                         sslrootcert=sslrootcert)
         except dbconnect.ConnectError as exc:
             raise BadInput(f"{exc}. Run `runbook run --step store-secrets` to rewrite it.") from None
 

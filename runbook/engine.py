@@ -92,8 +92,10 @@ class StepContext:
     upstream: Callable[[str], dict]
     dry_run: bool = False
     plan_only: bool = False
-    # A dry run's stand-in for the cluster: the sandbox's PostgreSQL database.
+    # A dry run's stand-in for the cluster: the sandbox's PostgreSQL database, and the
+    # TLS front-end that takes IAM token logins for it (runbook.sandbox_tls).
     database_dsn: str | None = None
+    database_tls: Any = None
     sleep: Callable[[float], None] = time.sleep
     clock: Callable[[], float] = time.monotonic
 
@@ -117,7 +119,7 @@ class StepContext:
         from runbook.invoke import invoke_for_step
 
         return invoke_for_step(self.aws, function_name, event, dry_run=self.dry_run,
-                               database_dsn=self.database_dsn)
+                               database_dsn=self.database_dsn, database_tls=self.database_tls)
 
 
 class Step:
@@ -198,9 +200,9 @@ class Runner:
 
     def __init__(self, config, aws, progress, *, dry_run: bool = False, plan_only: bool = False,
                  scope_prefix: str = "", sleep=time.sleep, clock=time.monotonic,
-                 database_dsn: str | None = None):
+                 database_dsn: str | None = None, database_tls=None):
         self.config, self.aws, self.progress = config, aws, progress
-        self.database_dsn = database_dsn
+        self.database_dsn, self.database_tls = database_dsn, database_tls
         self.dry_run, self.plan_only = dry_run, plan_only
         self.scope_prefix = scope_prefix
         self.sleep, self.clock = sleep, clock
@@ -211,7 +213,8 @@ class Runner:
     def context(self) -> StepContext:
         return StepContext(self.config, self.aws, self.progress, self.upstream,
                            dry_run=self.dry_run, plan_only=self.plan_only,
-                           database_dsn=self.database_dsn, sleep=self.sleep, clock=self.clock)
+                           database_dsn=self.database_dsn, database_tls=self.database_tls,
+                           sleep=self.sleep, clock=self.clock)
 
     def run(self, names: list[str], results: list[StepResult] | None = None) -> list[StepResult]:
         """Run `names` in order; stop at the first failure (the rest are `not_run`).

@@ -6,8 +6,8 @@ A function is up to five resources, converged in this order:
                       with only what the function needs (its log group, the ENI actions
                       of a VPC function, the statements the step adds)
     logs:log-group    /aws/lambda/<name>, with the configured retention
-    lambda:layer      the third-party dependencies, published only when their content
-                      hash differs from the latest version's
+    lambda:layer      the third-party dependencies and the RDS CA bundle, published only
+                      when their content hash differs from the latest version's
     lambda:function   code (compared by CodeSha256 with a deterministic local build, so
                       unchanged code is never uploaded) and configuration
     lambda:permission the resource policy statement that lets its caller (Cognito)
@@ -22,7 +22,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 
-from runbook import naming, package, policies, retry
+from runbook import naming, package, policies, rds_ca, retry
 from runbook.engine import UNKNOWN, Change, diff_field, tag_change
 from runbook.errors import StepFailed
 
@@ -124,6 +124,7 @@ class LayerState:
     runtime: str
     content_hash: str
     arn: str | None = None            # the latest version, when its content matches
+    ca_bundle: rds_ca.CaBundle | None = None
 
 
 class FunctionsMixin:
@@ -133,7 +134,9 @@ class FunctionsMixin:
 
     def read_layer(self, runtime: str) -> LayerState:
         name = self.config.function_name("deps")
-        state = LayerState(name, runtime, package.layer_content_hash(runtime))
+        bundle = self.layer_ca_bundle()
+        state = LayerState(name, runtime, package.layer_content_hash(
+            runtime, ca_bundle_sha256=bundle.sha256), ca_bundle=bundle)
         pages = self.client("lambda").get_paginator("list_layer_versions").paginate(
             LayerName=name, CompatibleRuntime=runtime)
         versions = [v for page in pages for v in page["LayerVersions"]]
@@ -142,6 +145,14 @@ class FunctionsMixin:
             if package.content_hash_of(latest.get("Description", "")) == state.content_hash:
                 state.arn = latest["LayerVersionArn"]
         return state
+
+    def layer_ca_bundle(self) -> rds_ca.CaBundle:
+        """The CA bundle the layer carries: in a dry run the sandbox's CA, which its
+        database endpoint's certificate is issued by; live, the RDS bundle (rds_ca)."""
+        tls = getattr(self.ctx, "database_tls", None)
+        if self.ctx.dry_run and tls is not None:
+            return rds_ca.from_file(tls.ca_file, "the sandbox CA")
+        return rds_ca.for_config(self.config, fetch=not self.ctx.dry_run)
 
     def read_function(self, spec: FunctionSpec) -> FunctionState:
         state = FunctionState(spec, self.account(), self.ctx.aws.region,
@@ -212,7 +223,9 @@ class FunctionsMixin:
             return []
         return [Change("create", f"lambda:layer-version {layer.name}", "publish_layer", {},
                        {"runtime": layer.runtime, "content": f"sha256:{layer.content_hash[:12]}",
-                        "built_with": f"pip --platform {package.PLATFORM}"})]
+                        "built_with": f"pip --platform {package.PLATFORM}",
+                        "ca_bundle": f"sha256:{layer.ca_bundle.sha256[:12]} "
+                                     f"({layer.ca_bundle.source})"})]
 
     def plan_function(self, fn: FunctionState, layer: LayerState | None = None) -> list[Change]:
         spec = fn.spec
@@ -304,7 +317,7 @@ class FunctionsMixin:
 
     def apply_publish_layer(self, state) -> None:
         layer: LayerState = state.layer
-        built = package.build_layer(layer.runtime)
+        built = package.build_layer(layer.runtime, ca_bundle=layer.ca_bundle)
         self.ctx.progress.line(f"  layer {'from cache' if built.cached else 'built'}: "
                                f"{built.size / 1e6:.1f} MB", dim=True)
         published = self.client("lambda").publish_layer_version(
@@ -482,11 +495,12 @@ def database_login(database: dict, secrets: dict, *, iam_user: str | None, accou
              region: str) -> tuple[dict, dict]:
     """A function's database environment (runbook.shared.db.from_environment) and the one
     policy statement it needs for it: rds-db:connect as `iam_user` only, or else
-    GetSecretValue on the DB secret only."""
+    GetSecretValue on the DB secret only. An IAM login verifies the cluster's certificate
+    (verify-full) against the RDS CA bundle in the layer, DB_SSLROOTCERT."""
     if iam_user:
         return ({"DB_AUTH": "iam", "DB_HOST": database["endpoint"],
                  "DB_PORT": str(database["port"]), "DB_NAME": database["database"],
-                 "DB_USER": iam_user},
+                 "DB_USER": iam_user, "DB_SSLROOTCERT": rds_ca.LAYER_PATH},
                 {"Sid": "ConnectAsDbUser", "Effect": "Allow", "Action": "rds-db:connect",
                  "Resource": f"arn:aws:rds-db:{region}:{account}:dbuser:"
                              f"{database['cluster_resource_id']}/{iam_user}"})

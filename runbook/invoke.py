@@ -8,7 +8,11 @@ what was deployed), unpacks it, and runs the handler in a subprocess with
   - the function's configured environment variables, plus the variables the Lambda
     runtime sets (AWS_REGION, AWS_LAMBDA_FUNCTION_NAME, _HANDLER, ...);
   - AWS calls going to the sandbox (AWS_ENDPOINT_URL and its fake credentials);
-  - the database pointed at the sandbox's PostgreSQL (DB_DSN), as the given user;
+  - the database pointed at the sandbox's PostgreSQL: a function that logs in with an
+    IAM token (DB_AUTH=iam) does so through the sandbox's TLS front-end
+    (runbook.sandbox_tls), verify-full against the sandbox CA (DB_SSLROOTCERT) for the
+    cluster endpoint it is configured with, reached at DB_HOSTADDR:DB_HOSTADDR_PORT;
+    any other gets DB_DSN;
   - the function's timeout enforced, and for a Cognito trigger, Cognito's 5 seconds.
 
 What the handler prints goes to the function's log group, between the START, END and
@@ -100,16 +104,19 @@ class Invocation:
 class LocalInvoker:
     """Runs handlers of functions deployed in the sandbox (see the module docstring).
 
-    `database_dsn` is the sandbox's PostgreSQL database; `aws` the sandbox's client
-    factory (its endpoint and credentials are handed to the handler).
+    `database_dsn` is the sandbox's PostgreSQL database and `database_tls` its TLS
+    front-end (None: IAM logins get DB_DSN too); `aws` the sandbox's client factory (its
+    endpoint and credentials are handed to the handler).
     """
 
     def __init__(self, aws, *, endpoint_url: str | None, credentials: dict,
-                 database_dsn: str | None, lambdas_dir: Path | None = None):
+                 database_dsn: str | None, lambdas_dir: Path | None = None,
+                 database_tls=None):
         self.aws = aws
         self.endpoint_url = endpoint_url
         self.credentials = credentials
         self.database_dsn = database_dsn
+        self.database_tls = database_tls
         self.lambdas_dir = lambdas_dir
 
     def invoke(self, function_name: str, event: dict, *, trigger: bool = False) -> Invocation:
@@ -200,7 +207,17 @@ class LocalInvoker:
         if self.endpoint_url:  # None with in-process moto (tests): no server to point at
             env["AWS_ENDPOINT_URL"] = self.endpoint_url
         env.update(variables)
-        if self.database_dsn:
+        iam = variables.get("DB_AUTH", "").lower() == "iam"
+        if iam and self.database_tls is not None:
+            # The function's endpoint does not resolve here: the socket goes to the
+            # front-end, while libpq checks the certificate for DB_HOST and the token
+            # stays signed for DB_HOST:DB_PORT. The layer's /opt path does not exist
+            # locally; the sandbox CA is what the front-end's certificates chain to.
+            self._serve_clusters()
+            env.update(DB_HOSTADDR=self.database_tls.host,
+                       DB_HOSTADDR_PORT=str(self.database_tls.port),
+                       DB_SSLROOTCERT=str(self.database_tls.ca_file))
+        elif self.database_dsn:
             # The sandbox's PostgreSQL stands in for the cluster. With IAM auth the
             # function logs in as its DB_USER; the sandbox server trusts local users.
             from psycopg.conninfo import make_conninfo
@@ -208,6 +225,17 @@ class LocalInvoker:
             user = variables.get("DB_USER") if variables.get("DB_AUTH", "").lower() == "iam" else None
             env["DB_DSN"] = make_conninfo(self.database_dsn, **({"user": user} if user else {}))
         return env
+
+    def _serve_clusters(self) -> None:
+        """Have the front-end answer for every cluster endpoint of the sandbox account,
+        with a certificate for its names, and its database mapped to the sandbox's."""
+        pages = self.aws.client("rds").get_paginator("describe_db_clusters").paginate()
+        for cluster in (c for page in pages for c in page["DBClusters"]):
+            if cluster.get("Endpoint"):
+                self.database_tls.serve(
+                    [cluster["Endpoint"], cluster.get("ReaderEndpoint")],
+                    port=int(cluster.get("Port") or 5432),
+                    database=cluster.get("DatabaseName") or "postgres", region=self.aws.region)
 
     def _put_logs(self, configuration: dict, invocation: Invocation) -> None:
         logs = self.aws.client("logs")
@@ -272,7 +300,7 @@ def invoke_deployed(aws, function_name: str, event: dict) -> Invocation:
 
 
 def invoke_for_step(aws, function_name: str, event: dict, *, dry_run: bool,
-                    database_dsn: str | None) -> Invocation:
+                    database_dsn: str | None, database_tls=None) -> Invocation:
     """Invoke a function from a step: on Lambda itself (Invoke, RequestResponse), or in
     a dry run, where moto runs no code, with the local invoker against the sandbox.
 
@@ -282,10 +310,10 @@ def invoke_for_step(aws, function_name: str, event: dict, *, dry_run: bool,
     """
     if not dry_run:
         return invoke_deployed(aws, function_name, event)
-    return sandbox_invoker(aws, database_dsn).invoke(function_name, event)
+    return sandbox_invoker(aws, database_dsn, database_tls).invoke(function_name, event)
 
 
-def sandbox_invoker(aws, database_dsn: str | None) -> LocalInvoker:
+def sandbox_invoker(aws, database_dsn: str | None, database_tls=None) -> LocalInvoker:
     """The local invoker for the sandbox `aws` points at, with a client factory of its
     own (see invoke_for_step) and the sandbox's fake credentials."""
     from runbook.aws import ClientFactory
@@ -294,4 +322,5 @@ def sandbox_invoker(aws, database_dsn: str | None) -> LocalInvoker:
     service = ClientFactory(aws.region, endpoint_url=aws.endpoint_url,
                             credentials=SANDBOX_CREDENTIALS)
     return LocalInvoker(service, endpoint_url=aws.endpoint_url,
-                        credentials=SANDBOX_CREDENTIALS, database_dsn=database_dsn)
+                        credentials=SANDBOX_CREDENTIALS, database_dsn=database_dsn,
+                        database_tls=database_tls)

@@ -19,6 +19,11 @@ cannot load manylinux_2_28 wheels). `lambdas/requirements.txt` pins every distri
 exactly, so its contents, the runtime and the platform decide the layer: their hash keys
 a local cache (the layer is built once per hash) and goes into the layer version's
 description (a new version is published only when that hash changes).
+
+The layer also carries the RDS CA bundle (runbook.rds_ca) at rds-ca/global-bundle.pem,
+/opt/rds-ca/global-bundle.pem in Lambda, which the handlers verify the cluster with. It is
+added to the cached dependencies when the layer is assembled, and its sha256 is part of
+the layer's content hash: a new bundle is a new layer version, but no new pip build.
 """
 
 from __future__ import annotations
@@ -139,19 +144,23 @@ def default_lambdas_dir() -> Path:
 # -- the dependency layer ----------------------------------------------------------------
 
 def build_layer(runtime: str, *, requirements: Path | None = None,
-                cache_dir: Path | None = None) -> LayerArtifact:
-    """The dependency layer for `runtime`: from the cache, or built by pip and cached.
+                cache_dir: Path | None = None, ca_bundle=None) -> LayerArtifact:
+    """The dependency layer for `runtime`: from the cache, or built by pip and cached,
+    with `ca_bundle` (a runbook.rds_ca.CaBundle) added at rds_ca.LAYER_ENTRY.
 
     An entry is written to a temporary file and renamed into place, so an interrupted
-    build leaves no entry and the next call builds again.
+    build leaves no entry and the next call builds again. The cache holds the
+    dependencies only (keyed by their hash), so a bundle of its own costs no pip run.
     """
     requirements = Path(requirements) if requirements is not None else default_requirements()
-    content_hash = layer_content_hash(runtime, requirements=requirements)
+    deps_hash = layer_content_hash(runtime, requirements=requirements)
+    content_hash = layer_content_hash(runtime, requirements=requirements,
+                                      ca_bundle_sha256=ca_bundle and ca_bundle.sha256)
     cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-    path = cache_dir / f"{content_hash}.zip"
+    path = cache_dir / f"{deps_hash}.zip"
     cached = _read_cached(path)
     if cached is not None:
-        data, files = cached
+        data, files = _with_bundle(*cached, ca_bundle)
         return LayerArtifact(data, code_sha256(data), files, content_hash, True, path)
     with tempfile.TemporaryDirectory(prefix="runbook-layer-") as work:
         target = Path(work) / "python"
@@ -160,20 +169,38 @@ def build_layer(runtime: str, *, requirements: Path | None = None,
         entries = {f"python/{name}": content
                    for name, content in _read_tree(target, _not_layer_content)}
     data = _zip(entries)
-    _write_atomically(path, data)
-    return LayerArtifact(data, code_sha256(data), tuple(sorted(entries)), content_hash, False,
-                         path)
+    write_atomically(path, data)
+    data, files = _with_bundle(data, tuple(sorted(entries)), ca_bundle)
+    return LayerArtifact(data, code_sha256(data), files, content_hash, False, path)
 
 
-def layer_content_hash(runtime: str, *, requirements: Path | None = None) -> str:
-    """Hex sha256 of what decides the layer: the pins, the runtime, the platform and
-    LAYER_FORMAT. Comments and blank lines in the requirements file do not count."""
+def layer_content_hash(runtime: str, *, requirements: Path | None = None,
+                       ca_bundle_sha256: str | None = None) -> str:
+    """Hex sha256 of what decides the layer: the pins, the runtime, the platform,
+    LAYER_FORMAT and the CA bundle's sha256 (when the layer carries one). Comments and
+    blank lines in the requirements file do not count."""
     requirements = Path(requirements) if requirements is not None else default_requirements()
     python_version(runtime)
     pins = "\n".join(line for _, line in _requirement_lines(requirements))
     text = (f"runbook layer format {LAYER_FORMAT}\nruntime {runtime}\n"
             f"platform {' '.join(PLATFORM_TAGS)}\n{pins}\n")
+    if ca_bundle_sha256:
+        text += f"rds ca bundle sha256 {ca_bundle_sha256}\n"
     return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _with_bundle(data: bytes, files: tuple[str, ...], ca_bundle) -> tuple[bytes, tuple[str, ...]]:
+    """The dependencies' zip with the CA bundle appended as one more fixed entry (same
+    bytes for the same two inputs)."""
+    if ca_bundle is None:
+        return data, files
+    from runbook.rds_ca import LAYER_ENTRY
+
+    buffer = io.BytesIO(data)
+    with zipfile.ZipFile(buffer, "a") as archive:
+        archive.writestr(_entry_info(LAYER_ENTRY), ca_bundle.data,
+                         compress_type=zipfile.ZIP_DEFLATED, compresslevel=COMPRESS_LEVEL)
+    return buffer.getvalue(), tuple(sorted((*files, LAYER_ENTRY)))
 
 
 def layer_description(content_hash: str) -> str:
@@ -287,7 +314,8 @@ def _read_cached(path: Path) -> tuple[bytes, tuple[str, ...]] | None:
         return None
 
 
-def _write_atomically(path: Path, data: bytes) -> None:
+def write_atomically(path: Path, data: bytes) -> None:
+    """Write `path` through a temporary file renamed into place (no half-written file)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
@@ -334,13 +362,17 @@ def _zip(entries: dict[str, bytes]) -> bytes:
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w") as archive:
         for name in sorted(entries):
-            info = zipfile.ZipInfo(name, date_time=ZIP_DATE)
-            info.create_system = UNIX
-            info.external_attr = (stat.S_IFREG | FILE_MODE) << 16
-            info.compress_type = zipfile.ZIP_DEFLATED
-            archive.writestr(info, entries[name], compress_type=zipfile.ZIP_DEFLATED,
+            archive.writestr(_entry_info(name), entries[name], compress_type=zipfile.ZIP_DEFLATED,
                              compresslevel=COMPRESS_LEVEL)
     return buffer.getvalue()
+
+
+def _entry_info(name: str) -> zipfile.ZipInfo:
+    info = zipfile.ZipInfo(name, date_time=ZIP_DATE)
+    info.create_system = UNIX
+    info.external_attr = (stat.S_IFREG | FILE_MODE) << 16
+    info.compress_type = zipfile.ZIP_DEFLATED
+    return info
 
 
 def code_sha256(data: bytes) -> str:

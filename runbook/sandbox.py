@@ -1,5 +1,6 @@
 """The throwaway account a dry run works in: a moto server on 127.0.0.1 and a real,
-embedded PostgreSQL (pgserver), or the server `RUNBOOK_PG_DSN` names.
+embedded PostgreSQL (pgserver), or the server `RUNBOOK_PG_DSN` names, behind a TLS
+front-end that takes RDS IAM token logins for it (runbook.sandbox_tls).
 
 moto runs in a thread of this process and talks HTTP, so the runner, the Lambda
 handlers and the integration test all reach one emulated account exactly as they would
@@ -31,6 +32,7 @@ class Sandbox:
         self.pg_version: str | None = None
         self.database: str | None = None
         self.database_dsn: str | None = None
+        self.database_tls = None        # runbook.sandbox_tls.TlsFrontEnd
         self._moto = None
         self._pg = None
         self._previous_sigterm = None
@@ -44,6 +46,7 @@ class Sandbox:
             self._start_moto()
             self._start_postgres()
             self._create_database()
+            self._start_tls()
         except BaseException:
             self.close()
             raise
@@ -109,6 +112,14 @@ class Sandbox:
         self.database = name
         self.database_dsn = make_conninfo(self.pg_dsn, dbname=name)
 
+    def _start_tls(self) -> None:
+        from runbook.sandbox_tls import TlsFrontEnd
+
+        self.database_tls = TlsFrontEnd(self.workdir / "tls", backend=self.database_dsn,
+                                        credentials=SANDBOX_CREDENTIALS).start()
+        self.progress.line(f"sandbox: TLS front-end for IAM logins on {self.database_tls.host}:"
+                           f"{self.database_tls.port}", dim=True)
+
     def _drop_database(self) -> None:
         if self.database is None or not self.external_dsn:
             return  # an embedded server is deleted with its directory
@@ -131,6 +142,9 @@ class Sandbox:
     def close(self) -> None:
         """Stop everything this sandbox started. Safe to call more than once."""
         try:
+            if self.database_tls is not None:
+                self.database_tls.stop()
+                self.database_tls = None
             if self._moto is not None:
                 self._reset_moto()
                 self._moto.stop()
@@ -183,6 +197,14 @@ class Sandbox:
             f"database endpoint: the cluster's endpoint is pointed at the sandbox database "
             f"{self.database}; the DB secret is read and checked, but its host and password "
             "are not used",
+            "TLS to the database and IAM token logins: the PostgreSQL stand-in speaks no TLS, "
+            "so a TLS front-end on 127.0.0.1 answers for the cluster endpoints with "
+            "certificates from a CA the sandbox makes, refuses clients without TLS, checks "
+            "each RDS auth token (host, port, user, scope, expiry, signature made again with "
+            "the sandbox credentials) and then logs in to PostgreSQL as that user",
+            "RDS CA bundle: functions that log in by IAM verify the sandbox CA instead "
+            "(DB_SSLROOTCERT points at it; the dependency layer carries it); the RDS "
+            "global-bundle.pem is not fetched",
             "account_id guard: not applied (the sandbox is its own account)",
         ]
 

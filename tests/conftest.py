@@ -23,6 +23,11 @@ import yaml
 REPO = Path(__file__).resolve().parent.parent
 PROD_CONFIG = REPO / "config" / "prod.yaml"
 REGION = "eu-central-1"
+# A stand-in for AWS's global-bundle.pem (one self-signed certificate, no key). A live run
+# would fetch the real one from AWS's trust-store site: no test may need the internet, so
+# every test, fixture and `runbook` subprocess reads this file instead.
+TEST_CA_BUNDLE = REPO / "tests" / "fixtures" / "test-rds-ca-bundle.pem"
+os.environ["RUNBOOK_RDS_CA_BUNDLE"] = str(TEST_CA_BUNDLE)
 
 
 @pytest.fixture(autouse=True)

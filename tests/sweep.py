@@ -46,9 +46,11 @@ bench/crash_sweep.py (every point).
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections import Counter
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable
 
 from runbook import lock
@@ -56,6 +58,11 @@ from runbook.aws import ClientFactory
 from runbook.engine import Runner, StepResult
 from runbook.progress import Progress
 from runbook.sandbox import SANDBOX_CREDENTIALS
+
+# The sweep's runs have no TLS front-end (runbook.sandbox_tls), so their layers carry this
+# local stand-in for the RDS CA bundle; a dry run never fetches the real one.
+os.environ.setdefault("RUNBOOK_RDS_CA_BUNDLE", str(
+    Path(__file__).resolve().parent / "fixtures" / "test-rds-ca-bundle.pem"))
 
 REGION = "eu-central-1"
 PROVISIONING = ["network", "database", "store-secrets", "cognito", "vpc-integrate",

@@ -22,7 +22,8 @@ The same code as a direct run does the work (runbook.shared.ledger, .dbroles, .s
 Logs JSON lines; never a password (none is in the event) or a row value.
 
 Environment: DB_SECRET_ARN (the master credentials), or DB_AUTH=iam with DB_HOST,
-DB_PORT, DB_NAME and DB_USER, or DB_DSN (runbook.shared.db.from_environment).
+DB_PORT, DB_NAME, DB_USER and DB_SSLROOTCERT (verify-full against the RDS CA bundle in the
+layer), or DB_DSN (runbook.shared.db.from_environment).
 """
 
 from __future__ import annotations

@@ -13,8 +13,9 @@ Cognito retries a trigger that fails and gives up after 5 seconds, possibly whil
 first delivery is still running: the writes are idempotent, in one transaction, and
 serialised per user (runbook.shared.profiles). The event is returned unchanged.
 
-Environment: DB_DSN, or DB_AUTH=iam with DB_HOST, DB_PORT, DB_NAME and DB_USER, or
-DB_SECRET_ARN (runbook.shared.db.from_environment); DB_SCHEMA (default public).
+Environment: DB_DSN, or DB_AUTH=iam with DB_HOST, DB_PORT, DB_NAME, DB_USER and
+DB_SSLROOTCERT (verify-full against the RDS CA bundle in the layer), or DB_SECRET_ARN
+(runbook.shared.db.from_environment); DB_SCHEMA (default public).
 """
 
 from __future__ import annotations

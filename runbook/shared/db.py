@@ -4,7 +4,8 @@ A `Target` says where to connect and how to log in. It comes from one of three s
 
     from_dsn      a local server: RUNBOOK_PG_DSN (sandbox, tests) or DB_DSN (local runs)
     from_secret   the RDS-style secret JSON: host, port, dbname, username, password
-    from_iam      an RDS IAM auth token for host, port and user; TLS is required
+    from_iam      an RDS IAM auth token for host, port and user, over TLS that verifies
+                  the server (verify-full against the RDS CA bundle) unless told otherwise
 
 `connect` opens a Target with a connect timeout and turns every failure into a
 `ConnectError` that says why. Neither a Target's repr nor any error message contains
@@ -13,6 +14,7 @@ the password or the token.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass, field
 from typing import Mapping
@@ -44,14 +46,19 @@ class Target:
     password: str | None = field(default=None, repr=False)
     sslmode: str = "prefer"
     dsn: str | None = field(default=None, repr=False)
+    sslrootcert: str | None = None                # the CA bundle verify-ca/-full checks with
+    # Where to open the socket when it is not `host`:`port` (the sandbox's TLS front-end).
+    # libpq still checks the certificate against `host` and sends it as SNI.
+    hostaddr: str | None = None
+    hostaddr_port: int | None = None
 
     def describe(self) -> str:
         """host:port/dbname as user (source), for messages: never the password."""
         return f"{self.host}:{self.port}/{self.dbname} as {self.user} ({self.source})"
 
     def with_database(self, dbname: str) -> "Target":
-        return Target(self.host, self.port, dbname, self.user, self.source, self.password,
-                      self.sslmode, None if self.dsn is None else _replace_dbname(self.dsn, dbname))
+        dsn = None if self.dsn is None else _replace_dbname(self.dsn, dbname)
+        return dataclasses.replace(self, dbname=dbname, dsn=dsn)
 
 
 def from_dsn(dsn: str, source: str) -> Target:
@@ -75,7 +82,8 @@ def from_dsn(dsn: str, source: str) -> Target:
 SECRET_FIELDS = ("host", "port", "dbname", "username", "password")
 
 
-def from_secret(secret_string: str, source: str, *, sslmode: str = "require") -> Target:
+def from_secret(secret_string: str, source: str, *, sslmode: str = "require",
+                sslrootcert: str | None = None) -> Target:
     """A Target from an RDS-style secret: {"host", "port", "dbname", "username", "password"}."""
     try:
         data = json.loads(secret_string)
@@ -94,44 +102,65 @@ def from_secret(secret_string: str, source: str, *, sslmode: str = "require") ->
         raise ConnectError("config", f"{source}: port is not a number") from None
     return Target(host=str(data["host"]), port=port, dbname=str(data["dbname"]),
                   user=str(data["username"]), source=source, password=str(data["password"]),
-                  sslmode=sslmode)
+                  sslmode=sslmode, sslrootcert=sslrootcert)
 
 
 def from_iam(host: str, port: int, dbname: str, user: str, *, region: str, rds_client,
-             sslmode: str = "require") -> Target:
+             sslrootcert: str | None, sslmode: str = "verify-full", hostaddr: str | None = None,
+             hostaddr_port: int | None = None) -> Target:
     """A Target that logs in with a fresh RDS IAM auth token (valid 15 minutes), over TLS.
 
+    The token is a bearer credential for its 15 minutes: sent to a server whose certificate
+    is not checked, it can be replayed by whoever answered. So the server is verified
+    (verify-full against `sslrootcert`, the RDS CA bundle) unless the caller passes a
+    weaker `sslmode` explicitly (database.allow_unverified_tls); below TLS there is none.
+    The token is signed for `host`:`port`, also when `hostaddr` reaches it elsewhere.
     Generating the token signs a request locally; it makes no AWS call.
     """
+    if sslmode not in ("require", "verify-ca", "verify-full"):
+        raise ConnectError("config", f"an IAM token is only sent over TLS; sslmode {sslmode!r} "
+                                     "would allow a plain connection")
+    if sslmode.startswith("verify") and not sslrootcert:
+        raise ConnectError("config", f"sslmode {sslmode} needs the RDS CA bundle to verify the "
+                                     "server with (sslrootcert)")
     token = rds_client.generate_db_auth_token(DBHostname=host, Port=port, DBUsername=user,
                                               Region=region)
     return Target(host=host, port=int(port), dbname=dbname, user=user,
-                  source=f"IAM auth token for {user}", password=token,
-                  sslmode=sslmode if sslmode.startswith("verify") else "require")
+                  source=f"IAM auth token for {user}", password=token, sslmode=sslmode,
+                  sslrootcert=sslrootcert, hostaddr=hostaddr, hostaddr_port=hostaddr_port)
 
 
 def from_environment(environ: Mapping[str, str], *, session=None) -> Target:
     """The Target a Lambda handler uses, from its environment variables.
 
-    DB_DSN (local runs) wins; then DB_AUTH=iam with DB_HOST, DB_PORT, DB_NAME, DB_USER;
-    then DB_SECRET_ARN. `session` is a boto3 Session (one is made when omitted).
+    DB_DSN (local runs) wins; then DB_AUTH=iam with DB_HOST, DB_PORT, DB_NAME, DB_USER and
+    DB_SSLROOTCERT (the RDS CA bundle in the layer: an IAM login always verifies the
+    server, verify-full); then DB_SECRET_ARN. DB_HOSTADDR and DB_HOSTADDR_PORT (the
+    sandbox only) say where to open the socket, while the certificate and the token stay
+    for DB_HOST:DB_PORT. `session` is a boto3 Session (one is made when omitted).
     """
     if environ.get("DB_DSN"):
         return from_dsn(environ["DB_DSN"], "DB_DSN")
     if environ.get("DB_AUTH", "").lower() == "iam":
-        missing = [k for k in ("DB_HOST", "DB_NAME", "DB_USER") if not environ.get(k)]
+        missing = [k for k in ("DB_HOST", "DB_NAME", "DB_USER", "DB_SSLROOTCERT")
+                   if not environ.get(k)]
         if missing:
             raise ConnectError("config", f"DB_AUTH=iam needs {', '.join(missing)} to be set")
+        hostaddr_port = environ.get("DB_HOSTADDR_PORT")
         return from_iam(environ["DB_HOST"], int(environ.get("DB_PORT") or 5432),
                         environ["DB_NAME"], environ["DB_USER"],
                         region=environ.get("AWS_REGION") or _session(session).region_name,
-                        rds_client=_session(session).client("rds"))
+                        rds_client=_session(session).client("rds"),
+                        sslrootcert=environ["DB_SSLROOTCERT"],
+                        hostaddr=environ.get("DB_HOSTADDR") or None,
+                        hostaddr_port=int(hostaddr_port) if hostaddr_port else None)
     if environ.get("DB_SECRET_ARN"):
         client = _session(session).client("secretsmanager")
         secret = client.get_secret_value(SecretId=environ["DB_SECRET_ARN"])
         return from_secret(secret["SecretString"], "the secret in DB_SECRET_ARN")
     raise ConnectError("config", "no database settings: set DB_SECRET_ARN, or DB_AUTH=iam "
-                                 "with DB_HOST, DB_PORT, DB_NAME and DB_USER, or DB_DSN")
+                                 "with DB_HOST, DB_PORT, DB_NAME, DB_USER and DB_SSLROOTCERT, "
+                                 "or DB_DSN")
 
 
 def connect(target: Target, *, timeout_s: int = CONNECT_TIMEOUT_S, autocommit: bool = True,
@@ -144,9 +173,12 @@ def connect(target: Target, *, timeout_s: int = CONNECT_TIMEOUT_S, autocommit: b
     try:
         if target.dsn is not None:
             return psycopg.connect(target.dsn, **options)
-        return psycopg.connect(host=target.host, port=target.port, dbname=target.dbname,
-                               user=target.user, password=target.password,
-                               sslmode=target.sslmode, **options)
+        tls = {"sslrootcert": target.sslrootcert} if target.sslrootcert else {}
+        if target.hostaddr:
+            tls["hostaddr"] = target.hostaddr
+        return psycopg.connect(host=target.host, port=target.hostaddr_port or target.port,
+                               dbname=target.dbname, user=target.user, password=target.password,
+                               sslmode=target.sslmode, **tls, **options)
     except psycopg.OperationalError as exc:
         reason = scrub(" ".join(str(exc).split()), target)
         raise ConnectError(_kind(reason), f"cannot connect to {target.describe()} within "
@@ -180,7 +212,7 @@ def _kind(reason: str) -> str:
     lowered = reason.lower()
     if "authentication failed" in lowered or "no pg_hba.conf entry" in lowered:
         return "auth"
-    if "ssl" in lowered:
+    if "ssl" in lowered or "certificate" in lowered:
         return "tls"
     if "does not exist" in lowered:
         return "config"

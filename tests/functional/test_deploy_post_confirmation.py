@@ -107,7 +107,8 @@ def test_iam_auth_role_connects_as_the_trigger_user_and_cannot_read_the_secret(
     database = results["database"].outputs
     assert env["Variables"] == {"DB_SCHEMA": "public", "DB_AUTH": "iam",
                                 "DB_HOST": database["endpoint"], "DB_PORT": "5432",
-                                "DB_NAME": "matbakh_main", "DB_USER": "matbakh_post_confirmation"}
+                                "DB_NAME": "matbakh_main", "DB_USER": "matbakh_post_confirmation",
+                                "DB_SSLROOTCERT": "/opt/rds-ca/global-bundle.pem"}
     granted = actions(role_policy())
     assert "secretsmanager:GetSecretValue" not in granted
     assert granted["rds-db:connect"] == (

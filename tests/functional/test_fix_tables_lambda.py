@@ -123,7 +123,8 @@ def test_with_iam_auth_it_connects_as_the_master_user_by_token(account, pg_dsn, 
     env = client("lambda").get_function_configuration(FunctionName=FUNCTION)["Environment"]
     assert env["Variables"] == {"DB_AUTH": "iam", "DB_HOST": database["endpoint"],
                                 "DB_PORT": "5432", "DB_NAME": "matbakh_main",
-                                "DB_USER": "postgres"}
+                                "DB_USER": "postgres",
+                                "DB_SSLROOTCERT": "/opt/rds-ca/global-bundle.pem"}
     actions = granted(f"{FUNCTION}-role")
     assert "secretsmanager:GetSecretValue" not in actions
     assert actions["rds-db:connect"] == (

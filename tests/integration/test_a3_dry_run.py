@@ -98,12 +98,13 @@ def sandbox_a3():
     with Sandbox(Progress(quiet=True)) as sandbox:
         aws = ClientFactory(REGION, endpoint_url=sandbox.aws_url, credentials=SANDBOX_CREDENTIALS)
         runner = Runner(config, aws, Progress(quiet=True), dry_run=True, sleep=lambda s: None,
-                        database_dsn=sandbox.database_dsn)
+                        database_dsn=sandbox.database_dsn, database_tls=sandbox.database_tls)
         results = {r.name: r for r in runner.run(A3_THROUGH)}
         assert all(r.status == "ok" for r in results.values()), \
             {n: r.error for n, r in results.items() if r.error}
         invoker = LocalInvoker(aws, endpoint_url=sandbox.aws_url, credentials=SANDBOX_CREDENTIALS,
-                               database_dsn=sandbox.database_dsn)
+                               database_dsn=sandbox.database_dsn,
+                               database_tls=sandbox.database_tls)
         cognito = SandboxCognito(aws, invoker, pool_id=results["cognito"].outputs["user_pool_id"],
                                  client_id=results["cognito"].outputs["client_id"])
         yield sandbox, aws, cognito

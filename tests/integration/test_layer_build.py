@@ -202,3 +202,18 @@ def test_real_function_imports_with_only_its_package_and_the_layer(name, layer, 
         "print(runbook.__file__)", [function, opt])
     assert result.returncode == 0, result.stderr
     assert Path(result.stdout.strip()).is_relative_to(function)
+
+
+def test_the_layer_with_the_rds_ca_bundle_reuses_the_cached_dependencies(layer, cache,
+                                                                          pip_finds_nothing):
+    from runbook import rds_ca
+    from tests.conftest import TEST_CA_BUNDLE
+
+    bundle = rds_ca.from_file(TEST_CA_BUNDLE, "a local ca_bundle")
+    with_bundle = package.build_layer("python3.11", cache_dir=cache, ca_bundle=bundle)
+    assert with_bundle.cached and with_bundle.path == layer.path  # pip could find nothing
+    assert read(with_bundle, rds_ca.LAYER_ENTRY) == TEST_CA_BUNDLE.read_bytes()
+    assert set(with_bundle.files) == set(layer.files) | {rds_ca.LAYER_ENTRY}
+    assert with_bundle.content_hash != layer.content_hash
+    assert package.build_layer("python3.11", cache_dir=cache, ca_bundle=bundle).data == \
+        with_bundle.data

@@ -12,6 +12,7 @@ import pytest
 
 from runbook import config
 from runbook.errors import ConfigError
+from tests.conftest import PROD_CONFIG, TEST_CA_BUNDLE
 
 PROD_YAML = Path(__file__).resolve().parents[2] / "config" / "prod.yaml"
 
@@ -149,6 +150,20 @@ CASES = {
     "iam-auth-without-tls": Case(
         "database.sslmode", ("IAM authentication requires TLS",),
         mutate=lambda d: d["database"].update(auth="iam", sslmode="prefer")),
+    "iam-auth-with-tls-that-accepts-any-certificate": Case(
+        "database.sslmode", ("require accepts any certificate", "valid 15 minutes",
+                             "database.allow_unverified_tls: true"),
+        mutate=lambda d: d["database"].update(auth="iam", sslmode="require")),
+    "iam-auth-with-tls-that-does-not-check-the-name": Case(
+        "database.sslmode", ("verify-ca does not check the certificate's name",
+                             "use verify-full".capitalize()),
+        mutate=lambda d: d["database"].update(auth="iam", sslmode="verify-ca")),
+    "ca-bundle-that-does-not-exist": Case(
+        "database.ca_bundle", ("cannot read /nonexistent/global-bundle.pem", "RDS CA bundle"),
+        mutate=_set("database", "ca_bundle", "/nonexistent/global-bundle.pem")),
+    "ca-bundle-that-holds-no-certificate": Case(
+        "database.ca_bundle", ("holds no PEM certificate",),
+        mutate=_set("database", "ca_bundle", str(PROD_CONFIG))),
     "unknown-connect-mode": Case(
         "database.connect", ("'vpn'",), mutate=_set("database", "connect", "vpn")),
     "duplicate-phase": Case(
@@ -406,3 +421,31 @@ def test_region_override_is_validated_against_the_subnets_azs():
     fields = [field for field, _, _ in caught.value.problems]
     assert "network.subnets[0].az" in fields
     assert "us-east-1" in str(caught.value)
+
+
+# -- TLS of IAM logins ---------------------------------------------------------------------
+
+def test_iam_auth_defaults_to_verify_full_and_password_auth_keeps_require(write_config):
+    def iam(data):
+        data["database"]["auth"] = "iam"
+    assert config.load(write_config(iam)).database.sslmode == "verify-full"
+    loaded = config.load(PROD_CONFIG)
+    assert (loaded.database.auth, loaded.database.sslmode) == ("password", "require")
+    assert loaded.database.unverified_tls_warning is None
+
+
+def test_allow_unverified_tls_accepts_a_weaker_sslmode_and_every_command_warns(
+        cli, write_config, tmp_path):
+    def weakened(data):
+        data["database"].update(auth="iam", sslmode="require", allow_unverified_tls=True,
+                                ca_bundle=str(TEST_CA_BUNDLE))
+    path = write_config(weakened)
+    loaded = config.load(path)
+    assert (loaded.database.sslmode, loaded.database.allow_unverified_tls) == ("require", True)
+    result = cli("status", "--config", str(path), "--report-dir", str(tmp_path / "reports"))
+    warnings = [line for line in result.stderr.splitlines() if line.startswith("warning:")]
+    assert len(warnings) == 1, result.output
+    assert "database.allow_unverified_tls" in warnings[0] and "sslmode require" in warnings[0]
+    assert "does not verify the cluster" in warnings[0]
+    quiet = cli("status", "--config", str(write_config()), "--report-dir", str(tmp_path / "r2"))
+    assert "warning:" not in quiet.stderr

@@ -39,16 +39,30 @@ def test_a_malformed_secret_names_what_is_wrong_and_never_the_password(text, exp
     assert "Pw-must-stay-hidden-123" not in str(caught.value)
 
 
-def test_iam_token_is_the_password_and_tls_is_required():
+def test_iam_token_is_the_password_and_the_server_is_verified_by_default():
     rds = boto3.client("rds", region_name=REGION)  # signing is local: no call is made
     target = db.from_iam(SECRET["host"], 5432, "matbakh_main", "lambda_writer", region=REGION,
-                         rds_client=rds, sslmode="prefer")
-    assert target.sslmode == "require"
+                         rds_client=rds, sslrootcert="/opt/rds-ca/global-bundle.pem")
+    assert (target.sslmode, target.sslrootcert) == ("verify-full", "/opt/rds-ca/global-bundle.pem")
     assert "X-Amz-Signature=" in target.password and "Action=connect" in target.password
     assert target.password not in repr(target) and "X-Amz" not in target.describe()
-    verified = db.from_iam(SECRET["host"], 5432, "d", "u", region=REGION, rds_client=rds,
-                           sslmode="verify-full")
-    assert verified.sslmode == "verify-full"
+    weaker = db.from_iam(SECRET["host"], 5432, "d", "u", region=REGION, rds_client=rds,
+                         sslrootcert=None, sslmode="require")  # allow_unverified_tls
+    assert weaker.sslmode == "require"
+
+
+@pytest.mark.parametrize("sslmode, sslrootcert, expected", [
+    ("prefer", "/ca.pem", "only sent over TLS"),
+    ("disable", "/ca.pem", "only sent over TLS"),
+    ("verify-full", None, "needs the RDS CA bundle"),
+    ("verify-ca", "", "needs the RDS CA bundle"),
+])
+def test_an_iam_login_is_never_weakened_silently(sslmode, sslrootcert, expected):
+    rds = boto3.client("rds", region_name=REGION)
+    with pytest.raises(db.ConnectError, match=expected) as caught:
+        db.from_iam(SECRET["host"], 5432, "d", "u", region=REGION, rds_client=rds,
+                    sslmode=sslmode, sslrootcert=sslrootcert)
+    assert caught.value.kind == "config"
 
 
 def test_environment_prefers_db_dsn_then_iam_then_the_secret():
@@ -56,15 +70,29 @@ def test_environment_prefers_db_dsn_then_iam_then_the_secret():
                                  "DB_SECRET_ARN": "arn:unused"})
     assert (local.host, local.port, local.dbname, local.source) == ("localhost", 5433, "local",
                                                                       "DB_DSN")
-    with pytest.raises(db.ConnectError, match="DB_AUTH=iam needs DB_HOST, DB_USER"):
+    with pytest.raises(db.ConnectError, match="DB_AUTH=iam needs DB_HOST, DB_USER, DB_SSLROOTCERT"):
         db.from_environment({"DB_AUTH": "iam", "DB_NAME": "x"})
     iam = db.from_environment({"DB_AUTH": "IAM", "DB_HOST": "h.example", "DB_NAME": "n",
                                "DB_USER": "lambda_writer", "AWS_REGION": REGION,
+                               "DB_SSLROOTCERT": "/opt/rds-ca/global-bundle.pem",
                                "DB_SECRET_ARN": "arn:unused"},
                               session=boto3.session.Session(region_name=REGION))
-    assert iam.user == "lambda_writer" and iam.sslmode == "require"
+    assert (iam.user, iam.sslmode, iam.sslrootcert) == (
+        "lambda_writer", "verify-full", "/opt/rds-ca/global-bundle.pem")
+    assert (iam.hostaddr, iam.hostaddr_port) == (None, None)
     with pytest.raises(db.ConnectError, match="set DB_SECRET_ARN"):
         db.from_environment({})
+
+
+def test_hostaddr_reaches_another_socket_but_the_token_stays_for_the_endpoint():
+    iam = db.from_environment({"DB_AUTH": "iam", "DB_HOST": "h.example", "DB_PORT": "5432",
+                               "DB_NAME": "n", "DB_USER": "u", "AWS_REGION": REGION,
+                               "DB_SSLROOTCERT": "/ca.pem", "DB_HOSTADDR": "127.0.0.1",
+                               "DB_HOSTADDR_PORT": "6543"},
+                              session=boto3.session.Session(region_name=REGION))
+    assert (iam.host, iam.port, iam.hostaddr, iam.hostaddr_port) == (
+        "h.example", 5432, "127.0.0.1", 6543)
+    assert iam.password.startswith("h.example:5432/?Action=connect")
 
 
 @mock_aws

@@ -316,3 +316,57 @@ def test_the_cache_defaults_to_runbook_cache_dir_then_home(tmp_path, monkeypatch
     monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     assert package.default_cache_dir() == tmp_path / "home" / ".cache" / "runbook" / "layers"
+
+
+# -- the RDS CA bundle in the layer ---------------------------------------------------------
+
+def test_the_layer_carries_the_ca_bundle_and_its_hash_follows_the_bundle(tmp_path, monkeypatch):
+    from runbook import rds_ca
+    from tests.conftest import TEST_CA_BUNDLE
+
+    monkeypatch.setenv("PIP_NO_INDEX", "1")  # pip, if it ran, could find nothing
+    monkeypatch.setenv("PIP_FIND_LINKS", str(tmp_path))
+    monkeypatch.setenv("PIP_CONFIG_FILE", os.devnull)
+    requirements = tmp_path / "requirements.txt"
+    requirements.write_text(PINS)
+    deps = package.layer_content_hash("python3.11", requirements=requirements)
+    entry = tmp_path / "cache" / f"{deps}.zip"
+    entry.parent.mkdir()
+    entry.write_bytes(package._zip({"python/dep/__init__.py": b"VALUE = 1\n"}))
+    bundle = rds_ca.from_file(TEST_CA_BUNDLE, "test")
+
+    built = package.build_layer("python3.11", requirements=requirements,
+                                cache_dir=tmp_path / "cache", ca_bundle=bundle)
+
+    assert built.cached is True and built.path == entry  # no pip run for the bundle
+    assert built.files == ("python/dep/__init__.py", "rds-ca/global-bundle.pem")
+    with zipfile.ZipFile(io.BytesIO(built.data)) as archive:
+        assert archive.read("rds-ca/global-bundle.pem") == TEST_CA_BUNDLE.read_bytes()
+        info = archive.getinfo("rds-ca/global-bundle.pem")
+        assert (info.date_time, info.external_attr >> 16) == ((1980, 1, 1, 0, 0, 0),
+                                                               stat.S_IFREG | 0o644)
+    assert rds_ca.LAYER_PATH == "/opt/" + rds_ca.LAYER_ENTRY  # where Lambda unpacks it
+    assert built.content_hash == package.layer_content_hash(
+        "python3.11", requirements=requirements, ca_bundle_sha256=bundle.sha256) != deps
+    again = package.build_layer("python3.11", requirements=requirements,
+                                cache_dir=tmp_path / "cache", ca_bundle=bundle)
+    assert again.data == built.data  # byte-identical: the same CodeSha256
+    other = tmp_path / "other.pem"
+    other.write_bytes(TEST_CA_BUNDLE.read_bytes() + TEST_CA_BUNDLE.read_bytes())
+    rebuilt = package.build_layer("python3.11", requirements=requirements,
+                                  cache_dir=tmp_path / "cache",
+                                  ca_bundle=rds_ca.from_file(other, "test"))
+    assert rebuilt.content_hash != built.content_hash  # a new bundle is a new layer version
+    assert sorted(p.name for p in (tmp_path / "cache").iterdir()) == [entry.name]
+
+
+def test_a_file_that_is_not_a_pem_bundle_is_refused_naming_its_source(tmp_path):
+    from runbook import rds_ca
+    from runbook.errors import BadInput
+
+    text = tmp_path / "bundle.pem"
+    text.write_text("not a certificate\n")
+    with pytest.raises(BadInput, match="database.ca_bundle: .*holds no PEM certificate"):
+        rds_ca.from_file(text, "database.ca_bundle")
+    with pytest.raises(BadInput, match="database.ca_bundle: cannot read"):
+        rds_ca.from_file(tmp_path / "missing.pem", "database.ca_bundle")
