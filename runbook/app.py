@@ -166,15 +166,15 @@ def _live_run(config, target, record, journal, progress, sleep, lock_wait_s) -> 
     runner = Runner(config, aws, progress, sleep=sleep)
     with _locked(config, target, ClientFactory(config.region), aws.caller_arn, progress,
                  lock_wait_s, sleep):
-        _preflight(config, aws, target.requested, progress)
+        preflight(config, aws, target.requested, progress)
         try:
             runner.run(target.requested, record.results)
         finally:
             _keep_interrupted(runner, record.results)
 
 
-def _preflight(config, aws, steps: list[str], progress, *, database_dsn: str | None = None,
-               dry_run: bool = False) -> None:
+def preflight(config, aws, steps: list[str], progress, *, database_dsn: str | None = None,
+               database_tls=None, dry_run: bool = False) -> None:
     """Plan `steps` read-only before the run's first write, and stop the run at the first
     errors.Preflight any of them finds: a resource of another environment, a setting AWS
     would refuse. Without this, a run of a1 for a copied environment file made a VPC and a
@@ -187,6 +187,7 @@ def _preflight(config, aws, steps: list[str], progress, *, database_dsn: str | N
 
     results = Runner(config, aws, Progress(quiet=True), plan_only=True, dry_run=dry_run,
                      scope_prefix="preflight:", database_dsn=database_dsn,
+                     database_tls=database_tls,
                      sleep=_sandbox_sleep if dry_run else time.sleep).run(steps)
     refused = next((r.exception for r in results if isinstance(r.exception, Preflight)), None)
     if refused is not None:
@@ -243,8 +244,8 @@ def _dry_run(config, target, record, journal, progress, lock_wait_s) -> None:
 
 def _dry_run_passes(config, target, record, runner, aws, progress, sandbox) -> None:
     """The run from an empty account, then the verify pass."""
-    _preflight(config, aws, target.through, progress, database_dsn=sandbox.database_dsn,
-               dry_run=True)
+    preflight(config, aws, target.through, progress, database_dsn=sandbox.database_dsn,
+               database_tls=sandbox.database_tls, dry_run=True)
     try:
         runner.run(target.through, record.results)
     finally:

@@ -182,7 +182,7 @@ class StepResult:
     idempotent: bool = True
     unbuilt: bool = False          # named by the design, not built in this version
     evidence: dict = field(default_factory=dict)  # Step.evidence(): checks and timings
-    # The input error behind `error`, for callers that tell kinds apart (app._preflight).
+    # The input error behind `error`, for callers that tell kinds apart (app.preflight).
     exception: BadInput | None = field(default=None, repr=False, compare=False)
 
     @property

@@ -57,7 +57,7 @@ def run(config, account: Account, steps: list[str], database_dsn: str):
     run_lock = lock.RunLock(account.factory().client("ssm"), config.env)
     with run_lock.held(lock.me("environments test", "+".join(steps)), wait_s=0):
         try:
-            app._preflight(config, aws, steps, Progress(quiet=True), dry_run=True,
+            app.preflight(config, aws, steps, Progress(quiet=True), dry_run=True,
                            database_dsn=database_dsn)
         except OwnedElsewhere as refused:
             return refused, aws.total("write")
