@@ -4,7 +4,9 @@ A function is up to five resources, converged in this order:
 
     iam:role          the execution role: a Lambda trust policy and one inline policy
                       with only what the function needs (its log group, the ENI actions
-                      of a VPC function, the statements the step adds)
+                      of a VPC function, the statements the step adds); any other inline
+                      policy and any attached managed policy is removed, whoever put it
+                      there, since it grants the function more than it needs
     logs:log-group    /aws/lambda/<name>, with the configured retention
     lambda:layer      the third-party dependencies and the RDS CA bundle, published only
                       when their content hash differs from the latest version's
@@ -88,7 +90,7 @@ class FunctionState:
     account: str
     region: str
     artifact: package.Artifact
-    role: dict | None = None          # {"arn", "trust", "policy", "tags"}
+    role: dict | None = None          # {"arn", "trust", "policy", "tags", "others", "attached"}
     log_group: dict | None = None     # {"retention", "arn", "tags"}
     function: dict | None = None      # GetFunction's Configuration, plus "Tags"
     statement: dict | None = None     # our statement in the function's resource policy
@@ -163,15 +165,19 @@ class FunctionsMixin:
         except iam.exceptions.NoSuchEntityException:
             role = None
         if role is not None:
-            try:
-                policy = iam.get_role_policy(RoleName=spec.role_name,
-                                             PolicyName=POLICY_NAME)["PolicyDocument"]
-            except iam.exceptions.NoSuchEntityException:
-                policy = None
+            inline = {name: policies.document(iam.get_role_policy(
+                          RoleName=spec.role_name, PolicyName=name)["PolicyDocument"])
+                      for name in self._pages(iam, "list_role_policies", "PolicyNames",
+                                              RoleName=spec.role_name)}
+            attached = self._pages(iam, "list_attached_role_policies", "AttachedPolicies",
+                                   RoleName=spec.role_name)
             state.role = {"arn": role["Arn"],
                           "trust": policies.document(role["AssumeRolePolicyDocument"]),
-                          "policy": policies.document(policy),
-                          "tags": naming.from_aws(role.get("Tags"))}
+                          "policy": inline.pop(POLICY_NAME, None),
+                          "tags": naming.from_aws(role.get("Tags")),
+                          # Inline policies beside runbook's, {name: document}.
+                          "others": inline,
+                          "attached": sorted(p["PolicyArn"] for p in attached)}
         groups = logs.describe_log_groups(logGroupNamePrefix=spec.log_group)["logGroups"]
         group = next((g for g in groups if g["logGroupName"] == spec.log_group), None)
         if group is not None:
@@ -199,6 +205,11 @@ class FunctionsMixin:
                 self.claim(resource, found["tags"], "lambdas.prefix")
         if fn.function is not None:
             self.claim(f"lambda:function {spec.name}", fn.function["Tags"], "lambdas.prefix")
+
+    @staticmethod
+    def _pages(client, operation: str, key: str, **kwargs) -> list:
+        return [item for page in client.get_paginator(operation).paginate(**kwargs)
+                for item in page[key]]
 
     def _read_statement(self, spec: FunctionSpec) -> dict | None:
         if spec.invoker is None:
@@ -294,7 +305,7 @@ class FunctionsMixin:
         if add:
             changes.append(Change("update", label, "tag_role", {**key, "tags": add},
                                   {"tags": naming.tag_diff(fn.role["tags"], add)}))
-        return changes
+        return changes + plan_role_extras(spec.role_name, fn.role, key)
 
     def desired_configuration(self, fn: FunctionState, layer: LayerState | None) -> dict:
         spec = fn.spec
@@ -335,7 +346,7 @@ class FunctionsMixin:
                                Description=f"Execution role of {spec.name} (managed by runbook)",
                                Tags=naming.as_aws(spec.tags))["Role"]
         fn.role = {"arn": role["Arn"], "trust": LAMBDA_TRUST, "policy": None,
-                   "tags": dict(spec.tags)}
+                   "tags": dict(spec.tags), "others": {}, "attached": []}
         self.apply_put_role_policy(state, key)
 
     def apply_set_trust(self, state, key: str) -> None:
@@ -351,6 +362,29 @@ class FunctionsMixin:
         self.client("iam").put_role_policy(RoleName=fn.spec.role_name, PolicyName=POLICY_NAME,
                                            PolicyDocument=json.dumps(policy))
         fn.role["policy"] = policy
+
+    def apply_delete_role_policy(self, state, key: str, policy_name: str) -> bool:
+        fn = self.function_state(key)
+        iam = self.client("iam")
+        try:
+            iam.delete_role_policy(RoleName=fn.spec.role_name, PolicyName=policy_name)
+        except iam.exceptions.NoSuchEntityException:
+            return False  # gone already: removed by someone else, or a retried request
+        finally:
+            fn.role["others"].pop(policy_name, None)
+        return True
+
+    def apply_detach_role_policy(self, state, key: str, policy_arn: str) -> bool:
+        fn = self.function_state(key)
+        iam = self.client("iam")
+        try:
+            iam.detach_role_policy(RoleName=fn.spec.role_name, PolicyArn=policy_arn)
+        except iam.exceptions.NoSuchEntityException:
+            return False  # detached already
+        finally:
+            if policy_arn in fn.role["attached"]:
+                fn.role["attached"].remove(policy_arn)
+        return True
 
     def apply_tag_role(self, state, key: str, tags: dict) -> None:
         self.client("iam").tag_role(RoleName=self.function_state(key).spec.role_name,
@@ -511,6 +545,22 @@ def database_login(database: dict, secrets: dict, *, iam_user: str | None, accou
 
 # -- comparing ---------------------------------------------------------------------------
 
+def plan_role_extras(role_name: str, role: dict, key: dict) -> list[Change]:
+    """A `-` for each inline policy beside runbook's and each attached managed policy.
+
+    Pure. runbook's own inline policy is compared whole by `_plan_role`, so a statement
+    added to it is an update; these are the grants added next to it.
+    """
+    changes = [Change("delete", f"iam:role-policy {role_name}/{name}", "delete_role_policy",
+                      {**key, "policy_name": name},
+                      {"role": role_name, "grants": policies.summary(document)})
+               for name, document in sorted(role.get("others", {}).items())]
+    changes += [Change("delete", f"iam:attached-policy {role_name} {arn}", "detach_role_policy",
+                       {**key, "policy_arn": arn}, {"role": role_name, "policy_arn": arn})
+                for arn in role.get("attached", ())]
+    return changes
+
+
 def _current_configuration(function: dict) -> dict:
     vpc = function.get("VpcConfig") or {}
     subnets, groups = vpc.get("SubnetIds") or [], vpc.get("SecurityGroupIds") or []
@@ -524,6 +574,9 @@ def _current_configuration(function: dict) -> dict:
             "Layers": [layer["Arn"] for layer in function.get("Layers") or ()]}
 
 
+WITHHELD = "(set outside runbook; value withheld)"
+REMOVED = "(removed)"
+
 _FIELD_NAMES = {"Runtime": "runtime", "Handler": "handler", "Role": "role",
                 "MemorySize": "memory_mb", "Timeout": "timeout_s", "Environment": "environment",
                 "VpcConfig": "vpc", "Layers": "layers"}
@@ -536,8 +589,11 @@ def _configuration_diff(current: dict, desired: dict) -> dict:
             changed = sorted(k for k in set(current[name]) | set(desired[name])
                              if current[name].get(k) != desired[name].get(k))
             if changed:
-                diff[label] = {"from": {k: current[name].get(k) for k in changed},
-                               "to": {k: desired[name].get(k) for k in changed}}
+                # A variable runbook does not set was added by someone else, and may hold
+                # a secret: the plan names it and withholds its value.
+                diff[label] = {"from": {k: current[name].get(k) if k in desired[name]
+                                        else WITHHELD for k in changed},
+                               "to": {k: desired[name].get(k, REMOVED) for k in changed}}
             continue
         diff_field(diff, label, current[name], desired[name])
     return diff

@@ -430,6 +430,9 @@ def _iam(iam, found: Inventory) -> None:
                                                      PolicyName=policy)["PolicyDocument"])
             found.add("iam:role-policy", f"{name} {policy}",
                       statements=sorted(s.get("Sid", "?") for s in document["Statement"]))
+        for attached in _pages(iam, "list_attached_role_policies", "AttachedPolicies",
+                               RoleName=name):
+            found.add("iam:attached-policy", f"{name} {attached['PolicyName']}")
 
 
 def _document(value) -> dict:
@@ -840,6 +843,64 @@ def try_point(config, account: Account, clean: Baseline, point: Point) -> Outcom
     difference = compare(clean.inventory, inventory(account, config))
     return Outcome(point, write, fault.fired, first_text, second_text,
                    difference, time.monotonic() - started)
+
+
+# -- drift: what the next run removes -------------------------------------------------
+
+# The writes that remove what someone added beside runbook's resources. A clean run makes
+# none of them, so `ci_points` and `every_point` cannot reach them: `try_drift_point`
+# fails them in a run that follows `add_drift`, where they are writes 1 to 4, in order.
+DRIFT_REMOVALS = ("ec2:RevokeSecurityGroupIngress", "ec2:RevokeSecurityGroupEgress",
+                  "iam:DeleteRolePolicy", "iam:DetachRolePolicy")
+
+
+def add_drift(account: Account, config) -> None:
+    """What another client adds to a converged account, one of each removal's kind: a
+    0.0.0.0/0 rule on the DB group, an egress rule on the Lambda group, and an inline and
+    a managed policy on Post-Confirmation's execution role."""
+    from runbook import naming
+
+    ec2, iam = account.client("ec2"), account.client("iam")
+    groups = {g["GroupName"]: g["GroupId"] for g in ec2.describe_security_groups(
+        Filters=[{"Name": "vpc-id", "Values": [_vpc_id(ec2, config)]}])["SecurityGroups"]}
+    ec2.authorize_security_group_ingress(
+        GroupId=groups[config.database.security_group_name], IpPermissions=[
+            {"IpProtocol": "tcp", "FromPort": 5432, "ToPort": 5432,
+             "IpRanges": [{"CidrIp": "0.0.0.0/0"}]}])
+    ec2.authorize_security_group_egress(
+        GroupId=groups[naming.lambda_security_group_name(config)], IpPermissions=[
+            {"IpProtocol": "tcp", "FromPort": 22, "ToPort": 22,
+             "IpRanges": [{"CidrIp": "203.0.113.7/32"}]}])
+    role = f"{config.function_name('post_confirmation')}-role"
+    everything = json.dumps({"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Action": "*", "Resource": "*"}]})
+    iam.put_role_policy(RoleName=role, PolicyName="debugging", PolicyDocument=everything)
+    arn = iam.create_policy(PolicyName="everything", PolicyDocument=everything)["Policy"]["Arn"]
+    iam.attach_role_policy(RoleName=role, PolicyArn=arn)
+
+
+def try_drift_point(config, account: Account, clean: Baseline, point: Point) -> Outcome:
+    """A clean run, `add_drift`, then a run whose point.k-th write (a removal) fails as
+    point.kind says, then a run without the fault: the account must hold what the
+    clean run left."""
+    started = time.monotonic()
+    account.reset()
+    converged = run(config, account)
+    if any(r.status != "ok" for r in converged):
+        raise RuntimeError("the clean run failed")
+    add_drift(account, config)
+    fault = Fault(point)
+    first = run(config, account, fault)
+    failed = next((r for r in first if r.status != "ok"), None)
+    first_text = f"failed at {failed.name}" if failed else "ok"
+    second = run(config, account)
+    broken = next((r for r in second if r.status != "ok"), None)
+    second_text = "ok" if broken is None else f"failed at {broken.name}: {broken.error}"
+    write = fault.writes[point.k - 1] if len(fault.writes) >= point.k else \
+        Write(point.k, "?", "?")
+    return Outcome(point, write, fault.fired, first_text, second_text,
+                   compare(clean.inventory, inventory(account, config)),
+                   time.monotonic() - started)
 
 
 def every_point(clean: Baseline) -> list[Point]:

@@ -2,16 +2,27 @@
 and to Secrets Manager, and a preflight that proves the path exists.
 
 In the environment's VPC the step converges
-- the Lambda security group (`<network>-lambda`), with the default egress (all);
-- an ingress rule on the cluster's security group: the DB port from the Lambda group;
-- the endpoints' security group (`<network>-endpoints`), with TCP 443 from the Lambda group;
+- the Lambda security group (`<network>-lambda`): no ingress, and AWS's default egress
+  (all traffic to 0.0.0.0/0), kept because the functions' outbound is bounded where it
+  lands: the cluster and the endpoints admit only this group, the private subnets route
+  nowhere else unless the operator adds a NAT gateway (whose path needs 443 out);
+- the cluster's security group (made by step `database`): the DB port from the Lambda
+  group, and no egress (Aurora opens no connection; security groups are stateful, so
+  answers pass without one);
+- the endpoints' security group (`<network>-endpoints`): TCP 443 from the Lambda group,
+  and no egress (an interface endpoint opens no connection either);
 - interface endpoints for Secrets Manager and the RDS Data API in the network's subnets,
   with that group, private DNS and an endpoint policy (see ENDPOINT_ACTIONS).
 
 Everything is described before anything is created, and what was made outside runbook is
-adopted (groups by VPC and name, endpoints by VPC and service), never duplicated. Rules
-are only added: a rule that already grants the access (same group pair, a port range that
-covers the port) counts as present, and no rule is ever removed.
+adopted (groups by VPC and name, endpoints by VPC and service), never duplicated.
+
+This step owns the whole rule set of those three groups, the cluster's included (step
+`database` only makes that group, without egress): one owner, so two steps never undo
+each other's rules. Rules are compared one by one (`runbook.sgrules`): a missing rule is
+added, and every other rule, in either direction, is removed, whoever added it; a broader
+rule (a port range, 0.0.0.0/0) is not taken for the exact one. The new rule is added
+before the ones it replaces are removed, so the functions never lose their path.
 
 moto is laxer than AWS here, and runbook does not rely on the API to refuse anything:
 moto 5.2.5 accepts a second endpoint for the same service with private DNS, ignores
@@ -32,7 +43,7 @@ import json
 import uuid
 from dataclasses import dataclass, field
 
-from runbook import naming, policies, retry
+from runbook import naming, policies, retry, sgrules
 from runbook.engine import UNKNOWN, Change, Step, is_known, tag_change
 from runbook.errors import PlanError, StepFailed
 from runbook.reachability import (ALL_TRAFFIC_OUT, FINAL_STATES, HTTPS, Described, Endpoint,
@@ -41,6 +52,8 @@ from runbook.reachability import (ALL_TRAFFIC_OUT, FINAL_STATES, HTTPS, Describe
 
 STEP_NAME = "vpc-integrate"
 SERVICES = ("secretsmanager", "rds-data")
+# The security groups whose rule sets this step owns, in the order their rules are planned.
+GROUP_ROLES = ("database", "endpoints", "lambda")
 
 # What may pass each endpoint: its endpoint policy allows these, on the environment's
 # own resources, to principals of this account only. An endpoint made without a policy
@@ -86,6 +99,8 @@ class IntegrateState:
     subnets: dict[str, Subnet] = field(default_factory=dict)        # every subnet of the VPC
     groups: dict[str, SecurityGroup] = field(default_factory=dict)  # every group of the VPC
     endpoints: list[Endpoint] = field(default_factory=list)         # interface, not final
+    # The rules of the groups this step owns: {group id: {rule id: Rule}}.
+    rules: dict[str, dict[str, sgrules.Rule]] = field(default_factory=dict)
 
 
 class VpcIntegrateStep(Step):
@@ -172,6 +187,15 @@ class VpcIntegrateStep(Step):
             if raw.get("VpcId", state.vpc_id) == state.vpc_id:
                 state.groups[raw["GroupId"]] = parse_group(raw)
 
+        owned = sorted(g.id for g in (self.owned_group(state, r) for r in GROUP_ROLES) if g)
+        if owned:
+            state.rules = {group_id: {} for group_id in owned}
+            for raw in self._all(ec2, "describe_security_group_rules", "SecurityGroupRules",
+                                 [{"Name": "group-id", "Values": owned}]):
+                if raw["GroupId"] in state.rules:
+                    rule_id, rule = sgrules.parse(raw)
+                    state.rules[raw["GroupId"]][rule_id] = rule
+
         for raw in self._all(ec2, "describe_vpc_endpoints", "VpcEndpoints", vpc_filter):
             endpoint = parse_endpoint(raw, self.ctx.aws.region)
             if (raw.get("VpcId") == state.vpc_id and endpoint.type.lower() == "interface"
@@ -209,8 +233,10 @@ class VpcIntegrateStep(Step):
     def plan(self, state: IntegrateState) -> list[Change]:
         self._check_prerequisites(state)
         changes = self._plan_group(state, "lambda") + self._plan_group(state, "endpoints")
-        changes += self._plan_rule(state, "database", state.port)
-        changes += self._plan_rule(state, "endpoints", HTTPS)
+        for role in GROUP_ROLES:  # first what is missing, then what is too much
+            changes += self._plan_missing_rules(state, role)
+        for role in GROUP_ROLES:
+            changes += self._plan_extra_rules(state, role)
         for service in SERVICES:
             changes += self._plan_endpoint(state, service)
         return changes
@@ -241,26 +267,66 @@ class VpcIntegrateStep(Step):
         label = f"ec2:security-group {name}"
         current = self.group(state, role)
         if current is None:
-            diff = {"vpc": state.vpc_id, "egress": "all (the default)"}
+            egress = "all (the default)" if role == "lambda" else "none (the default removed)"
+            diff = {"vpc": state.vpc_id, "egress": egress}
             return [Change("create", label, "create_group", {"role": role, "tags": tags}, diff)]
         return tag_change(f"{label} ({current.id})", current.id, tags, current.tags, "tag")
 
-    def _plan_rule(self, state: IntegrateState, target: str, port: int) -> list[Change]:
-        """TCP `port` into the RDS or endpoint group from the Lambda group, unless granted."""
+    def owned_group(self, state: IntegrateState, role: str) -> SecurityGroup | None:
+        """The group of `role`: "database" (the cluster's), "endpoints" or "lambda"."""
+        if role == "database":
+            return state.groups.get(state.database_group_id)
+        return self.group(state, role)
+
+    def _owned_name(self, role: str) -> str:
+        if role == "database":
+            return self.config.database.security_group_name
+        return self._group_name(role)
+
+    def desired_rules(self, state: IntegrateState, role: str) -> set[sgrules.Rule]:
+        """The complete rule set of `role`'s group (see the module docstring)."""
+        if role == "lambda":
+            return {sgrules.ALL_TRAFFIC_OUT}
         source = self.group(state, "lambda")
-        if target == "database":
-            target_name = self.config.database.security_group_name
-            current = state.groups.get(state.database_group_id)
-        else:
-            target_name = self._group_name("endpoints")
-            current = self.group(state, "endpoints")
-        if source is not None and current is not None and current.grants(port, source.id):
+        port = state.port if role == "database" else HTTPS
+        return {sgrules.Rule.tcp_from(port, source.id if source else UNKNOWN)}
+
+    def _plan_missing_rules(self, state: IntegrateState, role: str) -> list[Change]:
+        name, current = self._owned_name(role), self.owned_group(state, role)
+        have = state.rules.get(current.id, {}) if current else {}
+        missing, _ = sgrules.exact(have, self.desired_rules(state, role))
+        changes = []
+        for rule in missing:
+            if rule.egress:
+                if current is None:
+                    continue  # AWS makes a new group with it
+                changes.append(Change("create", f"{rule.kind()} {name} {rule.text()}",
+                                      "authorize_egress", {"role": role},
+                                      {"group": current.id, "rule": rule.text()}))
+                continue
+            source = self.group(state, "lambda")
+            changes.append(Change(
+                "create", f"ec2:ingress-rule {name} tcp/{rule.from_port} from "
+                          f"{self._group_name('lambda')}",
+                "authorize", {"target": role, "port": rule.from_port},
+                {"group": current.id if current else UNKNOWN, "port": rule.from_port,
+                 "source": source.id if source else UNKNOWN}))
+        return changes
+
+    def _plan_extra_rules(self, state: IntegrateState, role: str) -> list[Change]:
+        """A `-` for each rule of `role`'s group that runbook does not want there."""
+        current = self.owned_group(state, role)
+        if current is None:
             return []
-        source_name = self._group_name("lambda")
-        return [Change("create", f"ec2:ingress-rule {target_name} tcp/{port} from {source_name}",
-                       "authorize", {"target": target, "port": port},
-                       {"group": current.id if current else UNKNOWN, "port": port,
-                        "source": source.id if source else UNKNOWN})]
+        have = state.rules.get(current.id, {})
+        _, extra = sgrules.exact(have, self.desired_rules(state, role))
+        names = {group.id: group.name for group in state.groups.values()}
+        name = self._owned_name(role)
+        return [Change("delete", f"{have[rule_id].kind()} {name} {have[rule_id].text(names)}",
+                       "revoke", {"group_id": current.id, "rule_id": rule_id,
+                                  "egress": have[rule_id].egress},
+                       {"group": current.id, "rule_id": rule_id})
+                for rule_id in extra]
 
     def _plan_endpoint(self, state: IntegrateState, service: str) -> list[Change]:
         name = naming.vpc_endpoint_name(self.config, service)
@@ -340,7 +406,12 @@ class VpcIntegrateStep(Step):
             Description=f"{purpose} of {self.config.network.name} (managed by runbook)",
             TagSpecifications=[{"ResourceType": "security-group",
                                 "Tags": naming.as_aws(tags)}]))["GroupId"]
-        state.groups[group_id] = SecurityGroup(group_id, name, dict(tags), [], [ALL_TRAFFIC_OUT])
+        egress, rules = [ALL_TRAFFIC_OUT], {"(default egress)": sgrules.ALL_TRAFFIC_OUT}
+        if sgrules.ALL_TRAFFIC_OUT not in self.desired_rules(state, role):
+            sgrules.revoke_default_egress(ec2, group_id, self.ctx.retry_ec2)
+            egress, rules = [], {}
+        state.groups[group_id] = SecurityGroup(group_id, name, dict(tags), [], egress)
+        state.rules[group_id] = rules
 
     def apply_authorize(self, state: IntegrateState, target: str, port: int) -> bool:
         ec2 = self.client("ec2")
@@ -350,7 +421,7 @@ class VpcIntegrateStep(Step):
         else:
             target_id, what = self._existing(state, "endpoints").id, "VPC endpoints (HTTPS)"
         try:
-            self.ctx.retry_ec2(lambda: ec2.authorize_security_group_ingress(
+            answer = self.ctx.retry_ec2(lambda: ec2.authorize_security_group_ingress(
                 GroupId=target_id,
                 IpPermissions=[{"IpProtocol": "tcp", "FromPort": port, "ToPort": port,
                                 "UserIdGroupPairs": [{
@@ -363,7 +434,43 @@ class VpcIntegrateStep(Step):
                 raise
             return False  # a concurrent run added it
         state.groups[target_id].ingress.append(Permission("tcp", port, port, frozenset({source})))
+        self._added(state, target_id, answer, sgrules.Rule.tcp_from(port, source))
         return True
+
+    def apply_authorize_egress(self, state: IntegrateState, role: str) -> bool:
+        """Give the Lambda group back the all-traffic egress someone removed."""
+        group = self._existing(state, role)
+        try:
+            answer = self.ctx.retry_ec2(lambda: self.client("ec2").authorize_security_group_egress(
+                GroupId=group.id, IpPermissions=[sgrules.permission(sgrules.ALL_TRAFFIC_OUT)]))
+        except Exception as exc:  # noqa: BLE001 - only a duplicate is "done already"
+            if retry.error_code(exc) != "InvalidPermission.Duplicate":
+                raise
+            return False
+        group.egress.append(ALL_TRAFFIC_OUT)
+        self._added(state, group.id, answer, sgrules.ALL_TRAFFIC_OUT)
+        return True
+
+    def apply_revoke(self, state: IntegrateState, group_id: str, rule_id: str,
+                     egress: bool) -> bool:
+        """Remove one rule by its id. Already gone (removed by someone else, or by this
+        request sent again after its answer was lost) is done."""
+        ec2 = self.client("ec2")
+        revoke = ec2.revoke_security_group_egress if egress else ec2.revoke_security_group_ingress
+        done = True
+        try:
+            self.ctx.retry_ec2(lambda: revoke(GroupId=group_id, SecurityGroupRuleIds=[rule_id]))
+        except Exception as exc:  # noqa: BLE001 - only "not there" is done already
+            if retry.error_code(exc) not in sgrules.GONE:
+                raise
+            done = False
+        state.rules.get(group_id, {}).pop(rule_id, None)
+        return done
+
+    @staticmethod
+    def _added(state: IntegrateState, group_id: str, answer: dict, rule: sgrules.Rule) -> None:
+        ids = [r["SecurityGroupRuleId"] for r in answer.get("SecurityGroupRules") or ()]
+        state.rules.setdefault(group_id, {})[ids[0] if ids else "(new)"] = rule
 
     def apply_create_endpoint(self, state: IntegrateState, service: str, tags: dict) -> None:
         ec2, group = self.client("ec2"), self._existing(state, "endpoints").id

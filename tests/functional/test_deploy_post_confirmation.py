@@ -160,6 +160,40 @@ def test_a_trigger_someone_else_set_is_kept(account, pg_dsn):
     assert triggers["PostConfirmation"].endswith(f":function:{FUNCTION}")
 
 
+def test_its_trigger_replaced_and_its_environment_changed_elsewhere_are_put_back(
+        account, pg_dsn):
+    from runbook import userpool
+
+    config = config_mod.load(PROD_CONFIG)
+    results = deployed(config, pg_dsn)
+    idp, lam = client("cognito-idp"), client("lambda")
+    pool_id = results["cognito"].outputs["user_pool_id"]
+    pool = idp.describe_user_pool(UserPoolId=pool_id)["UserPool"]
+    arn = pool["LambdaConfig"]["PostConfirmation"]
+    other = "arn:aws:lambda:eu-central-1:123456789012:function:someone-elses"
+    idp.update_user_pool(**userpool.update_request(pool, LambdaConfig={
+        **pool["LambdaConfig"], "PostConfirmation": other}))
+    variables = lam.get_function_configuration(FunctionName=FUNCTION)["Environment"]["Variables"]
+    lam.update_function_configuration(FunctionName=FUNCTION, Environment={
+        "Variables": {**variables, "DB_SCHEMA": "elsewhere"}})
+
+    again, aws = run(config, [STEP], pg_dsn)
+
+    step = again[STEP]
+    assert step.status == "ok", step.error
+    assert [(c.action, c.op, c.diff) for c in step.changes] == [
+        ("update", "update_configuration", {"environment": {
+            "from": {"DB_SCHEMA": "elsewhere"}, "to": {"DB_SCHEMA": variables["DB_SCHEMA"]}}}),
+        ("update", "attach_trigger", {"trigger PostConfirmation": {"from": other, "to": arn},
+                                      "other settings": "kept (the whole configuration is sent)"})]
+    assert idp.describe_user_pool(UserPoolId=pool_id)["UserPool"]["LambdaConfig"][
+        "PostConfirmation"] == arn
+    assert lam.get_function_configuration(FunctionName=FUNCTION)["Environment"][
+        "Variables"] == variables
+    rest, aws = run(config, [STEP], pg_dsn)
+    assert rest[STEP].changes == [] and aws.journal.entries == []
+
+
 def test_a_changed_setting_updates_only_the_configuration(account, pg_dsn, write_config):
     deployed(config_mod.load(PROD_CONFIG), pg_dsn)
 

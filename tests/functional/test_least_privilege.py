@@ -372,6 +372,12 @@ def render(seen: dict[str, list[tuple[Statement, Facts]]]) -> str:
         "regenerate it with",
         "`RUNBOOK_UPDATE_DOCS=1 pytest tests/functional/test_least_privilege.py`.",
         "",
+        "These are the only grants runbook leaves: any other inline policy, attached "
+        "managed policy",
+        "or statement on an execution role, and any other endpoint policy, is drift that "
+        "`runbook",
+        "status --live` shows and `runbook run` removes.",
+        "",
         "Environment files: " + "; ".join(
             f"**{name}** (database: {json.dumps(change, sort_keys=True)})"
             for name, change in CONFIGURATIONS.items()) + ".",

@@ -81,6 +81,16 @@ def pairs(group, port):
             for p in perm["UserIdGroupPairs"]]
 
 
+def rules_of(group) -> set:
+    """Every rule of `group`, one per peer, as (direction, protocol, from, to, peer)."""
+    found = ec2().describe_security_group_rules(
+        Filters=[{"Name": "group-id", "Values": [group["GroupId"]]}])["SecurityGroupRules"]
+    return {("out" if r["IsEgress"] else "in", r["IpProtocol"], r.get("FromPort"),
+             r.get("ToPort"), (r.get("ReferencedGroupInfo") or {}).get("GroupId")
+             or r.get("CidrIpv4") or r.get("CidrIpv6") or r.get("PrefixListId"))
+            for r in found}
+
+
 # -- what it creates ------------------------------------------------------------------
 
 def test_first_apply_creates_two_groups_the_rules_and_two_private_dns_endpoints(a1, config):
@@ -92,7 +102,7 @@ def test_first_apply_creates_two_groups_the_rules_and_two_private_dns_endpoints(
     assert step.status == "ok", step.error
     calls = sorted(e["call"] for e in aws.journal.entries)
     assert calls == ["ec2:AuthorizeSecurityGroupIngress"] * 2 + ["ec2:CreateSecurityGroup"] * 2 \
-        + ["ec2:CreateVpcEndpoint"] * 2
+        + ["ec2:CreateVpcEndpoint"] * 2 + ["ec2:RevokeSecurityGroupEgress"]
     groups = groups_in(vpc_id)
     assert sorted(groups) == ["default", "matbakh-prod-db", "matbakh-prod-endpoints",
                               "matbakh-prod-lambda"]
@@ -103,6 +113,10 @@ def test_first_apply_creates_two_groups_the_rules_and_two_private_dns_endpoints(
     [rule] = [p for perm in rds_group["IpPermissions"] for p in perm["UserIdGroupPairs"]]
     assert rule["Description"]
     assert pairs(endpoints_group, 443) == [lam["GroupId"]]
+    # The whole rule set of each group: nothing else in, and out only from the functions.
+    assert rules_of(rds_group) == {("in", "tcp", 5432, 5432, lam["GroupId"])}
+    assert rules_of(endpoints_group) == {("in", "tcp", 443, 443, lam["GroupId"])}
+    assert rules_of(lam) == {("out", "-1", -1, -1, "0.0.0.0/0")}
     for group in (lam, endpoints_group):
         assert tags_of(group)["runbook:env"] == "prod" and tags_of(group)["runbook:step"] == STEP
 
@@ -246,7 +260,10 @@ def test_a_modify_that_does_not_take_effect_fails_the_step_instead_of_passing(a1
     {"IpProtocol": "tcp", "FromPort": 5000, "ToPort": 6000},
     {"IpProtocol": "-1"},
 ], ids=["port-range", "all-traffic"])
-def test_an_existing_rule_that_grants_the_port_is_not_added_again(a1, config, permission):
+def test_a_broader_rule_and_a_rule_of_someone_else_are_replaced_by_the_exact_rule(
+        a1, config, permission):
+    # What the old scripts or an operator left on the cluster's group: the Lambda group
+    # on more ports than the database's, and a bastion network. Neither is runbook's rule.
     vpc_id, rds_group = a1["network"]["vpc_id"], a1["database"]["security_group_id"]
     lam = ec2().create_security_group(GroupName="matbakh-prod-lambda", VpcId=vpc_id,
                                       Description="old")["GroupId"]
@@ -255,16 +272,29 @@ def test_an_existing_rule_that_grants_the_port_is_not_added_again(a1, config, pe
     ec2().authorize_security_group_ingress(GroupId=rds_group, IpPermissions=[
         {"IpProtocol": "tcp", "FromPort": 5432, "ToPort": 5432,
          "IpRanges": [{"CidrIp": "10.9.0.0/16", "Description": "bastion"}]}])
-    before = groups_in(vpc_id)["matbakh-prod-db"]["IpPermissions"]
+
+    plan, _ = run(config, [STEP], plan_only=True)
+    rules = [(c.action, c.resource) for c in plan[STEP].changes if "-rule " in c.resource]
+    broader = "all traffic" if permission["IpProtocol"] == "-1" else "tcp/5000-6000"
+    assert rules[:2] == [
+        ("create", "ec2:ingress-rule matbakh-prod-db tcp/5432 from matbakh-prod-lambda"),
+        ("create", "ec2:ingress-rule matbakh-prod-endpoints tcp/443 from matbakh-prod-lambda")]
+    assert sorted(rules[2:]) == sorted([
+        ("delete", "ec2:ingress-rule matbakh-prod-db tcp/5432 from 10.9.0.0/16"),
+        ("delete", f"ec2:ingress-rule matbakh-prod-db {broader} from matbakh-prod-lambda")])
 
     results, aws = run(config, [STEP])
 
     step = results[STEP]
     assert step.status == "ok", step.error
-    assert not any(c.resource.startswith("ec2:ingress-rule matbakh-prod-db") for c in step.changes)
-    # Nothing added, nothing removed.
-    assert groups_in(vpc_id)["matbakh-prod-db"]["IpPermissions"] == before
-    assert [e["call"] for e in aws.journal.entries].count("ec2:AuthorizeSecurityGroupIngress") == 1
+    assert rules_of(groups_in(vpc_id)["matbakh-prod-db"]) == {("in", "tcp", 5432, 5432, lam)}
+    calls = [e["call"] for e in aws.journal.entries]
+    assert calls.count("ec2:RevokeSecurityGroupIngress") == 2
+    # The exact rule is added before the broader one goes: the path is never cut.
+    assert calls.index("ec2:AuthorizeSecurityGroupIngress") < \
+        calls.index("ec2:RevokeSecurityGroupIngress")
+    again, aws = run(config, [STEP])
+    assert again[STEP].changes == [] and aws.journal.entries == []
 
 
 def test_a_rule_removed_outside_runbook_is_added_again(a1, config):
@@ -339,21 +369,76 @@ def test_without_the_secrets_manager_endpoint_the_preflight_fails_naming_it(a1, 
 
 
 def test_a_lambda_group_whose_egress_stops_the_db_port_fails_the_preflight(a1, config):
-    vpc_id = a1["network"]["vpc_id"]
-    lam = ec2().create_security_group(GroupName="matbakh-prod-lambda", VpcId=vpc_id,
-                                      Description="https only")["GroupId"]
+    run(config, [STEP])
+    lam = groups_in(a1["network"]["vpc_id"])["matbakh-prod-lambda"]["GroupId"]
     ec2().revoke_security_group_egress(GroupId=lam, IpPermissions=[
         {"IpProtocol": "-1", "IpRanges": [{"CidrIp": "0.0.0.0/0"}]}])
     ec2().authorize_security_group_egress(GroupId=lam, IpPermissions=[
         {"IpProtocol": "tcp", "FromPort": 443, "ToPort": 443,
          "IpRanges": [{"CidrIp": "0.0.0.0/0"}]}])
+    # Only read and settle run, as on a re-run whose plan was not applied.
+    run_with, aws = runner(config)
+    step = VpcIntegrateStep(run_with.context())
 
-    results, _ = run(config, [STEP])
+    with pytest.raises(StepFailed) as failed:
+        step.settle(step.read())
+
+    assert (f"the Lambda security group {lam} does not allow outbound TCP 5432 to the RDS "
+            f"security group {a1['database']['security_group_id']}") in str(failed.value)
+    assert aws.total("write") == 0
+
+
+def test_egress_changed_outside_runbook_is_put_back_on_every_group(a1, config):
+    run(config, [STEP])
+    groups = groups_in(a1["network"]["vpc_id"])
+    lam, endpoints_group = groups["matbakh-prod-lambda"], groups["matbakh-prod-endpoints"]
+    rds_group = groups["matbakh-prod-db"]
+    ec2().revoke_security_group_egress(GroupId=lam["GroupId"], IpPermissions=[
+        {"IpProtocol": "-1", "IpRanges": [{"CidrIp": "0.0.0.0/0"}]}])
+    ec2().authorize_security_group_egress(GroupId=lam["GroupId"], IpPermissions=[
+        {"IpProtocol": "tcp", "FromPort": 22, "ToPort": 22,
+         "IpRanges": [{"CidrIp": "1.2.3.4/32"}]}])
+    for group in (rds_group, endpoints_group):
+        ec2().authorize_security_group_egress(GroupId=group["GroupId"], IpPermissions=[
+            {"IpProtocol": "-1", "IpRanges": [{"CidrIp": "0.0.0.0/0"}]}])
+
+    results, aws = run(config, [STEP])
 
     step = results[STEP]
-    assert step.status == "failed" and step.error_kind == "failure"
-    assert (f"the Lambda security group {lam} does not allow outbound TCP 5432 to the RDS "
-            f"security group {a1['database']['security_group_id']}") in step.error
+    assert step.status == "ok", step.error
+    assert [(c.action, c.resource) for c in step.changes] == [
+        ("create", "ec2:egress-rule matbakh-prod-lambda all traffic to 0.0.0.0/0"),
+        ("delete", "ec2:egress-rule matbakh-prod-db all traffic to 0.0.0.0/0"),
+        ("delete", "ec2:egress-rule matbakh-prod-endpoints all traffic to 0.0.0.0/0"),
+        ("delete", "ec2:egress-rule matbakh-prod-lambda tcp/22 to 1.2.3.4/32")]
+    assert sorted(e["call"] for e in aws.journal.entries) == [
+        "ec2:AuthorizeSecurityGroupEgress"] + ["ec2:RevokeSecurityGroupEgress"] * 3
+    groups = groups_in(a1["network"]["vpc_id"])
+    assert rules_of(groups["matbakh-prod-lambda"]) == {("out", "-1", -1, -1, "0.0.0.0/0")}
+    assert [r[0] for r in rules_of(groups["matbakh-prod-db"])] == ["in"]
+    assert [r[0] for r in rules_of(groups["matbakh-prod-endpoints"])] == ["in"]
+    again, aws = run(config, [STEP])
+    assert again[STEP].changes == [] and aws.journal.entries == []
+
+
+def test_a_rule_already_removed_when_the_revoke_arrives_counts_as_done(a1, config):
+    # A revoke sent again after its answer was lost, or a rule someone else removed
+    # between plan and apply: either way the rule is gone, which is what was planned.
+    run(config, [STEP])
+    rds_group = a1["database"]["security_group_id"]
+    ec2().authorize_security_group_ingress(GroupId=rds_group, IpPermissions=[
+        {"IpProtocol": "tcp", "FromPort": 5432, "ToPort": 5432,
+         "IpRanges": [{"CidrIp": "0.0.0.0/0"}]}])
+    run_with, aws = runner(config)
+    step = VpcIntegrateStep(run_with.context())
+    state = step.read()
+    [change] = step.plan(state)
+    assert (change.action, change.op) == ("delete", "revoke")
+    step.apply(state, change)
+
+    assert step.apply(state, change) is False
+    assert step.plan(state) == []
+    assert step.plan(step.read()) == []
 
 
 def test_endpoints_take_one_subnet_per_zone(account, write_config):

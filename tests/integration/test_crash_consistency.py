@@ -56,6 +56,23 @@ def test_the_ci_sample_of_the_crash_sweep_converges_with_no_duplicate_and_no_orp
     assert (total["duplicates"], total["orphans"]) == (0, 0), report
 
 
+@pytest.mark.parametrize("point", [
+    sweep.Point(1, "response-lost-retried"), sweep.Point(2, "response-lost-retried"),
+    sweep.Point(3, "response-lost-retried"), sweep.Point(4, "response-lost-retried"),
+    sweep.Point(1, "throttling"), sweep.Point(4, "response-lost"),
+], ids=str)
+def test_a_removal_of_added_drift_that_fails_or_loses_its_answer_converges(swept, point):
+    """Each removal write (a rule revoked, an inline policy deleted, a managed policy
+    detached): sent twice by botocore after a lost answer, the second finds it gone; lost,
+    the next run finds nothing left to remove; refused, the next run removes it."""
+    config, account, clean = swept
+
+    outcome = sweep.try_drift_point(config, account, clean, point)
+
+    assert outcome.fired == sweep.DRIFT_REMOVALS[point.k - 1], outcome.describe()
+    assert outcome.converged, outcome.describe()
+
+
 # At least one of each kind of resource an untagged leftover can be found as; the full
 # sweep tries every create.
 UNTAGGED = [("ec2:CreateVpc", "network"), ("ec2:CreateSubnet", "network"),

@@ -14,6 +14,7 @@ import boto3
 import pytest
 import yaml
 
+from runbook import userpool
 from tests.conftest import REGION
 
 CONVERGED = ["--phase", "a1", "--phase", "a2", "--step", "vpc-integrate"]
@@ -172,6 +173,89 @@ def test_status_live_shows_no_drift_after_a_run_and_the_rule_another_client_remo
     assert cli("status", "--live", *CONVERGED).exit_code == 3
     assert cli("run", "--step", "vpc-integrate").exit_code == 0
     assert cli("status", "--live", *CONVERGED).exit_code == 0
+
+
+def add_drift_of_every_kind(endpoint) -> dict:
+    """Another client adds, beside what runbook made, one thing of each kind that
+    `status --live` must see; {kind: the line status prints for it}."""
+    ec2, iam = client("ec2", endpoint), client("iam", endpoint)
+    groups = {g["GroupName"]: g["GroupId"] for g in ec2.describe_security_groups()[
+        "SecurityGroups"]}
+    ec2.authorize_security_group_ingress(GroupId=groups["matbakh-prod-db"], IpPermissions=[
+        {"IpProtocol": "tcp", "FromPort": 5432, "ToPort": 5432,
+         "IpRanges": [{"CidrIp": "0.0.0.0/0"}]}])
+    ec2.authorize_security_group_egress(GroupId=groups["matbakh-prod-lambda"], IpPermissions=[
+        {"IpProtocol": "tcp", "FromPort": 22, "ToPort": 22,
+         "IpRanges": [{"CidrIp": "203.0.113.7/32"}]}])
+    [secrets] = [e for e in ec2.describe_vpc_endpoints()["VpcEndpoints"]
+                 if e["ServiceName"].endswith(".secretsmanager")]
+    ec2.modify_vpc_endpoint(VpcEndpointId=secrets["VpcEndpointId"], PolicyDocument=json.dumps(
+        {"Statement": [{"Effect": "Allow", "Principal": "*", "Action": "*", "Resource": "*"}]}))
+
+    role = "matbakh-cognito-pre-signup-role"
+    everything = {"Version": "2012-10-17",
+                  "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}
+    iam.put_role_policy(RoleName=role, PolicyName="debugging",
+                        PolicyDocument=json.dumps(everything))
+    managed = iam.create_policy(PolicyName="everything",
+                                PolicyDocument=json.dumps(everything))["Policy"]["Arn"]
+    iam.attach_role_policy(RoleName=role, PolicyArn=managed)
+
+    lam, idp = client("lambda", endpoint), client("cognito-idp", endpoint)
+    function = "matbakh-cognito-pre-signup"
+    variables = (lam.get_function_configuration(FunctionName=function).get("Environment")
+                 or {}).get("Variables") or {}
+    lam.update_function_configuration(FunctionName=function, Environment={"Variables": {
+        **variables, "API_KEY": "sk-not-for-plans"}})
+    [pool] = idp.list_user_pools(MaxResults=60)["UserPools"]
+    described = idp.describe_user_pool(UserPoolId=pool["Id"])["UserPool"]
+    assert "PreSignUp" in described["LambdaConfig"]
+    # The whole configuration back, as the console sends it, without the trigger.
+    idp.update_user_pool(**userpool.update_request(described, LambdaConfig={}))
+    return {
+        "db ingress": "  - ec2:ingress-rule matbakh-prod-db tcp/5432 from 0.0.0.0/0\n",
+        "lambda egress": "  - ec2:egress-rule matbakh-prod-lambda tcp/22 to 203.0.113.7/32\n",
+        "endpoint policy": "  ~ ec2:vpc-endpoint matbakh-prod-secretsmanager "
+                           f"({secrets['VpcEndpointId']})\n      policy:",
+        "inline policy": f"  - iam:role-policy {role}/debugging\n",
+        "managed policy": f"  - iam:attached-policy {role} {managed}\n",
+        "environment": f"  ~ lambda:function {function}\n      environment.API_KEY: (set "
+                       "outside runbook; value withheld) -> (removed)\n",
+        "trigger": f"  ~ cognito-idp:user-pool matbakh-prod-users ({pool['Id']})\n",
+    }
+
+
+def test_status_live_sees_what_another_client_added_and_a_run_removes_it(
+        moto_endpoint, workdir, cli):
+    for target in (["--phase", "a1"], ["--phase", "a2"], ["--step", "vpc-integrate"]):
+        assert cli("run", *target).exit_code == 0
+    assert cli("status", "--live", *CONVERGED).exit_code == 0
+
+    lines = add_drift_of_every_kind(moto_endpoint)
+    drifted = cli("status", "--live", *CONVERGED)
+    as_json = cli("status", "--live", "--json", *CONVERGED)
+
+    assert drifted.exit_code == 3, drifted.output
+    for kind, line in lines.items():
+        assert line in drifted.stdout, kind
+    assert "      trigger PreSignUp: (none) -> arn:aws:lambda:" in drifted.stdout
+    assert "sk-not-for-plans" not in drifted.output + as_json.output
+    assert "Drift in 2 steps: cognito, vpc-integrate." in drifted.stdout
+    data = json.loads(as_json.stdout)
+    assert data["drifted_steps"] == ["cognito", "vpc-integrate"]
+    actions = {c["resource"]: c["action"] for s in data["steps"] for c in s["changes"]}
+    assert actions["ec2:ingress-rule matbakh-prod-db tcp/5432 from 0.0.0.0/0"] == "delete"
+
+    assert cli("run", "--phase", "a2").exit_code == 0
+    assert cli("run", "--step", "vpc-integrate").exit_code == 0
+
+    after = cli("status", "--live", *CONVERGED)
+    assert after.exit_code == 0, after.output
+    assert "No drift: 5 steps in sync." in after.stdout
+    db = client("ec2", moto_endpoint).describe_security_groups(Filters=[
+        {"Name": "group-name", "Values": ["matbakh-prod-db"]}])["SecurityGroups"][0]
+    assert not any(r.get("CidrIp") == "0.0.0.0/0"
+                   for p in db["IpPermissions"] for r in p["IpRanges"])
 
 
 def test_status_live_shows_a_removed_tag_and_route_table_association_as_network_drift(
