@@ -108,7 +108,8 @@ class RunOutcome:
 
 
 def run(config, target: Target, *, dry_run: bool, report_dir: Path, progress,
-        sleep=time.sleep, lock_wait_s: float = DEFAULT_LOCK_WAIT_S) -> RunOutcome:
+        sleep=time.sleep, lock_wait_s: float = DEFAULT_LOCK_WAIT_S,
+        allow_reboot: bool = False) -> RunOutcome:
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
     journal_path = reports.run_dir(report_dir, config.env, dry_run) / "journal" / \
         f"{target.name}-{stamp}.jsonl"
@@ -119,9 +120,10 @@ def run(config, target: Target, *, dry_run: bool, report_dir: Path, progress,
     started = time.monotonic()
     try:
         if dry_run:
-            _dry_run(config, target, record, journal, progress, lock_wait_s)
+            _dry_run(config, target, record, journal, progress, lock_wait_s, allow_reboot)
         else:
-            _live_run(config, target, record, journal, progress, sleep, lock_wait_s)
+            _live_run(config, target, record, journal, progress, sleep, lock_wait_s,
+                      allow_reboot)
     except KeyboardInterrupt:
         record.interrupted = True
     finally:
@@ -155,15 +157,17 @@ def _write_alone(record: reports.RunRecord, step: str, report_dir: Path, stamp: 
     reports.write(reports.build(alone), report_dir, stamp)
 
 
-def _live_run(config, target, record, journal, progress, sleep, lock_wait_s) -> None:
+def _live_run(config, target, record, journal, progress, sleep, lock_wait_s,
+              allow_reboot=False) -> None:
     aws = ClientFactory(config.region, journal=journal)
     with aws.scoped("preflight"):
         record.account = aws.caller_account()
     if config.account_id and record.account != config.account_id:
         raise AccountMismatch(config.account_id, record.account)
+    _aws_would_refuse(config, aws, target.requested)
     progress.line(f"live run of {target.name} in account {record.account}, {config.region}",
                   bold=True)
-    runner = Runner(config, aws, progress, sleep=sleep)
+    runner = Runner(config, aws, progress, sleep=sleep, allow_reboot=allow_reboot)
     with _locked(config, target, ClientFactory(config.region), aws.caller_arn, progress,
                  lock_wait_s, sleep):
         _preflight(config, aws, target.requested, progress)
@@ -195,6 +199,15 @@ def _preflight(config, aws, steps: list[str], progress, *, database_dsn: str | N
                   "nothing of another environment is touched", dim=True)
 
 
+def _aws_would_refuse(config, aws, steps: list[str]) -> None:
+    """What AWS would refuse minutes into the run (runbook.preflight: engine version,
+    capacity, zones, runtime), checked read-only before the first step."""
+    from runbook import preflight
+
+    with aws.scoped("preflight"):
+        preflight.check(config, aws, steps)
+
+
 def environment_lock(config):
     """The live lock of `config`'s environment, for `runbook unlock` (account checked)."""
     from runbook import lock
@@ -221,7 +234,8 @@ def _locked(config, target, lock_aws, identity, progress, wait_s, sleep):
                          on_wait=waiting)
 
 
-def _dry_run(config, target, record, journal, progress, lock_wait_s) -> None:
+def _dry_run(config, target, record, journal, progress, lock_wait_s,
+             allow_reboot=False) -> None:
     from runbook.sandbox import SANDBOX_CREDENTIALS, Sandbox
 
     progress.line(f"dry run of {target.name}: starting a sandbox", bold=True)
@@ -232,8 +246,10 @@ def _dry_run(config, target, record, journal, progress, lock_wait_s) -> None:
             record.account = aws.caller_account()
         record.simulated = sandbox.simulated
         record.verify_results = []
+        _aws_would_refuse(config, aws, target.through)
         runner = Runner(config, aws, progress, dry_run=True, sleep=_sandbox_sleep,
-                        database_dsn=sandbox.database_dsn, database_tls=sandbox.database_tls)
+                        database_dsn=sandbox.database_dsn, database_tls=sandbox.database_tls,
+                        allow_reboot=allow_reboot)
         lock_aws = ClientFactory(config.region, endpoint_url=sandbox.aws_url,
                                  credentials=SANDBOX_CREDENTIALS)
         with _locked(config, target, lock_aws, aws.caller_arn, progress, lock_wait_s,
@@ -329,6 +345,7 @@ def plan_live(config, steps: list[str], progress) -> PlanOutcome:
 def _plan(config, steps, aws, progress, account: str | None = None, *, dry_run: bool = False,
           database_dsn: str | None = None, database_tls=None) -> PlanOutcome:
     account = account or aws.caller_account()
+    _aws_would_refuse(config, aws, steps)
     results = Runner(config, aws, progress, plan_only=True, dry_run=dry_run,
                      database_dsn=database_dsn, database_tls=database_tls).run(steps)
     writes = aws.total("write")
