@@ -233,3 +233,49 @@ def test_plan_error_names_the_field(config):
         "apply_type": None})
     with pytest.raises(PlanError, match="database.parameter_group"):
         DatabaseStep(ctx).plan(state)
+
+
+# -- a run that stops at one of the new writes is finished by the next ------------------
+
+NEW_WRITES = ["CreateDBClusterParameterGroup", "ModifyDBClusterParameterGroup",
+              "ModifyDBCluster", "RebootDBInstance"]
+
+
+@pytest.mark.parametrize("lost", [False, True], ids=["refused", "answer-lost"])
+@pytest.mark.parametrize("operation", NEW_WRITES)
+def test_a_run_that_fails_at_a_new_write_is_finished_by_the_next(account, config, operation,
+                                                                 lost):
+    """Refused: the call is not carried out. Answer lost: it is, and runbook sees an
+    error. Either way the next run (with --allow-reboot, as the first) converges, and the
+    one after it makes no write. A reboot that failed is not made again on moto, which
+    shows the writer in-sync; AWS shows it pending-reboot, and the next run reboots it
+    (test_a_writer_aws_shows_pending_reboot_is_rebooted_only_when_allowed)."""
+    from botocore.exceptions import ConnectionClosedError
+
+    cluster_without_the_group(config)
+    fired = []
+
+    def refuse(service, op, write):
+        if op == operation and not lost:
+            fired.append(op)
+            raise ConnectionClosedError(endpoint_url="refused before it was sent")
+
+    def lose(service, op, write, response):
+        if op == operation and lost:
+            fired.append(op)
+            raise ConnectionClosedError(endpoint_url="answer lost")
+
+    aws = ClientFactory(REGION, interceptors=[refuse], after_interceptors=[lose])
+    [first] = Runner(config, aws, Progress(quiet=True), sleep=lambda s: None,
+                     allow_reboot=True).run(["database"])
+    assert first.status == "failed" and fired == [operation], first.error
+
+    second, _ = run_database(config, allow_reboot=True)
+    third, calls = run_database(config, allow_reboot=True)
+
+    assert second.status == "ok", second.error
+    assert third.status == "ok" and calls == []
+    assert cluster()["DBClusterParameterGroup"] == GROUP and force_ssl() == "1"
+    group = rds().describe_db_cluster_parameter_groups(
+        DBClusterParameterGroupName=GROUP)["DBClusterParameterGroups"]
+    assert len(group) == 1

@@ -61,6 +61,8 @@ def test_the_ci_sample_of_the_crash_sweep_converges_with_no_duplicate_and_no_orp
 UNTAGGED = [("ec2:CreateVpc", "network"), ("ec2:CreateSubnet", "network"),
             ("ec2:CreateSecurityGroup", "vpc-integrate"),
             ("ec2:CreateVpcEndpoint", "vpc-integrate"),
+            ("rds:CreateDBClusterParameterGroup", "database"),
+            ("rds:CreateDBCluster", "database"),
             ("secretsmanager:CreateSecret", "store-secrets"),
             ("iam:CreateRole", "deploy-post-confirmation"),
             ("lambda:CreateFunction", "deploy-post-confirmation"),
