@@ -14,8 +14,9 @@ read-only calls, and only for the steps about to run:
                             an existing cluster is not refused for running an older one
   database.min/max_capacity within the engine version's Serverless v2 range
   network.subnets[].az      an availability zone of the region (DescribeAvailabilityZones)
-  lambdas.runtime           one Lambda still accepts for new functions (a dated table:
-                            no API lists runtimes)
+  lambdas.runtime           one Lambda still accepts for new functions: named in
+                            botocore's model of Lambda, and before its block-create
+                            date (a dated table: no API lists deprecations)
 """
 
 from __future__ import annotations
