@@ -110,15 +110,17 @@ class DatabaseStep(Step):
         if state.subnet_group is not None:
             self.claim(f"rds:subnet-group {db.subnet_group_name}", state.subnet_group["tags"],
                        _field(db, "subnet_group"))
-        if state.parameter_group is not None:
-            self.claim(f"rds:cluster-parameter-group {db.parameter_group_name}",
-                       state.parameter_group["tags"], _field(db, "parameter_group"))
         if state.cluster is not None:
             self.claim(f"rds:cluster {db.cluster_id}",
                        naming.from_aws(state.cluster.get("TagList")), "database.cluster_id")
         for instance in state.instances:
             self.claim(f"rds:instance {instance['DBInstanceIdentifier']}",
                        naming.from_aws(instance.get("TagList")), "database.cluster_id")
+        # After the cluster: its default name derives from cluster_id, so a copied file
+        # hears about the cluster first.
+        if state.parameter_group is not None:
+            self.claim(f"rds:cluster-parameter-group {db.parameter_group_name}",
+                       state.parameter_group["tags"], _field(db, "parameter_group"))
 
     def _describe_parameter_group(self) -> dict | None:
         rds = self.client("rds")
