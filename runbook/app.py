@@ -19,7 +19,7 @@ from runbook import report as reports
 from runbook.aws import ClientFactory
 from runbook.engine import Runner, StepResult
 from runbook.errors import (EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK,
-                            AccountMismatch, BadInput, Preflight, RunbookError)
+                            AccountMismatch, BadInput, RunbookError)
 from runbook.journal import Journal, utc_now
 from runbook.lock import DEFAULT_WAIT_S as DEFAULT_LOCK_WAIT_S
 
@@ -108,7 +108,8 @@ class RunOutcome:
 
 
 def run(config, target: Target, *, dry_run: bool, report_dir: Path, progress,
-        sleep=time.sleep, lock_wait_s: float = DEFAULT_LOCK_WAIT_S) -> RunOutcome:
+        sleep=time.sleep, lock_wait_s: float = DEFAULT_LOCK_WAIT_S,
+        allow_reboot: bool = False) -> RunOutcome:
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
     journal_path = reports.run_dir(report_dir, config.env, dry_run) / "journal" / \
         f"{target.name}-{stamp}.jsonl"
@@ -119,9 +120,10 @@ def run(config, target: Target, *, dry_run: bool, report_dir: Path, progress,
     started = time.monotonic()
     try:
         if dry_run:
-            _dry_run(config, target, record, journal, progress, lock_wait_s)
+            _dry_run(config, target, record, journal, progress, lock_wait_s, allow_reboot)
         else:
-            _live_run(config, target, record, journal, progress, sleep, lock_wait_s)
+            _live_run(config, target, record, journal, progress, sleep, lock_wait_s,
+                      allow_reboot)
     except KeyboardInterrupt:
         record.interrupted = True
     finally:
@@ -155,45 +157,43 @@ def _write_alone(record: reports.RunRecord, step: str, report_dir: Path, stamp: 
     reports.write(reports.build(alone), report_dir, stamp)
 
 
-def _live_run(config, target, record, journal, progress, sleep, lock_wait_s) -> None:
+def _live_run(config, target, record, journal, progress, sleep, lock_wait_s,
+              allow_reboot=False) -> None:
     aws = ClientFactory(config.region, journal=journal)
     with aws.scoped("preflight"):
         record.account = aws.caller_account()
     if config.account_id and record.account != config.account_id:
         raise AccountMismatch(config.account_id, record.account)
+    _aws_would_refuse(config, aws, target.requested)
     progress.line(f"live run of {target.name} in account {record.account}, {config.region}",
                   bold=True)
-    runner = Runner(config, aws, progress, sleep=sleep)
+    runner = Runner(config, aws, progress, sleep=sleep, allow_reboot=allow_reboot)
     with _locked(config, target, ClientFactory(config.region), aws.caller_arn, progress,
                  lock_wait_s, sleep):
-        preflight(config, aws, target.requested, progress)
+        _nothing_of_another_environment(config, aws, target.requested, progress)
         try:
             runner.run(target.requested, record.results)
         finally:
             _keep_interrupted(runner, record.results)
 
 
-def preflight(config, aws, steps: list[str], progress, *, database_dsn: str | None = None,
-               database_tls=None, dry_run: bool = False) -> None:
-    """Plan `steps` read-only before the run's first write, and stop the run at the first
-    errors.Preflight any of them finds: a resource of another environment, a setting AWS
-    would refuse. Without this, a run of a1 for a copied environment file made a VPC and a
-    cluster before store-secrets found that the secret's name was prod's.
+def _aws_would_refuse(config, aws, steps: list[str]) -> None:
+    """What AWS would refuse minutes into the run (runbook.preflight: engine version,
+    capacity, zones, runtime), checked read-only before the first step."""
+    from runbook import preflight
 
-    Other plan errors do not stop the run here: an earlier step may be about to fix what
-    they complain of, and the step itself reports them when it runs.
-    """
-    from runbook.progress import Progress
+    with aws.scoped("preflight"):
+        preflight.check(config, aws, steps)
 
-    results = Runner(config, aws, Progress(quiet=True), plan_only=True, dry_run=dry_run,
-                     scope_prefix="preflight:", database_dsn=database_dsn,
-                     database_tls=database_tls,
-                     sleep=_sandbox_sleep if dry_run else time.sleep).run(steps)
-    refused = next((r.exception for r in results if isinstance(r.exception, Preflight)), None)
-    if refused is not None:
-        raise refused
-    progress.line(f"preflight: {len(steps)} step{'s' * (len(steps) != 1)} planned read-only; "
-                  "nothing of another environment is touched", dim=True)
+
+def _nothing_of_another_environment(config, aws, steps: list[str], progress, **context) -> None:
+    """runbook.preflight.ownership, with a line saying it was checked."""
+    from runbook import preflight
+
+    checked = preflight.ownership(config, aws, steps, sleep=_sandbox_sleep if context.get(
+        "dry_run") else time.sleep, **context)
+    progress.line(f"preflight: {checked} step{'s' * (checked != 1)} planned read-only; "
+                  "nothing of another environment would be touched", dim=True)
 
 
 def environment_lock(config):
@@ -222,7 +222,8 @@ def _locked(config, target, lock_aws, identity, progress, wait_s, sleep):
                          on_wait=waiting)
 
 
-def _dry_run(config, target, record, journal, progress, lock_wait_s) -> None:
+def _dry_run(config, target, record, journal, progress, lock_wait_s,
+             allow_reboot=False) -> None:
     from runbook.sandbox import SANDBOX_CREDENTIALS, Sandbox
 
     progress.line(f"dry run of {target.name}: starting a sandbox", bold=True)
@@ -233,8 +234,10 @@ def _dry_run(config, target, record, journal, progress, lock_wait_s) -> None:
             record.account = aws.caller_account()
         record.simulated = sandbox.simulated
         record.verify_results = []
+        _aws_would_refuse(config, aws, target.through)
         runner = Runner(config, aws, progress, dry_run=True, sleep=_sandbox_sleep,
-                        database_dsn=sandbox.database_dsn, database_tls=sandbox.database_tls)
+                        database_dsn=sandbox.database_dsn, database_tls=sandbox.database_tls,
+                        allow_reboot=allow_reboot)
         lock_aws = ClientFactory(config.region, endpoint_url=sandbox.aws_url,
                                  credentials=SANDBOX_CREDENTIALS)
         with _locked(config, target, lock_aws, aws.caller_arn, progress, lock_wait_s,
@@ -244,8 +247,9 @@ def _dry_run(config, target, record, journal, progress, lock_wait_s) -> None:
 
 def _dry_run_passes(config, target, record, runner, aws, progress, sandbox) -> None:
     """The run from an empty account, then the verify pass."""
-    preflight(config, aws, target.through, progress, database_dsn=sandbox.database_dsn,
-               database_tls=sandbox.database_tls, dry_run=True)
+    _nothing_of_another_environment(config, aws, target.through, progress, dry_run=True,
+                                    database_dsn=sandbox.database_dsn,
+                                    database_tls=sandbox.database_tls)
     try:
         runner.run(target.through, record.results)
     finally:
@@ -330,6 +334,7 @@ def plan_live(config, steps: list[str], progress) -> PlanOutcome:
 def _plan(config, steps, aws, progress, account: str | None = None, *, dry_run: bool = False,
           database_dsn: str | None = None, database_tls=None) -> PlanOutcome:
     account = account or aws.caller_account()
+    _aws_would_refuse(config, aws, steps)
     results = Runner(config, aws, progress, plan_only=True, dry_run=dry_run,
                      database_dsn=database_dsn, database_tls=database_tls).run(steps)
     writes = aws.total("write")

@@ -73,13 +73,18 @@ def _target_options(command):
 @click.option("--lock-wait", "lock_wait_s", type=click.FloatRange(min=0), default=30,
               show_default=True, metavar="SECONDS",
               help="How long to wait for another run of this environment to finish.")
+@click.option("--allow-reboot", is_flag=True,
+              help="Let step database reboot the cluster's writer to apply a new "
+                   "parameter group (connections drop while it restarts).")
 @common_options
-def run(phase, steps, dry_run, lock_wait_s, env, config_path, report_dir, region):
+def run(phase, steps, dry_run, lock_wait_s, allow_reboot, env, config_path, report_dir,
+        region):
     """Converge a phase (or steps) and write its report.
 
     One run at a time per environment: a run holds a lock in the account (an SSM
     parameter, /runbook/<env>/lock). Another run waits --lock-wait seconds for it, then
-    exits 2 naming the holder.
+    exits 2 naming the holder. A database restart is never made without --allow-reboot:
+    the plan and the run say when one is pending.
     """
     from runbook import app
     from runbook.progress import Progress
@@ -87,7 +92,8 @@ def run(phase, steps, dry_run, lock_wait_s, env, config_path, report_dir, region
     config = _load_config(env, config_path, region)
     target = app.resolve(config, phase, steps)
     outcome = app.run(config, target, dry_run=dry_run, report_dir=report_dir,
-                      progress=Progress(), lock_wait_s=lock_wait_s)
+                      progress=Progress(), lock_wait_s=lock_wait_s,
+                      allow_reboot=allow_reboot)
     report = outcome.report
     colour = "green" if report["status"] == "ok" else "red"
     click.echo(click.style(f"{report['status']}: ", fg=colour, bold=True)

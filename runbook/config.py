@@ -81,7 +81,8 @@ RESERVED_ROLES = ("rds_iam", "rds_superuser", "public")
 
 
 class DbRole(_Model):
-    """A database role that logs in by IAM only (granted rds_iam, rds.force_ssl = 1).
+    """A database role that logs in by IAM only (granted rds_iam; TLS is enforced for
+    every login by the cluster's parameter group, rds.force_ssl=1).
 
     `write`: schemas where it may INSERT, UPDATE and DELETE (and use sequences) but not
     read, including tables created later. `trigger`: the role a Cognito trigger connects
@@ -108,7 +109,10 @@ class DbRole(_Model):
 class Database(_Model):
     cluster_id: str = Field(pattern=r"^[a-z][a-z0-9]*(-[a-z0-9]+)*$", max_length=63)
     name: str = Field(pattern=r"^[A-Za-z][A-Za-z0-9_]{0,62}$")
-    engine_version: str = Field(default="15.4", pattern=r"^[0-9]+(\.[0-9]+)?$")
+    # A version AWS offers for new clusters (the preflight checks DescribeDBEngineVersions).
+    # 16.8 is Aurora PostgreSQL 16's long-term-support minor, offered for at least three
+    # years from 2025; 15.4 (2023) no longer is.
+    engine_version: str = Field(default="16.8", pattern=r"^[0-9]+(\.[0-9]+)?$")
     master_username: str = Field(default="postgres", pattern=r"^[A-Za-z][A-Za-z0-9_]{0,62}$")
     port: int = Field(default=5432, ge=1150, le=65535)
     instance_class: str = "db.serverless"
@@ -118,6 +122,9 @@ class Database(_Model):
     deletion_protection: bool = True
     subnet_group: str | None = None
     security_group: str | None = None
+    # The custom DB cluster parameter group (rds.force_ssl=1) attached to the cluster.
+    parameter_group: str | None = Field(
+        default=None, max_length=255, pattern=r"^[a-zA-Z][a-zA-Z0-9]*(-[a-zA-Z0-9]+)*$")
     # Where fix-tables' tables live, how runbook logs in, and from where it connects.
     schema_: str = Field(default="public", alias="schema", pattern=IDENT)
     auth: Literal["password", "iam"] = "password"
@@ -239,6 +246,10 @@ class Database(_Model):
     @property
     def security_group_name(self) -> str:
         return self.security_group or f"{self.cluster_id}-db"
+
+    @property
+    def parameter_group_name(self) -> str:
+        return self.parameter_group or f"{self.cluster_id}-params"
 
 
 SECRET_NAME = r"^[A-Za-z0-9/_+=.@-]{1,512}$"

@@ -92,6 +92,9 @@ class StepContext:
     upstream: Callable[[str], dict]
     dry_run: bool = False
     plan_only: bool = False
+    # `runbook run --allow-reboot`: a step may restart a database instance (step database,
+    # to apply a new cluster parameter group). Without it the restart stays pending.
+    allow_reboot: bool = False
     # A dry run's stand-in for the cluster: the sandbox's PostgreSQL database, and the
     # TLS front-end that takes IAM token logins for it (runbook.sandbox_tls).
     database_dsn: str | None = None
@@ -182,7 +185,7 @@ class StepResult:
     idempotent: bool = True
     unbuilt: bool = False          # named by the design, not built in this version
     evidence: dict = field(default_factory=dict)  # Step.evidence(): checks and timings
-    # The input error behind `error`, for callers that tell kinds apart (app.preflight).
+    # The input error behind `error`, for callers that tell kinds apart (runbook.preflight.ownership).
     exception: BadInput | None = field(default=None, repr=False, compare=False)
 
     @property
@@ -200,9 +203,11 @@ class Runner:
 
     def __init__(self, config, aws, progress, *, dry_run: bool = False, plan_only: bool = False,
                  scope_prefix: str = "", sleep=time.sleep, clock=time.monotonic,
-                 database_dsn: str | None = None, database_tls=None):
+                 database_dsn: str | None = None, database_tls=None,
+                 allow_reboot: bool = False):
         self.config, self.aws, self.progress = config, aws, progress
         self.database_dsn, self.database_tls = database_dsn, database_tls
+        self.allow_reboot = allow_reboot
         self.dry_run, self.plan_only = dry_run, plan_only
         self.scope_prefix = scope_prefix
         self.sleep, self.clock = sleep, clock
@@ -213,6 +218,7 @@ class Runner:
     def context(self) -> StepContext:
         return StepContext(self.config, self.aws, self.progress, self.upstream,
                            dry_run=self.dry_run, plan_only=self.plan_only,
+                           allow_reboot=self.allow_reboot,
                            database_dsn=self.database_dsn, database_tls=self.database_tls,
                            sleep=self.sleep, clock=self.clock)
 

@@ -75,17 +75,11 @@ class PlanError(BadInput):
         super().__init__(f"step {step!r}, {resource}: {message}")
 
 
-class Preflight(PlanError):
-    """What AWS would refuse, or what must not be touched, found read-only before a run's
-    first write, whatever the steps before it would change: another environment's
-    resource, an engine version the region does not offer. `runbook run` plans every
-    step it will run before it writes anything, and stops at the first of these."""
-
-
-class OwnedElsewhere(Preflight):
+class OwnedElsewhere(PlanError):
     """A resource runbook would adopt, change or tag carries another environment's
     `runbook:env` tag. Two environments often share one account; neither may touch the
-    other's resources, so the environment file must give this one its own name."""
+    other's resources, so the environment file must give this one its own name.
+    runbook.preflight.ownership looks for these before a run's first write."""
 
     def __init__(self, step: str, resource: str, owner: str, env: str, field: str):
         self.owner, self.env, self.field = owner, env, field

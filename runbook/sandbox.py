@@ -17,6 +17,8 @@ import tempfile
 import warnings
 from pathlib import Path
 
+from runbook import sandbox_rds
+
 # The credentials a sandbox client signs with. They are not secret: moto accepts any.
 SANDBOX_CREDENTIALS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
 SANDBOX_ACCOUNT = "123456789012"  # moto's default account
@@ -67,6 +69,7 @@ class Sandbox:
         self._moto.start()
         host, port = self._moto.get_host_and_port()
         self.aws_url = f"http://{host}:{port}"
+        sandbox_rds.install()  # DescribeDBEngineVersions, which moto lacks
         self._reset_moto()
         self.progress.line(f"sandbox: moto server on {self.aws_url} (sandbox dir {self.workdir})",
                            dim=True)
@@ -191,7 +194,9 @@ class Sandbox:
             "Lambda networking: functions are not placed in the VPC; the VPC endpoints, "
             "security groups and routes are checked by vpc-integrate's preflight instead",
             "RDS cluster and instances: moto keeps their records; no database engine runs "
-            "behind the endpoint",
+            "behind the endpoint, so the parameter group's rds.force_ssl is recorded, not "
+            "enforced",
+            sandbox_rds.SIMULATED,
             f"PostgreSQL: {'RUNBOOK_PG_DSN' if self.external_dsn else 'embedded pgserver'} "
             f"{self.pg_version} stands in for Aurora PostgreSQL",
             f"database endpoint: the cluster's endpoint is pointed at the sandbox database "

@@ -373,8 +373,18 @@ def _database(rds, ec2, found: Inventory) -> None:
         found.add("rds:subnet-group", group["DBSubnetGroupName"],
                   subnets=sorted(subnet_cidr.get(s["SubnetIdentifier"], "?")
                                  for s in group["Subnets"]), tags=_tags(tags))
+    for group in _pages(rds, "describe_db_cluster_parameter_groups", "DBClusterParameterGroups"):
+        if group["DBClusterParameterGroupName"].startswith("default."):
+            continue
+        name = group["DBClusterParameterGroupName"]
+        parameters = {p["ParameterName"]: p.get("ParameterValue") for p in _pages(
+            rds, "describe_db_cluster_parameters", "Parameters", DBClusterParameterGroupName=name)}
+        tags = rds.list_tags_for_resource(ResourceName=group["DBClusterParameterGroupArn"])
+        found.add("rds:cluster-parameter-group", name, family=group["DBParameterGroupFamily"],
+                  force_ssl=parameters.get("rds.force_ssl"), tags=_tags(tags["TagList"]))
     for cluster in _pages(rds, "describe_db_clusters", "DBClusters"):
         found.add("rds:cluster", cluster["DBClusterIdentifier"], engine=cluster["Engine"],
+                  parameter_group=cluster.get("DBClusterParameterGroup"),
                   iam_auth=cluster.get("IAMDatabaseAuthenticationEnabled"),
                   encrypted=cluster.get("StorageEncrypted"),
                   deletion_protection=cluster.get("DeletionProtection"),
@@ -512,6 +522,8 @@ def tags_of(account: Account, call: str, response: dict) -> dict | None:
         return _tags(found["Tags"])
     if service == "rds":
         member = {"rds:CreateDBSubnetGroup": ("DBSubnetGroup", "DBSubnetGroupArn"),
+                  "rds:CreateDBClusterParameterGroup": ("DBClusterParameterGroup",
+                                                        "DBClusterParameterGroupArn"),
                   "rds:CreateDBCluster": ("DBCluster", "DBClusterArn"),
                   "rds:CreateDBInstance": ("DBInstance", "DBInstanceArn")}[call]
         arn = response[member[0]][member[1]]
@@ -665,6 +677,16 @@ def _make_subnet_group(account: Account, config, step: str) -> str:
     return f"db subnet group {config.database.subnet_group_name}"
 
 
+def _make_cluster_parameter_group(account: Account, config, step: str) -> str:
+    from runbook.steps.database import family
+
+    name = config.database.parameter_group_name
+    account.client("rds").create_db_cluster_parameter_group(
+        DBClusterParameterGroupName=name, DBParameterGroupFamily=family(
+            config.database.engine_version), Description="by hand")
+    return f"db cluster parameter group {name}"
+
+
 def _make_cluster(account: Account, config, step: str) -> str:
     db = config.database
     group = _group_id(account.client("ec2"), config, db.security_group_name)
@@ -753,6 +775,7 @@ LEFTOVERS: dict[str, Callable[[Account, object, str], str]] = {
     "ec2:CreateSecurityGroup": _make_security_group,
     "ec2:CreateVpcEndpoint": _make_vpc_endpoint,
     "rds:CreateDBSubnetGroup": _make_subnet_group,
+    "rds:CreateDBClusterParameterGroup": _make_cluster_parameter_group,
     "rds:CreateDBCluster": _make_cluster,
     "rds:CreateDBInstance": _make_instance,
     "secretsmanager:CreateSecret": _make_secret,

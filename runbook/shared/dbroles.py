@@ -1,9 +1,8 @@
 """Database roles that log in by IAM only, converged to what the environment file says.
 
-Each role in `database.roles` exists with LOGIN and no password, is a member of
+Each role in `database.roles` exists with LOGIN and no password and is a member of
 `rds_iam` (created as a NOLOGIN role where it is missing, which is the case outside
-RDS), and has `rds.force_ssl = 1` set on it. Its privileges in the current database are
-exactly the declared ones:
+RDS). Its privileges in the current database are exactly the declared ones:
 
   write: [foo, bar]             USAGE on each schema; INSERT, UPDATE, DELETE on its
                                 tables and USAGE on its sequences, but no SELECT; the
@@ -20,6 +19,10 @@ other roles or from PUBLIC are not its own, and are left alone. Reading makes no
 runbook connecting directly and the db_migrate function inside the VPC both converge
 roles with this module (`read_gap`, `ensure_rds_iam`, `converge`). A role spec is any
 object with `write` (schema names) and `trigger` (None or "post-confirmation").
+
+TLS is not a role setting: `ALTER ROLE … SET rds.force_ssl = 1` is accepted by plain
+PostgreSQL as a placeholder and does nothing, and on Aurora rds.force_ssl is a cluster
+parameter. Step `database` enforces TLS with the cluster's parameter group instead.
 """
 
 from __future__ import annotations
@@ -61,7 +64,6 @@ class RoleState:
     exists: bool = False
     login: bool = False
     rds_iam_member: bool = False
-    force_ssl: bool = False
     privileges: set[Priv] = field(default_factory=set)
     grantors: dict[Priv, set[str]] = field(default_factory=dict)
     me: str = ""                  # the login converging it (current_user)
@@ -90,9 +92,7 @@ def read_role(conn, name: str) -> RoleState:
     row = conn.execute(
         """SELECT r.rolcanlogin,
                   EXISTS (SELECT 1 FROM pg_auth_members m JOIN pg_roles g ON g.oid = m.roleid
-                           WHERE m.member = r.oid AND g.rolname = 'rds_iam'),
-                  COALESCE((SELECT 'rds.force_ssl=1' = ANY (s.setconfig) FROM pg_db_role_setting s
-                             WHERE s.setrole = r.oid AND s.setdatabase = 0), false)
+                           WHERE m.member = r.oid AND g.rolname = 'rds_iam')
              FROM pg_roles r WHERE r.rolname = %s""", (name,)).fetchone()
     if row is None:
         return RoleState(name)
@@ -189,8 +189,6 @@ def statements(current: RoleState, want: Desired) -> list[str]:
         out.append(f"ALTER ROLE {role} LOGIN")
     if not current.rds_iam_member:
         out.append(f"GRANT rds_iam TO {role}")
-    if not current.force_ssl:
-        out.append(f"ALTER ROLE {role} SET rds.force_ssl = 1")
     out += [f"CREATE SCHEMA IF NOT EXISTS {quote_ident(s)}" for s in want.schemas_to_create]
     revoke, grant = _gap(current, want)
     # Revokes first: revoking a table-level privilege also takes away the same privilege
@@ -215,8 +213,7 @@ def summary(current: RoleState, want: Desired) -> dict:
         (not current.exists, "create with LOGIN, no password"),
         (current.exists and not current.login, "LOGIN"),
         (not current.rds_iam_member,
-         "member of rds_iam (IAM tokens only: on RDS a password stops working)"),
-        (not current.force_ssl, "rds.force_ssl = 1")) if missing]
+         "member of rds_iam (IAM tokens only: on RDS a password stops working)")) if missing]
     if attributes:
         diff["attributes"] = attributes
     if want.schemas_to_create:

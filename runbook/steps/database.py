@@ -11,6 +11,11 @@ on the cluster, so the secret is the only place the password lives.
 
 A new cluster takes 10+ minutes on AWS; the step waits for the cluster and its
 instances to be `available` and prints the elapsed time while it does.
+
+TLS is enforced by a custom DB cluster parameter group with rds.force_ssl=1
+(`database.parameter_group`), made before the cluster and attached when the cluster is
+created. Attaching it to an existing cluster takes effect only when the writer restarts:
+the plan says so, and the step reboots the writer only with `--allow-reboot`.
 """
 
 from __future__ import annotations
@@ -26,6 +31,13 @@ from runbook.retry import error_code
 STEP_NAME = "database"
 ENGINE = "aurora-postgresql"
 
+# What the cluster parameter group sets. On Aurora PostgreSQL rds.force_ssl is a cluster
+# parameter (default 0); as a role setting it would do nothing.
+FORCE_SSL = ("rds.force_ssl", "1")
+# DBClusterMembers[].DBClusterParameterGroupStatus of a writer that has yet to restart
+# into the cluster's (new) parameter group.
+PENDING_REBOOT = "pending-reboot"
+
 # Live waits: Aurora clusters and Serverless v2 instances usually take 5-15 minutes.
 WAIT_TIMEOUT_S = 45 * 60
 WAIT_INTERVAL_S = 30
@@ -39,6 +51,13 @@ class DatabaseState:
     subnet_group: dict | None = None         # {"arn", "subnet_ids", "tags"}
     cluster: dict | None = None              # DescribeDBClusters item
     instances: list[dict] = field(default_factory=list)
+    # {"arn", "family", "tags", "value": rds.force_ssl or None, "apply_type"}
+    parameter_group: dict | None = None
+
+
+def family(engine_version: str) -> str:
+    """The parameter group family of an Aurora PostgreSQL version: 16.8 -> aurora-postgresql16."""
+    return f"{ENGINE}{str(engine_version).split('.')[0]}"
 
 
 class DatabaseStep(Step):
@@ -75,6 +94,7 @@ class DatabaseStep(Step):
         except Exception as exc:  # noqa: BLE001
             if error_code(exc) != "DBSubnetGroupNotFoundFault":
                 raise
+        state.parameter_group = self._describe_parameter_group()
         state.cluster = self._describe_cluster()
         if state.cluster is not None:
             state.instances = self._describe_instances()
@@ -96,6 +116,38 @@ class DatabaseStep(Step):
         for instance in state.instances:
             self.claim(f"rds:instance {instance['DBInstanceIdentifier']}",
                        naming.from_aws(instance.get("TagList")), "database.cluster_id")
+        # After the cluster: its default name derives from cluster_id, so a copied file
+        # hears about the cluster first.
+        if state.parameter_group is not None:
+            self.claim(f"rds:cluster-parameter-group {db.parameter_group_name}",
+                       state.parameter_group["tags"], _field(db, "parameter_group"))
+
+    def _describe_parameter_group(self) -> dict | None:
+        rds = self.client("rds")
+        name = self.db.parameter_group_name
+        try:
+            group = rds.describe_db_cluster_parameter_groups(
+                DBClusterParameterGroupName=name)["DBClusterParameterGroups"][0]
+        except Exception as exc:  # noqa: BLE001
+            if error_code(exc) in ("DBParameterGroupNotFound", "DBParameterGroupNotFoundFault"):
+                return None
+            raise
+        # AWS lists every parameter of the family (about 350, in pages) with its Source
+        # and ApplyType; moto 5.2.5 lists only those set on the group, without ApplyType.
+        # A parameter absent from the list is at its engine default (0 for rds.force_ssl).
+        found: dict = {}
+        pages = rds.get_paginator("describe_db_cluster_parameters").paginate(
+            DBClusterParameterGroupName=name)
+        for page in pages:
+            for parameter in page["Parameters"]:
+                if parameter.get("ParameterName") == FORCE_SSL[0]:
+                    found = parameter
+        return {"arn": group["DBClusterParameterGroupArn"],
+                "family": group.get("DBParameterGroupFamily"),
+                "tags": naming.from_aws(rds.list_tags_for_resource(
+                    ResourceName=group["DBClusterParameterGroupArn"])["TagList"]),
+                "value": found.get("ParameterValue"),
+                "apply_type": found.get("ApplyType")}
 
     def _describe_cluster(self) -> dict | None:
         try:
@@ -115,9 +167,96 @@ class DatabaseStep(Step):
 
     def plan(self, state: DatabaseState) -> list[Change]:
         changes = self._plan_security_group(state) + self._plan_subnet_group(state)
+        changes += self._plan_parameter_group(state)
         changes += self._plan_cluster(state)
+        attach = self._plan_attach_parameter_group(state)
+        changes += attach
         changes += self._plan_instances(state)
+        changes += self._plan_reboot(state, attached_now=bool(attach))
+        pending = self._pending_reboot(state)
+        if pending and not self.ctx.allow_reboot:
+            # Not a change: nothing to converge until the operator allows the restart.
+            self.ctx.progress.line(
+                f"  reboot pending: {', '.join(pending)} has yet to restart into parameter "
+                f"group {self.db.parameter_group_name} (rds.force_ssl); {self._reboot_note()}",
+                fg="yellow")
         return changes
+
+    # -- the cluster parameter group (rds.force_ssl=1) -----------------------------
+
+    def _wanted_family(self, state: DatabaseState) -> str:
+        """The family of the cluster's engine: the running one for an existing cluster."""
+        version = (state.cluster or {}).get("EngineVersion") or self.db.engine_version
+        return family(version)
+
+    def _plan_parameter_group(self, state: DatabaseState) -> list[Change]:
+        name = self.db.parameter_group_name
+        label = f"rds:cluster-parameter-group {name}"
+        tags = naming.tags(self.config, STEP_NAME, name)
+        wanted = self._wanted_family(state)
+        group = state.parameter_group
+        if group is None:
+            return [Change("create", label, "create_parameter_group",
+                           {"family": wanted, "tags": tags},
+                           {"family": wanted, FORCE_SSL[0]: FORCE_SSL[1]})]
+        # moto accepts any family name and never compares it with the cluster's engine;
+        # AWS refuses to attach a group of another family. Checked here, before a write.
+        if group["family"] != wanted:
+            raise PlanError(STEP_NAME, label, f"it is a {group['family']} group, and the "
+                            f"cluster needs {wanted}. Set database.parameter_group to another "
+                            "name, or delete the group.")
+        changes = []
+        if group["value"] != FORCE_SSL[1]:
+            changes.append(Change("update", label, "set_force_ssl", {},
+                                  {FORCE_SSL[0]: {"from": group["value"], "to": FORCE_SSL[1]}}))
+        return changes + tag_change(label, group["arn"], tags, group["tags"], "tag_rds")
+
+    def _plan_attach_parameter_group(self, state: DatabaseState) -> list[Change]:
+        cluster = state.cluster
+        if cluster is None:
+            return []  # created with the group attached
+        name = self.db.parameter_group_name
+        current = cluster.get("DBClusterParameterGroup")
+        # RDS stores parameter group names in lower case.
+        if str(current or "").lower() == name.lower():
+            return []
+        return [Change("update", f"rds:cluster {self.db.cluster_id}", "attach_parameter_group",
+                       {}, {"parameter_group": {"from": current, "to": name},
+                            "reboot": self._reboot_note()})]
+
+    def _reboot_note(self) -> str:
+        if self.ctx.allow_reboot:
+            return ("the writer is rebooted after the group is attached (--allow-reboot); "
+                    "connections drop while it restarts")
+        return ("pending: the group takes effect when the writer restarts. Run "
+                f"`runbook run --step {STEP_NAME} --allow-reboot --env {self.config.env}` "
+                "to reboot it now, or reboot it in a quiet hour")
+
+    def _writers(self, state: DatabaseState) -> list[str]:
+        members = (state.cluster or {}).get("DBClusterMembers") or []
+        writers = [m["DBInstanceIdentifier"] for m in members if m.get("IsClusterWriter")]
+        if writers or members:
+            return writers
+        return [i["DBInstanceIdentifier"] for i in state.instances][:1]
+
+    def _pending_reboot(self, state: DatabaseState) -> list[str]:
+        """Writers that have yet to restart into the cluster's parameter group. AWS shows
+        `pending-reboot` on the member; moto 5.2.5 always shows `in-sync`, so there only a
+        group attached in this run is known to need the reboot."""
+        members = (state.cluster or {}).get("DBClusterMembers") or []
+        return [m["DBInstanceIdentifier"] for m in members
+                if m.get("IsClusterWriter") and m.get("DBClusterParameterGroupStatus")
+                == PENDING_REBOOT]
+
+    def _plan_reboot(self, state: DatabaseState, *, attached_now: bool) -> list[Change]:
+        writers = self._writers(state) if attached_now else self._pending_reboot(state)
+        if not writers or not self.ctx.allow_reboot:
+            return []  # the attach change (or outputs' pending_reboot) says it is pending
+        group = self.db.parameter_group_name
+        return [Change("update", f"rds:instance {writer}", "reboot_instance",
+                       {"identifier": writer},
+                       {"reboot": f"to apply parameter group {group} (--allow-reboot)"})
+                for writer in writers]
 
     def _plan_security_group(self, state: DatabaseState) -> list[Change]:
         name = self.db.security_group_name
@@ -159,6 +298,7 @@ class DatabaseStep(Step):
                 "engine": f"{ENGINE} {db.engine_version}", "database": db.name,
                 "serverless_v2": f"{db.min_capacity}-{db.max_capacity} ACU",
                 "iam_auth": True, "encrypted": True,
+                "parameter_group": db.parameter_group_name,
                 "deletion_protection": db.deletion_protection})]
         if cluster["Engine"] != ENGINE:
             raise PlanError(STEP_NAME, label, f"it runs {cluster['Engine']}, not {ENGINE}. "
@@ -258,6 +398,7 @@ class DatabaseStep(Step):
             # Replaced by store-secrets with the password kept in the DB secret.
             MasterUserPassword=pysecrets.token_urlsafe(32),
             DBSubnetGroupName=db.subnet_group_name,
+            DBClusterParameterGroupName=db.parameter_group_name,
             VpcSecurityGroupIds=[state.security_group["id"]],
             StorageEncrypted=True,
             EnableIAMDatabaseAuthentication=True,
@@ -282,6 +423,40 @@ class DatabaseStep(Step):
             current = [g["VpcSecurityGroupId"] for g in state.cluster.get("VpcSecurityGroups", ())]
             params["VpcSecurityGroupIds"] = current + [state.security_group["id"]]
         state.cluster = self.client("rds").modify_db_cluster(**params)["DBCluster"]
+
+    def apply_create_parameter_group(self, state: DatabaseState, family: str,
+                                     tags: dict) -> None:
+        name = self.db.parameter_group_name
+        group = self.client("rds").create_db_cluster_parameter_group(
+            DBClusterParameterGroupName=name, DBParameterGroupFamily=family,
+            Description=f"TLS only for cluster {self.db.cluster_id} (managed by runbook)",
+            Tags=naming.as_aws(tags))["DBClusterParameterGroup"]
+        state.parameter_group = {"arn": group["DBClusterParameterGroupArn"], "family": family,
+                                 "tags": tags, "value": None, "apply_type": None}
+        # A new group holds the engine defaults: rds.force_ssl is set next, in the same
+        # run. A run that stops in between finds the group and sets it then.
+        self.apply_set_force_ssl(state)
+
+    def apply_set_force_ssl(self, state: DatabaseState) -> None:
+        # rds.force_ssl is dynamic on Aurora PostgreSQL: "immediate" applies it without a
+        # restart. AWS refuses "immediate" for a static parameter, so the ApplyType AWS
+        # reports wins where it says static.
+        static = (state.parameter_group or {}).get("apply_type") == "static"
+        self.client("rds").modify_db_cluster_parameter_group(
+            DBClusterParameterGroupName=self.db.parameter_group_name,
+            Parameters=[{"ParameterName": FORCE_SSL[0], "ParameterValue": FORCE_SSL[1],
+                         "ApplyMethod": "pending-reboot" if static else "immediate"}])
+        state.parameter_group["value"] = FORCE_SSL[1]
+
+    def apply_attach_parameter_group(self, state: DatabaseState) -> None:
+        state.cluster = self.client("rds").modify_db_cluster(
+            DBClusterIdentifier=self.db.cluster_id,
+            DBClusterParameterGroupName=self.db.parameter_group_name,
+            ApplyImmediately=True)["DBCluster"]
+
+    def apply_reboot_instance(self, state: DatabaseState, identifier: str) -> None:
+        # Only planned with --allow-reboot. settle() then waits for it to be available.
+        self.client("rds").reboot_db_instance(DBInstanceIdentifier=identifier)
 
     def apply_create_instance(self, state: DatabaseState, identifier: str, tags: dict) -> None:
         instance = self.client("rds").create_db_instance(
@@ -335,6 +510,10 @@ class DatabaseStep(Step):
             "security_group_id": state.security_group["id"] if state.security_group else UNKNOWN,
             "subnet_group": self.db.subnet_group_name,
             "instance_ids": sorted(i["DBInstanceIdentifier"] for i in state.instances) or [UNKNOWN],
+            "parameter_group": self.db.parameter_group_name,
+            # Writers still to restart into the parameter group (AWS reports them; see
+            # _pending_reboot): [] once rds.force_ssl is in force.
+            "pending_reboot": self._pending_reboot(state),
         }
 
 

@@ -298,7 +298,12 @@ def test_lambda_writer_may_write_but_not_read_and_not_touch_public(write_config,
     execute(pg_dsn, "CREATE TABLE foo.table1 (id serial PRIMARY KEY, col text)")
 
     state = role_privileges(pg_dsn, "lambda_writer")
-    assert state.login and state.rds_iam_member and state.force_ssl
+    assert state.login and state.rds_iam_member
+    # TLS is the cluster parameter group's (rds.force_ssl=1), not a role setting: plain
+    # PostgreSQL would take `ALTER ROLE … SET rds.force_ssl` as a placeholder that does
+    # nothing, so no setting is left on the role.
+    assert query(pg_dsn, "SELECT s.setconfig FROM pg_db_role_setting s JOIN pg_roles r "
+                         "ON r.oid = s.setrole WHERE r.rolname = 'lambda_writer'") == []
     with connect_as(pg_dsn, "lambda_writer") as conn:
         for table in ("foo.table1", "foo.existing"):
             conn.execute(f"INSERT INTO {table} (col) VALUES ('written')")

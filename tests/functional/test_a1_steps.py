@@ -458,5 +458,6 @@ def test_an_interrupted_run_keeps_the_results_of_the_steps_before_it(account, co
         finally:
             _keep_interrupted(runner, results)
     assert [(r.name, r.status) for r in results] == [("network", "ok"), ("database", "interrupted")]
-    assert [e["call"] for e in aws.journal.entries][-3:] == [
-        "ec2:CreateSecurityGroup", "ec2:RevokeSecurityGroupEgress", "rds:CreateDBSubnetGroup"]
+    assert [e["call"] for e in aws.journal.entries][-5:] == [
+        "ec2:CreateSecurityGroup", "ec2:RevokeSecurityGroupEgress", "rds:CreateDBSubnetGroup",
+        "rds:CreateDBClusterParameterGroup", "rds:ModifyDBClusterParameterGroup"]

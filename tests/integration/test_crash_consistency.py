@@ -78,6 +78,8 @@ def test_a_removal_of_added_drift_that_fails_or_loses_its_answer_converges(swept
 UNTAGGED = [("ec2:CreateVpc", "network"), ("ec2:CreateSubnet", "network"),
             ("ec2:CreateSecurityGroup", "vpc-integrate"),
             ("ec2:CreateVpcEndpoint", "vpc-integrate"),
+            ("rds:CreateDBClusterParameterGroup", "database"),
+            ("rds:CreateDBCluster", "database"),
             ("secretsmanager:CreateSecret", "store-secrets"),
             ("iam:CreateRole", "deploy-post-confirmation"),
             ("lambda:CreateFunction", "deploy-post-confirmation"),

@@ -25,7 +25,7 @@ import pytest
 import yaml
 from psycopg.conninfo import make_conninfo
 
-from runbook import app, config as config_mod, lock
+from runbook import config as config_mod, lock, preflight
 from runbook.engine import Runner
 from runbook.errors import OwnedElsewhere
 from runbook.progress import Progress
@@ -57,8 +57,7 @@ def run(config, account: Account, steps: list[str], database_dsn: str):
     run_lock = lock.RunLock(account.factory().client("ssm"), config.env)
     with run_lock.held(lock.me("environments test", "+".join(steps)), wait_s=0):
         try:
-            app.preflight(config, aws, steps, Progress(quiet=True), dry_run=True,
-                           database_dsn=database_dsn)
+            preflight.ownership(config, aws, steps, dry_run=True, database_dsn=database_dsn)
         except OwnedElsewhere as refused:
             return refused, aws.total("write")
         results = Runner(config, aws, Progress(quiet=True), dry_run=True,
@@ -118,6 +117,14 @@ def describe(account: Account, config, database_dsn: str) -> dict:
     found["subnet group"] = rds.describe_db_subnet_groups(
         DBSubnetGroupName=db.subnet_group_name)["DBSubnetGroups"]
     found["cluster"] = rds.describe_db_clusters(DBClusterIdentifier=db.cluster_id)["DBClusters"]
+    group = rds.describe_db_cluster_parameter_groups(
+        DBClusterParameterGroupName=db.parameter_group_name)["DBClusterParameterGroups"]
+    found["parameter group"] = {
+        "described": group,
+        "parameters": rds.describe_db_cluster_parameters(
+            DBClusterParameterGroupName=db.parameter_group_name)["Parameters"],
+        "tags": rds.list_tags_for_resource(
+            ResourceName=group[0]["DBClusterParameterGroupArn"])["TagList"]}
     found["instances"] = rds.describe_db_instances(Filters=[
         {"Name": "db-cluster-id", "Values": [db.cluster_id]}])["DBInstances"]
     for name in (config.secrets.db, config.secrets.app_config):
@@ -210,6 +217,8 @@ def test_a_copied_environment_file_is_refused_before_its_first_write(
     ("database", lambda d: d["database"].update(cluster_id="matbakh-prod",
                                                 subnet_group="matbakh-stg-subnets"),
      "rds:cluster matbakh-prod", "database.cluster_id"),
+    ("database", lambda d: d["database"].update(parameter_group="matbakh-prod-params"),
+     "rds:cluster-parameter-group matbakh-prod-params", "database.parameter_group"),
     ("store-secrets", lambda d: d["secrets"].update(db="matbakh-staging-db",
                                                      app_config="matbakh-app-config"),
      "secretsmanager:secret matbakh-app-config", "secrets.app_config"),

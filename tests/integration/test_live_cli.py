@@ -66,6 +66,7 @@ def test_plan_where_only_the_vpc_exists_lists_exactly_the_missing_resources(
                [("create", f"ec2:route-table matbakh-prod-private-rt-{REGION}{z}") for z in "abc"] + \
                [("create", "ec2:security-group matbakh-prod-db"),
                 ("create", "rds:subnet-group matbakh-prod-subnets"),
+                ("create", "rds:cluster-parameter-group matbakh-prod-params"),
                 ("create", "rds:cluster matbakh-prod"),
                 ("create", "rds:instance matbakh-prod-1"),
                 ("create", "secretsmanager:secret matbakh-db-postgres"),
@@ -83,7 +84,7 @@ def test_plan_prints_a_summary_a_person_reads(moto_endpoint, workdir, cli):
     result = cli("plan", "--phase", "a1")
     assert result.exit_code == 0, result.output
     assert "+ ec2:vpc matbakh-prod-vpc" in result.stdout
-    assert "Plan: 13 to add, 1 to change, 0 to destroy. 0 steps unchanged." in result.stdout
+    assert "Plan: 14 to add, 1 to change, 0 to destroy. 0 steps unchanged." in result.stdout
 
 
 def test_account_guard_refuses_before_any_write(moto_endpoint, write_config, cli):

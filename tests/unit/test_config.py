@@ -197,6 +197,12 @@ CASES = {
     "engine-version-in-arabic-digits": Case(
         "database.engine_version", ("is not valid here",),
         mutate=_set("database", "engine_version", "١٥.٤")),
+    "parameter-group-with-double-hyphen": Case(
+        "database.parameter_group", ("is not valid here",),
+        mutate=_set("database", "parameter_group", "tls--only")),
+    "parameter-group-ending-in-hyphen": Case(
+        "database.parameter_group", ("is not valid here",),
+        mutate=_set("database", "parameter_group", "tls-only-")),
     "huge-unknown-step-cut-short": Case(
         "phases.a2[0]", ("unknown step 'cccc", "...; known steps"),
         mutate=_set("phases", "a2", ["c" * 100_000])),
@@ -385,6 +391,8 @@ def test_prod_yaml_loads_with_the_production_values_from_the_runbooks():
     ]
     assert prod.database.cluster_id == "matbakh-prod"
     assert prod.database.name == "matbakh_main"
+    assert prod.database.engine_version == "16.8"
+    assert prod.database.parameter_group_name == "matbakh-prod-params"
     assert prod.secrets.db == "matbakh-db-postgres"
     assert prod.secrets.app_config == "matbakh-app-config"
     assert (prod.lambdas.pre_signup.memory_mb, prod.lambdas.pre_signup.timeout_s) == (256, 30)

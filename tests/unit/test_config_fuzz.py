@@ -58,6 +58,7 @@ FIELDS: dict[tuple, tuple[str, ...]] = {
     ("database", "instances"): (INT,), ("database", "min_capacity"): (FLOAT,),
     ("database", "max_capacity"): (FLOAT,), ("database", "deletion_protection"): (BOOL,),
     ("database", "subnet_group"): (STR, NULLABLE), ("database", "security_group"): (STR, NULLABLE),
+    ("database", "parameter_group"): (STR, NULLABLE),
     ("database", "schema"): (STR,), ("database", "auth"): (STR,), ("database", "connect"): (STR,),
     ("database", "connect_timeout_s"): (INT,), ("database", "sslmode"): (STR,),
     ("database", "roles"): (MAP,),
@@ -90,7 +91,7 @@ ASCII_FIELDS: dict[tuple, int] = {
     ("network", "subnets", 2, "az"): 13, ("network", "subnets", 0, "id"): 24,
     ("database", "cluster_id"): 63, ("database", "name"): 63, ("database", "master_username"): 63,
     ("database", "schema"): 63, ("database", "auth"): 8, ("database", "connect"): 6,
-    ("database", "sslmode"): 11, ("secrets", "db"): 512, ("secrets", "app_config"): 512,
+    ("database", "sslmode"): 11, ("database", "parameter_group"): 255, ("secrets", "db"): 512, ("secrets", "app_config"): 512,
     ("lambdas", "prefix"): 40, ("cognito", "custom_attributes", "role", "type"): 6,
     ("phases", "a3", 1): 24,
 }

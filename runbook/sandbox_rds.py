@@ -1,0 +1,56 @@
+"""The sandbox's answer to DescribeDBEngineVersions, which moto 5.2.5 does not implement.
+
+moto answers the call with HTTP 500 ("The describe_db_engine_versions action has not been
+implemented"), so without this the preflight could not check database.engine_version in
+a dry run. `install` teaches the moto running in this process (the sandbox's server, or
+a test's) to answer it from ENGINE_VERSIONS, in the shape AWS answers. A moto that
+implements the call itself is left alone, and its answer is used instead.
+
+ENGINE_VERSIONS is not AWS's list: it is the aurora-postgresql versions that AWS's
+release calendar shows offered for new clusters on 2026-12-01 and that runbook's
+environment files may name: the long-term-support minor of each major version still in
+standard support. A live run always asks AWS.
+"""
+
+from __future__ import annotations
+
+ENGINE = "aurora-postgresql"
+
+# Aurora PostgreSQL LTS minors (https://docs.aws.amazon.com/AmazonRDS/latest/AuroraUserGuide/AuroraPostgreSQL.Updates.LTS.html),
+# each offered for at least three years from its release. Serverless v2 range of each:
+# 0-256 ACU (https://docs.aws.amazon.com/AmazonRDS/latest/AuroraUserGuide/aurora-serverless-v2.setting-capacity.html).
+ENGINE_VERSIONS = ("15.10", "16.8", "17.7")
+SERVERLESS_V2 = {"MinCapacity": 0.0, "MaxCapacity": 256.0}
+
+SIMULATED = (f"DescribeDBEngineVersions: moto does not implement it; the sandbox answers "
+             f"{ENGINE} {', '.join(ENGINE_VERSIONS)} (runbook.sandbox_rds), and a live run "
+             "asks AWS")
+
+
+def engine_versions(engine: str | None = None, version: str | None = None) -> list[dict]:
+    """DBEngineVersions items as AWS returns them, filtered as the API filters."""
+    if engine not in (None, ENGINE):
+        return []
+    return [{"Engine": ENGINE, "EngineVersion": v,
+             "DBParameterGroupFamily": f"{ENGINE}{v.split('.')[0]}",
+             "DBEngineDescription": "Aurora (PostgreSQL)",
+             "DBEngineVersionDescription": f"Aurora PostgreSQL (Compatible with PostgreSQL {v})",
+             "ServerlessV2FeaturesSupport": dict(SERVERLESS_V2),
+             "Status": "available"}
+            for v in ENGINE_VERSIONS if version in (None, v)]
+
+
+def install() -> bool:
+    """Make the in-process moto answer DescribeDBEngineVersions; False if it already does."""
+    from moto.core.responses import ActionResult
+    from moto.rds.responses import RDSResponse
+
+    if hasattr(RDSResponse, "describe_db_engine_versions"):
+        return False
+
+    def describe_db_engine_versions(self) -> ActionResult:
+        return ActionResult({"DBEngineVersions": engine_versions(
+            self.params.get("Engine"), self.params.get("EngineVersion"))})
+
+    RDSResponse.describe_db_engine_versions = describe_db_engine_versions
+    return True
