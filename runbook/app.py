@@ -167,10 +167,12 @@ def _live_run(config, target, record, journal, progress, sleep, lock_wait_s,
     _aws_would_refuse(config, aws, target.requested)
     progress.line(f"live run of {target.name} in account {record.account}, {config.region}",
                   bold=True)
+    # Before the lock, whose parameter is a write: a refused run writes nothing at all.
+    # Each step claims what it finds again when it runs, under the lock.
+    _nothing_of_another_environment(config, aws, target.requested, progress)
     runner = Runner(config, aws, progress, sleep=sleep, allow_reboot=allow_reboot)
     with _locked(config, target, ClientFactory(config.region), aws.caller_arn, progress,
                  lock_wait_s, sleep):
-        _nothing_of_another_environment(config, aws, target.requested, progress)
         try:
             runner.run(target.requested, record.results)
         finally:
@@ -235,6 +237,9 @@ def _dry_run(config, target, record, journal, progress, lock_wait_s,
         record.simulated = sandbox.simulated
         record.verify_results = []
         _aws_would_refuse(config, aws, target.through)
+        _nothing_of_another_environment(config, aws, target.through, progress, dry_run=True,
+                                        database_dsn=sandbox.database_dsn,
+                                        database_tls=sandbox.database_tls)
         runner = Runner(config, aws, progress, dry_run=True, sleep=_sandbox_sleep,
                         database_dsn=sandbox.database_dsn, database_tls=sandbox.database_tls,
                         allow_reboot=allow_reboot)
@@ -247,9 +252,6 @@ def _dry_run(config, target, record, journal, progress, lock_wait_s,
 
 def _dry_run_passes(config, target, record, runner, aws, progress, sandbox) -> None:
     """The run from an empty account, then the verify pass."""
-    _nothing_of_another_environment(config, aws, target.through, progress, dry_run=True,
-                                    database_dsn=sandbox.database_dsn,
-                                    database_tls=sandbox.database_tls)
     try:
         runner.run(target.through, record.results)
     finally:

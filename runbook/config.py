@@ -152,15 +152,13 @@ class Database(_Model):
     def _ca_bundle(cls, value: str | None) -> str | None:
         if value is None:
             return value
-        path = Path(value).expanduser()
+        from runbook import rds_ca
+        from runbook.errors import BadInput
+
         try:
-            head = path.read_bytes()
-        except OSError as exc:
-            raise ValueError(f"cannot read {value} ({exc.strerror or exc}); name a local copy "
-                             "of the RDS CA bundle, global-bundle.pem") from None
-        if b"-----BEGIN CERTIFICATE-----" not in head:
-            raise ValueError(f"{value} holds no PEM certificate; expected the RDS CA bundle, "
-                             "global-bundle.pem")
+            rds_ca.from_file(value, "ca_bundle")
+        except BadInput as exc:
+            raise ValueError(str(exc).removeprefix("ca_bundle: ")) from None
         return value
 
     @field_validator("schema_")

@@ -250,7 +250,18 @@ def ownership(config, aws, steps: list[str], *, dry_run: bool = False, **context
 def check(config, aws, steps: list[str], *, today: dt.date | None = None) -> None:
     """Raise PreflightFailed listing every problem of `steps`; read calls only."""
     today = today or dt.datetime.now(dt.timezone.utc).date()
-    facts = read_facts(config, aws, steps, today)
+    try:
+        facts = read_facts(config, aws, steps, today)
+    except Exception as exc:  # noqa: BLE001 - an AWS refusal is said plainly, others raise
+        if error_code(exc) is None:
+            raise
+        from runbook.engine import explain
+
+        operation = getattr(exc, "operation_name", "a read")
+        raise BadInput(f"preflight: AWS refused the read-only check {operation} "
+                       f"({explain(exc)}). Nothing was changed. The credentials in use need "
+                       f"permission for it (a read), or AWS_PROFILE names the wrong "
+                       "profile.") from None
     found = problems(config, facts)
     if found:
         raise PreflightFailed(found)

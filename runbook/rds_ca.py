@@ -51,12 +51,13 @@ class CaBundle:
 
 def from_file(path: str | Path, source: str) -> CaBundle:
     """A bundle read from a local file, checked to hold PEM certificates."""
-    path = Path(path).expanduser()
     try:
+        path = Path(path).expanduser()   # RuntimeError: ~user of no such user
         data = path.read_bytes()
-    except OSError as exc:
-        raise BadInput(f"{source}: cannot read {path} ({exc.strerror or exc}); it must be the "
-                       f"RDS CA bundle ({BUNDLE_NAME}, from {BUNDLE_URL})") from None
+    except (OSError, RuntimeError) as exc:
+        reason = getattr(exc, "strerror", None) or exc
+        raise BadInput(f"{source}: cannot read {path} ({reason}); it must be the RDS CA "
+                       f"bundle ({BUNDLE_NAME}, from {BUNDLE_URL})") from None
     _check_pem(data, f"{source}: {path}")
     return CaBundle(path, hashlib.sha256(data).hexdigest(), source, data)
 

@@ -25,7 +25,7 @@ import pytest
 import yaml
 from psycopg.conninfo import make_conninfo
 
-from runbook import config as config_mod, lock, preflight
+from runbook import app, config as config_mod, lock, preflight
 from runbook.engine import Runner
 from runbook.errors import OwnedElsewhere
 from runbook.progress import Progress
@@ -51,18 +51,39 @@ class Account(sweep.Account):
 
 
 def run(config, account: Account, steps: list[str], database_dsn: str):
-    """What `runbook run` does for `steps`, against the sandbox's account: the run lock,
-    the read-only preflight, then the steps. Returns (results, writes made)."""
+    """A whole a1..a3 run against the sandbox's account with a database of its own, as the
+    crash sweep runs one (tests/sweep.py): fix-tables and the integration test need the
+    sandbox's PostgreSQL, which a live run cannot reach. Returns (results, writes made)."""
     aws = account.factory()
     run_lock = lock.RunLock(account.factory().client("ssm"), config.env)
     with run_lock.held(lock.me("environments test", "+".join(steps)), wait_s=0):
-        try:
-            preflight.ownership(config, aws, steps, dry_run=True, database_dsn=database_dsn)
-        except OwnedElsewhere as refused:
-            return refused, aws.total("write")
+        preflight.ownership(config, aws, steps, dry_run=True, database_dsn=database_dsn)
         results = Runner(config, aws, Progress(quiet=True), dry_run=True,
                          sleep=lambda s: None, database_dsn=database_dsn).run(steps)
     return results, aws.total("write")
+
+
+def run_live(config, account: Account, monkeypatch, tmp_path, *, phase=None, steps=()):
+    """`runbook run` (app.run, live) against the sandbox's account, as an operator runs it
+    against AWS: returns the OwnedElsewhere it raised, or its outcome."""
+    monkeypatch.setenv("AWS_ENDPOINT_URL", account.aws_url)
+    try:
+        return app.run(config, app.resolve(config, phase, list(steps)), dry_run=False,
+                       report_dir=tmp_path / "reports", progress=Progress(quiet=True),
+                       sleep=lambda s: None, lock_wait_s=0)
+    except OwnedElsewhere as refused:
+        return refused
+
+
+def nothing_of(account: Account, env: str) -> bool:
+    """No VPC, no lock and no secret of `env`: nothing was written for it."""
+    vpcs = account.client("ec2").describe_vpcs(
+        Filters=[{"Name": "tag:runbook:env", "Values": [env]}])["Vpcs"]
+    locks = account.client("ssm").describe_parameters(ParameterFilters=[
+        {"Key": "Name", "Values": [f"/runbook/{env}/lock"]}])["Parameters"]
+    secrets_of_env = [s for s in account.client("secretsmanager").list_secrets()["SecretList"]
+                      if {"Key": "runbook:env", "Value": env} in (s.get("Tags") or [])]
+    return not vpcs and not locks and not secrets_of_env
 
 
 def copied_from_prod(tmp_path: Path, mutate=None) -> config_mod.Config:
@@ -153,8 +174,16 @@ def describe(account: Account, config, database_dsn: str) -> dict:
             "role": iam.get_role(RoleName=role)["Role"],
             "policies": [iam.get_role_policy(RoleName=role, PolicyName=p)
                          for p in iam.list_role_policies(RoleName=role)["PolicyNames"]]}
-        found[f"log group {name}"] = logs.describe_log_groups(
-            logGroupNamePrefix=f"/aws/lambda/{name}")["logGroups"]
+        found[f"role {role}"]["attached"] = iam.list_attached_role_policies(
+            RoleName=role)["AttachedPolicies"]
+        groups = logs.describe_log_groups(logGroupNamePrefix=f"/aws/lambda/{name}")["logGroups"]
+        found[f"log group {name}"] = [
+            {**group, "tags": logs.list_tags_for_resource(
+                resourceArn=group["arn"].removesuffix(":*"))["tags"]} for group in groups]
+    for layer in lam.list_layers()["Layers"]:
+        if layer["LayerName"].startswith(prefix):
+            found[f"layer {layer['LayerName']}"] = lam.list_layer_versions(
+                LayerName=layer["LayerName"])["LayerVersions"]
     found["lock"] = account.client("ssm").describe_parameters(ParameterFilters=[
         {"Key": "Name", "Values": [f"/runbook/{config.env}/lock"]}])["Parameters"]
     with psycopg.connect(database_dsn) as conn:
@@ -190,21 +219,20 @@ def test_describing_prod_twice_gives_the_same_description(prod):
     ("a3", "secretsmanager:secret matbakh-db-postgres", "secrets.db"),
 ])
 def test_a_copied_environment_file_is_refused_before_its_first_write(
-        prod, tmp_path, phase, resource, field):
+        prod, tmp_path, monkeypatch, phase, resource, field):
     account, prod_config, prod_dsn = prod
     staging = copied_from_prod(tmp_path)
     before = describe(account, prod_config, prod_dsn)
 
-    refused, writes = run(staging, account, staging.phases[phase], account.database())
+    refused = run_live(staging, account, monkeypatch, tmp_path, phase=phase)
 
     assert isinstance(refused, OwnedElsewhere), refused
-    assert refused.exit_code == 2 and writes == 0
+    assert refused.exit_code == 2
     message = str(refused)
     assert resource in message
     assert "environment 'prod'" in message and f"change {field} " in message
     assert describe(account, prod_config, prod_dsn) == before
-    assert not account.client("ec2").describe_vpcs(
-        Filters=[{"Name": "tag:runbook:env", "Values": ["staging"]}])["Vpcs"]
+    assert nothing_of(account, "staging")
 
 
 @pytest.mark.parametrize("step, mutate, resource, field", [
@@ -227,8 +255,8 @@ def test_a_copied_environment_file_is_refused_before_its_first_write(
     ("cognito", lambda d: d["lambdas"].update(prefix="matbakh-cognito"),
      "iam:role matbakh-cognito-pre-signup-role", "lambdas.prefix"),
 ])
-def test_each_step_refuses_what_another_environment_owns(prod, tmp_path, step, mutate,
-                                                          resource, field):
+def test_each_step_refuses_what_another_environment_owns(prod, tmp_path, monkeypatch, step,
+                                                          mutate, resource, field):
     account, prod_config, prod_dsn = prod
     prod_vpc = account.client("ec2").describe_vpcs(
         Filters=[{"Name": "tag:runbook:env", "Values": ["prod"]}])["Vpcs"][0]["VpcId"]
@@ -250,13 +278,13 @@ def test_each_step_refuses_what_another_environment_owns(prod, tmp_path, step, m
     staging = copied_from_prod(tmp_path, staging_file)
     before = describe(account, prod_config, prod_dsn)
 
-    refused, writes = run(staging, account, [step], account.database())
+    refused = run_live(staging, account, monkeypatch, tmp_path, steps=[step])
 
     if resource is None:
         assert not isinstance(refused, OwnedElsewhere), refused
     else:
         assert isinstance(refused, OwnedElsewhere), refused
-        assert writes == 0
+        assert nothing_of(account, "staging")
         assert resource in str(refused) and f"change {field} " in str(refused)
         assert refused.owner == "prod" and refused.env == "staging"
     # Whatever staging made, nothing of prod's changed.

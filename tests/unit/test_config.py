@@ -161,6 +161,9 @@ CASES = {
     "ca-bundle-that-does-not-exist": Case(
         "database.ca_bundle", ("cannot read /nonexistent/global-bundle.pem", "RDS CA bundle"),
         mutate=_set("database", "ca_bundle", "/nonexistent/global-bundle.pem")),
+    "ca-bundle-in-the-home-of-no-such-user": Case(
+        "database.ca_bundle", ("cannot read ~runbook-no-such-user/ca.pem", "RDS CA bundle"),
+        mutate=_set("database", "ca_bundle", "~runbook-no-such-user/ca.pem")),
     "ca-bundle-that-holds-no-certificate": Case(
         "database.ca_bundle", ("holds no PEM certificate",),
         mutate=_set("database", "ca_bundle", str(PROD_CONFIG))),

@@ -1,0 +1,47 @@
+"""runbook.preflight's reads against moto: a read the credentials may not make is an
+input error that names it (exit 2), not an internal error."""
+
+from __future__ import annotations
+
+import pytest
+from botocore.exceptions import ClientError
+from moto import mock_aws
+
+from runbook import config as config_mod
+from runbook import preflight
+from runbook.aws import ClientFactory
+from runbook.errors import BadInput
+from tests.conftest import PROD_CONFIG, REGION
+
+
+def denied(operation_name: str):
+    """An interceptor that refuses `operation_name` as IAM refuses an unpermitted call."""
+    def deny(service, operation, write):
+        if operation == operation_name:
+            raise ClientError({"Error": {"Code": "UnauthorizedOperation",
+                                         "Message": "You are not authorized to perform this "
+                                                    "operation."}}, operation)
+    return deny
+
+
+@mock_aws
+def test_a_read_the_credentials_may_not_make_is_refused_naming_it():
+    config = config_mod.load(PROD_CONFIG)
+    aws = ClientFactory(REGION, interceptors=[denied("DescribeAvailabilityZones")])
+
+    with pytest.raises(BadInput) as refused:
+        preflight.check(config, aws, ["network"])
+
+    message = str(refused.value)
+    assert refused.value.exit_code == 2
+    assert "DescribeAvailabilityZones" in message and "UnauthorizedOperation" in message
+    assert "Nothing was changed" in message and "permission" in message
+    assert aws.total("write") == 0
+
+
+@mock_aws
+def test_the_same_reads_pass_when_allowed():
+    config = config_mod.load(PROD_CONFIG)
+    aws = ClientFactory(REGION)
+    preflight.check(config, aws, ["network"])
+    assert aws.total("read") >= 1 and aws.total("write") == 0
