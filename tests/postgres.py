@@ -21,11 +21,14 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+import time
 import warnings
 from pathlib import Path
 
 # libpq's smallest connect timeout: a live server on a local socket answers at once.
 ALIVE_TIMEOUT_S = 2
+# How often a busy server is asked again, half a second apart, before the test goes on.
+ALIVE_TRIES = 5
 
 
 class SessionPostgres:
@@ -48,10 +51,24 @@ class SessionPostgres:
         new one when it no longer answers."""
         if self.external_dsn:
             return self.external_dsn  # someone else's server: nothing to restart
-        if self._dsn is None or not alive(self._dsn):
+        if self._dsn is None or self._gone():
             self.stop()
             self._start()
         return self._dsn
+
+    def _gone(self) -> bool:
+        """Whether the server is dead, as opposed to busy. A busy server (too many
+        clients, a checkpoint, a slow answer on a loaded machine) is not restarted: that
+        would end the connections of the test that made it busy."""
+        process = self.postmaster()
+        if process is None or not process.is_running():
+            return True
+        for _ in range(ALIVE_TRIES):
+            answer = probe(self._dsn)
+            if answer in ("alive", "gone"):
+                return answer == "gone"
+            time.sleep(0.5)
+        return False  # busy all along: the test that uses it says what is wrong
 
     def postmaster(self):
         """The server's main process (a psutil.Process), or None when none was started."""
@@ -85,12 +102,23 @@ class SessionPostgres:
             shutil.rmtree(root, ignore_errors=True)
 
 
-def alive(dsn: str) -> bool:
-    """Whether the server at `dsn` accepts a connection and answers a query."""
+# Answers of a server that no longer serves: nothing listens on its socket, or the
+# socket is gone with its directory.
+_GONE = ("connection refused", "no such file or directory")
+
+
+def probe(dsn: str) -> str:
+    """"alive" (it answered a query), "gone" (nothing listens on its socket) or "busy"
+    (anything else: too many clients, starting up or shutting down, a timeout)."""
     import psycopg
 
     try:
         with psycopg.connect(dsn, connect_timeout=ALIVE_TIMEOUT_S, autocommit=True) as conn:
-            return conn.execute("SELECT 1").fetchone() == (1,)
-    except psycopg.Error:
-        return False
+            return "alive" if conn.execute("SELECT 1").fetchone() == (1,) else "busy"
+    except psycopg.Error as exc:
+        return "gone" if any(s in str(exc).lower() for s in _GONE) else "busy"
+
+
+def alive(dsn: str) -> bool:
+    """Whether the server at `dsn` accepts a connection and answers a query."""
+    return probe(dsn) == "alive"

@@ -98,3 +98,26 @@ def test_an_external_server_is_only_used(pg_server):
     server.stop()
 
     assert server.starts == 0 and alive(pg_server)
+
+
+def test_a_server_that_refuses_a_connection_but_runs_is_not_restarted(embedded):
+    """A busy server (here: a login over its connection limit, as "too many clients" is)
+    is kept: restarting it would end the connections of the test that made it busy."""
+    from psycopg.conninfo import make_conninfo
+
+    dsn = embedded.ensure()
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("DROP ROLE IF EXISTS rbtest_no_room")
+        conn.execute("CREATE ROLE rbtest_no_room LOGIN CONNECTION LIMIT 0")
+    process, starts = embedded.postmaster(), embedded.starts
+    embedded._dsn = make_conninfo(dsn, user="rbtest_no_room")
+    try:
+        assert not alive(embedded._dsn)
+
+        assert embedded.ensure() == embedded._dsn
+
+        assert embedded.starts == starts and embedded.postmaster() is process
+    finally:
+        embedded._dsn = dsn
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            conn.execute("DROP ROLE rbtest_no_room")
