@@ -14,8 +14,12 @@ instances to be `available` and prints the elapsed time while it does.
 
 TLS is enforced by a custom DB cluster parameter group with rds.force_ssl=1
 (`database.parameter_group`), made before the cluster and attached when the cluster is
-created. Attaching it to an existing cluster takes effect only when the writer restarts:
-the plan says so, and the step reboots the writer only with `--allow-reboot`.
+created. Attached to an existing cluster (in the same ModifyDBCluster as any other
+cluster change), it takes effect only when each member restarts: the plan says so, and
+the step reboots members only with `--allow-reboot`, writer first, each once AWS shows
+it `pending-reboot`, waiting until it is back `in-sync`. A run never reports the group in
+force when it is not: without the flag, the members left to restart are printed with the
+command that restarts them, and kept in the outputs (`pending_reboot`).
 """
 
 from __future__ import annotations
@@ -23,9 +27,9 @@ from __future__ import annotations
 import secrets as pysecrets
 from dataclasses import dataclass, field
 
-from runbook import naming, sgrules
+from runbook import naming, retry, sgrules
 from runbook.engine import UNKNOWN, Change, Step, diff_field, is_known, tag_change
-from runbook.errors import PlanError
+from runbook.errors import PlanError, StepFailed
 from runbook.retry import error_code
 
 STEP_NAME = "database"
@@ -34,13 +38,27 @@ ENGINE = "aurora-postgresql"
 # What the cluster parameter group sets. On Aurora PostgreSQL rds.force_ssl is a cluster
 # parameter (default 0); as a role setting it would do nothing.
 FORCE_SSL = ("rds.force_ssl", "1")
-# DBClusterMembers[].DBClusterParameterGroupStatus of a writer that has yet to restart
-# into the cluster's (new) parameter group.
-PENDING_REBOOT = "pending-reboot"
+# DBClusterMembers[].DBClusterParameterGroupStatus. After a ModifyDBCluster that names a
+# new group, AWS shows each member `applying`, then `pending-reboot` until that instance
+# restarts, then `in-sync`. A reboot made while the member is still `applying` may not
+# pick the group up. On Aurora PostgreSQL 15.2, 14.7, 13.10, 12.14 and all 11.x a reader
+# needs its own reboot too (AWS, "Associating a DB cluster parameter group with a DB
+# cluster"); on other versions the writer's restart can restart the readers. Members are
+# therefore judged by their own status, readers as much as the writer.
+APPLYING, PENDING_REBOOT, IN_SYNC = "applying", "pending-reboot", "in-sync"
+NOT_IN_FORCE = (APPLYING, PENDING_REBOOT)
+# The failure states of boto3's db_instance_available waiter: an instance in one of these
+# will not come back by waiting.
+INSTANCE_FAILED = ("deleted", "deleting", "failed", "incompatible-restore",
+                   "incompatible-parameters")
 
 # Live waits: Aurora clusters and Serverless v2 instances usually take 5-15 minutes.
 WAIT_TIMEOUT_S = 45 * 60
 WAIT_INTERVAL_S = 30
+# Around a reboot: `applying` turns `pending-reboot` within a minute or two, and an Aurora
+# instance restarts in one to five; 20 minutes bounds either, polled every 10 s.
+REBOOT_TIMEOUT_S = 20 * 60
+REBOOT_INTERVAL_S = 10
 
 
 @dataclass
@@ -53,6 +71,34 @@ class DatabaseState:
     instances: list[dict] = field(default_factory=list)
     # {"arn", "family", "tags", "value": rds.force_ssl or None, "apply_type"}
     parameter_group: dict | None = None
+    # The members when this run's ModifyDBCluster attached the group: none of them runs
+    # it until it restarts, whatever status AWS (or moto, which always says in-sync)
+    # shows just after.
+    attached: list[str] = field(default_factory=list)
+
+
+# What a reboot waits on, read by DatabaseStep._member_status: {"cluster": Status,
+# "instance": DBInstanceStatus, "group": the member's DBClusterParameterGroupStatus or None}.
+
+def ready_to_reboot(status: dict) -> bool:
+    """The member has taken the group in (no longer `applying`) and nothing else is in
+    progress on the cluster or the instance (RebootDBInstance refuses a busy instance)."""
+    return (status["cluster"] == "available" and status["instance"] == "available"
+            and status["group"] in (PENDING_REBOOT, IN_SYNC))
+
+
+def rebooted(status: dict) -> bool:
+    """Back from the reboot with the group in force."""
+    return status["instance"] == "available" and status["group"] == IN_SYNC
+
+
+def reboot_blocked(status: dict) -> str | None:
+    """Why waiting on the member is pointless, or None."""
+    if status["instance"] in INSTANCE_FAILED:
+        return f"the instance is {status['instance']}"
+    if status["group"] is None:
+        return "it is not a member of the cluster"
+    return None
 
 
 def family(engine_version: str) -> str:
@@ -169,17 +215,13 @@ class DatabaseStep(Step):
         changes = self._plan_security_group(state) + self._plan_subnet_group(state)
         changes += self._plan_parameter_group(state)
         changes += self._plan_cluster(state)
-        attach = self._plan_attach_parameter_group(state)
-        changes += attach
         changes += self._plan_instances(state)
-        changes += self._plan_reboot(state, attached_now=bool(attach))
+        changes += self._plan_reboot(state, attached_now=self._group_to_attach(state) is not None)
         pending = self._pending_reboot(state)
-        if pending and not self.ctx.allow_reboot:
-            # Not a change: nothing to converge until the operator allows the restart.
-            self.ctx.progress.line(
-                f"  reboot pending: {', '.join(pending)} has yet to restart into parameter "
-                f"group {self.db.parameter_group_name} (rds.force_ssl); {self._reboot_note()}",
-                fg="yellow")
+        if pending and not self.ctx.allow_reboot and self.ctx.plan_only:
+            # Not a change: nothing to converge until the operator allows the restart. A
+            # run says it once, after apply (settle).
+            self._say_pending(pending)
         return changes
 
     # -- the cluster parameter group (rds.force_ssl=1) -----------------------------
@@ -211,52 +253,77 @@ class DatabaseStep(Step):
                                   {FORCE_SSL[0]: {"from": group["value"], "to": FORCE_SSL[1]}}))
         return changes + tag_change(label, group["arn"], tags, group["tags"], "tag_rds")
 
-    def _plan_attach_parameter_group(self, state: DatabaseState) -> list[Change]:
+    def _group_to_attach(self, state: DatabaseState) -> dict | None:
+        """The cluster diff that attaches the group to an existing cluster, or None. It
+        goes into the cluster's one ModifyDBCluster (update_cluster): a second
+        ModifyDBCluster right after the first may be refused (InvalidDBClusterStateFault)
+        while the cluster is still `modifying`."""
         cluster = state.cluster
         if cluster is None:
-            return []  # created with the group attached
+            return None  # created with the group attached
         name = self.db.parameter_group_name
         current = cluster.get("DBClusterParameterGroup")
         # RDS stores parameter group names in lower case.
         if str(current or "").lower() == name.lower():
-            return []
-        return [Change("update", f"rds:cluster {self.db.cluster_id}", "attach_parameter_group",
-                       {}, {"parameter_group": {"from": current, "to": name},
-                            "reboot": self._reboot_note()})]
+            return None
+        return {"parameter_group": {"from": current, "to": name},
+                "reboot": self._reboot_note()}
 
     def _reboot_note(self) -> str:
         if self.ctx.allow_reboot:
-            return ("the writer is rebooted after the group is attached (--allow-reboot); "
-                    "connections drop while it restarts")
-        return ("pending: the group takes effect when the writer restarts. Run "
-                f"`runbook run --step {STEP_NAME} --allow-reboot --env {self.config.env}` "
-                "to reboot it now, or reboot it in a quiet hour")
+            return ("each member is rebooted once AWS shows the group pending-reboot, writer "
+                    "first (--allow-reboot); connections drop while each restarts")
+        return ("pending: the group takes effect when the members restart. Run "
+                f"`{self._reboot_command()}` to reboot them now, or reboot them in a quiet hour")
 
-    def _writers(self, state: DatabaseState) -> list[str]:
+    def _reboot_command(self) -> str:
+        return f"runbook run --step {STEP_NAME} --allow-reboot --env {self.config.env}"
+
+    def _members(self, state: DatabaseState) -> list[dict]:
+        """The cluster's members, writer first. A cluster that lists none (its instances
+        are being made) counts its first instance as the writer."""
         members = (state.cluster or {}).get("DBClusterMembers") or []
-        writers = [m["DBInstanceIdentifier"] for m in members if m.get("IsClusterWriter")]
-        if writers or members:
-            return writers
-        return [i["DBInstanceIdentifier"] for i in state.instances][:1]
+        if not members:
+            members = [{"DBInstanceIdentifier": i["DBInstanceIdentifier"], "IsClusterWriter": True}
+                       for i in state.instances[:1]]
+        return sorted(members, key=lambda m: not m.get("IsClusterWriter"))
 
     def _pending_reboot(self, state: DatabaseState) -> list[str]:
-        """Writers that have yet to restart into the cluster's parameter group. AWS shows
-        `pending-reboot` on the member; moto 5.2.5 always shows `in-sync`, so there only a
-        group attached in this run is known to need the reboot."""
-        members = (state.cluster or {}).get("DBClusterMembers") or []
-        return [m["DBInstanceIdentifier"] for m in members
-                if m.get("IsClusterWriter") and m.get("DBClusterParameterGroupStatus")
-                == PENDING_REBOOT]
+        """Members, writer first, that have yet to restart into the cluster's parameter
+        group: those AWS shows `applying` or `pending-reboot`, and every member when this
+        run attached the group and did not reboot (moto 5.2.5 always shows `in-sync`)."""
+        attached = [] if self.ctx.allow_reboot else state.attached
+        return [m["DBInstanceIdentifier"] for m in self._members(state)
+                if m["DBInstanceIdentifier"] in attached
+                or m.get("DBClusterParameterGroupStatus") in NOT_IN_FORCE]
+
+    def _say_pending(self, pending: list[str]) -> None:
+        self.ctx.progress.line(
+            f"  reboot pending: {', '.join(pending)} {'has' if len(pending) == 1 else 'have'} "
+            f"yet to restart into parameter group {self.db.parameter_group_name}, so "
+            f"rds.force_ssl is not in force there. Next: `{self._reboot_command()}`",
+            fg="yellow")
 
     def _plan_reboot(self, state: DatabaseState, *, attached_now: bool) -> list[Change]:
-        writers = self._writers(state) if attached_now else self._pending_reboot(state)
-        if not writers or not self.ctx.allow_reboot:
-            return []  # the attach change (or outputs' pending_reboot) says it is pending
+        """With --allow-reboot, a reboot per member the group is not in force on, writer
+        first. After an attach in this run, every member: the writer is always rebooted,
+        a reader only if it still shows pending-reboot once the writer is back."""
+        if not self.ctx.allow_reboot:
+            return []  # the cluster change (or outputs' pending_reboot) says it is pending
         group = self.db.parameter_group_name
-        return [Change("update", f"rds:instance {writer}", "reboot_instance",
-                       {"identifier": writer},
-                       {"reboot": f"to apply parameter group {group} (--allow-reboot)"})
-                for writer in writers]
+        changes = []
+        for member in self._members(state):
+            identifier = member["DBInstanceIdentifier"]
+            writer = bool(member.get("IsClusterWriter"))
+            if not attached_now and member.get("DBClusterParameterGroupStatus") not in NOT_IN_FORCE:
+                continue
+            when = "" if attached_now and writer else ", if it still shows pending-reboot"
+            changes.append(Change(
+                "update", f"rds:instance {identifier}", "reboot_instance",
+                {"identifier": identifier, "unless_in_sync": not (attached_now and writer)},
+                {"reboot": f"{'writer' if writer else 'reader'}, to apply parameter group "
+                           f"{group}{when} (--allow-reboot)"}))
+        return changes
 
     def _plan_security_group(self, state: DatabaseState) -> list[Change]:
         name = self.db.security_group_name
@@ -328,6 +395,7 @@ class DatabaseStep(Step):
         sg = state.security_group["id"] if state.security_group else UNKNOWN
         if sg not in groups:
             diff["security_groups"] = {"from": groups, "to": groups + [sg]}
+        diff.update(self._group_to_attach(state) or {})
         changes = []
         if diff:
             changes.append(Change("update", label, "update_cluster", {"diff": diff}, diff))
@@ -422,6 +490,12 @@ class DatabaseStep(Step):
         if "security_groups" in diff:
             current = [g["VpcSecurityGroupId"] for g in state.cluster.get("VpcSecurityGroups", ())]
             params["VpcSecurityGroupIds"] = current + [state.security_group["id"]]
+        if "parameter_group" in diff:
+            # A run that fails here (or loses the answer) is finished by the next: it finds
+            # the group attached or not, and on AWS the members' status (pending-reboot)
+            # says whether a restart is still due.
+            params["DBClusterParameterGroupName"] = db.parameter_group_name
+            state.attached = [m["DBInstanceIdentifier"] for m in self._members(state)]
         state.cluster = self.client("rds").modify_db_cluster(**params)["DBCluster"]
 
     def apply_create_parameter_group(self, state: DatabaseState, family: str,
@@ -448,15 +522,57 @@ class DatabaseStep(Step):
                          "ApplyMethod": "pending-reboot" if static else "immediate"}])
         state.parameter_group["value"] = FORCE_SSL[1]
 
-    def apply_attach_parameter_group(self, state: DatabaseState) -> None:
-        state.cluster = self.client("rds").modify_db_cluster(
-            DBClusterIdentifier=self.db.cluster_id,
-            DBClusterParameterGroupName=self.db.parameter_group_name,
-            ApplyImmediately=True)["DBCluster"]
-
-    def apply_reboot_instance(self, state: DatabaseState, identifier: str) -> None:
-        # Only planned with --allow-reboot. settle() then waits for it to be available.
+    def apply_reboot_instance(self, state: DatabaseState, identifier: str,
+                              unless_in_sync: bool) -> bool | None:
+        """Reboot one member into the group (only planned with --allow-reboot): once AWS
+        shows it pending-reboot, and then wait until it is available and in-sync, so the
+        next member (a reader after the writer) starts from a settled cluster. Returns
+        False, not rebooting, when `unless_in_sync` and the member is already in-sync: a
+        reader the writer's restart took along, or a reboot whose answer was lost."""
+        group = self.db.parameter_group_name
+        before = self._wait_member(
+            identifier, ready_to_reboot,
+            f"rds instance {identifier} to show parameter group {group} pending-reboot")
+        if unless_in_sync and before["group"] == IN_SYNC:
+            self.ctx.progress.line(f"  rds:instance {identifier} is in-sync with {group} "
+                                   "already; not rebooted", dim=True)
+            return False
         self.client("rds").reboot_db_instance(DBInstanceIdentifier=identifier)
+        self._wait_member(
+            identifier, rebooted,
+            f"rds instance {identifier} to restart in-sync with parameter group {group}")
+        return None
+
+    def _member_status(self, identifier: str) -> dict:
+        """One read of what a reboot waits on: the cluster's and the instance's status and
+        the member's DBClusterParameterGroupStatus (None: not a member)."""
+        cluster = self._describe_cluster() or {}
+        member = next((m for m in cluster.get("DBClusterMembers") or []
+                       if m["DBInstanceIdentifier"] == identifier), None)
+        try:
+            instance = self.client("rds").describe_db_instances(
+                DBInstanceIdentifier=identifier)["DBInstances"][0]["DBInstanceStatus"]
+        except Exception as exc:  # noqa: BLE001
+            if error_code(exc) != "DBInstanceNotFound":
+                raise
+            instance = "deleted"
+        return {"cluster": cluster.get("Status"), "instance": instance,
+                "group": member and member.get("DBClusterParameterGroupStatus")}
+
+    def _wait_member(self, identifier: str, done, what: str) -> dict:
+        return self._wait(lambda: self._member_status(identifier), done, what,
+                          f"rds:instance {identifier}", failed=reboot_blocked)
+
+    def _wait(self, read, done, what: str, resource: str, failed=lambda _: None):
+        """retry.wait_until with the step context's sleep, clock and progress (the
+        elapsed time printed while it waits); a timeout fails the step on `resource`."""
+        try:
+            return retry.wait_until(read, done, what=what, timeout_s=REBOOT_TIMEOUT_S,
+                                    interval_s=REBOOT_INTERVAL_S, sleep=self.ctx.sleep,
+                                    clock=self.ctx.clock, failed=failed,
+                                    on_wait=self.ctx.progress.waiting)
+        except retry.WaitTimeout as exc:
+            raise StepFailed(STEP_NAME, resource, str(exc)) from None
 
     def apply_create_instance(self, state: DatabaseState, identifier: str, tags: dict) -> None:
         instance = self.client("rds").create_db_instance(
@@ -493,11 +609,43 @@ class DatabaseStep(Step):
                           Filters=[{"Name": "db-cluster-id", "Values": [cluster_id]}],
                           what=f"rds instances of {cluster_id} to be available",
                           timeout_s=WAIT_TIMEOUT_S, interval_s=WAIT_INTERVAL_S)
-        state.cluster = self._describe_cluster()
         state.instances = self._describe_instances()
+        state.cluster = self._settle_parameter_group()
+        self._check_in_force(state)
+
+    def _check_in_force(self, state: DatabaseState) -> None:
+        """After apply: fail a run with --allow-reboot that leaves a member out of sync,
+        and make a run without it say which members are left and the next command."""
+        if self.ctx.allow_reboot:
+            # --allow-reboot promises the group in force at the end: fail when it is not.
+            out = [(m["DBInstanceIdentifier"], m.get("DBClusterParameterGroupStatus"))
+                   for m in self._members(state)
+                   if m.get("DBClusterParameterGroupStatus") not in (None, IN_SYNC)]
+            if out:
+                raise StepFailed(
+                    STEP_NAME, f"rds:cluster {self.db.cluster_id}",
+                    f"{', '.join(f'{name} ({status})' for name, status in out)} still not "
+                    f"in-sync with parameter group {self.db.parameter_group_name} after the "
+                    "reboots, so rds.force_ssl is not in force there. Run again, which "
+                    "reboots what shows pending-reboot; if it stays, see `aws rds "
+                    f"describe-events --source-identifier {out[0][0]} --source-type db-instance`")
+            return
+        pending = self._pending_reboot(state)
+        if pending:
+            self._say_pending(pending)
+
+    def _settle_parameter_group(self) -> dict | None:
+        """The cluster once no member shows `applying` (a group just attached, or a
+        parameter just changed): what is left is in-sync or pending-reboot."""
+        return self._wait(self._describe_cluster, lambda cluster: cluster is None or not any(
+            m.get("DBClusterParameterGroupStatus") == APPLYING
+            for m in cluster.get("DBClusterMembers") or []),
+            f"rds cluster {self.db.cluster_id}'s members to apply parameter group "
+            f"{self.db.parameter_group_name}", f"rds:cluster {self.db.cluster_id}")
 
     def outputs(self, state: DatabaseState) -> dict:
         cluster = state.cluster or {}
+        pending = self._pending_reboot(state)
         return {
             "cluster_id": self.db.cluster_id,
             "cluster_arn": cluster.get("DBClusterArn", UNKNOWN),
@@ -511,9 +659,10 @@ class DatabaseStep(Step):
             "subnet_group": self.db.subnet_group_name,
             "instance_ids": sorted(i["DBInstanceIdentifier"] for i in state.instances) or [UNKNOWN],
             "parameter_group": self.db.parameter_group_name,
-            # Writers still to restart into the parameter group (AWS reports them; see
-            # _pending_reboot): [] once rds.force_ssl is in force.
-            "pending_reboot": self._pending_reboot(state),
+            # Members still to restart into the parameter group (see _pending_reboot), and
+            # the command that restarts them: [] once rds.force_ssl is in force.
+            "pending_reboot": pending,
+            **({"reboot_command": self._reboot_command()} if pending else {}),
         }
 
 

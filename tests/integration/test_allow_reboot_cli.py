@@ -1,6 +1,7 @@
 """`runbook run --allow-reboot`, live against a moto server: attaching the TLS parameter
-group to an existing cluster leaves the writer's restart pending, and says how to make
-it, unless the operator allows the reboot."""
+group to an existing cluster leaves the members' restart pending, and the run says so in
+its output and its report with the command that makes it, unless the operator allows the
+reboot."""
 
 from __future__ import annotations
 
@@ -21,6 +22,13 @@ def detach_the_group(endpoint) -> None:
                                     DBClusterParameterGroupName="default.aurora-postgresql16")
 
 
+REBOOT_COMMAND = "runbook run --step database --allow-reboot --env prod"
+
+
+def outputs_of(report, step="database"):
+    return next(s["outputs"] for s in report["steps"] if s["name"] == step)
+
+
 def changes_of(report, step="database"):
     return {c["resource"]: c["diff"] for s in report["steps"] if s["name"] == step
             for c in s["changes"]}
@@ -35,20 +43,28 @@ def test_the_reboot_is_pending_without_the_flag_and_made_with_it(moto_endpoint, 
     [change] = [c for s in json.loads(planned.stdout)["steps"] for c in s["changes"]]
     assert change["diff"]["parameter_group"] == {"from": "default.aurora-postgresql16",
                                                  "to": "matbakh-prod-params"}
-    assert "runbook run --step database --allow-reboot --env prod" in change["diff"]["reboot"]
+    assert REBOOT_COMMAND in change["diff"]["reboot"]
 
     without = cli("run", "--step", "database")
     assert without.exit_code == 0, without.output
-    diffs = changes_of(read_report(workdir, "database"))
+    [line] = [text for text in without.output.splitlines() if "reboot pending" in text]
+    assert "matbakh-prod-1" in line and "rds.force_ssl is not in force" in line
+    assert REBOOT_COMMAND in line
+    report = read_report(workdir, "database")
+    diffs = changes_of(report)
     assert "pending" in diffs["rds:cluster matbakh-prod"]["reboot"]
     assert "rds:instance matbakh-prod-1" not in diffs
+    assert outputs_of(report)["pending_reboot"] == ["matbakh-prod-1"]
+    assert outputs_of(report)["reboot_command"] == REBOOT_COMMAND
     cluster = rds(moto_endpoint).describe_db_clusters()["DBClusters"][0]
     assert cluster["DBClusterParameterGroup"] == "matbakh-prod-params"
 
     detach_the_group(moto_endpoint)
     allowed = cli("run", "--step", "database", "--allow-reboot")
     assert allowed.exit_code == 0, allowed.output
-    diffs = changes_of(read_report(workdir, "database"))
-    assert "--allow-reboot" in diffs["rds:instance matbakh-prod-1"]["reboot"]
+    assert "reboot pending" not in allowed.output
+    report = read_report(workdir, "database")
+    assert "--allow-reboot" in changes_of(report)["rds:instance matbakh-prod-1"]["reboot"]
+    assert outputs_of(report)["pending_reboot"] == []
     again = cli("run", "--step", "database", "--allow-reboot")
     assert again.exit_code == 0 and changes_of(read_report(workdir, "database")) == {}
