@@ -5,8 +5,9 @@ A function is up to five resources, converged in this order:
     iam:role          the execution role: a Lambda trust policy and one inline policy
                       with only what the function needs (its log group, the ENI actions
                       of a VPC function, the statements the step adds); any other inline
-                      policy and any attached managed policy is removed, whoever put it
-                      there, since it grants the function more than it needs
+                      policy and any attached managed policy that allows something is
+                      removed, whoever put it there, since it grants the function more
+                      than it needs; one that only denies (a guardrail) stays
     logs:log-group    /aws/lambda/<name>, with the configured retention
     lambda:layer      the third-party dependencies and the RDS CA bundle, published only
                       when their content hash differs from the latest version's
@@ -90,7 +91,9 @@ class FunctionState:
     account: str
     region: str
     artifact: package.Artifact
-    role: dict | None = None          # {"arn", "trust", "policy", "tags", "others", "attached"}
+    # {"arn", "trust", "policy", "tags", "others": {name: document},
+    #  "attached": {arn: its default version's document}}
+    role: dict | None = None
     log_group: dict | None = None     # {"retention", "arn", "tags"}
     function: dict | None = None      # GetFunction's Configuration, plus "Tags"
     statement: dict | None = None     # our statement in the function's resource policy
@@ -169,15 +172,17 @@ class FunctionsMixin:
                           RoleName=spec.role_name, PolicyName=name)["PolicyDocument"])
                       for name in self._pages(iam, "list_role_policies", "PolicyNames",
                                               RoleName=spec.role_name)}
-            attached = self._pages(iam, "list_attached_role_policies", "AttachedPolicies",
-                                   RoleName=spec.role_name)
+            attached = {p["PolicyArn"]: self._managed_document(iam, p["PolicyArn"])
+                        for p in self._pages(iam, "list_attached_role_policies",
+                                             "AttachedPolicies", RoleName=spec.role_name)}
             state.role = {"arn": role["Arn"],
                           "trust": policies.document(role["AssumeRolePolicyDocument"]),
                           "policy": inline.pop(POLICY_NAME, None),
                           "tags": naming.from_aws(role.get("Tags")),
                           # Inline policies beside runbook's, {name: document}.
                           "others": inline,
-                          "attached": sorted(p["PolicyArn"] for p in attached)}
+                          # Managed policies attached to it, {arn: document}.
+                          "attached": dict(sorted(attached.items()))}
         groups = logs.describe_log_groups(logGroupNamePrefix=spec.log_group)["logGroups"]
         group = next((g for g in groups if g["logGroupName"] == spec.log_group), None)
         if group is not None:
@@ -210,6 +215,18 @@ class FunctionsMixin:
     def _pages(client, operation: str, key: str, **kwargs) -> list:
         return [item for page in client.get_paginator(operation).paginate(**kwargs)
                 for item in page[key]]
+
+    @staticmethod
+    def _managed_document(iam, arn: str) -> dict | None:
+        """The document of a managed policy's default version (what it grants now; read
+        calls only), so that a policy that only denies is told apart. None when the policy
+        is gone (deleted since the listing)."""
+        try:
+            version = iam.get_policy(PolicyArn=arn)["Policy"]["DefaultVersionId"]
+            return policies.document(iam.get_policy_version(
+                PolicyArn=arn, VersionId=version)["PolicyVersion"]["Document"])
+        except iam.exceptions.NoSuchEntityException:
+            return None
 
     def _read_statement(self, spec: FunctionSpec) -> dict | None:
         if spec.invoker is None:
@@ -346,7 +363,7 @@ class FunctionsMixin:
                                Description=f"Execution role of {spec.name} (managed by runbook)",
                                Tags=naming.as_aws(spec.tags))["Role"]
         fn.role = {"arn": role["Arn"], "trust": LAMBDA_TRUST, "policy": None,
-                   "tags": dict(spec.tags), "others": {}, "attached": []}
+                   "tags": dict(spec.tags), "others": {}, "attached": {}}
         self.apply_put_role_policy(state, key)
 
     def apply_set_trust(self, state, key: str) -> None:
@@ -382,8 +399,7 @@ class FunctionsMixin:
         except iam.exceptions.NoSuchEntityException:
             return False  # detached already
         finally:
-            if policy_arn in fn.role["attached"]:
-                fn.role["attached"].remove(policy_arn)
+            fn.role["attached"].pop(policy_arn, None)
         return True
 
     def apply_tag_role(self, state, key: str, tags: dict) -> None:
@@ -546,18 +562,26 @@ def database_login(database: dict, secrets: dict, *, iam_user: str | None, accou
 # -- comparing ---------------------------------------------------------------------------
 
 def plan_role_extras(role_name: str, role: dict, key: dict) -> list[Change]:
-    """A `-` for each inline policy beside runbook's and each attached managed policy.
+    """A `-` for each inline policy beside runbook's and each attached managed policy
+    that allows something.
 
     Pure. runbook's own inline policy is compared whole by `_plan_role`, so a statement
-    added to it is an update; these are the grants added next to it.
+    added to it is an update; these are the grants added next to it. A policy whose
+    statements all deny is left alone, inline or managed: it grants nothing, and it is
+    typically a security team's guardrail on every role; removing it would widen what
+    the function may do.
     """
     changes = [Change("delete", f"iam:role-policy {role_name}/{name}", "delete_role_policy",
                       {**key, "policy_name": name},
                       {"role": role_name, "grants": policies.summary(document)})
-               for name, document in sorted(role.get("others", {}).items())]
+               for name, document in sorted(role.get("others", {}).items())
+               if policies.allows(document)]
     changes += [Change("delete", f"iam:attached-policy {role_name} {arn}", "detach_role_policy",
-                       {**key, "policy_arn": arn}, {"role": role_name, "policy_arn": arn})
-                for arn in role.get("attached", ())]
+                       {**key, "policy_arn": arn},
+                       {"role": role_name, "policy_arn": arn,
+                        "grants": policies.summary(document)})
+                for arn, document in sorted(role.get("attached", {}).items())
+                if policies.allows(document)]
     return changes
 
 

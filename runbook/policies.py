@@ -41,13 +41,35 @@ def _as_list(value) -> list:
     return value if isinstance(value, list) else [value]
 
 
+def allows(policy: dict | None) -> bool:
+    """Whether `policy` grants anything: has a statement whose Effect is not Deny.
+
+    A policy of Deny statements only (a guardrail) grants nothing; removing it would
+    widen what its holder may do.
+    """
+    return any(statement.get("Effect") != "Deny" for statement in _statement_list(policy))
+
+
+def _statement_list(policy: dict | None) -> list[dict]:
+    found = (policy or {}).get("Statement", [])
+    return found if isinstance(found, list) else [found]
+
+
 def summary(policy: dict | None):
-    """A policy as `action on resource` lines, for plans."""
+    """A policy as `action on resource` lines, for plans (`deny ...` for a Deny, `all
+    but ...` for NotAction and NotResource)."""
     if policy is None:
         return None
     lines = []
-    for statement in policy.get("Statement", ()):
-        actions = _as_list(statement.get("Action"))
-        resources = _as_list(statement.get("Resource"))
-        lines.append(f"{', '.join(actions)} on {', '.join(str(r) for r in resources)}")
+    for statement in _statement_list(policy):
+        actions = _listed(statement, "Action")
+        resources = _listed(statement, "Resource")
+        effect = "deny " if statement.get("Effect") == "Deny" else ""
+        lines.append(f"{effect}{actions} on {resources}")
     return lines
+
+
+def _listed(statement: dict, key: str) -> str:
+    if key not in statement and f"Not{key}" in statement:
+        return "all but " + ", ".join(str(v) for v in _as_list(statement[f"Not{key}"]))
+    return ", ".join(str(v) for v in _as_list(statement.get(key)))

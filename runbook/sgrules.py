@@ -11,6 +11,11 @@ AWS, revokes by IpPermissions only when the description matches too).
 A group's rule set is owned by one step, which plans `exact` over it: what is missing is
 added, what is there and not desired is removed. Descriptions and tags of rules are not
 compared; they do not change what passes.
+
+AWS's default egress, ALL_TRAFFIC_OUT, is what every new group in a VPC gets. moto 5.2.5
+also gives a new group all traffic to ::/0 when its VPC has an IPv6 block (AWS documents
+that rule for a VPC's default group); a group that keeps its default egress keeps that
+one where the VPC has IPv6, neither adding nor removing it (`kept` in `exact`).
 """
 
 from __future__ import annotations
@@ -42,6 +47,14 @@ class Rule:
         """`tcp/5432 from matbakh-prod-lambda`, `all traffic to 0.0.0.0/0`."""
         if self.protocol == ALL:
             what = "all traffic"
+        elif self.protocol in ("icmp", "icmpv6") and self.from_port is not None:
+            # ICMP rules carry a type and a code in the port fields; -1 is "any".
+            if self.from_port == -1:
+                what = f"{self.protocol} (all types)"
+            elif self.to_port in (None, -1):
+                what = f"{self.protocol} type {self.from_port}"
+            else:
+                what = f"{self.protocol} type {self.from_port} code {self.to_port}"
         elif self.from_port is None:
             what = self.protocol
         elif self.from_port == self.to_port:
@@ -57,6 +70,7 @@ class Rule:
 
 
 ALL_TRAFFIC_OUT = Rule(True, ALL, None, None, ANYWHERE)   # a new group's default egress
+ALL_TRAFFIC_OUT_V6 = Rule(True, ALL, None, None, "::/0")  # its IPv6 twin, in a VPC with IPv6
 
 
 def parse(raw: dict) -> tuple[str, Rule]:
@@ -72,14 +86,18 @@ def parse(raw: dict) -> tuple[str, Rule]:
                                             to_port, peer)
 
 
-def exact(current: dict[str, Rule], desired: set[Rule]) -> tuple[list[Rule], list[str]]:
-    """(desired rules missing, ids of rules present but not desired), both sorted.
+def exact(current: dict[str, Rule], desired: set[Rule],
+          kept: frozenset[Rule] = frozenset()) -> tuple[list[Rule], list[str]]:
+    """(desired rules missing, ids of rules present but neither desired nor kept), both
+    sorted.
 
     Pure. A rule present twice (AWS refuses that, a stale read may show it) is one rule.
+    A `kept` rule is left as it is: not added when missing, not removed when there.
     """
     have = set(current.values())
     missing = sorted(desired - have, key=_order)
-    extra = sorted((rule_id for rule_id, rule in current.items() if rule not in desired),
+    extra = sorted((rule_id for rule_id, rule in current.items()
+                    if rule not in desired and rule not in kept),
                    key=lambda rule_id: (_order(current[rule_id]), rule_id))
     return missing, extra
 
@@ -104,19 +122,21 @@ def _order(rule: Rule) -> tuple:
     return (rule.egress, rule.protocol, rule.from_port or -1, rule.to_port or -1, rule.peer)
 
 
-def revoke_default_egress(ec2, group_id: str, retry_ec2) -> None:
+def revoke_default_egress(ec2, group_id: str, retry_ec2, *, ipv6: bool = False) -> None:
     """Remove the all-traffic egress AWS gives every new group, for a group that is to
-    have none. By permission, not by id: the id is not known without another describe,
-    and the rule has no description for moto to mismatch on. Already gone (a retried
-    request whose first answer was lost) is done."""
-    try:
-        retry_ec2(lambda: ec2.revoke_security_group_egress(
-            GroupId=group_id, IpPermissions=[permission(ALL_TRAFFIC_OUT)]))
-    except Exception as exc:  # noqa: BLE001 - only "not there" is done already
-        from runbook.retry import error_code
+    have none (and its ::/0 twin where the VPC has IPv6, one call each, so that one not
+    made by default does not fail the other). By permission, not by id: the id is not
+    known without another describe, and the rule has no description for moto to
+    mismatch on. Already gone (a retried request whose first answer was lost) is done."""
+    from runbook.retry import error_code
 
-        if error_code(exc) not in GONE:
-            raise
+    for rule in (ALL_TRAFFIC_OUT, ALL_TRAFFIC_OUT_V6) if ipv6 else (ALL_TRAFFIC_OUT,):
+        try:
+            retry_ec2(lambda rule=rule: ec2.revoke_security_group_egress(
+                GroupId=group_id, IpPermissions=[permission(rule)]))
+        except Exception as exc:  # noqa: BLE001 - only "not there" is done already
+            if error_code(exc) not in GONE:
+                raise
 
 
 # What AWS (and moto) answer when a rule to revoke is not there any more.

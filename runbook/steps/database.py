@@ -27,7 +27,7 @@ from __future__ import annotations
 import secrets as pysecrets
 from dataclasses import dataclass, field
 
-from runbook import naming, retry, sgrules
+from runbook import naming, retry
 from runbook.engine import UNKNOWN, Change, Step, diff_field, is_known, tag_change
 from runbook.errors import PlanError, StepFailed
 from runbook.retry import error_code
@@ -331,7 +331,7 @@ class DatabaseStep(Step):
         if state.security_group is None:
             return [Change("create", f"ec2:security-group {name}", "create_security_group",
                            {"tags": tags}, {"vpc": state.vpc_id, "ingress": "none yet",
-                                            "egress": "none (the default removed)"})]
+                                            "egress": "all (the default)"})]
         return tag_change(f"ec2:security-group {name}", state.security_group["id"], tags,
                            state.security_group["tags"], "tag_ec2")
 
@@ -437,9 +437,8 @@ class DatabaseStep(Step):
             Description=f"Aurora cluster {self.db.cluster_id} (managed by runbook)",
             TagSpecifications=[{"ResourceType": "security-group",
                                 "Tags": naming.as_aws(tags)}]))["GroupId"]
-        # The group's rules belong to step vpc-integrate, which wants no egress here (the
-        # cluster opens no connection); made without it, a fresh run needs no second pass.
-        sgrules.revoke_default_egress(ec2, group_id, self.ctx.retry_ec2)
+        # The group's rules belong to step vpc-integrate, which keeps AWS's default egress
+        # here (Aurora's aws_s3, aws_lambda and ML features connect out through it).
         state.security_group = {"id": group_id, "tags": tags}
 
     def apply_create_subnet_group(self, state: DatabaseState, tags: dict) -> None:

@@ -7,8 +7,9 @@ In the environment's VPC the step converges
   lands: the cluster and the endpoints admit only this group, the private subnets route
   nowhere else unless the operator adds a NAT gateway (whose path needs 443 out);
 - the cluster's security group (made by step `database`): the DB port from the Lambda
-  group, and no egress (Aurora opens no connection; security groups are stateful, so
-  answers pass without one);
+  group, and AWS's default egress, kept because Aurora features open connections through
+  the cluster's security group (aws_s3 import and export, aws_lambda, Aurora machine
+  learning), and a cluster that uses them would lose them without it;
 - the endpoints' security group (`<network>-endpoints`): TCP 443 from the Lambda group,
   and no egress (an interface endpoint opens no connection either);
 - interface endpoints for Secrets Manager and the RDS Data API in the network's subnets,
@@ -18,11 +19,14 @@ Everything is described before anything is created, and what was made outside ru
 adopted (groups by VPC and name, endpoints by VPC and service), never duplicated.
 
 This step owns the whole rule set of those three groups, the cluster's included (step
-`database` only makes that group, without egress): one owner, so two steps never undo
-each other's rules. Rules are compared one by one (`runbook.sgrules`): a missing rule is
-added, and every other rule, in either direction, is removed, whoever added it; a broader
-rule (a port range, 0.0.0.0/0) is not taken for the exact one. The new rule is added
-before the ones it replaces are removed, so the functions never lose their path.
+`database` only makes that group, with AWS's default egress): one owner, so two steps
+never undo each other's rules. Rules are compared one by one (`runbook.sgrules`): a
+missing rule is added, and every other rule, in either direction, is removed, whoever
+added it; a broader rule (a port range, 0.0.0.0/0) is not taken for the exact one. The
+one exception is the all-traffic egress to ::/0 on a group that keeps AWS's default
+egress, in a VPC with an IPv6 block: it is part of that default (moto adds it there), so
+it is neither added nor removed. The new rule is added before the ones it replaces are
+removed, so the functions never lose their path.
 
 moto is laxer than AWS here, and runbook does not rely on the API to refuse anything:
 moto 5.2.5 accepts a second endpoint for the same service with private DNS, ignores
@@ -94,6 +98,7 @@ class IntegrateState:
     subnet_ids: list[str]                 # the network step's: where the functions run
     database_group_id: str
     port: int
+    ipv6: bool = False                    # the VPC has an IPv6 block (see sgrules)
     dns_support: bool | None = None
     dns_hostnames: bool | None = None
     subnets: dict[str, Subnet] = field(default_factory=dict)        # every subnet of the VPC
@@ -170,6 +175,10 @@ class VpcIntegrateStep(Step):
         state.dns_support = self._attribute(ec2, state.vpc_id, "enableDnsSupport")
         state.dns_hostnames = self._attribute(ec2, state.vpc_id, "enableDnsHostnames")
         vpc_filter = [{"Name": "vpc-id", "Values": [state.vpc_id]}]
+        [vpc] = ec2.describe_vpcs(VpcIds=[state.vpc_id])["Vpcs"]
+        state.ipv6 = any((block.get("Ipv6CidrBlockState") or {}).get("State")
+                         in ("associating", "associated")
+                         for block in vpc.get("Ipv6CidrBlockAssociationSet") or ())
 
         tables = self._all(ec2, "describe_route_tables", "RouteTables", vpc_filter)
         main = next((t for t in tables if any(a.get("Main") for a in t.get("Associations", ()))),
@@ -289,7 +298,18 @@ class VpcIntegrateStep(Step):
             return {sgrules.ALL_TRAFFIC_OUT}
         source = self.group(state, "lambda")
         port = state.port if role == "database" else HTTPS
-        return {sgrules.Rule.tcp_from(port, source.id if source else UNKNOWN)}
+        ingress = sgrules.Rule.tcp_from(port, source.id if source else UNKNOWN)
+        if role == "database":
+            return {ingress, sgrules.ALL_TRAFFIC_OUT}
+        return {ingress}
+
+    @staticmethod
+    def kept_rules(state: IntegrateState, role: str) -> frozenset[sgrules.Rule]:
+        """Rules of `role`'s group left as they are: the ::/0 part of AWS's default
+        egress, on a group that keeps that default, in a VPC with IPv6."""
+        if state.ipv6 and role in ("database", "lambda"):
+            return frozenset({sgrules.ALL_TRAFFIC_OUT_V6})
+        return frozenset()
 
     def _plan_missing_rules(self, state: IntegrateState, role: str) -> list[Change]:
         name, current = self._owned_name(role), self.owned_group(state, role)
@@ -319,7 +339,8 @@ class VpcIntegrateStep(Step):
         if current is None:
             return []
         have = state.rules.get(current.id, {})
-        _, extra = sgrules.exact(have, self.desired_rules(state, role))
+        _, extra = sgrules.exact(have, self.desired_rules(state, role),
+                                 self.kept_rules(state, role))
         names = {group.id: group.name for group in state.groups.values()}
         name = self._owned_name(role)
         return [Change("delete", f"{have[rule_id].kind()} {name} {have[rule_id].text(names)}",
@@ -408,7 +429,7 @@ class VpcIntegrateStep(Step):
                                 "Tags": naming.as_aws(tags)}]))["GroupId"]
         egress, rules = [ALL_TRAFFIC_OUT], {"(default egress)": sgrules.ALL_TRAFFIC_OUT}
         if sgrules.ALL_TRAFFIC_OUT not in self.desired_rules(state, role):
-            sgrules.revoke_default_egress(ec2, group_id, self.ctx.retry_ec2)
+            sgrules.revoke_default_egress(ec2, group_id, self.ctx.retry_ec2, ipv6=state.ipv6)
             egress, rules = [], {}
         state.groups[group_id] = SecurityGroup(group_id, name, dict(tags), [], egress)
         state.rules[group_id] = rules
@@ -438,8 +459,10 @@ class VpcIntegrateStep(Step):
         return True
 
     def apply_authorize_egress(self, state: IntegrateState, role: str) -> bool:
-        """Give the Lambda group back the all-traffic egress someone removed."""
-        group = self._existing(state, role)
+        """Give the Lambda or the cluster's group back the all-traffic egress someone
+        removed (or, on the cluster's, an earlier runbook that made it without)."""
+        group = (self.owned_group(state, role) if role == "database"
+                 else self._existing(state, role))
         try:
             answer = self.ctx.retry_ec2(lambda: self.client("ec2").authorize_security_group_egress(
                 GroupId=group.id, IpPermissions=[sgrules.permission(sgrules.ALL_TRAFFIC_OUT)]))

@@ -25,6 +25,12 @@ ROLE = f"{FUNCTION}-role"
 MANAGED = "arn:aws:iam::123456789012:policy/everything"
 EXTRA = {"Version": "2012-10-17", "Statement": [
     {"Effect": "Allow", "Action": "s3:*", "Resource": "*"}]}
+# A security team's guardrail, put on every role: it only takes away.
+GUARDRAIL = {"Version": "2012-10-17", "Statement": [
+    {"Sid": "NoLeavingTheOrg", "Effect": "Deny", "Action": "s3:PutObject", "Resource": "*",
+     "Condition": {"StringNotEquals": {"aws:ResourceOrgID": "o-example"}}},
+    {"Sid": "NoIamChanges", "Effect": "Deny", "NotAction": ["logs:*", "ec2:*"],
+     "Resource": "*"}]}
 
 
 def run(config, *, plan_only=False):
@@ -86,13 +92,50 @@ def test_an_inline_policy_and_a_managed_policy_added_to_the_role_are_removed(con
     assert aws.total("write") == 0
     assert [(c.action, c.resource, c.diff) for c in plan.changes] == [
         ("delete", f"iam:role-policy {ROLE}/debugging", {"role": ROLE, "grants": ["s3:* on *"]}),
-        ("delete", f"iam:attached-policy {ROLE} {MANAGED}", {"role": ROLE, "policy_arn": MANAGED})]
+        ("delete", f"iam:attached-policy {ROLE} {MANAGED}",
+         {"role": ROLE, "policy_arn": MANAGED, "grants": ["* on *"]})]
 
     result, aws = run(config)
 
     assert calls(aws) == ["iam:DeleteRolePolicy", "iam:DetachRolePolicy"]
     assert iam().list_role_policies(RoleName=ROLE)["PolicyNames"] == ["runbook"]
     assert iam().list_attached_role_policies(RoleName=ROLE)["AttachedPolicies"] == []
+    assert_converged(config)
+
+
+def test_a_policy_that_only_denies_stays_inline_or_managed_and_one_that_allows_goes(
+        converged, config):
+    guardrail = iam().create_policy(PolicyName="guardrail", PolicyDocument=json.dumps(
+        GUARDRAIL))["Policy"]["Arn"]
+    # A managed policy whose first version allowed; what counts is its default version.
+    tightened = iam().create_policy(PolicyName="tightened", PolicyDocument=json.dumps(
+        EXTRA))["Policy"]["Arn"]
+    iam().create_policy_version(PolicyArn=tightened, PolicyDocument=json.dumps(GUARDRAIL),
+                                SetAsDefault=True)
+    mixed = {"Version": "2012-10-17", "Statement": [GUARDRAIL["Statement"][0],
+                                                    EXTRA["Statement"][0]]}
+    iam().put_role_policy(RoleName=ROLE, PolicyName="org-guardrail",
+                          PolicyDocument=json.dumps(GUARDRAIL))
+    iam().put_role_policy(RoleName=ROLE, PolicyName="debugging", PolicyDocument=json.dumps(mixed))
+    for arn in (guardrail, tightened, MANAGED):
+        iam().attach_role_policy(RoleName=ROLE, PolicyArn=arn)
+
+    plan, aws = run(config, plan_only=True)
+
+    assert aws.total("write") == 0
+    assert [(c.action, c.resource, c.diff) for c in plan.changes] == [
+        ("delete", f"iam:role-policy {ROLE}/debugging",
+         {"role": ROLE, "grants": ["deny s3:PutObject on *", "s3:* on *"]}),
+        ("delete", f"iam:attached-policy {ROLE} {MANAGED}",
+         {"role": ROLE, "policy_arn": MANAGED, "grants": ["* on *"]})]
+
+    result, aws = run(config)
+
+    assert calls(aws) == ["iam:DeleteRolePolicy", "iam:DetachRolePolicy"]
+    assert sorted(iam().list_role_policies(RoleName=ROLE)["PolicyNames"]) == [
+        "org-guardrail", "runbook"]
+    assert sorted(p["PolicyArn"] for p in iam().list_attached_role_policies(RoleName=ROLE)[
+        "AttachedPolicies"]) == sorted([guardrail, tightened])
     assert_converged(config)
 
 

@@ -372,11 +372,17 @@ def render(seen: dict[str, list[tuple[Statement, Facts]]]) -> str:
         "regenerate it with",
         "`RUNBOOK_UPDATE_DOCS=1 pytest tests/functional/test_least_privilege.py`.",
         "",
-        "These are the only grants runbook leaves: any other inline policy, attached "
+        "These are the only grants runbook leaves: any other inline policy or attached "
         "managed policy",
-        "or statement on an execution role, and any other endpoint policy, is drift that "
-        "`runbook",
-        "status --live` shows and `runbook run` removes.",
+        "that allows something, any other statement in runbook's policy on an execution "
+        "role, and any",
+        "other endpoint policy, is drift that `runbook status --live` shows and `runbook "
+        "run` removes.",
+        "An inline or managed policy whose statements all deny (a guardrail on every role) "
+        "grants",
+        "nothing and stays: removing it would widen what the function may do. Of a managed "
+        "policy,",
+        "runbook reads the default version.",
         "",
         "Environment files: " + "; ".join(
             f"**{name}** (database: {json.dumps(change, sort_keys=True)})"

@@ -81,6 +81,9 @@ def pairs(group, port):
             for p in perm["UserIdGroupPairs"]]
 
 
+DEFAULT_EGRESS = ("out", "-1", -1, -1, "0.0.0.0/0")
+
+
 def rules_of(group) -> set:
     """Every rule of `group`, one per peer, as (direction, protocol, from, to, peer)."""
     found = ec2().describe_security_group_rules(
@@ -113,8 +116,9 @@ def test_first_apply_creates_two_groups_the_rules_and_two_private_dns_endpoints(
     [rule] = [p for perm in rds_group["IpPermissions"] for p in perm["UserIdGroupPairs"]]
     assert rule["Description"]
     assert pairs(endpoints_group, 443) == [lam["GroupId"]]
-    # The whole rule set of each group: nothing else in, and out only from the functions.
-    assert rules_of(rds_group) == {("in", "tcp", 5432, 5432, lam["GroupId"])}
+    # The whole rule set of each group: nothing else in; out, AWS's default from the
+    # functions and from the cluster (Aurora's aws_s3, aws_lambda and ML features).
+    assert rules_of(rds_group) == {("in", "tcp", 5432, 5432, lam["GroupId"]), DEFAULT_EGRESS}
     assert rules_of(endpoints_group) == {("in", "tcp", 443, 443, lam["GroupId"])}
     assert rules_of(lam) == {("out", "-1", -1, -1, "0.0.0.0/0")}
     for group in (lam, endpoints_group):
@@ -287,7 +291,8 @@ def test_a_broader_rule_and_a_rule_of_someone_else_are_replaced_by_the_exact_rul
 
     step = results[STEP]
     assert step.status == "ok", step.error
-    assert rules_of(groups_in(vpc_id)["matbakh-prod-db"]) == {("in", "tcp", 5432, 5432, lam)}
+    assert rules_of(groups_in(vpc_id)["matbakh-prod-db"]) == {("in", "tcp", 5432, 5432, lam),
+                                                              DEFAULT_EGRESS}
     calls = [e["call"] for e in aws.journal.entries]
     assert calls.count("ec2:RevokeSecurityGroupIngress") == 2
     # The exact rule is added before the broader one goes: the path is never cut.
@@ -388,37 +393,128 @@ def test_a_lambda_group_whose_egress_stops_the_db_port_fails_the_preflight(a1, c
     assert aws.total("write") == 0
 
 
+def revoke_default_egress(group_id, cidr="0.0.0.0/0"):
+    ranges = ({"Ipv6Ranges": [{"CidrIpv6": cidr}]} if ":" in cidr
+              else {"IpRanges": [{"CidrIp": cidr}]})
+    ec2().revoke_security_group_egress(GroupId=group_id, IpPermissions=[
+        {"IpProtocol": "-1", **ranges}])
+
+
 def test_egress_changed_outside_runbook_is_put_back_on_every_group(a1, config):
     run(config, [STEP])
     groups = groups_in(a1["network"]["vpc_id"])
     lam, endpoints_group = groups["matbakh-prod-lambda"], groups["matbakh-prod-endpoints"]
     rds_group = groups["matbakh-prod-db"]
-    ec2().revoke_security_group_egress(GroupId=lam["GroupId"], IpPermissions=[
-        {"IpProtocol": "-1", "IpRanges": [{"CidrIp": "0.0.0.0/0"}]}])
+    for group in (lam, rds_group):
+        revoke_default_egress(group["GroupId"])
     ec2().authorize_security_group_egress(GroupId=lam["GroupId"], IpPermissions=[
         {"IpProtocol": "tcp", "FromPort": 22, "ToPort": 22,
          "IpRanges": [{"CidrIp": "1.2.3.4/32"}]}])
-    for group in (rds_group, endpoints_group):
-        ec2().authorize_security_group_egress(GroupId=group["GroupId"], IpPermissions=[
-            {"IpProtocol": "-1", "IpRanges": [{"CidrIp": "0.0.0.0/0"}]}])
+    ec2().authorize_security_group_egress(GroupId=rds_group["GroupId"], IpPermissions=[
+        {"IpProtocol": "tcp", "FromPort": 443, "ToPort": 443,
+         "IpRanges": [{"CidrIp": "198.51.100.0/24"}]}])
+    ec2().authorize_security_group_egress(GroupId=endpoints_group["GroupId"], IpPermissions=[
+        {"IpProtocol": "-1", "IpRanges": [{"CidrIp": "0.0.0.0/0"}]}])
 
     results, aws = run(config, [STEP])
 
     step = results[STEP]
     assert step.status == "ok", step.error
     assert [(c.action, c.resource) for c in step.changes] == [
+        ("create", "ec2:egress-rule matbakh-prod-db all traffic to 0.0.0.0/0"),
         ("create", "ec2:egress-rule matbakh-prod-lambda all traffic to 0.0.0.0/0"),
-        ("delete", "ec2:egress-rule matbakh-prod-db all traffic to 0.0.0.0/0"),
+        ("delete", "ec2:egress-rule matbakh-prod-db tcp/443 to 198.51.100.0/24"),
         ("delete", "ec2:egress-rule matbakh-prod-endpoints all traffic to 0.0.0.0/0"),
         ("delete", "ec2:egress-rule matbakh-prod-lambda tcp/22 to 1.2.3.4/32")]
     assert sorted(e["call"] for e in aws.journal.entries) == [
-        "ec2:AuthorizeSecurityGroupEgress"] + ["ec2:RevokeSecurityGroupEgress"] * 3
+        "ec2:AuthorizeSecurityGroupEgress"] * 2 + ["ec2:RevokeSecurityGroupEgress"] * 3
     groups = groups_in(a1["network"]["vpc_id"])
-    assert rules_of(groups["matbakh-prod-lambda"]) == {("out", "-1", -1, -1, "0.0.0.0/0")}
-    assert [r[0] for r in rules_of(groups["matbakh-prod-db"])] == ["in"]
+    assert rules_of(groups["matbakh-prod-lambda"]) == {DEFAULT_EGRESS}
+    assert rules_of(groups["matbakh-prod-db"]) == {
+        ("in", "tcp", 5432, 5432, lam["GroupId"]), DEFAULT_EGRESS}
     assert [r[0] for r in rules_of(groups["matbakh-prod-endpoints"])] == ["in"]
     again, aws = run(config, [STEP])
     assert again[STEP].changes == [] and aws.journal.entries == []
+
+
+def test_a_cluster_group_left_without_egress_gets_aws_default_back(a1, config):
+    # What an earlier runbook left on an existing cluster: the group without egress, so
+    # aws_s3 import/export, aws_lambda and Aurora ML could not connect out.
+    rds_group = a1["database"]["security_group_id"]
+    revoke_default_egress(rds_group)
+
+    plan, _ = run(config, [STEP], plan_only=True)
+    assert [(c.action, c.resource) for c in plan[STEP].changes
+            if "matbakh-prod-db " in c.resource and "-rule " in c.resource] == [
+        ("create", "ec2:ingress-rule matbakh-prod-db tcp/5432 from matbakh-prod-lambda"),
+        ("create", "ec2:egress-rule matbakh-prod-db all traffic to 0.0.0.0/0")]
+
+    results, _ = run(config, [STEP])
+
+    assert results[STEP].status == "ok", results[STEP].error
+    lam = results[STEP].outputs["lambda_security_group_id"]
+    assert rules_of(groups_in(a1["network"]["vpc_id"])["matbakh-prod-db"]) == {
+        ("in", "tcp", 5432, 5432, lam), DEFAULT_EGRESS}
+    again, aws = run(config, [STEP])
+    assert again[STEP].changes == [] and aws.journal.entries == []
+
+
+def test_in_a_vpc_with_ipv6_the_default_ipv6_egress_is_kept_where_the_default_is(a1, config):
+    # moto, like AWS for a VPC's default group, gives a new group all traffic to ::/0 too
+    # once the VPC has an IPv6 block. It is part of the default egress: kept on the Lambda
+    # and the cluster's groups, removed with the rest from the endpoints group.
+    vpc_id, rds_group = a1["network"]["vpc_id"], a1["database"]["security_group_id"]
+    ec2().associate_vpc_cidr_block(VpcId=vpc_id, AmazonProvidedIpv6CidrBlock=True)
+    ec2().authorize_security_group_egress(GroupId=rds_group, IpPermissions=[
+        {"IpProtocol": "-1", "Ipv6Ranges": [{"CidrIpv6": "::/0"}]}])
+
+    results, aws = run(config, [STEP])
+
+    step = results[STEP]
+    assert step.status == "ok", step.error
+    assert not [c for c in step.changes if c.action == "delete"]
+    groups = groups_in(vpc_id)
+    ipv6_out = ("out", "-1", -1, -1, "::/0")
+    lam = groups["matbakh-prod-lambda"]["GroupId"]
+    assert rules_of(groups["matbakh-prod-lambda"]) == {DEFAULT_EGRESS, ipv6_out}
+    assert rules_of(groups["matbakh-prod-db"]) == {("in", "tcp", 5432, 5432, lam),
+                                                   DEFAULT_EGRESS, ipv6_out}
+    assert rules_of(groups["matbakh-prod-endpoints"]) == {("in", "tcp", 443, 443, lam)}
+    again, aws = run(config, [STEP])
+    assert again[STEP].changes == [] and aws.journal.entries == []
+    # Not kept, nor added, where it is not the default: the Lambda group without it stays so.
+    revoke_default_egress(lam, "::/0")
+    assert run(config, [STEP], plan_only=True)[0][STEP].changes == []
+
+
+def test_without_ipv6_in_the_vpc_an_ipv6_egress_on_the_cluster_group_is_drift(a1, config):
+    run(config, [STEP])
+    rds_group = a1["database"]["security_group_id"]
+    ec2().authorize_security_group_egress(GroupId=rds_group, IpPermissions=[
+        {"IpProtocol": "-1", "Ipv6Ranges": [{"CidrIpv6": "::/0"}]}])
+
+    plan, _ = run(config, [STEP], plan_only=True)
+
+    assert [(c.action, c.resource) for c in plan[STEP].changes] == [
+        ("delete", "ec2:egress-rule matbakh-prod-db all traffic to ::/0")]
+
+
+def test_a_removal_shows_the_rule_it_removes_and_not_its_description(a1, config):
+    run(config, [STEP])
+    rds_group = a1["database"]["security_group_id"]
+    ec2().authorize_security_group_ingress(GroupId=rds_group, IpPermissions=[
+        {"IpProtocol": "tcp", "FromPort": 5432, "ToPort": 5432, "IpRanges": [
+            {"CidrIp": "0.0.0.0/0", "Description": "vendor access pw=Hunter2-not-for-plans"}]}])
+
+    plan, _ = run(config, [STEP], plan_only=True)
+
+    [change] = plan[STEP].changes
+    [rule_id] = [r["SecurityGroupRuleId"] for r in ec2().describe_security_group_rules(
+        Filters=[{"Name": "group-id", "Values": [rds_group]}])["SecurityGroupRules"]
+        if r.get("CidrIpv4") == "0.0.0.0/0" and not r["IsEgress"]]
+    assert change.describe() == ("- ec2:ingress-rule matbakh-prod-db tcp/5432 from 0.0.0.0/0 "
+                                 f"(group: {rds_group}, rule_id: {rule_id})")
+    assert "Hunter2" not in str(change.as_report())
 
 
 def test_a_rule_already_removed_when_the_revoke_arrives_counts_as_done(a1, config):

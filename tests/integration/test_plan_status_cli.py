@@ -187,6 +187,9 @@ def add_drift_of_every_kind(endpoint) -> dict:
     ec2.authorize_security_group_egress(GroupId=groups["matbakh-prod-lambda"], IpPermissions=[
         {"IpProtocol": "tcp", "FromPort": 22, "ToPort": 22,
          "IpRanges": [{"CidrIp": "203.0.113.7/32"}]}])
+    ec2.authorize_security_group_egress(GroupId=groups["matbakh-prod-db"], IpPermissions=[
+        {"IpProtocol": "tcp", "FromPort": 443, "ToPort": 443,
+         "IpRanges": [{"CidrIp": "198.51.100.0/24"}]}])
     [secrets] = [e for e in ec2.describe_vpc_endpoints()["VpcEndpoints"]
                  if e["ServiceName"].endswith(".secretsmanager")]
     ec2.modify_vpc_endpoint(VpcEndpointId=secrets["VpcEndpointId"], PolicyDocument=json.dumps(
@@ -215,6 +218,7 @@ def add_drift_of_every_kind(endpoint) -> dict:
     return {
         "db ingress": "  - ec2:ingress-rule matbakh-prod-db tcp/5432 from 0.0.0.0/0\n",
         "lambda egress": "  - ec2:egress-rule matbakh-prod-lambda tcp/22 to 203.0.113.7/32\n",
+        "db egress": "  - ec2:egress-rule matbakh-prod-db tcp/443 to 198.51.100.0/24\n",
         "endpoint policy": "  ~ ec2:vpc-endpoint matbakh-prod-secretsmanager "
                            f"({secrets['VpcEndpointId']})\n      policy:",
         "inline policy": f"  - iam:role-policy {role}/debugging\n",
@@ -225,10 +229,24 @@ def add_drift_of_every_kind(endpoint) -> dict:
     }
 
 
+def add_guardrails(endpoint) -> list[str]:
+    """A security team's Deny-only policies on the Pre-SignUp role, inline and managed:
+    they grant nothing, so they are not drift. Their names and ARNs."""
+    iam = client("iam", endpoint)
+    role = "matbakh-cognito-pre-signup-role"
+    deny = json.dumps({"Version": "2012-10-17", "Statement": [
+        {"Effect": "Deny", "Action": ["iam:*", "organizations:*"], "Resource": "*"}]})
+    iam.put_role_policy(RoleName=role, PolicyName="org-guardrail", PolicyDocument=deny)
+    managed = iam.create_policy(PolicyName="org-guardrail", PolicyDocument=deny)["Policy"]["Arn"]
+    iam.attach_role_policy(RoleName=role, PolicyArn=managed)
+    return [f"{role}/org-guardrail", managed]
+
+
 def test_status_live_sees_what_another_client_added_and_a_run_removes_it(
         moto_endpoint, workdir, cli):
     for target in (["--phase", "a1"], ["--phase", "a2"], ["--step", "vpc-integrate"]):
         assert cli("run", *target).exit_code == 0
+    guardrails = add_guardrails(moto_endpoint)
     assert cli("status", "--live", *CONVERGED).exit_code == 0
 
     lines = add_drift_of_every_kind(moto_endpoint)
@@ -240,6 +258,9 @@ def test_status_live_sees_what_another_client_added_and_a_run_removes_it(
         assert line in drifted.stdout, kind
     assert "      trigger PreSignUp: (none) -> arn:aws:lambda:" in drifted.stdout
     assert "sk-not-for-plans" not in drifted.output + as_json.output
+    assert not any(name in drifted.output + as_json.output for name in guardrails)
+    # AWS's default egress of the cluster's group is not drift.
+    assert "matbakh-prod-db all traffic" not in drifted.output
     assert "Drift in 2 steps: cognito, vpc-integrate." in drifted.stdout
     data = json.loads(as_json.stdout)
     assert data["drifted_steps"] == ["cognito", "vpc-integrate"]
@@ -256,6 +277,14 @@ def test_status_live_sees_what_another_client_added_and_a_run_removes_it(
         {"Name": "group-name", "Values": ["matbakh-prod-db"]}])["SecurityGroups"][0]
     assert not any(r.get("CidrIp") == "0.0.0.0/0"
                    for p in db["IpPermissions"] for r in p["IpRanges"])
+    assert [(p["IpProtocol"], p["IpRanges"]) for p in db["IpPermissionsEgress"]] == [
+        ("-1", [{"CidrIp": "0.0.0.0/0"}])]
+    iam = client("iam", moto_endpoint)
+    role = "matbakh-cognito-pre-signup-role"
+    assert sorted(iam.list_role_policies(RoleName=role)["PolicyNames"]) == [
+        "org-guardrail", "runbook"]
+    assert [p["PolicyArn"] for p in iam.list_attached_role_policies(RoleName=role)[
+        "AttachedPolicies"]] == [guardrails[1]]
 
 
 def test_status_live_shows_a_removed_tag_and_route_table_association_as_network_drift(
