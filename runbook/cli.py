@@ -74,8 +74,9 @@ def _target_options(command):
               show_default=True, metavar="SECONDS",
               help="How long to wait for another run of this environment to finish.")
 @click.option("--allow-reboot", is_flag=True,
-              help="Let step database reboot the cluster's writer to apply a new "
-                   "parameter group (connections drop while it restarts).")
+              help="Let step database reboot the cluster's instances that wait for it "
+                   "(writer first) to apply a new parameter group (connections drop while "
+                   "they restart).")
 @common_options
 def run(phase, steps, dry_run, lock_wait_s, allow_reboot, env, config_path, report_dir,
         region):
