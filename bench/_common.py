@@ -24,7 +24,10 @@ def moto_server():
 
     from moto.server import ThreadedMotoServer
 
+    from runbook import sandbox_rds
+
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    sandbox_rds.install()  # DescribeDBEngineVersions, which moto 5.2.5 lacks
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()

@@ -210,6 +210,16 @@ def read_facts(config, aws, steps: list[str], today: dt.date) -> Facts:
     return facts
 
 
+# Error codes by which AWS refuses the caller rather than the request.
+_CREDENTIAL_CODES = frozenset({"AuthFailure", "UnrecognizedClientException",
+                               "InvalidClientTokenId", "ExpiredToken", "ExpiredTokenException",
+                               "SignatureDoesNotMatch"})
+
+
+def _refused_credentials(code: str) -> bool:
+    return "Denied" in code or "Unauthorized" in code or code in _CREDENTIAL_CODES
+
+
 def _cluster(rds, cluster_id: str) -> dict | None:
     try:
         return rds.describe_db_clusters(DBClusterIdentifier=cluster_id)["DBClusters"][0]
@@ -252,12 +262,17 @@ def check(config, aws, steps: list[str], *, today: dt.date | None = None) -> Non
     today = today or dt.datetime.now(dt.timezone.utc).date()
     try:
         facts = read_facts(config, aws, steps, today)
-    except Exception as exc:  # noqa: BLE001 - an AWS refusal is said plainly, others raise
-        if error_code(exc) is None:
+    except Exception as exc:  # noqa: BLE001 - an AWS answer is said plainly, others raise
+        code = error_code(exc)
+        if not code:
             raise
         from runbook.engine import explain
+        from runbook.errors import RunbookError
 
         operation = getattr(exc, "operation_name", "a read")
+        if not _refused_credentials(code):
+            raise RunbookError(f"preflight: the read-only check {operation} failed "
+                               f"({explain(exc)}). Nothing was changed; run again.") from None
         raise BadInput(f"preflight: AWS refused the read-only check {operation} "
                        f"({explain(exc)}). Nothing was changed. The credentials in use need "
                        f"permission for it (a read), or AWS_PROFILE names the wrong "

@@ -40,6 +40,25 @@ def test_a_read_the_credentials_may_not_make_is_refused_naming_it():
 
 
 @mock_aws
+def test_a_read_that_fails_for_another_reason_is_a_failure_not_an_input_error():
+    from runbook.errors import RunbookError
+
+    def unavailable(service, operation, write):
+        if operation == "DescribeAvailabilityZones":
+            raise ClientError({"Error": {"Code": "ServiceUnavailable",
+                                         "Message": "Service unavailable"}}, operation)
+
+    config = config_mod.load(PROD_CONFIG)
+    aws = ClientFactory(REGION, interceptors=[unavailable])
+
+    with pytest.raises(RunbookError) as failed:
+        preflight.check(config, aws, ["network"])
+
+    assert not isinstance(failed.value, BadInput) and failed.value.exit_code == 1
+    assert "DescribeAvailabilityZones" in str(failed.value) and "run again" in str(failed.value)
+
+
+@mock_aws
 def test_the_same_reads_pass_when_allowed():
     config = config_mod.load(PROD_CONFIG)
     aws = ClientFactory(REGION)
