@@ -1,6 +1,8 @@
-"""How a step logs in to the cluster from where runbook runs: the sandbox's PostgreSQL in
-a dry run; live, with the DB secret or an RDS IAM token (`database.auth`), TLS per
-`database.sslmode`, verify-* against the RDS CA bundle (runbook.rds_ca). A step mixes `DatabaseAccess` in; errors name the cause and the fix
+"""How a step logs in to the cluster from where runbook runs, with the DB secret or an RDS
+IAM token (`database.auth`), TLS per `database.sslmode`, verify-* against the RDS CA
+bundle (runbook.rds_ca). In a dry run the sandbox's PostgreSQL stands in for the cluster:
+an IAM login goes through its TLS front-end with a token, as live; a password login goes
+to it directly. A step mixes `DatabaseAccess` in; errors name the cause and the fix
 (the cluster is private: run from inside the VPC, or use `database.connect: lambda`).
 """
 
@@ -24,6 +26,10 @@ class DatabaseAccess:
         if self.ctx.dry_run and self.ctx.database_dsn:
             if is_known(secret_arn):
                 self._secret_target(secret_arn)  # the same checks as a live run
+            tls = getattr(self.ctx, "database_tls", None)
+            if (self.config.database.auth == "iam" and tls is not None
+                    and is_known(database.get("endpoint"))):
+                return self._through_front_end(database, tls)
             return dbconnect.from_dsn(self.ctx.database_dsn, "the sandbox's PostgreSQL")
         if not is_known(database.get("endpoint")) or not is_known(secret_arn):
             return None
@@ -37,6 +43,21 @@ class DatabaseAccess:
             except dbconnect.ConnectError as exc:
                 raise BadInput(f"{exc}. Check database.sslmode and database.ca_bundle.") from None
         return self._secret_target(secret_arn, sslrootcert=self._ca_bundle())
+
+    def _through_front_end(self, database: dict, tls) -> dbconnect.Target:
+        """A dry run's IAM login, as a live one makes it: a token signed for the cluster's
+        endpoint, sent over TLS that verifies the sandbox's front-end (runbook.sandbox_tls)
+        against the sandbox CA, which stands in for the RDS bundle. The endpoint does not
+        resolve here, so libpq's hostaddr reaches the front-end."""
+        port = int(database["port"])
+        tls.serve([database["endpoint"], database.get("reader_endpoint")], port=port,
+                  database=database["database"], region=self.ctx.aws.region)
+        sslmode = self.config.database.sslmode
+        return dbconnect.from_iam(database["endpoint"], port, database["database"],
+                                  database["master_username"], region=self.ctx.aws.region,
+                                  rds_client=self.client("rds"), sslmode=sslmode,
+                                  sslrootcert=str(tls.ca_file) if sslmode.startswith("verify")
+                                  else None, hostaddr=tls.host, hostaddr_port=tls.port)
 
     def _ca_bundle(self) -> str | None:
         """The RDS CA bundle's path when database.sslmode verifies the server."""

@@ -117,3 +117,31 @@ def test_a_handler_login_with_verify_full_fails_against_a_wrong_ca(deployed, tmp
         # The handshake failed, so the token never reached the impostor.
         assert impostor.logins == 0 and list(impostor.refusals) == []
     assert profiles(sandbox.database_dsn, "66666666-7777-4888-9999-000000000000") == 0
+
+
+def test_with_database_auth_iam_runbooks_own_login_in_a_dry_run_goes_through_the_front_end(
+        tmp_path):
+    """fix-tables logs in as a live run would with database.auth: iam: a token for the
+    cluster's endpoint, over TLS verified against the sandbox CA; not straight to the
+    sandbox's PostgreSQL."""
+    data = yaml.safe_load(PROD_CONFIG.read_text())
+    data["database"]["auth"] = "iam"
+    path = tmp_path / "prod.yaml"
+    path.write_text(yaml.safe_dump(data))
+    config = config_mod.load(path)
+    assert config.database.sslmode == "verify-full"
+    steps = ["network", "database", "store-secrets", "fix-tables"]
+    with Sandbox(Progress(quiet=True)) as sandbox:
+        aws = ClientFactory(REGION, endpoint_url=sandbox.aws_url, credentials=SANDBOX_CREDENTIALS)
+        before = sandbox.database_tls.logins
+
+        results = Runner(config, aws, Progress(quiet=True), dry_run=True, sleep=lambda s: None,
+                         database_dsn=sandbox.database_dsn,
+                         database_tls=sandbox.database_tls).run(steps)
+
+        assert [r.status for r in results] == ["ok"] * 4, [r.error for r in results]
+        assert results[-1].applied == 3  # the three migrations
+        assert sandbox.database_tls.logins > before
+        assert not sandbox.database_tls.refusals
+        with psycopg.connect(sandbox.database_dsn) as conn:
+            assert conn.execute("SELECT count(*) FROM runbook.schema_migrations").fetchone() == (3,)
