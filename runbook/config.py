@@ -130,22 +130,15 @@ class Database(_Model):
     auth: Literal["password", "iam"] = "password"
     connect: Literal["direct", "lambda"] = "direct"
     connect_timeout_s: int = Field(default=10, ge=1, le=120)
-    # libpq sslmode for runbook's own connection. verify-full checks the server's
-    # certificate and name against the RDS CA bundle; the default with auth: iam, where
-    # anything less hands a token, valid 15 minutes, to whoever answers. Below
-    # verify-full with iam only with allow_unverified_tls (printed as a warning).
-    sslmode: Literal["prefer", "require", "verify-ca", "verify-full"] = "require"
+    # libpq sslmode for runbook's own connection. verify-full, the default, checks the
+    # server's certificate and name against the RDS CA bundle: anything less hands the
+    # master password, or a token valid 15 minutes, to whoever answers. With auth: iam,
+    # below verify-full only with allow_unverified_tls (printed as a warning).
+    sslmode: Literal["prefer", "require", "verify-ca", "verify-full"] = "verify-full"
     allow_unverified_tls: bool = False
     # A local copy of the RDS CA bundle (global-bundle.pem), instead of fetching it.
     ca_bundle: str | None = Field(default=None, min_length=1)
     roles: dict[str, DbRole] = Field(default_factory=dict)
-
-    @model_validator(mode="before")
-    @classmethod
-    def _verify_full_with_iam(cls, data: Any) -> Any:
-        if isinstance(data, dict) and data.get("auth") == "iam" and "sslmode" not in data:
-            return {**data, "sslmode": "verify-full"}
-        return data
 
     @field_validator("ca_bundle")
     @classmethod

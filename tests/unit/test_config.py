@@ -436,13 +436,17 @@ def test_region_override_is_validated_against_the_subnets_azs():
 
 # -- TLS of IAM logins ---------------------------------------------------------------------
 
-def test_iam_auth_defaults_to_verify_full_and_password_auth_keeps_require(write_config):
+def test_runbooks_own_login_verifies_the_server_by_default_whatever_the_auth(write_config):
     def iam(data):
         data["database"]["auth"] = "iam"
     assert config.load(write_config(iam)).database.sslmode == "verify-full"
     loaded = config.load(PROD_CONFIG)
-    assert (loaded.database.auth, loaded.database.sslmode) == ("password", "require")
+    assert (loaded.database.auth, loaded.database.sslmode) == ("password", "verify-full")
     assert loaded.database.unverified_tls_warning is None
+
+    def require(data):
+        data["database"]["sslmode"] = "require"
+    assert config.load(write_config(require)).database.sslmode == "require"  # password: allowed
 
 
 def test_allow_unverified_tls_accepts_a_weaker_sslmode_and_every_command_warns(
