@@ -29,8 +29,7 @@ from dataclasses import dataclass
 
 from runbook.errors import BadInput
 from runbook.retry import error_code
-
-ENGINE = "aurora-postgresql"
+from runbook.steps.database import ENGINE
 
 # Serverless v2 capacity AWS documents where DescribeDBEngineVersions does not say.
 # botocore 1.44.8 models ServerlessV2FeaturesSupport {MinCapacity, MaxCapacity} per

@@ -14,7 +14,7 @@ standard support. A live run always asks AWS.
 
 from __future__ import annotations
 
-ENGINE = "aurora-postgresql"
+from runbook.steps.database import ENGINE
 
 # Aurora PostgreSQL LTS minors (https://docs.aws.amazon.com/AmazonRDS/latest/AuroraUserGuide/AuroraPostgreSQL.Updates.LTS.html),
 # each offered for at least three years from its release. Serverless v2 range of each:
