@@ -290,8 +290,9 @@ def test_repository_requirements_pin_the_handlers_dependencies():
     assert len(pinned) == 64
 
 
-def test_a_cache_entry_is_returned_without_building(tmp_path, monkeypatch):
-    # pip, if it ran, could find nothing: no index, no links, no config.
+def cached_dependencies(tmp_path, monkeypatch) -> tuple[Path, str, Path]:
+    """(requirements, their content hash, the cache entry) for PINS, with pip unable to
+    find anything (no index, no links, no config), so that only the cache can answer."""
     monkeypatch.setenv("PIP_NO_INDEX", "1")
     monkeypatch.setenv("PIP_FIND_LINKS", str(tmp_path))
     monkeypatch.setenv("PIP_CONFIG_FILE", os.devnull)
@@ -301,6 +302,11 @@ def test_a_cache_entry_is_returned_without_building(tmp_path, monkeypatch):
     entry = tmp_path / "cache" / f"{digest}.zip"
     entry.parent.mkdir()
     entry.write_bytes(package._zip({"python/dep/__init__.py": b"VALUE = 1\n"}))
+    return requirements, digest, entry
+
+
+def test_a_cache_entry_is_returned_without_building(tmp_path, monkeypatch):
+    requirements, digest, entry = cached_dependencies(tmp_path, monkeypatch)
     built = package.build_layer("python3.11", requirements=requirements,
                                 cache_dir=tmp_path / "cache")
     assert built.cached is True
@@ -324,15 +330,7 @@ def test_the_layer_carries_the_ca_bundle_and_its_hash_follows_the_bundle(tmp_pat
     from runbook import rds_ca
     from tests.conftest import TEST_CA_BUNDLE
 
-    monkeypatch.setenv("PIP_NO_INDEX", "1")  # pip, if it ran, could find nothing
-    monkeypatch.setenv("PIP_FIND_LINKS", str(tmp_path))
-    monkeypatch.setenv("PIP_CONFIG_FILE", os.devnull)
-    requirements = tmp_path / "requirements.txt"
-    requirements.write_text(PINS)
-    deps = package.layer_content_hash("python3.11", requirements=requirements)
-    entry = tmp_path / "cache" / f"{deps}.zip"
-    entry.parent.mkdir()
-    entry.write_bytes(package._zip({"python/dep/__init__.py": b"VALUE = 1\n"}))
+    requirements, deps, entry = cached_dependencies(tmp_path, monkeypatch)
     bundle = rds_ca.from_file(TEST_CA_BUNDLE, "test")
 
     built = package.build_layer("python3.11", requirements=requirements,
