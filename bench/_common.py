@@ -24,7 +24,7 @@ def moto_server():
 
     from moto.server import ThreadedMotoServer
 
-    from runbook import sandbox_rds
+    from runbook.sandbox import rds as sandbox_rds
 
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
     sandbox_rds.install()  # DescribeDBEngineVersions, which moto 5.2.5 lacks

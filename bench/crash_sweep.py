@@ -23,9 +23,9 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))  # tests.sweep holds the code the CI test shares
 
 from runbook import config as config_mod  # noqa: E402
-from runbook.progress import Progress  # noqa: E402
-from runbook.sandbox import Sandbox  # noqa: E402
-from tests import sweep  # noqa: E402
+from runbook.output.progress import Progress  # noqa: E402
+from runbook.sandbox.stack import Sandbox  # noqa: E402
+from runbook.sandbox import sweep  # noqa: E402
 
 
 def main() -> int:

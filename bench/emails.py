@@ -3,7 +3,7 @@
     python bench/emails.py [--size 200000] [--repeat 9]
 
 A trigger may log an attribute of any length, and its log line goes through
-runbook.shared.db.redact_emails (and `runbook invoke` output through emails.mask),
+runbook.lambda_runtime.db.redact_emails (and `runbook invoke` output through emails.mask),
 within Cognito's 5 s. For each shape of text in which the address pattern used to
 restart at every position (and for ordinary addresses), this prints the time of mask +
 redact at --size characters and at ten times fewer (the fastest of --repeat runs), and
@@ -26,8 +26,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import machine  # noqa: E402
 
-from runbook.shared import emails  # noqa: E402
-from runbook.shared.db import redact_emails  # noqa: E402
+from runbook.lambda_runtime import emails  # noqa: E402
+from runbook.lambda_runtime.db import redact_emails  # noqa: E402
 
 SHAPES = {
     "letters": lambda n: "a" * n,

@@ -56,9 +56,9 @@ def fresh_database(uri: str) -> str:
     from psycopg.conninfo import make_conninfo
 
     from runbook import config as config_mod
-    from runbook.aws import ClientFactory
-    from runbook.engine import UNKNOWN, Runner
-    from runbook.progress import Progress
+    from runbook.aws.clients import ClientFactory
+    from runbook.engine.runner import UNKNOWN, Runner
+    from runbook.output.progress import Progress
 
     name = f"bench_{uuid.uuid4().hex[:8]}"
     with psycopg.connect(uri, autocommit=True) as conn:

@@ -15,7 +15,7 @@ import tempfile
 import time
 from contextlib import contextmanager
 
-from runbook import package
+from runbook.functions import package
 
 
 @contextmanager

@@ -15,13 +15,13 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from runbook import report as reports
-from runbook.aws import ClientFactory
-from runbook.engine import Runner, StepResult
+from runbook.output import report as reports
+from runbook.aws.clients import ClientFactory
+from runbook.engine.runner import Runner, StepResult
 from runbook.errors import (EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK,
                             AccountMismatch, BadInput, RunbookError)
-from runbook.journal import Journal, utc_now
-from runbook.lock import DEFAULT_WAIT_S as DEFAULT_LOCK_WAIT_S
+from runbook.aws.journal import Journal, utc_now
+from runbook.engine.lock import DEFAULT_WAIT_S as DEFAULT_LOCK_WAIT_S
 
 
 @dataclass(frozen=True)
@@ -200,7 +200,7 @@ def _nothing_of_another_environment(config, aws, steps: list[str], progress, **c
 
 def environment_lock(config):
     """The live lock of `config`'s environment, for `runbook unlock` (account checked)."""
-    from runbook import lock
+    from runbook.engine import lock
 
     aws = ClientFactory(config.region)
     with aws.scoped("preflight"):
@@ -213,7 +213,7 @@ def environment_lock(config):
 def _locked(config, target, lock_aws, identity, progress, wait_s, sleep):
     """The environment's lock (runbook.lock), through `lock_aws`: a client factory of its
     own, so the lock's calls stay out of the steps' counts and the journal."""
-    from runbook import lock
+    from runbook.engine import lock
 
     def waiting(holder, waited):
         progress.waiting(f"the lock held by {holder.user}@{holder.host} (pid {holder.pid})",
@@ -226,7 +226,7 @@ def _locked(config, target, lock_aws, identity, progress, wait_s, sleep):
 
 def _dry_run(config, target, record, journal, progress, lock_wait_s,
              allow_reboot=False) -> None:
-    from runbook.sandbox import SANDBOX_CREDENTIALS, Sandbox
+    from runbook.sandbox.stack import SANDBOX_CREDENTIALS, Sandbox
 
     progress.line(f"dry run of {target.name}: starting a sandbox", bold=True)
     with Sandbox(progress) as sandbox:
@@ -312,7 +312,7 @@ def plan(config, target: Target, *, dry_run: bool, progress) -> PlanOutcome:
     a3's changes on top of ids that do not exist yet.
     """
     if dry_run:
-        from runbook.sandbox import SANDBOX_CREDENTIALS, Sandbox
+        from runbook.sandbox.stack import SANDBOX_CREDENTIALS, Sandbox
 
         with Sandbox(progress) as sandbox:
             aws = ClientFactory(config.region, endpoint_url=sandbox.aws_url,
@@ -380,15 +380,15 @@ def invoke(config, function: str, event: dict, *, dry_run: bool, progress) -> In
             account = aws.caller_account()
         if config.account_id and account != config.account_id:
             raise AccountMismatch(config.account_id, account)
-        from runbook.invoke import invoke_deployed
+        from runbook.functions.invoke import invoke_deployed
 
         invocation = invoke_deployed(aws, name, event)
     return InvokeOutcome(invocation, EXIT_OK if invocation.ok else EXIT_FAILED)
 
 
 def _invoke_in_sandbox(config, key, name, event, trigger, progress):
-    from runbook.invoke import LocalInvoker
-    from runbook.sandbox import SANDBOX_CREDENTIALS, Sandbox
+    from runbook.functions.invoke import LocalInvoker
+    from runbook.sandbox.stack import SANDBOX_CREDENTIALS, Sandbox
 
     step = FUNCTIONS[key]
     if step not in config.all_steps():

@@ -88,7 +88,7 @@ def run(phase, steps, dry_run, lock_wait_s, allow_reboot, env, config_path, repo
     the plan and the run say when one is pending.
     """
     from runbook import app
-    from runbook.progress import Progress
+    from runbook.output.progress import Progress
 
     config = _load_config(env, config_path, region)
     target = app.resolve(config, phase, steps)
@@ -129,8 +129,9 @@ def plan(phase, steps, dry_run, as_json, show_sql, env, config_path, report_dir,
     "Plan: N to add, N to change, N to destroy." A plan of --phase also plans the
     phases before it. Exit code 0, or 1/2 when a step could not be planned.
     """
-    from runbook import app, render
-    from runbook.progress import Progress
+    from runbook import app
+    from runbook.output import render
+    from runbook.output.progress import Progress
 
     config = _load_config(env, config_path, region)
     target = app.resolve(config, phase, steps)
@@ -164,7 +165,7 @@ def status(live, phases, steps, as_json, env, config_path, report_dir, region):
     if live:
         sys.exit(_live_status(phases, steps, as_json, env, config_path, region))
     from runbook import app
-    from runbook import status as status_mod
+    from runbook.output import status as status_mod
 
     phases_of = only = None
     try:
@@ -180,14 +181,16 @@ def status(live, phases, steps, as_json, env, config_path, report_dir, region):
     if as_json:
         click.echo(json.dumps(data, indent=2))
     else:
-        from runbook.render import console
+        from runbook.output.render import console
 
         status_mod.render(data, console())
 
 
 def _live_status(phases, steps, as_json, env, config_path, region) -> int:
-    from runbook import app, drift, render
-    from runbook.progress import Progress
+    from runbook import app
+    from runbook.output import drift
+    from runbook.output import render
+    from runbook.output.progress import Progress
 
     config = _load_config(env, config_path, region)
     outcome = app.plan_live(config, app.select(config, phases, steps),
@@ -218,7 +221,7 @@ def invoke(function, event_path, dry_run, as_json, env, config_path, report_dir,
     """
     from runbook import app
     from runbook.errors import BadInput
-    from runbook.progress import Progress
+    from runbook.output.progress import Progress
 
     try:
         event = json.loads(event_path.read_text(encoding="utf-8"))
@@ -233,7 +236,7 @@ def invoke(function, event_path, dry_run, as_json, env, config_path, report_dir,
                          progress=Progress(quiet=as_json, err=True))
     invocation = outcome.invocation
     # The result of a Cognito trigger is the event, e-mail address and all: masked.
-    from runbook.shared.emails import mask
+    from runbook.lambda_runtime.emails import mask
 
     if as_json:
         click.echo(mask(json.dumps({**invocation.as_dict(), "log": invocation.log_lines},

@@ -145,7 +145,7 @@ class Database(_Model):
     def _ca_bundle(cls, value: str | None) -> str | None:
         if value is None:
             return value
-        from runbook import rds_ca
+        from runbook.database import rds_ca
         from runbook.errors import BadInput
 
         try:
@@ -255,7 +255,7 @@ class Secrets(_Model):
     @field_validator("app_settings")
     @classmethod
     def _plain_values(cls, value: dict) -> dict:
-        from runbook.naming import GENERATED_APP_KEYS
+        from runbook.aws.naming import GENERATED_APP_KEYS
 
         for key, item in value.items():
             # One check instead of a str|int|bool union, whose errors pydantic reports

@@ -28,7 +28,7 @@ import datetime as dt
 from dataclasses import dataclass
 
 from runbook.errors import BadInput
-from runbook.retry import error_code
+from runbook.aws.retry import error_code
 from runbook.steps.database import ENGINE
 
 # Serverless v2 capacity AWS documents where DescribeDBEngineVersions does not say.
@@ -241,9 +241,9 @@ def ownership(config, aws, steps: list[str], *, dry_run: bool = False, **context
     idempotent (the integration test) own nothing and act on every run: they are left out.
     `context` is passed to the Runner (a sandbox's database_dsn and database_tls, sleep).
     """
-    from runbook.engine import Runner
+    from runbook.engine.runner import Runner
     from runbook.errors import OwnedElsewhere
-    from runbook.progress import Progress
+    from runbook.output.progress import Progress
     from runbook.steps import CATALOGUE
 
     planned = [name for name in steps if CATALOGUE[name].idempotent]
@@ -265,7 +265,7 @@ def check(config, aws, steps: list[str], *, today: dt.date | None = None) -> Non
         code = error_code(exc)
         if not code:
             raise
-        from runbook.engine import explain
+        from runbook.engine.runner import explain
         from runbook.errors import RunbookError
 
         operation = getattr(exc, "operation_name", "a read")

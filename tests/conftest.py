@@ -26,7 +26,7 @@ REGION = "eu-central-1"
 # A stand-in for AWS's global-bundle.pem (one self-signed certificate, no key). A live run
 # would fetch the real one from AWS's trust-store site: no test may need the internet, so
 # every test, fixture and `runbook` subprocess reads this file instead.
-TEST_CA_BUNDLE = REPO / "tests" / "fixtures" / "test-rds-ca-bundle.pem"
+TEST_CA_BUNDLE = REPO / "runbook" / "sandbox" / "stand-in-rds-ca.pem"
 os.environ["RUNBOOK_RDS_CA_BUNDLE"] = str(TEST_CA_BUNDLE)
 
 
@@ -109,7 +109,7 @@ def read_report(workdir: Path, name: str, *, dry_run: bool = False) -> dict:
 
     import jsonschema
 
-    from runbook.report import load_schema
+    from runbook.output.report import load_schema
 
     path = workdir / "reports" / "prod" / ("dry-run" if dry_run else "") / f"{name}.json"
     report = json.loads(path.read_text())
@@ -132,7 +132,7 @@ def _moto_server():
 
     from moto.server import ThreadedMotoServer
 
-    from runbook import sandbox_rds
+    from runbook.sandbox import rds as sandbox_rds
 
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
     sandbox_rds.install()  # DescribeDBEngineVersions, which moto 5.2.5 lacks
@@ -239,7 +239,7 @@ def templates(tmp_path, monkeypatch):
     """A copy of templates/sql that the test may edit; fix-tables reads it."""
     import shutil
 
-    from runbook import migrations
+    from runbook.database import migrations
 
     copy = tmp_path / "sql"
     shutil.copytree(migrations.TEMPLATES, copy)

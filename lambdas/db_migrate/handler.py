@@ -3,7 +3,7 @@
 The cluster is in private subnets. With `database.connect: lambda`, fix-tables deploys
 this function there and invokes it, instead of connecting itself. runbook renders the
 migrations and sends them; this function never reads a template. The event and the
-answer are described in runbook.shared.migrate_event:
+answer are described in runbook.lambda_runtime.migrate_event:
 
   read   the ledger, the pending / edited / unknown migrations, and what each role
          lacks, in a READ ONLY transaction: it writes nothing.
@@ -18,12 +18,12 @@ each migration's statements may take the time left less END_MARGIN_S (statement_
 a migration does not start without a second of that), so that a busy database ends in an
 error that says why rather than in "Task timed out".
 
-The same code as a direct run does the work (runbook.shared.ledger, .dbroles, .survey).
+The same code as a direct run does the work (runbook.lambda_runtime.ledger, .dbroles, .survey).
 Logs JSON lines; never a password (none is in the event) or a row value.
 
 Environment: DB_SECRET_ARN (the master credentials), or DB_AUTH=iam with DB_HOST,
 DB_PORT, DB_NAME, DB_USER and DB_SSLROOTCERT (verify-full against the RDS CA bundle in the
-layer), or DB_DSN (runbook.shared.db.from_environment).
+layer), or DB_DSN (runbook.lambda_runtime.db.from_environment).
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from __future__ import annotations
 import os
 import time
 
-from runbook.shared import db, dbroles, ledger, logs, migrate_event, survey
+from runbook.lambda_runtime import db, dbroles, ledger, logs, migrate_event, survey
 
 # Without a Lambda context (a direct call), the time an invocation may take.
 DEFAULT_BUDGET_S = 60.0

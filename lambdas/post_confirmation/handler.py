@@ -11,11 +11,11 @@ Cognito sends this trigger two events:
 
 Cognito retries a trigger that fails and gives up after 5 seconds, possibly while the
 first delivery is still running: the writes are idempotent, in one transaction, and
-serialised per user (runbook.shared.profiles). The event is returned unchanged.
+serialised per user (runbook.lambda_runtime.profiles). The event is returned unchanged.
 
 Environment: DB_DSN, or DB_AUTH=iam with DB_HOST, DB_PORT, DB_NAME, DB_USER and
 DB_SSLROOTCERT (verify-full against the RDS CA bundle in the layer), or DB_SECRET_ARN
-(runbook.shared.db.from_environment); DB_SCHEMA (default public).
+(runbook.lambda_runtime.db.from_environment); DB_SCHEMA (default public).
 """
 
 from __future__ import annotations
@@ -23,8 +23,8 @@ from __future__ import annotations
 import os
 import time
 
-from runbook.shared import db, emails, logs, profiles, trigger
-from runbook.shared.connection import WarmConnection
+from runbook.lambda_runtime import db, emails, logs, profiles, trigger
+from runbook.lambda_runtime.connection import WarmConnection
 
 SIGN_UP = "PostConfirmation_ConfirmSignUp"
 FORGOT_PASSWORD = "PostConfirmation_ConfirmForgotPassword"

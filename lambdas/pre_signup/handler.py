@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 
-from runbook.shared import emails, logs, trigger
+from runbook.lambda_runtime import emails, logs, trigger
 
 SOURCES = ("PreSignUp_SignUp", "PreSignUp_AdminCreateUser", "PreSignUp_ExternalProvider")
 

@@ -48,11 +48,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from runbook import naming, userpool
-from runbook.engine import UNKNOWN, Change, Step, diff_field, is_known
+from runbook.aws import naming
+from runbook.aws import userpool
+from runbook.engine.runner import UNKNOWN, Change, Step, diff_field, is_known
 from runbook.errors import BadInput, PlanError, StepFailed
-from runbook.functions import FunctionSpec, FunctionsMixin, FunctionState, Invoker
-from runbook.retry import error_code
+from runbook.functions.deploy import FunctionSpec, FunctionsMixin, FunctionState, Invoker
+from runbook.aws.retry import error_code
 
 STEP_NAME = "cognito"
 PRE_SIGNUP = "pre_signup"                 # lambdas/pre_signup

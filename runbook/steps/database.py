@@ -27,10 +27,11 @@ from __future__ import annotations
 import secrets as pysecrets
 from dataclasses import dataclass, field
 
-from runbook import naming, retry
-from runbook.engine import UNKNOWN, Change, Step, diff_field, is_known, tag_change
+from runbook.aws import naming
+from runbook.aws import retry
+from runbook.engine.runner import UNKNOWN, Change, Step, diff_field, is_known, tag_change
 from runbook.errors import PlanError, StepFailed
-from runbook.retry import error_code
+from runbook.aws.retry import error_code
 
 STEP_NAME = "database"
 ENGINE = "aurora-postgresql"

@@ -19,9 +19,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from runbook import naming
-from runbook.engine import UNKNOWN, Change, Step
-from runbook.functions import (FunctionSpec, FunctionsMixin, FunctionState, Invoker,
+from runbook.aws import naming
+from runbook.engine.runner import UNKNOWN, Change, Step
+from runbook.functions.deploy import (FunctionSpec, FunctionsMixin, FunctionState, Invoker,
                                LayerState, database_login)
 
 STEP_NAME = "deploy-post-confirmation"

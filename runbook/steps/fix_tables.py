@@ -8,7 +8,7 @@ Two ways into the database, by `database.connect`:
           there (runbook.migrate_function) and has it do the same work.
 
 read   render every migration, then survey the database in a read-only transaction
-       (runbook.shared.survey): the ledger against the checksums, rds_iam, and what
+       (runbook.lambda_runtime.survey): the ledger against the checksums, rds_iam, and what
        each declared role lacks. With connect: lambda, db_migrate's read action takes
        the survey, once the function is deployed as desired; until then, as for a
        cluster that does not exist yet, everything counts as to do.
@@ -28,13 +28,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from runbook import migrate_function, migrations, retry
-from runbook.dbaccess import DatabaseAccess
-from runbook.engine import UNKNOWN, Change, Step
+from runbook.functions import db_migrate as migrate_function
+from runbook.database import migrations
+from runbook.aws import retry
+from runbook.database.access import DatabaseAccess
+from runbook.engine.runner import UNKNOWN, Change, Step
 from runbook.errors import StepFailed
-from runbook.functions import FunctionsMixin, FunctionState, LayerState
-from runbook.shared import db as dbconnect
-from runbook.shared import dbroles, ledger, migrate_event, survey
+from runbook.functions.deploy import FunctionsMixin, FunctionState, LayerState
+from runbook.lambda_runtime import db as dbconnect
+from runbook.lambda_runtime import dbroles, ledger, migrate_event, survey
 
 LOCK_WAIT_S = 600
 KEY = migrate_function.KEY

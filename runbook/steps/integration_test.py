@@ -38,12 +38,12 @@ import time
 import uuid
 from dataclasses import dataclass, field
 
-from runbook import tokens
-from runbook.dbaccess import DatabaseAccess
-from runbook.engine import Change, Step
+from runbook.aws import tokens
+from runbook.database.access import DatabaseAccess
+from runbook.engine.runner import Change, Step
 from runbook.errors import RunbookError, StepFailed
-from runbook.shared import db as dbconnect
-from runbook.shared.emails import mask
+from runbook.lambda_runtime import db as dbconnect
+from runbook.lambda_runtime.emails import mask
 
 STEP_NAME = "integration-test"
 CHECKS = ("cognito_signup", "post_confirmation_trigger", "profile_row", "private_profile_row",
@@ -125,7 +125,7 @@ class IntegrationTest(DatabaseAccess, Step):
     # -- apply: the checks ---------------------------------------------------------------
 
     def apply_run_checks(self, state: TestState) -> None:
-        from runbook.cognito_sim import users
+        from runbook.sandbox.cognito import users
 
         self.ran = True
         self._state = state  # what _db() logs in with
@@ -423,7 +423,7 @@ def _json(message: str) -> dict | None:
 
 
 def _describe(exc: BaseException) -> str:
-    from runbook.engine import explain
+    from runbook.engine.runner import explain
 
     if isinstance(exc, dbconnect.ConnectError):
         return str(exc)

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from runbook import naming
-from runbook.engine import UNKNOWN, Change, Step, diff_field, tag_change
+from runbook.aws import naming
+from runbook.engine.runner import UNKNOWN, Change, Step, diff_field, tag_change
 from runbook.errors import PlanError
 
 STEP_NAME = "network"

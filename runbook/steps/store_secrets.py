@@ -23,10 +23,10 @@ import secrets as pysecrets
 import string
 from dataclasses import dataclass
 
-from runbook import naming
-from runbook.engine import UNKNOWN, Change, Step
+from runbook.aws import naming
+from runbook.engine.runner import UNKNOWN, Change, Step
 from runbook.errors import PlanError
-from runbook.retry import error_code
+from runbook.aws.retry import error_code
 
 STEP_NAME = "store-secrets"
 PASSWORD_ID_TAG = "runbook:password-id"

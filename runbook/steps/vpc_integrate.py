@@ -47,10 +47,13 @@ import json
 import uuid
 from dataclasses import dataclass, field
 
-from runbook import naming, policies, retry, sgrules
-from runbook.engine import UNKNOWN, Change, Step, is_known, tag_change
+from runbook.aws import naming
+from runbook.aws import policies
+from runbook.aws import retry
+from runbook.aws import sgrules
+from runbook.engine.runner import UNKNOWN, Change, Step, is_known, tag_change
 from runbook.errors import PlanError, StepFailed
-from runbook.reachability import (ALL_TRAFFIC_OUT, FINAL_STATES, HTTPS, Described, Endpoint,
+from runbook.aws.reachability import (ALL_TRAFFIC_OUT, FINAL_STATES, HTTPS, Described, Endpoint,
                                   Permission, SecurityGroup, Subnet, nat_route, parse_endpoint,
                                   parse_group, preflight)
 

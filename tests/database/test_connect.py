@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from runbook.shared import db
+from runbook.lambda_runtime import db
 
 
 def test_connect_reaches_a_real_server_and_with_database_switches_database(pg_dsn):

@@ -16,9 +16,9 @@ from dataclasses import dataclass
 import psycopg
 import pytest
 
-from runbook import migrations
-from runbook.shared import ledger, migrate_event
-from runbook.shared.migrate_event import APPLY, READ, Item, RoleSpec
+from runbook.database import migrations
+from runbook.lambda_runtime import ledger, migrate_event
+from runbook.lambda_runtime.migrate_event import APPLY, READ, Item, RoleSpec
 from tests.database.test_fix_tables import count_ddl, query
 from tests.database.test_handlers import HANDLER_ENVIRONMENT, load_handler
 

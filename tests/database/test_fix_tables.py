@@ -13,10 +13,10 @@ import psycopg
 import pytest
 
 from runbook import config as config_mod
-from runbook.aws import ClientFactory
-from runbook.engine import UNKNOWN, Runner
-from runbook.progress import Progress
-from runbook.shared.profiles import NewUser, upsert_profile
+from runbook.aws.clients import ClientFactory
+from runbook.engine.runner import UNKNOWN, Runner
+from runbook.output.progress import Progress
+from runbook.lambda_runtime.profiles import NewUser, upsert_profile
 from runbook.steps.fix_tables import FixTables
 from tests.conftest import REGION
 
@@ -280,7 +280,7 @@ def connect_as(dsn, role):
 
 
 def role_privileges(dsn, role):
-    from runbook.shared import dbroles
+    from runbook.lambda_runtime import dbroles
 
     with psycopg.connect(dsn, autocommit=True) as conn:
         return dbroles.read_role(conn, role)
@@ -443,7 +443,7 @@ def test_foreign_keys_outside_the_auth_schema_are_kept(write_config, legacy_dsn)
 
 
 def test_postgres_errors_are_described_without_row_values(write_config, legacy_dsn):
-    from runbook.shared.db import describe_error
+    from runbook.lambda_runtime.db import describe_error
 
     assert fix_tables(make_config(write_config), legacy_dsn).status == "ok"
     with psycopg.connect(legacy_dsn, autocommit=True) as conn:

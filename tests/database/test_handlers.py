@@ -21,9 +21,9 @@ import pytest
 from psycopg.conninfo import make_conninfo
 
 from runbook import config as config_mod
-from runbook.aws import ClientFactory
-from runbook.engine import UNKNOWN, Runner
-from runbook.progress import Progress
+from runbook.aws.clients import ClientFactory
+from runbook.engine.runner import UNKNOWN, Runner
+from runbook.output.progress import Progress
 from tests.conftest import FIXTURES, REGION, REPO
 
 EVENTS = FIXTURES / "events"

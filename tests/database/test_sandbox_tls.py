@@ -12,9 +12,9 @@ import boto3
 import psycopg
 import pytest
 
-from runbook.sandbox import SANDBOX_CREDENTIALS
-from runbook.sandbox_tls import SandboxCA, TlsFrontEnd
-from runbook.shared import db
+from runbook.sandbox.stack import SANDBOX_CREDENTIALS
+from runbook.sandbox.tls import SandboxCA, TlsFrontEnd
+from runbook.lambda_runtime import db
 
 HOST = "matbakh-prod.cluster-abc123.eu-central-1.rds.amazonaws.com"
 READER = "matbakh-prod.cluster-ro-abc123.eu-central-1.rds.amazonaws.com"

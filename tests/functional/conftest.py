@@ -25,9 +25,9 @@ def config():
 def run_steps(config, names, dsn=None, *, plan_only=False):
     """Run `names` with a fresh client factory, as a separate `runbook` invocation would:
     ({name: StepResult}, the factory). With `dsn`, a dry run whose database is `dsn`."""
-    from runbook.aws import ClientFactory
-    from runbook.engine import Runner
-    from runbook.progress import Progress
+    from runbook.aws.clients import ClientFactory
+    from runbook.engine.runner import Runner
+    from runbook.output.progress import Progress
     from tests.conftest import REGION
 
     aws = ClientFactory(REGION)

@@ -9,9 +9,9 @@ import boto3
 import pytest
 
 from runbook import config as config_mod
-from runbook.aws import ClientFactory
-from runbook.engine import Runner
-from runbook.progress import Progress
+from runbook.aws.clients import ClientFactory
+from runbook.engine.runner import Runner
+from runbook.output.progress import Progress
 from tests.conftest import REGION
 from tests.functional.conftest import run_steps as run
 

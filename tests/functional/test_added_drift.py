@@ -12,11 +12,11 @@ import boto3
 import pytest
 
 from runbook import config as config_mod
-from runbook import userpool
-from runbook.aws import ClientFactory
-from runbook.engine import Runner
-from runbook.functions import WITHHELD
-from runbook.progress import Progress
+from runbook.aws import userpool
+from runbook.aws.clients import ClientFactory
+from runbook.engine.runner import Runner
+from runbook.functions.deploy import WITHHELD
+from runbook.output.progress import Progress
 from runbook.steps.cognito import CognitoStep
 from tests.conftest import REGION
 

@@ -11,10 +11,11 @@ import boto3
 import pytest
 
 from runbook import config as config_mod
-from runbook import package, userpool
-from runbook.aws import ClientFactory
-from runbook.engine import UNKNOWN, Runner
-from runbook.progress import Progress
+from runbook.functions import package
+from runbook.aws import userpool
+from runbook.aws.clients import ClientFactory
+from runbook.engine.runner import UNKNOWN, Runner
+from runbook.output.progress import Progress
 from tests.conftest import REGION
 
 POOL = "matbakh-prod-users"

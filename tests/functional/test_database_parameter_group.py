@@ -15,10 +15,10 @@ from __future__ import annotations
 import boto3
 import pytest
 
-from runbook.aws import ClientFactory
-from runbook.engine import Runner, StepContext
+from runbook.aws.clients import ClientFactory
+from runbook.engine.runner import Runner, StepContext
 from runbook.errors import PlanError, StepFailed
-from runbook.progress import Progress
+from runbook.output.progress import Progress
 from runbook.steps.database import (REBOOT_INTERVAL_S, REBOOT_TIMEOUT_S, DatabaseState,
                                     DatabaseStep, family, ready_to_reboot, reboot_blocked,
                                     rebooted)

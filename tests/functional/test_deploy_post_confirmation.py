@@ -10,7 +10,7 @@ import boto3
 import pytest
 
 from runbook import config as config_mod
-from runbook import package
+from runbook.functions import package
 from tests.conftest import PROD_CONFIG, REGION
 from tests.functional.conftest import run_steps as run
 
@@ -144,7 +144,7 @@ def test_trigger_is_attached_and_the_pool_keeps_its_settings(account, pg_dsn):
 
 
 def test_a_trigger_someone_else_set_is_kept(account, pg_dsn):
-    from runbook import userpool
+    from runbook.aws import userpool
 
     config = config_mod.load(PROD_CONFIG)
     results, _ = run(config, BEFORE, pg_dsn)
@@ -162,7 +162,7 @@ def test_a_trigger_someone_else_set_is_kept(account, pg_dsn):
 
 def test_its_trigger_replaced_and_its_environment_changed_elsewhere_are_put_back(
         account, pg_dsn):
-    from runbook import userpool
+    from runbook.aws import userpool
 
     config = config_mod.load(PROD_CONFIG)
     results = deployed(config, pg_dsn)
@@ -220,7 +220,7 @@ def test_plan_before_anything_exists_makes_no_write(account, pg_dsn):
 
 
 def test_role_not_yet_assumable_is_recognised_from_lambdas_real_answer(account):
-    from runbook import retry
+    from runbook.aws import retry
 
     with pytest.raises(Exception) as caught:
         client("lambda").create_function(

@@ -16,7 +16,7 @@ import psycopg
 import pytest
 
 from runbook import config as config_mod
-from runbook import package
+from runbook.functions import package
 from tests.conftest import REGION
 from tests.functional.conftest import run_steps as run
 

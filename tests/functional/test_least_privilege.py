@@ -30,8 +30,9 @@ import pytest
 from moto import mock_aws
 
 from runbook import config as config_mod
-from runbook import functions, policies
-from runbook.functions import ENI_ACTIONS, FUNCTION_TAG
+from runbook.functions import deploy as functions
+from runbook.aws import policies
+from runbook.functions.deploy import ENI_ACTIONS, FUNCTION_TAG
 from tests.conftest import REGION, REPO
 from tests.functional.conftest import run_steps
 

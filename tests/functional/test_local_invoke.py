@@ -11,11 +11,11 @@ import textwrap
 import boto3
 import pytest
 
-from runbook import package
-from runbook.aws import ClientFactory
+from runbook.functions import package
+from runbook.aws.clients import ClientFactory
 from runbook.errors import BadInput
-from runbook.invoke import COGNITO_TRIGGER_LIMIT_S, LocalInvoker
-from runbook.sandbox import SANDBOX_CREDENTIALS
+from runbook.functions.invoke import COGNITO_TRIGGER_LIMIT_S, LocalInvoker
+from runbook.sandbox.stack import SANDBOX_CREDENTIALS
 from tests.conftest import REGION
 
 HANDLER = textwrap.dedent("""

@@ -9,7 +9,7 @@ from moto import mock_aws
 
 from runbook import config as config_mod
 from runbook import preflight
-from runbook.aws import ClientFactory
+from runbook.aws.clients import ClientFactory
 from runbook.errors import BadInput
 from tests.conftest import PROD_CONFIG, REGION
 

@@ -9,10 +9,10 @@ import boto3
 import pytest
 
 from runbook import config as config_mod
-from runbook.aws import ClientFactory
-from runbook.engine import Runner
+from runbook.aws.clients import ClientFactory
+from runbook.engine.runner import Runner
 from runbook.errors import StepFailed
-from runbook.progress import Progress
+from runbook.output.progress import Progress
 from runbook.steps.vpc_integrate import VpcIntegrateStep
 from tests.conftest import REGION
 

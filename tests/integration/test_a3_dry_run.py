@@ -11,12 +11,12 @@ import psycopg
 import pytest
 
 from runbook import config as config_mod
-from runbook.aws import ClientFactory
-from runbook.cognito_sim import SandboxCognito, TriggerFailed
-from runbook.engine import Runner
-from runbook.invoke import LocalInvoker
-from runbook.progress import Progress
-from runbook.sandbox import SANDBOX_CREDENTIALS, Sandbox
+from runbook.aws.clients import ClientFactory
+from runbook.sandbox.cognito import SandboxCognito, TriggerFailed
+from runbook.engine.runner import Runner
+from runbook.functions.invoke import LocalInvoker
+from runbook.output.progress import Progress
+from runbook.sandbox.stack import SANDBOX_CREDENTIALS, Sandbox
 from runbook.steps.integration_test import CHECKS
 from tests.conftest import FIXTURES, PROD_CONFIG, REGION, read_report
 

@@ -14,9 +14,9 @@ import time
 import pytest
 
 from runbook import config as config_mod
-from runbook.progress import Progress
-from runbook.sandbox import Sandbox
-from tests import sweep
+from runbook.output.progress import Progress
+from runbook.sandbox.stack import Sandbox
+from runbook.sandbox import sweep
 from tests.conftest import PROD_CONFIG
 
 pytestmark = pytest.mark.slow

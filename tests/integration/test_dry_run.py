@@ -15,7 +15,7 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from runbook.report import load_schema
+from runbook.output.report import load_schema
 from tests.conftest import read_report, run_cli
 
 

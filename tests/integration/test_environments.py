@@ -25,12 +25,13 @@ import pytest
 import yaml
 from psycopg.conninfo import make_conninfo
 
-from runbook import app, config as config_mod, lock, preflight
-from runbook.engine import Runner
+from runbook import app, config as config_mod, preflight
+from runbook.engine import lock
+from runbook.engine.runner import Runner
 from runbook.errors import OwnedElsewhere
-from runbook.progress import Progress
-from runbook.sandbox import Sandbox
-from tests import sweep
+from runbook.output.progress import Progress
+from runbook.sandbox.stack import Sandbox
+from runbook.sandbox import sweep
 from tests.conftest import PROD_CONFIG, REPO
 
 pytestmark = pytest.mark.slow

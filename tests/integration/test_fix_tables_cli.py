@@ -13,7 +13,7 @@ import pytest
 import yaml
 from psycopg.conninfo import conninfo_to_dict
 
-from runbook import migrations
+from runbook.database import migrations
 from tests.conftest import REGION, read_report
 
 # What the DB secret holds for these tests. The test server ignores it (it trusts local

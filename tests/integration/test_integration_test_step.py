@@ -11,13 +11,13 @@ import psycopg
 import pytest
 
 from runbook import config as config_mod
-from runbook import package
-from runbook.aws import ClientFactory
-from runbook.cognito_sim import SandboxCognito
+from runbook.functions import package
+from runbook.aws.clients import ClientFactory
+from runbook.sandbox.cognito import SandboxCognito
 from runbook.config import IntegrationTest
-from runbook.engine import Runner
-from runbook.progress import Progress
-from runbook.sandbox import SANDBOX_CREDENTIALS, Sandbox
+from runbook.engine.runner import Runner
+from runbook.output.progress import Progress
+from runbook.sandbox.stack import SANDBOX_CREDENTIALS, Sandbox
 from tests.conftest import PROD_CONFIG, REGION
 
 DEPLOYED = ["network", "database", "store-secrets", "cognito", "vpc-integrate", "fix-tables",

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from runbook import package
+from runbook.functions import package
 
 pytestmark = pytest.mark.slow
 
@@ -197,7 +197,7 @@ def test_real_function_imports_with_only_its_package_and_the_layer(name, layer, 
     function = extract(package.build_function(name), tmp_path / "task")
     opt = extract(layer, tmp_path / "opt") / "python"
     result = run_as_in_lambda(
-        "import handler, psycopg, runbook.shared.db\n"
+        "import handler, psycopg, runbook.lambda_runtime.db\n"
         "assert callable(handler.handler)\n"
         "print(runbook.__file__)", [function, opt])
     assert result.returncode == 0, result.stderr
@@ -206,7 +206,7 @@ def test_real_function_imports_with_only_its_package_and_the_layer(name, layer, 
 
 def test_the_layer_with_the_rds_ca_bundle_reuses_the_cached_dependencies(layer, cache,
                                                                           pip_finds_nothing):
-    from runbook import rds_ca
+    from runbook.database import rds_ca
     from tests.conftest import TEST_CA_BUNDLE
 
     bundle = rds_ca.from_file(TEST_CA_BUNDLE, "a local ca_bundle")

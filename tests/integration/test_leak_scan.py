@@ -29,8 +29,8 @@ import boto3
 import pytest
 
 from runbook import config as config_mod
-from runbook.cognito_sim import SandboxCognito
-from runbook.sandbox import SANDBOX_CREDENTIALS, Sandbox
+from runbook.sandbox.cognito import SandboxCognito
+from runbook.sandbox.stack import SANDBOX_CREDENTIALS, Sandbox
 from runbook.steps import integration_test
 from tests.conftest import PROD_CONFIG, REGION, no_real_aws
 

@@ -10,7 +10,7 @@ import jsonschema
 import pytest
 import yaml
 
-from runbook.report import load_schema
+from runbook.output.report import load_schema
 from tests.conftest import REGION, read_report, run_cli
 
 

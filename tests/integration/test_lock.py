@@ -15,7 +15,7 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from runbook import lock
+from runbook.engine import lock
 from tests.conftest import REGION, run_cli
 
 LOCK = "/runbook/prod/lock"

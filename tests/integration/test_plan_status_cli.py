@@ -14,7 +14,7 @@ import boto3
 import pytest
 import yaml
 
-from runbook import userpool
+from runbook.aws import userpool
 from tests.conftest import REGION
 
 CONVERGED = ["--phase", "a1", "--phase", "a2", "--step", "vpc-integrate"]

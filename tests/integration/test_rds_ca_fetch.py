@@ -12,9 +12,9 @@ import threading
 
 import pytest
 
-from runbook import rds_ca
+from runbook.database import rds_ca
 from runbook.errors import BadInput
-from runbook.sandbox_tls import SandboxCA
+from runbook.sandbox.tls import SandboxCA
 from tests.conftest import TEST_CA_BUNDLE
 
 pytestmark = pytest.mark.slow

@@ -16,13 +16,14 @@ import pytest
 import yaml
 
 from runbook import config as config_mod
-from runbook import package, rds_ca
-from runbook.aws import ClientFactory
-from runbook.engine import Runner
-from runbook.invoke import LocalInvoker
-from runbook.progress import Progress
-from runbook.sandbox import SANDBOX_CREDENTIALS, Sandbox
-from runbook.sandbox_tls import TlsFrontEnd
+from runbook.functions import package
+from runbook.database import rds_ca
+from runbook.aws.clients import ClientFactory
+from runbook.engine.runner import Runner
+from runbook.functions.invoke import LocalInvoker
+from runbook.output.progress import Progress
+from runbook.sandbox.stack import SANDBOX_CREDENTIALS, Sandbox
+from runbook.sandbox.tls import TlsFrontEnd
 from tests.conftest import FIXTURES, PROD_CONFIG, REGION
 
 pytestmark = pytest.mark.slow

@@ -3,15 +3,15 @@ where AWS_ENDPOINT_URL points, against a moto server."""
 
 from __future__ import annotations
 
-from runbook import tokens
-from runbook.aws import ClientFactory
+from runbook.aws import tokens
+from runbook.aws.clients import ClientFactory
 from tests.conftest import REGION
 
 
 def test_live_calls_and_the_jwks_work_through_aws_endpoint_url(moto_endpoint):
     """Live, runbook talks to Cognito itself and fetches the JWKS from where
     AWS_ENDPOINT_URL points (the moto server here), not from AWS's URL."""
-    from runbook.cognito_sim import LiveCognito
+    from runbook.sandbox.cognito import LiveCognito
     from runbook.steps.integration_test import cognito_endpoint, new_password
 
     aws = ClientFactory(REGION)  # endpoint from the environment, as boto3 resolves it

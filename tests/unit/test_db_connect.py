@@ -1,4 +1,4 @@
-"""The connector shared by runbook and the Lambda handlers (runbook.shared.db)."""
+"""The connector shared by runbook and the Lambda handlers (runbook.lambda_runtime.db)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from runbook.shared import db
+from runbook.lambda_runtime import db
 from tests.conftest import REGION
 
 SECRET = {"engine": "postgres", "host": "matbakh-prod.cluster-abc.eu-central-1.rds.amazonaws.com",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from runbook.shared import emails
+from runbook.lambda_runtime import emails
 from tests.regex_steps import StepCounter
 
 
@@ -72,14 +72,14 @@ def test_the_pattern_without_its_look_behind_is_quadratic_which_the_count_shows(
 
 @pytest.mark.parametrize("shape", SHAPES.values(), ids=SHAPES.keys())
 def test_redacting_uses_the_counted_pattern(shape):
-    from runbook.shared.db import redact_emails
+    from runbook.lambda_runtime.db import redact_emails
 
     text = shape(20_000)
     assert redact_emails(text) == emails.IN_TEXT.sub("<e-mail>", text)
 
 
 def test_redacting_still_withholds_every_address_in_a_text():
-    from runbook.shared.db import redact_emails
+    from runbook.lambda_runtime.db import redact_emails
 
     assert redact_emails("from lena.maier@example.com to a-b+c@x.example.org!") == \
         "from <e-mail> to <e-mail>!"

@@ -9,10 +9,10 @@ import sys
 
 import pytest
 
-from runbook import retry
-from runbook.aws import is_write
-from runbook.journal import Journal, resource_ids
-from runbook.progress import Progress
+from runbook.aws import retry
+from runbook.aws.clients import is_write
+from runbook.aws.journal import Journal, resource_ids
+from runbook.output.progress import Progress
 
 
 @pytest.mark.parametrize("operation, write", [
@@ -124,7 +124,7 @@ def test_help_imports_neither_boto3_nor_moto_nor_psycopg(argv):
 def test_a_parameter_error_never_echoes_the_value_it_rejected():
     from botocore.exceptions import ParamValidationError
 
-    from runbook.engine import explain
+    from runbook.engine.runner import explain
 
     exc = ParamValidationError(report="Invalid type for parameter MasterUserPassword, "
                                       "value: hunter2-secret, type: <class 'int'>, "

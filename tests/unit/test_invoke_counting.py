@@ -10,12 +10,12 @@ import pytest
 from botocore.response import StreamingBody
 from botocore.stub import Stubber
 
-from runbook import migrate_function
-from runbook.aws import ClientFactory
-from runbook.engine import StepContext
+from runbook.functions import db_migrate as migrate_function
+from runbook.aws.clients import ClientFactory
+from runbook.engine.runner import StepContext
 from runbook.errors import StepFailed
-from runbook.progress import Progress
-from runbook.shared import migrate_event
+from runbook.output.progress import Progress
+from runbook.lambda_runtime import migrate_event
 from tests.conftest import REGION
 
 FUNCTION = "matbakh-cognito-db-migrate"

@@ -20,12 +20,12 @@ from pathlib import Path
 
 import pytest
 
-from runbook import package
+from runbook.functions import package
 from runbook.errors import EXIT_BAD_INPUT, BadInput
 
 HANDLER = """\
 from helpers import NAME
-from runbook.shared import greeting
+from runbook.lambda_runtime import greeting
 
 
 def handler(event, context):
@@ -55,10 +55,10 @@ EXPECTED_FILES = (
     "handler.py",
     "helpers.py",
     "runbook/__init__.py",
-    "runbook/shared/__init__.py",
-    "runbook/shared/greeting.py",
-    "runbook/shared/sub/__init__.py",
-    "runbook/shared/sub/deep.py",
+    "runbook/lambda_runtime/__init__.py",
+    "runbook/lambda_runtime/greeting.py",
+    "runbook/lambda_runtime/sub/__init__.py",
+    "runbook/lambda_runtime/sub/deep.py",
 )
 
 
@@ -161,7 +161,7 @@ def test_other_functions_and_non_python_shared_files_stay_out(tmp_path):
 def test_package_imports_in_a_python_that_sees_only_the_package(tmp_path):
     unpacked = extract(build(make_tree(tmp_path / "src")), tmp_path / "unpacked")
     result = run_isolated(
-        "import handler, runbook.shared.greeting as g, runbook.shared.sub.deep as d\n"
+        "import handler, runbook.lambda_runtime.greeting as g, runbook.lambda_runtime.sub.deep as d\n"
         "print(handler.handler({}, None)); print(g.__file__); print(d.DEPTH)",
         [unpacked])
     assert result.returncode == 0, result.stderr
@@ -195,8 +195,8 @@ def test_a_name_that_is_not_one_folder_is_refused(tmp_path, name):
 
 
 def test_a_function_file_that_would_replace_shared_code_is_refused(tmp_path):
-    root = make_tree(tmp_path, {**TREE, "lambdas/hello/runbook/shared/greeting.py": "x = 1\n"})
-    with pytest.raises(package.PackageError, match="runbook/shared/greeting.py"):
+    root = make_tree(tmp_path, {**TREE, "lambdas/hello/runbook/lambda_runtime/greeting.py": "x = 1\n"})
+    with pytest.raises(package.PackageError, match="runbook/lambda_runtime/greeting.py"):
         build(root)
 
 
@@ -220,7 +220,7 @@ def test_real_function_builds_deterministically_and_imports(name, tmp_path):
     artifact = package.build_function(name)
     assert package.build_function(name).data == artifact.data
     assert "handler.py" in artifact.files and "runbook/__init__.py" in artifact.files
-    assert {f"runbook/shared/{p.name}" for p in package.SHARED.glob("*.py")} <= set(artifact.files)
+    assert {f"runbook/lambda_runtime/{p.name}" for p in package.RUNTIME_LIBRARY.glob("*.py")} <= set(artifact.files)
     unpacked = extract(artifact, tmp_path / "unpacked")
     # Third-party packages (psycopg, which the layer provides, and boto3, which the
     # runtime provides) come from site-packages, after the package.
@@ -327,7 +327,7 @@ def test_the_cache_defaults_to_runbook_cache_dir_then_home(tmp_path, monkeypatch
 # -- the RDS CA bundle in the layer ---------------------------------------------------------
 
 def test_the_layer_carries_the_ca_bundle_and_its_hash_follows_the_bundle(tmp_path, monkeypatch):
-    from runbook import rds_ca
+    from runbook.database import rds_ca
     from tests.conftest import TEST_CA_BUNDLE
 
     requirements, deps, entry = cached_dependencies(tmp_path, monkeypatch)
@@ -359,7 +359,7 @@ def test_the_layer_carries_the_ca_bundle_and_its_hash_follows_the_bundle(tmp_pat
 
 
 def test_a_file_that_is_not_a_pem_bundle_is_refused_naming_its_source(tmp_path):
-    from runbook import rds_ca
+    from runbook.database import rds_ca
     from runbook.errors import BadInput
 
     text = tmp_path / "bundle.pem"

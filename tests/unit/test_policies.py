@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from runbook.policies import allows, summary
+from runbook.aws.policies import allows, summary
 
 ALLOW = {"Effect": "Allow", "Action": "s3:GetObject", "Resource": "arn:aws:s3:::b/*"}
 DENY = {"Effect": "Deny", "Action": ["iam:*", "organizations:*"], "Resource": "*"}

@@ -8,7 +8,7 @@ import dataclasses
 
 import pytest
 
-from runbook.reachability import (
+from runbook.aws.reachability import (
     ALL_TRAFFIC_OUT,
     Described,
     Endpoint,

@@ -8,7 +8,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit
 import boto3
 import pytest
 
-from runbook.rds_token import TokenRefused, verify
+from runbook.database.rds_token import TokenRefused, verify
 
 HOST = "matbakh-prod.cluster-abc123.eu-central-1.rds.amazonaws.com"
 REGION = "eu-central-1"

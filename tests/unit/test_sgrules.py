@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from runbook.sgrules import ALL_TRAFFIC_OUT, ALL_TRAFFIC_OUT_V6, Rule, exact, parse, permission
+from runbook.aws.sgrules import ALL_TRAFFIC_OUT, ALL_TRAFFIC_OUT_V6, Rule, exact, parse, permission
 
 LAMBDA, OTHER = "sg-lambda", "sg-other"
 DB_RULE = Rule.tcp_from(5432, LAMBDA)

@@ -138,7 +138,7 @@ def test_statuses_and_checks_are_coloured_on_a_terminal(dry_run_a3):
 
     from rich.console import Console
 
-    from runbook import status
+    from runbook.output import status
 
     out = Console(file=io.StringIO(), width=140, force_terminal=True, color_system="standard")
     status.render(status.collect(dry_run_a3 / "reports", "prod"), out)

@@ -11,7 +11,7 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from runbook import tokens
+from runbook.aws import tokens
 
 POOL = tokens.Pool("eu-central-1", "eu-central-1_Ab12Cd34E", "client123")
 SUB = "0f6b2c1e-3d4a-4b5c-8d9e-1f2a3b4c5d6e"

@@ -8,7 +8,7 @@ from botocore.awsrequest import AWSResponse
 from botocore.exceptions import (ConnectionClosedError, ConnectTimeoutError,
                                  EndpointConnectionError, ReadTimeoutError)
 
-from runbook.aws import not_retried_when_uncertain
+from runbook.aws.clients import not_retried_when_uncertain
 
 URL = "https://ec2.eu-central-1.amazonaws.com/"
 

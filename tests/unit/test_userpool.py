@@ -10,7 +10,7 @@ import botocore.session
 import pytest
 from botocore.validate import ParamValidator
 
-from runbook import userpool
+from runbook.aws import userpool
 
 MODEL = botocore.session.get_session().get_service_model("cognito-idp")
 ARN = "arn:aws:lambda:eu-central-1:123456789012:function:"

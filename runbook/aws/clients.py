@@ -1,0 +1,247 @@
+"""The one place that makes AWS clients.
+
+Every boto3 client runbook uses comes from `ClientFactory.client`, so this is the seam
+where the sandbox (endpoint and fake credentials), call counting, the journal and fault
+injection hook in. Calls are classified as read or write by operation name and counted
+per scope (normally the running step) through botocore's `before-call` event; completed
+writes go to the journal through `after-call`.
+
+Fault injection (the crash-consistency sweep in tests/sweep.py) hooks in twice:
+`interceptors` see a call before it is sent and may raise to fail it, as a throttled or
+refused request fails; `after_interceptors` see it once its response arrived and may
+raise to make runbook see a failure of a call that took effect, as a response lost on
+its way back or a process killed right after the call would.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import defaultdict
+from contextlib import contextmanager
+from functools import partial
+from typing import Callable
+
+from runbook.errors import BadInput
+from runbook.aws.journal import Journal
+
+# Operations that only read, by name prefix (after dropping Cognito's "Admin").
+_READ_PREFIXES = ("Describe", "Get", "List", "Head", "Lookup", "Search", "Filter", "Scan",
+                  "Query", "BatchGet", "Select", "Check", "Validate", "Preview", "Estimate")
+
+# Where _before_call leaves its verdict for _after_call, in botocore's request context.
+_WRITE = "runbook_write"
+
+# An interceptor sees every call before it is sent and may raise to fail it.
+Interceptor = Callable[[str, str, bool], None]
+# An after-interceptor sees every call that got a response, with the parsed response,
+# after the journal has it; it may raise to fail a call that took effect.
+AfterInterceptor = Callable[[str, str, bool, dict], None]
+
+
+# Writes that are carried out again when the same request arrives twice, each time
+# adding a resource: CreateVpc, CreateRouteTable (runbook passes no ClientToken),
+# CreateUserPool, CreateUserPoolClient and PublishLayerVersion on AWS as in moto;
+# CreateVpcEndpoint's ClientToken and AddPermission's statement id stop a second one on
+# AWS, not in moto (the sandbox). botocore retries a request whose answer was lost (the
+# connection closed or timed out after sending, or a 5xx), so one lost answer left, for
+# example, two VPCs, and every later run stopped at "several VPCs carry this
+# environment's tags". These are not retried when the request may have been carried
+# out: the step fails, and the next run finds what it made by its tags or name.
+NOT_RETRIED_WHEN_UNCERTAIN = {
+    "ec2": frozenset({"CreateVpc", "CreateRouteTable", "CreateVpcEndpoint"}),
+    "cognito-idp": frozenset({"CreateUserPool", "CreateUserPoolClient"}),
+    "lambda": frozenset({"PublishLayerVersion", "AddPermission"}),
+}
+
+# Refusals: the request was not carried out, so retrying it is safe.
+_THROTTLED = frozenset({"Throttling", "ThrottlingException", "ThrottledException",
+                        "RequestThrottledException", "TooManyRequestsException",
+                        "RequestLimitExceeded", "RequestThrottled", "SlowDown",
+                        "EC2ThrottledException"})
+
+
+def not_retried_when_uncertain(response=None, caught_exception=None, **_) -> bool | None:
+    """botocore `needs-retry` handler of the creates in NOT_RETRIED_WHEN_UNCERTAIN.
+
+    False (botocore then does not retry) when the request may have been carried out:
+    the connection broke after it was sent (HTTPClientError: closed, read timeout) or
+    AWS answered with a 5xx that is not a throttling. None otherwise, which leaves the
+    decision to botocore's own handler: a throttling, or a connection that was never
+    made (botocore's ConnectionError), is retried as usual.
+    """
+    from botocore.exceptions import HTTPClientError
+
+    if caught_exception is not None:
+        return False if isinstance(caught_exception, HTTPClientError) else None
+    if response is not None:
+        http, parsed = response
+        code = (parsed or {}).get("Error", {}).get("Code")
+        if http.status_code >= 500 and code not in _THROTTLED:
+            return False
+    return None
+
+
+def is_write(operation: str) -> bool:
+    name = operation.removeprefix("Admin")
+    return not name.startswith(_READ_PREFIXES)
+
+
+def is_write_call(service: str, operation: str, request: dict) -> bool:
+    """`is_write`, except for the one Invoke known to write nothing.
+
+    lambda:Invoke runs code, so by name it is a write. fix-tables with
+    database.connect: lambda reads the database through db_migrate, whose read action
+    runs in a READ ONLY transaction (runbook.lambda_runtime.migrate_event): counted as a write,
+    every re-run of a converged fix-tables would show a write, and the verify pass would
+    fail. So an Invoke whose payload asks for that action counts as a read; every other
+    Invoke (db_migrate's apply action included) stays a write. `request` is botocore's
+    request dict: for Invoke, its body is the payload.
+    """
+    if service == "lambda" and operation == "Invoke":
+        import json
+
+        from runbook.lambda_runtime import migrate_event
+
+        try:
+            payload = json.loads(request.get("body") or b"null")
+        except (TypeError, ValueError):  # a stream, or not JSON: not the read action
+            return True
+        return not migrate_event.is_read_only(payload)
+    return is_write(operation)
+
+
+class ClientFactory:
+    """Makes, caches and instruments boto3 clients for one region and one account.
+
+    `endpoint_url` and `credentials` point every client at an emulated account (the
+    sandbox); without them boto3's own resolution applies (AWS_PROFILE,
+    AWS_ENDPOINT_URL, instance roles...).
+    """
+
+    def __init__(self, region: str, *, endpoint_url: str | None = None,
+                 credentials: dict[str, str] | None = None,
+                 journal: Journal | None = None,
+                 interceptors: list[Interceptor] | None = None,
+                 after_interceptors: list[AfterInterceptor] | None = None):
+        self.region = region
+        self.endpoint_url = endpoint_url
+        self.journal = journal if journal is not None else Journal()
+        self.interceptors = list(interceptors or ())
+        self.after_interceptors = list(after_interceptors or ())
+        self.counts: dict[str, dict[str, int]] = defaultdict(lambda: {"read": 0, "write": 0})
+        self._credentials = credentials or {}
+        self._session = None
+        self._clients: dict[str, object] = {}
+        self._scope = threading.local()
+        self.caller_arn: str | None = None  # set by caller_account()
+        self._lock = threading.Lock()
+
+    # -- scopes --------------------------------------------------------------------
+
+    @property
+    def scope(self) -> str:
+        return getattr(self._scope, "name", "runbook")
+
+    @contextmanager
+    def scoped(self, name: str):
+        """Attribute the calls made inside the block to `name`."""
+        previous = self.scope
+        self._scope.name = name
+        try:
+            yield self.counts[name]
+        finally:
+            self._scope.name = previous
+
+    def total(self, kind: str) -> int:
+        return sum(count[kind] for count in self.counts.values())
+
+    # -- clients -------------------------------------------------------------------
+
+    def session(self):
+        if self._session is None:
+            import boto3
+
+            self._session = boto3.Session(region_name=self.region, **self._credentials)
+        return self._session
+
+    def client(self, service: str):
+        with self._lock:
+            client = self._clients.get(service)
+            if client is None:
+                client = self._make(service)
+                self._clients[service] = client
+            return client
+
+    def _make(self, service: str):
+        from botocore.config import Config
+
+        config = Config(
+            region_name=self.region,
+            connect_timeout=10,
+            read_timeout=60,
+            retries={"mode": "standard", "max_attempts": 5},
+            user_agent_extra="runbook",
+        )
+        kwargs = {"config": config}
+        if self.endpoint_url:
+            kwargs["endpoint_url"] = self.endpoint_url
+        client = self.session().client(service, **kwargs)
+        events = client.meta.events
+        events.register("before-call.*.*", partial(self._before_call, service))
+        events.register("after-call.*.*", partial(self._after_call, service))
+        service_id = client.meta.service_model.service_id.hyphenize()
+        for operation in NOT_RETRIED_WHEN_UNCERTAIN.get(service, ()):
+            # More specific than botocore's `needs-retry.<service>`, so asked first.
+            events.register_first(f"needs-retry.{service_id}.{operation}",
+                                  not_retried_when_uncertain)
+        return client
+
+    def _before_call(self, service: str, model, params, context, **_):
+        write = is_write_call(service, model.name, params)
+        context[_WRITE] = write  # botocore hands the same dict to after-call
+        with self._lock:
+            self.counts[self.scope]["write" if write else "read"] += 1
+        for intercept in self.interceptors:
+            intercept(service, model.name, write)
+
+    def _after_call(self, service: str, model, http_response, parsed, context, **_):
+        write = context.get(_WRITE, is_write(model.name))
+        if write and http_response is not None and http_response.status_code < 300:
+            self.journal.record(self.scope, service, model.name, parsed or {})
+        for intercept in self.after_interceptors:
+            intercept(service, model.name, write, parsed or {})
+
+    # -- identity ------------------------------------------------------------------
+
+    def caller_account(self) -> str:
+        """The account the credentials belong to; a clear exit-2 error without any."""
+        from botocore import exceptions as bx
+
+        try:
+            identity = self.client("sts").get_caller_identity()
+            self.caller_arn = identity.get("Arn", "unknown")
+            return identity["Account"]
+        except (bx.NoCredentialsError, bx.PartialCredentialsError, bx.SSOError,
+                bx.TokenRetrievalError, bx.CredentialRetrievalError) as exc:
+            raise BadInput(
+                f"no usable AWS credentials ({exc}). Log in again (for example "
+                "`aws sso login`), set AWS_PROFILE or the AWS_* variables, or rehearse "
+                "with --dry-run."
+            ) from None
+        except bx.ProfileNotFound as exc:
+            raise BadInput(f"{exc}. Check AWS_PROFILE.") from None
+        except bx.EndpointConnectionError as exc:
+            raise BadInput(
+                f"cannot reach AWS at {exc.kwargs.get('endpoint_url', 'its endpoint')}. "
+                "Check the network and AWS_ENDPOINT_URL."
+            ) from None
+        except bx.ClientError as exc:
+            code = exc.response.get("Error", {}).get("Code", "")
+            if code in ("InvalidClientTokenId", "ExpiredToken", "SignatureDoesNotMatch",
+                        "UnrecognizedClientException", "AccessDenied",
+                        "ExpiredTokenException", "InvalidToken"):
+                raise BadInput(
+                    f"AWS rejected the credentials ({code}). Refresh them (for example "
+                    "`aws sso login`) and retry."
+                ) from None
+            raise

@@ -1,0 +1,218 @@
+"""The throwaway account a dry run works in: a moto server on 127.0.0.1 and a real,
+embedded PostgreSQL (pgserver), or the server `RUNBOOK_PG_DSN` names, behind a TLS
+front-end that takes RDS IAM token logins for it (runbook.sandbox_tls).
+
+moto runs in a thread of this process and talks HTTP, so the runner, the Lambda
+handlers and the integration test all reach one emulated account exactly as they would
+reach AWS. The sandbox is torn down on every exit path: success, failure, Ctrl-C
+(SIGINT) and SIGTERM, leaving no moto thread and no postgres process behind.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import tempfile
+import warnings
+from pathlib import Path
+
+from runbook.sandbox import rds as sandbox_rds
+
+# The credentials a sandbox client signs with. They are not secret: moto accepts any.
+SANDBOX_CREDENTIALS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
+SANDBOX_ACCOUNT = "123456789012"  # moto's default account
+
+
+class Sandbox:
+    def __init__(self, progress, *, pg_dsn: str | None = None):
+        self.progress = progress
+        self.external_dsn = pg_dsn if pg_dsn is not None else os.environ.get("RUNBOOK_PG_DSN")
+        self.workdir: Path | None = None
+        self.aws_url: str | None = None
+        self.pg_dsn: str | None = None
+        self.pg_version: str | None = None
+        self.database: str | None = None
+        self.database_dsn: str | None = None
+        self.database_tls = None        # runbook.sandbox_tls.TlsFrontEnd
+        self._moto = None
+        self._pg = None
+        self._previous_sigterm = None
+
+    # -- lifecycle -----------------------------------------------------------------
+
+    def __enter__(self) -> "Sandbox":
+        self._previous_sigterm = signal.signal(signal.SIGTERM, _raise_interrupt)
+        try:
+            self.workdir = Path(tempfile.mkdtemp(prefix="runbook-sandbox-"))
+            self._start_moto()
+            self._start_postgres()
+            self._create_database()
+            self._start_tls()
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def _start_moto(self) -> None:
+        import logging
+
+        from moto.server import ThreadedMotoServer
+
+        # One line per request on stderr would bury runbook's own output.
+        logging.getLogger("werkzeug").setLevel(logging.ERROR)
+
+        self._moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+        self._moto.start()
+        host, port = self._moto.get_host_and_port()
+        self.aws_url = f"http://{host}:{port}"
+        sandbox_rds.install()  # DescribeDBEngineVersions, which moto lacks
+        self._reset_moto()
+        self.progress.line(f"sandbox: moto server on {self.aws_url} (sandbox dir {self.workdir})",
+                           dim=True)
+
+    def _reset_moto(self) -> None:
+        """Empty the emulated account. moto keeps its state in the process, not in the
+        server: a second sandbox in one process (a test session, a library user) would
+        otherwise start with the first one's resources."""
+        import urllib.request
+
+        request = urllib.request.Request(f"{self.aws_url}/moto-api/reset", method="POST")
+        with urllib.request.urlopen(request, timeout=30) as response:
+            response.read()
+
+    def _start_postgres(self) -> None:
+        if self.external_dsn:
+            self.pg_dsn = self.external_dsn
+            self.pg_version = self._server_version()
+            self.progress.line(f"sandbox: PostgreSQL {self.pg_version} from RUNBOOK_PG_DSN",
+                               dim=True)
+            return
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # platformdirs warns about XDG_RUNTIME_DIR
+            import pgserver
+
+            self._pg = pgserver.get_server(self.workdir / "pgdata", cleanup_mode="stop")
+        self.pg_dsn = self._pg.get_uri()
+        self.pg_version = self._server_version()
+        self.progress.line(f"sandbox: embedded PostgreSQL {self.pg_version}", dim=True)
+
+    def _create_database(self) -> None:
+        """A fresh, empty database stands in for the cluster's: a dry run starts from
+        nothing even on a long-lived RUNBOOK_PG_DSN server, and drops it afterwards.
+        Roles are server-wide: those fix-tables declares stay on such a server."""
+        import secrets
+
+        import psycopg
+        from psycopg.conninfo import make_conninfo
+
+        name = f"runbook_sandbox_{secrets.token_hex(4)}"
+        with psycopg.connect(self.pg_dsn, connect_timeout=10, autocommit=True) as conn:
+            conn.execute(f"CREATE DATABASE {name}")
+        self.database = name
+        self.database_dsn = make_conninfo(self.pg_dsn, dbname=name)
+
+    def _start_tls(self) -> None:
+        from runbook.sandbox.tls import TlsFrontEnd
+
+        self.database_tls = TlsFrontEnd(self.workdir / "tls", backend=self.database_dsn,
+                                        credentials=SANDBOX_CREDENTIALS).start()
+        self.progress.line(f"sandbox: TLS front-end for IAM logins on {self.database_tls.host}:"
+                           f"{self.database_tls.port}", dim=True)
+
+    def _drop_database(self) -> None:
+        if self.database is None or not self.external_dsn:
+            return  # an embedded server is deleted with its directory
+        import psycopg
+
+        try:
+            with psycopg.connect(self.pg_dsn, connect_timeout=10, autocommit=True) as conn:
+                conn.execute(f"DROP DATABASE IF EXISTS {self.database} WITH (FORCE)")
+        except psycopg.Error as exc:
+            self.progress.line(f"sandbox: could not drop database {self.database} on "
+                               f"RUNBOOK_PG_DSN ({type(exc).__name__}); drop it by hand", fg="yellow")
+        self.database = None
+
+    def _server_version(self) -> str:
+        import psycopg
+
+        with psycopg.connect(self.pg_dsn, connect_timeout=10) as conn:
+            return conn.execute("SHOW server_version").fetchone()[0]
+
+    def close(self) -> None:
+        """Stop everything this sandbox started. Safe to call more than once."""
+        try:
+            if self.database_tls is not None:
+                self.database_tls.stop()
+                self.database_tls = None
+            if self._moto is not None:
+                self._reset_moto()
+                self._moto.stop()
+                self._moto = None
+            self._drop_database()
+            self._stop_postgres()
+            if self.workdir is not None:
+                shutil.rmtree(self.workdir, ignore_errors=True)
+                self.workdir = None
+        finally:
+            if self._previous_sigterm is not None:
+                signal.signal(signal.SIGTERM, self._previous_sigterm)
+                self._previous_sigterm = None
+
+    def _stop_postgres(self) -> None:
+        if self._pg is not None:
+            try:
+                self._pg.cleanup()
+            finally:
+                self._pg = None
+        # An interrupt during start-up can leave a server pgserver never handed back.
+        pgdata = self.workdir / "pgdata" if self.workdir else None
+        if pgdata is not None and (pgdata / "postmaster.pid").exists():
+            import pgserver
+
+            user = "pgserver" if os.geteuid() == 0 else None
+            try:
+                pgserver.pg_ctl(["-w", "-m", "immediate", "stop"], pgdata=pgdata, user=user)
+            except Exception:  # noqa: BLE001 - already stopped
+                pass
+
+    # -- what the sandbox stands in for ----------------------------------------------
+
+    @property
+    def simulated(self) -> list[str]:
+        return [
+            f"AWS account {SANDBOX_ACCOUNT}: moto server at {self.aws_url} stands in for "
+            "EC2, RDS, Secrets Manager, IAM, Lambda, CloudWatch Logs, Cognito and STS",
+            "Lambda code: moto keeps functions but runs none; the sandbox runs a deployed "
+            "function's handler in a local subprocess with its configured environment and "
+            "timeout, and writes its output to the function's log group",
+            "Cognito triggers: moto fires none; the sandbox fires the pool's configured "
+            "triggers on sign-up, confirmation and sign-in, within Cognito's 5 s limit",
+            "Lambda networking: functions are not placed in the VPC; the VPC endpoints, "
+            "security groups and routes are checked by vpc-integrate's preflight instead",
+            "RDS cluster and instances: moto keeps their records; no database engine runs "
+            "behind the endpoint, so the parameter group's rds.force_ssl is recorded, not "
+            "enforced",
+            sandbox_rds.SIMULATED,
+            f"PostgreSQL: {'RUNBOOK_PG_DSN' if self.external_dsn else 'embedded pgserver'} "
+            f"{self.pg_version} stands in for Aurora PostgreSQL",
+            f"database endpoint: the cluster's endpoint is pointed at the sandbox database "
+            f"{self.database}; the DB secret is read and checked, but its host and password "
+            "are not used",
+            "TLS to the database and IAM token logins: the PostgreSQL stand-in speaks no TLS, "
+            "so a TLS front-end on 127.0.0.1 answers for the cluster endpoints with "
+            "certificates from a CA the sandbox makes, refuses clients without TLS, checks "
+            "each RDS auth token (host, port, user, scope, expiry, signature made again with "
+            "the sandbox credentials) and then logs in to PostgreSQL as that user",
+            "RDS CA bundle: functions that log in by IAM verify the sandbox CA instead "
+            "(DB_SSLROOTCERT points at it; the dependency layer carries it); the RDS "
+            "global-bundle.pem is not fetched",
+            "account_id guard: not applied (the sandbox is its own account)",
+        ]
+
+
+def _raise_interrupt(signum, frame):
+    raise KeyboardInterrupt(f"signal {signum}")
