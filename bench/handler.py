@@ -57,19 +57,20 @@ def fresh_database(uri: str) -> str:
 
     from runbook import config as config_mod
     from runbook.aws.clients import ClientFactory
-    from runbook.engine.runner import UNKNOWN, Runner
+    from runbook.engine import UNKNOWN
+    from runbook.steps import new_runner
+    from runbook.steps.database import DatabaseOutputs
+    from runbook.steps.store_secrets import SecretsOutputs
     from runbook.output.progress import Progress
 
     name = f"bench_{uuid.uuid4().hex[:8]}"
     with psycopg.connect(uri, autocommit=True) as conn:
         conn.execute(f"CREATE DATABASE {name}")
     dsn = make_conninfo(uri, dbname=name)
-    runner = Runner(config_mod.load(REPO / "config" / "prod.yaml"), ClientFactory("eu-central-1"),
+    runner = new_runner(config_mod.load(REPO / "config" / "prod.yaml"), ClientFactory("eu-central-1"),
                     Progress(quiet=True), dry_run=True, database_dsn=dsn)
-    runner.outputs.update({
-        "database": {"endpoint": UNKNOWN, "port": 5432, "database": name,
-                     "master_username": "postgres"},
-        "store-secrets": {"db_secret_arn": UNKNOWN}})
+    runner.outputs.update({"database": DatabaseOutputs.standing_in(name),
+    "store-secrets": SecretsOutputs(UNKNOWN, UNKNOWN)})
     result = runner.run_step("fix-tables")
     assert result.status == "ok", result.error
     return dsn

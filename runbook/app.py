@@ -17,7 +17,8 @@ from pathlib import Path
 
 from runbook.output import report as reports
 from runbook.aws.clients import ClientFactory
-from runbook.engine.runner import Runner, StepResult
+from runbook.engine import Runner, StepResult
+from runbook.steps import new_runner
 from runbook.errors import (EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK,
                             AccountMismatch, BadInput, RunbookError)
 from runbook.aws.journal import Journal, utc_now
@@ -170,7 +171,7 @@ def _live_run(config, target, record, journal, progress, sleep, lock_wait_s,
     # Before the lock, whose parameter is a write: a refused run writes nothing at all.
     # Each step claims what it finds again when it runs, under the lock.
     _nothing_of_another_environment(config, aws, target.requested, progress)
-    runner = Runner(config, aws, progress, sleep=sleep, allow_reboot=allow_reboot)
+    runner = new_runner(config, aws, progress, sleep=sleep, allow_reboot=allow_reboot)
     with _locked(config, target, ClientFactory(config.region), aws.caller_arn, progress,
                  lock_wait_s, sleep):
         try:
@@ -240,7 +241,7 @@ def _dry_run(config, target, record, journal, progress, lock_wait_s,
         _nothing_of_another_environment(config, aws, target.through, progress, dry_run=True,
                                         database_dsn=sandbox.database_dsn,
                                         database_tls=sandbox.database_tls)
-        runner = Runner(config, aws, progress, dry_run=True, sleep=_sandbox_sleep,
+        runner = new_runner(config, aws, progress, dry_run=True, sleep=_sandbox_sleep,
                         database_dsn=sandbox.database_dsn, database_tls=sandbox.database_tls,
                         allow_reboot=allow_reboot)
         lock_aws = ClientFactory(config.region, endpoint_url=sandbox.aws_url,
@@ -265,7 +266,7 @@ def _dry_run_passes(config, target, record, runner, aws, progress, sandbox) -> N
     from runbook.steps import CATALOGUE
 
     again = [name for name in target.requested if CATALOGUE[name].idempotent]
-    record.verify_results = Runner(config, aws, progress, dry_run=True, scope_prefix="verify:",
+    record.verify_results = new_runner(config, aws, progress, dry_run=True, scope_prefix="verify:",
                                    sleep=_sandbox_sleep, database_dsn=sandbox.database_dsn,
                                    database_tls=sandbox.database_tls).run(again)
     noisy = [f"{r.name} ({r.api_calls['write']} writes, {r.applied} changes)"
@@ -337,7 +338,7 @@ def _plan(config, steps, aws, progress, account: str | None = None, *, dry_run: 
           database_dsn: str | None = None, database_tls=None) -> PlanOutcome:
     account = account or aws.caller_account()
     _aws_would_refuse(config, aws, steps)
-    results = Runner(config, aws, progress, plan_only=True, dry_run=dry_run,
+    results = new_runner(config, aws, progress, plan_only=True, dry_run=dry_run,
                      database_dsn=database_dsn, database_tls=database_tls).run(steps)
     writes = aws.total("write")
     if writes:  # a bug, never an operator's mistake: say so loudly
@@ -403,7 +404,7 @@ def _invoke_in_sandbox(config, key, name, event, trigger, progress):
     with Sandbox(progress) as sandbox:
         aws = ClientFactory(config.region, endpoint_url=sandbox.aws_url,
                             credentials=SANDBOX_CREDENTIALS)
-        runner = Runner(config, aws, progress, dry_run=True, sleep=_sandbox_sleep,
+        runner = new_runner(config, aws, progress, dry_run=True, sleep=_sandbox_sleep,
                         database_dsn=sandbox.database_dsn, database_tls=sandbox.database_tls)
         results = runner.run(_with_prerequisites([step], config.all_steps(), config))
         failed = next((r for r in results if not r.ok), None)

@@ -103,3 +103,12 @@ class Interrupted(RunbookError):
 
     def __init__(self, what: str = "run"):
         super().__init__(f"{what} interrupted; the sandbox and servers were stopped")
+
+
+class ImpurePlan(RunbookError):
+    """A step's plan made an AWS call. A plan is a pure function of what `read` returned
+    (the engine refuses every call while it runs), so this is a defect in runbook."""
+
+    def __init__(self, what: str, service: str, operation: str):
+        super().__init__(f"{what} called {service}:{operation}; a plan may not call AWS. "
+                         "This is a defect in runbook: move the call into the step's read.")

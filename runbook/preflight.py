@@ -241,13 +241,13 @@ def ownership(config, aws, steps: list[str], *, dry_run: bool = False, **context
     idempotent (the integration test) own nothing and act on every run: they are left out.
     `context` is passed to the Runner (a sandbox's database_dsn and database_tls, sleep).
     """
-    from runbook.engine.runner import Runner
+    from runbook.steps import new_runner
     from runbook.errors import OwnedElsewhere
     from runbook.output.progress import Progress
     from runbook.steps import CATALOGUE
 
     planned = [name for name in steps if CATALOGUE[name].idempotent]
-    results = Runner(config, aws, Progress(quiet=True), plan_only=True, dry_run=dry_run,
+    results = new_runner(config, aws, Progress(quiet=True), plan_only=True, dry_run=dry_run,
                      scope_prefix="preflight:", **context).run(planned)
     refused = next((r.exception for r in results if isinstance(r.exception, OwnedElsewhere)),
                    None)
@@ -265,7 +265,7 @@ def check(config, aws, steps: list[str], *, today: dt.date | None = None) -> Non
         code = error_code(exc)
         if not code:
             raise
-        from runbook.engine.runner import explain
+        from runbook.engine import explain
         from runbook.errors import RunbookError
 
         operation = getattr(exc, "operation_name", "a read")

@@ -21,7 +21,7 @@ from contextlib import contextmanager
 from functools import partial
 from typing import Callable
 
-from runbook.errors import BadInput
+from runbook.errors import BadInput, ImpurePlan
 from runbook.aws.journal import Journal
 
 # Operations that only read, by name prefix (after dropping Cognito's "Admin").
@@ -152,6 +152,17 @@ class ClientFactory:
         finally:
             self._scope.name = previous
 
+    @contextmanager
+    def refusing(self, what: str):
+        """Refuse every call made inside the block (errors.ImpurePlan): the engine runs
+        each step's plan so, since a plan is a pure function of what was read."""
+        previous = getattr(self._scope, "refusing", None)
+        self._scope.refusing = what
+        try:
+            yield
+        finally:
+            self._scope.refusing = previous
+
     def total(self, kind: str) -> int:
         return sum(count[kind] for count in self.counts.values())
 
@@ -197,6 +208,9 @@ class ClientFactory:
         return client
 
     def _before_call(self, service: str, model, params, context, **_):
+        refusing = getattr(self._scope, "refusing", None)
+        if refusing is not None:
+            raise ImpurePlan(refusing, service, model.name)
         write = is_write_call(service, model.name, params)
         context[_WRITE] = write  # botocore hands the same dict to after-call
         with self._lock:

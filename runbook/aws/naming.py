@@ -38,6 +38,12 @@ def claim(config, step: str, resource: str, tags: dict | None, field: str) -> No
         raise OwnedElsewhere(step, resource, owner, config.env, field)
 
 
+def owner_filters(env: str, step: str) -> list[dict]:
+    """Describe* filters for what `step` of environment `env` made."""
+    return [{"Name": f"tag:{ENV_TAG}", "Values": [env]},
+            {"Name": f"tag:{STEP_TAG}", "Values": [step]}]
+
+
 def as_aws(tag_map: dict[str, str]) -> list[dict[str, str]]:
     """{'k': 'v'} -> [{'Key': 'k', 'Value': 'v'}], sorted for stable requests."""
     return [{"Key": k, "Value": v} for k, v in sorted(tag_map.items())]

@@ -8,7 +8,7 @@ to it directly. A step mixes `DatabaseAccess` in; errors name the cause and the 
 
 from __future__ import annotations
 
-from runbook.engine.runner import is_known
+from runbook.engine import is_known
 from runbook.errors import BadInput, StepFailed
 from runbook.lambda_runtime import db as dbconnect
 
@@ -22,21 +22,21 @@ class DatabaseAccess:
     `connect_database(target)`."""
 
     def database_target(self, database: dict, secrets: dict) -> dbconnect.Target | None:
-        secret_arn = secrets.get("db_secret_arn")
+        secret_arn = secrets.db_secret_arn
         if self.ctx.dry_run and self.ctx.database_dsn:
             if is_known(secret_arn):
                 self._secret_target(secret_arn)  # the same checks as a live run
             tls = getattr(self.ctx, "database_tls", None)
             if (self.config.database.auth == "iam" and tls is not None
-                    and is_known(database.get("endpoint"))):
+                    and is_known(database.endpoint)):
                 return self._through_front_end(database, tls)
             return dbconnect.from_dsn(self.ctx.database_dsn, "the sandbox's PostgreSQL")
-        if not is_known(database.get("endpoint")) or not is_known(secret_arn):
+        if not is_known(database.endpoint) or not is_known(secret_arn):
             return None
         if self.config.database.auth == "iam":
             try:
-                return dbconnect.from_iam(database["endpoint"], int(database["port"]),
-                                          database["database"], database["master_username"],
+                return dbconnect.from_iam(database.endpoint, int(database.port),
+                                          database.database, database.master_username,
                                           region=self.config.region, rds_client=self.client("rds"),
                                           sslmode=self.config.database.sslmode,
                                           sslrootcert=self._ca_bundle())
@@ -49,12 +49,12 @@ class DatabaseAccess:
         endpoint, sent over TLS that verifies the sandbox's front-end (runbook.sandbox_tls)
         against the sandbox CA, which stands in for the RDS bundle. The endpoint does not
         resolve here, so libpq's hostaddr reaches the front-end."""
-        port = int(database["port"])
-        tls.serve([database["endpoint"], database.get("reader_endpoint")], port=port,
-                  database=database["database"], region=self.ctx.aws.region)
+        port = int(database.port)
+        tls.serve([database.endpoint, database.reader_endpoint], port=port,
+                  database=database.database, region=self.ctx.aws.region)
         sslmode = self.config.database.sslmode
-        return dbconnect.from_iam(database["endpoint"], port, database["database"],
-                                  database["master_username"], region=self.ctx.aws.region,
+        return dbconnect.from_iam(database.endpoint, port, database.database,
+                                  database.master_username, region=self.ctx.aws.region,
                                   rds_client=self.client("rds"), sslmode=sslmode,
                                   sslrootcert=str(tls.ca_file) if sslmode.startswith("verify")
                                   else None, hostaddr=tls.host, hostaddr_port=tls.port)

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from runbook.errors import BadInput
+from runbook.files import cache_root, write_atomically
 
 BUNDLE_URL = "https://truststore.pki.rds.amazonaws.com/global/global-bundle.pem"
 BUNDLE_NAME = "global-bundle.pem"
@@ -90,8 +91,8 @@ def cached_or_fetched(*, url: str = BUNDLE_URL, cache_dir: Path | None = None,
         return CaBundle(path, recorded, f"cached {url}", data)
     data = fetch(url, context=context)
     digest = hashlib.sha256(data).hexdigest()
-    _write_atomically(path, data)
-    _write_atomically(digest_file, f"{digest}  {BUNDLE_NAME}\n".encode())
+    write_atomically(path, data)
+    write_atomically(digest_file, f"{digest}  {BUNDLE_NAME}\n".encode())
     return CaBundle(path, digest, url, data)
 
 
@@ -120,19 +121,11 @@ def fetch(url: str = BUNDLE_URL, *, context: ssl.SSLContext | None = None) -> by
 
 
 def default_cache_dir() -> Path:
-    """<the layer cache's parent>/rds-ca (see runbook.package.default_cache_dir)."""
-    from runbook.functions import package
-
-    return package.default_cache_dir().parent / "rds-ca"
+    """$RUNBOOK_CACHE_DIR/rds-ca, else $XDG_CACHE_HOME/runbook/rds-ca (runbook.files)."""
+    return cache_root() / "rds-ca"
 
 
 def _check_pem(data: bytes, where: str) -> None:
     if not PEM_CERTIFICATE.search(data):
         raise BadInput(f"{where} holds no PEM certificate; expected the RDS CA bundle "
                        f"({BUNDLE_NAME}, from {BUNDLE_URL})")
-
-
-def _write_atomically(path: Path, data: bytes) -> None:
-    from runbook.functions.package import write_atomically
-
-    write_atomically(path, data)

@@ -24,14 +24,14 @@ def spec(config, network: dict, database: dict, secrets: dict, *, account: str,
          region: str) -> FunctionSpec:
     name = config.function_name(KEY)
     settings = config.lambdas.db_migrate
-    user = database["master_username"] if config.database.auth == "iam" else None
+    user = database.master_username if config.database.auth == "iam" else None
     environment, statement = database_login(database, secrets, iam_user=user, account=account,
                                       region=region)
     return FunctionSpec(
         key=KEY, name=name, runtime=config.lambdas.runtime, memory_mb=settings.memory_mb,
         timeout_s=settings.timeout_s, environment=environment, statements=(statement,),
-        subnet_ids=tuple(network["subnet_ids"]),
-        security_group_ids=(network["lambda_security_group_id"],), layer=True,
+        subnet_ids=tuple(network.subnet_ids),
+        security_group_ids=(network.lambda_security_group_id,), layer=True,
         log_retention_days=config.lambdas.log_retention_days,
         tags=naming.tags(config, STEP_NAME, name))
 

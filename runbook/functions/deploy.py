@@ -30,7 +30,9 @@ from runbook.functions import package
 from runbook.aws import policies
 from runbook.database import rds_ca
 from runbook.aws import retry
-from runbook.engine.runner import UNKNOWN, Change, diff_field, tag_change
+from runbook.engine import UNKNOWN, Change, diff_field, is_known
+from runbook.engine.plan import unknown_fields
+from runbook.resources.base import tag_change
 from runbook.errors import StepFailed
 
 HANDLER = "handler.handler"
@@ -244,9 +246,7 @@ class FunctionsMixin:
                      if s.get("Sid") == spec.invoker.statement_id), None)
 
     def account(self) -> str:
-        if getattr(self, "_account", None) is None:
-            self._account = self.ctx.aws.caller_account()
-        return self._account
+        return self.api.account()
 
     # -- plan ------------------------------------------------------------------------
 
@@ -494,7 +494,7 @@ class FunctionsMixin:
     # -- the Cognito trigger -----------------------------------------------------------
 
     def read_pool(self, pool_id: str) -> dict | None:
-        if pool_id == UNKNOWN:
+        if not is_known(pool_id):
             return None
         return self.client("cognito-idp").describe_user_pool(UserPoolId=pool_id)["UserPool"]
 
@@ -545,22 +545,23 @@ class FunctionsMixin:
 
 # -- database access -------------------------------------------------------------------
 
-def database_login(database: dict, secrets: dict, *, iam_user: str | None, account: str,
+def database_login(database, secrets, *, iam_user: str | None, account: str,
              region: str) -> tuple[dict, dict]:
     """A function's database environment (runbook.lambda_runtime.db.from_environment) and the one
     policy statement it needs for it: rds-db:connect as `iam_user` only, or else
     GetSecretValue on the DB secret only. An IAM login verifies the cluster's certificate
     (verify-full) against the RDS CA bundle in the layer, DB_SSLROOTCERT."""
     if iam_user:
-        return ({"DB_AUTH": "iam", "DB_HOST": database["endpoint"],
-                 "DB_PORT": str(database["port"]), "DB_NAME": database["database"],
+        return ({"DB_AUTH": "iam", "DB_HOST": database.endpoint,
+                 "DB_PORT": str(database.port), "DB_NAME": database.database,
                  "DB_USER": iam_user, "DB_SSLROOTCERT": rds_ca.LAYER_PATH},
                 {"Sid": "ConnectAsDbUser", "Effect": "Allow", "Action": "rds-db:connect",
-                 "Resource": f"arn:aws:rds-db:{region}:{account}:dbuser:"
-                             f"{database['cluster_resource_id']}/{iam_user}"})
-    return ({"DB_SECRET_ARN": secrets["db_secret_arn"]},
+                 "Resource": (f"arn:aws:rds-db:{region}:{account}:dbuser:"
+                              f"{database.cluster_resource_id}/{iam_user}"
+                              if is_known(database.cluster_resource_id) else UNKNOWN)})
+    return ({"DB_SECRET_ARN": secrets.db_secret_arn},
             {"Sid": "ReadDbSecret", "Effect": "Allow", "Action": "secretsmanager:GetSecretValue",
-             "Resource": secrets["db_secret_arn"]})
+             "Resource": secrets.db_secret_arn})
 
 
 # -- comparing ---------------------------------------------------------------------------
@@ -657,8 +658,7 @@ def _same_statement(current: dict, wanted: dict) -> bool:
 
 
 def _require_known(spec: FunctionSpec, what: str, value) -> None:
-    text = json.dumps(value, default=str)
-    if UNKNOWN in text:
+    if unknown_fields(value):
         raise StepFailed("lambda", f"lambda:function {spec.name}",
                          f"its {what} still has values unknown after the steps before it")
 

@@ -313,6 +313,15 @@ def invoke_for_step(aws, function_name: str, event: dict, *, dry_run: bool,
     return sandbox_invoker(aws, database_dsn, database_tls).invoke(function_name, event)
 
 
+def for_steps(aws, *, dry_run: bool, database_dsn: str | None = None, database_tls=None):
+    """The engine's invoker (StepContext.invoke): invoke_for_step with these settings."""
+    def invoke(function_name: str, event: dict) -> Invocation:
+        return invoke_for_step(aws, function_name, event, dry_run=dry_run,
+                               database_dsn=database_dsn, database_tls=database_tls)
+
+    return invoke
+
+
 def sandbox_invoker(aws, database_dsn: str | None, database_tls=None) -> LocalInvoker:
     """The local invoker for the sandbox `aws` points at, with a client factory of its
     own (see invoke_for_step) and the sandbox's fake credentials."""

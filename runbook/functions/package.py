@@ -43,6 +43,7 @@ from pathlib import Path
 from typing import Iterable
 
 from runbook.errors import BadInput
+from runbook.files import cache_root, write_atomically
 
 REPO = Path(__file__).resolve().parents[2]
 RUNTIME_LIBRARY = Path(__file__).resolve().parents[1] / "lambda_runtime"
@@ -230,10 +231,7 @@ def default_requirements() -> Path:
 
 def default_cache_dir() -> Path:
     """$RUNBOOK_CACHE_DIR/layers, else $XDG_CACHE_HOME/runbook/layers (~/.cache)."""
-    if os.environ.get("RUNBOOK_CACHE_DIR"):
-        return Path(os.environ["RUNBOOK_CACHE_DIR"]).expanduser() / "layers"
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base).expanduser() / "runbook" / "layers"
+    return cache_root() / "layers"
 
 
 def _pip_install(runtime: str, requirements: Path, target: Path) -> None:
@@ -314,19 +312,6 @@ def _read_cached(path: Path) -> tuple[bytes, tuple[str, ...]] | None:
         return None
 
 
-def write_atomically(path: Path, data: bytes) -> None:
-    """Write `path` through a temporary file renamed into place (no half-written file)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as file:
-            file.write(data)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temp, path)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
 
 
 # -- deterministic zips ------------------------------------------------------------------

@@ -19,7 +19,7 @@ from typing import Any
 from rich.console import Console
 from rich.text import Text
 
-from runbook.engine.runner import Change
+from runbook.engine import Change
 
 ACTIONS = ("create", "update", "delete")
 SYMBOLS = Change.SYMBOLS

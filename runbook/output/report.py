@@ -6,10 +6,10 @@ half a report. The shape is `runbook/schema/report.schema.json`.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from runbook.files import write_atomically
 
 SCHEMA_VERSION = 1
 SCHEMA_PATH = Path(__file__).parents[1] / "schema" / "report.schema.json"
@@ -104,24 +104,9 @@ def write(report: dict, report_dir: Path, stamp: str) -> Path:
     directory = run_dir(report_dir, report["env"], report["dry_run"])
     latest = directory / f"{report['name']}.json"
     text = json.dumps(report, indent=2, sort_keys=False, default=str) + "\n"
-    _atomic_write(directory / "history" / f"{report['name']}-{stamp}.json", text)
-    _atomic_write(latest, text)
+    write_atomically(directory / "history" / f"{report['name']}-{stamp}.json", text.encode())
+    write_atomically(latest, text.encode())
     return latest
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def load_schema() -> dict:

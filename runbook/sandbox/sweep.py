@@ -55,7 +55,8 @@ from typing import Callable
 
 from runbook.engine import lock
 from runbook.aws.clients import ClientFactory
-from runbook.engine.runner import Runner, StepResult
+from runbook.engine import StepResult
+from runbook.steps import new_runner
 from runbook.output.progress import Progress
 from runbook.sandbox.stack import SANDBOX_CREDENTIALS
 
@@ -248,7 +249,7 @@ def run_with(config, account: Account, aws: ClientFactory) -> list[StepResult]:
     """The environment's run lock, as a live run takes it, then a1..a3 through `aws`."""
     run_lock = lock.RunLock(account.factory().client("ssm"), config.env, sleep=_short_sleep)
     with run_lock.held(lock.me("runbook crash sweep", "a3"), wait_s=0):
-        runner = Runner(config, aws, Progress(quiet=True), dry_run=True, sleep=_short_sleep,
+        runner = new_runner(config, aws, Progress(quiet=True), dry_run=True, sleep=_short_sleep,
                         database_dsn=account.database_dsn)
         return runner.run(list(RUN))
 

@@ -3,8 +3,10 @@
 This module is plain data so that validating an environment file (and `runbook --help`)
 never imports boto3. A step's module is imported only when the step runs.
 
-`requires` names the steps whose outputs a step consumes. The environment file must list
-them earlier; at run time they are read live if they did not run in the same invocation.
+`requires` names the steps whose outputs a step consumes, and is the one place that says
+so: a step reads them as `self.inputs.<step>` and may read no other. The environment file
+must list them earlier; at run time they are read live if they did not run in the same
+invocation.
 """
 
 from __future__ import annotations
@@ -27,6 +29,10 @@ class StepInfo:
         """`requires`, plus the steps this environment file's settings make it consume."""
         return self.requires + tuple(step for step, when in self.requires_if if when(config))
 
+    def load(self):
+        """The Step class (step_class)."""
+        return step_class(self.name)
+
 
 def _connects_through_lambda(config) -> bool:
     """fix-tables with database.connect: lambda runs db_migrate in vpc-integrate's
@@ -45,9 +51,11 @@ CATALOGUE: dict[str, StepInfo] = {
         StepInfo("fix-tables", "runbook.steps.fix_tables", requires=("database", "store-secrets"),
                  requires_if=(("vpc-integrate", _connects_through_lambda),)),
         StepInfo("deploy-post-confirmation", "runbook.steps.deploy_post_confirmation",
-                 requires=("vpc-integrate", "fix-tables", "cognito")),
+                 requires=("vpc-integrate", "fix-tables", "cognito", "database",
+                           "store-secrets")),
         StepInfo("integration-test", "runbook.steps.integration_test",
-                 requires=("deploy-post-confirmation",), idempotent=False),
+                 requires=("deploy-post-confirmation", "cognito", "database", "store-secrets"),
+                 idempotent=False),
     )
 }
 
@@ -64,3 +72,16 @@ def step_class(name: str):
             "`--step` with a built step."
         )
     return importlib.import_module(info.module).STEP
+
+
+def new_runner(config, aws, progress, **options):
+    """A Runner (runbook.engine) over this catalogue. Unless `invoker` is given, steps
+    invoke functions on Lambda, or in a dry run locally against the sandbox."""
+    from runbook.engine import Runner
+    from runbook.functions.invoke import for_steps
+
+    if options.get("invoker") is None:
+        options["invoker"] = for_steps(aws, dry_run=options.get("dry_run", False),
+                                       database_dsn=options.get("database_dsn"),
+                                       database_tls=options.get("database_tls"))
+    return Runner(config, aws, progress, catalogue=CATALOGUE, **options)

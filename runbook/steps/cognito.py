@@ -50,7 +50,7 @@ from typing import Any
 
 from runbook.aws import naming
 from runbook.aws import userpool
-from runbook.engine.runner import UNKNOWN, Change, Step, diff_field, is_known
+from runbook.engine import UNKNOWN, Change, Outputs, Step, diff_field, is_known
 from runbook.errors import BadInput, PlanError, StepFailed
 from runbook.functions.deploy import FunctionSpec, FunctionsMixin, FunctionState, Invoker
 from runbook.aws.retry import error_code
@@ -97,6 +97,15 @@ class CognitoState:
     adopting: bool = False          # exists, but does not carry this environment's tags yet
     client: dict | None = None      # DescribeUserPoolClient's "UserPoolClient"
     functions: dict[str, FunctionState] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class CognitoOutputs(Outputs):
+    user_pool_id: str
+    user_pool_arn: str
+    client_id: str
+    user_pool_name: str
+    pre_signup_function_arn: str
 
 
 class CognitoStep(FunctionsMixin, Step):
@@ -405,16 +414,15 @@ class CognitoStep(FunctionsMixin, Step):
     def settle(self, state: CognitoState) -> None:
         self.settle_functions(state.functions)
 
-    def outputs(self, state: CognitoState) -> dict:
+    def outputs(self, state: CognitoState) -> CognitoOutputs:
         pool, client = state.pool or {}, state.client or {}
         fn = state.functions[PRE_SIGNUP]
-        return {
-            "user_pool_id": pool.get("Id", UNKNOWN),
-            "user_pool_arn": pool.get("Arn", UNKNOWN),
-            "client_id": client.get("ClientId", UNKNOWN),
-            "user_pool_name": pool.get("Name", self.cognito.user_pool),
-            "pre_signup_function_arn": fn.function["FunctionArn"] if fn.function else UNKNOWN,
-        }
+        return CognitoOutputs(
+            user_pool_id=pool.get("Id", UNKNOWN),
+            user_pool_arn=pool.get("Arn", UNKNOWN),
+            client_id=client.get("ClientId", UNKNOWN),
+            user_pool_name=pool.get("Name", self.cognito.user_pool),
+            pre_signup_function_arn=fn.function["FunctionArn"] if fn.function else UNKNOWN)
 
 
 # -- desired and current settings: pure functions of the config and a description ------

@@ -29,7 +29,8 @@ from dataclasses import dataclass, field
 
 from runbook.aws import naming
 from runbook.aws import retry
-from runbook.engine.runner import UNKNOWN, Change, Step, diff_field, is_known, tag_change
+from runbook.engine import UNKNOWN, Change, Outputs, Step, diff_field, is_known
+from runbook.resources.base import tag_change
 from runbook.errors import PlanError, StepFailed
 from runbook.aws.retry import error_code
 
@@ -107,6 +108,41 @@ def family(engine_version: str) -> str:
     return f"{ENGINE}{str(engine_version).split('.')[0]}"
 
 
+@dataclass(frozen=True)
+class DatabaseOutputs(Outputs):
+    cluster_id: str
+    cluster_arn: str
+    cluster_resource_id: str
+    endpoint: str
+    reader_endpoint: str
+    port: int
+    database: str
+    master_username: str
+    security_group_id: str
+    subnet_group: str
+    instance_ids: tuple
+    parameter_group: str
+    # Members still to restart into the parameter group (see _pending_reboot), and the
+    # command that restarts them: () and None once rds.force_ssl is in force.
+    pending_reboot: tuple = ()
+    reboot_command: str | None = None
+
+    def as_report(self) -> dict:
+        report = super().as_report()
+        if self.reboot_command is None:
+            del report["reboot_command"]
+        return report
+
+    @classmethod
+    def standing_in(cls, database: str, master_username: str = "postgres") -> "DatabaseOutputs":
+        """The outputs of a cluster not made yet, whose database a dry run's PostgreSQL
+        stands in for (StepContext.database_dsn): for running fix-tables on its own."""
+        return cls(cluster_id="(sandbox)", cluster_arn=UNKNOWN, cluster_resource_id=UNKNOWN,
+                   endpoint=UNKNOWN, reader_endpoint=UNKNOWN, port=5432, database=database,
+                   master_username=master_username, security_group_id=UNKNOWN,
+                   subnet_group="(sandbox)", instance_ids=(UNKNOWN,), parameter_group="(sandbox)")
+
+
 class DatabaseStep(Step):
     name = STEP_NAME
 
@@ -117,8 +153,8 @@ class DatabaseStep(Step):
     # -- read ----------------------------------------------------------------------
 
     def read(self) -> DatabaseState:
-        network = self.ctx.upstream("network")
-        state = DatabaseState(network["vpc_id"], list(network["subnet_ids"]))
+        network = self.inputs.network
+        state = DatabaseState(network.vpc_id, list(network.subnet_ids))
         ec2, rds = self.client("ec2"), self.client("rds")
         if is_known(state.vpc_id):
             groups = ec2.describe_security_groups(Filters=[
@@ -643,27 +679,25 @@ class DatabaseStep(Step):
             f"rds cluster {self.db.cluster_id}'s members to apply parameter group "
             f"{self.db.parameter_group_name}", f"rds:cluster {self.db.cluster_id}")
 
-    def outputs(self, state: DatabaseState) -> dict:
+    def outputs(self, state: DatabaseState) -> DatabaseOutputs:
         cluster = state.cluster or {}
         pending = self._pending_reboot(state)
-        return {
-            "cluster_id": self.db.cluster_id,
-            "cluster_arn": cluster.get("DBClusterArn", UNKNOWN),
-            "cluster_resource_id": cluster.get("DbClusterResourceId", UNKNOWN),
-            "endpoint": cluster.get("Endpoint", UNKNOWN),
-            "reader_endpoint": cluster.get("ReaderEndpoint", UNKNOWN),
-            "port": cluster.get("Port", self.db.port),
-            "database": self.db.name,
-            "master_username": self.db.master_username,
-            "security_group_id": state.security_group["id"] if state.security_group else UNKNOWN,
-            "subnet_group": self.db.subnet_group_name,
-            "instance_ids": sorted(i["DBInstanceIdentifier"] for i in state.instances) or [UNKNOWN],
-            "parameter_group": self.db.parameter_group_name,
-            # Members still to restart into the parameter group (see _pending_reboot), and
-            # the command that restarts them: [] once rds.force_ssl is in force.
-            "pending_reboot": pending,
-            **({"reboot_command": self._reboot_command()} if pending else {}),
-        }
+        return DatabaseOutputs(
+            cluster_id=self.db.cluster_id,
+            cluster_arn=cluster.get("DBClusterArn", UNKNOWN),
+            cluster_resource_id=cluster.get("DbClusterResourceId", UNKNOWN),
+            endpoint=cluster.get("Endpoint", UNKNOWN),
+            reader_endpoint=cluster.get("ReaderEndpoint", UNKNOWN),
+            port=cluster.get("Port", self.db.port),
+            database=self.db.name,
+            master_username=self.db.master_username,
+            security_group_id=state.security_group["id"] if state.security_group else UNKNOWN,
+            subnet_group=self.db.subnet_group_name,
+            instance_ids=tuple(sorted(i["DBInstanceIdentifier"] for i in state.instances)
+                               or [UNKNOWN]),
+            parameter_group=self.db.parameter_group_name,
+            pending_reboot=tuple(pending),
+            reboot_command=self._reboot_command() if pending else None)
 
 
 def _field(db, name: str) -> str:

@@ -20,7 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from runbook.aws import naming
-from runbook.engine.runner import UNKNOWN, Change, Step
+from runbook.engine import UNKNOWN, Change, Outputs, Step
 from runbook.functions.deploy import (FunctionSpec, FunctionsMixin, FunctionState, Invoker,
                                LayerState, database_login)
 
@@ -37,18 +37,28 @@ class DeployState:
     pool: dict | None = None
 
 
+@dataclass(frozen=True)
+class DeployOutputs(Outputs):
+    function_name: str
+    function_arn: str
+    role_arn: str
+    layer_version_arn: str
+    code_sha256: str
+    db_auth: str                          # iam | secret
+
+
 class DeployPostConfirmation(FunctionsMixin, Step):
     name = STEP_NAME
 
     def read(self) -> DeployState:
-        network = self.ctx.upstream("vpc-integrate")
-        database = self.ctx.upstream("database")
-        secrets = self.ctx.upstream("store-secrets")
-        self.ctx.upstream("fix-tables")  # the tables the trigger writes exist
-        cognito = self.ctx.upstream("cognito")
+        network = self.inputs.vpc_integrate
+        database = self.inputs.database
+        secrets = self.inputs.store_secrets
+        self.inputs.fix_tables  # the tables the trigger writes exist
+        cognito = self.inputs.cognito
         spec = self.spec(network, database, secrets, cognito)
         state = DeployState(self.read_layer(self.config.lambdas.runtime),
-                            pool_id=cognito["user_pool_id"])
+                            pool_id=cognito.user_pool_id)
         self.functions = state.functions
         state.functions[KEY] = self.read_function(spec)
         state.pool = self.read_pool(state.pool_id)
@@ -68,9 +78,9 @@ class DeployPostConfirmation(FunctionsMixin, Step):
         return FunctionSpec(
             key=KEY, name=name, runtime=config.lambdas.runtime, memory_mb=settings.memory_mb,
             timeout_s=settings.timeout_s, environment=environment, statements=(statement,),
-            subnet_ids=tuple(network["subnet_ids"]),
-            security_group_ids=(network["lambda_security_group_id"],), layer=True,
-            invoker=Invoker("cognito-idp.amazonaws.com", cognito["user_pool_arn"], account,
+            subnet_ids=tuple(network.subnet_ids),
+            security_group_ids=(network.lambda_security_group_id,), layer=True,
+            invoker=Invoker("cognito-idp.amazonaws.com", cognito.user_pool_arn, account,
                             "runbook-cognito-post-confirmation"),
             log_retention_days=config.lambdas.log_retention_days,
             tags=naming.tags(config, STEP_NAME, name))
@@ -83,16 +93,15 @@ class DeployPostConfirmation(FunctionsMixin, Step):
     def settle(self, state: DeployState) -> None:
         self.settle_functions(state.functions)
 
-    def outputs(self, state: DeployState) -> dict:
+    def outputs(self, state: DeployState) -> DeployOutputs:
         fn = state.functions[KEY]
-        return {
-            "function_name": fn.spec.name,
-            "function_arn": fn.function["FunctionArn"] if fn.function else UNKNOWN,
-            "role_arn": fn.role_arn,
-            "layer_version_arn": state.layer.arn or UNKNOWN,
-            "code_sha256": fn.artifact.sha256,
-            "db_auth": "iam" if self.trigger_role() else "secret",
-        }
+        return DeployOutputs(
+            function_name=fn.spec.name,
+            function_arn=fn.function["FunctionArn"] if fn.function else UNKNOWN,
+            role_arn=fn.role_arn,
+            layer_version_arn=state.layer.arn or UNKNOWN,
+            code_sha256=fn.artifact.sha256,
+            db_auth="iam" if self.trigger_role() else "secret")
 
 
 STEP = DeployPostConfirmation

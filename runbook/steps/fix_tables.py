@@ -32,7 +32,7 @@ from runbook.functions import db_migrate as migrate_function
 from runbook.database import migrations
 from runbook.aws import retry
 from runbook.database.access import DatabaseAccess
-from runbook.engine.runner import UNKNOWN, Change, Step
+from runbook.engine import UNKNOWN, Change, Outputs, Step
 from runbook.errors import StepFailed
 from runbook.functions.deploy import FunctionsMixin, FunctionState, LayerState
 from runbook.lambda_runtime import db as dbconnect
@@ -62,11 +62,26 @@ class TablesState:
         return self.layer is not None
 
 
+@dataclass(frozen=True)
+class TablesOutputs(Outputs):
+    schema_version: int
+    schema: str
+    roles: tuple
+    # With database.connect: lambda, the function that ran the migrations and what it
+    # applied in this run; None otherwise (and left out of the report).
+    migrate_function: str | None = None
+    applied_versions: tuple | None = None
+
+    def as_report(self) -> dict:
+        return {key: value for key, value in super().as_report().items()
+                if value is not None or key not in ("migrate_function", "applied_versions")}
+
+
 class FixTables(DatabaseAccess, FunctionsMixin, Step):
     name = "fix-tables"
 
-    def __init__(self, ctx):
-        super().__init__(ctx)
+    def __init__(self, ctx, inputs=None):
+        super().__init__(ctx, inputs)
         self.db = self.config.database
         self.conn = None
         self.functions: dict[str, FunctionState] = {}
@@ -75,8 +90,8 @@ class FixTables(DatabaseAccess, FunctionsMixin, Step):
 
     def read(self) -> TablesState:
         found = migrations.load(self._params())
-        database = self.ctx.upstream("database")
-        secrets = self.ctx.upstream("store-secrets")
+        database = self.inputs.database
+        secrets = self.inputs.store_secrets
         if self.db.connect == "lambda":
             return self._read_through_function(found, database, secrets)
         target = self.database_target(database, secrets)
@@ -89,7 +104,7 @@ class FixTables(DatabaseAccess, FunctionsMixin, Step):
         return state
 
     def _read_through_function(self, found, database: dict, secrets: dict) -> TablesState:
-        spec = migrate_function.spec(self.config, self.ctx.upstream("vpc-integrate"), database,
+        spec = migrate_function.spec(self.config, self.inputs.vpc_integrate, database,
                                      secrets, account=self.account(), region=self.ctx.aws.region)
         layer = self.read_layer(self.config.lambdas.runtime)
         self.functions = {KEY: self.read_function(spec)}
@@ -237,17 +252,16 @@ class FixTables(DatabaseAccess, FunctionsMixin, Step):
 
     # -- outputs ---------------------------------------------------------------------
 
-    def outputs(self, state: TablesState) -> dict:
+    def outputs(self, state: TablesState) -> TablesOutputs:
         done = all(m.version in state.applied for m in state.migrations)
-        outputs = {
-            "schema_version": max(state.applied) if done and state.applied else UNKNOWN,
-            "schema": self.db.schema,
-            "roles": sorted(self.db.roles),
-        }
-        if state.through_function:
-            outputs["migrate_function"] = state.functions[KEY].spec.name
-            outputs["applied_versions"] = list(state.outcome.applied) if state.outcome else []
-        return outputs
+        through = state.through_function
+        return TablesOutputs(
+            schema_version=max(state.applied) if done and state.applied else UNKNOWN,
+            schema=self.db.schema,
+            roles=tuple(sorted(self.db.roles)),
+            migrate_function=state.functions[KEY].spec.name if through else None,
+            applied_versions=(tuple(state.outcome.applied) if state.outcome else ())
+            if through else None)
 
 
 STEP = FixTables

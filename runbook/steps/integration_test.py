@@ -40,7 +40,7 @@ from dataclasses import dataclass, field
 
 from runbook.aws import tokens
 from runbook.database.access import DatabaseAccess
-from runbook.engine.runner import Change, Step
+from runbook.engine import Change, Outputs, Step
 from runbook.errors import RunbookError, StepFailed
 from runbook.lambda_runtime import db as dbconnect
 from runbook.lambda_runtime.emails import mask
@@ -93,11 +93,18 @@ class TestState:
     user: TestUser
 
 
+@dataclass(frozen=True)
+class TestOutputs(Outputs):
+    run_id: str
+    checks_passed: int
+    checks: int
+
+
 class IntegrationTest(DatabaseAccess, Step):
     name = STEP_NAME
 
-    def __init__(self, ctx):
-        super().__init__(ctx)
+    def __init__(self, ctx, inputs=None):
+        super().__init__(ctx, inputs)
         self.checks = {name: Check(name) for name in CHECKS}
         self.timings: dict[str, int | None] = {}
         self.ran = False
@@ -106,16 +113,16 @@ class IntegrationTest(DatabaseAccess, Step):
     # -- read and plan -------------------------------------------------------------------
 
     def read(self) -> TestState:
-        cognito = self.ctx.upstream("cognito")
-        deployed = self.ctx.upstream("deploy-post-confirmation")
+        cognito = self.inputs.cognito
+        deployed = self.inputs.deploy_post_confirmation
         run_id = uuid.uuid4().hex[:12]
         settings = self.config.integration_test
         user = TestUser(run_id, f"runbook-it+{run_id}@{settings.email_domain}",
                         new_password(self.config.cognito.password_policy.min_length),
                         custom_attribute_values(self.config.cognito.custom_attributes))
-        return TestState(cognito["user_pool_id"], cognito["client_id"],
-                         deployed["function_name"], self.ctx.upstream("database"),
-                         self.ctx.upstream("store-secrets"), user)
+        return TestState(cognito.user_pool_id, cognito.client_id,
+                         deployed.function_name, self.inputs.database,
+                         self.inputs.store_secrets, user)
 
     def plan(self, state: TestState) -> list[Change]:
         return [Change("create", f"cognito-idp:user {mask(state.user.email)}", "run_checks", {},
@@ -364,9 +371,9 @@ class IntegrationTest(DatabaseAccess, Step):
             self.conn.close()
             self.conn = None
 
-    def outputs(self, state: TestState) -> dict:
+    def outputs(self, state: TestState) -> TestOutputs:
         passed = sum(c.status == "ok" for c in self.checks.values())
-        return {"run_id": state.user.run_id, "checks_passed": passed, "checks": len(CHECKS)}
+        return TestOutputs(run_id=state.user.run_id, checks_passed=passed, checks=len(CHECKS))
 
 
 # -- helpers ---------------------------------------------------------------------------------
@@ -423,7 +430,7 @@ def _json(message: str) -> dict | None:
 
 
 def _describe(exc: BaseException) -> str:
-    from runbook.engine.runner import explain
+    from runbook.engine import explain
 
     if isinstance(exc, dbconnect.ConnectError):
         return str(exc)

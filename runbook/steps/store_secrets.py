@@ -24,7 +24,7 @@ import string
 from dataclasses import dataclass
 
 from runbook.aws import naming
-from runbook.engine.runner import UNKNOWN, Change, Step
+from runbook.engine import UNKNOWN, Change, Outputs, Step, is_known
 from runbook.errors import PlanError
 from runbook.aws.retry import error_code
 
@@ -58,18 +58,24 @@ class SecretsState:
     password_set: bool = False
 
 
+@dataclass(frozen=True)
+class SecretsOutputs(Outputs):
+    db_secret_arn: str
+    app_config_secret_arn: str
+
+
 class StoreSecretsStep(Step):
     name = STEP_NAME
 
     # -- read ----------------------------------------------------------------------
 
     def read(self) -> SecretsState:
-        database = self.ctx.upstream("database")
+        database = self.inputs.database
         state = SecretsState(database, self._read_secret(self.config.secrets.db),
                              self._read_secret(self.config.secrets.app_config))
-        if database.get("cluster_arn") not in (None, UNKNOWN):
+        if is_known(database.cluster_arn):
             cluster = self.client("rds").describe_db_clusters(
-                DBClusterIdentifier=database["cluster_id"])["DBClusters"][0]
+                DBClusterIdentifier=database.cluster_id)["DBClusters"][0]
             state.cluster_password_id = naming.from_aws(cluster.get("TagList")).get(PASSWORD_ID_TAG)
         return state
 
@@ -107,11 +113,11 @@ class StoreSecretsStep(Step):
     def desired_db_fields(self, database: dict) -> dict:
         return {
             "engine": "postgres",
-            "host": database["endpoint"],
-            "port": database["port"],
-            "dbname": database["database"],
-            "username": database["master_username"],
-            "dbClusterIdentifier": database["cluster_id"],
+            "host": database.endpoint,
+            "port": database.port,
+            "dbname": database.database,
+            "username": database.master_username,
+            "dbClusterIdentifier": database.cluster_id,
         }
 
     def desired_app_fields(self) -> dict:
@@ -220,7 +226,7 @@ class StoreSecretsStep(Step):
         rds = self.client("rds")
         value = state.db.value
         cluster = rds.modify_db_cluster(
-            DBClusterIdentifier=state.database["cluster_id"], ApplyImmediately=True,
+            DBClusterIdentifier=state.database.cluster_id, ApplyImmediately=True,
             MasterUserPassword=value["password"])["DBCluster"]
         # Tag after the password is set: a crash in between leaves the tag stale, and
         # the next run sets the password again.
@@ -235,14 +241,14 @@ class StoreSecretsStep(Step):
         if not state.password_set:
             return
         # AWS briefly shows `resetting-master-credentials` after a password change.
-        cluster_id = state.database["cluster_id"]
+        cluster_id = state.database.cluster_id
         self.ctx.wait_for("rds", "db_cluster_available", DBClusterIdentifier=cluster_id,
                           what=f"rds cluster {cluster_id} to take the new password",
                           timeout_s=15 * 60, interval_s=10)
 
-    def outputs(self, state: SecretsState) -> dict:
-        return {"db_secret_arn": state.db.arn or UNKNOWN,
-                "app_config_secret_arn": state.app.arn or UNKNOWN}
+    def outputs(self, state: SecretsState) -> SecretsOutputs:
+        return SecretsOutputs(db_secret_arn=state.db.arn or UNKNOWN,
+                              app_config_secret_arn=state.app.arn or UNKNOWN)
 
 
 def _valid_password(value) -> bool:

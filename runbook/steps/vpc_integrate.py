@@ -51,7 +51,8 @@ from runbook.aws import naming
 from runbook.aws import policies
 from runbook.aws import retry
 from runbook.aws import sgrules
-from runbook.engine.runner import UNKNOWN, Change, Step, is_known, tag_change
+from runbook.engine import UNKNOWN, Change, Outputs, Step, is_known
+from runbook.resources.base import tag_change
 from runbook.errors import PlanError, StepFailed
 from runbook.aws.reachability import (ALL_TRAFFIC_OUT, FINAL_STATES, HTTPS, Described, Endpoint,
                                   Permission, SecurityGroup, Subnet, nat_route, parse_endpoint,
@@ -101,6 +102,7 @@ class IntegrateState:
     subnet_ids: list[str]                 # the network step's: where the functions run
     database_group_id: str
     port: int
+    account: str | None                   # in the endpoint policies
     ipv6: bool = False                    # the VPC has an IPv6 block (see sgrules)
     dns_support: bool | None = None
     dns_hostnames: bool | None = None
@@ -111,13 +113,21 @@ class IntegrateState:
     rules: dict[str, dict[str, sgrules.Rule]] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class IntegrateOutputs(Outputs):
+    lambda_security_group_id: str
+    endpoint_security_group_id: str
+    subnet_ids: tuple
+    vpc_id: str
+    endpoints: dict                       # {service: endpoint id}
+
+
 class VpcIntegrateStep(Step):
     name = STEP_NAME
 
-    def __init__(self, ctx):
-        super().__init__(ctx)
+    def __init__(self, ctx, inputs=None):
+        super().__init__(ctx, inputs)
         self._wrote = False
-        self._account: str | None = None
 
     # -- names -----------------------------------------------------------------------
 
@@ -129,11 +139,9 @@ class VpcIntegrateStep(Step):
     def _service_name(self, service: str) -> str:
         return f"com.amazonaws.{self.ctx.aws.region}.{service}"
 
-    def endpoint_policy(self, service: str) -> dict:
+    def endpoint_policy(self, service: str, account: str) -> dict:
         """The endpoint policy of `service`'s endpoint (see ENDPOINT_ACTIONS)."""
-        if self._account is None:
-            self._account = self.ctx.aws.caller_account()
-        region, account = self.ctx.aws.region, self._account
+        region = self.ctx.aws.region
         if service == "secretsmanager":
             # A secret's ARN ends in its name, a hyphen and six random characters.
             resource = [f"arn:aws:secretsmanager:{region}:{account}:secret:{name}-??????"
@@ -168,10 +176,12 @@ class VpcIntegrateStep(Step):
     # -- read ------------------------------------------------------------------------
 
     def read(self) -> IntegrateState:
-        network = self.ctx.upstream("network")
-        database = self.ctx.upstream("database")
-        state = IntegrateState(network["vpc_id"], network["vpc_cidr"], list(network["subnet_ids"]),
-                               database["security_group_id"], int(database["port"]))
+        network = self.inputs.network
+        database = self.inputs.database
+        state = IntegrateState(network.vpc_id, network.vpc_cidr, list(network.subnet_ids),
+                               database.security_group_id, int(database.port),
+                               # The endpoint policies name it; outputs do not need it.
+                               account=None if self.ctx.outputs_only else self.api.account())
         if not is_known(state.vpc_id):
             return state
         ec2 = self.client("ec2")
@@ -357,7 +367,7 @@ class VpcIntegrateStep(Step):
         tags = naming.tags(self.config, STEP_NAME, name)
         current = self.endpoint(state, service)
         group = self.group(state, "endpoints")
-        policy = self.endpoint_policy(service)
+        policy = self.endpoint_policy(service, state.account)
         if current is None:
             return [Change("create", f"ec2:vpc-endpoint {name}", "create_endpoint",
                            {"service": service, "tags": tags},
@@ -507,7 +517,7 @@ class VpcIntegrateStep(Step):
             VpcEndpointType="Interface", VpcId=state.vpc_id,
             ServiceName=self._service_name(service), SubnetIds=self._subnets_to_add(state, []),
             SecurityGroupIds=[group], PrivateDnsEnabled=True, ClientToken=token,
-            PolicyDocument=json.dumps(self.endpoint_policy(service)),
+            PolicyDocument=json.dumps(self.endpoint_policy(service, state.account)),
             TagSpecifications=[{"ResourceType": "vpc-endpoint", "Tags": naming.as_aws(tags)}],
         ))["VpcEndpoint"]
         state.endpoints.append(parse_endpoint(raw, self.ctx.aws.region))
@@ -524,13 +534,13 @@ class VpcIntegrateStep(Step):
         if add_subnets:
             params["AddSubnetIds"] = add_subnets
         if policy:  # replaces the whole policy; the plan showed it
-            params["PolicyDocument"] = json.dumps(self.endpoint_policy(endpoint.service))
+            params["PolicyDocument"] = json.dumps(self.endpoint_policy(endpoint.service, state.account))
         self.client("ec2").modify_vpc_endpoint(**params)
         endpoint.private_dns = endpoint.private_dns or private_dns
         endpoint.group_ids = endpoint.group_ids + params.get("AddSecurityGroupIds", [])
         endpoint.subnet_ids = endpoint.subnet_ids + add_subnets
         if policy:
-            endpoint.policy = self.endpoint_policy(endpoint.service)
+            endpoint.policy = self.endpoint_policy(endpoint.service, state.account)
 
     def apply_tag(self, state: IntegrateState, resource_id: str, tags: dict) -> None:
         self.ctx.retry_ec2(lambda: self.client("ec2").create_tags(
@@ -622,16 +632,15 @@ class VpcIntegrateStep(Step):
 
     # -- outputs -----------------------------------------------------------------------
 
-    def outputs(self, state: IntegrateState) -> dict:
+    def outputs(self, state: IntegrateState) -> IntegrateOutputs:
         lam, endpoints_group = self.group(state, "lambda"), self.group(state, "endpoints")
         found = {service: self.endpoint(state, service) for service in SERVICES}
-        return {
-            "lambda_security_group_id": lam.id if lam else UNKNOWN,
-            "endpoint_security_group_id": endpoints_group.id if endpoints_group else UNKNOWN,
-            "subnet_ids": list(state.subnet_ids),
-            "vpc_id": state.vpc_id,
-            "endpoints": {service: e.id if e else UNKNOWN for service, e in found.items()},
-        }
+        return IntegrateOutputs(
+            lambda_security_group_id=lam.id if lam else UNKNOWN,
+            endpoint_security_group_id=endpoints_group.id if endpoints_group else UNKNOWN,
+            subnet_ids=tuple(state.subnet_ids),
+            vpc_id=state.vpc_id,
+            endpoints={service: e.id if e else UNKNOWN for service, e in found.items()})
 
 
 STEP = VpcIntegrateStep

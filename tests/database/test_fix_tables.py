@@ -14,17 +14,17 @@ import pytest
 
 from runbook import config as config_mod
 from runbook.aws.clients import ClientFactory
-from runbook.engine.runner import UNKNOWN, Runner
+from runbook.engine import UNKNOWN
+from runbook.steps import new_runner
+from runbook.steps.database import DatabaseOutputs
+from runbook.steps.store_secrets import SecretsOutputs
 from runbook.output.progress import Progress
 from runbook.lambda_runtime.profiles import NewUser, upsert_profile
 from runbook.steps.fix_tables import FixTables
 from tests.conftest import REGION
 
-UPSTREAM = {
-    "database": {"endpoint": UNKNOWN, "port": 5432, "database": "matbakh_main",
-                 "master_username": "postgres"},
-    "store-secrets": {"db_secret_arn": UNKNOWN},
-}
+UPSTREAM = {"database": DatabaseOutputs.standing_in("matbakh_main"),
+    "store-secrets": SecretsOutputs(UNKNOWN, UNKNOWN)}
 WORKING_TABLES = ("profiles", "private_profiles", "users")
 
 
@@ -36,7 +36,7 @@ def make_config(write_config, roles=None):
 
 
 def fix_tables(config, dsn, *, plan_only=False):
-    runner = Runner(config, ClientFactory(REGION), Progress(quiet=True), dry_run=True,
+    runner = new_runner(config, ClientFactory(REGION), Progress(quiet=True), dry_run=True,
                     plan_only=plan_only, database_dsn=dsn)
     runner.outputs.update(UPSTREAM)
     return runner.run_step("fix-tables")

@@ -22,7 +22,10 @@ from psycopg.conninfo import make_conninfo
 
 from runbook import config as config_mod
 from runbook.aws.clients import ClientFactory
-from runbook.engine.runner import UNKNOWN, Runner
+from runbook.engine import UNKNOWN
+from runbook.steps import new_runner
+from runbook.steps.database import DatabaseOutputs
+from runbook.steps.store_secrets import SecretsOutputs
 from runbook.output.progress import Progress
 from tests.conftest import FIXTURES, REGION, REPO
 
@@ -107,13 +110,10 @@ def migrate(write_config, dsn, *, roles=None, schema=None):
         if schema is not None:
             data["database"]["schema"] = schema
 
-    runner = Runner(config_mod.load(write_config(mutate)), ClientFactory(REGION),
+    runner = new_runner(config_mod.load(write_config(mutate)), ClientFactory(REGION),
                     Progress(quiet=True), dry_run=True, database_dsn=dsn)
-    runner.outputs.update({
-        "database": {"endpoint": UNKNOWN, "port": 5432, "database": "matbakh_main",
-                     "master_username": "postgres"},
-        "store-secrets": {"db_secret_arn": UNKNOWN},
-    })
+    runner.outputs.update({"database": DatabaseOutputs.standing_in("matbakh_main"),
+    "store-secrets": SecretsOutputs(UNKNOWN, UNKNOWN)})
     result = runner.run_step("fix-tables")
     assert result.status == "ok", result.error
 

@@ -26,11 +26,11 @@ def run_steps(config, names, dsn=None, *, plan_only=False):
     """Run `names` with a fresh client factory, as a separate `runbook` invocation would:
     ({name: StepResult}, the factory). With `dsn`, a dry run whose database is `dsn`."""
     from runbook.aws.clients import ClientFactory
-    from runbook.engine.runner import Runner
+    from runbook.steps import new_runner
     from runbook.output.progress import Progress
     from tests.conftest import REGION
 
     aws = ClientFactory(REGION)
-    runner = Runner(config, aws, Progress(quiet=True), dry_run=dsn is not None,
+    runner = new_runner(config, aws, Progress(quiet=True), dry_run=dsn is not None,
                     plan_only=plan_only, database_dsn=dsn, sleep=lambda s: None)
     return {r.name: r for r in runner.run(names)}, aws

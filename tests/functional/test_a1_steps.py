@@ -10,7 +10,7 @@ import pytest
 
 from runbook import config as config_mod
 from runbook.aws.clients import ClientFactory
-from runbook.engine.runner import Runner
+from runbook.steps import new_runner
 from runbook.output.progress import Progress
 from tests.conftest import REGION
 from tests.functional.conftest import run_steps as run
@@ -365,7 +365,7 @@ def test_waiting_on_a_cluster_that_never_becomes_available_prints_elapsed_time_t
     def sleep(seconds):
         now[0] += seconds
 
-    runner = Runner(config, ClientFactory(REGION), Progress(wait_report_every_s=300),
+    runner = new_runner(config, ClientFactory(REGION), Progress(wait_report_every_s=300),
                     sleep=sleep, clock=lambda: now[0])
     [result] = runner.run(["database"])
 
@@ -457,7 +457,7 @@ def test_an_interrupted_run_keeps_the_results_of_the_steps_before_it(account, co
             raise KeyboardInterrupt
 
     aws = ClientFactory(REGION, interceptors=[interrupt])
-    runner = Runner(config, aws, Progress(quiet=True), sleep=lambda s: None)
+    runner = new_runner(config, aws, Progress(quiet=True), sleep=lambda s: None)
     results = []
     with pytest.raises(KeyboardInterrupt):
         try:

@@ -14,7 +14,7 @@ import pytest
 from runbook import config as config_mod
 from runbook.aws import userpool
 from runbook.aws.clients import ClientFactory
-from runbook.engine.runner import Runner
+from runbook.steps import new_runner
 from runbook.functions.deploy import WITHHELD
 from runbook.output.progress import Progress
 from runbook.steps.cognito import CognitoStep
@@ -35,7 +35,7 @@ GUARDRAIL = {"Version": "2012-10-17", "Statement": [
 
 def run(config, *, plan_only=False):
     aws = ClientFactory(REGION)
-    runner = Runner(config, aws, Progress(quiet=True), plan_only=plan_only, sleep=lambda s: None)
+    runner = new_runner(config, aws, Progress(quiet=True), plan_only=plan_only, sleep=lambda s: None)
     [result] = runner.run(["cognito"])
     assert result.status == "ok", result.error
     return result, aws
@@ -162,7 +162,7 @@ def test_a_grant_already_removed_when_its_removal_arrives_counts_as_done(converg
     # between plan and apply.
     iam().put_role_policy(RoleName=ROLE, PolicyName="debugging", PolicyDocument=json.dumps(EXTRA))
     iam().attach_role_policy(RoleName=ROLE, PolicyArn=MANAGED)
-    runner = Runner(config, ClientFactory(REGION), Progress(quiet=True), sleep=lambda s: None)
+    runner = new_runner(config, ClientFactory(REGION), Progress(quiet=True), sleep=lambda s: None)
     step = CognitoStep(runner.context())
     state = step.read()
     removals = [c for c in step.plan(state) if c.action == "delete"]

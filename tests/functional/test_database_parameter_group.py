@@ -16,7 +16,8 @@ import boto3
 import pytest
 
 from runbook.aws.clients import ClientFactory
-from runbook.engine.runner import Runner, StepContext
+from runbook.engine import StepContext
+from runbook.steps import new_runner
 from runbook.errors import PlanError, StepFailed
 from runbook.output.progress import Progress
 from runbook.steps.database import (REBOOT_INTERVAL_S, REBOOT_TIMEOUT_S, DatabaseState,
@@ -54,7 +55,7 @@ class Lines(Progress):
 
 def run_database(config, *, allow_reboot=False, progress=None):
     aws = ClientFactory(REGION)
-    runner = Runner(config, aws, progress or Progress(quiet=True), sleep=lambda s: None,
+    runner = new_runner(config, aws, progress or Progress(quiet=True), sleep=lambda s: None,
                     allow_reboot=allow_reboot)
     [result] = runner.run(["database"])
     return result, [e["call"] for e in aws.journal.entries]
@@ -341,8 +342,8 @@ def test_the_pending_reboot_is_an_output_not_a_change(config, writer, readers, a
                       allow_reboot=allow_reboot)
     state = DatabaseState("vpc-1", [], cluster=aws_cluster(writer, *readers), attached=attached)
     outputs = DatabaseStep(ctx).outputs(state)
-    assert outputs["pending_reboot"] == pending
-    assert outputs.get("reboot_command") == (REBOOT_COMMAND if pending else None)
+    assert list(outputs.pending_reboot) == pending
+    assert outputs.reboot_command == (REBOOT_COMMAND if pending else None)
 
 
 # -- the waits around a reboot and the check after apply, on AWS's states ----------------
@@ -485,7 +486,7 @@ def test_a_run_that_fails_at_a_new_write_is_finished_by_the_next(account, config
             raise ConnectionClosedError(endpoint_url="answer lost")
 
     aws = ClientFactory(REGION, interceptors=[refuse], after_interceptors=[lose])
-    [first] = Runner(config, aws, Progress(quiet=True), sleep=lambda s: None,
+    [first] = new_runner(config, aws, Progress(quiet=True), sleep=lambda s: None,
                      allow_reboot=True).run(["database"])
     assert first.status == "failed" and fired == [operation], first.error
 
@@ -519,7 +520,7 @@ def test_a_run_that_fails_at_the_one_modify_db_cluster_is_finished_by_the_next(a
             raise ConnectionClosedError(endpoint_url="answer lost")
 
     aws = ClientFactory(REGION, interceptors=[refuse], after_interceptors=[lose])
-    [first] = Runner(config, aws, Progress(quiet=True), sleep=lambda s: None).run(["database"])
+    [first] = new_runner(config, aws, Progress(quiet=True), sleep=lambda s: None).run(["database"])
     assert first.status == "failed" and "rds:cluster matbakh-prod" in first.error
 
     second, calls = run_database(config)

@@ -486,13 +486,16 @@ def test_each_justification_is_used(seen):
 
 def test_the_one_resource_star_statement_says_aws_requires_it():
     """The code that grants "Resource": "*" is the ENI statement, and says why."""
-    root = Path(functions.__file__).parent
+    root = Path(functions.__file__).parents[1]
     code = {p.relative_to(root).as_posix(): [line for line in p.read_text().splitlines()
                                              if not line.lstrip().startswith("#")]
-            for p in root.rglob("*.py")}
+            for p in root.rglob("*.py")
+            # The sandbox's own code makes nothing in an AWS account: the crash sweep plants
+            # stand-ins in moto (a role to adopt, say).
+            if p.relative_to(root).parts[0] != "sandbox"}
     granting = {name: sum('"Resource": "*"' in line for line in lines)
                 for name, lines in code.items() if any('"Resource": "*"' in x for x in lines)}
-    assert granting == {"functions.py": 1}
+    assert granting == {"functions/deploy.py": 1}
     assert '"Action": ENI_ACTIONS, "Resource": "*"' in inspect.getsource(
         functions.FunctionState.policy)
     lines = Path(functions.__file__).read_text().splitlines()

@@ -10,7 +10,7 @@ import pytest
 
 from runbook import config as config_mod
 from runbook.aws.clients import ClientFactory
-from runbook.engine.runner import Runner
+from runbook.steps import new_runner
 from runbook.errors import StepFailed
 from runbook.output.progress import Progress
 from runbook.steps.vpc_integrate import VpcIntegrateStep
@@ -38,7 +38,7 @@ def runner(config, *, plan_only=False, clock=None):
     """A fresh factory and runner, as a separate `runbook` invocation would have."""
     aws = ClientFactory(REGION)
     clock = clock or Clock()
-    return Runner(config, aws, Progress(quiet=True), plan_only=plan_only, sleep=clock.sleep,
+    return new_runner(config, aws, Progress(quiet=True), plan_only=plan_only, sleep=clock.sleep,
                   clock=clock), aws
 
 
@@ -359,7 +359,7 @@ def test_without_the_secrets_manager_endpoint_the_preflight_fails_naming_it(a1, 
     # The step is kept from re-creating it: only read and settle run, as on a re-run
     # whose plan was not applied.
     run_with, aws = runner(config)
-    step = VpcIntegrateStep(run_with.context())
+    step = run_with.step("vpc-integrate")
 
     with pytest.raises(StepFailed) as failed:
         step.settle(step.read())
@@ -383,7 +383,7 @@ def test_a_lambda_group_whose_egress_stops_the_db_port_fails_the_preflight(a1, c
          "IpRanges": [{"CidrIp": "0.0.0.0/0"}]}])
     # Only read and settle run, as on a re-run whose plan was not applied.
     run_with, aws = runner(config)
-    step = VpcIntegrateStep(run_with.context())
+    step = run_with.step("vpc-integrate")
 
     with pytest.raises(StepFailed) as failed:
         step.settle(step.read())
@@ -526,7 +526,7 @@ def test_a_rule_already_removed_when_the_revoke_arrives_counts_as_done(a1, confi
         {"IpProtocol": "tcp", "FromPort": 5432, "ToPort": 5432,
          "IpRanges": [{"CidrIp": "0.0.0.0/0"}]}])
     run_with, aws = runner(config)
-    step = VpcIntegrateStep(run_with.context())
+    step = run_with.step("vpc-integrate")
     state = step.read()
     [change] = step.plan(state)
     assert (change.action, change.op) == ("delete", "revoke")

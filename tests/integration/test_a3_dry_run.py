@@ -13,7 +13,7 @@ import pytest
 from runbook import config as config_mod
 from runbook.aws.clients import ClientFactory
 from runbook.sandbox.cognito import SandboxCognito, TriggerFailed
-from runbook.engine.runner import Runner
+from runbook.steps import new_runner
 from runbook.functions.invoke import LocalInvoker
 from runbook.output.progress import Progress
 from runbook.sandbox.stack import SANDBOX_CREDENTIALS, Sandbox
@@ -97,7 +97,7 @@ def sandbox_a3():
     config = config_mod.load(PROD_CONFIG)
     with Sandbox(Progress(quiet=True)) as sandbox:
         aws = ClientFactory(REGION, endpoint_url=sandbox.aws_url, credentials=SANDBOX_CREDENTIALS)
-        runner = Runner(config, aws, Progress(quiet=True), dry_run=True, sleep=lambda s: None,
+        runner = new_runner(config, aws, Progress(quiet=True), dry_run=True, sleep=lambda s: None,
                         database_dsn=sandbox.database_dsn, database_tls=sandbox.database_tls)
         results = {r.name: r for r in runner.run(A3_THROUGH)}
         assert all(r.status == "ok" for r in results.values()), \

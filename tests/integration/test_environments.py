@@ -27,7 +27,7 @@ from psycopg.conninfo import make_conninfo
 
 from runbook import app, config as config_mod, preflight
 from runbook.engine import lock
-from runbook.engine.runner import Runner
+from runbook.steps import new_runner
 from runbook.errors import OwnedElsewhere
 from runbook.output.progress import Progress
 from runbook.sandbox.stack import Sandbox
@@ -59,7 +59,7 @@ def run(config, account: Account, steps: list[str], database_dsn: str):
     run_lock = lock.RunLock(account.factory().client("ssm"), config.env)
     with run_lock.held(lock.me("environments test", "+".join(steps)), wait_s=0):
         preflight.ownership(config, aws, steps, dry_run=True, database_dsn=database_dsn)
-        results = Runner(config, aws, Progress(quiet=True), dry_run=True,
+        results = new_runner(config, aws, Progress(quiet=True), dry_run=True,
                          sleep=lambda s: None, database_dsn=database_dsn).run(steps)
     return results, aws.total("write")
 

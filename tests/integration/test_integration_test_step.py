@@ -15,7 +15,7 @@ from runbook.functions import package
 from runbook.aws.clients import ClientFactory
 from runbook.sandbox.cognito import SandboxCognito
 from runbook.config import IntegrationTest
-from runbook.engine.runner import Runner
+from runbook.steps import new_runner
 from runbook.output.progress import Progress
 from runbook.sandbox.stack import SANDBOX_CREDENTIALS, Sandbox
 from tests.conftest import PROD_CONFIG, REGION
@@ -32,7 +32,7 @@ def sandbox():
     config = config_mod.load(PROD_CONFIG)
     with Sandbox(Progress(quiet=True)) as box:
         aws = ClientFactory(REGION, endpoint_url=box.aws_url, credentials=SANDBOX_CREDENTIALS)
-        results = Runner(config, aws, Progress(quiet=True), dry_run=True, sleep=lambda s: None,
+        results = new_runner(config, aws, Progress(quiet=True), dry_run=True, sleep=lambda s: None,
                          database_dsn=box.database_dsn).run(DEPLOYED)
         assert all(r.status == "ok" for r in results), [r.error for r in results if r.error]
         yield box, aws, {r.name: r.outputs for r in results}
@@ -44,7 +44,7 @@ def run(sandbox, names=(STEP,)):
     config = config_mod.load(PROD_CONFIG)
     config = config.model_copy(update={
         "integration_test": IntegrationTest(row_timeout_s=2, log_timeout_s=2)})
-    runner = Runner(config, aws, Progress(quiet=True), dry_run=True, sleep=lambda s: None,
+    runner = new_runner(config, aws, Progress(quiet=True), dry_run=True, sleep=lambda s: None,
                     database_dsn=box.database_dsn)
     return {r.name: r for r in runner.run(list(names))}
 
@@ -154,7 +154,7 @@ def test_ctrl_c_during_the_checks_still_cleans_up(sandbox, monkeypatch):
     monkeypatch.setattr(IntegrationTest, "authenticate", interrupted)
     box, aws, _ = sandbox
     config = config_mod.load(PROD_CONFIG)
-    runner = Runner(config, aws, Progress(quiet=True), dry_run=True, sleep=lambda s: None,
+    runner = new_runner(config, aws, Progress(quiet=True), dry_run=True, sleep=lambda s: None,
                     database_dsn=box.database_dsn)
     with pytest.raises(KeyboardInterrupt):
         runner.run([STEP])
@@ -180,7 +180,7 @@ def test_a_user_that_cannot_be_deleted_fails_cleanup_and_its_rows_are_still_dele
 
     aws = ClientFactory(REGION, endpoint_url=box.aws_url, credentials=SANDBOX_CREDENTIALS,
                         interceptors=[throttle_delete])
-    runner = Runner(config_mod.load(PROD_CONFIG), aws, Progress(quiet=True), dry_run=True,
+    runner = new_runner(config_mod.load(PROD_CONFIG), aws, Progress(quiet=True), dry_run=True,
                     sleep=lambda s: None, database_dsn=box.database_dsn)
     [result] = runner.run([STEP])
 

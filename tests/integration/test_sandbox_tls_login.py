@@ -19,7 +19,7 @@ from runbook import config as config_mod
 from runbook.functions import package
 from runbook.database import rds_ca
 from runbook.aws.clients import ClientFactory
-from runbook.engine.runner import Runner
+from runbook.steps import new_runner
 from runbook.functions.invoke import LocalInvoker
 from runbook.output.progress import Progress
 from runbook.sandbox.stack import SANDBOX_CREDENTIALS, Sandbox
@@ -45,7 +45,7 @@ def deployed(tmp_path_factory):
     config = config_mod.load(path)
     with Sandbox(Progress(quiet=True)) as sandbox:
         aws = ClientFactory(REGION, endpoint_url=sandbox.aws_url, credentials=SANDBOX_CREDENTIALS)
-        results = {r.name: r for r in Runner(
+        results = {r.name: r for r in new_runner(
             config, aws, Progress(quiet=True), dry_run=True, sleep=lambda s: None,
             database_dsn=sandbox.database_dsn, database_tls=sandbox.database_tls).run(THROUGH)}
         assert all(r.status == "ok" for r in results.values()), \
@@ -136,7 +136,7 @@ def test_with_database_auth_iam_runbooks_own_login_in_a_dry_run_goes_through_the
         aws = ClientFactory(REGION, endpoint_url=sandbox.aws_url, credentials=SANDBOX_CREDENTIALS)
         before = sandbox.database_tls.logins
 
-        results = Runner(config, aws, Progress(quiet=True), dry_run=True, sleep=lambda s: None,
+        results = new_runner(config, aws, Progress(quiet=True), dry_run=True, sleep=lambda s: None,
                          database_dsn=sandbox.database_dsn,
                          database_tls=sandbox.database_tls).run(steps)
 

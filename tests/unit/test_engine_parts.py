@@ -124,7 +124,7 @@ def test_help_imports_neither_boto3_nor_moto_nor_psycopg(argv):
 def test_a_parameter_error_never_echoes_the_value_it_rejected():
     from botocore.exceptions import ParamValidationError
 
-    from runbook.engine.runner import explain
+    from runbook.engine import explain
 
     exc = ParamValidationError(report="Invalid type for parameter MasterUserPassword, "
                                       "value: hunter2-secret, type: <class 'int'>, "

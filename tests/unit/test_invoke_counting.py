@@ -11,8 +11,9 @@ from botocore.response import StreamingBody
 from botocore.stub import Stubber
 
 from runbook.functions import db_migrate as migrate_function
+from runbook.functions.invoke import for_steps
 from runbook.aws.clients import ClientFactory
-from runbook.engine.runner import StepContext
+from runbook.engine import StepContext
 from runbook.errors import StepFailed
 from runbook.output.progress import Progress
 from runbook.lambda_runtime import migrate_event
@@ -56,7 +57,8 @@ def test_every_other_invoke_counts_as_a_write_and_is_journaled(payload):
 def test_a_function_error_is_a_step_failure_naming_the_function_and_the_error():
     aws = ClientFactory(REGION)
     ctx = StepContext(config=None, aws=aws, progress=Progress(quiet=True),
-                      upstream=lambda name: {})
+                      upstream=lambda name: {},
+                      invoker=for_steps(aws, dry_run=False))
     event = migrate_event.build(migrate_event.APPLY, [], {}, "public")
     with Stubber(aws.client("lambda")) as stub:
         stub.add_response(
@@ -76,7 +78,8 @@ def test_a_function_error_is_a_step_failure_naming_the_function_and_the_error():
 def test_an_answer_that_is_not_an_object_is_a_step_failure():
     aws = ClientFactory(REGION)
     ctx = StepContext(config=None, aws=aws, progress=Progress(quiet=True),
-                      upstream=lambda name: {})
+                      upstream=lambda name: {},
+                      invoker=for_steps(aws, dry_run=False))
     with Stubber(aws.client("lambda")) as stub:
         stub.add_response("invoke", {"StatusCode": 200, "Payload": body("Simple Lambda OK")})
         with pytest.raises(StepFailed, match="it answered str, which is not how this "

@@ -11,7 +11,7 @@ from rich.console import Console
 
 from runbook.output import drift
 from runbook.output import render
-from runbook.engine.runner import Change, StepResult
+from runbook.engine import Change, StepResult
 from runbook.errors import EXIT_BAD_INPUT, EXIT_DRIFT, EXIT_OK
 
 POLICY = ["logs:CreateLogStream, logs:PutLogEvents on arn:aws:logs:eu-central-1:123456789012:"

@@ -1,0 +1,165 @@
+"""The step contract: read, plan, apply, settle, outputs.
+
+A step's `read` makes only read calls and returns what exists. Its `plan` is a pure
+function of that state and the config: the engine runs it with every AWS call refused.
+`apply` executes exactly the planned changes, one by one, and `outputs` derives what
+later steps consume: a small frozen dataclass (`Outputs`), with `Unknown` for what the
+plan has yet to create.
+
+A step reads the outputs of the steps it needs through `self.inputs`, by attribute
+(`self.inputs.store_secrets` for step `store-secrets`). What a step needs is declared
+once, in the catalogue (runbook.steps.CATALOGUE); asking for another step's outputs is
+a programming error.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, fields
+from typing import Any, Callable, ClassVar
+
+from runbook.aws import retry
+from runbook.aws.api import Api
+from runbook.engine.plan import Change, Unknown
+from runbook.errors import StepFailed
+
+
+@dataclass(frozen=True)
+class Outputs:
+    """Base of a step's outputs. `as_report` is the JSON-able form the report shows."""
+
+    def as_report(self) -> dict:
+        return _jsonable(asdict(self))
+
+    def unknown(self) -> list[str]:
+        from runbook.engine.plan import unknown_fields
+
+        return unknown_fields(self)
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {key: _jsonable(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(item) for item in value]
+    if isinstance(value, Unknown):
+        return str(value)
+    return value
+
+
+class Inputs:
+    """The outputs of the steps a step needs, read through `upstream` on first use:
+    from this run when the step ran, and otherwise live (read calls only)."""
+
+    def __init__(self, step: str, needs: tuple[str, ...], upstream: Callable[[str], Any]):
+        self._step, self._needs, self._upstream = step, needs, upstream
+
+    def __getattr__(self, attribute: str):
+        if attribute.startswith("_"):
+            raise AttributeError(attribute)
+        name = attribute.replace("_", "-")
+        if name not in self._needs:
+            raise AttributeError(
+                f"step {self._step!r} reads the outputs of {name!r}, which its entry in "
+                f"runbook.steps.CATALOGUE does not list (it needs {', '.join(self._needs)})")
+        return self._upstream(name)
+
+
+@dataclass
+class StepContext:
+    config: Any
+    aws: Any                      # runbook.aws.clients.ClientFactory
+    progress: Any                 # runbook.output.progress.Progress
+    upstream: Callable[[str], Any]
+    dry_run: bool = False
+    plan_only: bool = False
+    # The step is read for its outputs only (Runner.upstream), not to be planned: what
+    # only its plan needs is not read.
+    outputs_only: bool = False
+    # `runbook run --allow-reboot`: a step may restart a database instance (step database,
+    # to apply a new cluster parameter group). Without it the restart stays pending.
+    allow_reboot: bool = False
+    # A dry run's stand-in for the cluster: the sandbox's PostgreSQL database, and the
+    # TLS front-end that takes IAM token logins for it (runbook.sandbox.tls).
+    database_dsn: str | None = None
+    database_tls: Any = None
+    # Runs a deployed function: (function name, event) -> Invocation. The edge supplies
+    # it (runbook.functions.invoke.for_steps): on Lambda live, locally in a dry run.
+    invoker: Callable[[str, dict], Any] | None = None
+    sleep: Callable[[float], None] = time.sleep
+    clock: Callable[[], float] = time.monotonic
+
+    def retry_ec2(self, call: Callable[[], Any]) -> Any:
+        return retry.retry(call, when=retry.is_ec2_propagation_error,
+                           policy=retry.EC2_PROPAGATION, sleep=self.sleep)
+
+    def wait_for(self, service: str, waiter: str, *, what: str, timeout_s: float,
+                 interval_s: float = 15, **kwargs) -> None:
+        """Wait on a boto3 waiter, printing the elapsed time while it is pending."""
+        poll = self.aws.client(service).get_waiter(waiter)
+        try:
+            retry.wait_until(lambda: retry.waiter_poll(poll, **kwargs), bool, what=what,
+                             timeout_s=timeout_s, interval_s=interval_s, sleep=self.sleep,
+                             clock=self.clock, on_wait=self.progress.waiting)
+        except retry.WaitTimeout as exc:
+            raise StepFailed(self.progress.current_step or "?", what, str(exc)) from None
+
+    def invoke(self, function_name: str, event: dict):
+        """Run a deployed function with `event` (see `invoker`)."""
+        if self.invoker is None:
+            raise StepFailed(self.progress.current_step or "?", f"lambda:function {function_name}",
+                             "this run has no way to invoke functions (no invoker given)")
+        return self.invoker(function_name, event)
+
+
+class Step:
+    """Base of every step module's `STEP` class."""
+
+    name: ClassVar[str]
+
+    def __init__(self, ctx: StepContext, inputs: Inputs | None = None):
+        self.ctx = ctx
+        self.config = ctx.config
+        self.inputs = inputs if inputs is not None else Inputs(self.name, (), ctx.upstream)
+        self.api = Api(ctx.aws, sleep=ctx.sleep)
+
+    def read(self):
+        raise NotImplementedError
+
+    def plan(self, state) -> list[Change]:
+        raise NotImplementedError
+
+    def outputs(self, state) -> Outputs:
+        """What later steps consume; Unknown for what the plan has yet to create."""
+        raise NotImplementedError
+
+    def apply(self, state, change: Change) -> bool | None:
+        """Apply one change. Returns False when it turned out to be done already (by a
+        concurrent run), so that it is not counted as applied."""
+        if change.run is not None:
+            return change.run(self.api, state, **change.args)
+        return getattr(self, f"apply_{change.op}")(state, **change.args)
+
+    def settle(self, state) -> None:
+        """Wait (read calls only) until what exists is ready for later steps."""
+
+    def close(self) -> None:
+        """Release what `read` opened (a database connection). Always called."""
+
+    def evidence(self) -> dict:
+        """What the step proved beyond its changes, for the report ({"checks": [...],
+        "timings": {...}} for the integration test). Read even when the step failed."""
+        return {}
+
+    def client(self, service: str):
+        return self.ctx.aws.client(service)
+
+    def claim(self, resource: str, tags: dict | None, field: str) -> None:
+        """Refuse a found resource that another environment owns (naming.claim)."""
+        from runbook.aws.naming import claim
+
+        claim(self.config, self.name, resource, tags, field)
+
+
+def output_fields(outputs: Outputs) -> list[str]:
+    return [f.name for f in fields(outputs)]

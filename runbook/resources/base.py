@@ -1,0 +1,256 @@
+"""The resource layer: one class per AWS resource kind, each with the same contract.
+
+    find(api, spec)          read only: the resource the spec names, found by id, then
+                             by runbook's tags, then by name; several candidates are
+                             refused, and so is one another environment owns
+    diff(spec, found)        pure: {field: {"from": current, "to": desired}}
+    plan(spec, found)        pure: the Changes that make `found` what `spec` says; a
+                             difference in a field that cannot change in place
+                             (`replaces`) is a PlanError that names the fix
+    create / update          apply one change, return what now exists
+    delete                   for teardown
+
+A step lists the specs it wants, reads what exists with `find`, and orders the changes
+`plan` returns. It never calls AWS itself to adopt, tag or compare: tags, "not found",
+pages, the account and the named retries live once, in runbook.aws.api.
+
+A plan is data: each Change carries an `Apply` (the resource, the spec, the key under
+which the step's state, an `Inventory`, keeps what was found) that the engine runs
+without knowing the kind. Values a plan cannot know, the id of a VPC it creates, say, are `Unknown` with a
+reference, (key, attribute), which `Apply` resolves from the state when it runs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Generic, TypeVar
+
+from runbook.aws import naming
+from runbook.aws.api import Api
+from runbook.engine.plan import Change, Unknown
+from runbook.errors import OwnedElsewhere, PlanError, StepFailed
+
+
+@dataclass(frozen=True)
+class Spec:
+    """What a step wants of one resource. Subclasses add the kind's settings."""
+
+    name: str                          # its name, or its Name tag
+    tags: dict                         # what it should carry (naming.tags)
+    field: str                         # the environment-file field that names it
+    id: str | None = None              # the id the environment file gives, if any
+
+    @property
+    def env(self) -> str:
+        return self.tags[naming.ENV_TAG]
+
+    @property
+    def step(self) -> str:
+        return self.tags[naming.STEP_TAG]
+
+
+@dataclass
+class Found:
+    """What exists of one resource. Subclasses add what `diff` compares."""
+
+    id: str
+    tags: dict
+
+
+S = TypeVar("S", bound=Spec)
+F = TypeVar("F", bound=Found)
+
+
+@dataclass
+class Inventory:
+    """What a step found and made, by key. Apply keeps it current, so that outputs and
+    the values later changes need come from it without reading again."""
+
+    found: dict[str, Any] = field(default_factory=dict)
+
+    def ref(self, key: str, attribute: str = "id") -> Any:
+        """found[key].attribute, or an Unknown that Apply resolves once it exists."""
+        item = self.found.get(key)
+        return getattr(item, attribute) if item is not None else Unknown((key, attribute))
+
+
+class Resource(Generic[S, F]):
+    kind: ClassVar[str]                 # "<service>:<type>", as plans show it
+    service: ClassVar[str]              # the boto3 client
+    plural: ClassVar[str]               # in messages: "VPCs"
+    # Fields that cannot change in place: {field: how to fix a difference}.
+    replaces: ClassVar[dict[str, str]] = {}
+    # Whether an update's label names the found id: "ec2:vpc main-vpc (vpc-1234)".
+    label_id: ClassVar[bool] = True
+    # Whether missing tags go into the update's diff (one change), or a change of their own.
+    tags_in_update: ClassVar[bool] = False
+
+    # -- read ------------------------------------------------------------------------
+
+    def find(self, api: Api, spec: S) -> F | None:
+        """By the file's id, then by this environment's tags, then by name."""
+        if spec.id:
+            found = self.by_id(api, spec.id)
+            if found is None:
+                raise PlanError(spec.step, f"{spec.field} {spec.id}", self.no_such_id(api, spec))
+        else:
+            found = self.only(spec, self.by_tags(api, spec), "carry this environment's tags")
+            if found is None:
+                found = self.only(spec, self.by_name(api, spec), "have this name")
+        if found is not None:
+            self.claim(spec, found)
+        return found
+
+    def by_id(self, api: Api, resource_id: str) -> F | None:
+        raise NotImplementedError
+
+    def by_tags(self, api: Api, spec: S) -> list[F]:
+        return []
+
+    def by_name(self, api: Api, spec: S) -> list[F]:
+        return []
+
+    def no_such_id(self, api: Api, spec: S) -> str:
+        return (f"no such {self.kind} in this account and region ({api.region}). Fix "
+                f"{spec.field}, or remove it to find the resource by name (or create it).")
+
+    def only(self, spec: S, candidates: list[F], how: str) -> F | None:
+        if len(candidates) > 1:
+            ids = ", ".join(c.id for c in candidates)
+            raise PlanError(spec.step, self.kind, f"several {self.plural} {how} ({ids}). "
+                            f"Set {spec.field} to the one to use.")
+        return candidates[0] if candidates else None
+
+    def claim(self, spec: S, found: F, label: str | None = None) -> None:
+        """Refuse a resource another environment's tag is on: staging and prod often
+        share an account, and a copied environment file with one name left unchanged
+        must not take over prod's resource. An untagged one (made by the old shell
+        scripts) may be adopted. `label` names it in the error (default: `label()`)."""
+        owner = (found.tags or {}).get(naming.ENV_TAG)
+        if owner is not None and owner != spec.env:
+            raise OwnedElsewhere(spec.step, label or self.label(spec, found), owner,
+                                 spec.env, spec.field)
+
+    # -- plan (pure) -------------------------------------------------------------------
+
+    def label(self, spec: S, found: F | None = None) -> str:
+        base = f"{self.kind} {spec.name}"
+        return f"{base} ({found.id})" if found is not None and self.label_id else base
+
+    def summary(self, spec: S) -> dict:
+        """What a create shows: the main settings."""
+        return {}
+
+    def diff(self, spec: S, found: F) -> dict:
+        """{field: {"from", "to"}} for the settings that differ, tags aside."""
+        return {}
+
+    def check(self, spec: S, found: F) -> None:
+        """Refuse a difference that cannot be made in place (`replaces`)."""
+        for name, fix in self.replaces.items():
+            current, wanted = getattr(found, name), getattr(spec, name)
+            if current != wanted:
+                raise PlanError(spec.step, self.label(spec, found),
+                                f"its {name} is {current}, the file says {wanted}. {fix}")
+
+    def plan(self, spec: S, found: F | None, key: str) -> list[Change]:
+        if found is None:
+            return [Change("create", self.label(spec), "create", {"spec": spec},
+                           self.summary(spec), run=Apply(self, key, "create"))]
+        self.check(spec, found)
+        diff = self.diff(spec, found)
+        add = naming.missing_tags(spec.tags, found.tags)
+        changes = []
+        if self.tags_in_update and add:
+            diff = {"tags": naming.tag_diff(found.tags, add), **diff}
+        if diff:
+            changes.append(Change("update", self.label(spec, found), "update",
+                                  {"spec": spec, "diff": diff, "tags": add if
+                                   self.tags_in_update else {}},
+                                  diff, run=Apply(self, key, "update")))
+        if add and not self.tags_in_update:
+            changes.append(self.tag_change(spec, found, add, key))
+        return changes
+
+    def tag_change(self, spec: S, found: F, add: dict, key: str) -> Change:
+        return Change("update", self.label(spec, found), "tag", {"tags": add},
+                      {"tags": naming.tag_diff(found.tags, add)}, run=Apply(self, key, "tag"))
+
+    # -- apply -------------------------------------------------------------------------
+
+    def create(self, api: Api, spec: S) -> F:
+        raise NotImplementedError
+
+    def update(self, api: Api, spec: S, found: F, diff: dict, tags: dict) -> F:
+        raise NotImplementedError
+
+    def tag(self, api: Api, found: F, tags: dict) -> F:
+        api.tag(self.service, self.tag_target(found), tags)
+        found.tags.update(tags)
+        return found
+
+    def tag_target(self, found: F) -> str:
+        """What runbook.aws.api.Api.tag takes for this kind: the id, or the ARN."""
+        return found.id
+
+    def delete(self, api: Api, found: F) -> None:
+        raise NotImplementedError(f"runbook does not delete {self.kind} yet")
+
+
+@dataclass
+class Apply:
+    """How the engine applies a resource change: resolve the spec's Unknowns from the
+    step's state, call the resource, keep what it returns under `key`."""
+
+    resource: Resource
+    key: str
+    action: str                          # create | update | tag | delete
+
+    def __call__(self, api: Api, inventory: Inventory, spec: Spec | None = None,
+                 diff: dict | None = None, tags: dict | None = None) -> None:
+        found = inventory.found.get(self.key)
+        if self.action == "create":
+            inventory.found[self.key] = self.resource.create(api, resolve(spec, inventory))
+        elif self.action == "update":
+            inventory.found[self.key] = self.resource.update(
+                api, resolve(spec, inventory), found, diff or {}, tags or {})
+        elif self.action == "tag":
+            inventory.found[self.key] = self.resource.tag(api, found, tags or {})
+        else:
+            self.resource.delete(api, found)
+            inventory.found[self.key] = None
+
+
+def resolve(value: Any, inventory: Inventory) -> Any:
+    """`value` with each Unknown that has a reference replaced by what it refers to."""
+    if isinstance(value, Unknown):
+        if value.ref is None:
+            return value
+        key, attribute = value.ref
+        item = inventory.found.get(key)
+        if item is None:
+            raise StepFailed("?", key, f"needed its {attribute}, and it was not made first")
+        return getattr(item, attribute)
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        changed = {f.name: resolve(getattr(value, f.name), inventory)
+                   for f in dataclasses.fields(value) if f.init}
+        return dataclasses.replace(value, **changed)
+    if isinstance(value, tuple):
+        return tuple(resolve(item, inventory) for item in value)
+    if isinstance(value, list):
+        return [resolve(item, inventory) for item in value]
+    if isinstance(value, dict):
+        return {k: resolve(item, inventory) for k, item in value.items()}
+    return value
+
+
+def tag_change(label: str, resource_id: str, desired: dict, current: dict, op: str) -> list[Change]:
+    """The change that adds the desired tags `current` lacks, or none, applied by the
+    step's `apply_<op>(state, resource_id, tags)`. Tags are only added: tags someone
+    else put on a resource are left alone."""
+    add = naming.missing_tags(desired, current)
+    if not add:
+        return []
+    return [Change("update", label, op, {"resource_id": resource_id, "tags": add},
+                   {"tags": naming.tag_diff(current, add)})]

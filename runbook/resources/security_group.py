@@ -1,0 +1,60 @@
+"""Security groups: the cluster's (step `database`), the Lambda functions' and the
+endpoints' (step `vpc-integrate`). A group is found in its VPC by name; its rules are
+the business of runbook.aws.sgrules and step vpc-integrate, which owns them all.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from runbook.aws import naming, sgrules
+from runbook.aws.api import Api, pages
+from runbook.aws.reachability import ALL_TRAFFIC_OUT, SecurityGroup as Found
+from runbook.aws.reachability import parse_group
+from runbook.resources.base import Resource, Spec
+
+
+@dataclass(frozen=True)
+class SecurityGroupSpec(Spec):
+    vpc_id: str = ""
+    description: str = ""
+    # Keep the all-traffic egress AWS gives a new group; False revokes it on create.
+    default_egress: bool = True
+    ipv6: bool = False                  # the VPC has an IPv6 block (sgrules)
+
+
+class SecurityGroup(Resource[SecurityGroupSpec, Found]):
+    kind, service, plural = "ec2:security-group", "ec2", "security groups"
+
+    def __init__(self, *, label_id: bool = True):
+        self.label_id = label_id
+
+    @staticmethod
+    def named(api: Api, vpc_id: str, name: str) -> Found | None:
+        """The group called `name` in the VPC (a group's name is unique in its VPC)."""
+        groups = api.client("ec2").describe_security_groups(Filters=[
+            {"Name": "vpc-id", "Values": [vpc_id]},
+            {"Name": "group-name", "Values": [name]},
+        ])["SecurityGroups"]
+        return parse_group(groups[0]) if groups else None
+
+    @staticmethod
+    def in_vpc(api: Api, vpc_id: str) -> dict[str, Found]:
+        """Every group of the VPC, by id (one read for all of them)."""
+        return {raw["GroupId"]: parse_group(raw)
+                for raw in pages(api.client("ec2"), "describe_security_groups",
+                                 "SecurityGroups",
+                                 Filters=[{"Name": "vpc-id", "Values": [vpc_id]}])
+                if raw.get("VpcId", vpc_id) == vpc_id}
+
+    def create(self, api: Api, spec: SecurityGroupSpec) -> Found:
+        ec2 = api.client("ec2")
+        group_id = api.retry_ec2(lambda: ec2.create_security_group(
+            GroupName=spec.name, VpcId=spec.vpc_id, Description=spec.description,
+            TagSpecifications=[{"ResourceType": "security-group",
+                                "Tags": naming.as_aws(spec.tags)}]))["GroupId"]
+        egress = [ALL_TRAFFIC_OUT]
+        if not spec.default_egress:
+            sgrules.revoke_default_egress(ec2, group_id, api.retry_ec2, ipv6=spec.ipv6)
+            egress = []
+        return Found(group_id, spec.name, dict(spec.tags), [], egress)

@@ -1,0 +1,254 @@
+"""The VPC, its subnets and their route tables (step `network`).
+
+moto, unlike AWS, would happily create a second VPC with the same block; runbook never
+relies on the API to refuse a duplicate: the VPC is found by id, by tags or by block.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from runbook.aws import naming
+from runbook.aws.api import Api, or_none, pages
+from runbook.engine.plan import diff_field
+from runbook.errors import PlanError
+from runbook.resources.base import Found, Resource, Spec
+
+
+def zones(api: Api) -> set[str]:
+    """The availability zones of the region, as this account sees them."""
+    answer = api.client("ec2").describe_availability_zones(
+        Filters=[{"Name": "region-name", "Values": [api.region]}])
+    return {z["ZoneName"] for z in answer["AvailabilityZones"]}
+
+
+def vpc_attribute(api: Api, vpc_id: str, name: str) -> bool:
+    """enableDnsSupport or enableDnsHostnames of a VPC."""
+    key = name[0].upper() + name[1:]
+    answer = api.client("ec2").describe_vpc_attribute(VpcId=vpc_id, Attribute=name)
+    return bool(answer[key]["Value"])
+
+
+# -- the VPC -----------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class VpcSpec(Spec):
+    cidr: str = ""
+
+
+@dataclass
+class VpcFound(Found):
+    cidr: str = ""
+    dns_support: bool = False
+    dns_hostnames: bool = False
+
+
+class Vpc(Resource[VpcSpec, VpcFound]):
+    kind, service, plural = "ec2:vpc", "ec2", "VPCs"
+    tags_in_update = True
+
+    def find(self, api: Api, spec: VpcSpec) -> VpcFound | None:
+        """By network.vpc_id, by runbook's tags, or by its block: a VPC made before runbook
+        (by the old shell scripts) is adopted and tagged rather than duplicated."""
+        raw = self._find(api, spec)
+        if raw is None:
+            return None
+        vpc_id = raw["VpcId"]
+        found = VpcFound(vpc_id, naming.from_aws(raw.get("Tags")), raw["CidrBlock"],
+                         vpc_attribute(api, vpc_id, "enableDnsSupport"),
+                         vpc_attribute(api, vpc_id, "enableDnsHostnames"))
+        self.claim(spec, found, f"ec2:vpc {vpc_id}")
+        return found
+
+    def _find(self, api: Api, spec: VpcSpec) -> dict | None:
+        ec2 = api.client("ec2")
+        if spec.id:
+            vpcs = or_none(lambda: ec2.describe_vpcs(VpcIds=[spec.id])["Vpcs"])
+            if not vpcs:
+                raise PlanError(spec.step, f"network.vpc_id {spec.id}",
+                                "no such VPC in this account and region. Fix "
+                                "network.vpc_id or remove it to create one.")
+            if vpcs[0]["CidrBlock"] != spec.cidr:
+                raise PlanError(spec.step, f"network.vpc_id {spec.id}",
+                                f"its CIDR is {vpcs[0]['CidrBlock']}, the file says "
+                                f"{spec.cidr}. Fix network.cidr or network.vpc_id.")
+            return vpcs[0]
+        tagged = pages(ec2, "describe_vpcs", "Vpcs", Filters=naming.owner_filters(spec.env, spec.step))
+        if len(tagged) > 1:
+            raise PlanError(spec.step, "vpc", "several VPCs carry this environment's tags ("
+                            + ", ".join(v["VpcId"] for v in tagged)
+                            + "). Set network.vpc_id to the one to use.")
+        if tagged:
+            if tagged[0]["CidrBlock"] != spec.cidr:
+                raise PlanError(spec.step, f"vpc {tagged[0]['VpcId']}",
+                                f"this environment's VPC uses {tagged[0]['CidrBlock']}, the "
+                                f"file says {spec.cidr}. A VPC's block cannot change: fix "
+                                "network.cidr.")
+            return tagged[0]
+        # By block: a VPC made before runbook, not claimed by another environment.
+        same_block = [v for v in pages(ec2, "describe_vpcs", "Vpcs",
+                                       Filters=[{"Name": "cidr", "Values": [spec.cidr]}])
+                      if not v.get("IsDefault")
+                      and naming.from_aws(v.get("Tags")).get(naming.ENV_TAG) in (None, spec.env)]
+        if len(same_block) > 1:
+            raise PlanError(spec.step, "vpc", f"several VPCs use {spec.cidr} ("
+                            + ", ".join(v["VpcId"] for v in same_block)
+                            + "). Set network.vpc_id to the one to adopt.")
+        return same_block[0] if same_block else None
+
+    def summary(self, spec: VpcSpec) -> dict:
+        return {"cidr": spec.cidr, "dns_support": True, "dns_hostnames": True}
+
+    def diff(self, spec: VpcSpec, found: VpcFound) -> dict:
+        diff: dict = {}
+        diff_field(diff, "dns_support", found.dns_support, True)
+        diff_field(diff, "dns_hostnames", found.dns_hostnames, True)
+        return diff
+
+    def create(self, api: Api, spec: VpcSpec) -> VpcFound:
+        vpc = api.client("ec2").create_vpc(CidrBlock=spec.cidr, TagSpecifications=[
+            {"ResourceType": "vpc", "Tags": naming.as_aws(spec.tags)}])["Vpc"]
+        # AWS turns DNS support on for a new VPC, and hostnames off.
+        found = VpcFound(vpc["VpcId"], dict(spec.tags), vpc["CidrBlock"], True, False)
+        return self._set_dns(api, found, support=False, hostnames=True)
+
+    def update(self, api: Api, spec: VpcSpec, found: VpcFound, diff: dict,
+               tags: dict) -> VpcFound:
+        if tags:
+            self.tag(api, found, tags)
+        return self._set_dns(api, found, support="dns_support" in diff,
+                             hostnames="dns_hostnames" in diff)
+
+    @staticmethod
+    def _set_dns(api: Api, found: VpcFound, *, support: bool, hostnames: bool) -> VpcFound:
+        ec2 = api.client("ec2")
+        # One attribute per call: the API refuses both in one request.
+        if support:
+            api.retry_ec2(lambda: ec2.modify_vpc_attribute(
+                VpcId=found.id, EnableDnsSupport={"Value": True}))
+            found.dns_support = True
+        if hostnames:
+            api.retry_ec2(lambda: ec2.modify_vpc_attribute(
+                VpcId=found.id, EnableDnsHostnames={"Value": True}))
+            found.dns_hostnames = True
+        return found
+
+
+# -- subnets -------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class SubnetSpec(Spec):
+    vpc_id: str = ""
+    cidr: str = ""
+    az: str = ""
+
+
+@dataclass
+class SubnetFound(Found):
+    cidr: str = ""
+    az: str = ""
+    map_public_ip: bool = False
+
+
+class Subnet(Resource[SubnetSpec, SubnetFound]):
+    """A private subnet: no public IPs on launch. Found by its block in the VPC."""
+
+    kind, service, plural = "ec2:subnet", "ec2", "subnets"
+    tags_in_update = True
+
+    @staticmethod
+    def in_vpc(api: Api, vpc_id: str) -> dict[str, SubnetFound]:
+        """Every subnet of the VPC, by block (one read for all of them)."""
+        return {s["CidrBlock"]: SubnetFound(s["SubnetId"], naming.from_aws(s.get("Tags")),
+                                            s["CidrBlock"], s["AvailabilityZone"],
+                                            bool(s.get("MapPublicIpOnLaunch")))
+                for s in pages(api.client("ec2"), "describe_subnets", "Subnets",
+                               Filters=[{"Name": "vpc-id", "Values": [vpc_id]}])}
+
+    def summary(self, spec: SubnetSpec) -> dict:
+        return {"cidr": spec.cidr, "az": spec.az}
+
+    def check(self, spec: SubnetSpec, found: SubnetFound) -> None:
+        if found.az != spec.az:
+            raise PlanError(spec.step, spec.field.rsplit(".", 1)[0],
+                            f"subnet {found.id} ({found.cidr}) is in {found.az}, the file "
+                            f"says {spec.az}; a subnet cannot move. Fix the file.")
+
+    def diff(self, spec: SubnetSpec, found: SubnetFound) -> dict:
+        diff: dict = {}
+        diff_field(diff, "map_public_ip_on_launch", found.map_public_ip, False)
+        return diff
+
+    def create(self, api: Api, spec: SubnetSpec) -> SubnetFound:
+        ec2 = api.client("ec2")
+        subnet = api.retry_ec2(lambda: ec2.create_subnet(
+            VpcId=spec.vpc_id, CidrBlock=spec.cidr, AvailabilityZone=spec.az,
+            TagSpecifications=[{"ResourceType": "subnet",
+                                "Tags": naming.as_aws(spec.tags)}]))["Subnet"]
+        return SubnetFound(subnet["SubnetId"], dict(spec.tags), spec.cidr, spec.az, False)
+
+    def update(self, api: Api, spec: SubnetSpec, found: SubnetFound, diff: dict,
+               tags: dict) -> SubnetFound:
+        if tags:
+            self.tag(api, found, tags)
+        if "map_public_ip_on_launch" in diff:
+            api.client("ec2").modify_subnet_attribute(
+                SubnetId=found.id, MapPublicIpOnLaunch={"Value": False})
+            found.map_public_ip = False
+        return found
+
+
+# -- route tables --------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class RouteTableSpec(Spec):
+    vpc_id: str = ""
+    subnet_id: str = ""                  # the subnet it is associated with
+
+
+@dataclass
+class RouteTableFound(Found):
+    subnet_ids: list = field(default_factory=list)
+    internet_route: str | None = None    # gateway of a 0.0.0.0/0 route to an internet gateway
+
+
+class RouteTable(Resource[RouteTableSpec, RouteTableFound]):
+    """A subnet's own route table with only the VPC-local route: private means no route to
+    an internet gateway, and an adopted subnet that has one is refused."""
+
+    kind, service, plural = "ec2:route-table", "ec2", "route tables"
+
+    @staticmethod
+    def in_vpc(api: Api, vpc_id: str) -> list[RouteTableFound]:
+        tables = []
+        for rt in pages(api.client("ec2"), "describe_route_tables", "RouteTables",
+                        Filters=[{"Name": "vpc-id", "Values": [vpc_id]}]):
+            internet = next((r.get("GatewayId") for r in rt.get("Routes", ())
+                             if r.get("DestinationCidrBlock") == "0.0.0.0/0"
+                             and str(r.get("GatewayId", "")).startswith("igw-")), None)
+            tables.append(RouteTableFound(
+                rt["RouteTableId"], naming.from_aws(rt.get("Tags")),
+                [a["SubnetId"] for a in rt.get("Associations", ()) if a.get("SubnetId")],
+                internet))
+        return tables
+
+    def create(self, api: Api, spec: RouteTableSpec) -> RouteTableFound:
+        ec2 = api.client("ec2")
+        table = api.retry_ec2(lambda: ec2.create_route_table(
+            VpcId=spec.vpc_id,
+            TagSpecifications=[{"ResourceType": "route-table",
+                                "Tags": naming.as_aws(spec.tags)}]))["RouteTable"]
+        found = RouteTableFound(table["RouteTableId"], dict(spec.tags), [], None)
+        return self.associate(api, found, spec.subnet_id)
+
+    def update(self, api: Api, spec: RouteTableSpec, found: RouteTableFound, diff: dict,
+               tags: dict) -> RouteTableFound:
+        """The one update runbook makes: associate the subnet (diff "subnet")."""
+        return self.associate(api, found, spec.subnet_id)
+
+    @staticmethod
+    def associate(api: Api, found: RouteTableFound, subnet_id: str) -> RouteTableFound:
+        api.retry_ec2(lambda: api.client("ec2").associate_route_table(
+            RouteTableId=found.id, SubnetId=subnet_id))
+        found.subnet_ids.append(subnet_id)
+        return found

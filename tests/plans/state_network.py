@@ -1,0 +1,14 @@
+"""Step network's plan cases: {"zones": [...], "vpc": VpcFound or null,
+"subnets": [SubnetFound...], "route_tables": [RouteTableFound...]}."""
+
+from __future__ import annotations
+
+from runbook.resources.vpc import RouteTableFound, SubnetFound, VpcFound
+from tests.plans.harness import build
+
+
+def state(step, data: dict):
+    subnets = [build(SubnetFound, s) for s in data.get("subnets", [])]
+    return step.state(set(data["zones"]), build(VpcFound, data.get("vpc")),
+                      {s.cidr: s for s in subnets},
+                      [build(RouteTableFound, t) for t in data.get("route_tables", [])])
