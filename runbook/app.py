@@ -161,10 +161,7 @@ def _write_alone(record: reports.RunRecord, step: str, report_dir: Path, stamp: 
 def _live_run(config, target, record, journal, progress, sleep, lock_wait_s,
               allow_reboot=False) -> None:
     aws = ClientFactory(config.region, journal=journal)
-    with aws.scoped("preflight"):
-        record.account = aws.caller_account()
-    if config.account_id and record.account != config.account_id:
-        raise AccountMismatch(config.account_id, record.account)
+    record.account = checked_account(config, aws)
     _aws_would_refuse(config, aws, target.requested)
     progress.line(f"live run of {target.name} in account {record.account}, {config.region}",
                   bold=True)
@@ -178,6 +175,16 @@ def _live_run(config, target, record, journal, progress, sleep, lock_wait_s,
             runner.run(target.requested, record.results)
         finally:
             _keep_interrupted(runner, record.results)
+
+
+def checked_account(config, aws) -> str:
+    """The account the credentials belong to (a preflight read), refused unless it is
+    the file's account_id: a live command never touches another account."""
+    with aws.scoped("preflight"):
+        account = aws.caller_account()
+    if config.account_id and account != config.account_id:
+        raise AccountMismatch(config.account_id, account)
+    return account
 
 
 def _aws_would_refuse(config, aws, steps: list[str]) -> None:
@@ -204,10 +211,7 @@ def environment_lock(config):
     from runbook.engine import lock
 
     aws = ClientFactory(config.region)
-    with aws.scoped("preflight"):
-        account = aws.caller_account()
-    if config.account_id and account != config.account_id:
-        raise AccountMismatch(config.account_id, account)
+    checked_account(config, aws)
     return lock.RunLock(aws.client("ssm"), config.env)
 
 
@@ -327,11 +331,7 @@ def plan(config, target: Target, *, dry_run: bool, progress) -> PlanOutcome:
 def plan_live(config, steps: list[str], progress) -> PlanOutcome:
     """Plan `steps` read-only against the account the credentials belong to."""
     aws = ClientFactory(config.region)
-    with aws.scoped("preflight"):
-        account = aws.caller_account()
-    if config.account_id and account != config.account_id:
-        raise AccountMismatch(config.account_id, account)
-    return _plan(config, steps, aws, progress, account)
+    return _plan(config, steps, aws, progress, checked_account(config, aws))
 
 
 def _plan(config, steps, aws, progress, account: str | None = None, *, dry_run: bool = False,
@@ -377,10 +377,7 @@ def invoke(config, function: str, event: dict, *, dry_run: bool, progress) -> In
         invocation = _invoke_in_sandbox(config, key, name, event, trigger, progress)
     else:
         aws = ClientFactory(config.region)
-        with aws.scoped("preflight"):
-            account = aws.caller_account()
-        if config.account_id and account != config.account_id:
-            raise AccountMismatch(config.account_id, account)
+        checked_account(config, aws)
         from runbook.functions.invoke import invoke_deployed
 
         invocation = invoke_deployed(aws, name, event)

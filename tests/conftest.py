@@ -1,6 +1,7 @@
 """Shared fixtures. Tests are organised by how much I/O they do:
 
 tests/unit         no I/O beyond temp files (config, plans, helpers)
+tests/plans        every step's plan as data: state in, changes out, no AWS at all
 tests/functional   steps against in-process moto (`mock_aws`)
 tests/database     fix-tables and the connector against a real PostgreSQL (pgserver, or
                    RUNBOOK_PG_DSN: a superuser, as the tests create roles)

@@ -37,6 +37,7 @@ import string
 import time
 import uuid
 from dataclasses import dataclass, field
+from typing import Any
 
 from runbook.aws import tokens
 from runbook.database.access import DatabaseAccess
@@ -88,8 +89,8 @@ class TestState:
     pool_id: str
     client_id: str
     function_name: str
-    database: dict
-    secrets: dict
+    database: Any                         # step database's outputs
+    secrets: Any                          # step store-secrets' outputs
     user: TestUser
 
 
@@ -127,11 +128,12 @@ class IntegrationTest(DatabaseAccess, Step):
     def plan(self, state: TestState) -> list[Change]:
         return [Change("create", f"cognito-idp:user {mask(state.user.email)}", "run_checks", {},
                        {"checks": ", ".join(CHECKS),
-                        "afterwards": "the user and its rows are deleted"})]
+                        "afterwards": "the user and its rows are deleted"},
+                       run=self.run_checks)]
 
     # -- apply: the checks ---------------------------------------------------------------
 
-    def apply_run_checks(self, state: TestState) -> None:
+    def run_checks(self, api, state: TestState) -> None:
         from runbook.sandbox.cognito import users
 
         self.ran = True
@@ -170,7 +172,7 @@ class IntegrationTest(DatabaseAccess, Step):
             check.status, check.detail = "failed", str(exc)
         except Exception as exc:  # noqa: BLE001 - an AWS or database error is the finding
             check.status, check.detail = "failed", _describe(exc)
-        except BaseException:  # Ctrl-C: recorded, then cleanup runs (apply_run_checks)
+        except BaseException:  # Ctrl-C: recorded, then cleanup runs (run_checks)
             check.status, check.detail = "failed", "interrupted by the operator"
             raise
         finally:
