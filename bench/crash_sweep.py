@@ -4,7 +4,7 @@
     python bench/crash_sweep.py --ci           # the sample tests/integration runs
     python bench/crash_sweep.py --k 1 --k 25 --kind response-lost-retried
 
-For each point (a write number k and a fault kind, see tests/sweep.py) it prints one
+For each point (a write number k and a fault kind, see runbook/sandbox/sweep.py) it prints one
 line, then the figures per fault kind: points tried, converged, duplicates, orphans,
 resources missing or configured differently, and second runs that failed. The exit code
 is 0 when every point converged, 1 otherwise. It starts its own sandbox (a moto server

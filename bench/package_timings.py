@@ -1,4 +1,4 @@
-"""Print how long runbook.package takes: each function package, a cold layer and a cached one.
+"""Print how long runbook.functions.package takes: each function package, a cold layer and a cached one.
 
     /tmp/venv/bin/python bench/package_timings.py [--runtime python3.11] [--no-pip-cache]
 

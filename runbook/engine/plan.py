@@ -1,9 +1,9 @@
 """What a plan is made of: changes, and the values only an apply can tell.
 
 A plan is data. Each `Change` names the resource, the action and what differs (what a
-person reads), and carries how to apply it: a call on a resource object with arguments
-(what the executor runs). Nothing in a plan is computed at apply time except the values
-marked `Unknown`, which the executor resolves from what earlier changes made.
+person reads), and carries how to apply it: a call with its arguments, which the engine
+runs without knowing what it does. Nothing in a plan is computed at apply time except
+the values marked `Unknown`, resolved from what earlier changes made.
 """
 
 from __future__ import annotations
@@ -81,8 +81,10 @@ class Change:
     settings; for an update, {field: {"from": current, "to": desired}}. `diff` never
     holds a secret. `detail` is longer text shown only on request (`plan --sql`).
 
-    `run` is how to apply it: a callable the executor calls with the step's state and
-    `args`. It stays out of reports. `op` names it for tests and logs.
+    `run` is how to apply it: the executor (Step.apply) calls `run(api, state, **args)`
+    with the step's runbook.aws.api.Api and state; for a resource it is a
+    runbook.resources.base.Apply. `run` and `args` stay out of reports; `op` names the
+    operation for tests and logs.
     """
 
     action: str          # create | update | delete
