@@ -1,0 +1,166 @@
+"""A Secrets Manager secret whose value is a JSON object (step `store-secrets`).
+
+runbook owns some fields of the value and leaves the others alone: the fields it derives
+(`fields`, rewritten when they differ) and the fields it generates (`generated`, made
+once, when missing, and never changed by a re-run). A secret made before runbook is
+adopted with whatever else it holds.
+
+A secret scheduled for deletion is restored, never re-created (AWS refuses a new secret
+with the name of one pending deletion anyway); its value can be read only once it is
+restored, so its fields are compared then.
+
+No secret value leaves this module: diffs show the non-secret fields runbook derives and
+"(generated)" for the rest, errors never quote a value, and `SecretFound.value` stays out
+of its repr.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets as pysecrets
+import string
+from dataclasses import dataclass, field
+
+from runbook.aws import naming
+from runbook.aws.api import Api, or_none
+from runbook.engine.plan import Change
+from runbook.errors import PlanError
+from runbook.resources.base import Apply, Found, Resource, Spec
+
+GENERATED = "(generated)"
+# A master password RDS accepts, and the random, non-secret id made together with it
+# (store-secrets tags the cluster with the id it was last set from).
+PASSWORD, PASSWORD_ID = "password", "password_id"
+# RDS refuses '/', '@', '"' and spaces in a master password.
+_PASSWORD_ALPHABET = string.ascii_letters + string.digits + "!#$%^&*()-_=+[]{}:,.?~"
+
+
+@dataclass(frozen=True)
+class SecretSpec(Spec):
+    fields: dict = field(default_factory=dict)   # runbook's derived, non-secret fields
+    generated: tuple = ()                        # made once: PASSWORD (with PASSWORD_ID), tokens
+    description: str = ""
+
+
+@dataclass
+class SecretFound(Found):
+    """`id` is the ARN."""
+
+    name: str = ""
+    deleted_on: str | None = None                # scheduled for deletion: the date
+    value: dict | None = field(default=None, repr=False)   # None while deleted
+
+
+class Secret(Resource[SecretSpec, SecretFound]):
+    kind, service, plural = "secretsmanager:secret", "secretsmanager", "secrets"
+    label_id = False
+
+    # -- read --------------------------------------------------------------------------
+
+    def find(self, api: Api, spec: SecretSpec) -> SecretFound | None:
+        """By name. The owner is checked before the value is read: runbook never reads
+        the value of a secret another environment owns."""
+        described = or_none(lambda: api.client("secretsmanager").describe_secret(
+            SecretId=spec.name))
+        if described is None:
+            return None
+        found = SecretFound(described["ARN"], naming.from_aws(described.get("Tags")), spec.name)
+        self.claim(spec, found)
+        if described.get("DeletedDate"):
+            found.deleted_on = str(described["DeletedDate"])[:10]
+            return found  # its value cannot be read until it is restored
+        found.value = self.read_value(api, spec)
+        return found
+
+    def read_value(self, api: Api, spec: SecretSpec) -> dict:
+        raw = api.client("secretsmanager").get_secret_value(SecretId=spec.name).get("SecretString")
+        try:
+            value = json.loads(raw or "")
+        except ValueError:
+            value = None
+        if not isinstance(value, dict):
+            raise PlanError(spec.step, self.label(spec),
+                            "its value is not a JSON object, so runbook cannot merge its "
+                            "fields. Fix or delete the secret by hand.")
+        return value
+
+    # -- plan (pure) -------------------------------------------------------------------
+
+    def summary(self, spec: SecretSpec) -> dict:
+        return {**spec.fields, **{key: GENERATED for key in spec.generated}}
+
+    def diff(self, spec: SecretSpec, found: SecretFound) -> dict:
+        """The derived fields that differ, and the generated ones missing (values never
+        shown: they are made at apply)."""
+        current = found.value or {}
+        diff = {key: {"from": current.get(key), "to": value}
+                for key, value in spec.fields.items() if current.get(key) != value}
+        diff.update({key: GENERATED for key in spec.generated if not current.get(key)})
+        return diff
+
+    def plan(self, spec: SecretSpec, found: SecretFound | None, key: str) -> list[Change]:
+        if found is None or not found.deleted_on:
+            return super().plan(spec, found, key)
+        restore = {"deletion": {"from": f"scheduled ({found.deleted_on})", "to": "restored"},
+                   "fields": "compared after the restore"}
+        changes = [Change("update", self.label(spec, found), "restore",
+                          {"spec": spec, "diff": restore}, restore,
+                          run=Apply(self, key, "update"))]
+        add = naming.missing_tags(spec.tags, found.tags)
+        return changes + ([self.tag_change(spec, found, add, key)] if add else [])
+
+    # -- apply -------------------------------------------------------------------------
+
+    def create(self, api: Api, spec: SecretSpec) -> SecretFound:
+        value = generate(dict(spec.fields), spec.generated)
+        created = api.client("secretsmanager").create_secret(
+            Name=spec.name, SecretString=json.dumps(value, sort_keys=True),
+            Description=spec.description, Tags=naming.as_aws(spec.tags))
+        return SecretFound(created["ARN"], dict(spec.tags), spec.name, None, value)
+
+    def update(self, api: Api, spec: SecretSpec, found: SecretFound, diff: dict,
+               tags: dict) -> SecretFound:
+        """Restore a secret scheduled for deletion (diff "deletion"), else write runbook's
+        fields into its value (PutSecretValue, the other fields kept)."""
+        if "deletion" in diff:
+            return self.restore(api, spec, found)
+        return self.put_value(api, spec, found)
+
+    def restore(self, api: Api, spec: SecretSpec, found: SecretFound) -> SecretFound:
+        api.client("secretsmanager").restore_secret(SecretId=spec.name)
+        found.deleted_on = None
+        found.value = self.read_value(api, spec)
+        if merged(found.value, spec) != found.value:
+            self.put_value(api, spec, found)
+        return found
+
+    @staticmethod
+    def put_value(api: Api, spec: SecretSpec, found: SecretFound) -> SecretFound:
+        value = merged(found.value or {}, spec)
+        api.client("secretsmanager").put_secret_value(
+            SecretId=spec.name, SecretString=json.dumps(value, sort_keys=True))
+        found.value = value
+        return found
+
+    def tag_target(self, found: SecretFound) -> str:
+        return found.name
+
+
+def merged(current: dict, spec: SecretSpec) -> dict:
+    """The current value with runbook's fields set; generated ones kept or made once."""
+    return generate({**current, **spec.fields}, spec.generated)
+
+
+def generate(value: dict, generated: tuple) -> dict:
+    """`value` with each generated field it lacks made: a password together with a new
+    id, an id alone for a password that has none, a token for anything else."""
+    if PASSWORD in generated:
+        if not value.get(PASSWORD):
+            value[PASSWORD] = "".join(pysecrets.choice(_PASSWORD_ALPHABET) for _ in range(40))
+            value[PASSWORD_ID] = "pw-" + pysecrets.token_hex(8)
+        elif not value.get(PASSWORD_ID):
+            value[PASSWORD_ID] = "pw-" + pysecrets.token_hex(8)
+    for key in generated:
+        if key not in (PASSWORD, PASSWORD_ID) and not value.get(key):
+            value[key] = pysecrets.token_urlsafe(48)
+    return value
