@@ -259,14 +259,14 @@ def test_a_pool_and_client_made_outside_runbook_are_adopted_by_name_not_duplicat
 
 
 def test_pools_and_clients_are_found_beyond_the_first_page(account, config, monkeypatch):
-    from runbook.steps import cognito
+    from runbook.resources import user_pool
 
     idp().create_user_pool(PoolName="someone-else")
     pool_id = legacy_pool()
     idp().create_user_pool(PoolName="someone-else-too")
     for name in ("other-a", CLIENT, "other-b"):
         idp().create_user_pool_client(UserPoolId=pool_id, ClientName=name)
-    monkeypatch.setattr(cognito, "PAGE_SIZE", 1)
+    monkeypatch.setattr(user_pool, "PAGE_SIZE", 1)
 
     result, _ = run(config)
 
