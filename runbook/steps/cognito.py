@@ -128,7 +128,8 @@ class CognitoStep(FunctionsMixin, Step):
               pre_signup: FunctionState) -> CognitoState:
         """What was read, keyed for the plan: pure, so that plans are tested from data.
         `pools` are the pool's candidates (UserPool.candidates)."""
-        return CognitoState(found={"pool": POOL.choose(self.pool_spec(), pools), "client": client},
+        pool = POOL.choose(self.pool_spec(), pools)
+        return CognitoState(found={"pool": pool, "client": client},
                             functions={PRE_SIGNUP: pre_signup})
 
     # -- plan ----------------------------------------------------------------------
@@ -158,7 +159,7 @@ class CognitoStep(FunctionsMixin, Step):
         """A change that attaches triggers (the pool's create, or its triggers' update),
         run with the triggers asked for again, once their functions exist and are active:
         Cognito calls a trigger from the moment it is attached. A created pool's ARN is
-        then bound to the functions' invoke permission."""
+        then bound to Pre-SignUp's invoke permission."""
 
         def run(api, state: CognitoState, spec: UserPoolSpec, **args) -> None:
             triggers = self.desired_triggers(state)
