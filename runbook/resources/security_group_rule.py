@@ -109,9 +109,9 @@ class SecurityGroupRule(Resource[RuleSetSpec, RuleSet]):
                 answer = api.retry_ec2(lambda: ec2.authorize_security_group_egress(
                     GroupId=found.id, IpPermissions=[permission]))
             else:
-                [peer] = [p for k in ("UserIdGroupPairs", "IpRanges", "Ipv6Ranges",
-                                      "PrefixListIds") for p in permission.get(k, ())]
-                peer["Description"] = spec.description
+                for peers in ("UserIdGroupPairs", "IpRanges", "Ipv6Ranges", "PrefixListIds"):
+                    for peer in permission.get(peers, ()):
+                        peer["Description"] = spec.description
                 answer = api.retry_ec2(lambda: ec2.authorize_security_group_ingress(
                     GroupId=found.id, IpPermissions=[permission],
                     TagSpecifications=[{"ResourceType": "security-group-rule",

@@ -114,7 +114,7 @@ class IntegrateState(Inventory):
     dns_support: bool | None = None
     dns_hostnames: bool | None = None
     subnets: dict[str, Subnet] = field(default_factory=dict)        # every subnet of the VPC
-    groups: dict[str, Group] = field(default_factory=dict)  # every group of the VPC
+    groups: dict[str, Group] = field(default_factory=dict)          # every group of the VPC
     endpoints: list[Endpoint] = field(default_factory=list)         # interface, not final
 
 
@@ -227,10 +227,17 @@ class VpcIntegrateStep(Step):
     def endpoint(state: IntegrateState, service: str) -> Endpoint | None:
         return state.found.get(f"endpoint {service}")
 
+    def owned_groups(self, vpc_id, ipv6: bool, groups: dict[str, Group]) -> dict[str, Group]:
+        """{role: group} of GROUP_ROLES' groups among the VPC's `groups`, those found."""
+        owned = {role: GROUP.select(self.group_spec(role, vpc_id, ipv6), groups)
+                 for role in ("lambda", "endpoints")}
+        owned["database"] = groups.get(self.inputs.database.security_group_id)
+        return {role: group for role, group in owned.items() if group is not None}
+
     # -- read ------------------------------------------------------------------------
 
     def read(self) -> IntegrateState:
-        network, database = self.inputs.network, self.inputs.database
+        network = self.inputs.network
         # The endpoint policies name it; outputs do not need it.
         account = None if self.ctx.outputs_only else self.api.account()
         vpc_id = network.vpc_id
@@ -241,14 +248,11 @@ class VpcIntegrateStep(Step):
                vpc_attribute(api, vpc_id, "enableDnsHostnames"))
         ipv6 = has_ipv6(api, vpc_id)
         subnets = routed_subnets(api, vpc_id)
-        groups = SecurityGroup.in_vpc(api, vpc_id)
-        owned = [groups.get(database.security_group_id)] + [
-            GROUP.select(self.group_spec(role, vpc_id, ipv6), groups)
-            for role in ("endpoints", "lambda")]
-        owned_ids = sorted(group.id for group in owned if group)
-        rules = SecurityGroupRule.of_groups(api, owned_ids) if owned_ids else {}
+        groups = GROUP.in_vpc(api, vpc_id)
+        owned = sorted(group.id for group in self.owned_groups(vpc_id, ipv6, groups).values())
+        rules = RULE.of_groups(api, owned) if owned else {}
         return self.state(account, dns=dns, ipv6=ipv6, subnets=subnets, groups=groups,
-                          rules=rules, endpoints=VpcEndpoint.in_vpc(api, vpc_id))
+                          rules=rules, endpoints=ENDPOINT.in_vpc(api, vpc_id))
 
     def state(self, account: str | None, *, dns: tuple = (None, None), ipv6: bool = False,
               subnets: dict[str, Subnet] | None = None,
@@ -268,11 +272,12 @@ class VpcIntegrateStep(Step):
             endpoints=list(endpoints or ()))
         if not is_known(state.vpc_id):
             return state
+        owned = self.owned_groups(state.vpc_id, state.ipv6, state.groups)
         for role in ("lambda", "endpoints"):
-            spec = self.group_spec(role, state.vpc_id, state.ipv6)
-            group = GROUP.select(spec, state.groups)
-            if group is not None:
-                GROUP.claim(spec, group, f"ec2:security-group {group.name} ({group.id})")
+            if role in owned:
+                group = owned[role]
+                GROUP.claim(self.group_spec(role, state.vpc_id, state.ipv6), group,
+                            f"ec2:security-group {group.name} ({group.id})")
                 state.found[f"group {role}"] = group
         for service in SERVICES:
             spec = self.endpoint_spec(state, service)
@@ -280,11 +285,9 @@ class VpcIntegrateStep(Step):
             if endpoint is not None:
                 ENDPOINT.claim(spec, endpoint, f"ec2:vpc-endpoint {service} ({endpoint.id})")
                 state.found[f"endpoint {service}"] = endpoint
-        for role in GROUP_ROLES:
-            group = self.owned_group(state, role)
-            if group is not None:
-                state.found[f"rules {role}"] = RuleSet(
-                    group.id, {}, dict((rules or {}).get(group.id, {})))
+        for role, group in owned.items():
+            state.found[f"rules {role}"] = RuleSet(group.id, {},
+                                                   dict((rules or {}).get(group.id, {})))
         return state
 
     # -- plan ------------------------------------------------------------------------
