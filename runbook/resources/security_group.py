@@ -1,6 +1,7 @@
 """Security groups: the cluster's (step `database`), the Lambda functions' and the
-endpoints' (step `vpc-integrate`). A group is found in its VPC by name; its rules are
-the business of runbook.aws.sgrules and step vpc-integrate, which owns them all.
+endpoints' (step `vpc-integrate`). A group is found in its VPC by name; its rules are a
+resource kind of their own (runbook.resources.security_group_rule), all owned by step
+vpc-integrate.
 """
 
 from __future__ import annotations
