@@ -1,6 +1,7 @@
 """Security groups: the cluster's (step `database`), the Lambda functions' and the
-endpoints' (step `vpc-integrate`). A group is found in its VPC by name; its rules are
-the business of runbook.aws.sgrules and step vpc-integrate, which owns them all.
+endpoints' (step `vpc-integrate`). A group is found in its VPC by name; its rules are a
+resource kind of their own (runbook.resources.security_group_rule), all owned by step
+vpc-integrate.
 """
 
 from __future__ import annotations
@@ -58,3 +59,23 @@ class SecurityGroup(Resource[SecurityGroupSpec, Found]):
             sgrules.revoke_default_egress(ec2, group_id, api.retry_ec2, ipv6=spec.ipv6)
             egress = []
         return Found(group_id, spec.name, dict(spec.tags), [], egress)
+
+    # -- for step vpc-integrate: its groups, and what a plan shows ----------------------
+
+    @staticmethod
+    def select(spec: SecurityGroupSpec, groups: dict[str, Found]) -> Found | None:
+        """The group `spec` names among `groups` (in_vpc): by name, which is unique in a
+        VPC and cannot change, else one that carries this environment's and step's tags
+        and the Name tag. Pure, so that a step reads the VPC's groups once for all its
+        uses (the preflight needs all of them) and picks its own from them."""
+        by_name = [g for g in groups.values() if g.name == spec.name]
+        if by_name:
+            return by_name[0]
+        return next((g for g in sorted(groups.values(), key=lambda g: g.id)
+                     if g.tags.get(naming.ENV_TAG) == spec.env
+                     and g.tags.get(naming.STEP_TAG) == spec.step
+                     and g.tags.get("Name") == spec.name), None)
+
+    def summary(self, spec: SecurityGroupSpec) -> dict:
+        egress = "all (the default)" if spec.default_egress else "none (the default removed)"
+        return {"vpc": spec.vpc_id, "egress": egress}

@@ -1,4 +1,5 @@
-"""The VPC, its subnets and their route tables (step `network`).
+"""The VPC, its subnets and their route tables (step `network`), and what the preflight
+of step `vpc-integrate` reads of them.
 
 moto, unlike AWS, would happily create a second VPC with the same block; runbook never
 relies on the API to refuse a duplicate: the VPC is found by id, by tags or by block.
@@ -8,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from runbook.aws import naming
+from runbook.aws import naming, reachability
 from runbook.aws.api import Api, or_none, pages
 from runbook.engine.plan import diff_field
 from runbook.errors import PlanError
@@ -252,3 +253,32 @@ class RouteTable(Resource[RouteTableSpec, RouteTableFound]):
             RouteTableId=found.id, SubnetId=subnet_id))
         found.subnet_ids.append(subnet_id)
         return found
+
+
+# -- what the preflight reads (step vpc-integrate) -----------------------------------------
+
+def has_ipv6(api: Api, vpc_id: str) -> bool:
+    """Whether the VPC has an IPv6 block (associated, or on its way): a new group then
+    gets all traffic to ::/0 too (runbook.aws.sgrules)."""
+    [vpc] = api.client("ec2").describe_vpcs(VpcIds=[vpc_id])["Vpcs"]
+    return any((block.get("Ipv6CidrBlockState") or {}).get("State") in ("associating", "associated")
+               for block in vpc.get("Ipv6CidrBlockAssociationSet") or ())
+
+
+def routed_subnets(api: Api, vpc_id: str) -> dict[str, reachability.Subnet]:
+    """Every subnet of the VPC with the route table it uses (its own, else the VPC's main
+    table) and that table's NAT gateway route, by id: what the preflight judges."""
+    ec2, vpc_filter = api.client("ec2"), [{"Name": "vpc-id", "Values": [vpc_id]}]
+    tables = pages(ec2, "describe_route_tables", "RouteTables", Filters=vpc_filter)
+    main = next((t for t in tables if any(a.get("Main") for a in t.get("Associations", ()))),
+                None)
+    explicit = {a["SubnetId"]: t for t in tables for a in t.get("Associations", ())
+                if a.get("SubnetId")
+                and a.get("AssociationState", {}).get("State", "associated") == "associated"}
+    subnets = {}
+    for raw in pages(ec2, "describe_subnets", "Subnets", Filters=vpc_filter):
+        table = explicit.get(raw["SubnetId"], main)
+        subnets[raw["SubnetId"]] = reachability.Subnet(
+            raw["SubnetId"], raw["CidrBlock"], raw.get("AvailabilityZone", ""),
+            table["RouteTableId"] if table else None, reachability.nat_route(table))
+    return subnets

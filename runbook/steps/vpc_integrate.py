@@ -20,7 +20,7 @@ adopted (groups by VPC and name, endpoints by VPC and service), never duplicated
 
 This step owns the whole rule set of those three groups, the cluster's included (step
 `database` only makes that group, with AWS's default egress): one owner, so two steps
-never undo each other's rules. Rules are compared one by one (`runbook.sgrules`): a
+never undo each other's rules. Rules are compared one by one (`runbook.aws.sgrules`): a
 missing rule is added, and every other rule, in either direction, is removed, whoever
 added it; a broader rule (a port range, 0.0.0.0/0) is not taken for the exact one. The
 one exception is the all-traffic egress to ::/0 on a group that keeps AWS's default
@@ -35,7 +35,7 @@ listed (state `deleted`) and ignores PrivateDnsEnabled in ModifyVpcEndpoint. So 
 checks the VPC's DNS attributes itself, leaves endpoints in a final state out, and in
 `settle` describes everything again and fails if the result differs from the plan.
 
-`settle` (after apply, and on every re-run) then runs `runbook.reachability.preflight`
+`settle` (after apply, and on every re-run) then runs `runbook.aws.reachability.preflight`
 over the described state: a pure function that says whether each Lambda subnet reaches
 Secrets Manager and whether the security groups let Lambda reach the cluster's port. A
 missing piece fails the step with a message that names it and the way to fix it.
@@ -43,20 +43,19 @@ missing piece fails the step with a message that names it and the way to fix it.
 
 from __future__ import annotations
 
-import json
-import uuid
 from dataclasses import dataclass, field
+from typing import Any
 
-from runbook.aws import naming
-from runbook.aws import policies
-from runbook.aws import retry
-from runbook.aws import sgrules
+from runbook.aws import naming, retry, sgrules
+from runbook.aws.reachability import FINAL_STATES, HTTPS, Described, Endpoint, Subnet, preflight
+from runbook.aws.reachability import SecurityGroup as Group
 from runbook.engine import UNKNOWN, Change, Outputs, Step, is_known
-from runbook.resources.base import tag_change
 from runbook.errors import PlanError, StepFailed
-from runbook.aws.reachability import (ALL_TRAFFIC_OUT, FINAL_STATES, HTTPS, Described, Endpoint,
-                                  Permission, SecurityGroup, Subnet, nat_route, parse_endpoint,
-                                  parse_group, preflight)
+from runbook.resources.base import Inventory
+from runbook.resources.security_group import SecurityGroup, SecurityGroupSpec
+from runbook.resources.security_group_rule import RuleSet, RuleSetSpec, SecurityGroupRule
+from runbook.resources.vpc import has_ipv6, routed_subnets, vpc_attribute
+from runbook.resources.vpc_endpoint import VpcEndpoint, VpcEndpointSpec
 
 STEP_NAME = "vpc-integrate"
 SERVICES = ("secretsmanager", "rds-data")
@@ -92,25 +91,31 @@ ENDPOINT_INTERVAL_S = 10
 PROPAGATION_TIMEOUT_S = 60
 PROPAGATION_INTERVAL_S = 5
 
+# The groups whose rule sets keep AWS's default egress (the module docstring says why).
+KEEP_DEFAULT_EGRESS = ("database", "lambda")
+
+GROUP, RULE, ENDPOINT = SecurityGroup(), SecurityGroupRule(), VpcEndpoint()
+
 
 # -- the step --------------------------------------------------------------------------
 
 @dataclass
-class IntegrateState:
-    vpc_id: str
-    vpc_cidr: str
-    subnet_ids: list[str]                 # the network step's: where the functions run
-    database_group_id: str
-    port: int
-    account: str | None                   # in the endpoint policies
+class IntegrateState(Inventory):
+    """found: "group lambda", "group endpoints", "endpoint <service>" and "rules <role>"
+    (the rules of the group of each of GROUP_ROLES)."""
+
+    vpc_id: Any = UNKNOWN
+    vpc_cidr: str = ""
+    subnet_ids: list = field(default_factory=list)  # the network step's: where functions run
+    database_group_id: Any = UNKNOWN
+    port: int = 0
+    account: str | None = None            # in the endpoint policies
     ipv6: bool = False                    # the VPC has an IPv6 block (see sgrules)
     dns_support: bool | None = None
     dns_hostnames: bool | None = None
     subnets: dict[str, Subnet] = field(default_factory=dict)        # every subnet of the VPC
-    groups: dict[str, SecurityGroup] = field(default_factory=dict)  # every group of the VPC
+    groups: dict[str, Group] = field(default_factory=dict)          # every group of the VPC
     endpoints: list[Endpoint] = field(default_factory=list)         # interface, not final
-    # The rules of the groups this step owns: {group id: {rule id: Rule}}.
-    rules: dict[str, dict[str, sgrules.Rule]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -129,17 +134,19 @@ class VpcIntegrateStep(Step):
         super().__init__(ctx, inputs)
         self._wrote = False
 
-    # -- names -----------------------------------------------------------------------
+    # -- what the step wants ---------------------------------------------------------
 
     def _group_name(self, role: str) -> str:
         if role == "lambda":
             return naming.lambda_security_group_name(self.config)
+        if role == "database":
+            return self.config.database.security_group_name
         return naming.endpoint_security_group_name(self.config)
 
     def _service_name(self, service: str) -> str:
         return f"com.amazonaws.{self.ctx.aws.region}.{service}"
 
-    def endpoint_policy(self, service: str, account: str) -> dict:
+    def endpoint_policy(self, service: str, account: str | None) -> dict:
         """The endpoint policy of `service`'s endpoint (see ENDPOINT_ACTIONS)."""
         region = self.ctx.aws.region
         if service == "secretsmanager":
@@ -154,113 +161,153 @@ class VpcIntegrateStep(Step):
              "Condition": {"StringEquals": {"aws:PrincipalAccount": account}}}
             for sid, actions in ENDPOINT_ACTIONS[service].items()]}
 
-    def _ours(self, tags: dict) -> bool:
-        return (tags.get(naming.ENV_TAG) == self.config.env
-                and tags.get(naming.STEP_TAG) == STEP_NAME)
-
-    def group(self, state: IntegrateState, role: str) -> SecurityGroup | None:
-        """The group for `role` ("lambda" or "endpoints"): by name in the VPC, else by tags."""
+    def group_spec(self, role: str, vpc_id, ipv6: bool) -> SecurityGroupSpec:
+        """The Lambda group or the endpoints' ("lambda", "endpoints")."""
         name = self._group_name(role)
-        by_name = [g for g in state.groups.values() if g.name == name]
-        if by_name:
-            return by_name[0]
-        return next((g for g in sorted(state.groups.values(), key=lambda g: g.id)
-                     if self._ours(g.tags) and g.tags.get("Name") == name), None)
+        purpose = "Lambda functions" if role == "lambda" else "interface VPC endpoints"
+        return SecurityGroupSpec(
+            name, naming.tags(self.config, STEP_NAME, name), "network.name", vpc_id=vpc_id,
+            description=f"{purpose} of {self.config.network.name} (managed by runbook)",
+            default_egress=role in KEEP_DEFAULT_EGRESS, ipv6=ipv6)
 
-    def endpoint(self, state: IntegrateState, service: str) -> Endpoint | None:
-        """The VPC's endpoint for `service`: runbook's own first, then one with private DNS."""
-        candidates = [e for e in state.endpoints if e.service == service]
-        candidates.sort(key=lambda e: (not self._ours(e.tags), not e.private_dns, e.id))
-        return candidates[0] if candidates else None
+    def desired_rules(self, state: IntegrateState, role: str) -> frozenset[sgrules.Rule]:
+        """The complete rule set of `role`'s group (see the module docstring)."""
+        egress = {sgrules.ALL_TRAFFIC_OUT} if role in KEEP_DEFAULT_EGRESS else set()
+        if role == "lambda":
+            return frozenset(egress)
+        port = state.port if role == "database" else HTTPS
+        return frozenset({sgrules.Rule.tcp_from(port, state.ref("group lambda")), *egress})
+
+    @staticmethod
+    def kept_rules(state: IntegrateState, role: str) -> frozenset[sgrules.Rule]:
+        """Rules of `role`'s group left as they are: the ::/0 part of AWS's default
+        egress, on a group that keeps that default, in a VPC with IPv6."""
+        if state.ipv6 and role in KEEP_DEFAULT_EGRESS:
+            return frozenset({sgrules.ALL_TRAFFIC_OUT_V6})
+        return frozenset()
+
+    def rules_spec(self, state: IntegrateState, role: str) -> RuleSetSpec:
+        """The rules of `role`'s group: "database" (the cluster's), "endpoints", "lambda"."""
+        what = "Aurora PostgreSQL" if role == "database" else "VPC endpoints (HTTPS)"
+        return RuleSetSpec(
+            self._group_name(role), naming.tags(self.config, STEP_NAME),
+            "database.security_group_name" if role == "database" else "network.name",
+            group_id=(state.database_group_id if role == "database"
+                      else state.ref(f"group {role}")),
+            rules=self.desired_rules(state, role), kept=self.kept_rules(state, role),
+            description=f"Lambda to {what} (runbook {STEP_NAME})",
+            source_name=self._group_name("lambda"),
+            names={group.id: group.name for group in state.groups.values()})
+
+    def endpoint_spec(self, state: IntegrateState, service: str) -> VpcEndpointSpec:
+        name = naming.vpc_endpoint_name(self.config, service)
+        return VpcEndpointSpec(
+            name, naming.tags(self.config, STEP_NAME, name), "network.name",
+            vpc_id=state.vpc_id, service=service, service_name=self._service_name(service),
+            subnets=tuple(state.subnet_ids),
+            zones={subnet.id: subnet.az for subnet in state.subnets.values()},
+            group_id=state.ref("group endpoints"),
+            policy=self.endpoint_policy(service, state.account))
+
+    # -- what was found ----------------------------------------------------------------
+
+    @staticmethod
+    def group(state: IntegrateState, role: str) -> Group | None:
+        """The group for `role` ("lambda" or "endpoints")."""
+        return state.found.get(f"group {role}")
+
+    @staticmethod
+    def owned_group(state: IntegrateState, role: str) -> Group | None:
+        """The group of `role`: "database" (the cluster's), "endpoints" or "lambda"."""
+        if role == "database":
+            return state.groups.get(state.database_group_id)
+        return state.found.get(f"group {role}")
+
+    @staticmethod
+    def endpoint(state: IntegrateState, service: str) -> Endpoint | None:
+        return state.found.get(f"endpoint {service}")
+
+    def owned_groups(self, vpc_id, ipv6: bool, groups: dict[str, Group]) -> dict[str, Group]:
+        """{role: group} of GROUP_ROLES' groups among the VPC's `groups`, those found."""
+        owned = {role: GROUP.select(self.group_spec(role, vpc_id, ipv6), groups)
+                 for role in ("lambda", "endpoints")}
+        owned["database"] = groups.get(self.inputs.database.security_group_id)
+        return {role: group for role, group in owned.items() if group is not None}
 
     # -- read ------------------------------------------------------------------------
 
     def read(self) -> IntegrateState:
         network = self.inputs.network
-        database = self.inputs.database
-        state = IntegrateState(network.vpc_id, network.vpc_cidr, list(network.subnet_ids),
-                               database.security_group_id, int(database.port),
-                               # The endpoint policies name it; outputs do not need it.
-                               account=None if self.ctx.outputs_only else self.api.account())
+        # The endpoint policies name it; outputs do not need it.
+        account = None if self.ctx.outputs_only else self.api.account()
+        vpc_id = network.vpc_id
+        if not is_known(vpc_id):
+            return self.state(account)
+        api = self.api
+        dns = (vpc_attribute(api, vpc_id, "enableDnsSupport"),
+               vpc_attribute(api, vpc_id, "enableDnsHostnames"))
+        ipv6 = has_ipv6(api, vpc_id)
+        subnets = routed_subnets(api, vpc_id)
+        groups = GROUP.in_vpc(api, vpc_id)
+        owned = sorted(group.id for group in self.owned_groups(vpc_id, ipv6, groups).values())
+        rules = RULE.of_groups(api, owned) if owned else {}
+        return self.state(account, dns=dns, ipv6=ipv6, subnets=subnets, groups=groups,
+                          rules=rules, endpoints=ENDPOINT.in_vpc(api, vpc_id))
+
+    def state(self, account: str | None, *, dns: tuple = (None, None), ipv6: bool = False,
+              subnets: dict[str, Subnet] | None = None,
+              groups: dict[str, Group] | None = None,
+              rules: dict[str, dict[str, sgrules.Rule]] | None = None,
+              endpoints: list[Endpoint] | None = None) -> IntegrateState:
+        """What was read, keyed for the plan: pure, so that plans are tested from data.
+
+        The groups and endpoints this step would adopt are refused here when another
+        environment owns them (their names derive from network.name)."""
+        network, database = self.inputs.network, self.inputs.database
+        state = IntegrateState(
+            vpc_id=network.vpc_id, vpc_cidr=network.vpc_cidr,
+            subnet_ids=list(network.subnet_ids), database_group_id=database.security_group_id,
+            port=int(database.port), account=account, ipv6=ipv6, dns_support=dns[0],
+            dns_hostnames=dns[1], subnets=dict(subnets or {}), groups=dict(groups or {}),
+            endpoints=list(endpoints or ()))
         if not is_known(state.vpc_id):
             return state
-        ec2 = self.client("ec2")
-        state.dns_support = self._attribute(ec2, state.vpc_id, "enableDnsSupport")
-        state.dns_hostnames = self._attribute(ec2, state.vpc_id, "enableDnsHostnames")
-        vpc_filter = [{"Name": "vpc-id", "Values": [state.vpc_id]}]
-        [vpc] = ec2.describe_vpcs(VpcIds=[state.vpc_id])["Vpcs"]
-        state.ipv6 = any((block.get("Ipv6CidrBlockState") or {}).get("State")
-                         in ("associating", "associated")
-                         for block in vpc.get("Ipv6CidrBlockAssociationSet") or ())
-
-        tables = self._all(ec2, "describe_route_tables", "RouteTables", vpc_filter)
-        main = next((t for t in tables if any(a.get("Main") for a in t.get("Associations", ()))),
-                    None)
-        explicit = {a["SubnetId"]: t for t in tables for a in t.get("Associations", ())
-                    if a.get("SubnetId")
-                    and a.get("AssociationState", {}).get("State", "associated") == "associated"}
-        for raw in self._all(ec2, "describe_subnets", "Subnets", vpc_filter):
-            table = explicit.get(raw["SubnetId"], main)
-            state.subnets[raw["SubnetId"]] = Subnet(
-                raw["SubnetId"], raw["CidrBlock"], raw.get("AvailabilityZone", ""),
-                table["RouteTableId"] if table else None, nat_route(table))
-
-        for raw in self._all(ec2, "describe_security_groups", "SecurityGroups", vpc_filter):
-            if raw.get("VpcId", state.vpc_id) == state.vpc_id:
-                state.groups[raw["GroupId"]] = parse_group(raw)
-
-        owned = sorted(g.id for g in (self.owned_group(state, r) for r in GROUP_ROLES) if g)
-        if owned:
-            state.rules = {group_id: {} for group_id in owned}
-            for raw in self._all(ec2, "describe_security_group_rules", "SecurityGroupRules",
-                                 [{"Name": "group-id", "Values": owned}]):
-                if raw["GroupId"] in state.rules:
-                    rule_id, rule = sgrules.parse(raw)
-                    state.rules[raw["GroupId"]][rule_id] = rule
-
-        for raw in self._all(ec2, "describe_vpc_endpoints", "VpcEndpoints", vpc_filter):
-            endpoint = parse_endpoint(raw, self.ctx.aws.region)
-            if (raw.get("VpcId") == state.vpc_id and endpoint.type.lower() == "interface"
-                    and endpoint.state.lower() not in FINAL_STATES):
-                state.endpoints.append(endpoint)
-        self._claim(state)
-        return state
-
-    def _claim(self, state: IntegrateState) -> None:
-        """Refuse the groups and endpoints this step would adopt when another environment
-        owns them (their names derive from network.name)."""
+        owned = self.owned_groups(state.vpc_id, state.ipv6, state.groups)
         for role in ("lambda", "endpoints"):
-            group = self.group(state, role)
-            if group is not None:
-                self.claim(f"ec2:security-group {group.name} ({group.id})", group.tags,
-                           "network.name")
+            if role in owned:
+                group = owned[role]
+                GROUP.claim(self.group_spec(role, state.vpc_id, state.ipv6), group,
+                            f"ec2:security-group {group.name} ({group.id})")
+                state.found[f"group {role}"] = group
         for service in SERVICES:
-            endpoint = self.endpoint(state, service)
+            spec = self.endpoint_spec(state, service)
+            endpoint = ENDPOINT.select(spec, state.endpoints)
             if endpoint is not None:
-                self.claim(f"ec2:vpc-endpoint {service} ({endpoint.id})", endpoint.tags,
-                           "network.name")
-
-    @staticmethod
-    def _all(ec2, operation: str, key: str, filters: list) -> list[dict]:
-        return [item for page in ec2.get_paginator(operation).paginate(Filters=filters)
-                for item in page[key]]
-
-    @staticmethod
-    def _attribute(ec2, vpc_id: str, name: str) -> bool:
-        key = name[0].upper() + name[1:]
-        return bool(ec2.describe_vpc_attribute(VpcId=vpc_id, Attribute=name)[key]["Value"])
+                ENDPOINT.claim(spec, endpoint, f"ec2:vpc-endpoint {service} ({endpoint.id})")
+                state.found[f"endpoint {service}"] = endpoint
+        for role, group in owned.items():
+            state.found[f"rules {role}"] = RuleSet(group.id, {},
+                                                   dict((rules or {}).get(group.id, {})))
+        return state
 
     # -- plan ------------------------------------------------------------------------
 
     def plan(self, state: IntegrateState) -> list[Change]:
         self._check_prerequisites(state)
-        changes = self._plan_group(state, "lambda") + self._plan_group(state, "endpoints")
+        changes = []
+        for role in ("lambda", "endpoints"):
+            changes += GROUP.plan(self.group_spec(role, state.vpc_id, state.ipv6),
+                                  self.group(state, role), f"group {role}")
+        rule_sets = {role: self.rules_spec(state, role) for role in GROUP_ROLES}
         for role in GROUP_ROLES:  # first what is missing, then what is too much
-            changes += self._plan_missing_rules(state, role)
+            changes += RULE.plan_missing(rule_sets[role], state.found.get(f"rules {role}"),
+                                         f"rules {role}")
         for role in GROUP_ROLES:
-            changes += self._plan_extra_rules(state, role)
+            changes += RULE.plan_extra(rule_sets[role], state.found.get(f"rules {role}"),
+                                       f"rules {role}")
         for service in SERVICES:
-            changes += self._plan_endpoint(state, service)
+            changes += ENDPOINT.plan(self.endpoint_spec(state, service),
+                                     self.endpoint(state, service), f"endpoint {service}")
         return changes
 
     def _check_prerequisites(self, state: IntegrateState) -> None:
@@ -283,271 +330,11 @@ class VpcIntegrateStep(Step):
                             f"the database step's security group is not in {state.vpc_id}. "
                             "Run `runbook run --phase a1` first.")
 
-    def _plan_group(self, state: IntegrateState, role: str) -> list[Change]:
-        name = self._group_name(role)
-        tags = naming.tags(self.config, STEP_NAME, name)
-        label = f"ec2:security-group {name}"
-        current = self.group(state, role)
-        if current is None:
-            egress = "all (the default)" if role == "lambda" else "none (the default removed)"
-            diff = {"vpc": state.vpc_id, "egress": egress}
-            return [Change("create", label, "create_group", {"role": role, "tags": tags}, diff)]
-        return tag_change(f"{label} ({current.id})", current.id, tags, current.tags, "tag")
-
-    def owned_group(self, state: IntegrateState, role: str) -> SecurityGroup | None:
-        """The group of `role`: "database" (the cluster's), "endpoints" or "lambda"."""
-        if role == "database":
-            return state.groups.get(state.database_group_id)
-        return self.group(state, role)
-
-    def _owned_name(self, role: str) -> str:
-        if role == "database":
-            return self.config.database.security_group_name
-        return self._group_name(role)
-
-    def desired_rules(self, state: IntegrateState, role: str) -> set[sgrules.Rule]:
-        """The complete rule set of `role`'s group (see the module docstring)."""
-        if role == "lambda":
-            return {sgrules.ALL_TRAFFIC_OUT}
-        source = self.group(state, "lambda")
-        port = state.port if role == "database" else HTTPS
-        ingress = sgrules.Rule.tcp_from(port, source.id if source else UNKNOWN)
-        if role == "database":
-            return {ingress, sgrules.ALL_TRAFFIC_OUT}
-        return {ingress}
-
-    @staticmethod
-    def kept_rules(state: IntegrateState, role: str) -> frozenset[sgrules.Rule]:
-        """Rules of `role`'s group left as they are: the ::/0 part of AWS's default
-        egress, on a group that keeps that default, in a VPC with IPv6."""
-        if state.ipv6 and role in ("database", "lambda"):
-            return frozenset({sgrules.ALL_TRAFFIC_OUT_V6})
-        return frozenset()
-
-    def _plan_missing_rules(self, state: IntegrateState, role: str) -> list[Change]:
-        name, current = self._owned_name(role), self.owned_group(state, role)
-        have = state.rules.get(current.id, {}) if current else {}
-        missing, _ = sgrules.exact(have, self.desired_rules(state, role))
-        changes = []
-        for rule in missing:
-            if rule.egress:
-                if current is None:
-                    continue  # AWS makes a new group with it
-                changes.append(Change("create", f"{rule.kind()} {name} {rule.text()}",
-                                      "authorize_egress", {"role": role},
-                                      {"group": current.id, "rule": rule.text()}))
-                continue
-            source = self.group(state, "lambda")
-            changes.append(Change(
-                "create", f"ec2:ingress-rule {name} tcp/{rule.from_port} from "
-                          f"{self._group_name('lambda')}",
-                "authorize", {"target": role, "port": rule.from_port},
-                {"group": current.id if current else UNKNOWN, "port": rule.from_port,
-                 "source": source.id if source else UNKNOWN}))
-        return changes
-
-    def _plan_extra_rules(self, state: IntegrateState, role: str) -> list[Change]:
-        """A `-` for each rule of `role`'s group that runbook does not want there."""
-        current = self.owned_group(state, role)
-        if current is None:
-            return []
-        have = state.rules.get(current.id, {})
-        _, extra = sgrules.exact(have, self.desired_rules(state, role),
-                                 self.kept_rules(state, role))
-        names = {group.id: group.name for group in state.groups.values()}
-        name = self._owned_name(role)
-        return [Change("delete", f"{have[rule_id].kind()} {name} {have[rule_id].text(names)}",
-                       "revoke", {"group_id": current.id, "rule_id": rule_id,
-                                  "egress": have[rule_id].egress},
-                       {"group": current.id, "rule_id": rule_id})
-                for rule_id in extra]
-
-    def _plan_endpoint(self, state: IntegrateState, service: str) -> list[Change]:
-        name = naming.vpc_endpoint_name(self.config, service)
-        tags = naming.tags(self.config, STEP_NAME, name)
-        current = self.endpoint(state, service)
-        group = self.group(state, "endpoints")
-        policy = self.endpoint_policy(service, state.account)
-        if current is None:
-            return [Change("create", f"ec2:vpc-endpoint {name}", "create_endpoint",
-                           {"service": service, "tags": tags},
-                           {"service": self._service_name(service), "type": "Interface",
-                            "subnets": self._subnets_to_add(state, []), "private_dns": True,
-                            "security_group": group.id if group else UNKNOWN,
-                            "policy": policies.summary(policy)})]
-        label = f"ec2:vpc-endpoint {name} ({current.id})"
-        diff: dict = {}
-        if not current.private_dns:
-            diff["private_dns"] = {"from": False, "to": True}
-        if group is None or group.id not in current.group_ids:
-            diff["security_groups"] = {"from": list(current.group_ids),
-                                       "to": current.group_ids + [group.id if group else UNKNOWN]}
-        add_subnets = self._subnets_to_add(state, current.subnet_ids)
-        if add_subnets:
-            diff["subnets"] = {"from": list(current.subnet_ids),
-                               "to": current.subnet_ids + add_subnets}
-        if not policies.same(current.policy, policy):
-            diff["policy"] = {"from": policies.summary(current.policy),
-                              "to": policies.summary(policy)}
-        changes = []
-        if diff:
-            changes.append(Change("update", label, "modify_endpoint",
-                                  {"endpoint_id": current.id, "private_dns": "private_dns" in diff,
-                                   "add_group": "security_groups" in diff,
-                                   "add_subnets": add_subnets, "policy": "policy" in diff},
-                                  diff))
-        return changes + tag_change(label, current.id, tags, current.tags, "tag")
-
-    @staticmethod
-    def _subnets_to_add(state: IntegrateState, have: list[str]) -> list[str]:
-        """The Lambda subnets, one per zone, in zones an endpoint in `have` does not reach.
-
-        An interface endpoint takes one subnet per availability zone: AWS refuses a second
-        one in a zone (moto accepts it), and it would add nothing. Subnets not described
-        yet (a plan before the network exists) are all listed.
-        """
-        zones = {state.subnets[s].az for s in have if s in state.subnets}
-        add = []
-        for subnet_id in state.subnet_ids:
-            subnet = state.subnets.get(subnet_id)
-            if subnet_id in have or (subnet is not None and subnet.az in zones):
-                continue
-            if subnet is not None:
-                zones.add(subnet.az)
-            elif is_known(subnet_id):
-                continue  # not in the VPC: refused by _check_prerequisites
-            add.append(subnet_id)
-        return add
-
     # -- apply -----------------------------------------------------------------------
 
     def apply(self, state: IntegrateState, change: Change) -> bool | None:
         self._wrote = True
         return super().apply(state, change)
-
-    def _existing(self, state: IntegrateState, role: str) -> SecurityGroup:
-        group = self.group(state, role)
-        if group is None:  # the plan creates it first; apply follows the plan's order
-            raise StepFailed(STEP_NAME, f"ec2:security-group {self._group_name(role)}",
-                             "not created before it was needed")
-        return group
-
-    def apply_create_group(self, state: IntegrateState, role: str, tags: dict) -> None:
-        ec2, name = self.client("ec2"), self._group_name(role)
-        purpose = "Lambda functions" if role == "lambda" else "interface VPC endpoints"
-        group_id = self.ctx.retry_ec2(lambda: ec2.create_security_group(
-            GroupName=name, VpcId=state.vpc_id,
-            Description=f"{purpose} of {self.config.network.name} (managed by runbook)",
-            TagSpecifications=[{"ResourceType": "security-group",
-                                "Tags": naming.as_aws(tags)}]))["GroupId"]
-        egress, rules = [ALL_TRAFFIC_OUT], {"(default egress)": sgrules.ALL_TRAFFIC_OUT}
-        if sgrules.ALL_TRAFFIC_OUT not in self.desired_rules(state, role):
-            sgrules.revoke_default_egress(ec2, group_id, self.ctx.retry_ec2, ipv6=state.ipv6)
-            egress, rules = [], {}
-        state.groups[group_id] = SecurityGroup(group_id, name, dict(tags), [], egress)
-        state.rules[group_id] = rules
-
-    def apply_authorize(self, state: IntegrateState, target: str, port: int) -> bool:
-        ec2 = self.client("ec2")
-        source = self._existing(state, "lambda").id
-        if target == "database":
-            target_id, what = state.database_group_id, "Aurora PostgreSQL"
-        else:
-            target_id, what = self._existing(state, "endpoints").id, "VPC endpoints (HTTPS)"
-        try:
-            answer = self.ctx.retry_ec2(lambda: ec2.authorize_security_group_ingress(
-                GroupId=target_id,
-                IpPermissions=[{"IpProtocol": "tcp", "FromPort": port, "ToPort": port,
-                                "UserIdGroupPairs": [{
-                                    "GroupId": source,
-                                    "Description": f"Lambda to {what} (runbook {STEP_NAME})"}]}],
-                TagSpecifications=[{"ResourceType": "security-group-rule",
-                                    "Tags": naming.as_aws(naming.tags(self.config, STEP_NAME))}]))
-        except Exception as exc:  # noqa: BLE001 - only a duplicate is "done already"
-            if retry.error_code(exc) != "InvalidPermission.Duplicate":
-                raise
-            return False  # a concurrent run added it
-        state.groups[target_id].ingress.append(Permission("tcp", port, port, frozenset({source})))
-        self._added(state, target_id, answer, sgrules.Rule.tcp_from(port, source))
-        return True
-
-    def apply_authorize_egress(self, state: IntegrateState, role: str) -> bool:
-        """Give the Lambda or the cluster's group back the all-traffic egress someone
-        removed (or, on the cluster's, an earlier runbook that made it without)."""
-        group = (self.owned_group(state, role) if role == "database"
-                 else self._existing(state, role))
-        try:
-            answer = self.ctx.retry_ec2(lambda: self.client("ec2").authorize_security_group_egress(
-                GroupId=group.id, IpPermissions=[sgrules.permission(sgrules.ALL_TRAFFIC_OUT)]))
-        except Exception as exc:  # noqa: BLE001 - only a duplicate is "done already"
-            if retry.error_code(exc) != "InvalidPermission.Duplicate":
-                raise
-            return False
-        group.egress.append(ALL_TRAFFIC_OUT)
-        self._added(state, group.id, answer, sgrules.ALL_TRAFFIC_OUT)
-        return True
-
-    def apply_revoke(self, state: IntegrateState, group_id: str, rule_id: str,
-                     egress: bool) -> bool:
-        """Remove one rule by its id. Already gone (removed by someone else, or by this
-        request sent again after its answer was lost) is done."""
-        ec2 = self.client("ec2")
-        revoke = ec2.revoke_security_group_egress if egress else ec2.revoke_security_group_ingress
-        done = True
-        try:
-            self.ctx.retry_ec2(lambda: revoke(GroupId=group_id, SecurityGroupRuleIds=[rule_id]))
-        except Exception as exc:  # noqa: BLE001 - only "not there" is done already
-            if retry.error_code(exc) not in sgrules.GONE:
-                raise
-            done = False
-        state.rules.get(group_id, {}).pop(rule_id, None)
-        return done
-
-    @staticmethod
-    def _added(state: IntegrateState, group_id: str, answer: dict, rule: sgrules.Rule) -> None:
-        ids = [r["SecurityGroupRuleId"] for r in answer.get("SecurityGroupRules") or ()]
-        state.rules.setdefault(group_id, {})[ids[0] if ids else "(new)"] = rule
-
-    def apply_create_endpoint(self, state: IntegrateState, service: str, tags: dict) -> None:
-        ec2, group = self.client("ec2"), self._existing(state, "endpoints").id
-        # One token per planned create: a retried request (after a timeout, say) returns
-        # the endpoint the first attempt made instead of making a second one.
-        token = f"runbook-{uuid.uuid4().hex}"
-        raw = self.ctx.retry_ec2(lambda: ec2.create_vpc_endpoint(
-            VpcEndpointType="Interface", VpcId=state.vpc_id,
-            ServiceName=self._service_name(service), SubnetIds=self._subnets_to_add(state, []),
-            SecurityGroupIds=[group], PrivateDnsEnabled=True, ClientToken=token,
-            PolicyDocument=json.dumps(self.endpoint_policy(service, state.account)),
-            TagSpecifications=[{"ResourceType": "vpc-endpoint", "Tags": naming.as_aws(tags)}],
-        ))["VpcEndpoint"]
-        state.endpoints.append(parse_endpoint(raw, self.ctx.aws.region))
-
-    def apply_modify_endpoint(self, state: IntegrateState, endpoint_id: str, private_dns: bool,
-                              add_group: bool, add_subnets: list[str],
-                              policy: bool = False) -> None:
-        [endpoint] = [e for e in state.endpoints if e.id == endpoint_id]
-        params: dict = {"VpcEndpointId": endpoint_id}
-        if private_dns:
-            params["PrivateDnsEnabled"] = True
-        if add_group:
-            params["AddSecurityGroupIds"] = [self._existing(state, "endpoints").id]
-        if add_subnets:
-            params["AddSubnetIds"] = add_subnets
-        if policy:  # replaces the whole policy; the plan showed it
-            params["PolicyDocument"] = json.dumps(self.endpoint_policy(endpoint.service, state.account))
-        self.client("ec2").modify_vpc_endpoint(**params)
-        endpoint.private_dns = endpoint.private_dns or private_dns
-        endpoint.group_ids = endpoint.group_ids + params.get("AddSecurityGroupIds", [])
-        endpoint.subnet_ids = endpoint.subnet_ids + add_subnets
-        if policy:
-            endpoint.policy = self.endpoint_policy(endpoint.service, state.account)
-
-    def apply_tag(self, state: IntegrateState, resource_id: str, tags: dict) -> None:
-        self.ctx.retry_ec2(lambda: self.client("ec2").create_tags(
-            Resources=[resource_id], Tags=naming.as_aws(tags)))
-        for item in [*state.groups.values(), *state.endpoints]:
-            if item.id == resource_id:
-                item.tags.update(tags)
 
     # -- settle: wait, describe again, check ------------------------------------------
 

@@ -216,7 +216,7 @@ def test_an_endpoint_made_outside_runbook_is_adopted_and_completed_not_duplicate
     step = results[STEP]
     assert step.status == "ok", step.error
     assert step.outputs["endpoints"]["secretsmanager"] == made
-    [update] = [c for c in step.changes if c.op == "modify_endpoint"]
+    [update] = [c for c in step.changes if c.op == "update"]
     assert update.diff["subnets"] == {"from": subnets[:1], "to": subnets}
     assert update.diff["security_groups"]["from"] == []
     assert "private_dns" not in update.diff
@@ -237,7 +237,7 @@ def test_adopting_an_endpoint_without_private_dns_plans_to_turn_it_on(a1, config
                                      ServiceName=SECRETS, SubnetIds=subnets,
                                      PrivateDnsEnabled=False)["VpcEndpoint"]["VpcEndpointId"]
     results, aws = run(config, [STEP], plan_only=True)
-    [update] = [c for c in results[STEP].changes if c.op == "modify_endpoint"]
+    [update] = [c for c in results[STEP].changes if c.op == "update"]
     assert update.resource == f"ec2:vpc-endpoint matbakh-prod-secretsmanager ({made})"
     assert update.diff["private_dns"] == {"from": False, "to": True}
     assert "subnets" not in update.diff
@@ -595,7 +595,7 @@ def test_an_adopted_endpoint_with_aws_default_full_access_policy_gets_the_endpoi
 
     step = results[STEP]
     assert step.status == "ok", step.error
-    [update] = [c for c in step.changes if c.op == "modify_endpoint"]
+    [update] = [c for c in step.changes if c.op == "update"]
     assert update.resource == f"ec2:vpc-endpoint matbakh-prod-secretsmanager ({made})"
     assert update.diff["policy"]["from"] == ["* on *"]
     assert update.diff["policy"]["to"][0].startswith("secretsmanager:DescribeSecret, "
