@@ -263,7 +263,8 @@ class ClusterFound(Found):
 def parse_cluster(raw: dict) -> ClusterFound:
     """A DescribeDBClusters item (or CreateDBCluster's, ModifyDBCluster's answer)."""
     return ClusterFound(
-        raw["DBClusterIdentifier"], naming.from_aws(raw.get("TagList")), raw.get("DBClusterArn", ""),
+        raw["DBClusterIdentifier"], naming.from_aws(raw.get("TagList")),
+        raw.get("DBClusterArn", ""),
         raw.get("Engine", ""), raw.get("EngineVersion"), raw.get("Status"),
         bool(raw.get("StorageEncrypted")), raw.get("DBSubnetGroup"),
         raw.get("DBClusterParameterGroup"), raw.get("DeletionProtection"),
