@@ -1,5 +1,6 @@
 """Step `database`: the DB security group and subnet group, the Aurora PostgreSQL
-cluster (Serverless v2, IAM auth, encrypted, deletion-protected) and its instances.
+cluster (Serverless v2, IAM auth, encrypted, deletion-protected) and its instances
+(runbook.resources.rds, runbook.resources.security_group).
 
 Every resource is described before anything is created: moto overwrites a cluster on a
 duplicate CreateDBCluster and accepts a duplicate DB subnet group, and runbook must
@@ -24,22 +25,24 @@ command that restarts them, and kept in the outputs (`pending_reboot`).
 
 from __future__ import annotations
 
-import secrets as pysecrets
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from runbook.aws import naming
 from runbook.aws import retry
-from runbook.engine import UNKNOWN, Change, Outputs, Step, diff_field, is_known
-from runbook.resources.base import tag_change
-from runbook.errors import PlanError, StepFailed
-from runbook.aws.retry import error_code
+from runbook.aws.api import Api
+from runbook.engine import UNKNOWN, Change, Outputs, Step, is_known
+from runbook.errors import StepFailed
+from runbook.resources.base import Inventory
+from runbook.resources.rds import (Cluster, ClusterFound, ClusterParameterGroup,
+                                   ClusterSecurityGroup, ClusterSpec, Instance, InstanceFound,
+                                   InstanceSpec, Member, ParameterGroupFound,
+                                   ParameterGroupSpec, SubnetGroup, SubnetGroupFound,
+                                   SubnetGroupSpec, writer_first)
+from runbook.resources.security_group import SecurityGroup, SecurityGroupSpec
 
 STEP_NAME = "database"
 ENGINE = "aurora-postgresql"
 
-# What the cluster parameter group sets. On Aurora PostgreSQL rds.force_ssl is a cluster
-# parameter (default 0); as a role setting it would do nothing.
-FORCE_SSL = ("rds.force_ssl", "1")
 # DBClusterMembers[].DBClusterParameterGroupStatus. After a ModifyDBCluster that names a
 # new group, AWS shows each member `applying`, then `pending-reboot` until that instance
 # restarts, then `in-sync`. A reboot made while the member is still `applying` may not
@@ -64,19 +67,29 @@ REBOOT_INTERVAL_S = 10
 
 
 @dataclass
-class DatabaseState:
-    vpc_id: str
-    subnet_ids: list[str]
-    security_group: dict | None = None       # {"id", "tags"}
-    subnet_group: dict | None = None         # {"arn", "subnet_ids", "tags"}
-    cluster: dict | None = None              # DescribeDBClusters item
-    instances: list[dict] = field(default_factory=list)
-    # {"arn", "family", "tags", "value": rds.force_ssl or None, "apply_type"}
-    parameter_group: dict | None = None
-    # The members when this run's ModifyDBCluster attached the group: none of them runs
-    # it until it restarts, whatever status AWS (or moto, which always says in-sync)
-    # shows just after.
-    attached: list[str] = field(default_factory=list)
+class DatabaseState(Inventory):
+    """found: "security-group", "subnet-group", "parameter-group", "cluster", and
+    "instance <identifier>" for each instance of the cluster, in the order read (then
+    made)."""
+
+    @property
+    def cluster(self) -> ClusterFound | None:
+        return self.found.get("cluster")
+
+    @property
+    def instances(self) -> list[InstanceFound]:
+        return [item for key, item in self.found.items()
+                if key.startswith("instance ") and item is not None]
+
+    def set_instances(self, instances: list[InstanceFound]) -> None:
+        for key in [key for key in self.found if key.startswith("instance ")]:
+            del self.found[key]
+        for instance in instances:
+            self.found[instance_key(instance.id)] = instance
+
+
+def instance_key(identifier: str) -> str:
+    return f"instance {identifier}"
 
 
 # What a reboot waits on, read by DatabaseStep._member_status: {"cluster": Status,
@@ -143,6 +156,12 @@ class DatabaseOutputs(Outputs):
                    subnet_group="(sandbox)", instance_ids=(UNKNOWN,), parameter_group="(sandbox)")
 
 
+
+SECURITY_GROUP = ClusterSecurityGroup(label_id=False)
+SUBNET_GROUP, PARAMETER_GROUP = SubnetGroup(), ClusterParameterGroup()
+CLUSTER, INSTANCE = Cluster(), Instance()
+
+
 class DatabaseStep(Step):
     name = STEP_NAME
 
@@ -150,110 +169,102 @@ class DatabaseStep(Step):
     def db(self):
         return self.config.database
 
+    # -- what the step wants ---------------------------------------------------------
+
+    def _tags(self, name: str) -> dict:
+        return naming.tags(self.config, STEP_NAME, name)
+
+    def security_group_spec(self) -> SecurityGroupSpec:
+        # The group's rules belong to step vpc-integrate, which keeps AWS's default egress
+        # here (Aurora's aws_s3, aws_lambda and ML features connect out through it).
+        name = self.db.security_group_name
+        return SecurityGroupSpec(
+            name, self._tags(name), _field(self.db, "security_group"),
+            vpc_id=self.inputs.network.vpc_id,
+            description=f"Aurora cluster {self.db.cluster_id} (managed by runbook)")
+
+    def subnet_group_spec(self) -> SubnetGroupSpec:
+        network, name = self.inputs.network, self.db.subnet_group_name
+        return SubnetGroupSpec(name, self._tags(name), _field(self.db, "subnet_group"),
+                               vpc_id=network.vpc_id, subnet_ids=tuple(network.subnet_ids),
+                               description=f"Private subnets of {self.config.network.name}")
+
+    def parameter_group_spec(self, cluster: ClusterFound | None) -> ParameterGroupSpec:
+        """Of the family of the cluster's engine: the running one for an existing cluster."""
+        name = self.db.parameter_group_name
+        version = (cluster.engine_version if cluster else None) or self.db.engine_version
+        return ParameterGroupSpec(
+            name, self._tags(name), _field(self.db, "parameter_group"), family=family(version),
+            description=f"TLS only for cluster {self.db.cluster_id} (managed by runbook)")
+
+    def cluster_spec(self, state: DatabaseState) -> ClusterSpec:
+        db = self.db
+        return ClusterSpec(
+            db.cluster_id, self._tags(db.cluster_id), "database.cluster_id", engine=ENGINE,
+            engine_version=db.engine_version, database=db.name, port=db.port,
+            master_username=db.master_username, subnet_group=db.subnet_group_name,
+            parameter_group=db.parameter_group_name,
+            security_group_id=state.ref("security-group"),
+            deletion_protection=db.deletion_protection, min_capacity=db.min_capacity,
+            max_capacity=db.max_capacity, reboot_note=self._reboot_note())
+
+    def instance_spec(self, identifier: str) -> InstanceSpec:
+        return InstanceSpec(identifier, self._tags(identifier), "database.cluster_id",
+                            cluster_id=self.db.cluster_id, engine=ENGINE,
+                            instance_class=self.db.instance_class)
+
     # -- read ----------------------------------------------------------------------
 
     def read(self) -> DatabaseState:
-        network = self.inputs.network
-        state = DatabaseState(network.vpc_id, list(network.subnet_ids))
-        ec2, rds = self.client("ec2"), self.client("rds")
-        if is_known(state.vpc_id):
-            groups = ec2.describe_security_groups(Filters=[
-                {"Name": "vpc-id", "Values": [state.vpc_id]},
-                {"Name": "group-name", "Values": [self.db.security_group_name]},
-            ])["SecurityGroups"]
-            if groups:
-                state.security_group = {"id": groups[0]["GroupId"],
-                                        "tags": naming.from_aws(groups[0].get("Tags"))}
-        try:
-            group = rds.describe_db_subnet_groups(
-                DBSubnetGroupName=self.db.subnet_group_name)["DBSubnetGroups"][0]
-            state.subnet_group = {
-                "arn": group["DBSubnetGroupArn"],
-                "vpc_id": group.get("VpcId"),
-                "subnet_ids": sorted(s["SubnetIdentifier"] for s in group["Subnets"]),
-                "tags": naming.from_aws(rds.list_tags_for_resource(
-                    ResourceName=group["DBSubnetGroupArn"])["TagList"]),
-            }
-        except Exception as exc:  # noqa: BLE001
-            if error_code(exc) != "DBSubnetGroupNotFoundFault":
-                raise
-        state.parameter_group = self._describe_parameter_group()
-        state.cluster = self._describe_cluster()
-        if state.cluster is not None:
-            state.instances = self._describe_instances()
-        self._claim(state)
-        return state
+        api, db, vpc_id = self.api, self.db, self.inputs.network.vpc_id
+        group = (SecurityGroup.named(api, vpc_id, db.security_group_name)
+                 if is_known(vpc_id) else None)
+        subnet_group = SubnetGroup.named(api, db.subnet_group_name)
+        parameter_group = ClusterParameterGroup.named(api, db.parameter_group_name)
+        cluster = Cluster.named(api, db.cluster_id)
+        instances = Instance.of_cluster(api, db.cluster_id) if cluster is not None else []
+        return self.state(group, subnet_group, parameter_group, cluster, instances)
 
-    def _claim(self, state: DatabaseState) -> None:
-        """Refuse what another environment owns, before anything is adopted or tagged."""
-        db = self.db
-        if state.security_group is not None:
-            self.claim(f"ec2:security-group {db.security_group_name}",
-                       state.security_group["tags"], _field(db, "security_group"))
-        if state.subnet_group is not None:
-            self.claim(f"rds:subnet-group {db.subnet_group_name}", state.subnet_group["tags"],
-                       _field(db, "subnet_group"))
-        if state.cluster is not None:
-            self.claim(f"rds:cluster {db.cluster_id}",
-                       naming.from_aws(state.cluster.get("TagList")), "database.cluster_id")
-        for instance in state.instances:
-            self.claim(f"rds:instance {instance['DBInstanceIdentifier']}",
-                       naming.from_aws(instance.get("TagList")), "database.cluster_id")
+    def state(self, security_group, subnet_group: SubnetGroupFound | None,
+              parameter_group: ParameterGroupFound | None, cluster: ClusterFound | None,
+              instances: list[InstanceFound]) -> DatabaseState:
+        """What was read, keyed for the plan: pure, so that plans are tested from data.
+        What another environment owns is refused here, before anything is adopted or
+        tagged."""
+        state = DatabaseState(found={"security-group": security_group,
+                                     "subnet-group": subnet_group,
+                                     "parameter-group": parameter_group, "cluster": cluster})
+        state.set_instances(instances)
+        if security_group is not None:
+            SECURITY_GROUP.claim(self.security_group_spec(), security_group)
+        if subnet_group is not None:
+            SUBNET_GROUP.claim(self.subnet_group_spec(), subnet_group)
+        if cluster is not None:
+            CLUSTER.claim(self.cluster_spec(state), cluster)
+        for instance in instances:
+            INSTANCE.claim(self.instance_spec(instance.id), instance)
         # After the cluster: its default name derives from cluster_id, so a copied file
         # hears about the cluster first.
-        if state.parameter_group is not None:
-            self.claim(f"rds:cluster-parameter-group {db.parameter_group_name}",
-                       state.parameter_group["tags"], _field(db, "parameter_group"))
-
-    def _describe_parameter_group(self) -> dict | None:
-        rds = self.client("rds")
-        name = self.db.parameter_group_name
-        try:
-            group = rds.describe_db_cluster_parameter_groups(
-                DBClusterParameterGroupName=name)["DBClusterParameterGroups"][0]
-        except Exception as exc:  # noqa: BLE001
-            if error_code(exc) in ("DBParameterGroupNotFound", "DBParameterGroupNotFoundFault"):
-                return None
-            raise
-        # AWS lists every parameter of the family (about 350, in pages) with its Source
-        # and ApplyType; moto 5.2.5 lists only those set on the group, without ApplyType.
-        # A parameter absent from the list is at its engine default (0 for rds.force_ssl).
-        found: dict = {}
-        pages = rds.get_paginator("describe_db_cluster_parameters").paginate(
-            DBClusterParameterGroupName=name)
-        for page in pages:
-            for parameter in page["Parameters"]:
-                if parameter.get("ParameterName") == FORCE_SSL[0]:
-                    found = parameter
-        return {"arn": group["DBClusterParameterGroupArn"],
-                "family": group.get("DBParameterGroupFamily"),
-                "tags": naming.from_aws(rds.list_tags_for_resource(
-                    ResourceName=group["DBClusterParameterGroupArn"])["TagList"]),
-                "value": found.get("ParameterValue"),
-                "apply_type": found.get("ApplyType")}
-
-    def _describe_cluster(self) -> dict | None:
-        try:
-            return self.client("rds").describe_db_clusters(
-                DBClusterIdentifier=self.db.cluster_id)["DBClusters"][0]
-        except Exception as exc:  # noqa: BLE001
-            if error_code(exc) == "DBClusterNotFoundFault":
-                return None
-            raise
-
-    def _describe_instances(self) -> list[dict]:
-        pages = self.client("rds").get_paginator("describe_db_instances").paginate(
-            Filters=[{"Name": "db-cluster-id", "Values": [self.db.cluster_id]}])
-        return [i for page in pages for i in page["DBInstances"]]
+        if parameter_group is not None:
+            PARAMETER_GROUP.claim(self.parameter_group_spec(cluster), parameter_group)
+        return state
 
     # -- plan ----------------------------------------------------------------------
 
     def plan(self, state: DatabaseState) -> list[Change]:
-        changes = self._plan_security_group(state) + self._plan_subnet_group(state)
-        changes += self._plan_parameter_group(state)
-        changes += self._plan_cluster(state)
+        found, cluster = state.found, state.cluster
+        changes = SECURITY_GROUP.plan(self.security_group_spec(), found["security-group"],
+                                      "security-group")
+        changes += SUBNET_GROUP.plan(self.subnet_group_spec(), found["subnet-group"],
+                                     "subnet-group")
+        changes += PARAMETER_GROUP.plan(self.parameter_group_spec(cluster),
+                                        found["parameter-group"], "parameter-group")
+        # An existing cluster gets the group in its one ModifyDBCluster (Cluster.diff).
+        spec = self.cluster_spec(state)
+        changes += CLUSTER.plan(spec, cluster, "cluster")
         changes += self._plan_instances(state)
-        changes += self._plan_reboot(state, attached_now=self._group_to_attach(state) is not None)
+        changes += self._plan_reboot(
+            state, attached_now=cluster is not None and CLUSTER.attaches(spec, cluster))
         pending = self._pending_reboot(state)
         if pending and not self.ctx.allow_reboot and self.ctx.plan_only:
             # Not a change: nothing to converge until the operator allows the restart. A
@@ -261,50 +272,23 @@ class DatabaseStep(Step):
             self._say_pending(pending)
         return changes
 
-    # -- the cluster parameter group (rds.force_ssl=1) -----------------------------
+    def _plan_instances(self, state: DatabaseState) -> list[Change]:
+        existing = {instance.id: instance for instance in state.instances}
+        changes: list[Change] = []
+        missing = self.db.instances - len(existing)
+        number = 0
+        while missing > 0:
+            number += 1
+            name = f"{self.db.cluster_id}-{number}"
+            if name in existing:
+                continue
+            changes += INSTANCE.plan(self.instance_spec(name), None, instance_key(name))
+            missing -= 1
+        for name, instance in sorted(existing.items()):
+            changes += INSTANCE.plan(self.instance_spec(name), instance, instance_key(name))
+        return changes
 
-    def _wanted_family(self, state: DatabaseState) -> str:
-        """The family of the cluster's engine: the running one for an existing cluster."""
-        version = (state.cluster or {}).get("EngineVersion") or self.db.engine_version
-        return family(version)
-
-    def _plan_parameter_group(self, state: DatabaseState) -> list[Change]:
-        name = self.db.parameter_group_name
-        label = f"rds:cluster-parameter-group {name}"
-        tags = naming.tags(self.config, STEP_NAME, name)
-        wanted = self._wanted_family(state)
-        group = state.parameter_group
-        if group is None:
-            return [Change("create", label, "create_parameter_group",
-                           {"family": wanted, "tags": tags},
-                           {"family": wanted, FORCE_SSL[0]: FORCE_SSL[1]})]
-        # moto accepts any family name and never compares it with the cluster's engine;
-        # AWS refuses to attach a group of another family. Checked here, before a write.
-        if group["family"] != wanted:
-            raise PlanError(STEP_NAME, label, f"it is a {group['family']} group, and the "
-                            f"cluster needs {wanted}. Set database.parameter_group to another "
-                            "name, or delete the group.")
-        changes = []
-        if group["value"] != FORCE_SSL[1]:
-            changes.append(Change("update", label, "set_force_ssl", {},
-                                  {FORCE_SSL[0]: {"from": group["value"], "to": FORCE_SSL[1]}}))
-        return changes + tag_change(label, group["arn"], tags, group["tags"], "tag_rds")
-
-    def _group_to_attach(self, state: DatabaseState) -> dict | None:
-        """The cluster diff that attaches the group to an existing cluster, or None. It
-        goes into the cluster's one ModifyDBCluster (update_cluster): a second
-        ModifyDBCluster right after the first may be refused (InvalidDBClusterStateFault)
-        while the cluster is still `modifying`."""
-        cluster = state.cluster
-        if cluster is None:
-            return None  # created with the group attached
-        name = self.db.parameter_group_name
-        current = cluster.get("DBClusterParameterGroup")
-        # RDS stores parameter group names in lower case.
-        if str(current or "").lower() == name.lower():
-            return None
-        return {"parameter_group": {"from": current, "to": name},
-                "reboot": self._reboot_note()}
+    # -- the parameter group's restart (--allow-reboot) ------------------------------
 
     def _reboot_note(self) -> str:
         if self.ctx.allow_reboot:
@@ -316,23 +300,21 @@ class DatabaseStep(Step):
     def _reboot_command(self) -> str:
         return f"runbook run --step {STEP_NAME} --allow-reboot --env {self.config.env}"
 
-    def _members(self, state: DatabaseState) -> list[dict]:
+    def _members(self, state: DatabaseState) -> list[Member]:
         """The cluster's members, writer first. A cluster that lists none (its instances
         are being made) counts its first instance as the writer."""
-        members = (state.cluster or {}).get("DBClusterMembers") or []
+        members = state.cluster.members if state.cluster is not None else []
         if not members:
-            members = [{"DBInstanceIdentifier": i["DBInstanceIdentifier"], "IsClusterWriter": True}
-                       for i in state.instances[:1]]
-        return sorted(members, key=lambda m: not m.get("IsClusterWriter"))
+            members = [Member(i.id, writer=True) for i in state.instances[:1]]
+        return writer_first(members)
 
     def _pending_reboot(self, state: DatabaseState) -> list[str]:
         """Members, writer first, that have yet to restart into the cluster's parameter
         group: those AWS shows `applying` or `pending-reboot`, and every member when this
         run attached the group and did not reboot (moto 5.2.5 always shows `in-sync`)."""
-        attached = [] if self.ctx.allow_reboot else state.attached
-        return [m["DBInstanceIdentifier"] for m in self._members(state)
-                if m["DBInstanceIdentifier"] in attached
-                or m.get("DBClusterParameterGroupStatus") in NOT_IN_FORCE]
+        attached = [] if self.ctx.allow_reboot or state.cluster is None else state.cluster.attached
+        return [m.id for m in self._members(state)
+                if m.id in attached or m.group_status in NOT_IN_FORCE]
 
     def _say_pending(self, pending: list[str]) -> None:
         self.ctx.progress.line(
@@ -350,216 +332,18 @@ class DatabaseStep(Step):
         group = self.db.parameter_group_name
         changes = []
         for member in self._members(state):
-            identifier = member["DBInstanceIdentifier"]
-            writer = bool(member.get("IsClusterWriter"))
-            if not attached_now and member.get("DBClusterParameterGroupStatus") not in NOT_IN_FORCE:
+            if not attached_now and member.group_status not in NOT_IN_FORCE:
                 continue
-            when = "" if attached_now and writer else ", if it still shows pending-reboot"
+            when = "" if attached_now and member.writer else ", if it still shows pending-reboot"
             changes.append(Change(
-                "update", f"rds:instance {identifier}", "reboot_instance",
-                {"identifier": identifier, "unless_in_sync": not (attached_now and writer)},
-                {"reboot": f"{'writer' if writer else 'reader'}, to apply parameter group "
-                           f"{group}{when} (--allow-reboot)"}))
+                "update", f"rds:instance {member.id}", "reboot_instance",
+                {"identifier": member.id, "unless_in_sync": not (attached_now and member.writer)},
+                {"reboot": f"{'writer' if member.writer else 'reader'}, to apply parameter group "
+                           f"{group}{when} (--allow-reboot)"}, run=self._reboot))
         return changes
 
-    def _plan_security_group(self, state: DatabaseState) -> list[Change]:
-        name = self.db.security_group_name
-        tags = naming.tags(self.config, STEP_NAME, name)
-        if state.security_group is None:
-            return [Change("create", f"ec2:security-group {name}", "create_security_group",
-                           {"tags": tags}, {"vpc": state.vpc_id, "ingress": "none yet",
-                                            "egress": "all (the default)"})]
-        return tag_change(f"ec2:security-group {name}", state.security_group["id"], tags,
-                           state.security_group["tags"], "tag_ec2")
-
-    def _plan_subnet_group(self, state: DatabaseState) -> list[Change]:
-        name = self.db.subnet_group_name
-        label = f"rds:subnet-group {name}"
-        tags = naming.tags(self.config, STEP_NAME, name)
-        if state.subnet_group is None:
-            return [Change("create", label, "create_subnet_group", {"tags": tags},
-                           {"subnets": state.subnet_ids})]
-        if is_known(state.vpc_id) and state.subnet_group["vpc_id"] not in (None, state.vpc_id):
-            raise PlanError(STEP_NAME, label, f"it belongs to {state.subnet_group['vpc_id']}, "
-                            f"not to the environment's VPC {state.vpc_id}. Rename "
-                            "database.subnet_group or delete the old group.")
-        changes = []
-        if sorted(state.subnet_ids) != state.subnet_group["subnet_ids"]:
-            changes.append(Change("update", label, "update_subnet_group", {},
-                                  {"subnets": {"from": state.subnet_group["subnet_ids"],
-                                               "to": sorted(state.subnet_ids)}}))
-        return changes + tag_change(label, state.subnet_group["arn"], tags,
-                                     state.subnet_group["tags"], "tag_rds")
-
-    def _plan_cluster(self, state: DatabaseState) -> list[Change]:
-        db = self.db
-        label = f"rds:cluster {db.cluster_id}"
-        tags = naming.tags(self.config, STEP_NAME, db.cluster_id)
-        scaling = {"MinCapacity": db.min_capacity, "MaxCapacity": db.max_capacity}
-        cluster = state.cluster
-        if cluster is None:
-            return [Change("create", label, "create_cluster", {"tags": tags}, {
-                "engine": f"{ENGINE} {db.engine_version}", "database": db.name,
-                "serverless_v2": f"{db.min_capacity}-{db.max_capacity} ACU",
-                "iam_auth": True, "encrypted": True,
-                "parameter_group": db.parameter_group_name,
-                "deletion_protection": db.deletion_protection})]
-        if cluster["Engine"] != ENGINE:
-            raise PlanError(STEP_NAME, label, f"it runs {cluster['Engine']}, not {ENGINE}. "
-                            "Use another database.cluster_id.")
-        if not cluster.get("StorageEncrypted"):
-            raise PlanError(STEP_NAME, label, "its storage is not encrypted, and encryption "
-                            "cannot be turned on in place. Restore an encrypted copy from a "
-                            "snapshot and point database.cluster_id at it.")
-        if cluster.get("Status") in ("stopped", "stopping"):
-            raise PlanError(STEP_NAME, label, f"the cluster is {cluster['Status']}. Start it "
-                            f"(`aws rds start-db-cluster --db-cluster-identifier {db.cluster_id}`) "
-                            "and run again.")
-        # RDS stores subnet group names in lower case.
-        if str(cluster.get("DBSubnetGroup", "")).lower() != db.subnet_group_name.lower():
-            raise PlanError(STEP_NAME, label, f"it uses DB subnet group "
-                            f"{cluster.get('DBSubnetGroup')}, the file says "
-                            f"{db.subnet_group_name}. Set database.subnet_group to match.")
-        diff: dict = {}
-        diff_field(diff, "deletion_protection", cluster.get("DeletionProtection"),
-                   db.deletion_protection)
-        diff_field(diff, "iam_auth", cluster.get("IAMDatabaseAuthenticationEnabled"), True)
-        current_scaling = cluster.get("ServerlessV2ScalingConfiguration") or {}
-        diff_field(diff, "serverless_v2",
-                   {k: current_scaling.get(k) for k in scaling} if current_scaling else None,
-                   scaling)
-        groups = [g["VpcSecurityGroupId"] for g in cluster.get("VpcSecurityGroups", ())]
-        sg = state.security_group["id"] if state.security_group else UNKNOWN
-        if sg not in groups:
-            diff["security_groups"] = {"from": groups, "to": groups + [sg]}
-        diff.update(self._group_to_attach(state) or {})
-        changes = []
-        if diff:
-            changes.append(Change("update", label, "update_cluster", {"diff": diff}, diff))
-        return changes + tag_change(label, cluster["DBClusterArn"], tags,
-                                     naming.from_aws(cluster.get("TagList")), "tag_rds")
-
-    def _plan_instances(self, state: DatabaseState) -> list[Change]:
-        db = self.db
-        existing = {i["DBInstanceIdentifier"]: i for i in state.instances}
-        changes: list[Change] = []
-        missing = db.instances - len(existing)
-        number = 0
-        while missing > 0:
-            number += 1
-            name = f"{db.cluster_id}-{number}"
-            if name in existing:
-                continue
-            changes.append(Change("create", f"rds:instance {name}", "create_instance",
-                                  {"identifier": name,
-                                   "tags": naming.tags(self.config, STEP_NAME, name)},
-                                  {"class": db.instance_class}))
-            missing -= 1
-        for name, instance in sorted(existing.items()):
-            if instance.get("PubliclyAccessible"):
-                changes.append(Change("update", f"rds:instance {name}", "make_private",
-                                      {"identifier": name},
-                                      {"publicly_accessible": {"from": True, "to": False}}))
-            changes += tag_change(f"rds:instance {name}", instance["DBInstanceArn"],
-                                   naming.tags(self.config, STEP_NAME, name),
-                                   naming.from_aws(instance.get("TagList")), "tag_rds")
-        return changes
-
-    # -- apply ---------------------------------------------------------------------
-
-    def apply_create_security_group(self, state: DatabaseState, tags: dict) -> None:
-        ec2 = self.client("ec2")
-        group_id = self.ctx.retry_ec2(lambda: ec2.create_security_group(
-            GroupName=self.db.security_group_name, VpcId=state.vpc_id,
-            Description=f"Aurora cluster {self.db.cluster_id} (managed by runbook)",
-            TagSpecifications=[{"ResourceType": "security-group",
-                                "Tags": naming.as_aws(tags)}]))["GroupId"]
-        # The group's rules belong to step vpc-integrate, which keeps AWS's default egress
-        # here (Aurora's aws_s3, aws_lambda and ML features connect out through it).
-        state.security_group = {"id": group_id, "tags": tags}
-
-    def apply_create_subnet_group(self, state: DatabaseState, tags: dict) -> None:
-        group = self.client("rds").create_db_subnet_group(
-            DBSubnetGroupName=self.db.subnet_group_name,
-            DBSubnetGroupDescription=f"Private subnets of {self.config.network.name}",
-            SubnetIds=state.subnet_ids, Tags=naming.as_aws(tags))["DBSubnetGroup"]
-        state.subnet_group = {"arn": group["DBSubnetGroupArn"], "vpc_id": state.vpc_id,
-                              "subnet_ids": sorted(state.subnet_ids), "tags": tags}
-
-    def apply_update_subnet_group(self, state: DatabaseState) -> None:
-        self.client("rds").modify_db_subnet_group(
-            DBSubnetGroupName=self.db.subnet_group_name, SubnetIds=state.subnet_ids)
-
-    def apply_create_cluster(self, state: DatabaseState, tags: dict) -> None:
-        db = self.db
-        state.cluster = self.client("rds").create_db_cluster(
-            DBClusterIdentifier=db.cluster_id,
-            Engine=ENGINE,
-            EngineVersion=db.engine_version,
-            DatabaseName=db.name,
-            Port=db.port,
-            MasterUsername=db.master_username,
-            # Replaced by store-secrets with the password kept in the DB secret.
-            MasterUserPassword=pysecrets.token_urlsafe(32),
-            DBSubnetGroupName=db.subnet_group_name,
-            DBClusterParameterGroupName=db.parameter_group_name,
-            VpcSecurityGroupIds=[state.security_group["id"]],
-            StorageEncrypted=True,
-            EnableIAMDatabaseAuthentication=True,
-            DeletionProtection=db.deletion_protection,
-            ServerlessV2ScalingConfiguration={"MinCapacity": db.min_capacity,
-                                              "MaxCapacity": db.max_capacity},
-            CopyTagsToSnapshot=True,
-            Tags=naming.as_aws(tags),
-        )["DBCluster"]
-
-    def apply_update_cluster(self, state: DatabaseState, diff: dict) -> None:
-        db = self.db
-        params: dict = {"DBClusterIdentifier": db.cluster_id, "ApplyImmediately": True}
-        if "deletion_protection" in diff:
-            params["DeletionProtection"] = db.deletion_protection
-        if "iam_auth" in diff:
-            params["EnableIAMDatabaseAuthentication"] = True
-        if "serverless_v2" in diff:
-            params["ServerlessV2ScalingConfiguration"] = {"MinCapacity": db.min_capacity,
-                                                          "MaxCapacity": db.max_capacity}
-        if "security_groups" in diff:
-            current = [g["VpcSecurityGroupId"] for g in state.cluster.get("VpcSecurityGroups", ())]
-            params["VpcSecurityGroupIds"] = current + [state.security_group["id"]]
-        if "parameter_group" in diff:
-            # A run that fails here (or loses the answer) is finished by the next: it finds
-            # the group attached or not, and on AWS the members' status (pending-reboot)
-            # says whether a restart is still due.
-            params["DBClusterParameterGroupName"] = db.parameter_group_name
-            state.attached = [m["DBInstanceIdentifier"] for m in self._members(state)]
-        state.cluster = self.client("rds").modify_db_cluster(**params)["DBCluster"]
-
-    def apply_create_parameter_group(self, state: DatabaseState, family: str,
-                                     tags: dict) -> None:
-        name = self.db.parameter_group_name
-        group = self.client("rds").create_db_cluster_parameter_group(
-            DBClusterParameterGroupName=name, DBParameterGroupFamily=family,
-            Description=f"TLS only for cluster {self.db.cluster_id} (managed by runbook)",
-            Tags=naming.as_aws(tags))["DBClusterParameterGroup"]
-        state.parameter_group = {"arn": group["DBClusterParameterGroupArn"], "family": family,
-                                 "tags": tags, "value": None, "apply_type": None}
-        # A new group holds the engine defaults: rds.force_ssl is set next, in the same
-        # run. A run that stops in between finds the group and sets it then.
-        self.apply_set_force_ssl(state)
-
-    def apply_set_force_ssl(self, state: DatabaseState) -> None:
-        # rds.force_ssl is dynamic on Aurora PostgreSQL: "immediate" applies it without a
-        # restart. AWS refuses "immediate" for a static parameter, so the ApplyType AWS
-        # reports wins where it says static.
-        static = (state.parameter_group or {}).get("apply_type") == "static"
-        self.client("rds").modify_db_cluster_parameter_group(
-            DBClusterParameterGroupName=self.db.parameter_group_name,
-            Parameters=[{"ParameterName": FORCE_SSL[0], "ParameterValue": FORCE_SSL[1],
-                         "ApplyMethod": "pending-reboot" if static else "immediate"}])
-        state.parameter_group["value"] = FORCE_SSL[1]
-
-    def apply_reboot_instance(self, state: DatabaseState, identifier: str,
-                              unless_in_sync: bool) -> bool | None:
+    def _reboot(self, api: Api, state: DatabaseState, identifier: str,
+                unless_in_sync: bool) -> bool | None:
         """Reboot one member into the group (only planned with --allow-reboot): once AWS
         shows it pending-reboot, and then wait until it is available and in-sync, so the
         next member (a reader after the writer) starts from a settled cluster. Returns
@@ -573,7 +357,7 @@ class DatabaseStep(Step):
             self.ctx.progress.line(f"  rds:instance {identifier} is in-sync with {group} "
                                    "already; not rebooted", dim=True)
             return False
-        self.client("rds").reboot_db_instance(DBInstanceIdentifier=identifier)
+        Instance.reboot(api, identifier)
         self._wait_member(
             identifier, rebooted,
             f"rds instance {identifier} to restart in-sync with parameter group {group}")
@@ -582,18 +366,12 @@ class DatabaseStep(Step):
     def _member_status(self, identifier: str) -> dict:
         """One read of what a reboot waits on: the cluster's and the instance's status and
         the member's DBClusterParameterGroupStatus (None: not a member)."""
-        cluster = self._describe_cluster() or {}
-        member = next((m for m in cluster.get("DBClusterMembers") or []
-                       if m["DBInstanceIdentifier"] == identifier), None)
-        try:
-            instance = self.client("rds").describe_db_instances(
-                DBInstanceIdentifier=identifier)["DBInstances"][0]["DBInstanceStatus"]
-        except Exception as exc:  # noqa: BLE001
-            if error_code(exc) != "DBInstanceNotFound":
-                raise
-            instance = "deleted"
-        return {"cluster": cluster.get("Status"), "instance": instance,
-                "group": member and member.get("DBClusterParameterGroupStatus")}
+        cluster = Cluster.named(self.api, self.db.cluster_id)
+        member = next((m for m in (cluster.members if cluster else []) if m.id == identifier),
+                      None)
+        return {"cluster": cluster.status if cluster else None,
+                "instance": Instance.status(self.api, identifier),
+                "group": member and member.group_status}
 
     def _wait_member(self, identifier: str, done, what: str) -> dict:
         return self._wait(lambda: self._member_status(identifier), done, what,
@@ -610,30 +388,6 @@ class DatabaseStep(Step):
         except retry.WaitTimeout as exc:
             raise StepFailed(STEP_NAME, resource, str(exc)) from None
 
-    def apply_create_instance(self, state: DatabaseState, identifier: str, tags: dict) -> None:
-        instance = self.client("rds").create_db_instance(
-            DBInstanceIdentifier=identifier,
-            DBClusterIdentifier=self.db.cluster_id,
-            Engine=ENGINE,
-            DBInstanceClass=self.db.instance_class,
-            # The default depends on the VPC: with an internet gateway it is public.
-            PubliclyAccessible=False,
-            Tags=naming.as_aws(tags),
-        )["DBInstance"]
-        state.instances.append(instance)
-
-    def apply_make_private(self, state: DatabaseState, identifier: str) -> None:
-        self.client("rds").modify_db_instance(DBInstanceIdentifier=identifier,
-                                              PubliclyAccessible=False, ApplyImmediately=True)
-
-    def apply_tag_rds(self, state: DatabaseState, resource_id: str, tags: dict) -> None:
-        self.client("rds").add_tags_to_resource(ResourceName=resource_id,
-                                                Tags=naming.as_aws(tags))
-
-    def apply_tag_ec2(self, state: DatabaseState, resource_id: str, tags: dict) -> None:
-        self.ctx.retry_ec2(lambda: self.client("ec2").create_tags(
-            Resources=[resource_id], Tags=naming.as_aws(tags)))
-
     # -- settle and outputs --------------------------------------------------------
 
     def settle(self, state: DatabaseState) -> None:
@@ -645,8 +399,11 @@ class DatabaseStep(Step):
                           Filters=[{"Name": "db-cluster-id", "Values": [cluster_id]}],
                           what=f"rds instances of {cluster_id} to be available",
                           timeout_s=WAIT_TIMEOUT_S, interval_s=WAIT_INTERVAL_S)
-        state.instances = self._describe_instances()
-        state.cluster = self._settle_parameter_group()
+        state.set_instances(Instance.of_cluster(self.api, cluster_id))
+        attached = state.cluster.attached if state.cluster is not None else []
+        state.found["cluster"] = self._settle_parameter_group()
+        if state.cluster is not None:
+            state.cluster.attached = attached
         self._check_in_force(state)
 
     def _check_in_force(self, state: DatabaseState) -> None:
@@ -654,9 +411,8 @@ class DatabaseStep(Step):
         and make a run without it say which members are left and the next command."""
         if self.ctx.allow_reboot:
             # --allow-reboot promises the group in force at the end: fail when it is not.
-            out = [(m["DBInstanceIdentifier"], m.get("DBClusterParameterGroupStatus"))
-                   for m in self._members(state)
-                   if m.get("DBClusterParameterGroupStatus") not in (None, IN_SYNC)]
+            out = [(m.id, m.group_status) for m in self._members(state)
+                   if m.group_status not in (None, IN_SYNC)]
             if out:
                 raise StepFailed(
                     STEP_NAME, f"rds:cluster {self.db.cluster_id}",
@@ -670,34 +426,39 @@ class DatabaseStep(Step):
         if pending:
             self._say_pending(pending)
 
-    def _settle_parameter_group(self) -> dict | None:
+    def _settle_parameter_group(self) -> ClusterFound | None:
         """The cluster once no member shows `applying` (a group just attached, or a
         parameter just changed): what is left is in-sync or pending-reboot."""
-        return self._wait(self._describe_cluster, lambda cluster: cluster is None or not any(
-            m.get("DBClusterParameterGroupStatus") == APPLYING
-            for m in cluster.get("DBClusterMembers") or []),
+        return self._wait(
+            lambda: Cluster.named(self.api, self.db.cluster_id),
+            lambda cluster: cluster is None or not any(
+                m.group_status == APPLYING for m in cluster.members),
             f"rds cluster {self.db.cluster_id}'s members to apply parameter group "
             f"{self.db.parameter_group_name}", f"rds:cluster {self.db.cluster_id}")
 
     def outputs(self, state: DatabaseState) -> DatabaseOutputs:
-        cluster = state.cluster or {}
+        cluster, group = state.cluster, state.found.get("security-group")
         pending = self._pending_reboot(state)
         return DatabaseOutputs(
             cluster_id=self.db.cluster_id,
-            cluster_arn=cluster.get("DBClusterArn", UNKNOWN),
-            cluster_resource_id=cluster.get("DbClusterResourceId", UNKNOWN),
-            endpoint=cluster.get("Endpoint", UNKNOWN),
-            reader_endpoint=cluster.get("ReaderEndpoint", UNKNOWN),
-            port=cluster.get("Port", self.db.port),
+            cluster_arn=_known(cluster and cluster.arn),
+            cluster_resource_id=_known(cluster and cluster.resource_id),
+            endpoint=_known(cluster and cluster.endpoint),
+            reader_endpoint=_known(cluster and cluster.reader_endpoint),
+            port=cluster.port if cluster and cluster.port is not None else self.db.port,
             database=self.db.name,
             master_username=self.db.master_username,
-            security_group_id=state.security_group["id"] if state.security_group else UNKNOWN,
+            security_group_id=group.id if group else UNKNOWN,
             subnet_group=self.db.subnet_group_name,
-            instance_ids=tuple(sorted(i["DBInstanceIdentifier"] for i in state.instances)
-                               or [UNKNOWN]),
+            instance_ids=tuple(sorted(i.id for i in state.instances) or [UNKNOWN]),
             parameter_group=self.db.parameter_group_name,
             pending_reboot=tuple(pending),
             reboot_command=self._reboot_command() if pending else None)
+
+
+def _known(value):
+    """What AWS said, or UNKNOWN where it said nothing (no cluster yet)."""
+    return value if value else UNKNOWN
 
 
 def _field(db, name: str) -> str:

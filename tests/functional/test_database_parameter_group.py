@@ -16,13 +16,17 @@ import boto3
 import pytest
 
 from runbook.aws.clients import ClientFactory
+from runbook.aws.reachability import SecurityGroup
 from runbook.engine import StepContext
+from runbook.engine.step import Inputs
 from runbook.steps import new_runner
 from runbook.errors import PlanError, StepFailed
 from runbook.output.progress import Progress
+from runbook.resources.rds import InstanceFound, ParameterGroupFound, parse_cluster
 from runbook.steps.database import (REBOOT_INTERVAL_S, REBOOT_TIMEOUT_S, DatabaseState,
                                     DatabaseStep, family, ready_to_reboot, reboot_blocked,
                                     rebooted)
+from runbook.steps.network import NetworkOutputs
 from tests.conftest import REGION
 from tests.functional.conftest import run_steps as run
 
@@ -226,18 +230,25 @@ def test_the_group_name_comes_from_the_environment_file(account, write_config):
 
 # -- what AWS shows and moto does not: a writer pending reboot ---------------------------
 
+NETWORK = NetworkOutputs(vpc_id="vpc-1", vpc_cidr="10.0.0.0/16",
+                         subnet_ids=("subnet-a", "subnet-b"), route_table_ids=("rtb-a", "rtb-b"),
+                         availability_zones=("eu-central-1a", "eu-central-1b"))
+
+
+def database_step(ctx):
+    return DatabaseStep(ctx, Inputs("database", ("network",), lambda name: NETWORK))
+
+
 def plan_of(config, cluster_item, *, allow_reboot, plan_only=True):
     progress = Lines()
     ctx = StepContext(config, aws=None, progress=progress, upstream=None,
                       allow_reboot=allow_reboot, plan_only=plan_only)
-    state = DatabaseState("vpc-1", ["subnet-a", "subnet-b"],
-                          security_group={"id": "sg-1", "tags": {}},
-                          subnet_group=None, cluster=cluster_item,
-                          instances=[{"DBInstanceIdentifier": "matbakh-prod-1",
-                                      "DBInstanceArn": "arn:i", "TagList": []}],
-                          parameter_group={"arn": "arn:pg", "family": "aurora-postgresql16",
-                                           "tags": {}, "value": "1", "apply_type": "dynamic"})
-    return DatabaseStep(ctx).plan(state), progress.lines
+    step = database_step(ctx)
+    state = step.state(SecurityGroup("sg-1", "matbakh-prod-db"), None,
+                       ParameterGroupFound(GROUP, {}, "arn:pg", "aurora-postgresql16", "1",
+                                           "dynamic"),
+                       parse_cluster(cluster_item), [InstanceFound("matbakh-prod-1", {}, "arn:i")])
+    return step.plan(state), progress.lines
 
 
 GROUP_OPS = ("create_parameter_group", "set_force_ssl", "update_cluster")
@@ -340,7 +351,9 @@ def test_the_pending_reboot_is_an_output_not_a_change(config, writer, readers, a
                                                       allow_reboot, pending):
     ctx = StepContext(config, aws=None, progress=Progress(quiet=True), upstream=None,
                       allow_reboot=allow_reboot)
-    state = DatabaseState("vpc-1", [], cluster=aws_cluster(writer, *readers), attached=attached)
+    cluster = parse_cluster(aws_cluster(writer, *readers))
+    cluster.attached = attached
+    state = DatabaseState(found={"cluster": cluster})
     outputs = DatabaseStep(ctx).outputs(state)
     assert list(outputs.pending_reboot) == pending
     assert outputs.reboot_command == (REBOOT_COMMAND if pending else None)
@@ -432,7 +445,7 @@ IN_FORCE_CHECKS = [
 def test_after_apply_a_member_out_of_sync_fails_with_allow_reboot_and_is_said_without(
         config, writer, readers, allow_reboot, failure, said):
     step, progress, _ = waiting_step(config, allow_reboot=allow_reboot)
-    state = DatabaseState("vpc-1", [], cluster=aws_cluster(writer, *readers))
+    state = DatabaseState(found={"cluster": parse_cluster(aws_cluster(writer, *readers))})
 
     if failure:
         with pytest.raises(StepFailed, match="rds.force_ssl is not in force") as error:
@@ -448,11 +461,11 @@ def test_after_apply_a_member_out_of_sync_fails_with_allow_reboot_and_is_said_wi
 
 def test_plan_error_names_the_field(config):
     ctx = StepContext(config, aws=None, progress=Progress(quiet=True), upstream=None)
-    state = DatabaseState("vpc-1", [], parameter_group={
-        "arn": "arn:pg", "family": "aurora-postgresql15", "tags": {}, "value": "1",
-        "apply_type": None})
+    step = database_step(ctx)
+    state = step.state(None, None, ParameterGroupFound(GROUP, {}, "arn:pg", "aurora-postgresql15",
+                                                       "1"), None, [])
     with pytest.raises(PlanError, match="database.parameter_group"):
-        DatabaseStep(ctx).plan(state)
+        step.plan(state)
 
 
 # -- a run that stops at one of the new writes is finished by the next ------------------

@@ -1,0 +1,467 @@
+"""The Aurora cluster and what it stands on (step `database`): the DB subnet group, the
+TLS-only cluster parameter group, the cluster and its instances.
+
+Each is found by its name (an RDS name is unique in an account and region), never by
+trusting the API to refuse a duplicate: moto overwrites a cluster on a duplicate
+CreateDBCluster and accepts a duplicate DB subnet group. RDS resources are tagged by ARN.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import secrets as pysecrets
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from runbook.aws import naming
+from runbook.aws.api import Api, or_none, pages
+from runbook.engine.plan import Change, diff_field, is_known
+from runbook.errors import PlanError
+from runbook.resources.base import F, Found, Resource, S, Spec
+from runbook.resources.security_group import SecurityGroup, SecurityGroupSpec
+
+# What the cluster parameter group sets. On Aurora PostgreSQL rds.force_ssl is a cluster
+# parameter (default 0); as a role setting it would do nothing.
+FORCE_SSL = ("rds.force_ssl", "1")
+
+
+class _Named:
+    """Changes named for what they do (create_cluster, make_private...), as tests and
+    logs know them, rather than Resource.plan's create, update and tag."""
+
+    ops: ClassVar[dict[str, str]] = {}   # Resource.plan's op -> this kind's name for it
+
+    def plan(self, spec, found, key: str) -> list[Change]:
+        return [dataclasses.replace(change, op=self.ops.get(change.op, change.op))
+                for change in super().plan(spec, found, key)]
+
+
+class _Rds(_Named, Resource[S, F]):
+    """What RDS kinds share: tagged by ARN, labelled by name alone."""
+
+    service = "rds"
+    label_id = False
+
+    def tag_target(self, found: F) -> str:
+        return found.arn
+
+
+# -- the cluster's security group ------------------------------------------------------------
+
+class ClusterSecurityGroup(_Named, SecurityGroup):
+    """The cluster's group: made with no ingress and AWS's default egress. Its rules
+    belong to step vpc-integrate."""
+
+    ops = {"create": "create_security_group", "tag": "tag_ec2"}
+
+    def summary(self, spec: SecurityGroupSpec) -> dict:
+        return {"vpc": spec.vpc_id, "ingress": "none yet", "egress": "all (the default)"}
+
+
+# -- the DB subnet group ---------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class SubnetGroupSpec(Spec):
+    vpc_id: Any = None
+    subnet_ids: tuple = ()
+    description: str = ""
+
+
+@dataclass
+class SubnetGroupFound(Found):
+    arn: str = ""
+    vpc_id: str | None = None
+    subnet_ids: list = field(default_factory=list)     # sorted
+
+
+class SubnetGroup(_Rds[SubnetGroupSpec, SubnetGroupFound]):
+    kind, plural = "rds:subnet-group", "DB subnet groups"
+    replaces = {"vpc_id": "Rename database.subnet_group or delete the old group."}
+    ops = {"create": "create_subnet_group", "update": "update_subnet_group", "tag": "tag_rds"}
+
+    @staticmethod
+    def named(api: Api, name: str) -> SubnetGroupFound | None:
+        rds = api.client("rds")
+        answer = or_none(lambda: rds.describe_db_subnet_groups(DBSubnetGroupName=name))
+        if answer is None:
+            return None
+        group = answer["DBSubnetGroups"][0]
+        arn = group["DBSubnetGroupArn"]
+        return SubnetGroupFound(
+            name, naming.from_aws(rds.list_tags_for_resource(ResourceName=arn)["TagList"]),
+            arn, group.get("VpcId"), sorted(s["SubnetIdentifier"] for s in group["Subnets"]))
+
+    def summary(self, spec: SubnetGroupSpec) -> dict:
+        return {"subnets": list(spec.subnet_ids)}
+
+    def check(self, spec: SubnetGroupSpec, found: SubnetGroupFound) -> None:
+        if is_known(spec.vpc_id) and found.vpc_id not in (None, spec.vpc_id):
+            raise PlanError(spec.step, self.label(spec, found),
+                            f"it belongs to {found.vpc_id}, not to the environment's VPC "
+                            f"{spec.vpc_id}. {self.replaces['vpc_id']}")
+
+    def diff(self, spec: SubnetGroupSpec, found: SubnetGroupFound) -> dict:
+        diff: dict = {}
+        if sorted(spec.subnet_ids) != found.subnet_ids:
+            diff["subnets"] = {"from": found.subnet_ids, "to": sorted(spec.subnet_ids)}
+        return diff
+
+    def create(self, api: Api, spec: SubnetGroupSpec) -> SubnetGroupFound:
+        group = api.client("rds").create_db_subnet_group(
+            DBSubnetGroupName=spec.name, DBSubnetGroupDescription=spec.description,
+            SubnetIds=list(spec.subnet_ids), Tags=naming.as_aws(spec.tags))["DBSubnetGroup"]
+        return SubnetGroupFound(spec.name, dict(spec.tags), group["DBSubnetGroupArn"],
+                                spec.vpc_id, sorted(spec.subnet_ids))
+
+    def update(self, api: Api, spec: SubnetGroupSpec, found: SubnetGroupFound, diff: dict,
+               tags: dict) -> SubnetGroupFound:
+        api.client("rds").modify_db_subnet_group(DBSubnetGroupName=spec.name,
+                                                 SubnetIds=list(spec.subnet_ids))
+        found.subnet_ids = sorted(spec.subnet_ids)
+        return found
+
+
+# -- the cluster parameter group (rds.force_ssl=1) --------------------------------------------
+
+@dataclass(frozen=True)
+class ParameterGroupSpec(Spec):
+    family: str = ""                   # the family of the cluster's engine
+    description: str = ""
+
+
+@dataclass
+class ParameterGroupFound(Found):
+    arn: str = ""
+    family: str | None = None
+    force_ssl: str | None = None       # rds.force_ssl as set on the group; None: the default
+    apply_type: str | None = None      # its ApplyType, where AWS says (moto does not)
+
+
+class ClusterParameterGroup(_Rds[ParameterGroupSpec, ParameterGroupFound]):
+    """A DB cluster parameter group that sets rds.force_ssl=1: TLS only."""
+
+    kind, plural = "rds:cluster-parameter-group", "DB cluster parameter groups"
+    replaces = {"family": "Set database.parameter_group to another name, or delete the group."}
+    ops = {"create": "create_parameter_group", "update": "set_force_ssl", "tag": "tag_rds"}
+
+    @staticmethod
+    def named(api: Api, name: str) -> ParameterGroupFound | None:
+        rds = api.client("rds")
+        answer = or_none(lambda: rds.describe_db_cluster_parameter_groups(
+            DBClusterParameterGroupName=name))
+        if answer is None:
+            return None
+        group = answer["DBClusterParameterGroups"][0]
+        # AWS lists every parameter of the family (about 350, in pages) with its Source
+        # and ApplyType; moto 5.2.5 lists only those set on the group, without ApplyType.
+        # A parameter absent from the list is at its engine default (0 for rds.force_ssl).
+        found: dict = {}
+        for parameter in pages(rds, "describe_db_cluster_parameters", "Parameters",
+                               DBClusterParameterGroupName=name):
+            if parameter.get("ParameterName") == FORCE_SSL[0]:
+                found = parameter
+        arn = group["DBClusterParameterGroupArn"]
+        return ParameterGroupFound(
+            name, naming.from_aws(rds.list_tags_for_resource(ResourceName=arn)["TagList"]),
+            arn, group.get("DBParameterGroupFamily"), found.get("ParameterValue"),
+            found.get("ApplyType"))
+
+    def summary(self, spec: ParameterGroupSpec) -> dict:
+        return {"family": spec.family, FORCE_SSL[0]: FORCE_SSL[1]}
+
+    def check(self, spec: ParameterGroupSpec, found: ParameterGroupFound) -> None:
+        # moto accepts any family name and never compares it with the cluster's engine;
+        # AWS refuses to attach a group of another family. Checked here, before a write.
+        if found.family != spec.family:
+            raise PlanError(spec.step, self.label(spec, found),
+                            f"it is a {found.family} group, and the cluster needs "
+                            f"{spec.family}. {self.replaces['family']}")
+
+    def diff(self, spec: ParameterGroupSpec, found: ParameterGroupFound) -> dict:
+        diff: dict = {}
+        diff_field(diff, FORCE_SSL[0], found.force_ssl, FORCE_SSL[1])
+        return diff
+
+    def create(self, api: Api, spec: ParameterGroupSpec) -> ParameterGroupFound:
+        group = api.client("rds").create_db_cluster_parameter_group(
+            DBClusterParameterGroupName=spec.name, DBParameterGroupFamily=spec.family,
+            Description=spec.description,
+            Tags=naming.as_aws(spec.tags))["DBClusterParameterGroup"]
+        found = ParameterGroupFound(spec.name, dict(spec.tags),
+                                    group["DBClusterParameterGroupArn"], spec.family)
+        # A new group holds the engine defaults: rds.force_ssl is set next, in the same
+        # run. A run that stops in between finds the group and sets it then.
+        return self.update(api, spec, found, {}, {})
+
+    def update(self, api: Api, spec: ParameterGroupSpec, found: ParameterGroupFound,
+               diff: dict, tags: dict) -> ParameterGroupFound:
+        """Set rds.force_ssl=1. It is dynamic on Aurora PostgreSQL: "immediate" applies
+        it without a restart. AWS refuses "immediate" for a static parameter, so the
+        ApplyType AWS reports wins where it says static."""
+        static = found.apply_type == "static"
+        api.client("rds").modify_db_cluster_parameter_group(
+            DBClusterParameterGroupName=spec.name,
+            Parameters=[{"ParameterName": FORCE_SSL[0], "ParameterValue": FORCE_SSL[1],
+                         "ApplyMethod": "pending-reboot" if static else "immediate"}])
+        found.force_ssl = FORCE_SSL[1]
+        return found
+
+
+# -- the cluster -------------------------------------------------------------------------------
+
+@dataclass
+class Member:
+    """One of DescribeDBClusters' DBClusterMembers."""
+
+    id: str
+    writer: bool = False
+    group_status: str | None = None    # DBClusterParameterGroupStatus
+
+
+@dataclass(frozen=True)
+class ClusterSpec(Spec):
+    engine: str = ""
+    engine_version: str = ""
+    database: str = ""
+    port: int = 5432
+    master_username: str = ""
+    subnet_group: str = ""
+    parameter_group: str = ""
+    security_group_id: Any = None
+    deletion_protection: bool = True
+    min_capacity: float = 0.5
+    max_capacity: float = 4.0
+    # What the plan says, beside an attach of the group to an existing cluster, about
+    # the members' restart.
+    reboot_note: str = ""
+
+
+@dataclass
+class ClusterFound(Found):
+    arn: str = ""
+    engine: str = ""
+    engine_version: str | None = None
+    status: str | None = None
+    encrypted: bool = False
+    subnet_group: str | None = None
+    parameter_group: str | None = None
+    deletion_protection: bool | None = None
+    iam_auth: bool | None = None
+    scaling: dict | None = None        # ServerlessV2ScalingConfiguration
+    security_groups: list = field(default_factory=list)
+    members: list[Member] = field(default_factory=list)
+    resource_id: str | None = None
+    endpoint: str | None = None
+    reader_endpoint: str | None = None
+    port: int | None = None
+    # The members when this run's ModifyDBCluster attached the group: none of them runs
+    # it until it restarts, whatever status AWS (or moto, which always says in-sync)
+    # shows just after.
+    attached: list = field(default_factory=list)
+
+
+def parse_cluster(raw: dict) -> ClusterFound:
+    """A DescribeDBClusters item (or CreateDBCluster's, ModifyDBCluster's answer)."""
+    return ClusterFound(
+        raw["DBClusterIdentifier"], naming.from_aws(raw.get("TagList")),
+        raw.get("DBClusterArn", ""),
+        raw.get("Engine", ""), raw.get("EngineVersion"), raw.get("Status"),
+        bool(raw.get("StorageEncrypted")), raw.get("DBSubnetGroup"),
+        raw.get("DBClusterParameterGroup"), raw.get("DeletionProtection"),
+        raw.get("IAMDatabaseAuthenticationEnabled"), raw.get("ServerlessV2ScalingConfiguration"),
+        [g["VpcSecurityGroupId"] for g in raw.get("VpcSecurityGroups", ())],
+        [Member(m["DBInstanceIdentifier"], bool(m.get("IsClusterWriter")),
+                m.get("DBClusterParameterGroupStatus"))
+         for m in raw.get("DBClusterMembers") or []],
+        raw.get("DbClusterResourceId"), raw.get("Endpoint"), raw.get("ReaderEndpoint"),
+        raw.get("Port"))
+
+
+class Cluster(_Rds[ClusterSpec, ClusterFound]):
+    """An Aurora cluster: Serverless v2, IAM auth, encrypted, deletion-protected.
+
+    It is created with a throwaway master password that is never stored or shown: step
+    `store-secrets` generates the real one once, keeps it in the DB secret and sets it on
+    the cluster, so the secret is the only place the password lives."""
+
+    kind, plural = "rds:cluster", "DB clusters"
+    replaces = {
+        "engine": "Use another database.cluster_id.",
+        "encrypted": "Restore an encrypted copy from a snapshot and point "
+                     "database.cluster_id at it.",
+    }
+    ops = {"create": "create_cluster", "update": "update_cluster", "tag": "tag_rds"}
+
+    @staticmethod
+    def named(api: Api, cluster_id: str) -> ClusterFound | None:
+        answer = or_none(lambda: api.client("rds").describe_db_clusters(
+            DBClusterIdentifier=cluster_id))
+        return parse_cluster(answer["DBClusters"][0]) if answer is not None else None
+
+    def summary(self, spec: ClusterSpec) -> dict:
+        return {"engine": f"{spec.engine} {spec.engine_version}", "database": spec.database,
+                "serverless_v2": f"{spec.min_capacity}-{spec.max_capacity} ACU",
+                "iam_auth": True, "encrypted": True, "parameter_group": spec.parameter_group,
+                "deletion_protection": spec.deletion_protection}
+
+    def check(self, spec: ClusterSpec, found: ClusterFound) -> None:
+        label = self.label(spec, found)
+        if found.engine != spec.engine:
+            raise PlanError(spec.step, label, f"it runs {found.engine}, not {spec.engine}. "
+                            + self.replaces["engine"])
+        if not found.encrypted:
+            raise PlanError(spec.step, label, "its storage is not encrypted, and encryption "
+                            "cannot be turned on in place. " + self.replaces["encrypted"])
+        if found.status in ("stopped", "stopping"):
+            raise PlanError(spec.step, label, f"the cluster is {found.status}. Start it "
+                            f"(`aws rds start-db-cluster --db-cluster-identifier {spec.name}`) "
+                            "and run again.")
+        # RDS stores subnet group names in lower case.
+        if str(found.subnet_group or "").lower() != spec.subnet_group.lower():
+            raise PlanError(spec.step, label, f"it uses DB subnet group {found.subnet_group}, "
+                            f"the file says {spec.subnet_group}. Set database.subnet_group "
+                            "to match.")
+
+    @staticmethod
+    def attaches(spec: ClusterSpec, found: ClusterFound) -> bool:
+        """Whether the update attaches the parameter group."""
+        # RDS stores parameter group names in lower case.
+        return str(found.parameter_group or "").lower() != spec.parameter_group.lower()
+
+    def diff(self, spec: ClusterSpec, found: ClusterFound) -> dict:
+        """Everything in one ModifyDBCluster, the parameter group's attach included: a
+        second ModifyDBCluster right after the first may be refused
+        (InvalidDBClusterStateFault) while the cluster is still `modifying`."""
+        diff: dict = {}
+        diff_field(diff, "deletion_protection", found.deletion_protection,
+                   spec.deletion_protection)
+        diff_field(diff, "iam_auth", found.iam_auth, True)
+        scaling = {"MinCapacity": spec.min_capacity, "MaxCapacity": spec.max_capacity}
+        current = found.scaling or {}
+        diff_field(diff, "serverless_v2",
+                   {k: current.get(k) for k in scaling} if current else None, scaling)
+        groups = list(found.security_groups)
+        if spec.security_group_id not in groups:
+            diff["security_groups"] = {"from": groups, "to": groups + [spec.security_group_id]}
+        if self.attaches(spec, found):
+            diff["parameter_group"] = {"from": found.parameter_group, "to": spec.parameter_group}
+            diff["reboot"] = spec.reboot_note
+        return diff
+
+    def create(self, api: Api, spec: ClusterSpec) -> ClusterFound:
+        cluster = api.client("rds").create_db_cluster(
+            DBClusterIdentifier=spec.name,
+            Engine=spec.engine,
+            EngineVersion=spec.engine_version,
+            DatabaseName=spec.database,
+            Port=spec.port,
+            MasterUsername=spec.master_username,
+            # Replaced by store-secrets with the password kept in the DB secret.
+            MasterUserPassword=pysecrets.token_urlsafe(32),
+            DBSubnetGroupName=spec.subnet_group,
+            DBClusterParameterGroupName=spec.parameter_group,
+            VpcSecurityGroupIds=[spec.security_group_id],
+            StorageEncrypted=True,
+            EnableIAMDatabaseAuthentication=True,
+            DeletionProtection=spec.deletion_protection,
+            ServerlessV2ScalingConfiguration={"MinCapacity": spec.min_capacity,
+                                              "MaxCapacity": spec.max_capacity},
+            CopyTagsToSnapshot=True,
+            Tags=naming.as_aws(spec.tags),
+        )["DBCluster"]
+        return parse_cluster(cluster)
+
+    def update(self, api: Api, spec: ClusterSpec, found: ClusterFound, diff: dict,
+               tags: dict) -> ClusterFound:
+        params: dict = {"DBClusterIdentifier": spec.name, "ApplyImmediately": True}
+        if "deletion_protection" in diff:
+            params["DeletionProtection"] = spec.deletion_protection
+        if "iam_auth" in diff:
+            params["EnableIAMDatabaseAuthentication"] = True
+        if "serverless_v2" in diff:
+            params["ServerlessV2ScalingConfiguration"] = {"MinCapacity": spec.min_capacity,
+                                                          "MaxCapacity": spec.max_capacity}
+        if "security_groups" in diff:
+            params["VpcSecurityGroupIds"] = found.security_groups + [spec.security_group_id]
+        attached = found.attached
+        if "parameter_group" in diff:
+            # A run that fails here (or loses the answer) is finished by the next: it finds
+            # the group attached or not, and on AWS the members' status (pending-reboot)
+            # says whether a restart is still due.
+            params["DBClusterParameterGroupName"] = spec.parameter_group
+            attached = [m.id for m in writer_first(found.members)]
+        cluster = parse_cluster(api.client("rds").modify_db_cluster(**params)["DBCluster"])
+        cluster.attached = attached
+        return cluster
+
+
+def writer_first(members: list[Member]) -> list[Member]:
+    return sorted(members, key=lambda m: not m.writer)
+
+
+# -- instances ---------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class InstanceSpec(Spec):
+    cluster_id: str = ""
+    engine: str = ""
+    instance_class: str = ""
+
+
+@dataclass
+class InstanceFound(Found):
+    arn: str = ""
+    public: bool = False               # PubliclyAccessible
+
+
+class Instance(_Rds[InstanceSpec, InstanceFound]):
+    """A cluster instance, private: never publicly accessible."""
+
+    kind, plural = "rds:instance", "DB instances"
+    ops = {"create": "create_instance", "update": "make_private", "tag": "tag_rds"}
+
+    @staticmethod
+    def of_cluster(api: Api, cluster_id: str) -> list[InstanceFound]:
+        return [InstanceFound(i["DBInstanceIdentifier"], naming.from_aws(i.get("TagList")),
+                              i["DBInstanceArn"], bool(i.get("PubliclyAccessible")))
+                for i in pages(api.client("rds"), "describe_db_instances", "DBInstances",
+                               Filters=[{"Name": "db-cluster-id", "Values": [cluster_id]}])]
+
+    @staticmethod
+    def status(api: Api, identifier: str) -> str:
+        """Its DBInstanceStatus; "deleted" when there is no such instance."""
+        answer = or_none(lambda: api.client("rds").describe_db_instances(
+            DBInstanceIdentifier=identifier))
+        return answer["DBInstances"][0]["DBInstanceStatus"] if answer is not None else "deleted"
+
+    def summary(self, spec: InstanceSpec) -> dict:
+        return {"class": spec.instance_class}
+
+    def diff(self, spec: InstanceSpec, found: InstanceFound) -> dict:
+        diff: dict = {}
+        diff_field(diff, "publicly_accessible", found.public, False)
+        return diff
+
+    def create(self, api: Api, spec: InstanceSpec) -> InstanceFound:
+        instance = api.client("rds").create_db_instance(
+            DBInstanceIdentifier=spec.name,
+            DBClusterIdentifier=spec.cluster_id,
+            Engine=spec.engine,
+            DBInstanceClass=spec.instance_class,
+            # The default depends on the VPC: with an internet gateway it is public.
+            PubliclyAccessible=False,
+            Tags=naming.as_aws(spec.tags),
+        )["DBInstance"]
+        return InstanceFound(spec.name, dict(spec.tags), instance["DBInstanceArn"], False)
+
+    def update(self, api: Api, spec: InstanceSpec, found: InstanceFound, diff: dict,
+               tags: dict) -> InstanceFound:
+        """Make it private (the one update)."""
+        api.client("rds").modify_db_instance(DBInstanceIdentifier=found.id,
+                                             PubliclyAccessible=False, ApplyImmediately=True)
+        found.public = False
+        return found
+
+    @staticmethod
+    def reboot(api: Api, identifier: str) -> None:
+        api.client("rds").reboot_db_instance(DBInstanceIdentifier=identifier)
