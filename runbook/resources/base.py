@@ -85,6 +85,9 @@ class Resource(Generic[S, F]):
     label_id: ClassVar[bool] = True
     # Whether missing tags go into the update's diff (one change), or a change of their own.
     tags_in_update: ClassVar[bool] = False
+    # Names for plan's operations (create, update, tag) as this kind's changes are known in
+    # tests and logs: {"create": "create_cluster"}.
+    ops: ClassVar[dict[str, str]] = {}
 
     # -- read ------------------------------------------------------------------------
 
@@ -156,8 +159,8 @@ class Resource(Generic[S, F]):
 
     def plan(self, spec: S, found: F | None, key: str) -> list[Change]:
         if found is None:
-            return [Change("create", self.label(spec), "create", {"spec": spec},
-                           self.summary(spec), run=Apply(self, key, "create"))]
+            return [Change("create", self.label(spec), self.ops.get("create", "create"),
+                           {"spec": spec}, self.summary(spec), run=Apply(self, key, "create"))]
         self.check(spec, found)
         diff = self.diff(spec, found)
         add = naming.missing_tags(spec.tags, found.tags)
@@ -171,7 +174,7 @@ class Resource(Generic[S, F]):
                                   diff, run=Apply(self, key, "update")))
         if add and not self.tags_in_update:
             changes.append(self.tag_change(spec, found, add, key))
-        return changes
+        return [dataclasses.replace(c, op=self.ops.get(c.op, c.op)) for c in changes]
 
     def tag_change(self, spec: S, found: F, add: dict, key: str) -> Change:
         return Change("update", self.label(spec, found), "tag", {"tags": add},

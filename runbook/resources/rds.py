@@ -8,14 +8,13 @@ CreateDBCluster and accepts a duplicate DB subnet group. RDS resources are tagge
 
 from __future__ import annotations
 
-import dataclasses
 import secrets as pysecrets
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any
 
 from runbook.aws import naming
 from runbook.aws.api import Api, or_none, pages
-from runbook.engine.plan import Change, diff_field, is_known
+from runbook.engine.plan import diff_field, is_known
 from runbook.errors import PlanError
 from runbook.resources.base import F, Found, Resource, S, Spec
 from runbook.resources.security_group import SecurityGroup, SecurityGroupSpec
@@ -25,18 +24,7 @@ from runbook.resources.security_group import SecurityGroup, SecurityGroupSpec
 FORCE_SSL = ("rds.force_ssl", "1")
 
 
-class _Named:
-    """Changes named for what they do (create_cluster, make_private...), as tests and
-    logs know them, rather than Resource.plan's create, update and tag."""
-
-    ops: ClassVar[dict[str, str]] = {}   # Resource.plan's op -> this kind's name for it
-
-    def plan(self, spec, found, key: str) -> list[Change]:
-        return [dataclasses.replace(change, op=self.ops.get(change.op, change.op))
-                for change in super().plan(spec, found, key)]
-
-
-class _Rds(_Named, Resource[S, F]):
+class _Rds(Resource[S, F]):
     """What RDS kinds share: tagged by ARN, labelled by name alone."""
 
     service = "rds"
@@ -48,7 +36,7 @@ class _Rds(_Named, Resource[S, F]):
 
 # -- the cluster's security group ------------------------------------------------------------
 
-class ClusterSecurityGroup(_Named, SecurityGroup):
+class ClusterSecurityGroup(SecurityGroup):
     """The cluster's group: made with no ingress and AWS's default egress. Its rules
     belong to step vpc-integrate."""
 

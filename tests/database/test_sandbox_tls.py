@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import dataclasses
 from datetime import datetime, timedelta, timezone
-from urllib.parse import parse_qsl, urlsplit
 
 import boto3
 import psycopg

@@ -13,7 +13,6 @@ from runbook.aws.clients import ClientFactory
 from runbook.steps import new_runner
 from runbook.errors import StepFailed
 from runbook.output.progress import Progress
-from runbook.steps.vpc_integrate import VpcIntegrateStep
 from tests.conftest import REGION
 
 STEP = "vpc-integrate"
