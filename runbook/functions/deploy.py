@@ -208,12 +208,15 @@ class FunctionState(Inventory):
         found = self.found.get(FUNCTION_KEY)
         return None if found is None else {**found.configuration, "Tags": found.tags}
 
+    @property
+    def log_group_arn(self) -> str:
+        return f"arn:aws:logs:{self.region}:{self.account}:log-group:{self.spec.log_group}"
+
     def policy(self) -> dict:
         spec = self.spec
-        log_group = f"arn:aws:logs:{self.region}:{self.account}:log-group:{spec.log_group}"
         statements = [{"Sid": "Logs", "Effect": "Allow",
                        "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
-                       "Resource": f"{log_group}:*"}]
+                       "Resource": f"{self.log_group_arn}:*"}]
         if spec.subnet_ids is not None:
             statements.append({"Sid": "VpcNetworkInterfaces", "Effect": "Allow",
                                "Action": ENI_ACTIONS, "Resource": "*"})
@@ -230,9 +233,7 @@ class FunctionState(Inventory):
                             description=f"Execution role of {spec.name} (managed by runbook)",
                             holder=f"lambda:function {spec.name}")
         if key == LOG_GROUP_KEY:
-            return LogGroupSpec(spec.log_group, spec.tags, FIELD,
-                                arn=f"arn:aws:logs:{self.region}:{self.account}:log-group:"
-                                    f"{spec.log_group}",
+            return LogGroupSpec(spec.log_group, spec.tags, FIELD, arn=self.log_group_arn,
                                 retention_days=spec.log_retention_days)
         if key == FUNCTION_KEY:
             layers = ()
@@ -271,8 +272,8 @@ class Run:
     def __call__(self, api, state, spec=None, **args) -> Any:
         key, action = self.apply.key, self.apply.action
         if spec is not None:
-            spec = self.owner.spec_for(key, self.layer)
-            args["spec"] = resolve(spec, state) if isinstance(state, Inventory) else spec
+            known = {**(state.found if isinstance(state, Inventory) else {}), **self.owner.found}
+            args["spec"] = resolve(self.owner.spec_for(key, self.layer), Inventory(known))
         function = key == FUNCTION_KEY and isinstance(self.owner, FunctionState)
         if function and action == "update":
             self.wait(self.owner)
@@ -311,12 +312,16 @@ class FunctionsMixin:
     # -- read ------------------------------------------------------------------------
 
     def read_layer(self, runtime: str) -> LayerState:
-        name = self.config.function_name("deps")
         bundle = self.layer_ca_bundle()
-        spec = LayerSpec(name, naming.tags(self.config, self.name, name), "lambdas.runtime",
-                         runtime=runtime, content_hash=package.layer_content_hash(
-                             runtime, ca_bundle_sha256=bundle.sha256), ca_bundle=bundle)
+        spec = self.layer_spec(runtime, package.layer_content_hash(
+            runtime, ca_bundle_sha256=bundle.sha256), bundle)
         return LayerState(spec=spec, found={LAYER_KEY: self._layer().find(self.api, spec)})
+
+    def layer_spec(self, runtime: str, content_hash: str, bundle: rds_ca.CaBundle) -> LayerSpec:
+        """The dependency layer built from `content_hash` (package.layer_content_hash)."""
+        name = self.config.function_name("deps")
+        return LayerSpec(name, naming.tags(self.config, self.name, name), "lambdas.runtime",
+                         runtime=runtime, content_hash=content_hash, ca_bundle=bundle)
 
     def layer_ca_bundle(self) -> rds_ca.CaBundle:
         """The CA bundle the layer carries: in a dry run the sandbox's CA, which its

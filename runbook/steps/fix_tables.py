@@ -104,9 +104,9 @@ class FixTables(DatabaseAccess, FunctionsMixin, Step):
 
     def _read_through_function(self, found, database, secrets) -> TablesState:
         account = self.account()
-        spec = self.function_spec(account)
+        spec = self.db_migrate_spec(account)
         layer = self.read_layer(self.config.lambdas.runtime)
-        fn = self.function_found(account, package.build_function(KEY),
+        fn = self.db_migrate_state(account, package.build_function(KEY),
                                  self.find_function(spec))
         surveyed = None
         if not (self.plan_layer(layer) or self.plan_function(fn, layer)):
@@ -120,15 +120,15 @@ class FixTables(DatabaseAccess, FunctionsMixin, Step):
                 raise migrate_function.unexpected(spec.name, str(exc)) from None
         return self.state(found, surveyed, layer=layer, fn=fn)
 
-    def function_spec(self, account: str):
+    def db_migrate_spec(self, account: str):
         """db_migrate's spec (database.connect: lambda)."""
         return migrate_function.spec(self.config, self.inputs.vpc_integrate,
                                      self.inputs.database, self.inputs.store_secrets,
                                      account=account, region=self.ctx.aws.region)
 
-    def function_found(self, account: str, artifact, found: dict) -> FunctionState:
+    def db_migrate_state(self, account: str, artifact, found: dict) -> FunctionState:
         """What was read of db_migrate, claimed: pure."""
-        return FunctionState.of(self.function_spec(account), account, self.ctx.aws.region,
+        return FunctionState.of(self.db_migrate_spec(account), account, self.ctx.aws.region,
                                 artifact, found)
 
     def state(self, found: list[migrations.Migration], surveyed: survey.Survey | None, *,
