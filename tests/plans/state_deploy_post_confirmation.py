@@ -1,5 +1,5 @@
-"""Step deploy-post-confirmation's plan cases: {"account", "code_sha256", "layer",
-"function" (see tests/plans/functions.py), "pool": DescribeUserPool's UserPool or null}."""
+"""Step deploy-post-confirmation's plan cases: {"account", "layer", "post_confirmation"
+(see tests/plans/functions.py), "pool": DescribeUserPool's UserPool or null}."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from tests.plans import functions
 
 
 def state(step, data: dict):
-    return step.state(data["account"], functions.layer(step, data["layer"]),
-                      functions.artifact(data), functions.found(data["function"]),
-                      data.get("pool"))
+    account = data["account"]
+    fn = data["post_confirmation"]
+    return step.state(account, functions.layer(step, data["layer"]), functions.artifact(fn),
+                      functions.found(step.spec(account), fn), data.get("pool"))

@@ -3,7 +3,7 @@
 (runbook.lambda_runtime.survey.as_json; "pending", "edited" and "unknown" may be left
 out, "roles" and "rds_iam" too), or null: nothing could be read (no cluster yet, or
 db_migrate not deployed as desired)}. With database.connect: lambda also "account",
-"code_sha256", "layer" and "function" (tests/plans/functions.py)."""
+"layer" and "db_migrate" (tests/plans/functions.py)."""
 
 from __future__ import annotations
 
@@ -21,9 +21,9 @@ def state(step, data: dict):
     if surveyed is not None:
         surveyed = survey.from_json({"pending": [], "edited": [], "unknown": [], "roles": {},
                                      "rds_iam": True, **surveyed})
-    if "function" not in data:
+    if "db_migrate" not in data:
         return step.state(found, surveyed)
-    layer = functions.layer(step, data["layer"])
-    fn = step.db_migrate_state(data["account"], functions.artifact(data),
-                             functions.found(data["function"]))
-    return step.state(found, surveyed, layer=layer, fn=fn)
+    account, fn = data["account"], data["db_migrate"]
+    function = step.db_migrate_state(account, functions.artifact(fn),
+                                     functions.found(step.db_migrate_spec(account), fn))
+    return step.state(found, surveyed, layer=functions.layer(step, data["layer"]), fn=function)
