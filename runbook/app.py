@@ -353,11 +353,6 @@ def _plan(config, steps, aws, progress, account: str | None = None, *, dry_run: 
 
 # -- invoke -------------------------------------------------------------------------
 
-# The functions runbook deploys, and the step that deploys each.
-FUNCTIONS = {"pre_signup": "cognito", "post_confirmation": "deploy-post-confirmation",
-             "db_migrate": "fix-tables"}
-
-
 @dataclass
 class InvokeOutcome:
     invocation: object          # runbook.invoke.Invocation
@@ -367,14 +362,16 @@ class InvokeOutcome:
 def invoke(config, function: str, event: dict, *, dry_run: bool, progress) -> InvokeOutcome:
     """Run one function with `event`: in a dry run, locally against a sandbox where the
     steps up to the one deploying it have run; live, through Lambda's Invoke."""
-    key = function.replace("-", "_")
-    if key not in FUNCTIONS:
+    from runbook.functions import registry
+
+    entry = registry.find(function)
+    if entry is None:
         raise BadInput(f"unknown function {function!r}; runbook deploys "
-                       f"{', '.join(FUNCTIONS)}.")
-    name = config.function_name(key)
+                       f"{', '.join(registry.FUNCTIONS)}.")
+    name = config.function_name(entry.key)
     trigger = "triggerSource" in event
     if dry_run:
-        invocation = _invoke_in_sandbox(config, key, name, event, trigger, progress)
+        invocation = _invoke_in_sandbox(config, entry, name, event, trigger, progress)
     else:
         aws = ClientFactory(config.region)
         checked_account(config, aws)
@@ -384,19 +381,20 @@ def invoke(config, function: str, event: dict, *, dry_run: bool, progress) -> In
     return InvokeOutcome(invocation, EXIT_OK if invocation.ok else EXIT_FAILED)
 
 
-def _invoke_in_sandbox(config, key, name, event, trigger, progress):
+def _invoke_in_sandbox(config, entry, name, event, trigger, progress):
+    from runbook.functions import registry
     from runbook.functions.invoke import LocalInvoker
     from runbook.sandbox.stack import SANDBOX_CREDENTIALS, Sandbox
 
-    step = FUNCTIONS[key]
+    key, step = entry.key, entry.step
     if step not in config.all_steps():
         raise BadInput(f"{key} is deployed by step {step!r}, which no phase of the "
                        "environment file runs.")
-    if key == "db_migrate" and config.database.connect != "lambda":
-        raise BadInput("db_migrate is deployed by step 'fix-tables' only with "
-                       "database.connect: lambda; the environment file has "
-                       f"database.connect: {config.database.connect}, so the sandbox would "
-                       "have no db_migrate to run.")
+    if not entry.deployed(config):
+        field, value = entry.only_with
+        raise BadInput(f"{key} is deployed by step {step!r} only with {field}: {value}; the "
+                       f"environment file has {field}: {registry.setting(config, field)}, "
+                       f"so the sandbox would have no {key} to run.")
     progress.line(f"dry run: a sandbox with {name} deployed", bold=True)
     with Sandbox(progress) as sandbox:
         aws = ClientFactory(config.region, endpoint_url=sandbox.aws_url,

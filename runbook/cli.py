@@ -17,6 +17,7 @@ from pathlib import Path
 import click
 
 from runbook.errors import EXIT_FAILED, EXIT_INTERRUPTED, RunbookError
+from runbook.functions import registry  # plain data: the functions `invoke` lists
 
 _debug = False
 
@@ -204,7 +205,7 @@ def _live_status(phases, steps, as_json, env, config_path, region) -> int:
     return data["exit_code"]
 
 
-@cli.command()
+@cli.command(help=registry.invoke_help())
 @click.argument("function")
 @click.option("--event", "event_path", required=True,
               type=click.Path(dir_okay=False, path_type=Path),
@@ -214,11 +215,7 @@ def _live_status(phases, steps, as_json, env, config_path, region) -> int:
 @click.option("--json", "as_json", is_flag=True, help="Print the outcome as one JSON object.")
 @common_options
 def invoke(function, event_path, dry_run, as_json, env, config_path, report_dir, region):
-    """Invoke FUNCTION (pre_signup, post_confirmation, db_migrate) with an event.
-
-    With --dry-run the handler runs locally, as Lambda would run it, against a sandbox
-    where the steps up to its deployment have run; its log lines are printed.
-    """
+    # The help lists the functions of runbook.functions.registry.
     from runbook import app
     from runbook.errors import BadInput
     from runbook.output.progress import Progress

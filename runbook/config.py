@@ -14,10 +14,12 @@ import re
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (BaseModel, ConfigDict, Field, ValidationError, create_model,
+                      field_validator, model_validator)
 
 from runbook import yamlfile
 from runbook.errors import ConfigError
+from runbook.functions import registry
 from runbook.steps import CATALOGUE
 
 NAME = r"^[a-z0-9][a-z0-9-]{0,40}$"
@@ -90,7 +92,8 @@ class DbRole(_Model):
     """
 
     write: list[str] = Field(default_factory=list)
-    trigger: Literal["post-confirmation"] | None = None
+    # The triggers that log in as a role of their own (runbook.functions.registry).
+    trigger: Literal[registry.trigger_roles()] | None = None  # type: ignore[valid-type]
 
     @field_validator("write")
     @classmethod
@@ -280,7 +283,7 @@ LOG_RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 
                       1827, 2192, 2557, 2922, 3288, 3653)
 
 
-class Lambdas(_Model):
+class _LambdasBase(_Model):
     runtime: str = Field(default="python3.11", pattern=r"^python3\.[0-9]+$")
     # Function names are <prefix>-<function>, e.g. matbakh-cognito-post-confirmation;
     # the prefix defaults to network.name.
@@ -288,9 +291,6 @@ class Lambdas(_Model):
     # An int checked against the list, not a Literal: a strict Literal[1, 30] still takes
     # true for 1 and 30.0 for 30, as they compare equal.
     log_retention_days: int = 30
-    pre_signup: LambdaSettings
-    post_confirmation: LambdaSettings
-    db_migrate: LambdaSettings = LambdaSettings(memory_mb=256, timeout_s=300)
 
     @field_validator("log_retention_days")
     @classmethod
@@ -299,6 +299,19 @@ class Lambdas(_Model):
             raise ValueError(f"{value} is not a retention CloudWatch Logs offers; one of "
                              f"{', '.join(map(str, LOG_RETENTION_DAYS))}")
         return value
+
+    def settings(self, key: str) -> LambdaSettings:
+        """The sizes of function `key` (lambdas.<key>)."""
+        return getattr(self, key)
+
+
+# One LambdaSettings field per function of the registry, lambdas.<key>: required, or
+# the entry's defaults. A new function's section needs no change here.
+Lambdas = create_model(
+    "Lambdas", __base__=_LambdasBase,
+    **{key: (LambdaSettings, ... if f.defaults is None else
+             LambdaSettings(memory_mb=f.defaults[0], timeout_s=f.defaults[1]))
+       for key, f in registry.FUNCTIONS.items()})
 
 
 DOMAIN = r"^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$"

@@ -12,28 +12,18 @@ nothing but runbook invokes it, so it has no resource policy.
 
 from __future__ import annotations
 
-from runbook.aws import naming
 from runbook.errors import StepFailed
-from runbook.functions.deploy import FunctionSpec, database_login
+from runbook.functions import registry
+from runbook.functions.deploy import FunctionSpec, function_spec
 
-KEY = "db_migrate"
-STEP_NAME = "fix-tables"
+ENTRY = registry.DB_MIGRATE
+KEY = ENTRY.key
+STEP_NAME = ENTRY.step
 
 
-def spec(config, network: dict, database: dict, secrets: dict, *, account: str,
-         region: str) -> FunctionSpec:
-    name = config.function_name(KEY)
-    settings = config.lambdas.db_migrate
-    user = database.master_username if config.database.auth == "iam" else None
-    environment, statement = database_login(database, secrets, iam_user=user, account=account,
-                                      region=region)
-    return FunctionSpec(
-        key=KEY, name=name, runtime=config.lambdas.runtime, memory_mb=settings.memory_mb,
-        timeout_s=settings.timeout_s, environment=environment, statements=(statement,),
-        subnet_ids=tuple(network.subnet_ids),
-        security_group_ids=(network.lambda_security_group_id,), layer=True,
-        log_retention_days=config.lambdas.log_retention_days,
-        tags=naming.tags(config, STEP_NAME, name))
+def spec(config, network, database, secrets, *, account: str, region: str) -> FunctionSpec:
+    return function_spec(ENTRY, config, account=account, region=region, network=network,
+                         database=database, secrets=secrets)
 
 
 def call(ctx, function_name: str, event: dict) -> dict:

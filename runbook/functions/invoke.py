@@ -35,7 +35,7 @@ from pathlib import Path
 
 from runbook.functions import package
 from runbook.errors import BadInput
-from runbook.functions.deploy import FUNCTION_TAG
+from runbook.functions.registry import FUNCTION_TAG
 
 # Cognito waits this long for a trigger, whatever the function's own timeout.
 COGNITO_TRIGGER_LIMIT_S = 5.0

@@ -605,7 +605,10 @@ def _group_id(ec2, config, name: str) -> str:
 
 
 def _function_key(step: str) -> str:
-    return "pre_signup" if step == "cognito" else "post_confirmation"
+    """The function `step` deploys (runbook.functions.registry)."""
+    from runbook.functions.registry import FUNCTIONS
+
+    return next(f.key for f in FUNCTIONS.values() if f.step == step)
 
 
 def _make_vpc(account: Account, config, step: str) -> str:

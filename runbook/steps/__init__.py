@@ -36,8 +36,10 @@ class StepInfo:
 
 def _connects_through_lambda(config) -> bool:
     """fix-tables with database.connect: lambda runs db_migrate in vpc-integrate's
-    subnets, with its Lambda security group."""
-    return config.database.connect == "lambda"
+    subnets, with its Lambda security group (runbook.functions.registry says when)."""
+    from runbook.functions.registry import DB_MIGRATE
+
+    return DB_MIGRATE.deployed(config)
 
 
 CATALOGUE: dict[str, StepInfo] = {

@@ -19,14 +19,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from runbook.aws import naming
 from runbook.engine import UNKNOWN, Change, Outputs, Step
-from runbook.functions.deploy import (FunctionSpec, FunctionsMixin, FunctionState, Invoker,
-                               LayerState, database_login)
+from runbook.functions import package, registry
+from runbook.functions.deploy import (FUNCTION_KEY, FunctionSpec, FunctionsMixin,
+                                      FunctionState, LayerState, function_spec)
 
 STEP_NAME = "deploy-post-confirmation"
-KEY = "post_confirmation"
-TRIGGER = "PostConfirmation"
+ENTRY = registry.POST_CONFIRMATION
+KEY = ENTRY.key
 
 
 @dataclass
@@ -50,45 +50,33 @@ class DeployOutputs(Outputs):
 class DeployPostConfirmation(FunctionsMixin, Step):
     name = STEP_NAME
 
+    def spec(self, account: str) -> FunctionSpec:
+        return function_spec(
+            ENTRY, self.config, account=account, region=self.ctx.aws.region,
+            network=self.inputs.vpc_integrate, database=self.inputs.database,
+            secrets=self.inputs.store_secrets, pool_arn=self.inputs.cognito.user_pool_arn,
+            environment={"DB_SCHEMA": self.config.database.schema})
+
     def read(self) -> DeployState:
-        network = self.inputs.vpc_integrate
-        database = self.inputs.database
-        secrets = self.inputs.store_secrets
         self.inputs.fix_tables  # the tables the trigger writes exist
-        cognito = self.inputs.cognito
-        spec = self.spec(network, database, secrets, cognito)
-        state = DeployState(self.read_layer(self.config.lambdas.runtime),
-                            pool_id=cognito.user_pool_id)
-        self.functions = state.functions
-        state.functions[KEY] = self.read_function(spec)
-        state.pool = self.read_pool(state.pool_id)
-        return state
+        account = self.account()
+        spec = self.spec(account)
+        layer = self.read_layer(self.config.lambdas.runtime)
+        return self.state(account, layer, package.build_function(KEY), self.find_function(spec),
+                          self.read_pool(self.inputs.cognito.user_pool_id))
 
-    def trigger_role(self) -> str | None:
-        return next((name for name, role in self.config.database.roles.items()
-                     if role.trigger == "post-confirmation"), None)
-
-    def spec(self, network: dict, database: dict, secrets: dict, cognito: dict) -> FunctionSpec:
-        config, region, account = self.config, self.ctx.aws.region, self.account()
-        environment, statement = database_login(database, secrets, iam_user=self.trigger_role(),
-                                                account=account, region=region)
-        environment["DB_SCHEMA"] = config.database.schema
-        name = config.function_name(KEY)
-        settings = config.lambdas.post_confirmation
-        return FunctionSpec(
-            key=KEY, name=name, runtime=config.lambdas.runtime, memory_mb=settings.memory_mb,
-            timeout_s=settings.timeout_s, environment=environment, statements=(statement,),
-            subnet_ids=tuple(network.subnet_ids),
-            security_group_ids=(network.lambda_security_group_id,), layer=True,
-            invoker=Invoker("cognito-idp.amazonaws.com", cognito.user_pool_arn, account,
-                            "runbook-cognito-post-confirmation"),
-            log_retention_days=config.lambdas.log_retention_days,
-            tags=naming.tags(config, STEP_NAME, name))
+    def state(self, account: str, layer: LayerState, artifact: package.Artifact,
+              found: dict, pool: dict | None) -> DeployState:
+        """What was read, claimed and keyed for the plan: pure, so that plans are tested
+        from data."""
+        fn = FunctionState.of(self.spec(account), account, self.ctx.aws.region, artifact, found)
+        return DeployState(layer, {KEY: fn}, self.inputs.cognito.user_pool_id, pool)
 
     def plan(self, state: DeployState) -> list[Change]:
         fn = state.functions[KEY]
         return (self.plan_layer(state.layer) + self.plan_function(fn, state.layer)
-                + self.plan_trigger(state.pool, self.config.cognito.user_pool, TRIGGER, fn))
+                + self.plan_trigger(state.pool, self.config.cognito.user_pool, ENTRY.trigger,
+                                    fn))
 
     def settle(self, state: DeployState) -> None:
         self.settle_functions(state.functions)
@@ -97,11 +85,11 @@ class DeployPostConfirmation(FunctionsMixin, Step):
         fn = state.functions[KEY]
         return DeployOutputs(
             function_name=fn.spec.name,
-            function_arn=fn.function["FunctionArn"] if fn.function else UNKNOWN,
+            function_arn=fn.ref(FUNCTION_KEY, "id"),
             role_arn=fn.role_arn,
             layer_version_arn=state.layer.arn or UNKNOWN,
             code_sha256=fn.artifact.sha256,
-            db_auth="iam" if self.trigger_role() else "secret")
+            db_auth="iam" if fn.spec.environment.get("DB_AUTH") == "iam" else "secret")
 
 
 STEP = DeployPostConfirmation

@@ -28,12 +28,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from runbook.functions import db_migrate as migrate_function
-from runbook.database import migrations
 from runbook.aws import retry
+from runbook.database import migrations
 from runbook.database.access import DatabaseAccess
 from runbook.engine import UNKNOWN, Change, Outputs, Step
 from runbook.errors import StepFailed
+from runbook.functions import db_migrate as migrate_function
+from runbook.functions import package
 from runbook.functions.deploy import FunctionsMixin, FunctionState, LayerState
 from runbook.lambda_runtime import db as dbconnect
 from runbook.lambda_runtime import dbroles, ledger, migrate_event, survey
@@ -84,7 +85,6 @@ class FixTables(DatabaseAccess, FunctionsMixin, Step):
         super().__init__(ctx, inputs)
         self.db = self.config.database
         self.conn = None
-        self.functions: dict[str, FunctionState] = {}
 
     # -- read ------------------------------------------------------------------------
 
@@ -96,32 +96,54 @@ class FixTables(DatabaseAccess, FunctionsMixin, Step):
             return self._read_through_function(found, database, secrets)
         target = self.database_target(database, secrets)
         if target is None:  # the cluster does not exist yet
-            return self._everything_to_do(found)
+            return self.state(found, None)
         self.conn = self.connect_database(target)
-        state = TablesState(found, [], target=target)
         checksums = {m.version: m.checksum for m in found}
-        self._take(state, survey.take(self.conn, checksums, self.db.roles, self.db.schema))
-        return state
+        return self.state(found, survey.take(self.conn, checksums, self.db.roles,
+                                             self.db.schema), target=target)
 
-    def _read_through_function(self, found, database: dict, secrets: dict) -> TablesState:
-        spec = migrate_function.spec(self.config, self.inputs.vpc_integrate, database,
-                                     secrets, account=self.account(), region=self.ctx.aws.region)
+    def _read_through_function(self, found, database, secrets) -> TablesState:
+        account = self.account()
+        spec = self.db_migrate_spec(account)
         layer = self.read_layer(self.config.lambdas.runtime)
-        self.functions = {KEY: self.read_function(spec)}
-        if self.plan_layer(layer) or self.plan_function(self.functions[KEY], layer):
-            # Not deployed as desired yet: what an older or absent function would say
-            # cannot be trusted, so the plan assumes everything and the apply action
-            # skips what turns out to be done.
-            state = self._everything_to_do(found, surveyed=False)
-        else:
-            state = TablesState(found, [])
-            answer = self._call(migrate_event.READ, found, self.db.roles)
+        fn = self.db_migrate_state(account, package.build_function(KEY),
+                                 self.find_function(spec))
+        surveyed = None
+        if not (self.plan_layer(layer) or self.plan_function(fn, layer)):
+            # Deployed as desired: what it reads can be trusted. Until then, what an older
+            # or absent function would say cannot, so the plan assumes everything and the
+            # apply action skips what turns out to be done.
+            answer = self._call(spec.name, migrate_event.READ, found, self.db.roles)
             try:
                 surveyed = survey.from_json(answer)
             except ValueError as exc:
                 raise migrate_function.unexpected(spec.name, str(exc)) from None
+        return self.state(found, surveyed, layer=layer, fn=fn)
+
+    def db_migrate_spec(self, account: str):
+        """db_migrate's spec (database.connect: lambda)."""
+        return migrate_function.spec(self.config, self.inputs.vpc_integrate,
+                                     self.inputs.database, self.inputs.store_secrets,
+                                     account=account, region=self.ctx.aws.region)
+
+    def db_migrate_state(self, account: str, artifact, found: dict) -> FunctionState:
+        """What was read of db_migrate, claimed: pure."""
+        return FunctionState.of(self.db_migrate_spec(account), account, self.ctx.aws.region,
+                                artifact, found)
+
+    def state(self, found: list[migrations.Migration], surveyed: survey.Survey | None, *,
+              target: dbconnect.Target | None = None, layer: LayerState | None = None,
+              fn: FunctionState | None = None) -> TablesState:
+        """What was read, for the plan: pure, so that plans are tested from data.
+        `surveyed` None: nothing could be read (no cluster yet, or db_migrate not yet
+        deployed as desired), so everything counts as to do."""
+        if surveyed is None:
+            state = self._everything_to_do(found, surveyed=layer is None)
+        else:
+            state = TablesState(found, [], target=target)
             self._take(state, surveyed)
-        state.layer, state.functions = layer, self.functions
+        state.layer = layer
+        state.functions = {KEY: fn} if fn is not None else {}
         return state
 
     def _everything_to_do(self, found, **kwargs) -> TablesState:
@@ -227,20 +249,21 @@ class FixTables(DatabaseAccess, FunctionsMixin, Step):
             self.settle_functions(state.functions)
             roles = {name: self.db.roles[name] for name, gap in state.roles.items()
                      if gap.statements}
-            answer = self._call(migrate_event.APPLY, state.migrations, roles)
+            name = state.functions[KEY].spec.name
+            answer = self._call(name, migrate_event.APPLY, state.migrations, roles)
             try:
                 state.outcome = migrate_event.Outcome.from_json(answer)
             except ValueError as exc:
-                raise migrate_function.unexpected(state.functions[KEY].spec.name,
-                                                  str(exc)) from None
+                raise migrate_function.unexpected(name, str(exc)) from None
             state.applied = set(state.outcome.recorded)
             applied = ", ".join(f"{v:04d}" for v in state.outcome.applied) or "no migration"
             self.ctx.progress.line(f"  db_migrate applied {applied}", dim=True)
         return state.outcome
 
-    def _call(self, action: str, found: list[migrations.Migration], roles: dict) -> dict:
+    def _call(self, function_name: str, action: str, found: list[migrations.Migration],
+              roles: dict) -> dict:
         event = migrate_event.build(action, found, roles, self.db.schema)
-        return migrate_function.call(self.ctx, self.functions[KEY].spec.name, event)
+        return migrate_function.call(self.ctx, function_name, event)
 
     def settle(self, state: TablesState) -> None:
         self.settle_functions(state.functions)

@@ -3,18 +3,17 @@
   "pools"       the pool's candidates (UserPool.candidates): DescribeUserPool's "UserPool"
                 of the one found, or ListUserPools' entries when several share the name
   "client"      DescribeUserPoolClient's "UserPoolClient", or null
-  "pre_signup"  what read_function found of the Pre-SignUp function, in the fields of
-                runbook.functions.deploy.FunctionState: "role", "log_group", "function",
-                "statement" (null or absent: not there), and "artifact_sha256", the
-                CodeSha256 of the local build
+  "pre_signup"  what read_function found of the Pre-SignUp function: "role",
+                "log_group", "function", "statement" (null or absent: not there), and
+                "artifact_sha256", the CodeSha256 of the local build
+                (tests/plans/functions.py)
 """
 
 from __future__ import annotations
 
 from runbook.engine import UNKNOWN
-from runbook.functions.deploy import FunctionState
-from runbook.functions.package import Artifact
 from runbook.resources.user_pool import AppClientFound, UserPoolFound
+from tests.plans import functions
 
 
 def state(step, data: dict):
@@ -22,8 +21,6 @@ def state(step, data: dict):
     client = AppClientFound.parse(data["client"]) if data.get("client") else None
     fn, account = data["pre_signup"], data["account"]
     pool_arn = pools[0].arn if len(pools) == 1 else UNKNOWN
-    function = FunctionState(step.pre_signup_spec(pool_arn, account), account,
-                             step.ctx.aws.region, Artifact(b"", fn["artifact_sha256"], ()),
-                             role=fn.get("role"), log_group=fn.get("log_group"),
-                             function=fn.get("function"), statement=fn.get("statement"))
+    function = functions.function_state(step.pre_signup_spec(pool_arn, account), account,
+                                        step.ctx.aws.region, fn)
     return step.state(pools, client, function)
