@@ -233,7 +233,7 @@ def ownership(config, aws, steps: list[str], *, dry_run: bool = False, **context
     errors.OwnedElsewhere a step's read found: a resource that carries another
     environment's tag. Returns the number of steps planned.
 
-    Each step checks what it finds when it reads (Step.claim), but a run writes step by
+    Each step checks what it finds when it reads (Resource.claim), but a run writes step by
     step: a run of a1 for a copy of prod's file made a VPC and a cluster before
     store-secrets found prod's secret. Planning them all first stops it at minute zero.
     Other plan errors do not stop the run here: an earlier step may be about to fix what

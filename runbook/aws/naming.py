@@ -22,22 +22,6 @@ def tags(config, step: str, name: str | None = None) -> dict[str, str]:
     return out
 
 
-def claim(config, step: str, resource: str, tags: dict | None, field: str) -> None:
-    """Refuse `resource` when another environment's tag is on it (errors.OwnedElsewhere).
-
-    Every step calls this on each resource it finds, by id, by name or by tags, before it
-    plans to adopt, change or tag it: staging and prod often share one account, and a
-    copied environment file with one name left unchanged must not take over prod's
-    secret or pool. An untagged resource (made by the old shell scripts) may be adopted.
-    `field` is the environment-file field that names the resource.
-    """
-    from runbook.errors import OwnedElsewhere
-
-    owner = (tags or {}).get(ENV_TAG)
-    if owner is not None and owner != config.env:
-        raise OwnedElsewhere(step, resource, owner, config.env, field)
-
-
 def owner_filters(env: str, step: str) -> list[dict]:
     """Describe* filters for what `step` of environment `env` made."""
     return [{"Name": f"tag:{ENV_TAG}", "Values": [env]},

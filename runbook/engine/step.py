@@ -89,10 +89,6 @@ class StepContext:
     sleep: Callable[[float], None] = time.sleep
     clock: Callable[[], float] = time.monotonic
 
-    def retry_ec2(self, call: Callable[[], Any]) -> Any:
-        return retry.retry(call, when=retry.is_ec2_propagation_error,
-                           policy=retry.EC2_PROPAGATION, sleep=self.sleep)
-
     def wait_for(self, service: str, waiter: str, *, what: str, timeout_s: float,
                  interval_s: float = 15, **kwargs) -> None:
         """Wait on a boto3 waiter, printing the elapsed time while it is pending."""
@@ -134,11 +130,9 @@ class Step:
         raise NotImplementedError
 
     def apply(self, state, change: Change) -> bool | None:
-        """Apply one change. Returns False when it turned out to be done already (by a
-        concurrent run), so that it is not counted as applied."""
-        if change.run is not None:
-            return change.run(self.api, state, **change.args)
-        return getattr(self, f"apply_{change.op}")(state, **change.args)
+        """Apply one change: run what the plan put in it. Returns False when it turned out
+        to be done already (by a concurrent run), so that it is not counted as applied."""
+        return change.run(self.api, state, **change.args)
 
     def settle(self, state) -> None:
         """Wait (read calls only) until what exists is ready for later steps."""
@@ -153,12 +147,6 @@ class Step:
 
     def client(self, service: str):
         return self.ctx.aws.client(service)
-
-    def claim(self, resource: str, tags: dict | None, field: str) -> None:
-        """Refuse a found resource that another environment owns (naming.claim)."""
-        from runbook.aws.naming import claim
-
-        claim(self.config, self.name, resource, tags, field)
 
 
 def output_fields(outputs: Outputs) -> list[str]:

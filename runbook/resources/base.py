@@ -247,13 +247,3 @@ def resolve(value: Any, inventory: Inventory) -> Any:
         return {k: resolve(item, inventory) for k, item in value.items()}
     return value
 
-
-def tag_change(label: str, resource_id: str, desired: dict, current: dict, op: str) -> list[Change]:
-    """The change that adds the desired tags `current` lacks, or none, applied by the
-    step's `apply_<op>(state, resource_id, tags)`. Tags are only added: tags someone
-    else put on a resource are left alone."""
-    add = naming.missing_tags(desired, current)
-    if not add:
-        return []
-    return [Change("update", label, op, {"resource_id": resource_id, "tags": add},
-                   {"tags": naming.tag_diff(current, add)})]

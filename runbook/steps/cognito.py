@@ -25,16 +25,16 @@ from dataclasses import dataclass, field, replace
 from runbook.aws import naming
 from runbook.engine import UNKNOWN, Change, Outputs, Step, is_known
 from runbook.errors import BadInput, StepFailed
-from runbook.functions.deploy import FunctionSpec, FunctionsMixin, FunctionState, Invoker
+from runbook.functions import registry
+from runbook.functions.deploy import FunctionSpec, FunctionsMixin, FunctionState, function_spec
 from runbook.resources.base import Inventory
 from runbook.resources.user_pool import (PASSWORD_FIELDS, AppClient, AppClientFound,
                                          AppClientSpec, UserPool, UserPoolFound,
                                          UserPoolSpec, attribute_schema)
 
 STEP_NAME = "cognito"
-PRE_SIGNUP = "pre_signup"                 # lambdas/pre_signup
-PRE_SIGNUP_TRIGGER = "PreSignUp"
-PRE_SIGNUP_STATEMENT = "runbook-cognito-pre-signup"
+PRE_SIGNUP = registry.PRE_SIGNUP.key      # lambdas/pre_signup
+PRE_SIGNUP_TRIGGER = registry.PRE_SIGNUP.trigger
 POOL, CLIENT = UserPool(), AppClient()
 
 
@@ -93,23 +93,17 @@ class CognitoStep(FunctionsMixin, Step):
                              pool_id=pool_id)
 
     def pre_signup_spec(self, pool_arn: str, account: str) -> FunctionSpec:
-        """The Pre-SignUp function: outside the VPC (it reaches nothing), no layer (it
-        needs only the standard library), the domain rules in its environment."""
-        cognito, lambdas = self.cognito, self.config.lambdas
+        """The Pre-SignUp function (runbook.functions.registry: outside the VPC, no layer,
+        no database), with the domain rules in its environment."""
+        cognito = self.cognito
         environment = {}
         if cognito.allowed_domains:
             environment["ALLOWED_EMAIL_DOMAINS"] = ",".join(cognito.allowed_domains)
         if cognito.auto_confirm_domains:
             environment["AUTO_CONFIRM_DOMAINS"] = ",".join(cognito.auto_confirm_domains)
-        name = self.config.function_name(PRE_SIGNUP)
-        return FunctionSpec(
-            key=PRE_SIGNUP, name=name, runtime=lambdas.runtime,
-            memory_mb=lambdas.pre_signup.memory_mb, timeout_s=lambdas.pre_signup.timeout_s,
-            environment=environment,
-            invoker=Invoker("cognito-idp.amazonaws.com", pool_arn, account,
-                            PRE_SIGNUP_STATEMENT),
-            log_retention_days=lambdas.log_retention_days,
-            tags=naming.tags(self.config, STEP_NAME, name))
+        return function_spec(registry.PRE_SIGNUP, self.config, account=account,
+                             region=self.ctx.aws.region, pool_arn=pool_arn,
+                             environment=environment)
 
     # -- read ----------------------------------------------------------------------
 

@@ -176,23 +176,26 @@ class FixTables(DatabaseAccess, FunctionsMixin, Step):
         guess = {} if state.surveyed else {"if": "not done yet (db_migrate reads it once deployed)"}
         changes += [Change("create", f"postgres:migration {m.filename}", "migration",
                            {"version": m.version}, {"sha256": m.checksum[:12], **guess},
-                           detail=m.sql)
+                           detail=m.sql, run=self.migrate)
                     for m in state.pending]
         if self.db.roles and not state.rds_iam:
             changes.append(Change("create", "postgres:role rds_iam", "rds_iam", {},
                                   {"login": False, "why": "missing outside RDS"},
-                                  detail=dbroles.RDS_IAM + ";"))
+                                  detail=dbroles.RDS_IAM + ";", run=self.create_rds_iam))
         for name, gap in state.roles.items():
             if gap.statements:
                 changes.append(Change("update" if gap.exists else "create",
                                       f"postgres:role {name}", "role", {"name": name},
                                       {**gap.summary, **guess},
-                                      detail=";\n".join(gap.statements) + ";"))
+                                      detail=";\n".join(gap.statements) + ";",
+                                      run=self.converge_role))
         return changes
 
-    # -- apply -----------------------------------------------------------------------
+    # -- apply: what each change runs (Change.run) -----------------------------------------
+    # Through db_migrate, the function applied everything in one invocation (_outcome);
+    # each change then only says whether its part was done by this run.
 
-    def apply_migration(self, state: TablesState, version: int) -> bool:
+    def migrate(self, api, state: TablesState, version: int) -> bool:
         if state.through_function:
             return version in self._outcome(state).applied
         self._lock(state)
@@ -204,13 +207,13 @@ class FixTables(DatabaseAccess, FunctionsMixin, Step):
                                    dim=True)
         return applied
 
-    def apply_rds_iam(self, state: TablesState) -> bool:
+    def create_rds_iam(self, api, state: TablesState) -> bool:
         if state.through_function:
             return self._outcome(state).rds_iam_created
         self._lock(state)
         return dbroles.ensure_rds_iam(self.conn)
 
-    def apply_role(self, state: TablesState, name: str) -> bool:
+    def converge_role(self, api, state: TablesState, name: str) -> bool:
         if state.through_function:
             return bool(self._outcome(state).roles.get(name))
         self._lock(state)

@@ -399,7 +399,7 @@ class VpcIntegrateStep(Step):
         ec2 = self.client("ec2")
 
         def states() -> dict[str, str]:
-            found = self.ctx.retry_ec2(lambda: ec2.describe_vpc_endpoints(VpcEndpointIds=ids))
+            found = self.api.retry_ec2(lambda: ec2.describe_vpc_endpoints(VpcEndpointIds=ids))
             return {e["VpcEndpointId"]: str(e.get("State", "")).lower()
                     for e in found["VpcEndpoints"]}
 
