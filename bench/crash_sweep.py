@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))  # tests.sweep holds the code the CI test shares
+sys.path.insert(0, str(REPO))  # runbook from this checkout, installed or not
 
 from runbook import config as config_mod  # noqa: E402
 from runbook.output.progress import Progress  # noqa: E402

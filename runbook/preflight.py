@@ -27,8 +27,11 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
-from runbook.errors import BadInput
+from runbook.aws.api import Api, pages
 from runbook.aws.retry import error_code
+from runbook.errors import BadInput
+from runbook.resources.rds import Cluster
+from runbook.resources.vpc import zones
 from runbook.steps.database import ENGINE
 
 # Serverless v2 capacity AWS documents where DescribeDBEngineVersions does not say.
@@ -181,27 +184,23 @@ def offered_versions(rds) -> list[EngineVersion]:
     """Every aurora-postgresql version DescribeDBEngineVersions lists in the client's
     region. moto 5.2.5 does not implement the call; the sandbox answers it (runbook.sandbox_rds)."""
     found = []
-    pages = rds.get_paginator("describe_db_engine_versions").paginate(Engine=ENGINE)
-    for page in pages:
-        for item in page["DBEngineVersions"]:
-            limits = item.get("ServerlessV2FeaturesSupport") or {}
-            capacity = None
-            if "MinCapacity" in limits and "MaxCapacity" in limits:
-                capacity = (float(limits["MinCapacity"]), float(limits["MaxCapacity"]))
-            found.append(EngineVersion(item["EngineVersion"], capacity))
+    for item in pages(rds, "describe_db_engine_versions", "DBEngineVersions", Engine=ENGINE):
+        limits = item.get("ServerlessV2FeaturesSupport") or {}
+        capacity = None
+        if "MinCapacity" in limits and "MaxCapacity" in limits:
+            capacity = (float(limits["MinCapacity"]), float(limits["MaxCapacity"]))
+        found.append(EngineVersion(item["EngineVersion"], capacity))
     return found
 
 
 def read_facts(config, aws, steps: list[str], today: dt.date) -> Facts:
     facts = Facts(region=aws.region, today=today)
     if "network" in steps or "database" in steps:
-        zones = aws.client("ec2").describe_availability_zones(
-            Filters=[{"Name": "region-name", "Values": [aws.region]}])["AvailabilityZones"]
-        facts.zones = {z["ZoneName"] for z in zones}
+        facts.zones = zones(Api(aws))
     if "database" in steps:
-        cluster = _cluster(aws.client("rds"), config.database.cluster_id)
+        cluster = Cluster.named(Api(aws), config.database.cluster_id)
         facts.cluster_exists = cluster is not None
-        facts.cluster_version = (cluster or {}).get("EngineVersion")
+        facts.cluster_version = cluster.engine_version if cluster else None
         facts.offered = offered_versions(aws.client("rds"))
     if any(step in steps for step in FUNCTION_STEPS) or (
             "fix-tables" in steps and config.database.connect == "lambda"):
@@ -217,15 +216,6 @@ _CREDENTIAL_CODES = frozenset({"AuthFailure", "UnrecognizedClientException",
 
 def _refused_credentials(code: str) -> bool:
     return "Denied" in code or "Unauthorized" in code or code in _CREDENTIAL_CODES
-
-
-def _cluster(rds, cluster_id: str) -> dict | None:
-    try:
-        return rds.describe_db_clusters(DBClusterIdentifier=cluster_id)["DBClusters"][0]
-    except Exception as exc:  # noqa: BLE001
-        if error_code(exc) == "DBClusterNotFoundFault":
-            return None
-        raise
 
 
 def ownership(config, aws, steps: list[str], *, dry_run: bool = False, **context) -> int:
