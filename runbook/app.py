@@ -216,7 +216,7 @@ def environment_lock(config):
 
 
 def _locked(config, target, lock_aws, identity, progress, wait_s, sleep):
-    """The environment's lock (runbook.lock), through `lock_aws`: a client factory of its
+    """The environment's lock (runbook.engine.lock), through `lock_aws`: a client factory of its
     own, so the lock's calls stay out of the steps' counts and the journal."""
     from runbook.engine import lock
 
@@ -355,7 +355,7 @@ def _plan(config, steps, aws, progress, account: str | None = None, *, dry_run: 
 
 @dataclass
 class InvokeOutcome:
-    invocation: object          # runbook.invoke.Invocation
+    invocation: object          # runbook.functions.invoke.Invocation
     exit_code: int
 
 

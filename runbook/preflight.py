@@ -37,7 +37,7 @@ from runbook.steps.database import ENGINE
 # Serverless v2 capacity AWS documents where DescribeDBEngineVersions does not say.
 # botocore 1.44.8 models ServerlessV2FeaturesSupport {MinCapacity, MaxCapacity} per
 # version (and no SupportsServerlessV2 flag); older botocore drops it, and moto 5.2.5 has
-# no DescribeDBEngineVersions at all (runbook.sandbox_rds answers it). 0 ACU (auto-pause) on Aurora PostgreSQL 13.15,
+# no DescribeDBEngineVersions at all (runbook.sandbox.rds answers it). 0 ACU (auto-pause) on Aurora PostgreSQL 13.15,
 # 14.12, 15.7, 16.3 and later, 0.5 before; at most 256 ACU (128 on older versions, which
 # then report their own limit). https://docs.aws.amazon.com/AmazonRDS/latest/AuroraUserGuide/aurora-serverless-v2.setting-capacity.html
 DOCUMENTED_CAPACITY = (0.0, 256.0)
@@ -182,7 +182,7 @@ def sort_versions(versions) -> list[str]:
 
 def offered_versions(rds) -> list[EngineVersion]:
     """Every aurora-postgresql version DescribeDBEngineVersions lists in the client's
-    region. moto 5.2.5 does not implement the call; the sandbox answers it (runbook.sandbox_rds)."""
+    region. moto 5.2.5 does not implement the call; the sandbox answers it (runbook.sandbox.rds)."""
     found = []
     for item in pages(rds, "describe_db_engine_versions", "DBEngineVersions", Engine=ENGINE):
         limits = item.get("ServerlessV2FeaturesSupport") or {}

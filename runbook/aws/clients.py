@@ -6,7 +6,7 @@ injection hook in. Calls are classified as read or write by operation name and c
 per scope (normally the running step) through botocore's `before-call` event; completed
 writes go to the journal through `after-call`.
 
-Fault injection (the crash-consistency sweep in tests/sweep.py) hooks in twice:
+Fault injection (the crash-consistency sweep in runbook/sandbox/sweep.py) hooks in twice:
 `interceptors` see a call before it is sent and may raise to fail it, as a throttled or
 refused request fails; `after_interceptors` see it once its response arrived and may
 raise to make runbook see a failure of a call that took effect, as a response lost on
@@ -162,6 +162,10 @@ class ClientFactory:
             yield
         finally:
             self._scope.refusing = previous
+
+    def refused(self) -> str | None:
+        """What `refusing` says is running now (a step's plan), or None."""
+        return getattr(self._scope, "refusing", None)
 
     def total(self, kind: str) -> int:
         return sum(count[kind] for count in self.counts.values())

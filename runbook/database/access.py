@@ -1,6 +1,6 @@
 """How a step logs in to the cluster from where runbook runs, with the DB secret or an RDS
 IAM token (`database.auth`), TLS per `database.sslmode`, verify-* against the RDS CA
-bundle (runbook.rds_ca). In a dry run the sandbox's PostgreSQL stands in for the cluster:
+bundle (runbook.database.rds_ca). In a dry run the sandbox's PostgreSQL stands in for the cluster:
 an IAM login goes through its TLS front-end with a token, as live; a password login goes
 to it directly. A step mixes `DatabaseAccess` in; errors name the cause and the fix
 (the cluster is private: run from inside the VPC, or use `database.connect: lambda`).
@@ -46,7 +46,7 @@ class DatabaseAccess:
 
     def _through_front_end(self, database: dict, tls) -> dbconnect.Target:
         """A dry run's IAM login, as a live one makes it: a token signed for the cluster's
-        endpoint, sent over TLS that verifies the sandbox's front-end (runbook.sandbox_tls)
+        endpoint, sent over TLS that verifies the sandbox's front-end (runbook.sandbox.tls)
         against the sandbox CA, which stands in for the RDS bundle. The endpoint does not
         resolve here, so libpq's hostaddr reaches the front-end."""
         port = int(database.port)

@@ -13,7 +13,7 @@ LAYER_PATH, and runbook's own live login uses the same file. Where it comes from
                         <cache>/rds-ca/global-bundle.pem, beside its sha256, which is
                         checked on every later read. Delete the folder to fetch it again.
 
-A dry run never fetches: its handlers verify the sandbox's own CA (runbook.sandbox_tls).
+A dry run never fetches: its handlers verify the sandbox's own CA (runbook.sandbox.tls).
 """
 
 from __future__ import annotations

@@ -50,11 +50,10 @@ UNKNOWN = Unknown()
 
 
 def is_known(value: Any) -> bool:
-    """False for None, an Unknown, or a list, tuple or dict holding one."""
+    """False for None, an Unknown, or a list or tuple holding one. (A value that holds an
+    Unknown deeper down, in a request or a policy, is found by unknown_fields.)"""
     if isinstance(value, (list, tuple)):
         return all(is_known(item) for item in value)
-    if isinstance(value, dict):
-        return all(is_known(item) for item in value.values())
     return value is not None and not isinstance(value, Unknown)
 
 

@@ -201,15 +201,14 @@ class Runner:
         if not self.plan_only:
             missing = outputs.unknown()
             if missing:
-                raise PrerequisiteMissing(consumer, f"{name}'s {missing[0].split('.')[0]}",
+                raise PrerequisiteMissing(consumer, f"{name}'s {missing[0]}",
                                           self.config.phase_of(name))
         self.outputs[name] = outputs
         return outputs
 
 
 def _require_known(name: str, outputs: Outputs) -> None:
-    unknown = sorted({path.split(".")[0] for path in outputs.unknown()},
-                     key=[f for f in outputs.as_report()].index)
+    unknown = outputs.unknown()
     if unknown:
         raise StepFailed(name, "outputs", f"{', '.join(unknown)} still unknown after apply")
 

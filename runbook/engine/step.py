@@ -20,8 +20,8 @@ from typing import Any, Callable, ClassVar
 
 from runbook.aws import retry
 from runbook.aws.api import Api
-from runbook.engine.plan import Change, Unknown
-from runbook.errors import StepFailed
+from runbook.engine.plan import Change, Unknown, is_known
+from runbook.errors import ImpurePlan, StepFailed
 
 
 @dataclass(frozen=True)
@@ -32,9 +32,12 @@ class Outputs:
         return _jsonable(asdict(self))
 
     def unknown(self) -> list[str]:
-        from runbook.engine.plan import unknown_fields
-
-        return unknown_fields(self)
+        """The fields a consumer cannot use yet: those Unknown, or a list holding one.
+        None is a field that does not apply (fix-tables' migrate_function without
+        connect: lambda), and a mapping (vpc-integrate's endpoints by service) says what
+        exists, so neither counts."""
+        return [f.name for f in fields(self)
+                if (value := getattr(self, f.name)) is not None and not is_known(value)]
 
 
 def _jsonable(value: Any) -> Any:
@@ -101,7 +104,11 @@ class StepContext:
             raise StepFailed(self.progress.current_step or "?", what, str(exc)) from None
 
     def invoke(self, function_name: str, event: dict):
-        """Run a deployed function with `event` (see `invoker`)."""
+        """Run a deployed function with `event` (see `invoker`). Refused while a plan runs,
+        as every AWS call is: a dry run's invoker does not go through the run's clients."""
+        refused = getattr(self.aws, "refused", lambda: None)()
+        if refused is not None:
+            raise ImpurePlan(refused, "lambda", "Invoke")
         if self.invoker is None:
             raise StepFailed(self.progress.current_step or "?", f"lambda:function {function_name}",
                              "this run has no way to invoke functions (no invoker given)")
@@ -148,6 +155,3 @@ class Step:
     def client(self, service: str):
         return self.ctx.aws.client(service)
 
-
-def output_fields(outputs: Outputs) -> list[str]:
-    return [f.name for f in fields(outputs)]

@@ -389,10 +389,6 @@ class FunctionsMixin:
 
     # -- settle ----------------------------------------------------------------------
 
-    def function_state(self, key: str) -> FunctionState:
-        """The FunctionState of `key` among those the step keeps in `self.functions`."""
-        return self.functions[key]
-
     def settle_functions(self, functions: dict[str, FunctionState]) -> None:
         for fn in functions.values():
             if fn.changed:

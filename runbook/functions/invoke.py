@@ -10,7 +10,7 @@ what was deployed), unpacks it, and runs the handler in a subprocess with
   - AWS calls going to the sandbox (AWS_ENDPOINT_URL and its fake credentials);
   - the database pointed at the sandbox's PostgreSQL: a function that logs in with an
     IAM token (DB_AUTH=iam) does so through the sandbox's TLS front-end
-    (runbook.sandbox_tls), verify-full against the sandbox CA (DB_SSLROOTCERT) for the
+    (runbook.sandbox.tls), verify-full against the sandbox CA (DB_SSLROOTCERT) for the
     cluster endpoint it is configured with, reached at DB_HOSTADDR:DB_HOSTADDR_PORT;
     any other gets DB_DSN;
   - the function's timeout enforced, and for a Cognito trigger, Cognito's 5 seconds.

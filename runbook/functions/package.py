@@ -20,7 +20,7 @@ exactly, so its contents, the runtime and the platform decide the layer: their h
 a local cache (the layer is built once per hash) and goes into the layer version's
 description (a new version is published only when that hash changes).
 
-The layer also carries the RDS CA bundle (runbook.rds_ca) at rds-ca/global-bundle.pem,
+The layer also carries the RDS CA bundle (runbook.database.rds_ca) at rds-ca/global-bundle.pem,
 /opt/rds-ca/global-bundle.pem in Lambda, which the handlers verify the cluster with. It is
 added to the cached dependencies when the layer is assembled, and its sha256 is part of
 the layer's content hash: a new bundle is a new layer version, but no new pip build.
@@ -147,7 +147,7 @@ def default_lambdas_dir() -> Path:
 def build_layer(runtime: str, *, requirements: Path | None = None,
                 cache_dir: Path | None = None, ca_bundle=None) -> LayerArtifact:
     """The dependency layer for `runtime`: from the cache, or built by pip and cached,
-    with `ca_bundle` (a runbook.rds_ca.CaBundle) added at rds_ca.LAYER_ENTRY.
+    with `ca_bundle` (a runbook.database.rds_ca.CaBundle) added at rds_ca.LAYER_ENTRY.
 
     An entry is written to a temporary file and renamed into place, so an interrupted
     build leaves no entry and the next call builds again. The cache holds the

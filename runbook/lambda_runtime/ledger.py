@@ -2,7 +2,7 @@
 (`runbook.schema_migrations`), the advisory lock runners serialise on, and applying one
 migration together with its ledger row.
 
-runbook renders the migrations from their templates (runbook.migrations); everything
+runbook renders the migrations from their templates (runbook.database.migrations); everything
 that talks to PostgreSQL about them is here, so that runbook connecting directly
 (`database.connect: direct`) and the db_migrate function inside the VPC
 (`database.connect: lambda`) run the same code. Standard library and psycopg only.

@@ -92,21 +92,24 @@ class Resource(Generic[S, F]):
     # -- read ------------------------------------------------------------------------
 
     def find(self, api: Api, spec: S) -> F | None:
-        """By the file's id, then by this environment's tags, then by name."""
-        if spec.id:
-            found = self.by_id(api, spec.id)
-            if found is None:
-                raise PlanError(spec.step, f"{spec.field} {spec.id}", self.no_such_id(api, spec))
-        else:
-            found = self.only(spec, self.by_tags(api, spec), "carry this environment's tags")
-            if found is None:
-                found = self.only(spec, self.by_name(api, spec), "have this name")
+        """The candidates (read), then the adoption rule (`choose`, pure)."""
+        found = self.choose(spec, **self.candidates(api, spec))
         if found is not None:
             self.claim(spec, found)
         return found
 
-    def by_id(self, api: Api, resource_id: str) -> F | None:
-        raise NotImplementedError
+    def candidates(self, api: Api, spec: S) -> dict:
+        """What `choose` picks from, read in the rule's order and no further than it
+        needs: {"by_id": the resource spec.id names} when the file gives an id (a kind
+        whose by_id finds none raises the PlanError naming the field), else {"tagged":
+        [...]} and, when nothing carries this environment's tags, {"named": [...]}."""
+        if spec.id:
+            return {"by_id": self.by_id(api, spec)}
+        tagged = self.by_tags(api, spec)
+        return {"tagged": tagged} if tagged else {"tagged": [], "named": self.by_name(api, spec)}
+
+    def by_id(self, api: Api, spec: S) -> F:
+        raise NotImplementedError(f"{self.kind} is not found by id")
 
     def by_tags(self, api: Api, spec: S) -> list[F]:
         return []
@@ -114,16 +117,37 @@ class Resource(Generic[S, F]):
     def by_name(self, api: Api, spec: S) -> list[F]:
         return []
 
-    def no_such_id(self, api: Api, spec: S) -> str:
-        return (f"no such {self.kind} in this account and region ({api.region}). Fix "
-                f"{spec.field}, or remove it to find the resource by name (or create it).")
+    def choose(self, spec: S, *, by_id: F | None = None, tagged: list[F] = (),
+               named: list[F] = ()) -> F | None:
+        """The adoption rule, pure: what the file's id names, else the one resource that
+        carries this environment's tags, else the one with the spec's name; several at a
+        stage are refused (`several`), and so is a candidate `accept` refuses. The
+        caller claims the one chosen (`claim`) once it has read what it needs of it."""
+        if spec.id:
+            found, how = by_id, "id"
+        elif tagged:
+            found, how = self._one(spec, list(tagged), "tags"), "tags"
+        else:
+            found, how = self._one(spec, list(named), "name"), "name"
+        if found is not None:
+            self.accept(spec, found, how)
+        return found
 
-    def only(self, spec: S, candidates: list[F], how: str) -> F | None:
+    def _one(self, spec: S, candidates: list[F], how: str) -> F | None:
         if len(candidates) > 1:
-            ids = ", ".join(c.id for c in candidates)
-            raise PlanError(spec.step, self.kind, f"several {self.plural} {how} ({ids}). "
-                            f"Set {spec.field} to the one to use.")
+            raise self.several(spec, candidates, how)
         return candidates[0] if candidates else None
+
+    def several(self, spec: S, candidates: list[F], how: str) -> PlanError:
+        """The refusal of several candidates found by `how` ("tags" or "name")."""
+        which = "carry this environment's tags" if how == "tags" else "have this name"
+        return PlanError(spec.step, self.label(spec), f"several {self.plural} {which} "
+                         f"({', '.join(c.id for c in candidates)}). Set {spec.field} to "
+                         "the one to use.")
+
+    def accept(self, spec: S, found: F, how: str) -> None:
+        """Refuse a candidate found by `how` that cannot be the spec's (a VPC with
+        another block). Nothing by default."""
 
     def claim(self, spec: S, found: F, label: str | None = None) -> None:
         """Refuse a resource another environment's tag is on: staging and prod often
@@ -208,7 +232,9 @@ class Apply:
 
     resource: Resource
     key: str
-    action: str                          # create | update | tag | delete
+    # create | update | tag | delete, or an operation of the kind's own, called as
+    # (api, spec, found) and returning what exists after it (Secret.restore).
+    action: str
 
     def __call__(self, api: Api, inventory: Inventory, spec: Spec | None = None,
                  diff: dict | None = None, tags: dict | None = None) -> None:
@@ -220,30 +246,37 @@ class Apply:
                 api, resolve(spec, inventory), found, diff or {}, tags or {})
         elif self.action == "tag":
             inventory.found[self.key] = self.resource.tag(api, found, tags or {})
-        else:
+        elif self.action == "delete":
             self.resource.delete(api, found)
             inventory.found[self.key] = None
+        else:
+            inventory.found[self.key] = getattr(self.resource, self.action)(
+                api, resolve(spec, inventory), found)
 
 
-def resolve(value: Any, inventory: Inventory) -> Any:
+def resolve(value: Any, inventory: Inventory, step: str = "?") -> Any:
     """`value` with each Unknown that has a reference replaced by what it refers to."""
+    if isinstance(value, Spec):
+        step = (value.tags or {}).get(naming.STEP_TAG, step)
     if isinstance(value, Unknown):
         if value.ref is None:
             return value
         key, attribute = value.ref
         item = inventory.found.get(key)
         if item is None:
-            raise StepFailed("?", key, f"needed its {attribute}, and it was not made first")
+            raise StepFailed(step, key, f"needed its {attribute}, and it was not made first")
         return getattr(item, attribute)
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        changed = {f.name: resolve(getattr(value, f.name), inventory)
+        changed = {f.name: resolve(getattr(value, f.name), inventory, step)
                    for f in dataclasses.fields(value) if f.init}
         return dataclasses.replace(value, **changed)
+    if isinstance(value, (set, frozenset)):
+        return type(value)(resolve(item, inventory, step) for item in value)
     if isinstance(value, tuple):
-        return tuple(resolve(item, inventory) for item in value)
+        return tuple(resolve(item, inventory, step) for item in value)
     if isinstance(value, list):
-        return [resolve(item, inventory) for item in value]
+        return [resolve(item, inventory, step) for item in value]
     if isinstance(value, dict):
-        return {k: resolve(item, inventory) for k, item in value.items()}
+        return {k: resolve(item, inventory, step) for k, item in value.items()}
     return value
 

@@ -220,8 +220,10 @@ class ClusterSpec(Spec):
     min_capacity: float = 0.5
     max_capacity: float = 4.0
     # What the plan says, beside an attach of the group to an existing cluster, about
-    # the members' restart.
+    # the members' restart; and the members that restart into it then, writer first
+    # (ClusterFound.attached).
     reboot_note: str = ""
+    members: tuple = ()
 
 
 @dataclass
@@ -377,7 +379,7 @@ class Cluster(_Rds[ClusterSpec, ClusterFound]):
             # the group attached or not, and on AWS the members' status (pending-reboot)
             # says whether a restart is still due.
             params["DBClusterParameterGroupName"] = spec.parameter_group
-            attached = [m.id for m in writer_first(found.members)]
+            attached = list(spec.members)
         cluster = parse_cluster(api.client("rds").modify_db_cluster(**params)["DBCluster"])
         cluster.attached = attached
         return cluster

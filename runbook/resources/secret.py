@@ -58,19 +58,25 @@ class Secret(Resource[SecretSpec, SecretFound]):
     # -- read --------------------------------------------------------------------------
 
     def find(self, api: Api, spec: SecretSpec) -> SecretFound | None:
-        """By name. The owner is checked before the value is read: runbook never reads
-        the value of a secret another environment owns."""
+        """By name (a secret's name is unique in the account). The owner is checked
+        before the value is read: runbook never reads the value of a secret another
+        environment owns."""
+        found = self.choose(spec, named=self.by_name(api, spec))
+        if found is None:
+            return None
+        self.claim(spec, found)
+        if not found.deleted_on:  # a value cannot be read until the secret is restored
+            found.value = self.read_value(api, spec)
+        return found
+
+    def by_name(self, api: Api, spec: SecretSpec) -> list[SecretFound]:
         described = or_none(lambda: api.client("secretsmanager").describe_secret(
             SecretId=spec.name))
         if described is None:
-            return None
-        found = SecretFound(described["ARN"], naming.from_aws(described.get("Tags")), spec.name)
-        self.claim(spec, found)
-        if described.get("DeletedDate"):
-            found.deleted_on = str(described["DeletedDate"])[:10]
-            return found  # its value cannot be read until it is restored
-        found.value = self.read_value(api, spec)
-        return found
+            return []
+        deleted = described.get("DeletedDate")
+        return [SecretFound(described["ARN"], naming.from_aws(described.get("Tags")),
+                            spec.name, str(deleted)[:10] if deleted else None)]
 
     def read_value(self, api: Api, spec: SecretSpec) -> dict:
         raw = api.client("secretsmanager").get_secret_value(SecretId=spec.name).get("SecretString")
@@ -103,9 +109,8 @@ class Secret(Resource[SecretSpec, SecretFound]):
             return super().plan(spec, found, key)
         restore = {"deletion": {"from": f"scheduled ({found.deleted_on})", "to": "restored"},
                    "fields": "compared after the restore"}
-        changes = [Change("update", self.label(spec, found), "restore",
-                          {"spec": spec, "diff": restore}, restore,
-                          run=Apply(self, key, "update"))]
+        changes = [Change("update", self.label(spec, found), "restore", {"spec": spec},
+                          restore, run=Apply(self, key, "restore"))]
         add = naming.missing_tags(spec.tags, found.tags)
         return changes + ([self.tag_change(spec, found, add, key)] if add else [])
 
@@ -120,10 +125,7 @@ class Secret(Resource[SecretSpec, SecretFound]):
 
     def update(self, api: Api, spec: SecretSpec, found: SecretFound, diff: dict,
                tags: dict) -> SecretFound:
-        """Restore a secret scheduled for deletion (diff "deletion"), else write runbook's
-        fields into its value (PutSecretValue, the other fields kept)."""
-        if "deletion" in diff:
-            return self.restore(api, spec, found)
+        """Write runbook's fields into its value (PutSecretValue, the other fields kept)."""
         return self.put_value(api, spec, found)
 
     def restore(self, api: Api, spec: SecretSpec, found: SecretFound) -> SecretFound:

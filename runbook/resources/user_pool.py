@@ -119,21 +119,20 @@ class UserPool(Resource[UserPoolSpec, UserPoolFound]):
 
     # -- read --------------------------------------------------------------------------
 
-    def find(self, api: Api, spec: UserPoolSpec) -> UserPoolFound | None:
-        return self.choose(spec, self.candidates(api, spec))
+    def by_id(self, api: Api, spec: UserPoolSpec) -> UserPoolFound:
+        described = or_none(lambda: self.describe(api, spec.id))
+        if described is None:
+            raise PlanError(spec.step, f"cognito.pool_id {spec.id}",
+                            f"no such user pool in this account and region "
+                            f"({api.region}). Fix cognito.pool_id, or remove it to find "
+                            "the pool by name (or create it).")
+        return UserPoolFound.parse(described)
 
-    def candidates(self, api: Api, spec: UserPoolSpec) -> list[UserPoolFound]:
-        """The pool cognito.pool_id names, else the pools with the spec's name: described
-        when there is one, as ListUserPools shows them when there are several (which
-        `choose` refuses, so they are not described)."""
-        if spec.id:
-            described = or_none(lambda: self.describe(api, spec.id))
-            if described is None:
-                raise PlanError(spec.step, f"cognito.pool_id {spec.id}",
-                                f"no such user pool in this account and region "
-                                f"({api.region}). Fix cognito.pool_id, or remove it to find "
-                                "the pool by name (or create it).")
-            return [UserPoolFound.parse(described)]
+    def by_name(self, api: Api, spec: UserPoolSpec) -> list[UserPoolFound]:
+        """The pools with the spec's name: described when there is one, as ListUserPools
+        shows them when there are several (which `choose` refuses, so they are not
+        described). Pools are not found by tags: ListUserPools shows none, and a pool's
+        name is what an operator knows it by."""
         named = [p for p in pages(api.client("cognito-idp"), "list_user_pools", "UserPools",
                                   MaxResults=PAGE_SIZE)
                  if p.get("Name") == spec.name]
@@ -141,18 +140,13 @@ class UserPool(Resource[UserPoolSpec, UserPoolFound]):
             return [UserPoolFound.parse(self.describe(api, named[0]["Id"]))]
         return [UserPoolFound.parse(p) for p in named]
 
-    def choose(self, spec: UserPoolSpec, candidates: list[UserPoolFound]) -> UserPoolFound | None:
-        """Pure: the one candidate, or None; several are refused (pool names are not
-        unique), and so is one another environment owns."""
-        if len(candidates) > 1:
-            raise PlanError(spec.step, self.label(spec),
-                            f"several user pools have this name "
-                            f"({', '.join(c.id for c in candidates)}). "
-                            "Set cognito.pool_id to the one to use.")
-        if not candidates:
-            return None
-        self.claim(spec, candidates[0])
-        return candidates[0]
+    def several(self, spec: UserPoolSpec, candidates: list[UserPoolFound],
+                how: str) -> PlanError:
+        """Pool names are not unique: the file must say which one by id."""
+        return PlanError(spec.step, self.label(spec),
+                         f"several user pools have this name "
+                         f"({', '.join(c.id for c in candidates)}). "
+                         "Set cognito.pool_id to the one to use.")
 
     @staticmethod
     def describe(api: Api, pool_id: str) -> dict:

@@ -49,53 +49,56 @@ class Vpc(Resource[VpcSpec, VpcFound]):
     tags_in_update = True
 
     def find(self, api: Api, spec: VpcSpec) -> VpcFound | None:
-        """By network.vpc_id, by runbook's tags, or by its block: a VPC made before runbook
-        (by the old shell scripts) is adopted and tagged rather than duplicated."""
-        raw = self._find(api, spec)
-        if raw is None:
+        """By network.vpc_id, by runbook's tags, or by its block (`choose`): a VPC made
+        before runbook (by the old shell scripts) is adopted and tagged rather than
+        duplicated. Then its DNS attributes, which only the chosen one needs."""
+        found = self.choose(spec, **self.candidates(api, spec))
+        if found is None:
             return None
-        vpc_id = raw["VpcId"]
-        found = VpcFound(vpc_id, naming.from_aws(raw.get("Tags")), raw["CidrBlock"],
-                         vpc_attribute(api, vpc_id, "enableDnsSupport"),
-                         vpc_attribute(api, vpc_id, "enableDnsHostnames"))
-        self.claim(spec, found, f"ec2:vpc {vpc_id}")
+        found.dns_support = vpc_attribute(api, found.id, "enableDnsSupport")
+        found.dns_hostnames = vpc_attribute(api, found.id, "enableDnsHostnames")
+        self.claim(spec, found, f"ec2:vpc {found.id}")
         return found
 
-    def _find(self, api: Api, spec: VpcSpec) -> dict | None:
-        ec2 = api.client("ec2")
-        if spec.id:
-            vpcs = or_none(lambda: ec2.describe_vpcs(VpcIds=[spec.id])["Vpcs"])
-            if not vpcs:
-                raise PlanError(spec.step, f"network.vpc_id {spec.id}",
-                                "no such VPC in this account and region. Fix "
-                                "network.vpc_id or remove it to create one.")
-            if vpcs[0]["CidrBlock"] != spec.cidr:
-                raise PlanError(spec.step, f"network.vpc_id {spec.id}",
-                                f"its CIDR is {vpcs[0]['CidrBlock']}, the file says "
-                                f"{spec.cidr}. Fix network.cidr or network.vpc_id.")
-            return vpcs[0]
-        tagged = pages(ec2, "describe_vpcs", "Vpcs", Filters=naming.owner_filters(spec.env, spec.step))
-        if len(tagged) > 1:
-            raise PlanError(spec.step, "vpc", "several VPCs carry this environment's tags ("
-                            + ", ".join(v["VpcId"] for v in tagged)
-                            + "). Set network.vpc_id to the one to use.")
-        if tagged:
-            if tagged[0]["CidrBlock"] != spec.cidr:
-                raise PlanError(spec.step, f"vpc {tagged[0]['VpcId']}",
-                                f"this environment's VPC uses {tagged[0]['CidrBlock']}, the "
-                                f"file says {spec.cidr}. A VPC's block cannot change: fix "
-                                "network.cidr.")
-            return tagged[0]
-        # By block: a VPC made before runbook, not claimed by another environment.
-        same_block = [v for v in pages(ec2, "describe_vpcs", "Vpcs",
+    def by_id(self, api: Api, spec: VpcSpec) -> VpcFound:
+        vpcs = or_none(lambda: api.client("ec2").describe_vpcs(VpcIds=[spec.id])["Vpcs"])
+        if not vpcs:
+            raise PlanError(spec.step, f"network.vpc_id {spec.id}",
+                            "no such VPC in this account and region. Fix "
+                            "network.vpc_id or remove it to create one.")
+        return _vpc(vpcs[0])
+
+    def by_tags(self, api: Api, spec: VpcSpec) -> list[VpcFound]:
+        return [_vpc(v) for v in pages(api.client("ec2"), "describe_vpcs", "Vpcs",
+                                       Filters=naming.owner_filters(spec.env, spec.step))]
+
+    def by_name(self, api: Api, spec: VpcSpec) -> list[VpcFound]:
+        """By block: a VPC made before runbook, not another environment's (two
+        environments may well use the same block in their own VPCs), never the default."""
+        return [_vpc(v) for v in pages(api.client("ec2"), "describe_vpcs", "Vpcs",
                                        Filters=[{"Name": "cidr", "Values": [spec.cidr]}])
-                      if not v.get("IsDefault")
-                      and naming.from_aws(v.get("Tags")).get(naming.ENV_TAG) in (None, spec.env)]
-        if len(same_block) > 1:
-            raise PlanError(spec.step, "vpc", f"several VPCs use {spec.cidr} ("
-                            + ", ".join(v["VpcId"] for v in same_block)
-                            + "). Set network.vpc_id to the one to adopt.")
-        return same_block[0] if same_block else None
+                if not v.get("IsDefault")
+                and naming.from_aws(v.get("Tags")).get(naming.ENV_TAG) in (None, spec.env)]
+
+    def several(self, spec: VpcSpec, candidates: list[VpcFound], how: str) -> PlanError:
+        ids = ", ".join(v.id for v in candidates)
+        if how == "tags":
+            return PlanError(spec.step, "vpc", f"several VPCs carry this environment's tags "
+                             f"({ids}). Set network.vpc_id to the one to use.")
+        return PlanError(spec.step, "vpc", f"several VPCs use {spec.cidr} ({ids}). Set "
+                         "network.vpc_id to the one to adopt.")
+
+    def accept(self, spec: VpcSpec, found: VpcFound, how: str) -> None:
+        """A VPC's block cannot change: the file's must be the found one's."""
+        if found.cidr == spec.cidr:
+            return
+        if how == "id":
+            raise PlanError(spec.step, f"network.vpc_id {spec.id}",
+                            f"its CIDR is {found.cidr}, the file says {spec.cidr}. Fix "
+                            "network.cidr or network.vpc_id.")
+        raise PlanError(spec.step, f"vpc {found.id}",
+                        f"this environment's VPC uses {found.cidr}, the file says "
+                        f"{spec.cidr}. A VPC's block cannot change: fix network.cidr.")
 
     def summary(self, spec: VpcSpec) -> dict:
         return {"cidr": spec.cidr, "dns_support": True, "dns_hostnames": True}
@@ -133,6 +136,11 @@ class Vpc(Resource[VpcSpec, VpcFound]):
                 VpcId=found.id, EnableDnsHostnames={"Value": True}))
             found.dns_hostnames = True
         return found
+
+
+def _vpc(raw: dict) -> VpcFound:
+    """A described VPC, its DNS attributes not read yet (Vpc.find reads them)."""
+    return VpcFound(raw["VpcId"], naming.from_aws(raw.get("Tags")), raw["CidrBlock"])
 
 
 # -- subnets -------------------------------------------------------------------------------

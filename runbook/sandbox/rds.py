@@ -23,7 +23,7 @@ ENGINE_VERSIONS = ("15.10", "16.8", "17.7")
 SERVERLESS_V2 = {"MinCapacity": 0.0, "MaxCapacity": 256.0}
 
 SIMULATED = (f"DescribeDBEngineVersions: moto does not implement it; the sandbox answers "
-             f"{ENGINE} {', '.join(ENGINE_VERSIONS)} (runbook.sandbox_rds), and a live run "
+             f"{ENGINE} {', '.join(ENGINE_VERSIONS)} (runbook.sandbox.rds), and a live run "
              "asks AWS")
 
 

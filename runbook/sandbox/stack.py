@@ -1,6 +1,6 @@
 """The throwaway account a dry run works in: a moto server on 127.0.0.1 and a real,
 embedded PostgreSQL (pgserver), or the server `RUNBOOK_PG_DSN` names, behind a TLS
-front-end that takes RDS IAM token logins for it (runbook.sandbox_tls).
+front-end that takes RDS IAM token logins for it (runbook.sandbox.tls).
 
 moto runs in a thread of this process and talks HTTP, so the runner, the Lambda
 handlers and the integration test all reach one emulated account exactly as they would
@@ -34,7 +34,7 @@ class Sandbox:
         self.pg_version: str | None = None
         self.database: str | None = None
         self.database_dsn: str | None = None
-        self.database_tls = None        # runbook.sandbox_tls.TlsFrontEnd
+        self.database_tls = None        # runbook.sandbox.tls.TlsFrontEnd
         self._moto = None
         self._pg = None
         self._previous_sigterm = None

@@ -60,7 +60,7 @@ from runbook.steps import new_runner
 from runbook.output.progress import Progress
 from runbook.sandbox.stack import SANDBOX_CREDENTIALS
 
-# The sweep's runs have no TLS front-end (runbook.sandbox_tls), so their layers carry this
+# The sweep's runs have no TLS front-end (runbook.sandbox.tls), so their layers carry this
 # local stand-in for the RDS CA bundle; a dry run never fetches the real one.
 os.environ.setdefault("RUNBOOK_RDS_CA_BUNDLE", str(
     Path(__file__).resolve().parent / "stand-in-rds-ca.pem"))
@@ -946,7 +946,7 @@ def ci_points(clean: Baseline) -> list[Point]:
     """A deterministic sample for CI: in every step that writes, its first write with the
     answer lost and retried, its last with the answer lost, and a middle one refused (the
     refused kinds in turn); plus the first of each create that AWS would carry out twice
-    (runbook.aws.NOT_RETRIED_WHEN_UNCERTAIN), with the answer lost and retried."""
+    (runbook.aws.clients.NOT_RETRIED_WHEN_UNCERTAIN), with the answer lost and retried."""
     from runbook.aws.clients import NOT_RETRIED_WHEN_UNCERTAIN
 
     by_step: dict[str, list[Write]] = {}

@@ -10,7 +10,7 @@ with a token as its password. `TlsFrontEnd` stands in for the cluster's endpoint
     so that a client's verify-full checks the chain and the host name for real;
   - it refuses a client that does not start TLS, as `rds.force_ssl = 1` does;
   - it asks for a password, takes it as an RDS auth token and checks it like RDS
-    (runbook.rds_token: host, port, DBUser, Action, credential scope, expiry, and the
+    (runbook.database.rds_token: host, port, DBUser, Action, credential scope, expiry, and the
     signature made again with the sandbox's credentials);
   - then it logs in to the embedded server as that user (which trusts local logins) and
     relays the connection both ways.

@@ -110,21 +110,26 @@ class CognitoStep(FunctionsMixin, Step):
     def read(self) -> CognitoState:
         pools = POOL.candidates(self.api, self.pool_spec())
         # Refused here already, so that nothing more is read of a pool runbook will not use.
-        pool = POOL.choose(self.pool_spec(), pools)
+        pool = self._chosen(pools)
         client = CLIENT.find(self.api, self.client_spec(pool.id)) if pool is not None else None
         function = self.read_function(
             self.pre_signup_spec(pool.arn if pool is not None else UNKNOWN, self.account()))
-        state = self.state(pools, client, function)
-        self.functions = state.functions
-        return state
+        return self.state(pools, client, function)
 
-    def state(self, pools: list[UserPoolFound], client: AppClientFound | None,
+    def state(self, pools: dict, client: AppClientFound | None,
               pre_signup: FunctionState) -> CognitoState:
         """What was read, keyed for the plan: pure, so that plans are tested from data.
-        `pools` are the pool's candidates (UserPool.candidates)."""
-        pool = POOL.choose(self.pool_spec(), pools)
-        return CognitoState(found={"pool": pool, "client": client},
+        `pools` are the pool's candidates (Resource.candidates)."""
+        return CognitoState(found={"pool": self._chosen(pools), "client": client},
                             functions={PRE_SIGNUP: pre_signup})
+
+    def _chosen(self, pools: dict) -> UserPoolFound | None:
+        """The pool adopted among the candidates (Resource.choose), claimed."""
+        spec = self.pool_spec()
+        pool = POOL.choose(spec, **pools)
+        if pool is not None:
+            POOL.claim(spec, pool)
+        return pool
 
     # -- plan ----------------------------------------------------------------------
 

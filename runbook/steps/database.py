@@ -206,7 +206,8 @@ class DatabaseStep(Step):
             parameter_group=db.parameter_group_name,
             security_group_id=state.ref("security-group"),
             deletion_protection=db.deletion_protection, min_capacity=db.min_capacity,
-            max_capacity=db.max_capacity, reboot_note=self._reboot_note())
+            max_capacity=db.max_capacity, reboot_note=self._reboot_note(),
+            members=tuple(m.id for m in self._members(state)))
 
     def instance_spec(self, identifier: str) -> InstanceSpec:
         return InstanceSpec(identifier, self._tags(identifier), "database.cluster_id",

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from runbook.engine import UNKNOWN, Change, Outputs, Step
+from runbook.engine import UNKNOWN, Change, Outputs, Step, is_known
 from runbook.functions import package, registry
 from runbook.functions.deploy import (FUNCTION_KEY, FunctionSpec, FunctionsMixin,
                                       FunctionState, LayerState, function_spec)
@@ -33,8 +33,7 @@ KEY = ENTRY.key
 class DeployState:
     layer: LayerState
     functions: dict[str, FunctionState] = field(default_factory=dict)
-    pool_id: str = UNKNOWN
-    pool: dict | None = None
+    pool: dict | None = None              # DescribeUserPool's, for the trigger
 
 
 @dataclass(frozen=True)
@@ -58,7 +57,10 @@ class DeployPostConfirmation(FunctionsMixin, Step):
             environment={"DB_SCHEMA": self.config.database.schema})
 
     def read(self) -> DeployState:
-        self.inputs.fix_tables  # the tables the trigger writes exist
+        # The inputs first, in this order, so that a missing one is named before anything
+        # else is read; fix-tables' too: the tables the trigger writes exist.
+        for need in ("vpc_integrate", "database", "store_secrets", "fix_tables", "cognito"):
+            getattr(self.inputs, need)
         account = self.account()
         spec = self.spec(account)
         layer = self.read_layer(self.config.lambdas.runtime)
@@ -70,7 +72,7 @@ class DeployPostConfirmation(FunctionsMixin, Step):
         """What was read, claimed and keyed for the plan: pure, so that plans are tested
         from data."""
         fn = FunctionState.of(self.spec(account), account, self.ctx.aws.region, artifact, found)
-        return DeployState(layer, {KEY: fn}, self.inputs.cognito.user_pool_id, pool)
+        return DeployState(layer, {KEY: fn}, pool)
 
     def plan(self, state: DeployState) -> list[Change]:
         fn = state.functions[KEY]
@@ -85,8 +87,9 @@ class DeployPostConfirmation(FunctionsMixin, Step):
         fn = state.functions[KEY]
         return DeployOutputs(
             function_name=fn.spec.name,
-            function_arn=fn.ref(FUNCTION_KEY, "id"),
-            role_arn=fn.role_arn,
+            # Outputs carry no reference: it names a key of this step's state only.
+            function_arn=fn.found[FUNCTION_KEY].id if fn.found.get(FUNCTION_KEY) else UNKNOWN,
+            role_arn=fn.role_arn if is_known(fn.role_arn) else UNKNOWN,
             layer_version_arn=state.layer.arn or UNKNOWN,
             code_sha256=fn.artifact.sha256,
             db_auth="iam" if fn.spec.environment.get("DB_AUTH") == "iam" else "secret")

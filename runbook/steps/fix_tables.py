@@ -5,7 +5,7 @@ Two ways into the database, by `database.connect`:
   direct  runbook connects itself: with the DB secret or an IAM token, or in a dry run
           to the sandbox's PostgreSQL.
   lambda  only the VPC reaches the cluster: the step deploys the db_migrate function
-          there (runbook.migrate_function) and has it do the same work.
+          there (runbook.functions.db_migrate) and has it do the same work.
 
 read   render every migration, then survey the database in a read-only transaction
        (runbook.lambda_runtime.survey): the ledger against the checksums, rds_iam, and what
@@ -103,6 +103,7 @@ class FixTables(DatabaseAccess, FunctionsMixin, Step):
                                              self.db.schema), target=target)
 
     def _read_through_function(self, found, database, secrets) -> TablesState:
+        self.inputs.vpc_integrate  # named first when missing, before anything is read
         account = self.account()
         spec = self.db_migrate_spec(account)
         layer = self.read_layer(self.config.lambdas.runtime)

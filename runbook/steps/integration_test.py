@@ -25,7 +25,7 @@ after a failure or Ctrl-C. Not idempotent: every run makes and deletes a user.
 
 The report holds each check's status, duration and detail, and the timings (sign-up to
 row, the trigger against its 5 s budget); it masks the e-mail address and holds no
-password or token. In a dry run, the sandbox fires the triggers (runbook.cognito_sim).
+password or token. In a dry run, the sandbox fires the triggers (runbook.sandbox.cognito).
 """
 
 from __future__ import annotations

@@ -26,6 +26,7 @@ from runbook.aws import naming
 from runbook.engine import UNKNOWN, Change, Outputs, Step, is_known
 from runbook.errors import PlanError
 from runbook.resources.base import Inventory
+from runbook.resources.rds import Cluster
 from runbook.resources.secret import PASSWORD, PASSWORD_ID, Secret, SecretFound, SecretSpec
 
 STEP_NAME = "store-secrets"
@@ -87,9 +88,8 @@ class StoreSecretsStep(Step):
         app = SECRET.find(self.api, self.app_spec())
         password_id = None
         if is_known(database.cluster_arn):
-            cluster = self.client("rds").describe_db_clusters(
-                DBClusterIdentifier=database.cluster_id)["DBClusters"][0]
-            password_id = naming.from_aws(cluster.get("TagList")).get(PASSWORD_ID_TAG)
+            cluster = Cluster.named(self.api, database.cluster_id)
+            password_id = cluster.tags.get(PASSWORD_ID_TAG) if cluster else None
         return self.state(database, db, app, password_id)
 
     def state(self, database, db: SecretFound | None, app: SecretFound | None,

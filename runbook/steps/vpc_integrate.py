@@ -237,9 +237,16 @@ class VpcIntegrateStep(Step):
     # -- read ------------------------------------------------------------------------
 
     def read(self) -> IntegrateState:
+        state = self._read()
+        # The endpoint policies name the account; outputs do not need it. Asked last, once
+        # nothing read can still refuse the plan.
+        state.account = None if self.ctx.outputs_only else self.api.account()
+        return state
+
+    def _read(self) -> IntegrateState:
         network = self.inputs.network
-        # The endpoint policies name it; outputs do not need it.
-        account = None if self.ctx.outputs_only else self.api.account()
+        self.inputs.database
+        account = None
         vpc_id = network.vpc_id
         if not is_known(vpc_id):
             return self.state(account)

@@ -1,4 +1,4 @@
-"""The sandbox's TLS front-end (runbook.sandbox_tls) in front of a real PostgreSQL, with
+"""The sandbox's TLS front-end (runbook.sandbox.tls) in front of a real PostgreSQL, with
 libpq as the client and tokens signed by botocore: logins verify the server for real,
 and what RDS refuses is refused."""
 

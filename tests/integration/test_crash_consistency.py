@@ -1,5 +1,5 @@
 """Crash consistency: a run that fails at any write, however it fails, is finished by the
-next run, which ends with exactly what a clean run leaves (tests/sweep.py has the sweep
+next run, which ends with exactly what a clean run leaves (runbook/sandbox/sweep.py has the sweep
 and says how the account is compared).
 
 This module runs a CI-sized part of the sweep. The full sweep, every write of the run
@@ -36,7 +36,7 @@ def test_the_ci_sample_of_the_crash_sweep_converges_with_no_duplicate_and_no_orp
     steps that write (fix-tables makes no AWS write), the first write with its answer
     lost and retried by botocore, the last with its answer lost, and a middle one
     refused (throttling, then a 5xx, then a connection reset, in turn); plus the first of
-    each create that AWS would carry out twice (runbook.aws.NOT_RETRIED_WHEN_UNCERTAIN)
+    each create that AWS would carry out twice (runbook.aws.clients.NOT_RETRIED_WHEN_UNCERTAIN)
     with its answer lost and retried. Every point must converge: the second run
     succeeds, and the account holds what the clean run left, with 0 duplicates and 0
     orphans."""

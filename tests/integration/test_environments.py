@@ -53,7 +53,7 @@ class Account(sweep.Account):
 
 def run(config, account: Account, steps: list[str], database_dsn: str):
     """A whole a1..a3 run against the sandbox's account with a database of its own, as the
-    crash sweep runs one (tests/sweep.py): fix-tables and the integration test need the
+    crash sweep runs one (runbook/sandbox/sweep.py): fix-tables and the integration test need the
     sandbox's PostgreSQL, which a live run cannot reach. Returns (results, writes made)."""
     aws = account.factory()
     run_lock = lock.RunLock(account.factory().client("ssm"), config.env)

@@ -1,7 +1,7 @@
 """The preflights through the `runbook` command, live against a moto server: `plan` and
 `run` refuse, with exit code 2 and before any write, what AWS would refuse minutes into a
 run. The offered engine versions are what the server's DescribeDBEngineVersions answers
-(moto 5.2.5 lacks the call; runbook.sandbox_rds answers it in this process)."""
+(moto 5.2.5 lacks the call; runbook.sandbox.rds answers it in this process)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Fetching the RDS CA bundle (runbook.rds_ca) over verified HTTPS, from a local HTTPS
+"""Fetching the RDS CA bundle (runbook.database.rds_ca) over verified HTTPS, from a local HTTPS
 server whose certificate a CA made by the test issued (no internet): what is fetched is
 cached with its sha256, read back without a request, fetched again when the cache no
 longer matches, and refused from a server the trust store does not vouch for."""

@@ -18,9 +18,12 @@ from tests.plans import functions
 
 def state(step, data: dict):
     pools = [UserPoolFound.parse(p) for p in data.get("pools", [])]
+    # As Resource.candidates reads them: what cognito.pool_id names, else by name.
+    candidates = ({"by_id": pools[0]} if step.config.cognito.pool_id
+                  else {"tagged": [], "named": pools})
     client = AppClientFound.parse(data["client"]) if data.get("client") else None
     fn, account = data["pre_signup"], data["account"]
     pool_arn = pools[0].arn if len(pools) == 1 else UNKNOWN
     function = functions.function_state(step.pre_signup_spec(pool_arn, account), account,
                                         step.ctx.aws.region, fn)
-    return step.state(pools, client, function)
+    return step.state(candidates, client, function)

@@ -1,4 +1,4 @@
-"""Checking RDS auth tokens made by botocore (runbook.rds_token): what RDS refuses."""
+"""Checking RDS auth tokens made by botocore (runbook.database.rds_token): what RDS refuses."""
 
 from __future__ import annotations
 
