@@ -1,6 +1,6 @@
 """The full crash-consistency sweep: fail every write of an a1..a3 run, run again, compare.
 
-    python bench/crash_sweep.py                # every point: 151, about 12 minutes on 2 cores
+    python bench/crash_sweep.py                # every point: 161, about 5 to 12 minutes on 2 cores
     python bench/crash_sweep.py --ci           # the sample tests/integration runs
     python bench/crash_sweep.py --k 1 --k 25 --kind response-lost-retried
 
