@@ -33,6 +33,12 @@ def as_aws(tag_map: dict[str, str]) -> list[dict[str, str]]:
     return [{"Key": k, "Value": v} for k, v in sorted(tag_map.items())]
 
 
+def tag_specifications(resource_type: str, tag_map: dict[str, str]) -> list[dict]:
+    """An EC2 create's TagSpecifications: the tags set in the same call, so that nothing
+    is ever made untagged by runbook (a crash between a create and its tags would be)."""
+    return [{"ResourceType": resource_type, "Tags": as_aws(tag_map)}]
+
+
 def from_aws(tag_list: list[dict] | None) -> dict[str, str]:
     return {t["Key"]: t["Value"] for t in tag_list or ()}
 

@@ -201,8 +201,11 @@ class Resource(Generic[S, F]):
         return [dataclasses.replace(c, op=self.ops.get(c.op, c.op)) for c in changes]
 
     def tag_change(self, spec: S, found: F, add: dict, key: str) -> Change:
-        return Change("update", self.label(spec, found), "tag", {"tags": add},
-                      {"tags": naming.tag_diff(found.tags, add)}, run=Apply(self, key, "tag"))
+        """The change that adds the tags `found` lacks. Tags are only added: tags someone
+        else put on a resource are left alone."""
+        return Change("update", self.label(spec, found), self.ops.get("tag", "tag"),
+                      {"tags": add}, {"tags": naming.tag_diff(found.tags, add)},
+                      run=Apply(self, key, "tag"))
 
     # -- apply -------------------------------------------------------------------------
 

@@ -85,6 +85,7 @@ _FIELD_NAMES = {"Runtime": "runtime", "Handler": "handler", "Role": "role",
 class LambdaFunction(Resource[LambdaSpec, LambdaFound]):
     kind, service, plural = "lambda:function", "lambda", "functions"
     label_id = False
+    ops = {"tag": "tag_function"}
 
     def find(self, api: Api, spec: LambdaSpec) -> LambdaFound | None:
         """By name. Not claimed here: the caller claims, once it has read all it needs."""
@@ -135,9 +136,7 @@ class LambdaFunction(Resource[LambdaSpec, LambdaFound]):
             changes.append(self._update(spec, key, "update_configuration", diff))
         add = naming.missing_tags(spec.tags, found.tags)
         if add:
-            changes.append(Change("update", label, "tag_function", {"tags": add},
-                                  {"tags": naming.tag_diff(found.tags, add)},
-                                  run=Apply(self, key, "tag")))
+            changes.append(self.tag_change(spec, found, add, key))
         return changes
 
     def _update(self, spec: LambdaSpec, key: str, op: str, diff: dict) -> Change:

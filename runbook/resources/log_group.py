@@ -9,10 +9,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from runbook.aws import naming
 from runbook.aws.api import Api, pages
-from runbook.engine.plan import Change
-from runbook.resources.base import Apply, Found, Resource, Spec
+from runbook.engine.plan import diff_field
+from runbook.resources.base import Found, Resource, Spec
 
 
 @dataclass(frozen=True)
@@ -31,6 +30,7 @@ class LogGroupFound(Found):
 class LogGroup(Resource[LogGroupSpec, LogGroupFound]):
     kind, service, plural = "logs:log-group", "logs", "log groups"
     label_id = False
+    ops = {"create": "create_log_group", "update": "set_retention", "tag": "tag_log_group"}
 
     def find(self, api: Api, spec: LogGroupSpec) -> LogGroupFound | None:
         """By name. Not claimed here: the caller claims, once it has read all it needs."""
@@ -45,24 +45,13 @@ class LogGroup(Resource[LogGroupSpec, LogGroupFound]):
         return LogGroupFound(arn, logs.list_tags_for_resource(resourceArn=arn)["tags"],
                              group.get("retentionInDays"))
 
-    def plan(self, spec: LogGroupSpec, found: LogGroupFound | None, key: str) -> list[Change]:
-        label = self.label(spec)
-        if found is None:
-            return [Change("create", label, "create_log_group", {"spec": spec},
-                           {"retention_days": spec.retention_days},
-                           run=Apply(self, key, "create"))]
-        changes = []
-        if found.retention_days != spec.retention_days:
-            diff = {"retention_days": {"from": found.retention_days, "to": spec.retention_days}}
-            changes.append(Change("update", label, "set_retention",
-                                  {"spec": spec, "diff": diff, "tags": {}}, diff,
-                                  run=Apply(self, key, "update")))
-        add = naming.missing_tags(spec.tags, found.tags)
-        if add:
-            changes.append(Change("update", label, "tag_log_group", {"tags": add},
-                                  {"tags": naming.tag_diff(found.tags, add)},
-                                  run=Apply(self, key, "tag")))
-        return changes
+    def summary(self, spec: LogGroupSpec) -> dict:
+        return {"retention_days": spec.retention_days}
+
+    def diff(self, spec: LogGroupSpec, found: LogGroupFound) -> dict:
+        diff: dict = {}
+        diff_field(diff, "retention_days", found.retention_days, spec.retention_days)
+        return diff
 
     def create(self, api: Api, spec: LogGroupSpec) -> LogGroupFound:
         logs = api.client("logs")

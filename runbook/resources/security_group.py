@@ -52,8 +52,7 @@ class SecurityGroup(Resource[SecurityGroupSpec, Found]):
         ec2 = api.client("ec2")
         group_id = api.retry_ec2(lambda: ec2.create_security_group(
             GroupName=spec.name, VpcId=spec.vpc_id, Description=spec.description,
-            TagSpecifications=[{"ResourceType": "security-group",
-                                "Tags": naming.as_aws(spec.tags)}]))["GroupId"]
+            TagSpecifications=naming.tag_specifications("security-group", spec.tags)))["GroupId"]
         egress = [ALL_TRAFFIC_OUT]
         if not spec.default_egress:
             sgrules.revoke_default_egress(ec2, group_id, api.retry_ec2, ipv6=spec.ipv6)

@@ -114,8 +114,8 @@ class SecurityGroupRule(Resource[RuleSetSpec, RuleSet]):
                         peer["Description"] = spec.description
                 answer = api.retry_ec2(lambda: ec2.authorize_security_group_ingress(
                     GroupId=found.id, IpPermissions=[permission],
-                    TagSpecifications=[{"ResourceType": "security-group-rule",
-                                        "Tags": naming.as_aws(spec.tags)}]))
+                    TagSpecifications=naming.tag_specifications("security-group-rule",
+                                                                spec.tags)))
         except Exception as exc:  # noqa: BLE001 - only a duplicate is "done already"
             if error_code(exc) != DUPLICATE:
                 raise

@@ -110,8 +110,8 @@ class Vpc(Resource[VpcSpec, VpcFound]):
         return diff
 
     def create(self, api: Api, spec: VpcSpec) -> VpcFound:
-        vpc = api.client("ec2").create_vpc(CidrBlock=spec.cidr, TagSpecifications=[
-            {"ResourceType": "vpc", "Tags": naming.as_aws(spec.tags)}])["Vpc"]
+        vpc = api.client("ec2").create_vpc(
+            CidrBlock=spec.cidr, TagSpecifications=naming.tag_specifications("vpc", spec.tags))["Vpc"]
         # AWS turns DNS support on for a new VPC, and hostnames off.
         found = VpcFound(vpc["VpcId"], dict(spec.tags), vpc["CidrBlock"], True, False)
         return self._set_dns(api, found, support=False, hostnames=True)
@@ -192,8 +192,7 @@ class Subnet(Resource[SubnetSpec, SubnetFound]):
         ec2 = api.client("ec2")
         subnet = api.retry_ec2(lambda: ec2.create_subnet(
             VpcId=spec.vpc_id, CidrBlock=spec.cidr, AvailabilityZone=spec.az,
-            TagSpecifications=[{"ResourceType": "subnet",
-                                "Tags": naming.as_aws(spec.tags)}]))["Subnet"]
+            TagSpecifications=naming.tag_specifications("subnet", spec.tags)))["Subnet"]
         return SubnetFound(subnet["SubnetId"], dict(spec.tags), spec.cidr, spec.az, False)
 
     def update(self, api: Api, spec: SubnetSpec, found: SubnetFound, diff: dict,
@@ -245,8 +244,7 @@ class RouteTable(Resource[RouteTableSpec, RouteTableFound]):
         ec2 = api.client("ec2")
         table = api.retry_ec2(lambda: ec2.create_route_table(
             VpcId=spec.vpc_id,
-            TagSpecifications=[{"ResourceType": "route-table",
-                                "Tags": naming.as_aws(spec.tags)}]))["RouteTable"]
+            TagSpecifications=naming.tag_specifications("route-table", spec.tags)))["RouteTable"]
         found = RouteTableFound(table["RouteTableId"], dict(spec.tags), [], None)
         return self.associate(api, found, spec.subnet_id)
 

@@ -119,8 +119,7 @@ class VpcEndpoint(Resource[VpcEndpointSpec, Endpoint]):
             VpcEndpointType="Interface", VpcId=spec.vpc_id, ServiceName=spec.service_name,
             SubnetIds=self.subnets_to_add(spec, []), SecurityGroupIds=[spec.group_id],
             PrivateDnsEnabled=True, ClientToken=token, PolicyDocument=json.dumps(spec.policy),
-            TagSpecifications=[{"ResourceType": "vpc-endpoint",
-                                "Tags": naming.as_aws(spec.tags)}],
+            TagSpecifications=naming.tag_specifications("vpc-endpoint", spec.tags),
         ))["VpcEndpoint"]
         return parse_endpoint(raw, api.region)
 
