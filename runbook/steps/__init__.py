@@ -55,6 +55,7 @@ CATALOGUE: dict[str, StepInfo] = {
         StepInfo("deploy-post-confirmation", "runbook.steps.deploy_post_confirmation",
                  requires=("vpc-integrate", "fix-tables", "cognito", "database",
                            "store-secrets")),
+        StepInfo("event-bus", "runbook.steps.event_bus"),
         StepInfo("integration-test", "runbook.steps.integration_test",
                  requires=("deploy-post-confirmation", "cognito", "database", "store-secrets"),
                  idempotent=False),

@@ -404,3 +404,29 @@ def test_specs_are_frozen_data(account):
     """A plan's specs are data the engine may resolve and copy."""
     for _, spec, _ in event_path():
         assert dataclasses.replace(spec) == spec
+
+
+# -- step event-bus -------------------------------------------------------------------------
+
+def test_step_event_bus_converges_and_a_rerun_writes_nothing(account, write_config):
+    """In a phase of its own (prod.yaml does not list it yet)."""
+    from runbook import config as config_mod
+    from tests.functional.conftest import run_steps
+
+    config = config_mod.load(write_config(
+        lambda data: data["phases"].update({"a4": ["event-bus"]})))
+    results, aws = run_steps(config, ["event-bus"])
+    step = results["event-bus"]
+    assert step.status == "ok", step.error
+    assert aws.total("write") == 7
+    outputs = step.outputs
+    url = sqs().get_queue_url(QueueName="matbakh-prod-user-signup")["QueueUrl"]
+    assert (outputs["queue_url"], outputs["source"]) == (url, "runbook.registration")
+    [target] = events().list_targets_by_rule(Rule="matbakh-prod-user-registered",
+                                             EventBusName=outputs["bus_name"])["Targets"]
+    assert target["Arn"] == outputs["queue_arn"] and "RoleArn" not in target
+    assert target["DeadLetterConfig"] == {"Arn": outputs["dead_letter_queue_arn"]}
+
+    again, aws = run_steps(config, ["event-bus"])
+    assert again["event-bus"].status == "ok" and again["event-bus"].changes == []
+    assert aws.total("write") == 0
