@@ -151,7 +151,7 @@ def test_a_second_plan_is_empty_and_a_second_apply_makes_no_mutating_call(made):
     assert aws.total("read") > 0         # it did look
 
 
-def test_plan_diffs_show_settings_and_no_secret(account):
+def test_create_diffs_show_the_settings_a_reader_checks(account):
     _, _, _, changes = plan(event_path())
     queue = next(c for c in changes if c.resource == f"sqs:queue {QUEUE}")
     assert queue.diff == {
