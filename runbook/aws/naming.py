@@ -79,6 +79,11 @@ def endpoint_security_group_name(config) -> str:
     return f"{config.network.name}-endpoints"
 
 
+def event_bus_name(config) -> str:
+    """The custom EventBridge bus of phase a4 (step event-bus)."""
+    return f"{config.network.name}-events"
+
+
 def vpc_endpoint_name(config, service: str) -> str:
     """Name tag of the interface endpoint for `service` ("secretsmanager", "rds-data")."""
     return f"{config.network.name}-{service}"

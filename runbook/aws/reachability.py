@@ -118,6 +118,13 @@ class Described:
     database_port: int
     groups: dict[str, SecurityGroup]      # by id: at least the Lambda, RDS, endpoint groups
     endpoints: list[Endpoint]
+    # The services the functions call through an interface endpoint (or a NAT gateway):
+    # Secrets Manager always, EventBridge when the environment has phase a4.
+    services: tuple[str, ...] = ("secretsmanager",)
+
+
+# What a preflight message calls each service.
+SERVICE_NAMES = {"secretsmanager": "Secrets Manager", "events": "EventBridge"}
 
 
 def _covers(outer: str, inner: str) -> bool:
@@ -131,7 +138,8 @@ def _covers(outer: str, inner: str) -> bool:
 # -- the preflight ---------------------------------------------------------------------
 
 def preflight(d: Described) -> list[str]:
-    """The problems on the path Lambda -> Secrets Manager and Lambda -> cluster; [] if none.
+    """The problems on the paths Lambda -> Secrets Manager (and EventBridge, when the
+    functions publish to it) and Lambda -> cluster; [] if none.
 
     Pure: it reads only `d`. Each problem names the missing piece and how to add it.
     """
@@ -142,14 +150,16 @@ def preflight(d: Described) -> list[str]:
     if lam is None:
         return [f"the Lambda security group {d.lambda_group_id} is not in {d.vpc_id}; "
                 "`runbook run --step vpc-integrate` creates it"]
-    return _secrets_manager_problems(d, lam) + _database_problems(d, lam)
+    return ([problem for service in d.services for problem in _service_problems(d, lam, service)]
+            + _database_problems(d, lam))
 
 
-def _secrets_manager_problems(d: Described, lam: SecurityGroup) -> list[str]:
-    candidates = [e for e in d.endpoints if e.service == "secretsmanager"
+def _service_problems(d: Described, lam: SecurityGroup, service: str) -> list[str]:
+    title = SERVICE_NAMES[service]
+    candidates = [e for e in d.endpoints if e.service == service
                   and e.type.lower() == "interface" and e.state.lower() not in FINAL_STATES]
     if not candidates:
-        no_endpoint = f"no secretsmanager interface endpoint with private DNS in {d.vpc_id}"
+        no_endpoint = f"no {service} interface endpoint with private DNS in {d.vpc_id}"
     else:
         reasons = [_endpoint_problem(d, lam, e) for e in candidates]
         if not all(reasons):
@@ -158,17 +168,17 @@ def _secrets_manager_problems(d: Described, lam: SecurityGroup) -> list[str]:
     hint = ("`runbook run --step vpc-integrate` converges the endpoint, or route 0.0.0.0/0 "
             "to a NAT gateway")
     if not lam.sends(HTTPS, cidr=ANYWHERE) and all(s.nat_gateway_id for s in d.subnets):
-        return [f"no route to Secrets Manager from the Lambda subnets: {no_endpoint}, and the "
+        return [f"no route to {title} from the Lambda subnets: {no_endpoint}, and the "
                 f"Lambda security group {lam.id} does not allow outbound TCP 443 to 0.0.0.0/0, "
                 "which the NAT gateway route needs"]
-    return [f"no route to Secrets Manager from subnet {s.id}: {no_endpoint}, and no 0.0.0.0/0 "
+    return [f"no route to {title} from subnet {s.id}: {no_endpoint}, and no 0.0.0.0/0 "
             f"route to a NAT gateway in its route table {s.route_table_id or '(none)'}. {hint}"
             for s in d.subnets if not s.nat_gateway_id]
 
 
 def _endpoint_problem(d: Described, lam: SecurityGroup, e: Endpoint) -> str:
-    """Why endpoint `e` does not give the Lambda subnets Secrets Manager; "" if it does."""
-    name = f"secretsmanager endpoint {e.id}"
+    """Why endpoint `e` does not give the Lambda subnets its service; "" if it does."""
+    name = f"{e.service} endpoint {e.id}"
     if e.state.lower() != "available":
         return f"{name} is {e.state}, not available"
     if not e.private_dns:

@@ -13,7 +13,9 @@ In the environment's VPC the step converges
 - the endpoints' security group (`<network>-endpoints`): TCP 443 from the Lambda group,
   and no egress (an interface endpoint opens no connection either);
 - interface endpoints for Secrets Manager and the RDS Data API in the network's subnets,
-  with that group, private DNS and an endpoint policy (see ENDPOINT_ACTIONS).
+  with that group, private DNS and an endpoint policy (see ENDPOINT_ACTIONS); with phase
+  a4 in the environment (step event-bus), one for EventBridge too, whose policy allows
+  PutEvents on the environment's bus only.
 
 Everything is described before anything is created, and what was made outside runbook is
 adopted (groups by VPC and name, endpoints by VPC and service), never duplicated.
@@ -59,6 +61,9 @@ from runbook.resources.vpc_endpoint import VpcEndpoint, VpcEndpointSpec
 
 STEP_NAME = "vpc-integrate"
 SERVICES = ("secretsmanager", "rds-data")
+# With phase a4 (step event-bus in the environment file), Post-Confirmation publishes to
+# EventBridge from the private subnets: an endpoint for `events` too.
+EVENT_SERVICES = ("events",)
 # The security groups whose rule sets this step owns, in the order their rules are planned.
 GROUP_ROLES = ("database", "endpoints", "lambda")
 
@@ -74,6 +79,10 @@ ENDPOINT_ACTIONS = {
         # store-secrets' writes, for runbook run inside the VPC (database.connect: direct).
         "KeepTheSecrets": ("secretsmanager:CreateSecret", "secretsmanager:PutSecretValue",
                            "secretsmanager:RestoreSecret", "secretsmanager:TagResource"),
+    },
+    "events": {
+        # Post-Confirmation's user.registered entries, on the environment's own bus.
+        "PublishRegistrations": ("events:PutEvents",),
     },
     "rds-data": {
         # The Data API's statements and transactions, on the environment's cluster.
@@ -146,6 +155,12 @@ class VpcIntegrateStep(Step):
     def _service_name(self, service: str) -> str:
         return f"com.amazonaws.{self.ctx.aws.region}.{service}"
 
+    def services(self) -> tuple[str, ...]:
+        """The services that get an interface endpoint in this environment."""
+        if "event-bus" in self.config.all_steps():
+            return SERVICES + EVENT_SERVICES
+        return SERVICES
+
     def endpoint_policy(self, service: str, account: str | None) -> dict:
         """The endpoint policy of `service`'s endpoint (see ENDPOINT_ACTIONS)."""
         region = self.ctx.aws.region
@@ -153,6 +168,9 @@ class VpcIntegrateStep(Step):
             # A secret's ARN ends in its name, a hyphen and six random characters.
             resource = [f"arn:aws:secretsmanager:{region}:{account}:secret:{name}-??????"
                         for name in (self.config.secrets.db, self.config.secrets.app_config)]
+        elif service == "events":
+            resource = (f"arn:aws:events:{region}:{account}:event-bus/"
+                        f"{naming.event_bus_name(self.config)}")
         else:
             resource = f"arn:aws:rds:{region}:{account}:cluster:{self.config.database.cluster_id}"
         return {"Version": "2012-10-17", "Statement": [
@@ -286,7 +304,7 @@ class VpcIntegrateStep(Step):
                 GROUP.claim(self.group_spec(role, state.vpc_id, state.ipv6), group,
                             f"ec2:security-group {group.name} ({group.id})")
                 state.found[f"group {role}"] = group
-        for service in SERVICES:
+        for service in self.services():
             spec = self.endpoint_spec(state, service)
             endpoint = ENDPOINT.select(spec, state.endpoints)
             if endpoint is not None:
@@ -312,7 +330,7 @@ class VpcIntegrateStep(Step):
         for role in GROUP_ROLES:
             changes += RULE.plan_extra(rule_sets[role], state.found.get(f"rules {role}"),
                                        f"rules {role}")
-        for service in SERVICES:
+        for service in self.services():
             changes += ENDPOINT.plan(self.endpoint_spec(state, service),
                                      self.endpoint(state, service), f"endpoint {service}")
         return changes
@@ -396,10 +414,11 @@ class VpcIntegrateStep(Step):
             subnets=[state.subnets[s] for s in state.subnet_ids if s in state.subnets],
             lambda_group_id=lam.id if lam else naming.lambda_security_group_name(self.config),
             database_group_id=state.database_group_id, database_port=state.port,
-            groups=state.groups, endpoints=state.endpoints)
+            groups=state.groups, endpoints=state.endpoints,
+            services=("secretsmanager", *(s for s in self.services() if s in EVENT_SERVICES)))
 
     def _wait_for_endpoints(self, state: IntegrateState) -> None:
-        ids = sorted(e.id for e in (self.endpoint(state, s) for s in SERVICES)
+        ids = sorted(e.id for e in (self.endpoint(state, s) for s in self.services())
                      if e is not None and e.state.lower() != "available")
         if not ids:
             return
@@ -428,7 +447,7 @@ class VpcIntegrateStep(Step):
 
     def outputs(self, state: IntegrateState) -> IntegrateOutputs:
         lam, endpoints_group = self.group(state, "lambda"), self.group(state, "endpoints")
-        found = {service: self.endpoint(state, service) for service in SERVICES}
+        found = {service: self.endpoint(state, service) for service in self.services()}
         return IntegrateOutputs(
             lambda_security_group_id=lam.id if lam else UNKNOWN,
             endpoint_security_group_id=endpoints_group.id if endpoints_group else UNKNOWN,

@@ -603,3 +603,34 @@ def test_an_adopted_endpoint_with_aws_default_full_access_policy_gets_the_endpoi
         "ReadTheSecrets", "KeepTheSecrets"]
     again, aws = run(config, [STEP])
     assert again[STEP].changes == [] and aws.journal.entries == []
+
+
+# -- phase a4: EventBridge from the private subnets -------------------------------------
+
+def test_with_phase_a4_an_eventbridge_endpoint_is_made_with_a_bus_only_policy(a1, write_config):
+    def with_a4(data):
+        data["phases"]["a4"] = ["event-bus"]
+
+    config = config_mod.load(write_config(with_a4))
+    vpc_id = a1["network"]["vpc_id"]
+    results, _ = run(config, [STEP])
+    assert results[STEP].status == "ok", results[STEP].error
+    [events] = [e for e in live_endpoints(vpc_id)
+                if e["ServiceName"] == f"com.amazonaws.{REGION}.events"]
+    assert events["PrivateDnsEnabled"] and events["VpcEndpointType"] == "Interface"
+    [statement] = json.loads(events["PolicyDocument"])["Statement"]
+    assert statement["Action"] == ["events:PutEvents"]
+    assert statement["Resource"].endswith(":event-bus/matbakh-prod-events")
+    assert results[STEP].outputs["endpoints"]["events"] == events["VpcEndpointId"]
+
+    again, aws = run(config, [STEP])
+    assert again[STEP].status == "ok" and again[STEP].changes == []
+    assert aws.total("write") == 0
+
+
+def test_without_phase_a4_no_eventbridge_endpoint_is_made(a1, config):
+    results, _ = run(config, [STEP])
+    assert results[STEP].status == "ok"
+    assert "events" not in results[STEP].outputs["endpoints"]
+    assert not [e for e in live_endpoints(a1["network"]["vpc_id"])
+                if e["ServiceName"].endswith(".events")]

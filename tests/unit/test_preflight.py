@@ -83,6 +83,33 @@ def test_without_the_secrets_manager_endpoint_every_subnet_is_named():
         for s in SUBNETS]
 
 
+def test_with_phase_a4_eventbridge_is_checked_like_secrets_manager():
+    events = Endpoint("vpce-ev", "events", "available", True, [s.id for s in SUBNETS],
+                      [ENDPOINTS])
+    assert preflight(good(services=("secretsmanager", "events"),
+                          endpoints=[*good().endpoints, events])) == []
+    problems = preflight(good(services=("secretsmanager", "events")))
+    assert problems == [
+        f"no route to EventBridge from subnet {s.id}: no events interface endpoint "
+        f"with private DNS in {VPC}, and no 0.0.0.0/0 route to a NAT gateway in its route table "
+        f"{s.route_table_id}. `runbook run --step vpc-integrate` converges the endpoint, or "
+        "route 0.0.0.0/0 to a NAT gateway"
+        for s in SUBNETS]
+    # Without a4 nothing asks for EventBridge.
+    assert preflight(good()) == []
+
+
+def test_an_eventbridge_endpoint_its_group_does_not_admit_is_named():
+    events = Endpoint("vpce-ev", "events", "available", True, [s.id for s in SUBNETS],
+                      ["sg-closed"])
+    d = good(services=("secretsmanager", "events"), endpoints=[*good().endpoints, events])
+    d = dataclasses.replace(d, groups=with_group(d, SecurityGroup("sg-closed", "closed")))
+    [first, *_] = preflight(d)
+    assert first.startswith(f"no route to EventBridge from subnet {SUBNETS[0].id}: the endpoint "
+                            "security group of events endpoint vpce-ev (sg-closed) does not "
+                            f"allow TCP 443 from the Lambda security group {LAMBDA}")
+
+
 def test_a_nat_route_in_every_subnet_stands_in_for_the_endpoint():
     d = good()
     assert preflight(good(endpoints=without_secrets_manager(d), subnets=with_nat(SUBNETS))) == []
