@@ -15,8 +15,10 @@ from runbook.aws import naming, retry
 
 # Error codes that mean "no such resource", beyond the ones ending in NotFound,
 # NotFoundFault or NotFoundException (InvalidVpcID.NotFound, DBClusterNotFoundFault,
-# ResourceNotFoundException...).
-_NOT_FOUND = frozenset({"NoSuchEntity", "DBParameterGroupNotFound", "DBInstanceNotFound"})
+# ResourceNotFoundException...). SQS says it for a queue name GetQueueUrl does not know:
+# AWS.SimpleQueueService.NonExistentQueue (its query-compatible code), QueueDoesNotExist.
+_NOT_FOUND = frozenset({"NoSuchEntity", "DBParameterGroupNotFound", "DBInstanceNotFound",
+                        "AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotExist"})
 
 
 def not_found(exc: BaseException) -> bool:
@@ -70,7 +72,7 @@ class Api:
 
     def tag(self, service: str, resource: str, tags: dict[str, str]) -> None:
         """Add `tags` to one resource: `resource` is its id (ec2), name (iam role,
-        secret) or ARN (everything else)."""
+        secret), URL (sqs queue) or ARN (everything else)."""
         client = self.client(service)
         if service == "ec2":
             self.retry_ec2(lambda: client.create_tags(Resources=[resource],
@@ -85,5 +87,9 @@ class Api:
             client.tag_resource(resourceArn=resource, tags=tags)
         elif service == "lambda":
             client.tag_resource(Resource=resource, Tags=tags)
+        elif service == "sqs":
+            client.tag_queue(QueueUrl=resource, Tags=tags)
+        elif service in ("events", "cloudwatch"):
+            client.tag_resource(ResourceARN=resource, Tags=naming.as_aws(tags))
         else:
             raise ValueError(f"runbook does not tag {service} resources")

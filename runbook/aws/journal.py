@@ -14,7 +14,8 @@ import re
 from datetime import datetime, timezone
 from pathlib import Path
 
-_ID_KEY = re.compile(r"(Id|Arn|ARN|Identifier|Name)$")
+# SQS names a queue only by its URL (CreateQueue answers {"QueueUrl": ...}).
+_ID_KEY = re.compile(r"(Id|Arn|ARN|Identifier|Name|QueueUrl)$")
 _MAX_IDS = 12
 
 

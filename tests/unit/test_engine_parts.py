@@ -103,6 +103,9 @@ def test_journal_keeps_identifiers_never_values(tmp_path):
                                  "VersionId": "v1"}
     assert "hunter2" not in json.dumps(line)
     assert resource_ids({"Vpc": {"VpcId": "vpc-1", "CidrBlock": "10.0.0.0/16"}}) == {"VpcId": "vpc-1"}
+    # A queue is known by its URL alone: a create must still name what it made.
+    url = "https://sqs.eu-central-1.amazonaws.com/123456789012/matbakh-prod-signups"
+    assert resource_ids({"QueueUrl": url}) == {"QueueUrl": url}
 
 
 @pytest.mark.parametrize("argv", [["--help"], ["run", "--help"], ["plan", "--help"], ["status", "--help"]])
