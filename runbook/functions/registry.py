@@ -2,7 +2,7 @@
 
 An entry says where the handler is (lambdas/<key>/handler.py), which section of the
 environment file sizes it (lambdas.<key>), which step deploys it and when, who calls it
-(a Cognito trigger, or runbook itself) and how it logs in to the database. The
+(a Cognito trigger, an event source mapping, or runbook itself) and how it logs in to the database. The
 environment file's `lambdas` section, `runbook invoke` and its help, the steps' function
 specs (runbook.functions.deploy.function_spec) and the packager all come from here, so
 that adding a function is one entry here plus its handler folder.
@@ -17,13 +17,15 @@ from dataclasses import dataclass
 
 # How a function logs in to the database.
 NO_DATABASE = "none"
-# By IAM as the database role declared for its trigger (database.roles, `trigger:`), with
+# By IAM as the database role declared for it (database.roles, `trigger: <slug>`), with
 # only that role's column grants; without such a role, with the DB secret.
 TRIGGER_ROLE = "trigger role"
 # As the master user: by IAM with `database.auth: iam`, else with the DB secret.
 MASTER_USER = "master user"
 
 COGNITO = "cognito-idp.amazonaws.com"
+# An event source mapping that polls an SQS queue and invokes the function with batches.
+SQS = "sqs"
 # The tag that names the registry entry (lambdas/<key>) a deployed function is built from.
 FUNCTION_TAG = "runbook:function"
 
@@ -34,6 +36,9 @@ class Function:
     step: str                       # the step that deploys it
     trigger: str | None = None      # the Cognito trigger it is (LambdaConfig key), or None:
                                     # only runbook invokes it, and it has no resource policy
+    # The event source mapping that invokes it (SQS), or None. Lambda's poller calls it
+    # with its execution role: it has no resource policy either.
+    event_source: str | None = None
     login: str = NO_DATABASE
     in_vpc: bool = False            # in vpc-integrate's subnets, with its Lambda group
     layer: bool = False             # uses the dependency layer (psycopg, the RDS CA bundle)
@@ -67,6 +72,8 @@ class Function:
         """Who invokes it, in a few words."""
         if self.trigger:
             return f"Cognito {self.trigger} trigger (step {self.step})"
+        if self.event_source == SQS:
+            return f"SQS event source mapping (step {self.step})"
         when = f" with {self.only_with[0]}: {self.only_with[1]}" if self.only_with else ""
         return f"run by step {self.step}{when}"
 
@@ -96,12 +103,16 @@ FUNCTIONS: dict[str, Function] = {
                  login=TRIGGER_ROLE, in_vpc=True, layer=True),
         Function("db_migrate", "fix-tables", login=MASTER_USER, in_vpc=True, layer=True,
                  defaults=(256, 300), only_with=("database.connect", "lambda")),
+        # The queue's visibility timeout is 6x its timeout (AWS-FACTS A): 30 s -> 180 s.
+        Function("process_user_signup", "deploy-process-user-signup", event_source=SQS,
+                 login=TRIGGER_ROLE, in_vpc=True, layer=True, defaults=(256, 30)),
     )
 }
 
 PRE_SIGNUP = FUNCTIONS["pre_signup"]
 POST_CONFIRMATION = FUNCTIONS["post_confirmation"]
 DB_MIGRATE = FUNCTIONS["db_migrate"]
+PROCESS_USER_SIGNUP = FUNCTIONS["process_user_signup"]
 
 
 def find(name: str) -> Function | None:
@@ -110,9 +121,9 @@ def find(name: str) -> Function | None:
 
 
 def trigger_roles() -> tuple[str, ...]:
-    """The values `database.roles.<name>.trigger` may take: the triggers that log in as
-    a role of their own."""
-    return tuple(f.slug for f in FUNCTIONS.values() if f.trigger and f.login == TRIGGER_ROLE)
+    """The values `database.roles.<name>.trigger` may take: the functions that log in as
+    a role of their own (Cognito triggers, and the SQS consumer)."""
+    return tuple(f.slug for f in FUNCTIONS.values() if f.login == TRIGGER_ROLE)
 
 
 def setting(config, field: str):

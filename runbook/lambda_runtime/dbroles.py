@@ -10,6 +10,8 @@ RDS). Its privileges in the current database are exactly the declared ones:
                                 creates there later
   trigger: post-confirmation    the column privileges of the trigger's upsert
                                 (runbook.lambda_runtime.profiles.PRIVILEGES)
+  trigger: process-user-signup  the column privileges of the SQS consumer's insert
+                                (runbook.lambda_runtime.signups.PRIVILEGES)
 
 Whatever else the role holds in a non-system schema is revoked, whoever granted it, so
 removing a schema from the file revokes its grants. Privileges the role inherits from
@@ -18,7 +20,7 @@ other roles or from PUBLIC are not its own, and are left alone. Reading makes no
 
 runbook connecting directly and the db_migrate function inside the VPC both converge
 roles with this module (`read_gap`, `ensure_rds_iam`, `converge`). A role spec is any
-object with `write` (schema names) and `trigger` (None or "post-confirmation").
+object with `write` (schema names) and `trigger` (None or a key of TRIGGER_PRIVILEGES).
 
 TLS is not a role setting: `ALTER ROLE … SET rds.force_ssl = 1` is accepted by plain
 PostgreSQL as a placeholder and does nothing, and on Aurora rds.force_ssl is a cluster
@@ -30,7 +32,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
-from runbook.lambda_runtime import profiles
+from runbook.lambda_runtime import profiles, signups
 from runbook.lambda_runtime.ledger import quote_ident
 
 WRITE = ("INSERT", "UPDATE", "DELETE")
@@ -136,6 +138,14 @@ def _read_privileges(conn, role: str) -> dict[Priv, set[str]]:
     return held
 
 
+# The functions that log in as a role of their own (runbook.functions.registry's
+# trigger_roles), and the column privileges their statements need.
+TRIGGER_PRIVILEGES = {
+    "post-confirmation": profiles.PRIVILEGES,
+    "process-user-signup": signups.PRIVILEGES,
+}
+
+
 def desired(conn, name: str, spec, app_schema: str) -> Desired:
     """What role `name` should hold, given the objects that exist now.
 
@@ -153,9 +163,9 @@ def desired(conn, name: str, spec, app_schema: str) -> Desired:
                 privileges.update(Priv("table", schema, table, p) for p in WRITE)
         privileges.update(Priv("default", schema, "tables", p) for p in WRITE)
         privileges.add(Priv("default", schema, "sequences", "USAGE"))
-    if spec.trigger == "post-confirmation":
+    if spec.trigger in TRIGGER_PRIVILEGES:
         privileges.add(Priv("schema", app_schema, None, "USAGE"))
-        for table, grants in profiles.PRIVILEGES.items():
+        for table, grants in TRIGGER_PRIVILEGES[spec.trigger].items():
             for privilege, columns in grants.items():
                 privileges.update(Priv("column", app_schema, table, privilege, c) for c in columns)
     return Desired(name, [s for s in spec.write if s not in existing], privileges)

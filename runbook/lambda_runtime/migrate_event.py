@@ -32,7 +32,7 @@ from runbook.lambda_runtime import ledger
 
 READ, APPLY = "read", "apply"
 ACTIONS = (READ, APPLY)
-TRIGGERS = ("post-confirmation",)
+TRIGGERS = ("post-confirmation", "process-user-signup")  # dbroles.TRIGGER_PRIVILEGES
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
 

@@ -95,12 +95,13 @@ def test_empty_database_gets_the_schema_and_a_second_run_runs_no_ddl(write_confi
     assert first.status == "ok", first.error
     assert [c.resource for c in first.changes] == [
         "postgres:migration 0001_profiles.sql.j2", "postgres:migration 0002_private_profiles.sql.j2",
-        "postgres:migration 0003_users.sql.j2"]
-    assert first.applied == 3
-    assert first.outputs["schema_version"] == 3
+        "postgres:migration 0003_users.sql.j2", "postgres:migration 0004_users_cognito.sql.j2"]
+    assert first.applied == 4
+    assert first.outputs["schema_version"] == 4
     recorded = query(pg_dsn, "SELECT version, name, length(checksum) FROM runbook.schema_migrations "
                              "ORDER BY version")
-    assert recorded == [(1, "profiles", 64), (2, "private_profiles", 64), (3, "users", 64)]
+    assert recorded == [(1, "profiles", 64), (2, "private_profiles", 64), (3, "users", 64),
+                        (4, "users_cognito", 64)]
     columns = {row[1] for row in shape(pg_dsn)["columns"] if row[0] == "profiles"}
     assert columns == {"id", "email", "role", "display_name", "cognito_user_id", "language",
                        "avatar_url", "created_at", "updated_at"}
@@ -110,7 +111,7 @@ def test_empty_database_gets_the_schema_and_a_second_run_runs_no_ddl(write_confi
     assert second.status == "ok", second.error
     assert second.changes == [] and second.applied == 0
     assert ddl() == []
-    assert query(pg_dsn, "SELECT count(*) FROM runbook.schema_migrations") == [(3,)]
+    assert query(pg_dsn, "SELECT count(*) FROM runbook.schema_migrations") == [(4,)]
 
 
 def test_profile_defaults_and_updated_at(write_config, pg_dsn):
@@ -133,7 +134,7 @@ def test_legacy_database_keeps_every_row_and_accepts_cognito_sign_ups(write_conf
 
     result = fix_tables(make_config(write_config), legacy_dsn)
     assert result.status == "ok", result.error
-    assert result.applied == 3
+    assert result.applied == 4
 
     assert query(legacy_dsn, "SELECT to_jsonb(u) FROM auth.users u ORDER BY id") == users_before
     profiles_after = query(legacy_dsn, "SELECT to_jsonb(p) FROM public.profiles p ORDER BY id")
@@ -173,6 +174,43 @@ def test_empty_and_legacy_databases_end_with_the_same_schema(write_config, make_
     assert not [c for c in legacy["constraints"] if "CHECK" in c[2] or "auth.users" in c[2]]
 
 
+def test_a_users_table_from_the_old_db_init_gets_the_cognito_columns_and_keeps_its_rows(
+        write_config, legacy_dsn):
+    """0003 creates users only where there is none; 0004 brings the table the old db-init
+    made (the TODO list's INSERT names id, email, name, created_at, updated_at) to the
+    TODO list's shape, keeping its rows."""
+    execute(legacy_dsn, """
+        CREATE TABLE public.users (id varchar(36) PRIMARY KEY, email varchar(255) NOT NULL,
+                                   name varchar(255), created_at timestamptz, updated_at timestamptz);
+        INSERT INTO public.users VALUES ('u-1', 'old.user@example.com', 'Old', now(), now())""")
+    result = fix_tables(make_config(write_config), legacy_dsn)
+    assert result.status == "ok", result.error
+    assert result.applied == 4
+
+    columns = {row[1]: row[2:] for row in shape(legacy_dsn)["columns"] if row[0] == "users"}
+    assert set(columns) == {"id", "cognito_id", "email", "name", "phone", "email_verified",
+                            "created_at", "updated_at"}
+    assert columns["cognito_id"][:3] == ("character varying", 128, "YES")  # the old row has none
+    assert columns["email_verified"][2:] == ("NO", "false")
+    assert "gen_random_uuid()" in columns["id"][3]
+    constraints = {row[1] for row in shape(legacy_dsn)["constraints"] if row[0] == "users"}
+    assert {"users_cognito_id_key", "users_email_key"} <= constraints
+    assert query(legacy_dsn, "SELECT id, email, name, cognito_id, email_verified FROM users") == [
+        ("u-1", "old.user@example.com", "Old", None, False)]
+    with psycopg.connect(legacy_dsn, autocommit=True) as conn:
+        conn.execute("INSERT INTO users (cognito_id, email) VALUES ('sub-1', 'new@example.com')")
+    assert query(legacy_dsn, "SELECT length(id) FROM users WHERE cognito_id = 'sub-1'") == [(36,)]
+    assert fix_tables(make_config(write_config), legacy_dsn).changes == []
+
+
+def test_the_users_table_made_by_0003_gets_the_id_default_and_keeps_cognito_id_required(
+        write_config, pg_dsn):
+    assert fix_tables(make_config(write_config), pg_dsn).status == "ok"
+    columns = {row[1]: row[2:] for row in shape(pg_dsn)["columns"] if row[0] == "users"}
+    assert columns["cognito_id"][2] == "NO" and columns["email"][2] == "NO"
+    assert "gen_random_uuid()" in columns["id"][3]
+
+
 def test_deleting_a_profile_deletes_its_private_profile(write_config, legacy_dsn):
     assert fix_tables(make_config(write_config), legacy_dsn).status == "ok"
     legacy_id = "8c2d9e41-1a3b-4c5d-8e6f-7a8b9c0d1e2f"
@@ -189,8 +227,9 @@ def test_plan_lists_pending_migrations_and_changes_nothing(write_config, pg_dsn)
     ddl = count_ddl(pg_dsn)
     result = fix_tables(make_config(write_config), pg_dsn, plan_only=True)
     assert result.status == "ok", result.error
-    assert [c.action for c in result.changes] == ["create"] * 3
-    assert all("CREATE TABLE IF NOT EXISTS" in c.detail for c in result.changes)
+    assert [c.action for c in result.changes] == ["create"] * 4
+    assert all("CREATE TABLE IF NOT EXISTS" in c.detail for c in result.changes[:3])
+    assert "ALTER TABLE" in result.changes[3].detail
     assert result.applied == 0 and ddl() == []
     assert query(pg_dsn, "SELECT to_regclass('runbook.schema_migrations')") == [(None,)]
 
@@ -201,7 +240,7 @@ def test_an_applied_migration_that_was_edited_is_refused_and_not_rerun(write_con
     assert fix_tables(config, pg_dsn).status == "ok"
     path = templates / "0002_private_profiles.sql.j2"
     path.write_text(path.read_text().replace("phone       text,", "phone       text,\n  fax text,"))
-    (templates / "0004_more.sql.j2").write_text("CREATE TABLE more (id int);\n")
+    (templates / "0005_more.sql.j2").write_text("CREATE TABLE more (id int);\n")
 
     ddl = count_ddl(pg_dsn)
     result = fix_tables(config, pg_dsn)
@@ -209,7 +248,7 @@ def test_an_applied_migration_that_was_edited_is_refused_and_not_rerun(write_con
     assert "0002_private_profiles.sql.j2" in result.error
     assert "was changed after it was applied" in result.error
     assert ddl() == []  # neither re-run nor the next one applied
-    assert query(pg_dsn, "SELECT max(version) FROM runbook.schema_migrations") == [(3,)]
+    assert query(pg_dsn, "SELECT max(version) FROM runbook.schema_migrations") == [(4,)]
 
 
 def test_changing_a_rendered_value_counts_as_an_edit(write_config, pg_dsn):
@@ -223,17 +262,17 @@ def test_changing_a_rendered_value_counts_as_an_edit(write_config, pg_dsn):
 def test_two_runs_started_together_apply_each_migration_once(write_config, pg_dsn, templates,
                                                              monkeypatch):
     # A slow migration keeps the first runner inside the lock while the second waits.
-    (templates / "0004_slow.sql.j2").write_text(
+    (templates / "0005_slow.sql.j2").write_text(
         "CREATE TABLE IF NOT EXISTS ran (migration int);\n"
-        "INSERT INTO ran VALUES (4);\nSELECT pg_sleep(0.5);\n")
-    (templates / "0005_after.sql.j2").write_text("INSERT INTO ran VALUES (5);\n")
+        "INSERT INTO ran VALUES (5);\nSELECT pg_sleep(0.5);\n")
+    (templates / "0006_after.sql.j2").write_text("INSERT INTO ran VALUES (6);\n")
 
     both_planned = threading.Barrier(2, timeout=30)
     original_lock = FixTables._lock
 
     def lock_after_both_planned(self, state):
         if not state.locked:
-            both_planned.wait()  # both runners have read and planned all five
+            both_planned.wait()  # both runners have read and planned all six
         return original_lock(self, state)
 
     monkeypatch.setattr(FixTables, "_lock", lock_after_both_planned)
@@ -250,23 +289,23 @@ def test_two_runs_started_together_apply_each_migration_once(write_config, pg_ds
         thread.join(60)
 
     assert [r.status for r in results] == ["ok", "ok"], [r.error for r in results]
-    assert [len(r.changes) for r in results] == [5, 5]
-    assert sorted(r.applied for r in results) == [0, 5]
+    assert [len(r.changes) for r in results] == [6, 6]
+    assert sorted(r.applied for r in results) == [0, 6]
     assert query(pg_dsn, "SELECT migration, count(*) FROM ran GROUP BY 1 ORDER BY 1") == \
-        [(4, 1), (5, 1)]
+        [(5, 1), (6, 1)]
     assert query(pg_dsn, "SELECT version FROM runbook.schema_migrations ORDER BY 1") == \
-        [(1,), (2,), (3,), (4,), (5,)]
+        [(1,), (2,), (3,), (4,), (5,), (6,)]
 
 
 def test_a_failing_migration_leaves_nothing_half_applied(write_config, pg_dsn, templates):
-    (templates / "0004_broken.sql.j2").write_text(
+    (templates / "0005_broken.sql.j2").write_text(
         "CREATE TABLE half (id int);\nSELECT no_such_function();\n")
     result = fix_tables(make_config(write_config), pg_dsn)
     assert result.status == "failed" and result.error_kind == "failure"
-    assert "0004_broken.sql.j2" in result.error and "no_such_function" in result.error
-    assert result.applied == 3
+    assert "0005_broken.sql.j2" in result.error and "no_such_function" in result.error
+    assert result.applied == 4
     assert query(pg_dsn, "SELECT to_regclass('public.half')") == [(None,)]
-    assert query(pg_dsn, "SELECT max(version) FROM runbook.schema_migrations") == [(3,)]
+    assert query(pg_dsn, "SELECT max(version) FROM runbook.schema_migrations") == [(4,)]
 
 
 # -- IAM-only roles ----------------------------------------------------------------------
@@ -465,5 +504,5 @@ def test_migrations_need_no_superuser(write_config, make_database):
     execute(dsn, LEGACY_SQL.read_text())
     result = fix_tables(make_config(write_config), dsn)
     assert result.status == "ok", result.error
-    assert result.applied == 3
+    assert result.applied == 4
     assert fix_tables(make_config(write_config), dsn).changes == []

@@ -32,7 +32,8 @@ def test_second_apply_of_fix_tables_makes_no_mutating_call_and_no_change(config,
     assert [c.resource for c in first["fix-tables"].changes
             if c.resource != "postgres:role rds_iam"] == [
         "postgres:migration 0001_profiles.sql.j2", "postgres:migration 0002_private_profiles.sql.j2",
-        "postgres:migration 0003_users.sql.j2", "postgres:role lambda_writer",
+        "postgres:migration 0003_users.sql.j2", "postgres:migration 0004_users_cognito.sql.j2",
+        "postgres:role lambda_writer",
         "postgres:role matbakh_trigger"]
     assert first["fix-tables"].api_calls["write"] == 0
     assert first["fix-tables"].api_calls["read"] > 0  # the DB secret was read and checked
@@ -43,7 +44,7 @@ def test_second_apply_of_fix_tables_makes_no_mutating_call_and_no_change(config,
     assert result.changes == [] and result.applied == 0
     assert result.api_calls["write"] == 0
     assert aws.journal.entries == []
-    assert result.outputs == {"schema_version": 3, "schema": "public",
+    assert result.outputs == {"schema_version": 4, "schema": "public",
                               "roles": ["lambda_writer", "matbakh_trigger"]}
 
 

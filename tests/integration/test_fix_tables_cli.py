@@ -61,9 +61,10 @@ def test_plan_lists_pending_migrations_and_sql_without_changing_anything(provisi
     with_sql = cli("plan", "--step", "fix-tables", "--sql")
 
     assert listed.exit_code == 0 and with_sql.exit_code == 0, with_sql.output
-    for name in ("0001_profiles.sql.j2", "0002_private_profiles.sql.j2", "0003_users.sql.j2"):
+    for name in ("0001_profiles.sql.j2", "0002_private_profiles.sql.j2", "0003_users.sql.j2",
+                 "0004_users_cognito.sql.j2"):
         assert f"+ postgres:migration {name}" in listed.stdout
-    assert "Plan: 3 to add, 0 to change, 0 to destroy." in listed.stdout
+    assert "Plan: 4 to add, 0 to change, 0 to destroy." in listed.stdout
     assert "CREATE TABLE" not in listed.stdout
     assert "CREATE TABLE IF NOT EXISTS \"public\".private_profiles" in with_sql.stdout
     with psycopg.connect(provisioned) as conn:
@@ -76,8 +77,8 @@ def test_run_applies_the_migrations_once(provisioned, workdir, cli):
     first = cli("run", "--step", "fix-tables")
     assert first.exit_code == 0, first.output
     step = read_report(workdir, "fix-tables")["steps"][0]
-    assert step["changed"] is True and len(step["changes"]) == 3
-    assert step["outputs"]["schema_version"] == 3
+    assert step["changed"] is True and len(step["changes"]) == 4
+    assert step["outputs"]["schema_version"] == 4
     assert step["api_calls"]["write"] == 0  # reading the secret is the only AWS call
 
     second = cli("run", "--step", "fix-tables")
@@ -144,7 +145,7 @@ def test_dry_run_applies_the_migrations_and_the_verify_pass_applies_nothing(work
     assert applied["changed"] is True
     assert [c["resource"] for c in applied["changes"]] == [
         "postgres:migration 0001_profiles.sql.j2", "postgres:migration 0002_private_profiles.sql.j2",
-        "postgres:migration 0003_users.sql.j2"]
+        "postgres:migration 0003_users.sql.j2", "postgres:migration 0004_users_cognito.sql.j2"]
     verify = report["verify_pass"]["steps"]
     assert [s["name"] for s in verify] == ["fix-tables"]
     assert verify[0]["changed"] is False and verify[0]["changes"] == []
@@ -164,11 +165,11 @@ def test_dry_run_through_lambda_deploys_db_migrate_and_the_verify_pass_writes_no
     applied = report["steps"][-1]
     resources = [c["resource"] for c in applied["changes"]]
     assert "lambda:function matbakh-cognito-db-migrate" in resources
-    assert resources[-3:] == [
+    assert resources[-4:] == [
         "postgres:migration 0001_profiles.sql.j2", "postgres:migration 0002_private_profiles.sql.j2",
-        "postgres:migration 0003_users.sql.j2"]
-    assert applied["outputs"]["applied_versions"] == [1, 2, 3]
-    assert "db_migrate applied 0001, 0002, 0003" in result.output
+        "postgres:migration 0003_users.sql.j2", "postgres:migration 0004_users_cognito.sql.j2"]
+    assert applied["outputs"]["applied_versions"] == [1, 2, 3, 4]
+    assert "db_migrate applied 0001, 0002, 0003, 0004" in result.output
     verify = report["verify_pass"]
     assert [s["name"] for s in verify["steps"]] == ["fix-tables"]
     assert verify["steps"][0]["changes"] == [] and verify["steps"][0]["changed"] is False
@@ -196,7 +197,8 @@ def test_invoke_db_migrate_dry_run_reads_the_ledger_fix_tables_wrote(workdir, cl
     # The sandbox ran fix-tables first, through this same function: its ledger is there.
     assert answer["result"]["action"] == "read"
     assert [(a["version"], a["name"]) for a in answer["result"]["applied"]] == [
-        (1, "profiles"), (2, "private_profiles"), (3, "users")]
+        (1, "profiles"), (2, "private_profiles"), (3, "users"),
+        (4, "users_cognito")]
     assert any('"db_migrate request"' in line for line in answer["log"])
     assert PASSWORD not in result.output
 

@@ -22,7 +22,9 @@ def test_every_step_in_the_catalogue_has_plan_cases_with_a_no_op():
     for name in built:  # a step that acts on every run (integration-test) has no no-op
         assert any(case.get("changes") == [] for case in by_step.get(name, ())), \
             f"step {name} has no converged (no-op) case"
-    assert sorted(set(CATALOGUE) - set(STATES)) == []
+    # Every built step, the non-idempotent one too; a step named but not built yet
+    # (module None) has no plan to test.
+    assert sorted({n for n, info in CATALOGUE.items() if info.module} - set(STATES)) == []
 
 
 @pytest.mark.parametrize("path", CASES, ids=[f"{p.parent.name}/{p.stem}" for p in CASES])

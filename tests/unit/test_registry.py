@@ -60,7 +60,8 @@ def test_invoke_help_lists_every_function_and_who_invokes_it():
         assert entry.step in result.output
     assert "database.connect: lambda" in result.output
     short = CliRunner().invoke(cli, ["--help"]).output
-    assert "Invoke FUNCTION (pre_signup, post_confirmation, db_migrate)" in short
+    # The short help is cut after a line's worth.
+    assert "Invoke FUNCTION (pre_signup, post_confirmation, db_migrate," in short
 
 
 @pytest.mark.parametrize("name", ["post-confirmation", "post_confirmation"])
@@ -118,3 +119,24 @@ def test_db_migrate_is_deployed_only_with_connect_lambda(write_config):
     assert not registry.DB_MIGRATE.deployed(direct)
     assert registry.DB_MIGRATE.deployed(config_mod.load(write_config(through_lambda)))
     assert registry.POST_CONFIRMATION.deployed(direct)
+
+
+def test_the_sqs_consumer_is_in_the_vpc_with_no_invoker_and_its_own_role(write_config):
+    network, database, secrets = outputs()
+    entry = registry.PROCESS_USER_SIGNUP
+    assert registry.find("process-user-signup") is entry
+    assert entry.event_source == registry.SQS and entry.trigger is None
+    assert entry.caller == "SQS event source mapping (step deploy-process-user-signup)"
+    assert "process-user-signup" in registry.trigger_roles()
+
+    def by_iam(data):
+        data["database"].update(auth="iam", roles={
+            "signup_writer": {"trigger": "process-user-signup"},
+            "writer": {"trigger": "post-confirmation"}})
+    for config, login in ((config_mod.load(PROD_CONFIG), {"DB_SECRET_ARN": "arn:db-secret"}),
+                          (config_mod.load(write_config(by_iam)), {"DB_USER": "signup_writer"})):
+        spec = function_spec(entry, config, account=ACCOUNT, region=REGION, network=network,
+                             database=database, secrets=secrets, pool_arn="arn:pool")
+        assert spec.invoker is None and spec.layer
+        assert spec.subnet_ids == ("subnet-1", "subnet-2")
+        assert login.items() <= spec.environment.items()

@@ -1,0 +1,238 @@
+"""The process-user-signup function's work: `user.registered` events from SQS into `users`.
+
+EventBridge puts each event on the queue as its whole envelope (JSON, with `detail` an
+object), and Lambda hands the function up to BatchSize messages at once. Each message is
+read on its own: a malformed one is refused by its messageId, naming what is wrong, and
+never half-written. The good ones are written in one transaction, each under its own
+savepoint, so a row that fails (a unique e-mail address owned by another Cognito user,
+say) loses no other. The function returns the ids of exactly the messages it could not
+store (`response`), and SQS makes only those visible again, up to the queue's
+maxReceiveCount, then moves them to the dead-letter queue.
+
+SQS delivers at least once, and EventBridge may deliver an event twice: a message seen
+again is a no-op. The row is keyed on the Cognito id, and `INSERT ... ON CONFLICT
+(cognito_id) DO NOTHING` keeps the row there is.
+
+The envelope's `account` is not read: moto's envelope has none, and the row does not
+need it.
+
+`PRIVILEGES` lists exactly the column privileges the statement needs; fix-tables grants
+them to the role the function logs in as (runbook.lambda_runtime.dbroles).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from typing import Iterable
+
+from runbook.lambda_runtime import db, emails
+
+# The partial batch response. Lambda reads a misspelled key as "no failures", and
+# deletes the messages that failed: both names are used from here only, and a test
+# checks them against the shape AWS documents.
+BATCH_ITEM_FAILURES = "batchItemFailures"
+ITEM_IDENTIFIER = "itemIdentifier"
+
+DETAIL_TYPE = "user.registered"
+# The Cognito id in `detail`: cognito_user_id (as the profiles table names it), or
+# Cognito's own attribute name, sub. A detail that gives both must give one value.
+SUB_KEYS = ("cognito_user_id", "sub")
+
+# The column widths of 0003_users / 0004_users_cognito: a longer value is refused as
+# malformed, as retrying it could never store it.
+MAX_LENGTH = {"cognito_id": 128, "email": 255, "name": 255, "phone": 20}
+
+# A batch has up to 10 messages and the function 30 s by default: a lock held by a stuck
+# session ends the statement after this, and the batch's other rows still commit.
+STATEMENT_TIMEOUT_MS = 5000
+LOCK_TIMEOUT_MS = 3000
+
+TIMEOUTS = """
+SELECT set_config('statement_timeout', %(statement_timeout)s, true),
+       set_config('lock_timeout', %(lock_timeout)s, true)
+"""
+
+# Untargeted ON CONFLICT would also swallow a clash on the e-mail address (another
+# Cognito user owns it), reporting a message as stored whose user has no row. Targeted
+# on the Cognito id, that clash fails the message instead, and it reaches the DLQ.
+INSERT_USER = """
+INSERT INTO {schema}.users (cognito_id, email, name, phone, email_verified)
+VALUES (%(cognito_id)s, %(email)s, %(name)s, %(phone)s, %(email_verified)s)
+ON CONFLICT (cognito_id) DO NOTHING
+"""
+
+# table -> privilege -> columns. The ON CONFLICT target needs SELECT on its column.
+# id, created_at and updated_at take their defaults.
+PRIVILEGES: dict[str, dict[str, tuple[str, ...]]] = {
+    "users": {
+        "SELECT": ("cognito_id",),
+        "INSERT": ("cognito_id", "email", "name", "phone", "email_verified"),
+    },
+}
+
+_NOT_STORABLE = re.compile("[\x00\ud800-\udfff]")
+
+
+class MalformedEvent(ValueError):
+    """The invocation is not an SQS event at all (no Records, a record without a
+    messageId): no message can be named, so the whole batch fails."""
+
+
+class MalformedMessage(ValueError):
+    """One message cannot become a row. The text names the field, never its value."""
+
+    def __init__(self, message_id: str, problem: str):
+        self.message_id = message_id
+        self.problem = problem
+        super().__init__(f"message {message_id}: {problem}")
+
+
+@dataclass(frozen=True)
+class Signup:
+    message_id: str
+    cognito_id: str
+    email: str
+    name: str | None
+    phone: str | None
+    email_verified: bool
+    receive_count: str | None = None   # ApproximateReceiveCount, for the log
+
+    @property
+    def row(self) -> dict:
+        return {"cognito_id": self.cognito_id, "email": self.email, "name": self.name,
+                "phone": self.phone, "email_verified": self.email_verified}
+
+
+@dataclass(frozen=True)
+class Stored:
+    message_id: str
+    cognito_id: str
+    inserted: bool                     # False: the user's row was there already
+
+
+@dataclass(frozen=True)
+class Failed:
+    message_id: str
+    reason: str                        # SQLSTATE and primary message: no row values
+
+
+def response(failed_ids: Iterable[str]) -> dict:
+    """The partial batch response naming `failed_ids` (each once, in order)."""
+    return {BATCH_ITEM_FAILURES: [{ITEM_IDENTIFIER: i} for i in dict.fromkeys(failed_ids)]}
+
+
+def records(event) -> list[dict]:
+    """The SQS records of an invocation, each with a messageId (else MalformedEvent)."""
+    if not isinstance(event, dict) or not isinstance(event.get("Records"), list):
+        raise MalformedEvent("the event has no Records list: not an SQS event")
+    for index, record in enumerate(event["Records"]):
+        if not isinstance(record, dict) or not isinstance(record.get("messageId"), str) \
+                or not record["messageId"]:
+            raise MalformedEvent(f"Records[{index}] has no messageId")
+    return event["Records"]
+
+
+def parse(record: dict) -> Signup:
+    """The user in one SQS record, or MalformedMessage naming what is wrong."""
+    message_id = record["messageId"]
+
+    def bad(problem: str) -> MalformedMessage:
+        return MalformedMessage(message_id, problem)
+
+    body = record.get("body")
+    if not isinstance(body, str):
+        raise bad("body is missing or not a string")
+    try:
+        envelope = json.loads(body)
+    except ValueError as exc:
+        # The decoder's message names a position, never the text.
+        raise bad(f"body is not JSON ({getattr(exc, 'msg', 'invalid')} at "
+                  f"{getattr(exc, 'pos', '?')})") from None
+    if not isinstance(envelope, dict):
+        raise bad("body is not a JSON object (an EventBridge event)")
+    if envelope.get("detail-type") != DETAIL_TYPE:
+        raise bad(f"detail-type is not {DETAIL_TYPE}")
+    detail = envelope.get("detail")
+    if not isinstance(detail, dict):
+        raise bad("detail is missing or not an object")
+
+    def text(key: str, column: str, *, required: bool) -> str | None:
+        value = detail.get(key)
+        if value is None or (isinstance(value, str) and not value.strip()):
+            if required:
+                raise bad(f"detail.{key} is {'missing' if value is None else 'empty'}")
+            return None
+        if not isinstance(value, str):
+            raise bad(f"detail.{key} is a {type(value).__name__}, not a string")
+        value = value.strip()
+        if _NOT_STORABLE.search(value):
+            raise bad(f"detail.{key} contains a character PostgreSQL text cannot hold")
+        if len(value) > MAX_LENGTH[column]:
+            raise bad(f"detail.{key} is longer than {MAX_LENGTH[column]} characters")
+        return value
+
+    given = [key for key in SUB_KEYS if detail.get(key) is not None]
+    if not given:
+        raise bad(f"detail.{SUB_KEYS[0]} is missing")
+    subs = {text(key, "cognito_id", required=True) for key in given}
+    if len(subs) > 1:
+        raise bad(f"detail.{' and detail.'.join(SUB_KEYS)} differ")
+    email = text("email", "email", required=True)
+    if not emails.well_formed(email):
+        raise bad("detail.email is not an e-mail address")
+    verified = detail.get("email_verified", False)
+    if isinstance(verified, str) and verified in ("true", "false"):
+        verified = verified == "true"  # Cognito's spelling of its attribute
+    if not isinstance(verified, bool):
+        raise bad("detail.email_verified is not true or false")
+    attributes = record.get("attributes") if isinstance(record.get("attributes"), dict) else {}
+    return Signup(message_id, subs.pop(), email, text("name", "name", required=False),
+                  text("phone", "phone", required=False), verified,
+                  attributes.get("ApproximateReceiveCount"))
+
+
+def store(conn, signups: list[Signup], *, schema: str = "public",
+          statement_timeout_ms: int = STATEMENT_TIMEOUT_MS,
+          lock_timeout_ms: int = LOCK_TIMEOUT_MS) -> tuple[list[Stored], list[Failed]]:
+    """Write `signups` in one transaction on `conn` (an autocommit connection), each
+    under a savepoint: a failing row is rolled back alone and reported in `Failed`.
+
+    Rows are written in Cognito-id order, so two batches that share users take their
+    row locks in the same order and never deadlock. Two deliveries of one user racing
+    past ON CONFLICT's check can still meet on the e-mail index (a unique violation for
+    the later one, once the earlier commits); that row is tried once more, and then
+    finds the earlier one's row.
+
+    An error outside a row (the connection, the commit) raises: no message is stored.
+    """
+    from psycopg import errors, sql
+
+    statement = sql.SQL(INSERT_USER).format(schema=sql.Identifier(schema))
+    stored: list[Stored] = []
+    failed: list[Failed] = []
+    with conn.transaction():
+        conn.execute(TIMEOUTS, {"statement_timeout": f"{statement_timeout_ms}ms",
+                                "lock_timeout": f"{lock_timeout_ms}ms"})
+        for signup in sorted(signups, key=lambda s: (s.cognito_id, s.message_id)):
+            for attempt in (1, 2):
+                try:
+                    with conn.transaction():  # a savepoint
+                        inserted = conn.execute(statement, signup.row).rowcount == 1
+                    stored.append(Stored(signup.message_id, signup.cognito_id, inserted))
+                    break
+                except errors.UniqueViolation as exc:
+                    if attempt == 2:
+                        failed.append(Failed(signup.message_id, describe(exc)))
+                except errors.Error as exc:
+                    if conn.broken or conn.closed:
+                        raise
+                    failed.append(Failed(signup.message_id, describe(exc)))
+                    break
+    return stored, failed
+
+
+def describe(exc: BaseException) -> str:
+    """A database error for the log: SQLSTATE and primary message, no row values."""
+    return db.describe_error(exc)
