@@ -77,7 +77,7 @@ def handler(event, context):
                           timeout_s=max(2, min(CONNECT_TIMEOUT_S, int(budget.left_s() / 4))),
                           application_name="runbook db_migrate")
     except Exception as exc:  # noqa: BLE001 - logged and raised again; it holds no password
-        log.error("db_migrate could not connect", reason=describe(exc))
+        log.error("db_migrate could not connect", reason=db.describe(exc))
         raise
     try:
         if request.action == migrate_event.READ:
@@ -86,15 +86,16 @@ def handler(event, context):
         else:
             answer = apply(conn, request, budget, log).as_json()
     except (MigrationRefused, MigrationFailed) as exc:
-        log.error("db_migrate failed", reason=str(exc), duration_ms=_elapsed(started))
+        log.error("db_migrate failed", reason=str(exc), duration_ms=logs.elapsed_ms(started))
         raise
     except Exception as exc:  # noqa: BLE001 - logged and raised again, without row values
-        reason = describe(exc)
-        log.error("db_migrate failed", reason=reason, duration_ms=_elapsed(started))
+        reason = db.describe(exc)
+        log.error("db_migrate failed", reason=reason, duration_ms=logs.elapsed_ms(started))
         raise MigrationFailed(reason) from None  # not chained: its text may quote a row
     finally:
         conn.close()  # also releases the session's advisory lock
-    log.info("db_migrate completed", applied=answer.get("applied"), duration_ms=_elapsed(started))
+    log.info("db_migrate completed", applied=answer.get("applied"),
+             duration_ms=logs.elapsed_ms(started))
     return answer
 
 
@@ -161,10 +162,10 @@ def _apply(conn, migration: migrate_event.Item, log: logs.Log, before: list[int]
     except ledger.Edited as exc:
         raise MigrationRefused(f"{exc}. It was not re-run.") from None
     except Exception as exc:  # noqa: BLE001 - named, described without row values
-        raise MigrationFailed(f"migration {label} failed and was rolled back: {describe(exc)} "
+        raise MigrationFailed(f"migration {label} failed and was rolled back: {db.describe(exc)} "
                               f"({_versions(before)} applied before it)") from None
     log.info("Migration applied" if done else "Migration already applied",
-             version=migration.version, name=migration.name, duration_ms=_elapsed(started))
+             version=migration.version, name=migration.name, duration_ms=logs.elapsed_ms(started))
     return done
 
 
@@ -175,15 +176,4 @@ def _converge(conn, name: str, spec, schema: str) -> list[str]:
         raise MigrationFailed(str(exc)) from None
     except Exception as exc:  # noqa: BLE001 - named, described without row values
         raise MigrationFailed(f"role {name} was not converged (rolled back): "
-                              f"{describe(exc)}") from None
-
-
-def describe(exc: BaseException) -> str:
-    """What went wrong: SQLSTATE and message for PostgreSQL, no row values, no e-mail."""
-    if hasattr(exc, "sqlstate"):
-        return db.describe_error(exc)
-    return db.redact_emails(f"{type(exc).__name__}: {exc}")
-
-
-def _elapsed(started: float) -> int:
-    return round((time.monotonic() - started) * 1000)
+                              f"{db.describe(exc)}") from None

@@ -50,51 +50,26 @@ def handler(event, context):
              email_verified=parsed.get("email_verified") == "true",
              user_status=parsed.get("cognito:user_status"), user_pool_id=event.get("userPoolId"))
 
-    user = new_user(parsed)
+    user = profiles.new_user(parsed)
     schema = os.environ.get("DB_SCHEMA") or "public"
 
     def work(conn) -> profiles.Saved:
         return profiles.write_profile(conn, user, schema=schema, overwrite=parsed.source == SIGN_UP)
 
     def reconnecting(exc: BaseException) -> None:
-        log.info("Database connection lost; reconnecting", reason=describe(exc))
+        log.info("Database connection lost; reconnecting", reason=db.describe(exc))
 
     try:
         saved = DATABASE.run(work, on_reconnect=reconnecting)
     except Exception as exc:  # noqa: BLE001 - logged and raised again, without row values
-        reason = describe(exc)
+        reason = db.describe(exc)
         log.error("Post-Confirmation processing failed", reason=reason,
-                  duration_ms=elapsed(started))
+                  duration_ms=logs.elapsed_ms(started))
         # Not chained: the original's text may quote a row, e-mail address and all.
         raise ProfileNotSaved(f"profile not saved: {reason}") from None
 
     log.info("Profile created/updated" if saved.changed else "Profile unchanged",
              profile_id=saved.profile_id, profile=saved.profile,
              private_profile=saved.private_profile)
-    log.info("Post-Confirmation processing completed", duration_ms=elapsed(started))
+    log.info("Post-Confirmation processing completed", duration_ms=logs.elapsed_ms(started))
     return event
-
-
-def new_user(parsed: trigger.TriggerEvent) -> profiles.NewUser:
-    """The profile values from Cognito's standard attributes.
-
-    custom:role is not read: a user can set it when signing up. Every new profile is an
-    'owner' (profiles.UPSERT_PROFILE) and an existing profile keeps its role.
-    """
-    given, family = parsed.get("given_name"), parsed.get("family_name")
-    full_name = " ".join(part for part in (given, family) if part) or None
-    return profiles.NewUser(sub=parsed.require("sub"), email=parsed.require("email"),
-                            display_name=parsed.get("name") or full_name,
-                            language=profiles.language(parsed.get("locale")),
-                            first_name=given, last_name=family, phone=parsed.get("phone_number"))
-
-
-def describe(exc: BaseException) -> str:
-    """What went wrong, for the log and the error: no row values, no e-mail address."""
-    if hasattr(exc, "sqlstate"):  # a psycopg error
-        return db.describe_error(exc)
-    return db.redact_emails(f"{type(exc).__name__}: {exc}")
-
-
-def elapsed(started: float) -> int:
-    return round((time.monotonic() - started) * 1000)

@@ -61,16 +61,16 @@ def handler(event, context):
         return signups.store(conn, good, schema=schema)
 
     def reconnecting(exc: BaseException) -> None:
-        log.info("Database connection lost; reconnecting", reason=describe(exc))
+        log.info("Database connection lost; reconnecting", reason=db.describe(exc))
 
     stored: list[signups.Stored] = []
     if good:
         try:
             stored, refused = DATABASE.run(work, on_reconnect=reconnecting)
         except Exception as exc:  # noqa: BLE001 - logged and raised again, without row values
-            reason = describe(exc)
+            reason = db.describe(exc)
             log.error("Batch not stored", reason=reason, messages=len(records),
-                      duration_ms=elapsed(started))
+                      duration_ms=logs.elapsed_ms(started))
             # Not chained: the original's text may quote a row, e-mail address and all.
             raise BatchNotStored(f"batch not stored: {reason}") from None
         for row in refused:
@@ -81,17 +81,6 @@ def handler(event, context):
                      message_id=row.message_id, sub=row.cognito_id)
 
     log.info("Batch processed", messages=len(records), stored=len(stored), failed=len(failed),
-             duration_ms=elapsed(started))
+             duration_ms=logs.elapsed_ms(started))
     # In the batch's order: the ids Lambda must offer again, and no other.
     return signups.response(r["messageId"] for r in records if r["messageId"] in failed)
-
-
-def describe(exc: BaseException) -> str:
-    """What went wrong, for the log and the error: no row values, no e-mail address."""
-    if hasattr(exc, "sqlstate"):  # a psycopg error
-        return db.describe_error(exc)
-    return db.redact_emails(f"{type(exc).__name__}: {exc}")
-
-
-def elapsed(started: float) -> int:
-    return round((time.monotonic() - started) * 1000)

@@ -203,6 +203,14 @@ def describe_error(exc: BaseException) -> str:
     return redact_emails(f"PostgreSQL error {state}: {primary}" if state else primary)
 
 
+def describe(exc: BaseException) -> str:
+    """What went wrong, for a handler's log and error: a PostgreSQL error as
+    describe_error gives it, anything else by type and text; e-mail addresses withheld."""
+    if hasattr(exc, "sqlstate"):  # a psycopg error
+        return describe_error(exc)
+    return redact_emails(f"{type(exc).__name__}: {exc}")
+
+
 def redact_emails(text: str) -> str:
     """`text` with every e-mail address replaced by <e-mail>."""
     return emails.IN_TEXT.sub("<e-mail>", text)

@@ -13,10 +13,16 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 
 from runbook.lambda_runtime.db import redact_emails
 
 _LINE_BREAKS = {code: f"\\u{code:04x}" for code in (0x85, 0x2028, 0x2029)}
+
+
+def elapsed_ms(started: float) -> int:
+    """Milliseconds since `started`, a time.monotonic() reading: a line's duration_ms."""
+    return round((time.monotonic() - started) * 1000)
 
 
 class Log:

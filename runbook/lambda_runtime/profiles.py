@@ -140,6 +140,21 @@ class Saved:
         return (self.profile, self.private_profile) != ("unchanged", "unchanged")
 
 
+def new_user(parsed) -> NewUser:
+    """The profile values from Cognito's standard attributes (`parsed`, a
+    trigger.TriggerEvent).
+
+    custom:role is not read: a user can set it when signing up. Every new profile is an
+    'owner' (UPSERT_PROFILE) and an existing profile keeps its role.
+    """
+    given, family = parsed.get("given_name"), parsed.get("family_name")
+    full_name = " ".join(part for part in (given, family) if part) or None
+    return NewUser(sub=parsed.require("sub"), email=parsed.require("email"),
+                   display_name=parsed.get("name") or full_name,
+                   language=language(parsed.get("locale")),
+                   first_name=given, last_name=family, phone=parsed.get("phone_number"))
+
+
 def language(locale: str | None) -> str:
     """The profile language for a Cognito `locale` ('en', 'en-US', 'de_AT'), else the default."""
     primary = (locale or "").strip().replace("_", "-").split("-")[0].lower()

@@ -19,6 +19,8 @@ import json
 import time
 from typing import Callable
 
+from runbook.lambda_runtime.profiles import NewUser
+
 SOURCE = "runbook.registration"          # step event-bus's rule matches it
 DETAIL_TYPE = "user.registered"
 SIGN_UP = "PostConfirmation_ConfirmSignUp"
@@ -35,13 +37,12 @@ def should_publish(trigger_source: str) -> bool:
     return trigger_source == SIGN_UP
 
 
-def detail(attributes: dict) -> dict:
-    """The event's detail from the user's Cognito attributes (the trigger's userAttributes)."""
-    name = attributes.get("name") or " ".join(
-        part for part in (attributes.get("given_name"), attributes.get("family_name")) if part)
-    return {"cognito_user_id": attributes["sub"], "email": attributes["email"],
-            "name": name or None, "phone": attributes.get("phone_number"),
-            "email_verified": str(attributes.get("email_verified", "")).lower() == "true"}
+def detail(user: NewUser, *, email_verified: bool) -> dict:
+    """The event's detail: the user Post-Confirmation saves (profiles.new_user, from the
+    trigger's attributes as trigger.parse checked them), and whether the address is
+    verified."""
+    return {"cognito_user_id": user.sub, "email": user.email, "name": user.display_name,
+            "phone": user.phone, "email_verified": email_verified}
 
 
 def entry(bus: str, event_detail: dict) -> dict:

@@ -224,15 +224,10 @@ def store(conn, signups: list[Signup], *, schema: str = "public",
                     break
                 except errors.UniqueViolation as exc:
                     if attempt == 2:
-                        failed.append(Failed(signup.message_id, describe(exc)))
+                        failed.append(Failed(signup.message_id, db.describe_error(exc)))
                 except errors.Error as exc:
                     if conn.broken or conn.closed:
                         raise
-                    failed.append(Failed(signup.message_id, describe(exc)))
+                    failed.append(Failed(signup.message_id, db.describe_error(exc)))
                     break
     return stored, failed
-
-
-def describe(exc: BaseException) -> str:
-    """A database error for the log: SQLSTATE and primary message, no row values."""
-    return db.describe_error(exc)

@@ -118,33 +118,13 @@ def migrate(write_config, dsn, *, roles=None, schema=None):
     assert result.status == "ok", result.error
 
 
-@pytest.fixture(autouse=True)
-def _handler_environment(monkeypatch):
-    for name in HANDLER_ENVIRONMENT:
-        monkeypatch.delenv(name, raising=False)
+pytestmark = pytest.mark.usefixtures("handler_environment")  # tests/database/conftest.py
 
 
 @pytest.fixture
-def database(write_config, pg_dsn, monkeypatch):
-    """A fresh database migrated by fix-tables; DB_DSN points at it."""
-    migrate(write_config, pg_dsn)
-    monkeypatch.setenv("DB_DSN", pg_dsn)
-    return pg_dsn
-
-
-@pytest.fixture
-def containers():
-    """containers() -> a new post_confirmation handler module; their connections are
-    closed after the test."""
-    loaded = []
-
-    def load():
-        loaded.append(load_handler("post_confirmation"))
-        return loaded[-1]
-
-    yield load
-    for module in loaded:
-        module.DATABASE.close()
+def containers(cold_start):
+    """containers() -> a new post_confirmation container (cold_start)."""
+    return lambda: cold_start("post_confirmation")
 
 
 @pytest.fixture

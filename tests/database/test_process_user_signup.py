@@ -16,8 +16,7 @@ import pytest
 from psycopg.conninfo import make_conninfo
 
 from runbook.lambda_runtime import signups
-from tests.database.test_handlers import (EVENTS, HANDLER_ENVIRONMENT, Context, load_handler,
-                                          log_lines, migrate, query)
+from tests.database.test_handlers import EVENTS, Context, log_lines, migrate, query
 
 FIXTURE = json.loads((EVENTS / "sqs_user_registered_batch.json").read_text())
 LENA = "0f6b2c1e-3d4a-4b5c-8d9e-1f2a3b4c5d6e"   # the fixture's user
@@ -50,30 +49,13 @@ def users(dsn):
                       "ORDER BY cognito_id")
 
 
-@pytest.fixture(autouse=True)
-def _handler_environment(monkeypatch):
-    for name in HANDLER_ENVIRONMENT:
-        monkeypatch.delenv(name, raising=False)
+pytestmark = pytest.mark.usefixtures("handler_environment")  # tests/database/conftest.py
 
 
 @pytest.fixture
-def database(write_config, pg_dsn, monkeypatch):
-    migrate(write_config, pg_dsn)
-    monkeypatch.setenv("DB_DSN", pg_dsn)
-    return pg_dsn
-
-
-@pytest.fixture
-def containers():
-    loaded = []
-
-    def load():
-        loaded.append(load_handler("process_user_signup"))
-        return loaded[-1]
-
-    yield load
-    for module in loaded:
-        module.DATABASE.close()
+def containers(cold_start):
+    """containers() -> a new process_user_signup container (cold_start)."""
+    return lambda: cold_start("process_user_signup")
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ import pytest
 from botocore.awsrequest import AWSResponse
 from moto import mock_aws
 
-from runbook.lambda_runtime import registration
+from runbook.lambda_runtime import profiles, registration, trigger
 from tests.conftest import REGION, REPO
 
 SIGN_UP_EVENT = REPO / "tests" / "fixtures" / "events" / "post_confirmation_confirm_signup.json"
@@ -36,8 +36,11 @@ def bus():
         yield events, sqs, url
 
 
-def attributes() -> dict:
-    return json.loads(SIGN_UP_EVENT.read_text())["request"]["userAttributes"]
+def sign_up_detail() -> dict:
+    """The detail Post-Confirmation publishes for the fixture's sign-up."""
+    parsed = trigger.parse(json.loads(SIGN_UP_EVENT.read_text()), (registration.SIGN_UP,))
+    return registration.detail(profiles.new_user(parsed),
+                               email_verified=parsed.get("email_verified") == "true")
 
 
 def messages(sqs, url) -> list[dict]:
@@ -62,7 +65,7 @@ def fail_first(events, count: int, code: str = "InternalFailure") -> list[str]:
 
 
 def test_the_detail_carries_what_users_needs_from_the_attributes():
-    assert registration.detail(attributes()) == {
+    assert sign_up_detail() == {
         "cognito_user_id": "0f6b2c1e-3d4a-4b5c-8d9e-1f2a3b4c5d6e",
         "email": "lena.maier@example.com", "name": "Lena Maier",
         "phone": "+4915112345678", "email_verified": True}
@@ -75,20 +78,20 @@ def test_only_a_sign_up_is_published_never_a_password_reset():
 
 def test_one_entry_reaches_the_queue_through_the_rule(bus):
     events, sqs, url = bus
-    event_id = registration.publish(events, BUS, registration.detail(attributes()),
+    event_id = registration.publish(events, BUS, sign_up_detail(),
                                     deadline=float("inf"))
     [body] = messages(sqs, url)
     assert body["id"] == event_id
     assert (body["source"], body["detail-type"]) == (registration.SOURCE,
                                                       registration.DETAIL_TYPE)
-    assert body["detail"] == registration.detail(attributes())
+    assert body["detail"] == sign_up_detail()
 
 
 def test_a_failed_entry_in_a_200_answer_is_sent_again_and_arrives_once(bus):
     events, sqs, url = bus
     calls = fail_first(events, 2)
     slept = []
-    event_id = registration.publish(events, BUS, registration.detail(attributes()),
+    event_id = registration.publish(events, BUS, sign_up_detail(),
                                     deadline=float("inf"), sleep=slept.append)
     assert len(calls) == 3 and slept == list(registration.BACKOFF_S[:2])
     assert [body["id"] for body in messages(sqs, url)] == [event_id]
@@ -103,7 +106,7 @@ def test_an_entry_still_failing_at_the_deadline_names_the_codes_and_never_the_ad
         now[0] += seconds
 
     with pytest.raises(registration.PublishFailed) as failed:
-        registration.publish(events, BUS, registration.detail(attributes()), deadline=0.3,
+        registration.publish(events, BUS, sign_up_detail(), deadline=0.3,
                              clock=lambda: now[0], sleep=sleep)
     text = str(failed.value)
     assert "ThrottlingException" in text and "attempt(s)" in text
