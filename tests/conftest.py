@@ -24,6 +24,9 @@ import yaml
 REPO = Path(__file__).resolve().parent.parent
 PROD_CONFIG = REPO / "config" / "prod.yaml"
 REGION = "eu-central-1"
+# The migrations fix-tables applies, in order, and the plan's resource for each.
+MIGRATIONS = tuple(sorted(p.name for p in (REPO / "templates" / "sql").glob("*.sql.j2")))
+MIGRATION_CHANGES = [f"postgres:migration {name}" for name in MIGRATIONS]
 # A stand-in for AWS's global-bundle.pem (one self-signed certificate, no key). A live run
 # would fetch the real one from AWS's trust-store site: no test may need the internet, so
 # every test, fixture and `runbook` subprocess reads this file instead.

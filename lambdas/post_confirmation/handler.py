@@ -13,7 +13,17 @@ Cognito retries a trigger that fails and gives up after 5 seconds, possibly whil
 first delivery is still running: the writes are idempotent, in one transaction, and
 serialised per user (runbook.lambda_runtime.profiles). The event is returned unchanged.
 
-Environment: DB_DSN, or DB_AUTH=iam with DB_HOST, DB_PORT, DB_NAME, DB_USER and
+Phase a4 (EVENT_BUS_NAME set): a sign-up also publishes a `user.registered` event to
+that bus, for process-user-signup to store the user in `users`
+(runbook.lambda_runtime.registration). The event's detail is written to the
+registration outbox in the profile's transaction, then published within what is left
+of Cognito's 5 seconds. A failed publish does not fail the trigger: failing would save
+nothing, since Cognito documents no redelivery of a failed Post-Confirmation beyond its
+own attempts within those seconds, and the confirmation is not undone (inference, see
+the README). The outbox row is the registration's record, and the consumer's relay
+stores it.
+
+Environment: EVENT_BUS_NAME (phase a4); DB_DSN, or DB_AUTH=iam with DB_HOST, DB_PORT, DB_NAME, DB_USER and
 DB_SSLROOTCERT (verify-full against the RDS CA bundle in the layer), or DB_SECRET_ARN
 (runbook.lambda_runtime.db.from_environment); DB_SCHEMA (default public).
 """
@@ -23,7 +33,7 @@ from __future__ import annotations
 import os
 import time
 
-from runbook.lambda_runtime import db, emails, logs, profiles, trigger
+from runbook.lambda_runtime import db, emails, logs, profiles, registration, trigger
 from runbook.lambda_runtime.connection import WarmConnection
 
 SIGN_UP = "PostConfirmation_ConfirmSignUp"
@@ -52,9 +62,16 @@ def handler(event, context):
 
     user = profiles.new_user(parsed)
     schema = os.environ.get("DB_SCHEMA") or "public"
+    bus = os.environ.get("EVENT_BUS_NAME")
+    event_detail = registration.detail(user, email_verified=parsed.get("email_verified") == "true") \
+        if bus and registration.should_publish(parsed.source) else None
+
+    def to_outbox(conn) -> None:
+        registration.add_to_outbox(conn, event_detail, schema=schema)
 
     def work(conn) -> profiles.Saved:
-        return profiles.write_profile(conn, user, schema=schema, overwrite=parsed.source == SIGN_UP)
+        return profiles.write_profile(conn, user, schema=schema, overwrite=parsed.source == SIGN_UP,
+                                      also=to_outbox if event_detail else None)
 
     def reconnecting(exc: BaseException) -> None:
         log.info("Database connection lost; reconnecting", reason=db.describe(exc))
@@ -71,5 +88,20 @@ def handler(event, context):
     log.info("Profile created/updated" if saved.changed else "Profile unchanged",
              profile_id=saved.profile_id, profile=saved.profile,
              private_profile=saved.private_profile)
+    if event_detail:
+        publish(log, bus, event_detail, registration.deadline(context, started))
     log.info("Post-Confirmation processing completed", duration_ms=logs.elapsed_ms(started))
     return event
+
+
+def publish(log: logs.Log, bus: str, event_detail: dict, deadline: float) -> None:
+    """Publish the committed registration; a failure is logged, and left to the relay."""
+    try:
+        event_id = registration.publish(registration.events_client(), bus, event_detail,
+                                        deadline=deadline)
+    except Exception as exc:  # noqa: BLE001 - the outbox row stays for the relay
+        reason = str(exc) if isinstance(exc, registration.PublishFailed) else type(exc).__name__
+        log.error("Registration not published; the outbox keeps it for the relay",
+                  reason=reason, event_bus=bus)
+        return
+    log.info("Registration published", event_id=event_id, event_bus=bus)

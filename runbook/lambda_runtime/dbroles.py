@@ -8,9 +8,11 @@ RDS). Its privileges in the current database are exactly the declared ones:
                                 tables and USAGE on its sequences, but no SELECT; the
                                 same as default privileges for tables runbook's login
                                 creates there later
-  trigger: post-confirmation    the column privileges of the trigger's upsert
-                                (runbook.lambda_runtime.profiles.PRIVILEGES)
-  trigger: process-user-signup  the column privileges of the SQS consumer's insert
+  trigger: post-confirmation    the column privileges of the trigger's upsert and its
+                                outbox row (runbook.lambda_runtime.profiles.PRIVILEGES,
+                                registration.PRIVILEGES)
+  trigger: process-user-signup  the column privileges of the SQS consumer's insert, and
+                                reading and deleting outbox rows
                                 (runbook.lambda_runtime.signups.PRIVILEGES)
 
 Whatever else the role holds in a non-system schema is revoked, whoever granted it, so
@@ -32,7 +34,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
-from runbook.lambda_runtime import profiles, signups
+from runbook.lambda_runtime import profiles, registration, signups
 from runbook.lambda_runtime.ledger import quote_ident
 
 WRITE = ("INSERT", "UPDATE", "DELETE")
@@ -141,7 +143,7 @@ def _read_privileges(conn, role: str) -> dict[Priv, set[str]]:
 # The functions that log in as a role of their own (runbook.functions.registry's
 # trigger_roles), and the column privileges their statements need.
 TRIGGER_PRIVILEGES = {
-    "post-confirmation": profiles.PRIVILEGES,
+    "post-confirmation": {**profiles.PRIVILEGES, **registration.PRIVILEGES},
     "process-user-signup": signups.PRIVILEGES,
 }
 
@@ -167,6 +169,8 @@ def desired(conn, name: str, spec, app_schema: str) -> Desired:
         privileges.add(Priv("schema", app_schema, None, "USAGE"))
         for table, grants in TRIGGER_PRIVILEGES[spec.trigger].items():
             for privilege, columns in grants.items():
+                if not columns:  # the whole table (DELETE has no column form)
+                    privileges.add(Priv("table", app_schema, table, privilege))
                 privileges.update(Priv("column", app_schema, table, privilege, c) for c in columns)
     return Desired(name, [s for s in spec.write if s not in existing], privileges)
 

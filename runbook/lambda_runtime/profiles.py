@@ -14,6 +14,7 @@ step: tests run these statements as that role.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 # The languages the app is translated into: the list the Supabase-era CHECK constraint
 # allowed. fix-tables dropped that constraint (it named the legacy roles too), so the
@@ -168,26 +169,31 @@ def upsert_profile(conn, user: NewUser, *, schema: str = "public") -> str:
 
 def write_profile(conn, user: NewUser, *, schema: str = "public", overwrite: bool = True,
                   statement_timeout_ms: int = STATEMENT_TIMEOUT_MS,
-                  lock_timeout_ms: int = LOCK_TIMEOUT_MS) -> Saved:
+                  lock_timeout_ms: int = LOCK_TIMEOUT_MS,
+                  also: Callable[[object], None] | None = None) -> Saved:
     """Write the user's profile and private profile in one transaction, on `conn`
     (an autocommit connection).
 
     overwrite=True (a sign-up): the user's values replace the stored ones, except where
     the user has none. overwrite=False: create what is missing and change nothing else.
 
+    `also(conn)`, when given, runs last in the same transaction: what must be committed
+    with the profile or not at all (the registration outbox's row, phase a4).
+
     A unique violation (from a writer that does not take the advisory locks) rolls the
     transaction back and it runs once more, when it finds the other writer's row.
     """
     from psycopg import errors
 
+    args = (conn, user, schema, overwrite, statement_timeout_ms, lock_timeout_ms, also)
     try:
-        return _write(conn, user, schema, overwrite, statement_timeout_ms, lock_timeout_ms)
+        return _write(*args)
     except errors.UniqueViolation:
-        return _write(conn, user, schema, overwrite, statement_timeout_ms, lock_timeout_ms)
+        return _write(*args)
 
 
 def _write(conn, user: NewUser, schema: str, overwrite: bool, statement_timeout_ms: int,
-           lock_timeout_ms: int) -> Saved:
+           lock_timeout_ms: int, also: Callable[[object], None] | None) -> Saved:
     from psycopg import sql
 
     def run(text: str, params: dict):
@@ -217,6 +223,8 @@ def _write(conn, user: NewUser, schema: str, overwrite: bool, statement_timeout_
             run(UPSERT_PRIVATE_PROFILE, values)
         elif not had_private:
             run(INSERT_MISSING_PRIVATE_PROFILE, values)
+        if also is not None:
+            also(conn)
 
     if linked:
         profile = "linked"

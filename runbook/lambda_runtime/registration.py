@@ -11,6 +11,13 @@ a PublishFailed naming the error codes, never the entry: its detail holds an add
 what `users` needs: the Cognito id, the address, the name, the phone and whether the
 address was verified. It is sent for PostConfirmation_ConfirmSignUp only: a password
 reset confirms no new user.
+
+No registration is lost: the detail is first written to the registration outbox
+(`OUTBOX_INSERT`, templates/sql/0005) in the transaction that writes the user's
+profile, so the profile is never committed without it. The entry is published after
+the commit. If publishing fails, the row stays, and process-user-signup's relay, run on
+a schedule, stores it into `users` (runbook.lambda_runtime.signups.relay); the consumer
+deletes the row in the transaction that stores the user, whichever path came first.
 """
 
 from __future__ import annotations
@@ -25,12 +32,47 @@ SOURCE = "runbook.registration"          # step event-bus's rule matches it
 DETAIL_TYPE = "user.registered"
 SIGN_UP = "PostConfirmation_ConfirmSignUp"
 
+# The outbox row. A retried trigger finds its row there (or, if the consumer stored the
+# user already, adds one the relay then finds stored): nothing to update.
+OUTBOX_INSERT = """
+INSERT INTO {schema}.registration_outbox (cognito_id, detail)
+VALUES (%(cognito_id)s, %(detail)s)
+ON CONFLICT DO NOTHING
+"""
+
+# table -> privilege -> columns: what Post-Confirmation's role needs for OUTBOX_INSERT,
+# besides the profile's (runbook.lambda_runtime.profiles.PRIVILEGES).
+PRIVILEGES: dict[str, dict[str, tuple[str, ...]]] = {
+    "registration_outbox": {"INSERT": ("cognito_id", "detail")},
+}
+
+# Kept from the trigger's remaining time for what follows the publish (the log lines,
+# returning to Cognito).
+MARGIN_S = 0.5
+
 # Between a failed attempt and the next: short, since Cognito waits at most 5 s in all.
 BACKOFF_S = (0.05, 0.1, 0.2, 0.4, 0.8)
 
 
 class PublishFailed(RuntimeError):
     """The entry was not accepted; the message names the error codes only."""
+
+
+def events_client():
+    """An EventBridge client for `publish`: short timeouts and no retries of its own,
+    since `publish` retries within the trigger's deadline and botocore's own retries
+    would not stop at it. Made once per container, on first use."""
+    global _CLIENT
+    if _CLIENT is None:
+        import boto3
+        from botocore.config import Config
+
+        _CLIENT = boto3.client("events", config=Config(
+            connect_timeout=1, read_timeout=2, retries={"mode": "standard", "max_attempts": 1}))
+    return _CLIENT
+
+
+_CLIENT = None
 
 
 def should_publish(trigger_source: str) -> bool:
@@ -45,6 +87,28 @@ def detail(user: NewUser, *, email_verified: bool) -> dict:
             "phone": user.phone, "email_verified": email_verified}
 
 
+def add_to_outbox(conn, event_detail: dict, *, schema: str = "public") -> None:
+    """Write the outbox row for `event_detail` on `conn`, inside the caller's
+    transaction (profiles.write_profile's `also`)."""
+    from psycopg import sql
+    from psycopg.types.json import Jsonb
+
+    conn.execute(sql.SQL(OUTBOX_INSERT).format(schema=sql.Identifier(schema)),
+                 {"cognito_id": event_detail["cognito_user_id"], "detail": Jsonb(event_detail)})
+
+
+def deadline(context, started: float, *, clock: Callable[[], float] = time.monotonic,
+             limit_s: float = 5.0) -> float:
+    """The `clock` reading by which publishing must be over: Cognito's `limit_s` from
+    `started` (the handler's first `clock` reading) or the invocation's remaining time,
+    whichever ends first, less MARGIN_S."""
+    end = started + limit_s
+    remaining = getattr(context, "get_remaining_time_in_millis", None)
+    if callable(remaining):
+        end = min(end, clock() + remaining() / 1000)
+    return end - MARGIN_S
+
+
 def entry(bus: str, event_detail: dict) -> dict:
     return {"EventBusName": bus, "Source": SOURCE, "DetailType": DETAIL_TYPE,
             "Detail": json.dumps(event_detail, sort_keys=True)}
@@ -53,19 +117,32 @@ def entry(bus: str, event_detail: dict) -> dict:
 def publish(client, bus: str, event_detail: dict, *, deadline: float,
             clock: Callable[[], float] = time.monotonic,
             sleep: Callable[[float], None] = time.sleep) -> str:
-    """Put the entry on `bus` and return its EventId. A failed entry is sent again until
-    `deadline` (a `clock` reading); after that, PublishFailed with the codes seen."""
+    """Put the entry on `bus` and return its EventId. A failed entry, or a call that
+    failed whole (throttled, the endpoint unreachable), is sent again until `deadline`
+    (a `clock` reading); after that, PublishFailed with the codes seen."""
     request = entry(bus, event_detail)
     codes: list[str] = []
     for attempt in range(len(BACKOFF_S) + 1):
-        answer = client.put_events(Entries=[request])
-        result = (answer.get("Entries") or [{}])[0]
-        if not answer.get("FailedEntryCount") and result.get("EventId"):
-            return result["EventId"]
-        codes.append(result.get("ErrorCode") or "no EventId")
+        try:
+            answer = client.put_events(Entries=[request])
+        except Exception as exc:  # noqa: BLE001 - an attempt that failed whole: named, sent again
+            codes.append(_code(exc))
+        else:
+            result = (answer.get("Entries") or [{}])[0]
+            if not answer.get("FailedEntryCount") and result.get("EventId"):
+                return result["EventId"]
+            codes.append(result.get("ErrorCode") or "no EventId")
         wait = BACKOFF_S[min(attempt, len(BACKOFF_S) - 1)]
         if attempt == len(BACKOFF_S) or clock() + wait >= deadline:
             break
         sleep(wait)
     raise PublishFailed(f"PutEvents did not accept the {DETAIL_TYPE} entry after "
                         f"{len(codes)} attempt(s): {', '.join(codes)}")
+
+
+def _code(exc: BaseException) -> str:
+    """An exception's AWS error code, else its type: never its text, which may quote the
+    request."""
+    response = getattr(exc, "response", None)
+    code = response.get("Error", {}).get("Code") if isinstance(response, dict) else None
+    return code or type(exc).__name__

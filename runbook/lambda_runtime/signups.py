@@ -63,12 +63,32 @@ VALUES (%(cognito_id)s, %(email)s, %(name)s, %(phone)s, %(email_verified)s)
 ON CONFLICT (cognito_id) DO NOTHING
 """
 
-# table -> privilege -> columns. The ON CONFLICT target needs SELECT on its column.
+# A stored user's registration leaves the outbox (templates/sql/0005) in the same
+# savepoint, whichever path stored it: the queue, or the relay.
+OUTBOX_DELETE = "DELETE FROM {schema}.registration_outbox WHERE cognito_id = %(cognito_id)s"
+
+# The relay's rows: those Post-Confirmation wrote more than `grace_s` ago, so that it
+# leaves alone a registration whose publish is still under way, oldest first.
+OUTBOX_DUE = """
+SELECT cognito_id, detail FROM {schema}.registration_outbox
+ WHERE created_at < now() - make_interval(secs => %(grace_s)s)
+ ORDER BY created_at, cognito_id
+ LIMIT %(limit)s
+"""
+RELAY_GRACE_S = 60
+RELAY_LIMIT = 100          # rows per relay run; the next run takes the rest
+
+# table -> privilege -> columns (an empty tuple: the whole table, as DELETE is granted).
+# The ON CONFLICT target needs SELECT on its column, and a DELETE's WHERE on its own;
 # id, created_at and updated_at take their defaults.
 PRIVILEGES: dict[str, dict[str, tuple[str, ...]]] = {
     "users": {
         "SELECT": ("cognito_id",),
         "INSERT": ("cognito_id", "email", "name", "phone", "email_verified"),
+    },
+    "registration_outbox": {
+        "SELECT": ("cognito_id", "detail", "created_at"),
+        "DELETE": (),
     },
 }
 
@@ -154,7 +174,18 @@ def parse(record: dict) -> Signup:
         raise bad("body is not a JSON object (an EventBridge event)")
     if envelope.get("detail-type") != DETAIL_TYPE:
         raise bad(f"detail-type is not {DETAIL_TYPE}")
-    detail = envelope.get("detail")
+    attributes = record.get("attributes") if isinstance(record.get("attributes"), dict) else {}
+    return from_detail(message_id, envelope.get("detail"),
+                       attributes.get("ApproximateReceiveCount"))
+
+
+def from_detail(message_id: str, detail, receive_count: str | None = None) -> Signup:
+    """The user in a `user.registered` detail (an event's, or the outbox row's), or
+    MalformedMessage naming what is wrong."""
+
+    def bad(problem: str) -> MalformedMessage:
+        return MalformedMessage(message_id, problem)
+
     if not isinstance(detail, dict):
         raise bad("detail is missing or not an object")
 
@@ -187,10 +218,8 @@ def parse(record: dict) -> Signup:
         verified = verified == "true"  # Cognito's spelling of its attribute
     if not isinstance(verified, bool):
         raise bad("detail.email_verified is not true or false")
-    attributes = record.get("attributes") if isinstance(record.get("attributes"), dict) else {}
     return Signup(message_id, subs.pop(), email, text("name", "name", required=False),
-                  text("phone", "phone", required=False), verified,
-                  attributes.get("ApproximateReceiveCount"))
+                  text("phone", "phone", required=False), verified, receive_count)
 
 
 def store(conn, signups: list[Signup], *, schema: str = "public",
@@ -210,6 +239,7 @@ def store(conn, signups: list[Signup], *, schema: str = "public",
     from psycopg import errors, sql
 
     statement = sql.SQL(INSERT_USER).format(schema=sql.Identifier(schema))
+    unqueue = sql.SQL(OUTBOX_DELETE).format(schema=sql.Identifier(schema))
     stored: list[Stored] = []
     failed: list[Failed] = []
     with conn.transaction():
@@ -220,6 +250,7 @@ def store(conn, signups: list[Signup], *, schema: str = "public",
                 try:
                     with conn.transaction():  # a savepoint
                         inserted = conn.execute(statement, signup.row).rowcount == 1
+                        conn.execute(unqueue, signup.row)
                     stored.append(Stored(signup.message_id, signup.cognito_id, inserted))
                     break
                 except errors.UniqueViolation as exc:
@@ -231,3 +262,24 @@ def store(conn, signups: list[Signup], *, schema: str = "public",
                     failed.append(Failed(signup.message_id, db.describe_error(exc)))
                     break
     return stored, failed
+
+
+def relay(conn, *, schema: str = "public", grace_s: int = RELAY_GRACE_S,
+          limit: int = RELAY_LIMIT) -> tuple[list[Stored], list[Failed]]:
+    """Store the registrations the outbox still holds after `grace_s` (their publish
+    failed, or their event is still on its way) into `users`, as `store` does, up to
+    `limit` of them. Each is named `outbox:<cognito id>`; a row that cannot be stored
+    stays in the outbox and is in `Failed`."""
+    from psycopg import sql
+
+    due = conn.execute(sql.SQL(OUTBOX_DUE).format(schema=sql.Identifier(schema)),
+                       {"grace_s": grace_s, "limit": limit}).fetchall()
+    good: list[Signup] = []
+    failed: list[Failed] = []
+    for cognito_id, detail in due:
+        try:
+            good.append(from_detail(f"outbox:{cognito_id}", detail))
+        except MalformedMessage as exc:
+            failed.append(Failed(exc.message_id, exc.problem))
+    stored, refused = store(conn, good, schema=schema)
+    return stored, failed + refused

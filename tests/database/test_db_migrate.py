@@ -20,7 +20,10 @@ from runbook.database import migrations
 from runbook.lambda_runtime import ledger, migrate_event
 from runbook.lambda_runtime.migrate_event import APPLY, READ, Item, RoleSpec
 from tests.database.test_fix_tables import count_ddl, query
+from tests.conftest import MIGRATIONS
 from tests.database.test_handlers import HANDLER_ENVIRONMENT, load_handler
+
+ALL_VERSIONS = list(range(1, len(MIGRATIONS) + 1))   # every migration templates/ holds
 
 PARAMS = {"schema": "public", "roles": {}}
 TABLES = ("profiles", "private_profiles", "users")
@@ -83,15 +86,15 @@ def tables(dsn) -> list[str]:
 
 def test_apply_migrates_an_empty_database_and_a_second_call_applies_nothing(db_migrate, pg_dsn):
     first = db_migrate.handler(event(APPLY), Context())
-    assert first == {"action": "apply", "applied": [1, 2, 3, 4], "recorded": [1, 2, 3, 4],
+    assert first == {"action": "apply", "applied": ALL_VERSIONS, "recorded": ALL_VERSIONS,
                      "rds_iam_created": False, "roles": {}}
     assert tables(pg_dsn) == sorted(TABLES)
     assert query(pg_dsn, f"SELECT version, name FROM {ledger.TABLE} ORDER BY 1") == [
-        (1, "profiles"), (2, "private_profiles"), (3, "users"), (4, "users_cognito")]
+        (int(name[:4]), name[5:-len(".sql.j2")]) for name in MIGRATIONS]
 
     ddl = count_ddl(pg_dsn)
     second = db_migrate.handler(event(APPLY), Context())
-    assert second["applied"] == [] and second["recorded"] == [1, 2, 3, 4]
+    assert second["applied"] == [] and second["recorded"] == ALL_VERSIONS
     assert ddl() == []
 
 
@@ -118,9 +121,9 @@ def test_roles_are_converged_and_the_statements_returned(db_migrate, pg_dsn):
 
 def test_two_apply_calls_at_once_apply_each_migration_once(db_migrate, pg_dsn):
     # A slow migration keeps the first call inside the lock while the second waits.
-    found = rendered((5, "slow", "CREATE TABLE IF NOT EXISTS ran (migration int);\n"
-                                 "INSERT INTO ran VALUES (5);\nSELECT pg_sleep(0.5);\n"),
-                     (6, "after", "INSERT INTO ran VALUES (6);\n"))
+    found = rendered((98, "slow", "CREATE TABLE IF NOT EXISTS ran (migration int);\n"
+                                  "INSERT INTO ran VALUES (98);\nSELECT pg_sleep(0.5);\n"),
+                     (99, "after", "INSERT INTO ran VALUES (99);\n"))
     start = threading.Barrier(2, timeout=30)
     answers: list = [None, None]
 
@@ -134,10 +137,11 @@ def test_two_apply_calls_at_once_apply_each_migration_once(db_migrate, pg_dsn):
     for thread in threads:
         thread.join(60)
 
-    assert sorted(a["applied"] for a in answers) == [[], [1, 2, 3, 4, 5, 6]]
-    assert [a["recorded"] for a in answers] == [[1, 2, 3, 4, 5, 6]] * 2
+    every = ALL_VERSIONS + [98, 99]
+    assert sorted(a["applied"] for a in answers) == [[], every]
+    assert [a["recorded"] for a in answers] == [every] * 2
     assert query(pg_dsn, "SELECT migration, count(*) FROM ran GROUP BY 1 ORDER BY 1") == \
-        [(5, 1), (6, 1)]
+        [(98, 1), (99, 1)]
 
 
 def test_the_lock_wait_ends_before_the_function_times_out(db_migrate, pg_dsn):
@@ -155,15 +159,15 @@ def test_the_lock_wait_ends_before_the_function_times_out(db_migrate, pg_dsn):
 
 def test_a_failing_migration_names_itself_keeps_the_ones_before_and_shows_no_row(
         db_migrate, pg_dsn):
-    found = rendered((5, "dup", "INSERT INTO profiles (email) VALUES ('ann@example.com');\n"
+    found = rendered((99, "dup", "INSERT INTO profiles (email) VALUES ('ann@example.com');\n"
                                 "INSERT INTO profiles (email) VALUES ('ann@example.com');\n"))
     with pytest.raises(db_migrate.MigrationFailed) as failed:
         db_migrate.handler(event(APPLY, found), Context())
     message = str(failed.value)
-    assert message.startswith("migration 0005_dup failed and was rolled back: "
+    assert message.startswith("migration 0099_dup failed and was rolled back: "
                               "PostgreSQL error 23505")
     assert "ann@example.com" not in message
-    assert query(pg_dsn, f"SELECT max(version) FROM {ledger.TABLE}") == [(4,)]
+    assert query(pg_dsn, f"SELECT max(version) FROM {ledger.TABLE}") == [(ALL_VERSIONS[-1],)]
     assert query(pg_dsn, "SELECT count(*) FROM profiles") == [(0,)]
 
 
@@ -175,7 +179,7 @@ def test_read_lists_what_is_pending_and_writes_nothing(db_migrate, pg_dsn):
     answer = db_migrate.handler(event(READ, roles={role: RoleSpec(write=("foo",))}), Context())
     assert answer["action"] == "read"
     assert (answer["applied"], answer["pending"], answer["edited"], answer["unknown"]) == \
-        ([], [1, 2, 3, 4], [], [])
+        ([], ALL_VERSIONS, [], [])
     gap = answer["roles"][role]
     assert gap["exists"] is False and gap["summary"]["create_schemas"] == ["foo"]
     assert gap["statements"][0].startswith("DO $$ BEGIN CREATE ROLE")
@@ -187,7 +191,7 @@ def test_read_lists_what_is_pending_and_writes_nothing(db_migrate, pg_dsn):
 def test_read_after_apply_has_nothing_pending(db_migrate):
     db_migrate.handler(event(APPLY), Context())
     answer = db_migrate.handler(event(READ), Context())
-    assert [a["version"] for a in answer["applied"]] == [1, 2, 3, 4]
+    assert [a["version"] for a in answer["applied"]] == ALL_VERSIONS
     assert answer["pending"] == [] and answer["rds_iam"] in (True, False)
 
 
@@ -196,11 +200,11 @@ def test_read_after_apply_has_nothing_pending(db_migrate):
 def test_an_edited_migration_is_reported_by_read_and_refused_by_apply(db_migrate, pg_dsn):
     db_migrate.handler(event(APPLY), Context())
     changed = edited(rendered(), 2, "phone       text,", "phone       text,\n  fax text,")
-    changed.append(Item(5, "more", ledger.checksum("CREATE TABLE more (id int);"),
+    changed.append(Item(99, "more", ledger.checksum("CREATE TABLE more (id int);"),
                         "CREATE TABLE more (id int);"))
 
     read = db_migrate.handler(event(READ, changed), Context())
-    assert (read["pending"], read["edited"]) == ([5], [2])
+    assert (read["pending"], read["edited"]) == ([99], [2])
 
     ddl = count_ddl(pg_dsn)
     with pytest.raises(db_migrate.MigrationRefused) as refused:
@@ -213,7 +217,7 @@ def test_an_edited_migration_is_reported_by_read_and_refused_by_apply(db_migrate
 def test_a_migration_the_event_does_not_carry_is_refused(db_migrate):
     db_migrate.handler(event(APPLY), Context())
     older = rendered()[:2]
-    assert db_migrate.handler(event(READ, older), Context())["unknown"] == [3, 4]
+    assert db_migrate.handler(event(READ, older), Context())["unknown"] == ALL_VERSIONS[2:]
     with pytest.raises(db_migrate.MigrationRefused, match="records migration 0003_users"):
         db_migrate.handler(event(APPLY, older), Context())
 
@@ -265,8 +269,8 @@ def test_logs_are_json_lines_without_the_password_or_the_sql(db_migrate, pg_dsn,
     db_migrate.handler(event(APPLY), Context())
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert [line["message"] for line in lines] == [
-        "db_migrate request", *["Migration applied"] * 4, "db_migrate completed"]
+        "db_migrate request", *["Migration applied"] * len(MIGRATIONS), "db_migrate completed"]
     assert all(line["request_id"] == Context.aws_request_id for line in lines)
-    assert lines[-1]["applied"] == [1, 2, 3, 4]
+    assert lines[-1]["applied"] == ALL_VERSIONS
     text = json.dumps(lines)
     assert password not in text and "CREATE TABLE" not in text

@@ -21,7 +21,9 @@ from runbook.steps.store_secrets import SecretsOutputs
 from runbook.output.progress import Progress
 from runbook.lambda_runtime.profiles import NewUser, upsert_profile
 from runbook.steps.fix_tables import FixTables
-from tests.conftest import REGION
+from tests.conftest import MIGRATION_CHANGES, MIGRATIONS, REGION
+
+ALL_VERSIONS = list(range(1, len(MIGRATIONS) + 1))   # every migration templates/ holds
 
 UPSTREAM = {"database": DatabaseOutputs.standing_in("matbakh_main"),
     "store-secrets": SecretsOutputs(UNKNOWN, UNKNOWN)}
@@ -93,15 +95,12 @@ def test_empty_database_gets_the_schema_and_a_second_run_runs_no_ddl(write_confi
     config = make_config(write_config)
     first = fix_tables(config, pg_dsn)
     assert first.status == "ok", first.error
-    assert [c.resource for c in first.changes] == [
-        "postgres:migration 0001_profiles.sql.j2", "postgres:migration 0002_private_profiles.sql.j2",
-        "postgres:migration 0003_users.sql.j2", "postgres:migration 0004_users_cognito.sql.j2"]
-    assert first.applied == 4
-    assert first.outputs["schema_version"] == 4
+    assert [c.resource for c in first.changes] == MIGRATION_CHANGES
+    assert first.applied == len(MIGRATIONS)
+    assert first.outputs["schema_version"] == len(MIGRATIONS)
     recorded = query(pg_dsn, "SELECT version, name, length(checksum) FROM runbook.schema_migrations "
                              "ORDER BY version")
-    assert recorded == [(1, "profiles", 64), (2, "private_profiles", 64), (3, "users", 64),
-                        (4, "users_cognito", 64)]
+    assert recorded == [(int(name[:4]), name[5:-len(".sql.j2")], 64) for name in MIGRATIONS]
     columns = {row[1] for row in shape(pg_dsn)["columns"] if row[0] == "profiles"}
     assert columns == {"id", "email", "role", "display_name", "cognito_user_id", "language",
                        "avatar_url", "created_at", "updated_at"}
@@ -111,7 +110,7 @@ def test_empty_database_gets_the_schema_and_a_second_run_runs_no_ddl(write_confi
     assert second.status == "ok", second.error
     assert second.changes == [] and second.applied == 0
     assert ddl() == []
-    assert query(pg_dsn, "SELECT count(*) FROM runbook.schema_migrations") == [(4,)]
+    assert query(pg_dsn, "SELECT count(*) FROM runbook.schema_migrations") == [(len(MIGRATIONS),)]
 
 
 def test_profile_defaults_and_updated_at(write_config, pg_dsn):
@@ -134,7 +133,7 @@ def test_legacy_database_keeps_every_row_and_accepts_cognito_sign_ups(write_conf
 
     result = fix_tables(make_config(write_config), legacy_dsn)
     assert result.status == "ok", result.error
-    assert result.applied == 4
+    assert result.applied == len(MIGRATIONS)
 
     assert query(legacy_dsn, "SELECT to_jsonb(u) FROM auth.users u ORDER BY id") == users_before
     profiles_after = query(legacy_dsn, "SELECT to_jsonb(p) FROM public.profiles p ORDER BY id")
@@ -185,7 +184,7 @@ def test_a_users_table_from_the_old_db_init_gets_the_cognito_columns_and_keeps_i
         INSERT INTO public.users VALUES ('u-1', 'old.user@example.com', 'Old', now(), now())""")
     result = fix_tables(make_config(write_config), legacy_dsn)
     assert result.status == "ok", result.error
-    assert result.applied == 4
+    assert result.applied == len(MIGRATIONS)
 
     columns = {row[1]: row[2:] for row in shape(legacy_dsn)["columns"] if row[0] == "users"}
     assert set(columns) == {"id", "cognito_id", "email", "name", "phone", "email_verified",
@@ -227,7 +226,7 @@ def test_plan_lists_pending_migrations_and_changes_nothing(write_config, pg_dsn)
     ddl = count_ddl(pg_dsn)
     result = fix_tables(make_config(write_config), pg_dsn, plan_only=True)
     assert result.status == "ok", result.error
-    assert [c.action for c in result.changes] == ["create"] * 4
+    assert [c.action for c in result.changes] == ["create"] * len(MIGRATIONS)
     assert all("CREATE TABLE IF NOT EXISTS" in c.detail for c in result.changes[:3])
     assert "ALTER TABLE" in result.changes[3].detail
     assert result.applied == 0 and ddl() == []
@@ -240,7 +239,7 @@ def test_an_applied_migration_that_was_edited_is_refused_and_not_rerun(write_con
     assert fix_tables(config, pg_dsn).status == "ok"
     path = templates / "0002_private_profiles.sql.j2"
     path.write_text(path.read_text().replace("phone       text,", "phone       text,\n  fax text,"))
-    (templates / "0005_more.sql.j2").write_text("CREATE TABLE more (id int);\n")
+    (templates / "0099_more.sql.j2").write_text("CREATE TABLE more (id int);\n")
 
     ddl = count_ddl(pg_dsn)
     result = fix_tables(config, pg_dsn)
@@ -248,7 +247,8 @@ def test_an_applied_migration_that_was_edited_is_refused_and_not_rerun(write_con
     assert "0002_private_profiles.sql.j2" in result.error
     assert "was changed after it was applied" in result.error
     assert ddl() == []  # neither re-run nor the next one applied
-    assert query(pg_dsn, "SELECT max(version) FROM runbook.schema_migrations") == [(4,)]
+    assert query(pg_dsn, "SELECT max(version) FROM runbook.schema_migrations") == [
+        (len(MIGRATIONS),)]
 
 
 def test_changing_a_rendered_value_counts_as_an_edit(write_config, pg_dsn):
@@ -262,17 +262,18 @@ def test_changing_a_rendered_value_counts_as_an_edit(write_config, pg_dsn):
 def test_two_runs_started_together_apply_each_migration_once(write_config, pg_dsn, templates,
                                                              monkeypatch):
     # A slow migration keeps the first runner inside the lock while the second waits.
-    (templates / "0005_slow.sql.j2").write_text(
+    (templates / "0098_slow.sql.j2").write_text(
         "CREATE TABLE IF NOT EXISTS ran (migration int);\n"
-        "INSERT INTO ran VALUES (5);\nSELECT pg_sleep(0.5);\n")
-    (templates / "0006_after.sql.j2").write_text("INSERT INTO ran VALUES (6);\n")
+        "INSERT INTO ran VALUES (98);\nSELECT pg_sleep(0.5);\n")
+    (templates / "0099_after.sql.j2").write_text("INSERT INTO ran VALUES (99);\n")
+    every = len(MIGRATIONS) + 2
 
     both_planned = threading.Barrier(2, timeout=30)
     original_lock = FixTables._lock
 
     def lock_after_both_planned(self, state):
         if not state.locked:
-            both_planned.wait()  # both runners have read and planned all six
+            both_planned.wait()  # both runners have read and planned them all
         return original_lock(self, state)
 
     monkeypatch.setattr(FixTables, "_lock", lock_after_both_planned)
@@ -289,23 +290,24 @@ def test_two_runs_started_together_apply_each_migration_once(write_config, pg_ds
         thread.join(60)
 
     assert [r.status for r in results] == ["ok", "ok"], [r.error for r in results]
-    assert [len(r.changes) for r in results] == [6, 6]
-    assert sorted(r.applied for r in results) == [0, 6]
+    assert [len(r.changes) for r in results] == [every, every]
+    assert sorted(r.applied for r in results) == [0, every]
     assert query(pg_dsn, "SELECT migration, count(*) FROM ran GROUP BY 1 ORDER BY 1") == \
-        [(5, 1), (6, 1)]
+        [(98, 1), (99, 1)]
     assert query(pg_dsn, "SELECT version FROM runbook.schema_migrations ORDER BY 1") == \
-        [(1,), (2,), (3,), (4,), (5,), (6,)]
+        [(v,) for v in ALL_VERSIONS + [98, 99]]
 
 
 def test_a_failing_migration_leaves_nothing_half_applied(write_config, pg_dsn, templates):
-    (templates / "0005_broken.sql.j2").write_text(
+    (templates / "0099_broken.sql.j2").write_text(
         "CREATE TABLE half (id int);\nSELECT no_such_function();\n")
     result = fix_tables(make_config(write_config), pg_dsn)
     assert result.status == "failed" and result.error_kind == "failure"
-    assert "0005_broken.sql.j2" in result.error and "no_such_function" in result.error
-    assert result.applied == 4
+    assert "0099_broken.sql.j2" in result.error and "no_such_function" in result.error
+    assert result.applied == len(MIGRATIONS)
     assert query(pg_dsn, "SELECT to_regclass('public.half')") == [(None,)]
-    assert query(pg_dsn, "SELECT max(version) FROM runbook.schema_migrations") == [(4,)]
+    assert query(pg_dsn, "SELECT max(version) FROM runbook.schema_migrations") == [
+        (len(MIGRATIONS),)]
 
 
 # -- IAM-only roles ----------------------------------------------------------------------
@@ -504,5 +506,5 @@ def test_migrations_need_no_superuser(write_config, make_database):
     execute(dsn, LEGACY_SQL.read_text())
     result = fix_tables(make_config(write_config), dsn)
     assert result.status == "ok", result.error
-    assert result.applied == 4
+    assert result.applied == len(MIGRATIONS)
     assert fix_tables(make_config(write_config), dsn).changes == []

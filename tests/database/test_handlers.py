@@ -35,7 +35,8 @@ EMAIL = "lena.maier@example.com"
 ANNA = "8c2d9e41-1a3b-4c5d-8e6f-7a8b9c0d1e2f"       # a legacy profile
 TRIGGER_ROLE = "matbakh_post_confirmation"
 HANDLER_ENVIRONMENT = ("DB_DSN", "DB_AUTH", "DB_SECRET_ARN", "DB_HOST", "DB_PORT", "DB_NAME",
-                       "DB_USER", "DB_SCHEMA", "ALLOWED_EMAIL_DOMAINS", "AUTO_CONFIRM_DOMAINS")
+                       "DB_USER", "DB_SCHEMA", "ALLOWED_EMAIL_DOMAINS", "AUTO_CONFIRM_DOMAINS",
+                       "EVENT_BUS_NAME")
 
 
 @dataclass(frozen=True)

@@ -17,15 +17,14 @@ import pytest
 
 from runbook import config as config_mod
 from runbook.functions import package
-from tests.conftest import REGION
+from tests.conftest import MIGRATION_CHANGES, MIGRATIONS, REGION
 from tests.functional.conftest import run_steps as run
+
+ALL_VERSIONS = list(range(1, len(MIGRATIONS) + 1))   # every migration templates/ holds
 
 BEFORE = ["network", "database", "store-secrets", "vpc-integrate"]
 FUNCTION = "matbakh-cognito-db-migrate"
-MIGRATIONS = ["postgres:migration 0001_profiles.sql.j2",
-              "postgres:migration 0002_private_profiles.sql.j2",
-              "postgres:migration 0003_users.sql.j2",
-              "postgres:migration 0004_users_cognito.sql.j2"]
+MIGRATIONS = MIGRATION_CHANGES
 
 
 def through_lambda(write_config, **database):
@@ -70,10 +69,10 @@ def test_db_migrate_runs_in_the_private_subnets_and_applies_the_migrations(
                          f"iam:role {FUNCTION}-role", f"logs:log-group /aws/lambda/{FUNCTION}",
                          f"lambda:function {FUNCTION}", *MIGRATIONS]
     assert step.applied == len(resources)
-    assert step.outputs["applied_versions"] == [1, 2, 3, 4]
-    assert step.outputs["schema_version"] == 4
+    assert step.outputs["applied_versions"] == list(range(1, len(MIGRATIONS) + 1))
+    assert step.outputs["schema_version"] == len(MIGRATIONS)
     assert step.outputs["migrate_function"] == FUNCTION
-    assert recorded(pg_dsn) == [1, 2, 3, 4]
+    assert recorded(pg_dsn) == ALL_VERSIONS
 
     conf = client("lambda").get_function(FunctionName=FUNCTION)["Configuration"]
     vpc = results["vpc-integrate"].outputs
@@ -100,7 +99,7 @@ def test_second_apply_makes_no_write_and_plans_nothing(account, pg_dsn, write_co
     assert step.changes == [] and step.applied == 0
     assert step.api_calls["write"] == 0 and step.api_calls["read"] > 0
     assert aws.journal.entries == []
-    assert step.outputs["applied_versions"] == [] and step.outputs["schema_version"] == 4
+    assert step.outputs["applied_versions"] == [] and step.outputs["schema_version"] == len(MIGRATIONS)
 
 
 def test_role_may_read_the_db_secret_and_nothing_else(account, pg_dsn, write_config):
@@ -130,7 +129,7 @@ def test_with_iam_auth_it_connects_as_the_master_user_by_token(account, pg_dsn, 
     assert "secretsmanager:GetSecretValue" not in actions
     assert actions["rds-db:connect"] == (
         f"arn:aws:rds-db:{REGION}:123456789012:dbuser:{database['cluster_resource_id']}/postgres")
-    assert recorded(pg_dsn) == [1, 2, 3, 4]
+    assert recorded(pg_dsn) == ALL_VERSIONS
 
 
 def test_plan_before_the_function_exists_lists_it_and_every_migration(
@@ -153,10 +152,10 @@ def test_converged_plan_reads_through_the_function_and_lists_a_new_migration(
         account, pg_dsn, write_config, templates):
     config = through_lambda(write_config)
     applied(config, pg_dsn)
-    (templates / "0005_more.sql.j2").write_text("CREATE TABLE more (id int);\n")
+    (templates / "0099_more.sql.j2").write_text("CREATE TABLE more (id int);\n")
     planned, aws = run(config, ["fix-tables"], pg_dsn, plan_only=True)
     step = planned["fix-tables"]
-    assert [c.resource for c in step.changes] == ["postgres:migration 0005_more.sql.j2"]
+    assert [c.resource for c in step.changes] == ["postgres:migration 0099_more.sql.j2"]
     assert "if" not in step.changes[0].diff  # read from the database, not assumed
     assert aws.total("write") == 0
 
@@ -175,14 +174,14 @@ def test_an_edited_migration_is_bad_input_naming_the_file(account, pg_dsn, write
 
 def test_a_failing_migration_fails_the_step_naming_the_function_and_the_error(
         account, pg_dsn, write_config, templates):
-    (templates / "0005_broken.sql.j2").write_text(
+    (templates / "0099_broken.sql.j2").write_text(
         "CREATE TABLE half (id int);\nSELECT no_such_function();\n")
     results, _ = run(through_lambda(write_config), BEFORE + ["fix-tables"], pg_dsn)
     step = results["fix-tables"]
     assert step.status == "failed" and step.error_kind == "failure"
-    assert f"failed on lambda:function {FUNCTION}: MigrationFailed: migration 0005_broken " \
+    assert f"failed on lambda:function {FUNCTION}: MigrationFailed: migration 0099_broken " \
            "failed and was rolled back: PostgreSQL error 42883" in step.error
-    assert recorded(pg_dsn) == [1, 2, 3, 4]
+    assert recorded(pg_dsn) == ALL_VERSIONS
     with psycopg.connect(pg_dsn) as conn:
         assert conn.execute("SELECT to_regclass('public.half')").fetchone() == (None,)
 

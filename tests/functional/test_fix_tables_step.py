@@ -11,7 +11,7 @@ import pytest
 from moto import mock_aws
 
 from runbook import config as config_mod
-from tests.conftest import REGION
+from tests.conftest import MIGRATION_CHANGES, REGION
 from tests.functional.conftest import run_steps as run
 
 A1 = ["network", "database", "store-secrets"]
@@ -31,8 +31,7 @@ def test_second_apply_of_fix_tables_makes_no_mutating_call_and_no_change(config,
     # rds_iam is created once per server (roles are server-wide), so it may exist already.
     assert [c.resource for c in first["fix-tables"].changes
             if c.resource != "postgres:role rds_iam"] == [
-        "postgres:migration 0001_profiles.sql.j2", "postgres:migration 0002_private_profiles.sql.j2",
-        "postgres:migration 0003_users.sql.j2", "postgres:migration 0004_users_cognito.sql.j2",
+        *MIGRATION_CHANGES,
         "postgres:role lambda_writer",
         "postgres:role matbakh_trigger"]
     assert first["fix-tables"].api_calls["write"] == 0
@@ -44,7 +43,7 @@ def test_second_apply_of_fix_tables_makes_no_mutating_call_and_no_change(config,
     assert result.changes == [] and result.applied == 0
     assert result.api_calls["write"] == 0
     assert aws.journal.entries == []
-    assert result.outputs == {"schema_version": 4, "schema": "public",
+    assert result.outputs == {"schema_version": len(MIGRATION_CHANGES), "schema": "public",
                               "roles": ["lambda_writer", "matbakh_trigger"]}
 
 

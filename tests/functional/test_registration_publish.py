@@ -5,6 +5,7 @@ without the request reaching the bus (as a failed entry does not)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 
 import boto3
@@ -21,7 +22,15 @@ BUS = "matbakh-prod-events"
 
 @pytest.fixture
 def bus():
-    """(events client, queue url): the bus routes runbook's user.registered to the queue."""
+    """(events client, sqs client, queue url): the bus routes runbook's user.registered
+    to the queue."""
+    with routed_bus() as routed:
+        yield routed
+
+
+@contextlib.contextmanager
+def routed_bus():
+    """bus(), for other modules' fixtures."""
     with mock_aws():
         events = boto3.client("events", region_name=REGION)
         sqs = boto3.client("sqs", region_name=REGION)

@@ -14,7 +14,7 @@ import yaml
 from psycopg.conninfo import conninfo_to_dict
 
 from runbook.database import migrations
-from tests.conftest import REGION, read_report
+from tests.conftest import MIGRATION_CHANGES, MIGRATIONS, REGION, read_report
 
 # What the DB secret holds for these tests. The test server ignores it (it trusts local
 # connections), so it can be distinctive: it must never appear in any output.
@@ -61,10 +61,9 @@ def test_plan_lists_pending_migrations_and_sql_without_changing_anything(provisi
     with_sql = cli("plan", "--step", "fix-tables", "--sql")
 
     assert listed.exit_code == 0 and with_sql.exit_code == 0, with_sql.output
-    for name in ("0001_profiles.sql.j2", "0002_private_profiles.sql.j2", "0003_users.sql.j2",
-                 "0004_users_cognito.sql.j2"):
+    for name in MIGRATIONS:
         assert f"+ postgres:migration {name}" in listed.stdout
-    assert "Plan: 4 to add, 0 to change, 0 to destroy." in listed.stdout
+    assert f"Plan: {len(MIGRATIONS)} to add, 0 to change, 0 to destroy." in listed.stdout
     assert "CREATE TABLE" not in listed.stdout
     assert "CREATE TABLE IF NOT EXISTS \"public\".private_profiles" in with_sql.stdout
     with psycopg.connect(provisioned) as conn:
@@ -77,8 +76,8 @@ def test_run_applies_the_migrations_once(provisioned, workdir, cli):
     first = cli("run", "--step", "fix-tables")
     assert first.exit_code == 0, first.output
     step = read_report(workdir, "fix-tables")["steps"][0]
-    assert step["changed"] is True and len(step["changes"]) == 4
-    assert step["outputs"]["schema_version"] == 4
+    assert step["changed"] is True and len(step["changes"]) == len(MIGRATIONS)
+    assert step["outputs"]["schema_version"] == len(MIGRATIONS)
     assert step["api_calls"]["write"] == 0  # reading the secret is the only AWS call
 
     second = cli("run", "--step", "fix-tables")
@@ -143,9 +142,7 @@ def test_dry_run_applies_the_migrations_and_the_verify_pass_applies_nothing(work
                                                     "fix-tables"]
     applied = report["steps"][-1]
     assert applied["changed"] is True
-    assert [c["resource"] for c in applied["changes"]] == [
-        "postgres:migration 0001_profiles.sql.j2", "postgres:migration 0002_private_profiles.sql.j2",
-        "postgres:migration 0003_users.sql.j2", "postgres:migration 0004_users_cognito.sql.j2"]
+    assert [c["resource"] for c in applied["changes"]] == MIGRATION_CHANGES
     verify = report["verify_pass"]["steps"]
     assert [s["name"] for s in verify] == ["fix-tables"]
     assert verify[0]["changed"] is False and verify[0]["changes"] == []
@@ -165,11 +162,10 @@ def test_dry_run_through_lambda_deploys_db_migrate_and_the_verify_pass_writes_no
     applied = report["steps"][-1]
     resources = [c["resource"] for c in applied["changes"]]
     assert "lambda:function matbakh-cognito-db-migrate" in resources
-    assert resources[-4:] == [
-        "postgres:migration 0001_profiles.sql.j2", "postgres:migration 0002_private_profiles.sql.j2",
-        "postgres:migration 0003_users.sql.j2", "postgres:migration 0004_users_cognito.sql.j2"]
-    assert applied["outputs"]["applied_versions"] == [1, 2, 3, 4]
-    assert "db_migrate applied 0001, 0002, 0003, 0004" in result.output
+    assert resources[-len(MIGRATIONS):] == MIGRATION_CHANGES
+    versions = list(range(1, len(MIGRATIONS) + 1))
+    assert applied["outputs"]["applied_versions"] == versions
+    assert f"db_migrate applied {', '.join(f'{v:04d}' for v in versions)}" in result.output
     verify = report["verify_pass"]
     assert [s["name"] for s in verify["steps"]] == ["fix-tables"]
     assert verify["steps"][0]["changes"] == [] and verify["steps"][0]["changed"] is False
@@ -197,8 +193,7 @@ def test_invoke_db_migrate_dry_run_reads_the_ledger_fix_tables_wrote(workdir, cl
     # The sandbox ran fix-tables first, through this same function: its ledger is there.
     assert answer["result"]["action"] == "read"
     assert [(a["version"], a["name"]) for a in answer["result"]["applied"]] == [
-        (1, "profiles"), (2, "private_profiles"), (3, "users"),
-        (4, "users_cognito")]
+        (int(name[:4]), name[5:-len(".sql.j2")]) for name in MIGRATIONS]
     assert any('"db_migrate request"' in line for line in answer["log"])
     assert PASSWORD not in result.output
 
