@@ -181,3 +181,22 @@ def test_plan_names_the_mapping_setting_it_would_change(account, pg_dsn, write_c
     assert change.diff == {name: {"from": {"batch_size": 10, "max_concurrency": 2}[field],
                                   "to": value}}
     assert aws.journal.entries == []
+
+
+def test_a_second_mapping_for_the_same_queue_is_refused_naming_both(
+        account, pg_dsn, write_config):
+    # AWS allows one mapping per (function, queue); moto 5.2.5 makes a second one.
+    config = with_a4(write_config)
+    results = deployed(config, pg_dsn)
+    queue_arn = results["event-bus"].outputs["queue_arn"]
+    first = mapping(queue_arn)["UUID"]
+    second = client("lambda").create_event_source_mapping(
+        FunctionName=FUNCTION, EventSourceArn=queue_arn, BatchSize=1)["UUID"]
+
+    again, aws = run(config, [STEP], pg_dsn)
+
+    step = again[STEP]
+    assert step.status == "failed" and step.error_kind == "input"
+    assert "AWS allows one" in step.error
+    assert first in step.error and second in step.error
+    assert aws.journal.entries == []
