@@ -391,6 +391,16 @@ class IntegrationTest(_Model):
     log_timeout_s: int = Field(default=60, ge=1, le=600)
 
 
+class Events(_Model):
+    """How Lambda's poller feeds the SQS consumer (phase a4, step
+    deploy-process-user-signup): messages per batch (an SQS mapping takes at most 10)
+    and at most how many batches at once (ScalingConfig.MaximumConcurrency, at least 2),
+    which bounds the database connections the consumer opens."""
+
+    batch_size: int = Field(default=10, ge=1, le=10)
+    max_concurrency: int = Field(default=2, ge=2, le=1000)
+
+
 class Config(_Model):
     env: str = Field(pattern=NAME)
     region: str = Field(pattern=r"^[a-z]{2}(-[a-z]+)+-[0-9]$")
@@ -402,6 +412,7 @@ class Config(_Model):
     lambdas: Lambdas
     cognito: Cognito | None = None
     integration_test: IntegrationTest = IntegrationTest()
+    events: Events = Events()
     phases: dict[str, list[str]]
 
     @field_validator("tags")

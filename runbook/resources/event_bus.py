@@ -1,4 +1,5 @@
-"""An EventBridge custom bus, a rule on it and the rule's SQS target (phase a4).
+"""An EventBridge custom bus, a rule on it and the rule's SQS target (phase a4); and a
+schedule, a rule on the default bus with a ScheduleExpression, whose target is a function.
 
 The rule's ARN is known before it exists (`rule_arn`): the queue policies that admit
 EventBridge name it, so they can be made before the rule.
@@ -26,8 +27,13 @@ def bus_arn(region: str, account: str, bus: str) -> str:
     return f"arn:aws:events:{region}:{account}:event-bus/{bus}"
 
 
+DEFAULT_BUS = "default"
+
+
 def rule_arn(region: str, account: str, bus: str, rule: str) -> str:
-    """The ARN of a rule on a custom bus (the default bus's rules have no bus segment)."""
+    """The ARN of a rule on a custom bus; the default bus's rules have no bus segment."""
+    if bus == DEFAULT_BUS:
+        return f"arn:aws:events:{region}:{account}:rule/{rule}"
     return f"arn:aws:events:{region}:{account}:rule/{bus}/{rule}"
 
 
@@ -86,10 +92,20 @@ class EventBus(Resource[EventBusSpec, EventBusFound]):
 
 @dataclass(frozen=True)
 class RuleSpec(Spec):
+    """A rule matches events (`pattern`) or runs on a schedule (`schedule`, e.g.
+    "rate(5 minutes)"; only the default bus has schedules)."""
+
     arn: str = ""                        # rule_arn(...): known beforehand
     bus: str = ""
     pattern: dict = field(default_factory=dict)
     description: str = ""
+    schedule: str = ""
+
+    def matches(self) -> dict:
+        """What PutRule takes for what triggers it: a pattern or a schedule."""
+        if self.schedule:
+            return {"ScheduleExpression": self.schedule}
+        return {"EventPattern": json.dumps(self.pattern)}
 
 
 @dataclass
@@ -99,6 +115,7 @@ class RuleFound(Found):
     pattern: dict | None = None
     state: str = ""
     description: str = ""
+    schedule: str = ""
 
 
 class Rule(Resource[RuleSpec, RuleFound]):
@@ -115,16 +132,23 @@ class Rule(Resource[RuleSpec, RuleFound]):
         pattern = rule.get("EventPattern")
         found = RuleFound(rule["Arn"], _tags(api, rule["Arn"]),
                           json.loads(pattern) if pattern else None, rule.get("State", ""),
-                          rule.get("Description", ""))
+                          rule.get("Description", ""), rule.get("ScheduleExpression", ""))
         self.claim(spec, found)
         return found
 
     def summary(self, spec: RuleSpec) -> dict:
+        if spec.schedule:
+            return {"bus": spec.bus, "schedule": spec.schedule}
         return {"bus": spec.bus, "pattern": spec.pattern}
 
     def diff(self, spec: RuleSpec, found: RuleFound) -> dict:
         diff: dict = {}
-        diff_field(diff, "pattern", found.pattern, spec.pattern)
+        if spec.schedule:
+            diff_field(diff, "schedule", found.schedule, spec.schedule)
+            diff_field(diff, "pattern", found.pattern, None)
+        else:
+            diff_field(diff, "pattern", found.pattern, spec.pattern)
+            diff_field(diff, "schedule", found.schedule, "")
         diff_field(diff, "state", found.state, "ENABLED")
         diff_field(diff, "description", found.description, spec.description)
         return diff
@@ -142,9 +166,10 @@ class Rule(Resource[RuleSpec, RuleFound]):
     @staticmethod
     def _put(api: Api, spec: RuleSpec, **tags) -> RuleFound:
         arn = api.client("events").put_rule(
-            Name=spec.name, EventBusName=spec.bus, EventPattern=json.dumps(spec.pattern),
+            Name=spec.name, EventBusName=spec.bus, **spec.matches(),
             State="ENABLED", Description=spec.description, **tags)["RuleArn"]
-        return RuleFound(arn, dict(spec.tags), spec.pattern, "ENABLED", spec.description)
+        return RuleFound(arn, dict(spec.tags), None if spec.schedule else spec.pattern,
+                         "ENABLED", spec.description, spec.schedule)
 
 
 # -- the rule's target ---------------------------------------------------------------------
@@ -158,19 +183,22 @@ class TargetSpec(Spec):
     rule_arn: str = ""
     bus: str = ""
     target_id: str = ""
-    arn: str = ""                        # the queue's ARN
+    arn: str = ""                        # the queue's ARN, or a function's
     max_attempts: int = 185              # RetryPolicy: 0-185
     max_age_seconds: int = 86400         # RetryPolicy: 60-86400
-    dead_letter_arn: str = ""            # DeadLetterConfig: a standard SQS queue
+    dead_letter_arn: str = ""            # DeadLetterConfig: a standard SQS queue; "": none
 
     @property
     def target(self) -> dict:
         """The target as PutTargets takes it and ListTargetsByRule gives it back: no
-        RoleArn (AWS warns delivery to a queue may fail with one)."""
-        return {"Id": self.target_id, "Arn": self.arn,
-                "RetryPolicy": {"MaximumRetryAttempts": self.max_attempts,
-                                "MaximumEventAgeInSeconds": self.max_age_seconds},
-                "DeadLetterConfig": {"Arn": self.dead_letter_arn}}
+        RoleArn (AWS warns delivery to a queue may fail with one; a function is invoked
+        through its resource policy)."""
+        target = {"Id": self.target_id, "Arn": self.arn,
+                  "RetryPolicy": {"MaximumRetryAttempts": self.max_attempts,
+                                  "MaximumEventAgeInSeconds": self.max_age_seconds}}
+        if self.dead_letter_arn:
+            target["DeadLetterConfig"] = {"Arn": self.dead_letter_arn}
+        return target
 
 
 @dataclass

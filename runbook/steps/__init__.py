@@ -56,8 +56,7 @@ CATALOGUE: dict[str, StepInfo] = {
                  requires=("vpc-integrate", "fix-tables", "cognito", "database",
                            "store-secrets")),
         StepInfo("event-bus", "runbook.steps.event_bus"),
-        # Not built yet (phase a4): process_user_signup's function, role and SQS mapping.
-        StepInfo("deploy-process-user-signup", None,
+        StepInfo("deploy-process-user-signup", "runbook.steps.deploy_process_user_signup",
                  requires=("vpc-integrate", "fix-tables", "event-bus", "database",
                            "store-secrets")),
         StepInfo("integration-test", "runbook.steps.integration_test",

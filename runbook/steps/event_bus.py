@@ -29,9 +29,11 @@ STEP_NAME = "event-bus"
 # What post_confirmation publishes: a Source outside aws.*, and the detail type.
 SOURCE, DETAIL_TYPE = "runbook.registration", "user.registered"
 CONSUMER = "process_user_signup"                 # its function (lambdas/<CONSUMER>)
-# The consumer's timeout, until its deploy step gives it: the queue's visibility timeout
-# is at least 6 times it (Lambda checks the timeout against it when the mapping is made).
-CONSUMER_TIMEOUT_S = 30
+# The queue's visibility timeout is this many times the consumer's timeout
+# (lambdas.<CONSUMER>.timeout_s): a batch being processed stays invisible until the
+# function has timed out, with room for Lambda's retries (AWS-FACTS A); Lambda refuses a
+# mapping whose function's timeout is above it.
+VISIBILITY_FACTOR = 6
 QUEUE_RETENTION_S, DLQ_RETENTION_S = 4 * 86400, 14 * 86400
 MAX_RECEIVE_COUNT = 5
 RETRY_ATTEMPTS, RETRY_MAX_AGE_S = 185, 86400     # EventBridge's limits, said out loud
@@ -56,6 +58,9 @@ class EventBusOutputs(Outputs):
     dead_letter_queue_arn: str
     consumer_function: str
     alarms: tuple
+    # The queue's visibility timeout: what this step makes it (6x the consumer's
+    # timeout), or, read only for outputs, what the queue has.
+    visibility_timeout_s: int
 
 
 @dataclass
@@ -94,7 +99,7 @@ class EventBusStep(Step):
         def tags(name: str) -> dict:
             return naming.tags(self.config, STEP_NAME, name)
 
-        visibility = 6 * CONSUMER_TIMEOUT_S
+        visibility = self.visibility_timeout()
         rule_tags = tags(names["rule"])
         return {
             "bus": (BUS, EventBusSpec(names["bus"], tags(names["bus"]), FIELD)),
@@ -128,6 +133,9 @@ class EventBusStep(Step):
                 dimensions={"FunctionName": names["consumer"]}, statistic="Sum",
                 description=f"{names['consumer']} failed")),
         }
+
+    def visibility_timeout(self) -> int:
+        return VISIBILITY_FACTOR * self.config.lambdas.settings(CONSUMER).timeout_s
 
     # -- read ------------------------------------------------------------------------
 
@@ -169,7 +177,12 @@ class EventBusStep(Step):
             dead_letter_queue_url=dlq.id if dlq else UNKNOWN,
             dead_letter_queue_arn=dlq.arn if dlq else arn["dlq"],
             consumer_function=names["consumer"],
-            alarms=(names["dlq-alarm"], names["errors-alarm"]))
+            alarms=(names["dlq-alarm"], names["errors-alarm"]),
+            # Planned (account known), the queue has, or is about to have, the wanted
+            # timeout; read only for outputs (account None), what it has now is the
+            # truth a consumer's plan checks against.
+            visibility_timeout_s=(queue.visibility_timeout if queue and state.account is None
+                                  else self.visibility_timeout()))
 
 
 STEP = EventBusStep

@@ -1,10 +1,10 @@
 """Every policy runbook creates grants only what is justified, read back from the account.
 
-Phases a1..a3 (all but integration-test, which makes a user and no policy) run in an
-empty in-process moto account under two environment files that, between them, build
+Phases a1..a3 (all but integration-test, which makes a user and no policy) and the
+steps of a4 (event-bus, deploy-process-user-signup) run in an empty in-process moto account under two environment files that, between them, build
 every policy runbook can make: db_migrate runs (`database.connect: lambda`), once with
 password login (the functions read the DB secret) and once with IAM login (db_migrate
-as master_username, Post-Confirmation as its trigger role). Then the account is read
+as master_username, Post-Confirmation and process-user-signup as their trigger roles). Then the account is read
 back, so that nothing runbook made is missed: every IAM role with its trust policy and
 every inline and attached policy, every customer-managed policy, every function's and
 layer's resource policy, every secret's resource policy and every VPC endpoint's policy.
@@ -13,7 +13,8 @@ Each statement must be in JUSTIFIED (by policy, owner and Sid, with exactly its 
 resource, principal and condition), must not grant a wildcard action, may use
 "Resource": "*" only for the network-interface actions of a function in a VPC, and
 "Principal": "*" only bound to the account; an invoke permission must bind SourceArn to
-the user pool and SourceAccount to the account. docs/iam.md lists each statement
+the user pool (Cognito) or the relay's schedule rule (EventBridge) and SourceAccount to
+the account. docs/iam.md lists each statement
 with its justification; the test renders it and fails when the file differs.
 """
 
@@ -38,15 +39,18 @@ from tests.functional.conftest import run_steps
 
 DOCS = REPO / "docs" / "iam.md"
 ACCOUNT = "123456789012"
-FUNCTIONS = ("pre_signup", "post_confirmation", "db_migrate")
-IN_VPC = ("post_confirmation", "db_migrate")
+FUNCTIONS = ("pre_signup", "post_confirmation", "db_migrate", "process_user_signup")
+IN_VPC = ("post_confirmation", "db_migrate", "process_user_signup")
+# The steps of phase a4 that make policies, run after a1..a3 (config/prod.yaml has no a4).
+A4 = ["event-bus", "deploy-process-user-signup"]
 PRINCIPAL_ACCOUNT = {"StringEquals": {"aws:PrincipalAccount": "{account}"}}
 
 # The environment files, as changes to config/prod.yaml's `database` section.
 CONFIGURATIONS = {
     "password login": {"connect": "lambda"},
     "IAM login": {"connect": "lambda", "auth": "iam",
-                  "roles": {"matbakh_post_confirmation": {"trigger": "post-confirmation"}}},
+                  "roles": {"matbakh_post_confirmation": {"trigger": "post-confirmation"},
+                            "matbakh_signups": {"trigger": "process-user-signup"}}},
 }
 
 
@@ -77,10 +81,29 @@ JUSTIFIED = (
         "network interfaces with its execution role. AWS requires \"Resource\": \"*\" "
         "(DescribeNetworkInterfaces works only on *, and the interfaces do not exist "
         "before Lambda makes them); the EC2 actions of AWSLambdaVPCAccessExecutionRole."),
-    Why("execution role", ("post_confirmation",), "ReadDbSecret",
+    Why("execution role", ("post_confirmation", "process_user_signup"), "ReadDbSecret",
         ("secretsmanager:GetSecretValue",), "{DB secret}",
         "Log in to the database with the DB secret, when no database role is declared for "
-        "the trigger: that one secret, read only."),
+        "the function (trigger: <function>): that one secret, read only."),
+    Why("execution role", ("process_user_signup",), "ConnectAsDbUser", ("rds-db:connect",),
+        "arn:aws:rds-db:{region}:{account}:dbuser:{cluster resource id}/matbakh_signups",
+        "Log in by IAM as the consumer's database role (database.roles, trigger: "
+        "process-user-signup); no secret."),
+    Why("execution role", ("process_user_signup",), "ConsumeSignupQueue",
+        ("sqs:DeleteMessage", "sqs:GetQueueAttributes", "sqs:ReceiveMessage"),
+        "{signup queue}",
+        "Lambda's poller (the SQS event source mapping) receives batches from the signup "
+        "queue, deletes the messages the function stored and reads the queue's attributes, "
+        "with the function's execution role: the SQS actions of "
+        "AWSLambdaSQSQueueExecutionRole, on that one queue. Not its DLQ, and no "
+        "sqs:SendMessage."),
+    Why("invoke permission", ("process_user_signup",), "runbook-relay-schedule",
+        ("lambda:InvokeFunction",), "{this function}",
+        "EventBridge invokes the consumer every 5 minutes to relay registrations left in "
+        "the outbox when Post-Confirmation's PutEvents failed: from the relay's schedule "
+        "rule only (SourceArn), in this account only (SourceAccount). The SQS mapping needs "
+        "no permission (the poller uses the execution role).",
+        principal="events.amazonaws.com"),
     Why("execution role", ("post_confirmation",), "ConnectAsDbUser", ("rds-db:connect",),
         "arn:aws:rds-db:{region}:{account}:dbuser:{cluster resource id}/matbakh_post_confirmation",
         "Log in by IAM as the trigger's database role (database.roles, trigger: "
@@ -127,6 +150,12 @@ JUSTIFIED = (
         "The RDS Data API endpoint of the A3 runbook: statements and transactions on the "
         "environment's cluster only. Principals of this account only.",
         principal="*", condition=PRINCIPAL_ACCOUNT),
+    Why("endpoint", ("events",), "PublishRegistrations", ("events:PutEvents",),
+        "arn:aws:events:{region}:{account}:event-bus/matbakh-prod-events",
+        "Post-Confirmation publishes user.registered from the private subnets through the "
+        "EventBridge endpoint: PutEvents on the environment's own bus only. Principals of "
+        "this account only.",
+        principal="*", condition=PRINCIPAL_ACCOUNT),
 )
 
 
@@ -149,6 +178,7 @@ class Facts:
     placeholders: list[tuple[str, str]] = field(default_factory=list)   # (value, shown as)
     own: dict[str, list[tuple[str, str]]] = field(default_factory=dict)  # per owner: its ARN...
     pool_arn: str = ""
+    relay_rule_arn: str = ""
     in_vpc: set[str] = field(default_factory=set)
 
     def shown(self, value, owner: str):
@@ -168,8 +198,11 @@ def read_back(results: dict) -> tuple[list[Statement], Facts]:
     iam, lam = client("iam"), client("lambda")
     ec2, sm = client("ec2"), client("secretsmanager")
     outputs = {name: r.outputs for name, r in results.items()}
-    facts = Facts(ACCOUNT, REGION, pool_arn=outputs["cognito"]["user_pool_arn"])
+    facts = Facts(ACCOUNT, REGION, pool_arn=outputs["cognito"]["user_pool_arn"],
+                  relay_rule_arn=outputs["deploy-process-user-signup"]["relay_rule_arn"])
     facts.placeholders = [
+        (outputs["event-bus"]["queue_arn"], "{signup queue}"),
+        (facts.relay_rule_arn, "{relay rule}"),
         (outputs["store-secrets"]["db_secret_arn"], "{DB secret}"),
         (outputs["store-secrets"]["app_config_secret_arn"], "{app-config secret}"),
         (outputs["cognito"]["user_pool_arn"], "{user pool}"),
@@ -327,14 +360,18 @@ def problems(statements: list[Statement], facts: Facts) -> list[str]:
 
 
 def _unbound_invoke(label: str, body: dict, facts: Facts) -> list[str]:
-    """A service may invoke a function only from our pool (SourceArn, exactly) in our
-    account (SourceAccount): else any account's pool could call it (confused deputy)."""
+    """A service may invoke a function only from our pool, or EventBridge from our relay
+    rule (SourceArn, exactly), in our account (SourceAccount): else any account's pool or
+    rule could call it (confused deputy)."""
     condition = body.get("Condition") or {}
     source_arn = {**condition.get("ArnLike", {}), **condition.get("ArnEquals", {})}.get(
         "AWS:SourceArn")
     account = condition.get("StringEquals", {}).get("AWS:SourceAccount")
     found = []
-    if source_arn != facts.pool_arn:
+    if principal_of(body) == "events.amazonaws.com":
+        if not facts.relay_rule_arn or source_arn != facts.relay_rule_arn:
+            found.append(f"{label}: SourceArn is not bound to the relay rule")
+    elif source_arn != facts.pool_arn:
         found.append(f"{label}: SourceArn is not bound to the user pool")
     if account != facts.account:
         found.append(f"{label}: SourceAccount is not bound to the account")
@@ -364,7 +401,7 @@ def render(seen: dict[str, list[tuple[Statement, Facts]]]) -> str:
         "# IAM policies runbook creates",
         "",
         "Generated by `tests/functional/test_least_privilege.py`, which runs phases a1-a3 "
-        "in an empty",
+        "and a4's steps in an empty",
         "moto account under two environment files and reads back every role, inline and "
         "attached",
         "policy, function, layer and secret resource policy and VPC endpoint policy. Ids "
@@ -426,6 +463,7 @@ def seen(session_postgres, tmp_path_factory) -> dict[str, list[tuple[Statement, 
         for name, change in CONFIGURATIONS.items():
             data = yaml.safe_load(PROD_CONFIG.read_text())
             data["database"].update(change)
+            data["phases"]["a4"] = A4
             path = tmp_path_factory.mktemp("config") / "prod.yaml"
             path.write_text(yaml.safe_dump(data, sort_keys=False))
             config = config_mod.load(path)
@@ -433,7 +471,7 @@ def seen(session_postgres, tmp_path_factory) -> dict[str, list[tuple[Statement, 
             with psycopg.connect(pg_server, autocommit=True) as conn:
                 conn.execute(f"CREATE DATABASE {database}")
             try:
-                steps = [s for s in config.steps_through("a3") if s != "integration-test"]
+                steps = [s for s in config.steps_through("a4") if s != "integration-test"]
                 with mock_aws():
                     results, _ = run_steps(config, steps, make_conninfo(pg_server, dbname=database))
                     failed = {n: r.error for n, r in results.items() if r.status != "ok"}
@@ -449,12 +487,13 @@ def seen(session_postgres, tmp_path_factory) -> dict[str, list[tuple[Statement, 
 def test_every_role_and_function_runbook_makes_is_read_back(seen):
     for name, statements in seen.items():
         wheres = {s.where for s, _ in statements}
-        for fn in ("pre-signup", "post-confirmation", "db-migrate"):
+        for fn in ("pre-signup", "post-confirmation", "db-migrate", "process-user-signup"):
             assert f"role matbakh-cognito-{fn}-role: trust policy" in wheres, (name, fn)
             assert f"role matbakh-cognito-{fn}-role: inline policy runbook" in wheres, (name, fn)
         owners = {(s.policy, s.owner) for s, _ in statements}
         assert {("invoke permission", "pre_signup"),
-                ("invoke permission", "post_confirmation")} <= owners, name
+                ("invoke permission", "post_confirmation"),
+                ("invoke permission", "process_user_signup")} <= owners, name
         assert ("invoke permission", "db_migrate") not in owners  # only runbook invokes it
         assert all(s.owner != "?" for s, _ in statements), name
 
@@ -550,3 +589,18 @@ def test_an_invoke_permission_without_source_account_is_found():
     assert problems([statement], FACTS) == [
         "function f: resource policy [runbook-cognito-post-confirmation]: SourceAccount is "
         "not bound to the account"]
+
+
+def test_an_events_invoke_permission_bound_to_another_rule_is_found():
+    relay = f"arn:aws:events:{REGION}:{ACCOUNT}:rule/matbakh-prod-registration-relay"
+    facts = Facts(ACCOUNT, REGION, pool_arn=FACTS.pool_arn, relay_rule_arn=relay)
+    body = {"Sid": "runbook-relay-schedule", "Effect": "Allow",
+            "Principal": {"Service": "events.amazonaws.com"},
+            "Action": "lambda:InvokeFunction", "Resource": "{this function}",
+            "Condition": {"ArnLike": {"AWS:SourceArn": f"arn:aws:events:{REGION}:{ACCOUNT}:rule/x"},
+                          "StringEquals": {"AWS:SourceAccount": ACCOUNT}}}
+    statement = Statement("function f: resource policy", "invoke permission",
+                          "process_user_signup", body)
+    assert problems([statement], facts) == [
+        "function f: resource policy [runbook-relay-schedule]: SourceArn is not bound to the "
+        "relay rule"]

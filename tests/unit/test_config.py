@@ -206,6 +206,21 @@ CASES = {
     "parameter-group-ending-in-hyphen": Case(
         "database.parameter_group", ("is not valid here",),
         mutate=_set("database", "parameter_group", "tls-only-")),
+    "events-batch-size-above-what-sqs-mappings-take": Case(
+        "events.batch_size", ("less than or equal to 10",),
+        mutate=_set("events", "batch_size", 11)),
+    "events-batch-size-zero": Case(
+        "events.batch_size", ("greater than or equal to 1",),
+        mutate=_set("events", "batch_size", 0)),
+    "events-max-concurrency-below-lambdas-minimum": Case(
+        "events.max_concurrency", ("greater than or equal to 2",),
+        mutate=_set("events", "max_concurrency", 1)),
+    "events-max-concurrency-above-lambdas-maximum": Case(
+        "events.max_concurrency", ("less than or equal to 1000",),
+        mutate=_set("events", "max_concurrency", 1001)),
+    "events-max-concurrency-quoted": Case(
+        "events.max_concurrency", ("expected a whole number",),
+        mutate=_set("events", "max_concurrency", "5")),
     "huge-unknown-step-cut-short": Case(
         "phases.a2[0]", ("unknown step 'cccc", "...; known steps"),
         mutate=_set("phases", "a2", ["c" * 100_000])),
@@ -406,6 +421,14 @@ def test_prod_yaml_loads_with_the_production_values_from_the_runbooks():
         "a2": ["cognito"],
         "a3": ["vpc-integrate", "fix-tables", "deploy-post-confirmation", "integration-test"],
     }
+
+
+def test_events_section_is_optional_and_defaults_to_full_batches_two_at_once(write_config):
+    loaded = config.load(write_config(lambda data: data.pop("events")))
+    assert (loaded.events.batch_size, loaded.events.max_concurrency) == (10, 2)
+    changed = config.load(write_config(
+        lambda data: data.update(events={"batch_size": 4, "max_concurrency": 7})))
+    assert (changed.events.batch_size, changed.events.max_concurrency) == (4, 7)
 
 
 def test_env_name_comes_from_the_argument_over_the_file_name(write_config):

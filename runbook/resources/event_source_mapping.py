@@ -1,0 +1,185 @@
+"""A Lambda event source mapping from an SQS queue: Lambda's poller, which receives
+batches from the queue and invokes the function with them (phase a4).
+
+A mapping has no name: it is the (function, queue ARN) pair, which AWS allows once
+(a second CreateEventSourceMapping for the pair is a ResourceConflictException; moto
+5.2.5 makes a second one, which `find` then refuses). Its id, a UUID, is AWS's.
+
+runbook's checks are strict where moto is lax: AWS refuses a mapping whose function's
+timeout is above the queue's visibility timeout when the mapping is made (a batch would
+reappear on the queue while it is still being processed); moto accepts it. The plan
+refuses it first, naming the field.
+
+A mapping being created or updated (State Creating, Enabling, Updating) is found as it
+is: an update that meets one is retried while AWS says it is in use. A mapping being
+deleted is not found. Mappings carry no runbook tags: one is claimed through its
+function, which the same step claims.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from runbook.aws import retry
+from runbook.aws.api import Api, pages
+from runbook.engine.plan import Change, diff_field, is_known
+from runbook.errors import PlanError, StepFailed
+from runbook.resources.base import Found, Resource, Spec
+
+REPORT_FAILURES = "ReportBatchItemFailures"
+# UpdateEventSourceMapping answers ResourceInUseException while the mapping is still
+# being created or updated: 2 + 4 + 8 + 15 + 15 = 44 s.
+IN_USE = retry.Policy("event source mapping in use", attempts=6, first_delay_s=2,
+                      max_delay_s=15)
+GONE = frozenset({"Deleting"})
+OFF = frozenset({"Disabled", "Disabling"})
+
+
+@dataclass(frozen=True)
+class MappingSpec(Spec):
+    """`name` is "<function>/<queue name>"; `tags` are the function's (claims only)."""
+
+    function: str = ""                   # the function's name
+    source_arn: str = ""                 # the queue's ARN
+    batch_size: int = 10                 # 1-10 for a standard queue without a window
+    response_types: tuple = (REPORT_FAILURES,)
+    max_concurrency: int = 2             # ScalingConfig.MaximumConcurrency: 2-1000
+    enabled: bool = True
+    # What AWS checks when the mapping is made: the function's timeout (the field that
+    # sets it, for the message) against the queue's visibility timeout.
+    function_timeout_s: int = 0
+    timeout_field: str = ""
+    visibility_timeout_s: Any = None     # int, or Unknown while the queue is not read
+
+    def settings(self) -> dict:
+        """The diffed settings, as `MappingFound.settings` gives them."""
+        return {"batch_size": self.batch_size,
+                "function_response_types": sorted(self.response_types),
+                "maximum_concurrency": self.max_concurrency, "enabled": self.enabled}
+
+
+# The request parameter behind each diffed setting.
+def _parameter(name: str, spec: MappingSpec) -> dict:
+    return {"batch_size": {"BatchSize": spec.batch_size},
+            "function_response_types": {"FunctionResponseTypes": list(spec.response_types)},
+            "maximum_concurrency": {"ScalingConfig": {"MaximumConcurrency":
+                                                      spec.max_concurrency}},
+            "enabled": {"Enabled": spec.enabled}}[name]
+
+
+@dataclass
+class MappingFound(Found):
+    """`id` is the mapping's UUID; `mapping` what ListEventSourceMappings gives."""
+
+    mapping: dict = field(default_factory=dict)
+
+    @property
+    def state(self) -> str:
+        return self.mapping.get("State", "")
+
+    def settings(self) -> dict:
+        return {"batch_size": self.mapping.get("BatchSize"),
+                "function_response_types": sorted(self.mapping.get("FunctionResponseTypes")
+                                                  or ()),
+                "maximum_concurrency": (self.mapping.get("ScalingConfig") or {}).get(
+                    "MaximumConcurrency"),
+                "enabled": self.state not in OFF}
+
+
+class EventSourceMapping(Resource[MappingSpec, MappingFound]):
+    kind, service, plural = "lambda:event-source-mapping", "lambda", "event source mappings"
+    ops = {"create": "create_event_source_mapping", "update": "update_event_source_mapping"}
+
+    # -- read ------------------------------------------------------------------------
+
+    def candidates(self, api: Api, spec: MappingSpec) -> dict:
+        return {"tagged": [], "named": self.by_name(api, spec)}
+
+    def by_name(self, api: Api, spec: MappingSpec) -> list[MappingFound]:
+        """The mappings from the queue to the function (by name: moto matches the
+        FunctionName filter as the string given), those being deleted left out."""
+        listed = pages(api.client("lambda"), "list_event_source_mappings",
+                       "EventSourceMappings", FunctionName=spec.function,
+                       EventSourceArn=spec.source_arn)
+        return [MappingFound(m["UUID"], {}, m) for m in listed if m.get("State") not in GONE]
+
+    def several(self, spec: MappingSpec, candidates: list[MappingFound], how: str) -> PlanError:
+        return PlanError(spec.step, self.label(spec),
+                         f"{len(candidates)} mappings feed {spec.function} from "
+                         f"{spec.source_arn} ({', '.join(c.id for c in candidates)}); AWS "
+                         "allows one. Delete all but one (aws lambda "
+                         "delete-event-source-mapping --uuid ...), then run again.")
+
+    # -- plan (pure) -------------------------------------------------------------------
+
+    def summary(self, spec: MappingSpec) -> dict:
+        return {"source": spec.source_arn, **spec.settings()}
+
+    def diff(self, spec: MappingSpec, found: MappingFound) -> dict:
+        diff: dict = {}
+        current = found.settings()
+        for name, wanted in spec.settings().items():
+            diff_field(diff, name, current[name], wanted)
+        return diff
+
+    def plan(self, spec: MappingSpec, found: MappingFound | None, key: str) -> list[Change]:
+        """Refuse a function timeout above the queue's visibility timeout (AWS would, at
+        CreateEventSourceMapping; moto does not). No tag change: see the docstring."""
+        visibility = spec.visibility_timeout_s
+        if is_known(visibility) and visibility is not None \
+                and spec.function_timeout_s > visibility:
+            raise PlanError(spec.step, self.label(spec),
+                            f"{spec.timeout_field} is {spec.function_timeout_s} s, above "
+                            f"the queue's visibility timeout of {visibility} s: Lambda "
+                            "refuses such a mapping, as a batch would reappear while it "
+                            "is processed. Lower the timeout, or run step event-bus first "
+                            "(it makes the visibility timeout 6x the timeout).")
+        return [c for c in super().plan(spec, found, key) if c.run.action != "tag"]
+
+    # -- apply -------------------------------------------------------------------------
+
+    def create(self, api: Api, spec: MappingSpec) -> MappingFound:
+        lam = api.client("lambda")
+        try:
+            created = lam.create_event_source_mapping(
+                FunctionName=spec.function, EventSourceArn=spec.source_arn,
+                BatchSize=spec.batch_size, FunctionResponseTypes=list(spec.response_types),
+                ScalingConfig={"MaximumConcurrency": spec.max_concurrency},
+                Enabled=spec.enabled)
+        except lam.exceptions.ResourceConflictException:
+            # The answer to an earlier attempt was lost, or a concurrent run made it.
+            found = self.find(api, spec)
+            if found is None:
+                raise StepFailed(spec.step, self.label(spec), "AWS said it exists, and "
+                                 "then that it does not: run again") from None
+            diff = self.diff(spec, found)
+            return self.update(api, spec, found, diff, {}) if diff else found
+        return self.read_back(api, spec, created["UUID"])
+
+    def update(self, api: Api, spec: MappingSpec, found: MappingFound, diff: dict,
+               tags: dict) -> MappingFound:
+        """Only the settings that differ."""
+        params: dict = {}
+        for name in diff:
+            params.update(_parameter(name, spec))
+        lam = api.client("lambda")
+        retry.retry(lambda: lam.update_event_source_mapping(UUID=found.id, **params),
+                    when=lambda exc: retry.error_code(exc) == "ResourceInUseException",
+                    policy=IN_USE, sleep=api.sleep)
+        return self.read_back(api, spec, found.id)
+
+    def read_back(self, api: Api, spec: MappingSpec, uuid: str) -> MappingFound:
+        """The mapping as AWS stored it: a setting it did not keep fails the step here,
+        not on the next run's plan."""
+        mapping = api.client("lambda").get_event_source_mapping(UUID=uuid)
+        found = MappingFound(uuid, {}, {k: v for k, v in mapping.items()
+                                        if k != "ResponseMetadata"})
+        differs = self.diff(spec, found)
+        if differs:
+            raise StepFailed(spec.step, self.label(spec, found),
+                             f"AWS did not keep {', '.join(sorted(differs))}: {differs}")
+        return found
+
+    def delete(self, api: Api, found: MappingFound) -> None:
+        api.client("lambda").delete_event_source_mapping(UUID=found.id)
