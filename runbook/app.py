@@ -136,12 +136,13 @@ def run(config, target: Target, *, dry_run: bool, report_dir: Path, progress,
         record.journal_file = str(journal_path)
     data = reports.build(record)
     path = reports.write(data, report_dir, stamp)
-    _write_alone(record, INTEGRATION_TEST, report_dir, stamp)
+    for step in TEST_STEPS:
+        _write_alone(record, step, report_dir, stamp)
     return RunOutcome(data, path, _exit_code(record))
 
 
-# Its report is also written alone, to be found and compared across runs.
-INTEGRATION_TEST = "integration-test"
+# Their reports are also written alone, to be found and compared across runs.
+TEST_STEPS = ("integration-test", "registration-test")
 
 
 def _write_alone(record: reports.RunRecord, step: str, report_dir: Path, stamp: str) -> None:

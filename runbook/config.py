@@ -496,6 +496,13 @@ class Config(_Model):
     def all_steps(self) -> list[str]:
         return [step for steps in self.phases.values() for step in steps]
 
+    def publishes_registrations(self) -> bool:
+        """Whether Post-Confirmation publishes `user.registered` (phase a4): the file
+        has step event-bus. Its bus is named, and its ARN known, without that step's
+        outputs, so the earlier steps that wire it (vpc-integrate's endpoint,
+        deploy-post-confirmation's variable and statement) need not follow it."""
+        return "event-bus" in self.all_steps()
+
 
 def _parse_cidr(value: str) -> str:
     try:

@@ -17,8 +17,8 @@ Phase a4 (EVENT_BUS_NAME set): a sign-up also publishes a `user.registered` even
 that bus, for process-user-signup to store the user in `users`
 (runbook.lambda_runtime.registration). The event's detail is written to the
 registration outbox in the profile's transaction, then published within what is left
-of Cognito's 5 seconds. A failed publish does not fail the trigger: failing would save
-nothing, since Cognito documents no redelivery of a failed Post-Confirmation beyond its
+of Cognito's 5 seconds. A failed publish (the bus not made yet, say, when phase a3 runs
+before a4) is a warning and does not fail the trigger: failing would save nothing, since Cognito documents no redelivery of a failed Post-Confirmation beyond its
 own attempts within those seconds, and the confirmation is not undone (inference, see
 the README). The outbox row is the registration's record, and the consumer's relay
 stores it.
@@ -101,7 +101,9 @@ def publish(log: logs.Log, bus: str, event_detail: dict, deadline: float) -> Non
                                         deadline=deadline)
     except Exception as exc:  # noqa: BLE001 - the outbox row stays for the relay
         reason = str(exc) if isinstance(exc, registration.PublishFailed) else type(exc).__name__
-        log.error("Registration not published; the outbox keeps it for the relay",
-                  reason=reason, event_bus=bus)
+        # A warning, not an error: nothing is lost, and the relay stores it within
+        # minutes. Its count says how often the relay has had to.
+        log.warning("Registration not published; the outbox keeps it for the relay",
+                    reason=reason, event_bus=bus)
         return
     log.info("Registration published", event_id=event_id, event_bus=bus)

@@ -36,6 +36,9 @@ class Log:
     def info(self, message: str, **fields) -> None:
         self._write("INFO", message, fields)
 
+    def warning(self, message: str, **fields) -> None:
+        self._write("WARNING", message, fields)
+
     def error(self, message: str, **fields) -> None:
         self._write("ERROR", message, fields)
 

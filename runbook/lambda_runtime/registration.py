@@ -52,6 +52,12 @@ MARGIN_S = 0.5
 
 # Between a failed attempt and the next: short, since Cognito waits at most 5 s in all.
 BACKOFF_S = (0.05, 0.1, 0.2, 0.4, 0.8)
+# Answers that the same entry would get again: sending it again only spends the
+# trigger's seconds (a bus not made yet, a role without PutEvents, a refused entry).
+NOT_RETRIED = frozenset({
+    "ResourceNotFoundException", "AccessDeniedException", "ValidationException",
+    "UnrecognizedClientException", "InvalidArgument", "MalformedDetail",
+    "NotAuthorizedForSourceException", "NotAuthorizedForDetailTypeException"})
 
 
 class PublishFailed(RuntimeError):
@@ -119,7 +125,8 @@ def publish(client, bus: str, event_detail: dict, *, deadline: float,
             sleep: Callable[[float], None] = time.sleep) -> str:
     """Put the entry on `bus` and return its EventId. A failed entry, or a call that
     failed whole (throttled, the endpoint unreachable), is sent again until `deadline`
-    (a `clock` reading); after that, PublishFailed with the codes seen."""
+    (a `clock` reading), unless its code is one of NOT_RETRIED; after that,
+    PublishFailed with the codes seen."""
     request = entry(bus, event_detail)
     codes: list[str] = []
     for attempt in range(len(BACKOFF_S) + 1):
@@ -133,7 +140,7 @@ def publish(client, bus: str, event_detail: dict, *, deadline: float,
                 return result["EventId"]
             codes.append(result.get("ErrorCode") or "no EventId")
         wait = BACKOFF_S[min(attempt, len(BACKOFF_S) - 1)]
-        if attempt == len(BACKOFF_S) or clock() + wait >= deadline:
+        if codes[-1] in NOT_RETRIED or attempt == len(BACKOFF_S) or clock() + wait >= deadline:
             break
         sleep(wait)
     raise PublishFailed(f"PutEvents did not accept the {DETAIL_TYPE} entry after "

@@ -62,6 +62,10 @@ CATALOGUE: dict[str, StepInfo] = {
         StepInfo("integration-test", "runbook.steps.integration_test",
                  requires=("deploy-post-confirmation", "cognito", "database", "store-secrets"),
                  idempotent=False),
+        StepInfo("registration-test", "runbook.steps.registration_test",
+                 requires=("deploy-process-user-signup", "event-bus", "deploy-post-confirmation",
+                           "cognito", "database", "store-secrets"),
+                 idempotent=False),
     )
 }
 

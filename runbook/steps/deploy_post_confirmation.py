@@ -11,22 +11,34 @@ How the function logs in to the database follows the environment file:
         DB_SECRET_ARN: the master credentials, read from the one secret the execution
         role may read. This is what the old scripts did; a trigger role is better.
 
+With phase a4 in the file (Config.publishes_registrations), the function also publishes
+each sign-up to the environment's event bus: EVENT_BUS_NAME names it, and one statement
+allows events:PutEvents on that bus alone. Both are known from the file, so this step
+need not follow event-bus: until event-bus has made the bus, a sign-up's event waits
+in the registration outbox (lambdas/post_confirmation), and the relay of step
+deploy-process-user-signup stores it.
+
 The trigger is attached last, after the function is active and Cognito may invoke it,
 with the pool's whole configuration sent back (UpdateUserPool resets what it omits).
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
+from runbook.aws import naming
 from runbook.engine import UNKNOWN, Change, Outputs, Step, is_known
 from runbook.functions import package, registry
 from runbook.functions.deploy import (FUNCTION_KEY, FunctionSpec, FunctionsMixin,
                                       FunctionState, LayerState, function_spec)
+from runbook.resources.event_bus import bus_arn
 
 STEP_NAME = "deploy-post-confirmation"
 ENTRY = registry.POST_CONFIRMATION
 KEY = ENTRY.key
+# The statement that lets the function publish user.registered on the bus (phase a4).
+PUBLISH_SID = "PublishRegistrations"
 
 
 @dataclass
@@ -50,11 +62,18 @@ class DeployPostConfirmation(FunctionsMixin, Step):
     name = STEP_NAME
 
     def spec(self, account: str) -> FunctionSpec:
-        return function_spec(
+        environment, statements = {"DB_SCHEMA": self.config.database.schema}, ()
+        if self.config.publishes_registrations():
+            bus = naming.event_bus_name(self.config)
+            environment["EVENT_BUS_NAME"] = bus
+            statements = ({"Sid": PUBLISH_SID, "Effect": "Allow", "Action": ["events:PutEvents"],
+                           "Resource": bus_arn(self.ctx.aws.region, account, bus)},)
+        spec = function_spec(
             ENTRY, self.config, account=account, region=self.ctx.aws.region,
             network=self.inputs.vpc_integrate, database=self.inputs.database,
             secrets=self.inputs.store_secrets, pool_arn=self.inputs.cognito.user_pool_arn,
-            environment={"DB_SCHEMA": self.config.database.schema})
+            environment=environment)
+        return dataclasses.replace(spec, statements=spec.statements + statements)
 
     def read(self) -> DeployState:
         # The inputs first, in this order, so that a missing one is named before anything

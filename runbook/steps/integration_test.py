@@ -17,7 +17,10 @@ that reports compare across runs:
   db_consistency             one profile and one private profile, foreign key, unique
                              and not-null constraints holding for them
   cleanup                    the Cognito user is deleted, and deleting the profile
-                             removed the private profile
+                             removed the private profile; with phase a4 in the file, the
+                             user's `users` and registration-outbox rows are deleted too,
+                             once its user.registered event has been stored (while the
+                             bus does not exist yet, the event waits in the outbox)
 
 A failed check fails the step (exit 1); the checks after it still run, except those that
 need what it failed to produce, which are `skipped` naming it. Cleanup always runs, also
@@ -92,6 +95,10 @@ class TestState:
     database: Any                         # step database's outputs
     secrets: Any                          # step store-secrets' outputs
     user: TestUser
+    # Post-Confirmation publishes to a bus that exists: the user's event will reach
+    # `users`, and cleanup waits for it before deleting the row (phase a4).
+    publishing: bool = False
+    extra: dict = field(default_factory=dict)   # what a subclass's read adds
 
 
 @dataclass(frozen=True)
@@ -103,10 +110,11 @@ class TestOutputs(Outputs):
 
 class IntegrationTest(DatabaseAccess, Step):
     name = STEP_NAME
+    CHECKS = CHECKS
 
     def __init__(self, ctx, inputs=None):
         super().__init__(ctx, inputs)
-        self.checks = {name: Check(name) for name in CHECKS}
+        self.checks = {name: Check(name) for name in self.CHECKS}
         self.timings: dict[str, int | None] = {}
         self.ran = False
         self.conn = None
@@ -123,11 +131,21 @@ class IntegrationTest(DatabaseAccess, Step):
                         custom_attribute_values(self.config.cognito.custom_attributes))
         return TestState(cognito.user_pool_id, cognito.client_id,
                          deployed.function_name, self.inputs.database,
-                         self.inputs.store_secrets, user)
+                         self.inputs.store_secrets, user, self._publishing())
+
+    def _publishing(self) -> bool:
+        """Whether the trigger's events reach a bus that exists (phase a4 has run)."""
+        if not self.config.publishes_registrations():
+            return False
+        from runbook.aws import naming
+
+        events = self.client("events")
+        return self.api.or_none(lambda: events.describe_event_bus(
+            Name=naming.event_bus_name(self.config))) is not None
 
     def plan(self, state: TestState) -> list[Change]:
         return [Change("create", f"cognito-idp:user {mask(state.user.email)}", "run_checks", {},
-                       {"checks": ", ".join(CHECKS),
+                       {"checks": ", ".join(self.CHECKS),
                         "afterwards": "the user and its rows are deleted"},
                        run=self.run_checks)]
 
@@ -140,24 +158,27 @@ class IntegrationTest(DatabaseAccess, Step):
         self._state = state  # what _db() logs in with
         self.users = users(self.ctx, pool_id=state.pool_id, client_id=state.client_id)
         try:
-            self._check("cognito_signup", self.sign_up, state)
-            self._check("post_confirmation_trigger", self.confirm, state,
-                        needs="cognito_signup")
-            self._check("profile_row", self.profile_row, state, needs="cognito_signup")
-            self._check("private_profile_row", self.private_profile_row, state,
-                        needs="profile_row")
-            # A failed trigger does not undo the confirmation: the user can sign in.
-            self._check("authentication", self.authenticate, state, needs="cognito_signup")
-            self._check("jwt_validation", self.validate_tokens, state, needs="authentication")
-            self._check("cloudwatch_logs", self.logs, state, needs="cognito_signup")
-            self._check("db_consistency", self.consistency, state, needs="private_profile_row")
+            self.sequence(state)
         finally:
             self._check("cleanup", self.cleanup, state)
         failed = [c.name for c in self.checks.values() if c.status == "failed"]
         if failed:
-            raise StepFailed(STEP_NAME, f"cognito-idp:user {mask(state.user.email)}",
-                             f"{len(failed)} of {len(CHECKS)} checks failed: "
+            raise StepFailed(self.name, f"cognito-idp:user {mask(state.user.email)}",
+                             f"{len(failed)} of {len(self.CHECKS)} checks failed: "
                              f"{', '.join(failed)}")
+
+    def sequence(self, state: TestState) -> None:
+        """The checks before cleanup, in CHECKS' order."""
+        self._check("cognito_signup", self.sign_up, state)
+        self._check("post_confirmation_trigger", self.confirm, state, needs="cognito_signup")
+        self._check("profile_row", self.profile_row, state, needs="cognito_signup")
+        self._check("private_profile_row", self.private_profile_row, state,
+                    needs="profile_row")
+        # A failed trigger does not undo the confirmation: the user can sign in.
+        self._check("authentication", self.authenticate, state, needs="cognito_signup")
+        self._check("jwt_validation", self.validate_tokens, state, needs="authentication")
+        self._check("cloudwatch_logs", self.logs, state, needs="cognito_signup")
+        self._check("db_consistency", self.consistency, state, needs="private_profile_row")
 
     def _check(self, name: str, run, state: TestState, *, needs: str | None = None) -> None:
         check = self.checks[name]
@@ -328,9 +349,42 @@ class IntegrationTest(DatabaseAccess, Step):
             done.append("deleting the profile removed the private profile (cascade)")
         else:
             done.append("no profile to delete")
+        if self.config.publishes_registrations() and user.sub:
+            settled = self.forget_registrations(state, [user.sub])
+            done.append(settled)
         if user_left:
             raise CheckFailed("; ".join(done))
         return "; ".join(done)
+
+    def forget_registrations(self, state: TestState, subs: list[str]) -> str:
+        """Delete the `users` and registration-outbox rows of `subs` (phase a4). When the
+        bus exists, each one's event is on its way to `users`: first wait (row_timeout_s)
+        for the consumer to store it, which removes its outbox row, so that no row
+        appears after the cleanup. Raises CheckFailed if one is still on its way."""
+        conn, users, outbox = self._db(), self._table("users"), self._table("registration_outbox")
+        pending: list = []
+        if state.publishing:
+            deadline = time.monotonic() + self.config.integration_test.row_timeout_s
+            while True:
+                pending = [row[0] for row in conn.execute(
+                    f"SELECT o.cognito_id FROM {outbox} o WHERE o.cognito_id = ANY(%s) AND NOT "
+                    f"EXISTS (SELECT 1 FROM {users} u WHERE u.cognito_id = o.cognito_id)",
+                    (subs,))]
+                if not pending or time.monotonic() >= deadline:
+                    break
+                self.ctx.sleep(POLL_INTERVAL_S)
+        with conn.transaction():
+            stored = conn.execute(f"DELETE FROM {users} WHERE cognito_id = ANY(%s)",
+                                  (subs,)).rowcount
+            waiting = conn.execute(f"DELETE FROM {outbox} WHERE cognito_id = ANY(%s)",
+                                   (subs,)).rowcount
+        if pending:
+            raise CheckFailed(f"{len(pending)} registration(s) of the test were not stored "
+                              f"within {self.config.integration_test.row_timeout_s} s; their "
+                              "events may still make a users row, to delete by hand "
+                              f"(cognito_id {', '.join(pending)})")
+        return (f"deleted {stored} users row(s) and {waiting} registration-outbox row(s) of "
+                "the test")
 
     # -- the database ------------------------------------------------------------------------
 
@@ -375,7 +429,8 @@ class IntegrationTest(DatabaseAccess, Step):
 
     def outputs(self, state: TestState) -> TestOutputs:
         passed = sum(c.status == "ok" for c in self.checks.values())
-        return TestOutputs(run_id=state.user.run_id, checks_passed=passed, checks=len(CHECKS))
+        return TestOutputs(run_id=state.user.run_id, checks_passed=passed,
+                           checks=len(self.CHECKS))
 
 
 # -- helpers ---------------------------------------------------------------------------------

@@ -157,7 +157,7 @@ class VpcIntegrateStep(Step):
 
     def services(self) -> tuple[str, ...]:
         """The services that get an interface endpoint in this environment."""
-        if "event-bus" in self.config.all_steps():
+        if self.config.publishes_registrations():
             return SERVICES + EVENT_SERVICES
         return SERVICES
 

@@ -15,7 +15,7 @@ import pytest
 
 from runbook import config as config_mod
 from runbook.functions import package
-from tests.conftest import PROD_CONFIG, REGION
+from tests.conftest import REGION
 from tests.functional.conftest import run_steps as run
 
 BEFORE = ["network", "database", "store-secrets", "vpc-integrate", "fix-tables", "event-bus"]

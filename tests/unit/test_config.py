@@ -420,6 +420,7 @@ def test_prod_yaml_loads_with_the_production_values_from_the_runbooks():
         "a1": ["network", "database", "store-secrets"],
         "a2": ["cognito"],
         "a3": ["vpc-integrate", "fix-tables", "deploy-post-confirmation", "integration-test"],
+        "a4": ["event-bus", "deploy-process-user-signup", "registration-test"],
     }
 
 
