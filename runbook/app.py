@@ -235,7 +235,8 @@ def _dry_run(config, target, record, journal, progress, lock_wait_s,
     from runbook.sandbox.stack import SANDBOX_CREDENTIALS, Sandbox
 
     progress.line(f"dry run of {target.name}: starting a sandbox", bold=True)
-    with Sandbox(progress) as sandbox:
+    # With the region, the sandbox runs the SQS event source mappings the steps make.
+    with Sandbox(progress, region=config.region) as sandbox:
         aws = ClientFactory(config.region, endpoint_url=sandbox.aws_url,
                             credentials=SANDBOX_CREDENTIALS, journal=journal)
         with aws.scoped("preflight"):

@@ -4,7 +4,9 @@ front-end that takes RDS IAM token logins for it (runbook.sandbox.tls).
 
 moto runs in a thread of this process and talks HTTP, so the runner, the Lambda
 handlers and the integration test all reach one emulated account exactly as they would
-reach AWS. The sandbox is torn down on every exit path: success, failure, Ctrl-C
+reach AWS. Given a region, it also runs Lambda's part of every SQS event source
+mapping there (runbook.sandbox.sqs.Poller, as `sandbox.poller`), which moto cannot.
+The sandbox is torn down on every exit path: success, failure, Ctrl-C
 (SIGINT) and SIGTERM, leaving no moto thread and no postgres process behind.
 """
 
@@ -18,6 +20,7 @@ import warnings
 from pathlib import Path
 
 from runbook.sandbox import rds as sandbox_rds
+from runbook.sandbox import sqs as sandbox_sqs
 
 # The credentials a sandbox client signs with. They are not secret: moto accepts any.
 SANDBOX_CREDENTIALS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
@@ -25,8 +28,10 @@ SANDBOX_ACCOUNT = "123456789012"  # moto's default account
 
 
 class Sandbox:
-    def __init__(self, progress, *, pg_dsn: str | None = None):
+    def __init__(self, progress, *, pg_dsn: str | None = None, region: str | None = None):
         self.progress = progress
+        self.region = region            # where the SQS poller looks for mappings
+        self.poller: sandbox_sqs.Poller | None = None
         self.external_dsn = pg_dsn if pg_dsn is not None else os.environ.get("RUNBOOK_PG_DSN")
         self.workdir: Path | None = None
         self.aws_url: str | None = None
@@ -49,6 +54,7 @@ class Sandbox:
             self._start_postgres()
             self._create_database()
             self._start_tls()
+            self._start_poller()
         except BaseException:
             self.close()
             raise
@@ -70,6 +76,7 @@ class Sandbox:
         host, port = self._moto.get_host_and_port()
         self.aws_url = f"http://{host}:{port}"
         sandbox_rds.install()  # DescribeDBEngineVersions, which moto lacks
+        sandbox_sqs.install()  # no SQS mapping fired inside SendMessage: the poller runs them
         self._reset_moto()
         self.progress.line(f"sandbox: moto server on {self.aws_url} (sandbox dir {self.workdir})",
                            dim=True)
@@ -123,6 +130,27 @@ class Sandbox:
         self.progress.line(f"sandbox: TLS front-end for IAM logins on {self.database_tls.host}:"
                            f"{self.database_tls.port}", dim=True)
 
+    def _start_poller(self) -> None:
+        """Lambda's SQS poller for the region's mappings, with its own clients and
+        invoker (what it calls is Lambda's work, not the steps')."""
+        if self.region is None:
+            return
+        from runbook.aws.clients import ClientFactory
+        from runbook.functions.invoke import sandbox_invoker
+
+        aws = ClientFactory(self.region, endpoint_url=self.aws_url,
+                            credentials=SANDBOX_CREDENTIALS)
+        invoker = sandbox_invoker(aws, self.database_dsn, self.database_tls)
+        self.poller = sandbox_sqs.Poller(aws, invoker.invoke).start()
+
+    def _stop_poller(self) -> None:
+        if self.poller is None:
+            return
+        if not self.poller.stop():
+            self.progress.line("sandbox: the SQS poller's invocation outlived the "
+                               "sandbox; it is left to end on its own", fg="yellow")
+        self.poller = None
+
     def _drop_database(self) -> None:
         if self.database is None or not self.external_dsn:
             return  # an embedded server is deleted with its directory
@@ -145,6 +173,7 @@ class Sandbox:
     def close(self) -> None:
         """Stop everything this sandbox started. Safe to call more than once."""
         try:
+            self._stop_poller()
             if self.database_tls is not None:
                 self.database_tls.stop()
                 self.database_tls = None
@@ -197,6 +226,9 @@ class Sandbox:
             "behind the endpoint, so the parameter group's rds.force_ssl is recorded, not "
             "enforced",
             sandbox_rds.SIMULATED,
+            sandbox_sqs.SIMULATED_FIRING,
+            *([sandbox_sqs.SIMULATED_POLLER.format(delay=sandbox_sqs.RETRY_DELAY_S)]
+              if self.region else []),
             f"PostgreSQL: {'RUNBOOK_PG_DSN' if self.external_dsn else 'embedded pgserver'} "
             f"{self.pg_version} stands in for Aurora PostgreSQL",
             f"database endpoint: the cluster's endpoint is pointed at the sandbox database "
