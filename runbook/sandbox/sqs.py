@@ -214,7 +214,8 @@ class Poller:
     def drain(self, timeout_s: float) -> bool:
         """Wait until the mapped queues are idle: a whole poll that began after this
         call found no visible message, no invocation in flight, and no failed message
-        still waiting out retry_delay_s. False if that did not happen within timeout_s."""
+        still waiting out retry_delay_s. False if that did not happen within timeout_s,
+        which includes a poller that keeps failing (see `failures`)."""
         deadline = time.monotonic() + timeout_s
         with self._idle:
             # cycle start + 1 may have begun before this call; start + 2 began after it
@@ -233,12 +234,15 @@ class Poller:
             hidden = time.monotonic() < self._retry_until
             try:
                 busy = self.poll_once()
+                idle = not busy and not hidden
             except Exception as exc:  # noqa: BLE001 - never raise into the runner
-                self._fail("", "", "", "poller error", type(exc).__name__, [])
-                busy = False
+                error = Failure("", "", "", "poller error", type(exc).__name__, ())
+                if not self.failures or self.failures[-1] != error:  # once, not 5 a second
+                    self.failures.append(error)
+                busy = idle = False  # a poll that failed saw nothing: not idle
             with self._idle:
                 self._cycle += 1
-                if not busy and not hidden:
+                if idle:
                     self._idle_cycle = self._cycle
                 self._idle.notify_all()
             if not busy:
