@@ -232,11 +232,12 @@ def _locked(config, target, lock_aws, identity, progress, wait_s, sleep):
 
 def _dry_run(config, target, record, journal, progress, lock_wait_s,
              allow_reboot=False) -> None:
+    from runbook.functions.invoke import sandbox_invoker
     from runbook.sandbox.stack import SANDBOX_CREDENTIALS, Sandbox
 
     progress.line(f"dry run of {target.name}: starting a sandbox", bold=True)
-    # With the region, the sandbox runs the SQS event source mappings the steps make.
-    with Sandbox(progress, region=config.region) as sandbox:
+    # With these, the sandbox runs the SQS event source mappings the steps make.
+    with Sandbox(progress, region=config.region, invoker=sandbox_invoker) as sandbox:
         aws = ClientFactory(config.region, endpoint_url=sandbox.aws_url,
                             credentials=SANDBOX_CREDENTIALS, journal=journal)
         with aws.scoped("preflight"):

@@ -4,8 +4,9 @@ front-end that takes RDS IAM token logins for it (runbook.sandbox.tls).
 
 moto runs in a thread of this process and talks HTTP, so the runner, the Lambda
 handlers and the integration test all reach one emulated account exactly as they would
-reach AWS. Given a region, it also runs Lambda's part of every SQS event source
-mapping there (runbook.sandbox.sqs.Poller, as `sandbox.poller`), which moto cannot.
+reach AWS. Given a region and an invoker, it also runs Lambda's part of every SQS
+event source mapping there (runbook.sandbox.sqs.Poller, as `sandbox.poller`), which moto
+cannot.
 The sandbox is torn down on every exit path: success, failure, Ctrl-C
 (SIGINT) and SIGTERM, leaving no moto thread and no postgres process behind.
 """
@@ -28,9 +29,15 @@ SANDBOX_ACCOUNT = "123456789012"  # moto's default account
 
 
 class Sandbox:
-    def __init__(self, progress, *, pg_dsn: str | None = None, region: str | None = None):
+    def __init__(self, progress, *, pg_dsn: str | None = None, region: str | None = None,
+                 invoker=None):
         self.progress = progress
-        self.region = region            # where the SQS poller looks for mappings
+        # The SQS poller runs with both: the region it looks for mappings in, and
+        # invoker(aws, database_dsn, database_tls) -> an object whose .invoke(function,
+        # event) runs a function (runbook.functions.invoke.sandbox_invoker; passed in,
+        # as that module imports this one).
+        self.region = region
+        self.invoker = invoker
         self.poller: sandbox_sqs.Poller | None = None
         self.external_dsn = pg_dsn if pg_dsn is not None else os.environ.get("RUNBOOK_PG_DSN")
         self.workdir: Path | None = None
@@ -133,14 +140,13 @@ class Sandbox:
     def _start_poller(self) -> None:
         """Lambda's SQS poller for the region's mappings, with its own clients and
         invoker (what it calls is Lambda's work, not the steps')."""
-        if self.region is None:
+        if self.region is None or self.invoker is None:
             return
         from runbook.aws.clients import ClientFactory
-        from runbook.functions.invoke import sandbox_invoker
 
         aws = ClientFactory(self.region, endpoint_url=self.aws_url,
                             credentials=SANDBOX_CREDENTIALS)
-        invoker = sandbox_invoker(aws, self.database_dsn, self.database_tls)
+        invoker = self.invoker(aws, self.database_dsn, self.database_tls)
         self.poller = sandbox_sqs.Poller(aws, invoker.invoke).start()
 
     def _stop_poller(self) -> None:
@@ -228,7 +234,7 @@ class Sandbox:
             sandbox_rds.SIMULATED,
             sandbox_sqs.SIMULATED_FIRING,
             *([sandbox_sqs.SIMULATED_POLLER.format(delay=sandbox_sqs.RETRY_DELAY_S)]
-              if self.region else []),
+              if self.region and self.invoker else []),
             f"PostgreSQL: {'RUNBOOK_PG_DSN' if self.external_dsn else 'embedded pgserver'} "
             f"{self.pg_version} stands in for Aurora PostgreSQL",
             f"database endpoint: the cluster's endpoint is pointed at the sandbox database "

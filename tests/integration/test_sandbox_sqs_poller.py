@@ -13,6 +13,7 @@ import pytest
 
 from runbook.aws.clients import ClientFactory
 from runbook.functions import package
+from runbook.functions.invoke import sandbox_invoker
 from runbook.functions.registry import FUNCTION_TAG
 from runbook.output.progress import Progress
 from runbook.sandbox import sqs as sandbox_sqs
@@ -25,7 +26,7 @@ FUNCTION = "matbakh-process-user-signup"
 
 
 def test_the_sandbox_polls_mapped_queues_through_the_local_invoker_and_stops_the_poller():
-    with Sandbox(Progress(quiet=True), region=REGION) as box:
+    with Sandbox(Progress(quiet=True), region=REGION, invoker=sandbox_invoker) as box:
         assert box.poller is not None and box.poller.running
         assert sandbox_sqs.SIMULATED_FIRING in box.simulated
         aws = ClientFactory(REGION, endpoint_url=box.aws_url, credentials=SANDBOX_CREDENTIALS)
