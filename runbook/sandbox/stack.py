@@ -220,7 +220,13 @@ class Sandbox:
     def simulated(self) -> list[str]:
         return [
             f"AWS account {SANDBOX_ACCOUNT}: moto server at {self.aws_url} stands in for "
-            "EC2, RDS, Secrets Manager, IAM, Lambda, CloudWatch Logs, Cognito and STS",
+            "EC2, RDS, Secrets Manager, IAM, Lambda, CloudWatch Logs, Cognito, STS, "
+            "EventBridge, SQS and CloudWatch alarms",
+            "EventBridge: moto delivers bus -> rule -> SQS but checks no queue policy and "
+            "exercises no target RetryPolicy or DeadLetterConfig (registration-test reads "
+            "them back instead); its events lack `account`; scheduled rules never fire, so "
+            "the registration relay's schedule does not run in a dry run",
+            "CloudWatch alarms: moto keeps them; none is evaluated against a metric",
             "Lambda code: moto keeps functions but runs none; the sandbox runs a deployed "
             "function's handler in a local subprocess with its configured environment and "
             "timeout, and writes its output to the function's log group",

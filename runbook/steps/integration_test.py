@@ -138,9 +138,10 @@ class IntegrationTest(DatabaseAccess, Step):
         if not self.config.publishes_registrations():
             return False
         from runbook.aws import naming
+        from runbook.aws.api import or_none
 
         events = self.client("events")
-        return self.api.or_none(lambda: events.describe_event_bus(
+        return or_none(lambda: events.describe_event_bus(
             Name=naming.event_bus_name(self.config))) is not None
 
     def plan(self, state: TestState) -> list[Change]:

@@ -186,7 +186,8 @@ class RegistrationTest(IntegrationTest):
             raise CheckFailed(f"the poison message reached the DLQ after {receives} receives, "
                               f"not {event_bus.MAX_RECEIVE_COUNT}")
         return ("in one batch the good message was stored and the poison one reported "
-                f"failed; after {receives} receives it was in the DLQ, and was deleted there")
+                f"failed; it was in the DLQ after {receives} receives (maxReceiveCount "
+                f"{event_bus.MAX_RECEIVE_COUNT}), and was deleted there")
 
     def alarm(self, state: TestState) -> str:
         bus = state.extra["bus"]
@@ -228,7 +229,8 @@ class RegistrationTest(IntegrationTest):
             failed = str(exc)
         good, poison = self._dead_letter_subs(state)
         try:
-            done.append(self.forget_registrations(state, [good]))
+            done.append(self.forget_registrations(state, [good]).replace(
+                "of the test", "of the dead-letter check"))
         except CheckFailed as exc:
             failed = "; ".join(filter(None, (failed, str(exc))))
         bus, sqs = state.extra.get("bus"), self.client("sqs")
