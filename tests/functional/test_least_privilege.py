@@ -41,7 +41,8 @@ DOCS = REPO / "docs" / "iam.md"
 ACCOUNT = "123456789012"
 FUNCTIONS = ("pre_signup", "post_confirmation", "db_migrate", "process_user_signup")
 IN_VPC = ("post_confirmation", "db_migrate", "process_user_signup")
-# The steps of phase a4 that make policies, run after a1..a3 (config/prod.yaml has no a4).
+# The steps of phase a4 that make policies, run after a1..a3 (config/prod.yaml's phase a4 also
+# has registration-test, which makes a user and no policy).
 A4 = ["event-bus", "deploy-process-user-signup"]
 PRINCIPAL_ACCOUNT = {"StringEquals": {"aws:PrincipalAccount": "{account}"}}
 
@@ -104,6 +105,11 @@ JUSTIFIED = (
         "rule only (SourceArn), in this account only (SourceAccount). The SQS mapping needs "
         "no permission (the poller uses the execution role).",
         principal="events.amazonaws.com"),
+    Why("execution role", ("post_confirmation",), "PublishRegistrations", ("events:PutEvents",),
+        "arn:aws:events:{region}:{account}:event-bus/matbakh-prod-events",
+        "With phase a4 in the file, publish each sign-up's user.registered event: on the "
+        "environment's own bus only, not the default bus or another's. The trigger never "
+        "reads the bus, its rules or its targets."),
     Why("execution role", ("post_confirmation",), "ConnectAsDbUser", ("rds-db:connect",),
         "arn:aws:rds-db:{region}:{account}:dbuser:{cluster resource id}/matbakh_post_confirmation",
         "Log in by IAM as the trigger's database role (database.roles, trigger: "
