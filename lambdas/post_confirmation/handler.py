@@ -18,14 +18,16 @@ that bus, for process-user-signup to store the user in `users`
 (runbook.lambda_runtime.registration). The event's detail is written to the
 registration outbox in the profile's transaction, then published within what is left
 of Cognito's 5 seconds. A failed publish (the bus not made yet, say, when phase a3 runs
-before a4) is a warning and does not fail the trigger: failing would save nothing, since Cognito documents no redelivery of a failed Post-Confirmation beyond its
-own attempts within those seconds, and the confirmation is not undone (inference, see
-the README). The outbox row is the registration's record, and the consumer's relay
-stores it.
+before a4) is a warning and does not fail the trigger: failing would save nothing, as
+Cognito documents no redelivery of a failed Post-Confirmation beyond its own (at most
+three) attempts within the one confirmation call, and the confirmation is not undone
+(inference, see the README). The outbox row is the registration's record, and the
+consumer's relay stores it.
 
-Environment: EVENT_BUS_NAME (phase a4); DB_DSN, or DB_AUTH=iam with DB_HOST, DB_PORT, DB_NAME, DB_USER and
-DB_SSLROOTCERT (verify-full against the RDS CA bundle in the layer), or DB_SECRET_ARN
-(runbook.lambda_runtime.db.from_environment); DB_SCHEMA (default public).
+Environment: EVENT_BUS_NAME (phase a4); DB_DSN, or DB_AUTH=iam with DB_HOST, DB_PORT,
+DB_NAME, DB_USER and DB_SSLROOTCERT (verify-full against the RDS CA bundle in the
+layer), or DB_SECRET_ARN (runbook.lambda_runtime.db.from_environment); DB_SCHEMA
+(default public).
 """
 
 from __future__ import annotations

@@ -84,6 +84,17 @@ def event_bus_name(config) -> str:
     return f"{config.network.name}-events"
 
 
+def registration_rule_name(config) -> str:
+    """The rule on that bus that routes user.registered to the signup queue (event-bus)."""
+    return f"{config.network.name}-user-registered"
+
+
+def relay_rule_name(config) -> str:
+    """The schedule, on the default bus, that invokes the registration relay
+    (deploy-process-user-signup)."""
+    return f"{config.network.name}-registration-relay"
+
+
 def vpc_endpoint_name(config, service: str) -> str:
     """Name tag of the interface endpoint for `service` ("secretsmanager", "rds-data")."""
     return f"{config.network.name}-{service}"

@@ -58,6 +58,14 @@ def is_role_not_assumable(exc: BaseException) -> bool:
             and "cannot be assumed" in str(exc))
 
 
+def is_role_missing_permission(exc: BaseException) -> bool:
+    """Lambda's answer to CreateEventSourceMapping while the execution role's new
+    statement for the source (sqs:ReceiveMessage, say) has not propagated: "The provided
+    execution role does not have permissions to call ReceiveMessage on SQS"."""
+    return (error_code(exc) == "InvalidParameterValueException"
+            and "does not have permissions" in str(exc))
+
+
 def is_lambda_update_in_progress(exc: BaseException) -> bool:
     return error_code(exc) == "ResourceConflictException" and "in progress" in str(exc)
 

@@ -52,6 +52,10 @@ MARGIN_S = 0.5
 
 # Between a failed attempt and the next: short, since Cognito waits at most 5 s in all.
 BACKOFF_S = (0.05, 0.1, 0.2, 0.4, 0.8)
+# The events client's timeouts: PutEvents answers in tens of milliseconds, and an attempt
+# is made only while the longest it can take fits in the trigger's deadline (publish).
+CONNECT_TIMEOUT_S, READ_TIMEOUT_S = 0.5, 1.0
+ATTEMPT_S = CONNECT_TIMEOUT_S + READ_TIMEOUT_S
 # Answers that the same entry would get again: sending it again only spends the
 # trigger's seconds (a bus not made yet, a role without PutEvents, a refused entry).
 NOT_RETRIED = frozenset({
@@ -74,7 +78,8 @@ def events_client():
         from botocore.config import Config
 
         _CLIENT = boto3.client("events", config=Config(
-            connect_timeout=1, read_timeout=2, retries={"mode": "standard", "max_attempts": 1}))
+            connect_timeout=CONNECT_TIMEOUT_S, read_timeout=READ_TIMEOUT_S,
+            retries={"mode": "standard", "max_attempts": 1}))
     return _CLIENT
 
 
@@ -122,14 +127,19 @@ def entry(bus: str, event_detail: dict) -> dict:
 
 def publish(client, bus: str, event_detail: dict, *, deadline: float,
             clock: Callable[[], float] = time.monotonic,
-            sleep: Callable[[float], None] = time.sleep) -> str:
+            sleep: Callable[[float], None] = time.sleep,
+            attempt_s: float = ATTEMPT_S) -> str:
     """Put the entry on `bus` and return its EventId. A failed entry, or a call that
-    failed whole (throttled, the endpoint unreachable), is sent again until `deadline`
-    (a `clock` reading), unless its code is one of NOT_RETRIED; after that,
-    PublishFailed with the codes seen."""
+    failed whole (throttled, the endpoint unreachable), is sent again, unless its code
+    is one of NOT_RETRIED. An attempt is made only while `attempt_s` (the longest one
+    attempt can take: the client's timeouts) fits before `deadline`, a `clock` reading,
+    so that publishing never outlasts it; then PublishFailed with the codes seen."""
     request = entry(bus, event_detail)
     codes: list[str] = []
     for attempt in range(len(BACKOFF_S) + 1):
+        if clock() + attempt_s > deadline:
+            codes.append("no time left for an attempt")
+            break
         try:
             answer = client.put_events(Entries=[request])
         except Exception as exc:  # noqa: BLE001 - an attempt that failed whole: named, sent again
@@ -140,7 +150,8 @@ def publish(client, bus: str, event_detail: dict, *, deadline: float,
                 return result["EventId"]
             codes.append(result.get("ErrorCode") or "no EventId")
         wait = BACKOFF_S[min(attempt, len(BACKOFF_S) - 1)]
-        if codes[-1] in NOT_RETRIED or attempt == len(BACKOFF_S) or clock() + wait >= deadline:
+        if codes[-1] in NOT_RETRIED or attempt == len(BACKOFF_S) or \
+                clock() + wait + attempt_s > deadline:
             break
         sleep(wait)
     raise PublishFailed(f"PutEvents did not accept the {DETAIL_TYPE} entry after "

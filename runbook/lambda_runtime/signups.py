@@ -68,15 +68,28 @@ ON CONFLICT (cognito_id) DO NOTHING
 OUTBOX_DELETE = "DELETE FROM {schema}.registration_outbox WHERE cognito_id = %(cognito_id)s"
 
 # The relay's rows: those Post-Confirmation wrote more than `grace_s` ago, so that it
-# leaves alone a registration whose publish is still under way, oldest first.
+# leaves alone a registration whose publish is still under way, and whose next attempt
+# is due, the longest due first.
 OUTBOX_DUE = """
 SELECT cognito_id, detail FROM {schema}.registration_outbox
  WHERE created_at < now() - make_interval(secs => %(grace_s)s)
- ORDER BY created_at, cognito_id
+   AND next_attempt_at <= now()
+ ORDER BY next_attempt_at, cognito_id
  LIMIT %(limit)s
+"""
+# A row the relay could not store is tried again after 5 minutes, then 10, 20, ... and at
+# most a day later: it stays visible (the relay fails, and the errors alarm fires, on each
+# attempt) without holding up the rows behind it.
+OUTBOX_LATER = """
+UPDATE {schema}.registration_outbox
+   SET attempts = attempts + 1,
+       next_attempt_at = now() + least(make_interval(days => 1),
+                                       make_interval(mins => 5 * power(2, least(attempts, 10))::int))
+ WHERE cognito_id = ANY(%(cognito_ids)s)
 """
 RELAY_GRACE_S = 60
 RELAY_LIMIT = 100          # rows per relay run; the next run takes the rest
+OUTBOX_PREFIX = "outbox:"  # how the relay names a row where the queue names a message
 
 # table -> privilege -> columns (an empty tuple: the whole table, as DELETE is granted).
 # The ON CONFLICT target needs SELECT on its column, and a DELETE's WHERE on its own;
@@ -87,7 +100,8 @@ PRIVILEGES: dict[str, dict[str, tuple[str, ...]]] = {
         "INSERT": ("cognito_id", "email", "name", "phone", "email_verified"),
     },
     "registration_outbox": {
-        "SELECT": ("cognito_id", "detail", "created_at"),
+        "SELECT": ("cognito_id", "detail", "created_at", "attempts", "next_attempt_at"),
+        "UPDATE": ("attempts", "next_attempt_at"),
         "DELETE": (),
     },
 }
@@ -268,18 +282,23 @@ def relay(conn, *, schema: str = "public", grace_s: int = RELAY_GRACE_S,
           limit: int = RELAY_LIMIT) -> tuple[list[Stored], list[Failed]]:
     """Store the registrations the outbox still holds after `grace_s` (their publish
     failed, or their event is still on its way) into `users`, as `store` does, up to
-    `limit` of them. Each is named `outbox:<cognito id>`; a row that cannot be stored
-    stays in the outbox and is in `Failed`."""
+    `limit` of those due. Each is named `outbox:<cognito id>`; a row that cannot be
+    stored stays in the outbox, due again later (OUTBOX_LATER), and is in `Failed`."""
     from psycopg import sql
 
-    due = conn.execute(sql.SQL(OUTBOX_DUE).format(schema=sql.Identifier(schema)),
+    schema_id = sql.Identifier(schema)
+    due = conn.execute(sql.SQL(OUTBOX_DUE).format(schema=schema_id),
                        {"grace_s": grace_s, "limit": limit}).fetchall()
     good: list[Signup] = []
     failed: list[Failed] = []
     for cognito_id, detail in due:
         try:
-            good.append(from_detail(f"outbox:{cognito_id}", detail))
+            good.append(from_detail(f"{OUTBOX_PREFIX}{cognito_id}", detail))
         except MalformedMessage as exc:
             failed.append(Failed(exc.message_id, exc.problem))
     stored, refused = store(conn, good, schema=schema)
-    return stored, failed + refused
+    failed += refused
+    if failed:
+        conn.execute(sql.SQL(OUTBOX_LATER).format(schema=schema_id),
+                     {"cognito_ids": [f.message_id.removeprefix(OUTBOX_PREFIX) for f in failed]})
+    return stored, failed

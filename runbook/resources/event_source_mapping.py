@@ -142,11 +142,14 @@ class EventSourceMapping(Resource[MappingSpec, MappingFound]):
     def create(self, api: Api, spec: MappingSpec) -> MappingFound:
         lam = api.client("lambda")
         try:
-            created = lam.create_event_source_mapping(
+            # Lambda checks the execution role's rights on the queue here: right after
+            # the role got them, it may refuse until IAM has propagated them.
+            created = retry.retry(lambda: lam.create_event_source_mapping(
                 FunctionName=spec.function, EventSourceArn=spec.source_arn,
                 BatchSize=spec.batch_size, FunctionResponseTypes=list(spec.response_types),
                 ScalingConfig={"MaximumConcurrency": spec.max_concurrency},
-                Enabled=spec.enabled)
+                Enabled=spec.enabled), when=retry.is_role_missing_permission,
+                policy=retry.IAM_PROPAGATION, sleep=api.sleep)
         except lam.exceptions.ResourceConflictException:
             # The answer to an earlier attempt was lost, or a concurrent run made it.
             found = self.find(api, spec)

@@ -249,12 +249,25 @@ class Poller:
                 self._stop.wait(self.interval_s)
 
     def poll_once(self) -> bool:
-        """One batch from each enabled SQS mapping; True if any messages came."""
-        busy = False
-        for mapping in self.mappings():
+        """One batch from each enabled SQS mapping; True if any messages came. A mapping
+        whose poll fails (its queue deleted, say) is recorded and skipped: the others go
+        on, as Lambda's pollers are independent. Raises only when no mapping was polled
+        well."""
+        busy, errors, mappings = False, [], self.mappings()
+        for mapping in mappings:
             if self._stop.is_set():
                 break
-            busy = self._poll(mapping) or busy
+            try:
+                busy = self._poll(mapping) or busy
+            except Exception as exc:  # noqa: BLE001 - one mapping's trouble stays its own
+                errors.append(exc)
+                error = Failure(mapping.get("UUID", ""), mapping.get("FunctionArn", ""),
+                                mapping.get("EventSourceArn", ""), "poller error",
+                                type(exc).__name__, ())
+                if error not in self.failures:
+                    self.failures.append(error)
+        if errors and len(errors) == len(mappings):
+            raise errors[0]
         return busy
 
     def mappings(self) -> list[dict]:

@@ -101,7 +101,7 @@ class DeployProcessUserSignup(FunctionsMixin, Step):
     # -- what the step wants ---------------------------------------------------------
 
     def relay_rule(self) -> str:
-        return f"{self.config.network.name}-registration-relay"
+        return naming.relay_rule_name(self.config)
 
     def relay_rule_arn(self, account: str) -> str:
         return rule_arn(self.ctx.aws.region, account, DEFAULT_BUS, self.relay_rule())

@@ -79,7 +79,7 @@ class EventBusStep(Step):
         prefix = self.config.network.name
         queue = f"{prefix}-user-signup"
         consumer = self.config.function_name(CONSUMER)
-        return {"bus": naming.event_bus_name(self.config), "rule": f"{prefix}-user-registered",
+        return {"bus": naming.event_bus_name(self.config), "rule": naming.registration_rule_name(self.config),
                 "queue": queue, "dlq": f"{queue}-dlq", "consumer": consumer,
                 "dlq-alarm": f"{queue}-dlq-depth", "errors-alarm": f"{consumer}-errors"}
 

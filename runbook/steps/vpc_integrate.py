@@ -57,6 +57,7 @@ from runbook.resources.base import Inventory
 from runbook.resources.security_group import SecurityGroup, SecurityGroupSpec
 from runbook.resources.security_group_rule import RuleSet, RuleSetSpec, SecurityGroupRule
 from runbook.resources.vpc import has_ipv6, routed_subnets, vpc_attribute
+from runbook.resources.event_bus import DEFAULT_BUS, rule_arn
 from runbook.resources.vpc_endpoint import VpcEndpoint, VpcEndpointSpec
 
 STEP_NAME = "vpc-integrate"
@@ -83,6 +84,13 @@ ENDPOINT_ACTIONS = {
     "events": {
         # Post-Confirmation's user.registered entries, on the environment's own bus.
         "PublishRegistrations": ("events:PutEvents",),
+        # event-bus's and deploy-process-user-signup's calls, and registration-test's
+        # read-back, for runbook run inside the VPC (database.connect: direct): on the
+        # bus and the two rules only.
+        "KeepTheRouting": ("events:CreateEventBus", "events:DescribeEventBus",
+                           "events:DescribeRule", "events:ListTagsForResource",
+                           "events:ListTargetsByRule", "events:PutRule", "events:PutTargets",
+                           "events:TagResource"),
     },
     "rds-data": {
         # The Data API's statements and transactions, on the environment's cluster.
@@ -169,13 +177,21 @@ class VpcIntegrateStep(Step):
             resource = [f"arn:aws:secretsmanager:{region}:{account}:secret:{name}-??????"
                         for name in (self.config.secrets.db, self.config.secrets.app_config)]
         elif service == "events":
-            resource = (f"arn:aws:events:{region}:{account}:event-bus/"
-                        f"{naming.event_bus_name(self.config)}")
+            bus = naming.event_bus_name(self.config)
+            resource = f"arn:aws:events:{region}:{account}:event-bus/{bus}"
         else:
             resource = f"arn:aws:rds:{region}:{account}:cluster:{self.config.database.cluster_id}"
+
+        def resources(sid: str):
+            if sid != "KeepTheRouting":
+                return resource
+            return [resource,
+                    rule_arn(region, account, bus, naming.registration_rule_name(self.config)),
+                    rule_arn(region, account, DEFAULT_BUS, naming.relay_rule_name(self.config))]
+
         return {"Version": "2012-10-17", "Statement": [
             {"Sid": sid, "Effect": "Allow", "Principal": "*", "Action": list(actions),
-             "Resource": resource,
+             "Resource": resources(sid),
              "Condition": {"StringEquals": {"aws:PrincipalAccount": account}}}
             for sid, actions in ENDPOINT_ACTIONS[service].items()]}
 

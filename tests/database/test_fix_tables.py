@@ -508,3 +508,11 @@ def test_migrations_need_no_superuser(write_config, make_database):
     assert result.status == "ok", result.error
     assert result.applied == len(MIGRATIONS)
     assert fix_tables(make_config(write_config), dsn).changes == []
+
+
+def test_the_templates_hold_these_migrations_in_this_order():
+    """The tests above count what templates/sql holds; this names it, so that a
+    migration removed or renamed by mistake fails here."""
+    assert MIGRATIONS == ("0001_profiles.sql.j2", "0002_private_profiles.sql.j2",
+                          "0003_users.sql.j2", "0004_users_cognito.sql.j2",
+                          "0005_registration_outbox.sql.j2")

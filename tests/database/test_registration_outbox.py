@@ -15,7 +15,7 @@ import psycopg
 import pytest
 from psycopg.conninfo import make_conninfo
 
-from runbook.lambda_runtime import registration
+from runbook.lambda_runtime import registration, signups
 from tests.database.test_handlers import (EVENTS, SUB, Context, forgot_password, log_lines,
                                           migrate, profile_of, query, sign_up)
 from tests.functional.test_registration_publish import BUS, fail_first, routed_bus
@@ -223,6 +223,29 @@ def test_a_relayed_row_that_cannot_be_stored_stays_and_the_relay_fails(database,
     refused = [line for line in lines if line["message"] == "Registration not relayed"]
     assert [line["outbox"] for line in refused] == ["outbox:broken-sub"]
     assert "not-an-address" not in out and EMAIL not in out
+    # Tried again later, not on the next run: it does not fail every run.
+    assert query(database, "SELECT attempts, next_attempt_at > now() + interval '4 minutes' "
+                           "FROM registration_outbox") == [(1, True)]
+    assert consumer.handler(SCHEDULED, Context()) is None
+
+
+def test_rows_the_relay_cannot_store_do_not_hold_up_the_rows_behind_them(database):
+    """With more unstorable rows than a run takes, a good row behind them is still
+    stored: a failed row is due again only later."""
+    rows = [(f"broken-{n}", json.dumps({"cognito_user_id": f"broken-{n}"})) for n in range(3)]
+    rows.append((SUB, json.dumps({"cognito_user_id": SUB, "email": EMAIL,
+                                  "email_verified": False})))
+    with psycopg.connect(database, autocommit=True) as conn:
+        for minutes, (sub, detail) in zip((40, 30, 20, 10), rows):
+            conn.execute("INSERT INTO registration_outbox (cognito_id, detail, created_at, "
+                         "next_attempt_at) VALUES (%s, %s, now() - make_interval(mins => %s), "
+                         "now() - make_interval(mins => %s))", (sub, detail, minutes, minutes))
+        first = signups.relay(conn, limit=3)
+        second = signups.relay(conn, limit=3)
+    assert (first[0], [f.message_id for f in first[1]]) == (
+        [], ["outbox:broken-0", "outbox:broken-1", "outbox:broken-2"])
+    assert [s.cognito_id for s in second[0]] == [SUB] and second[1] == []
+    assert users(database) == [(SUB, EMAIL, None, None, False)]
 
 
 def test_both_functions_work_as_their_roles_with_least_privilege(write_config, pg_dsn, events,

@@ -26,8 +26,8 @@ ACCOUNT = "123456789012"
 
 
 def with_a4(write_config, mutate=None):
-    """prod.yaml with the steps of phase a4 this test runs (the file's own phases stop at
-    a3), and `mutate` applied."""
+    """prod.yaml with phase a4 cut to the steps this test runs (not registration-test),
+    and `mutate` applied."""
     def change(data):
         data["phases"]["a4"] = ["event-bus", STEP]
         if mutate is not None:
@@ -200,3 +200,37 @@ def test_a_second_mapping_for_the_same_queue_is_refused_naming_both(
     assert "AWS allows one" in step.error
     assert first in step.error and second in step.error
     assert aws.journal.entries == []
+
+
+def test_the_mapping_waits_for_the_roles_new_queue_rights_to_propagate(
+        account, pg_dsn, write_config):
+    """Right after the role gets ConsumeSignupQueue, Lambda may refuse the mapping until
+    IAM has propagated it (moto never does): the create is sent again, within
+    IAM_PROPAGATION, and the step succeeds with one mapping."""
+    from botocore.exceptions import ClientError
+
+    from runbook.aws.clients import ClientFactory
+    from runbook.output.progress import Progress
+    from runbook.steps import new_runner
+
+    config = with_a4(write_config)
+    run(config, BEFORE, pg_dsn)
+    refused = []
+
+    def not_yet(service, operation, write):
+        if operation == "CreateEventSourceMapping" and len(refused) < 2:
+            refused.append(operation)
+            raise ClientError({"Error": {
+                "Code": "InvalidParameterValueException",
+                "Message": "The provided execution role does not have permissions to call "
+                           "ReceiveMessage on SQS"}}, operation)
+
+    aws = ClientFactory(REGION, interceptors=[not_yet])
+    slept = []
+    runner = new_runner(config, aws, Progress(quiet=True), dry_run=True, database_dsn=pg_dsn,
+                        sleep=slept.append)
+    [result] = runner.run([STEP])
+    assert result.status == "ok", result.error
+    assert len(refused) == 2 and slept[:2] == [1, 2]
+    assert len(client("lambda").list_event_source_mappings(
+        FunctionName=FUNCTION)["EventSourceMappings"]) == 1

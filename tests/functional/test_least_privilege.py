@@ -162,6 +162,19 @@ JUSTIFIED = (
         "EventBridge endpoint: PutEvents on the environment's own bus only. Principals of "
         "this account only.",
         principal="*", condition=PRINCIPAL_ACCOUNT),
+    Why("endpoint", ("events",), "KeepTheRouting",
+        ("events:CreateEventBus", "events:DescribeEventBus", "events:DescribeRule",
+         "events:ListTagsForResource", "events:ListTargetsByRule", "events:PutRule",
+         "events:PutTargets", "events:TagResource"),
+        ("arn:aws:events:{region}:{account}:event-bus/matbakh-prod-events",
+         "arn:aws:events:{region}:{account}:rule/matbakh-prod-events/matbakh-prod-user-registered",
+         "{relay rule}"),
+        "event-bus's and deploy-process-user-signup's calls, and registration-test's "
+        "read-back, for runbook run inside the VPC (database.connect: direct), where every "
+        "EventBridge call passes the endpoint: on the environment's bus, its rule and the "
+        "relay's schedule only; no delete, no other bus or rule. Principals of this account "
+        "only.",
+        principal="*", condition=PRINCIPAL_ACCOUNT),
 )
 
 

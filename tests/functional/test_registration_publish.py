@@ -106,19 +106,54 @@ def test_a_failed_entry_in_a_200_answer_is_sent_again_and_arrives_once(bus):
     assert [body["id"] for body in messages(sqs, url)] == [event_id]
 
 
+def slow_failures(events, now: list, took: float, code: str = "ThrottlingException") -> list:
+    """Every PutEvents fails after taking `took` seconds of the fake clock `now`."""
+    calls: list[float] = []
+
+    def answer(**_):
+        calls.append(now[0])
+        now[0] += took
+        http = AWSResponse("https://events", 200, {}, None)
+        return http, {"FailedEntryCount": 1,
+                      "Entries": [{"ErrorCode": code, "ErrorMessage": "injected"}]}
+
+    events.meta.events.register_first("before-call.eventbridge.PutEvents", answer)
+    return calls
+
+
 def test_an_entry_still_failing_at_the_deadline_names_the_codes_and_never_the_address(bus):
     events, sqs, url = bus
-    fail_first(events, 100, code="ThrottlingException")
     now = [0.0]
+    calls = slow_failures(events, now, took=0.01)
 
     def sleep(seconds):
         now[0] += seconds
 
     with pytest.raises(registration.PublishFailed) as failed:
-        registration.publish(events, BUS, sign_up_detail(), deadline=0.3,
+        registration.publish(events, BUS, sign_up_detail(), deadline=1.8,
                              clock=lambda: now[0], sleep=sleep)
     text = str(failed.value)
     assert "ThrottlingException" in text and "attempt(s)" in text
     assert "lena" not in text.lower() and "example.com" not in text
-    assert now[0] < 0.3                   # no wait past the deadline
+    assert len(calls) > 1
+    # No attempt starts unless the longest one attempt can take still fits.
+    assert all(start + registration.ATTEMPT_S <= 1.8 for start in calls)
     assert messages(sqs, url) == []
+
+
+def test_slow_attempts_end_before_the_deadline_and_none_starts_after_it(bus):
+    """An attempt can take the client's whole timeouts: the last one must still end by
+    the deadline, and with no time left none is made (the outbox keeps the entry)."""
+    events, sqs, url = bus
+    now = [0.0]
+    calls = slow_failures(events, now, took=registration.ATTEMPT_S)
+    with pytest.raises(registration.PublishFailed):
+        registration.publish(events, BUS, sign_up_detail(), deadline=4.5,
+                             clock=lambda: now[0], sleep=lambda s: now.__setitem__(0, now[0] + s))
+    assert len(calls) == 2 and now[0] <= 4.5
+
+    now[0], calls[:] = 4.0, []
+    with pytest.raises(registration.PublishFailed, match="no time left"):
+        registration.publish(events, BUS, sign_up_detail(), deadline=4.5,
+                             clock=lambda: now[0], sleep=lambda s: None)
+    assert calls == []
