@@ -1,8 +1,9 @@
 """The sandbox runs SQS event source mappings: given a region it starts Lambda's poller
 (runbook.sandbox.sqs) after moto, runs a mapped function's handler through the local
-invoker, and stops the poller when it closes. The function here is process_user_signup
-on a database without its tables, so every batch fails and the message must end in the
-DLQ after maxReceiveCount receives, never lost and never fired by moto itself."""
+invoker, and stops the poller when it closes. The function here is process_user_signup,
+sent a message it refuses as malformed (a detail without the Cognito id), so every batch
+reports it failed and the message must end in the DLQ after maxReceiveCount receives,
+never lost and never fired by moto itself."""
 
 from __future__ import annotations
 
