@@ -71,9 +71,11 @@ def test_function_runs_in_the_private_subnets_with_its_environment(account, pg_d
     assert conf["VpcConfig"]["SecurityGroupIds"] == [vpc["lambda_security_group_id"]]
     assert (conf["MemorySize"], conf["Timeout"], conf["Runtime"]) == (512, 60, "python3.11")
     assert conf["Handler"] == "handler.handler"
+    # config/prod.yaml has phase a4: the trigger publishes to the environment's bus.
     assert conf["Environment"]["Variables"] == {
         "DB_SCHEMA": "public",
-        "DB_SECRET_ARN": results["store-secrets"].outputs["db_secret_arn"]}
+        "DB_SECRET_ARN": results["store-secrets"].outputs["db_secret_arn"],
+        "EVENT_BUS_NAME": "matbakh-prod-events"}
     assert conf["CodeSha256"] == package.build_function("post_confirmation").sha256
     layers = [layer["Arn"] for layer in conf["Layers"]]
     assert layers == [results[STEP].outputs["layer_version_arn"]]
@@ -97,6 +99,18 @@ def test_role_has_only_what_the_function_needs(account, pg_dsn):
     assert not any(a.endswith("*") and ":" in a and a.split(":")[1] == "*" for a in granted)
     assert "rds-db:connect" not in granted
     assert "logs:CreateLogGroup" not in granted  # runbook creates it, with a retention
+    assert granted["events:PutEvents"] == (
+        f"arn:aws:events:{REGION}:123456789012:event-bus/matbakh-prod-events")
+
+
+def test_without_phase_a4_the_trigger_neither_publishes_nor_may(account, pg_dsn, write_config):
+    def a3_only(data):
+        del data["phases"]["a4"]
+
+    deployed(config_mod.load(write_config(a3_only)), pg_dsn)
+    conf = client("lambda").get_function_configuration(FunctionName=FUNCTION)
+    assert "EVENT_BUS_NAME" not in conf["Environment"]["Variables"]
+    assert not any(action.startswith("events:") for action in actions(role_policy()))
 
 
 def test_iam_auth_role_connects_as_the_trigger_user_and_cannot_read_the_secret(
@@ -108,7 +122,8 @@ def test_iam_auth_role_connects_as_the_trigger_user_and_cannot_read_the_secret(
     assert env["Variables"] == {"DB_SCHEMA": "public", "DB_AUTH": "iam",
                                 "DB_HOST": database["endpoint"], "DB_PORT": "5432",
                                 "DB_NAME": "matbakh_main", "DB_USER": "matbakh_post_confirmation",
-                                "DB_SSLROOTCERT": "/opt/rds-ca/global-bundle.pem"}
+                                "DB_SSLROOTCERT": "/opt/rds-ca/global-bundle.pem",
+                                "EVENT_BUS_NAME": "matbakh-prod-events"}
     granted = actions(role_policy())
     assert "secretsmanager:GetSecretValue" not in granted
     assert granted["rds-db:connect"] == (

@@ -20,6 +20,16 @@ SECRETS = f"com.amazonaws.{REGION}.secretsmanager"
 DATA_API = f"com.amazonaws.{REGION}.rds-data"
 
 
+@pytest.fixture
+def config(write_config):
+    """config/prod.yaml without phase a4: the endpoints a1..a3 need. The tests of a4's
+    EventBridge endpoint add it back."""
+    def a3_only(data):
+        del data["phases"]["a4"]
+
+    return config_mod.load(write_config(a3_only))
+
+
 class Clock:
     """A clock that sleeping advances, so bounded waits end at once."""
 
@@ -618,9 +628,17 @@ def test_with_phase_a4_an_eventbridge_endpoint_is_made_with_a_bus_only_policy(a1
     [events] = [e for e in live_endpoints(vpc_id)
                 if e["ServiceName"] == f"com.amazonaws.{REGION}.events"]
     assert events["PrivateDnsEnabled"] and events["VpcEndpointType"] == "Interface"
-    [statement] = json.loads(events["PolicyDocument"])["Statement"]
-    assert statement["Action"] == ["events:PutEvents"]
-    assert statement["Resource"].endswith(":event-bus/matbakh-prod-events")
+    publish, routing = json.loads(events["PolicyDocument"])["Statement"]
+    assert (publish["Sid"], publish["Action"]) == ("PublishRegistrations", ["events:PutEvents"])
+    assert publish["Resource"].endswith(":event-bus/matbakh-prod-events")
+    # runbook's own calls, run inside the VPC: on the bus and the two rules, nothing else.
+    assert routing["Sid"] == "KeepTheRouting"
+    assert not any(a.startswith(("events:Delete", "events:Remove")) for a in routing["Action"])
+    assert [r.rsplit(":", 1)[1] for r in routing["Resource"]] == [
+        "event-bus/matbakh-prod-events", "rule/matbakh-prod-events/matbakh-prod-user-registered",
+        "rule/matbakh-prod-registration-relay"]
+    for statement in (publish, routing):
+        assert statement["Condition"] == {"StringEquals": {"aws:PrincipalAccount": "123456789012"}}
     assert results[STEP].outputs["endpoints"]["events"] == events["VpcEndpointId"]
 
     again, aws = run(config, [STEP])

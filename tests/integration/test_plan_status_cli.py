@@ -134,8 +134,18 @@ def test_plan_shows_the_step_it_cannot_plan_and_plans_the_others(moto_endpoint, 
     assert "Traceback" not in result.output
 
 
+def without_a4(workdir) -> None:
+    """The environment file without phase a4: its consumer needs fix-tables, which
+    cannot run here, so `status --live` of every step would end at a4's steps."""
+    path = workdir / "config" / "prod.yaml"
+    data = yaml.safe_load(path.read_text())
+    del data["phases"]["a4"]
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+
+
 def test_status_live_shows_no_drift_after_a_run_and_the_rule_another_client_removed(
         moto_endpoint, workdir, cli):
+    without_a4(workdir)
     for target in (["--phase", "a1"], ["--phase", "a2"], ["--step", "vpc-integrate"]):
         assert cli("run", *target).exit_code == 0
 
