@@ -847,7 +847,10 @@ def _make_vpc_endpoint(account: Account, config, step: str) -> str:
     vpc_id = _vpc_id(ec2, config)
     have = {e["ServiceName"] for e in ec2.describe_vpc_endpoints(
         Filters=[{"Name": "vpc-id", "Values": [vpc_id]}])["VpcEndpoints"]}
-    service = next(f"com.amazonaws.{REGION}.{name}" for name in ("secretsmanager", "rds-data")
+    from runbook.steps.vpc_integrate import EVENT_SERVICES, SERVICES
+
+    # In the step's order; `events` too, as the file has phase a4.
+    service = next(f"com.amazonaws.{REGION}.{name}" for name in SERVICES + EVENT_SERVICES
                    if f"com.amazonaws.{REGION}.{name}" not in have)
     subnets = _subnets(ec2, config)
     ec2.create_vpc_endpoint(
