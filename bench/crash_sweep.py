@@ -1,6 +1,6 @@
-"""The full crash-consistency sweep: fail every write of an a1..a3 run, run again, compare.
+"""The full crash-consistency sweep: fail every write of an a1..a4 run, run again, compare.
 
-    python bench/crash_sweep.py                # every point: 161, about 5 to 12 minutes on 2 cores
+    python bench/crash_sweep.py                # every point
     python bench/crash_sweep.py --ci           # the sample tests/integration runs
     python bench/crash_sweep.py --k 1 --k 25 --kind response-lost-retried
 
@@ -42,7 +42,7 @@ def main() -> int:
     with Sandbox(Progress(quiet=True)) as box:
         account = sweep.Account(box.aws_url, box.pg_dsn)
         clean = sweep.baseline(config, account)
-        print(f"clean run: {len(clean.writes)} writes before the integration test, "
+        print(f"clean run: {len(clean.writes)} writes outside the tests, "
               f"{clean.seconds:.1f} s", flush=True)
         if args.k:
             points = [sweep.Point(k, kind) for k in args.k for kind in (args.kind or sweep.KINDS)

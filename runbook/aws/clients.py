@@ -42,7 +42,9 @@ AfterInterceptor = Callable[[str, str, bool, dict], None]
 # adding a resource: CreateVpc, CreateRouteTable (runbook passes no ClientToken),
 # CreateUserPool, CreateUserPoolClient and PublishLayerVersion on AWS as in moto;
 # CreateVpcEndpoint's ClientToken and AddPermission's statement id stop a second one on
-# AWS, not in moto (the sandbox). botocore retries a request whose answer was lost (the
+# AWS, not in moto (the sandbox); so does CreateEventSourceMapping's one mapping per
+# function and queue (ResourceConflictException on AWS, a second mapping in moto 5.2.5).
+# botocore retries a request whose answer was lost (the
 # connection closed or timed out after sending, or a 5xx), so one lost answer left, for
 # example, two VPCs, and every later run stopped at "several VPCs carry this
 # environment's tags". These are not retried when the request may have been carried
@@ -50,7 +52,7 @@ AfterInterceptor = Callable[[str, str, bool, dict], None]
 NOT_RETRIED_WHEN_UNCERTAIN = {
     "ec2": frozenset({"CreateVpc", "CreateRouteTable", "CreateVpcEndpoint"}),
     "cognito-idp": frozenset({"CreateUserPool", "CreateUserPoolClient"}),
-    "lambda": frozenset({"PublishLayerVersion", "AddPermission"}),
+    "lambda": frozenset({"PublishLayerVersion", "AddPermission", "CreateEventSourceMapping"}),
 }
 
 # Refusals: the request was not carried out, so retrying it is safe.

@@ -1,4 +1,4 @@
-"""The crash-consistency sweep: fail the k-th mutating AWS call of a full a1..a3 run, run
+"""The crash-consistency sweep: fail the k-th mutating AWS call of a full a1..a4 run, run
 again without the fault, and compare what the account holds with what a clean run left.
 
 One `Point` is a write number k (counted as ClientFactory counts writes) and a fault kind:
@@ -33,11 +33,29 @@ it with plain boto3 clients, never runbook's journal or reports, and the databas
 migration ledger and tables. Resources are described without their ids, which differ
 from run to run, so that the two inventories compare.
 
-The integration test is part of both runs, as it is part of `runbook run --phase a3`: the
-second run proves the recovered pipeline works, and its user and rows must be gone
-after it. Its own four writes are not swept: it is not idempotent and converges nothing
-(it makes a throwaway user and deletes it), so "ends in the same resources" does not
-apply to them; how it cleans up after a failure has tests of its own.
+The two tests are part of the runs, as they are part of a dry run of `runbook run --phase
+a4`: integration-test after deploy-post-confirmation, registration-test after
+deploy-process-user-signup. The second run proves the recovered pipeline works, and
+their users, rows (profiles, `users`, the registration outbox) and messages must be
+gone after it. Their own writes are not swept: neither is idempotent or converges
+anything (each makes a throwaway user, and registration-test two messages, and deletes
+them), so "ends in the same resources" does not apply to them; how they clean up after
+a failure has tests of its own. Their writes still count in k, so the swept writes of
+a4 are numbered after integration-test's.
+
+registration-test needs Lambda's SQS poller: each run has one (`Account.poller`, with
+moto's own firing of mappings off, runbook.sandbox.sqs), with clients of its own, so
+that its calls are neither counted nor failed; it is stopped when the run ends, its
+batch in flight finished.
+
+Which second run: after a failure in a1..a3, the whole run again. After a failure in
+a4, `runbook run --phase a4` (`recovery`), as an operator re-runs the phase that
+failed: a1..a3 and integration-test had passed. Re-running all of a1..a4 instead stops
+at integration-test whenever the bus exists without the rest of a4 (a crash in step
+event-bus or deploy-process-user-signup): its cleanup waits for the test user's event
+to reach `users`, which needs the rule, the target, the consumer and its mapping, and
+fails after integration_test.row_timeout_s, so that run never reaches the steps that
+would finish a4.
 
 Used by tests/integration/test_crash_consistency.py (a CI-sized sample) and by
 bench/crash_sweep.py (every point).
@@ -49,6 +67,7 @@ import json
 import os
 import time
 from collections import Counter
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -58,6 +77,7 @@ from runbook.aws.clients import ClientFactory
 from runbook.engine import StepResult
 from runbook.steps import new_runner
 from runbook.output.progress import Progress
+from runbook.sandbox import sqs
 from runbook.sandbox.stack import SANDBOX_CREDENTIALS
 
 # The sweep's runs have no TLS front-end (runbook.sandbox.tls), so their layers carry this
@@ -67,8 +87,12 @@ os.environ.setdefault("RUNBOOK_RDS_CA_BUNDLE", str(
 
 REGION = "eu-central-1"
 PROVISIONING = ["network", "database", "store-secrets", "cognito", "vpc-integrate",
-                "fix-tables", "deploy-post-confirmation"]
-RUN = PROVISIONING + ["integration-test"]     # what `runbook run --phase a3` runs
+                "fix-tables", "deploy-post-confirmation", "event-bus",
+                "deploy-process-user-signup"]
+# What a dry run of `runbook run --phase a4` runs from an empty account; the two tests'
+# own writes are not swept (see the docstring).
+A4 = ["event-bus", "deploy-process-user-signup", "registration-test"]
+RUN = PROVISIONING[:7] + ["integration-test"] + A4
 
 REFUSED = ("throttling", "server-error", "connection-reset")
 LOST = ("response-lost", "response-lost-retried")
@@ -76,7 +100,8 @@ UNTAGGED = "untagged"
 KINDS = REFUSED + LOST + (UNTAGGED,)
 
 # The services whose clients runbook's steps make; Fault.attach instruments each.
-SERVICES = ("sts", "ec2", "rds", "secretsmanager", "iam", "logs", "lambda", "cognito-idp")
+SERVICES = ("sts", "ec2", "rds", "secretsmanager", "iam", "logs", "lambda", "cognito-idp",
+            "events", "sqs", "cloudwatch")
 
 
 # -- the faults ------------------------------------------------------------------------
@@ -214,6 +239,26 @@ class Account:
         return _SharedModels(REGION, endpoint_url=self.aws_url,
                              credentials=SANDBOX_CREDENTIALS, **hooks)
 
+    @contextmanager
+    def poller(self):
+        """Lambda's SQS poller for the account, as a dry run's sandbox runs it: with
+        clients of its own (its calls are Lambda's, outside the fault and the counts) and
+        moto's own firing of mappings off. One per run, as the database changes with each
+        point; stopped, its batch in flight finished, when the run ends however it ends."""
+        from runbook.functions.invoke import sandbox_invoker
+
+        sqs.install()
+        aws = self.factory()
+        # A failed message is visible again at once, not after the sandbox's 1 s: the
+        # dead-letter check's 5 receives are what a point waits for most.
+        poller = sqs.Poller(aws, sandbox_invoker(aws, self.database_dsn).invoke,
+                            interval_s=0.05, retry_delay_s=0).start()
+        try:
+            yield poller
+        finally:
+            if not poller.stop():
+                raise RuntimeError("the SQS poller's invocation outlived the run")
+
 
 class _SharedModels(ClientFactory):
     """A ClientFactory whose boto3 Session is shared with every other one in the sweep.
@@ -233,25 +278,37 @@ class _SharedModels(ClientFactory):
         return _SharedModels._shared
 
 
-def run(config, account: Account, fault: Fault | None = None) -> list[StepResult]:
-    """One `runbook run --phase a3` against `account`, with `fault` (if any) injected
-    into the run's clients."""
+def run(config, account: Account, fault: Fault | None = None,
+        steps: list[str] = RUN) -> list[StepResult]:
+    """One run of `steps` (by default a1..a4, as a dry run of `runbook run --phase a4`)
+    against `account`, with `fault` (if any) injected into the run's clients."""
     hooks = {}
     if fault is not None:
         hooks = {"interceptors": [fault.before], "after_interceptors": [fault.after]}
     aws = account.factory(**hooks)
     if fault is not None:
         fault.attach(aws)
-    return run_with(config, account, aws)
+    return run_with(config, account, aws, steps)
 
 
-def run_with(config, account: Account, aws: ClientFactory) -> list[StepResult]:
-    """The environment's run lock, as a live run takes it, then a1..a3 through `aws`."""
+def run_with(config, account: Account, aws: ClientFactory,
+             steps: list[str] = RUN) -> list[StepResult]:
+    """The environment's run lock, as a live run takes it, then `steps` through `aws`
+    (the outputs of steps before them read from the account, as a live run reads
+    them), with Lambda's SQS poller running the account's mappings meanwhile."""
     run_lock = lock.RunLock(account.factory().client("ssm"), config.env, sleep=_short_sleep)
-    with run_lock.held(lock.me("runbook crash sweep", "a3"), wait_s=0):
+    with run_lock.held(lock.me("runbook crash sweep", "a4"), wait_s=0), account.poller():
         runner = new_runner(config, aws, Progress(quiet=True), dry_run=True, sleep=_short_sleep,
-                        database_dsn=account.database_dsn)
-        return runner.run(list(RUN))
+                            database_dsn=account.database_dsn)
+        return runner.run(list(steps))
+
+
+def recovery(first: list[StepResult]) -> list[str]:
+    """What the run after a failed one runs: everything again, or, when the failure was
+    in phase a4 (a1..a3 and integration-test had passed), `runbook run --phase a4`, as
+    an operator re-runs the phase that failed (see the module docstring)."""
+    failed = next((r.name for r in first if r.status != "ok"), None)
+    return list(A4) if failed in A4 else list(RUN)
 
 
 def _short_sleep(seconds: float) -> None:
@@ -305,6 +362,9 @@ def inventory(account: Account, config) -> Inventory:
                   retention=group.get("retentionInDays"), tags=_tags(tags))
     for parameter in _pages(account.client("ssm"), "describe_parameters", "Parameters"):
         found.add("ssm:parameter", parameter["Name"])
+    _events(account.client("events"), found)
+    _queues(account.client("sqs"), found)
+    _alarms(account.client("cloudwatch"), found)
     _postgres(account.database_dsn, config, found)
     return found
 
@@ -484,6 +544,106 @@ def _lambda(lam, found: Inventory) -> None:
         for statement in policy.get("Statement", ()):
             found.add("lambda:permission", f"{name} {statement.get('Sid')}",
                       principal=statement.get("Principal"), action=statement.get("Action"))
+    for mapping in _pages(lam, "list_event_source_mappings", "EventSourceMappings"):
+        found.add("lambda:event-source-mapping",
+                  f"{_last(mapping['FunctionArn'])} {_last(mapping['EventSourceArn'])}",
+                  batch_size=mapping.get("BatchSize"),
+                  response_types=sorted(mapping.get("FunctionResponseTypes") or ()),
+                  concurrency=(mapping.get("ScalingConfig") or {}).get("MaximumConcurrency"),
+                  state=mapping.get("State"))
+
+
+def _last(arn: str | None) -> str | None:
+    """An ARN's last part (a queue's or a bus's name), or None: the account and region
+    are the sweep's, the same in every run."""
+    return arn.rsplit(":", 1)[-1].rsplit("/", 1)[-1] if arn else None
+
+
+def _events(events, found: Inventory) -> None:
+    """Buses, the rules on them (the default bus's too: the relay's schedule) and each
+    rule's targets. A target has no tags; its RoleArn is shown by presence."""
+    buses = ["default"]
+    for bus in _token_pages(events.list_event_buses, "EventBuses"):
+        if bus["Name"] == "default":
+            continue
+        buses.append(bus["Name"])
+        found.add("events:event-bus", bus["Name"], tags=_tags(
+            events.list_tags_for_resource(ResourceARN=bus["Arn"])["Tags"]))
+    for bus in buses:
+        for rule in _pages(events, "list_rules", "Rules", EventBusName=bus):
+            pattern = rule.get("EventPattern")
+            found.add("events:rule", f"{bus} {rule['Name']}",
+                      pattern=json.loads(pattern) if pattern else None,
+                      schedule=rule.get("ScheduleExpression"), state=rule.get("State"),
+                      description=rule.get("Description"), tags=_tags(
+                          events.list_tags_for_resource(ResourceARN=rule["Arn"])["Tags"]))
+            for target in _pages(events, "list_targets_by_rule", "Targets", Rule=rule["Name"],
+                                 EventBusName=bus):
+                found.add("events:target", f"{bus} {rule['Name']} {target['Id']}",
+                          arn=_last(target["Arn"]), retry=target.get("RetryPolicy"),
+                          dead_letter=_last((target.get("DeadLetterConfig") or {}).get("Arn")),
+                          role=bool(target.get("RoleArn")),
+                          input=bool(target.get("Input") or target.get("InputPath")
+                                     or target.get("InputTransformer")))
+
+
+def _queues(sqs, found: Inventory) -> None:
+    """Each queue with the attributes runbook converges, and one `sqs:message` per
+    message it holds, visible or not: a run leaves both queues empty."""
+    for url in _pages(sqs, "list_queues", "QueueUrls") if _has_queues(sqs) else ():
+        attributes = sqs.get_queue_attributes(QueueUrl=url,
+                                              AttributeNames=["All"])["Attributes"]
+        name = attributes["QueueArn"].rsplit(":", 1)[-1]
+        redrive = json.loads(attributes.get("RedrivePolicy") or "null")
+        if redrive:
+            redrive = {"dlq": _last(redrive.get("deadLetterTargetArn")),
+                       "max_receives": int(redrive.get("maxReceiveCount", 0))}
+        policy = json.loads(attributes.get("Policy") or "null")
+        found.add("sqs:queue", name, visibility=attributes.get("VisibilityTimeout"),
+                  retention=attributes.get("MessageRetentionPeriod"),
+                  sse=attributes.get("SqsManagedSseEnabled"),
+                  kms=attributes.get("KmsMasterKeyId"), redrive=redrive,
+                  policy=[{"principal": st.get("Principal"), "action": st.get("Action"),
+                           "resource": _last(st.get("Resource")),
+                           "source": _last(next(iter((st.get("Condition") or {}).values()),
+                                                {}).get("aws:SourceArn"))}
+                          for st in (policy or {}).get("Statement", ())],
+                  tags=_tags(sqs.list_queue_tags(QueueUrl=url).get("Tags")))
+        held = sum(int(attributes.get(a, 0)) for a in (
+            "ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible",
+            "ApproximateNumberOfMessagesDelayed"))
+        for _ in range(held):
+            found.add("sqs:message", name)
+
+
+def _token_pages(call, key: str, **kwargs) -> list:
+    """Pages of an operation botocore has no paginator for (ListEventBuses)."""
+    items, token = [], None
+    while True:
+        page = call(**kwargs, **({"NextToken": token} if token else {}))
+        items += page.get(key, [])
+        token = page.get("NextToken")
+        if not token:
+            return items
+
+
+def _has_queues(sqs) -> bool:
+    # ListQueues leaves QueueUrls out when there is none.
+    return bool(sqs.list_queues().get("QueueUrls"))
+
+
+def _alarms(cloudwatch, found: Inventory) -> None:
+    for alarm in _pages(cloudwatch, "describe_alarms", "MetricAlarms"):
+        found.add("cloudwatch:alarm", alarm["AlarmName"], namespace=alarm.get("Namespace"),
+                  metric=alarm.get("MetricName"),
+                  dimensions={d["Name"]: d["Value"] for d in alarm.get("Dimensions") or ()},
+                  statistic=alarm.get("Statistic"), period=alarm.get("Period"),
+                  evaluation_periods=alarm.get("EvaluationPeriods"),
+                  threshold=alarm.get("Threshold"), comparison=alarm.get("ComparisonOperator"),
+                  missing_data=alarm.get("TreatMissingData"),
+                  description=alarm.get("AlarmDescription"),
+                  actions=alarm.get("AlarmActions"), tags=_tags(
+                      cloudwatch.list_tags_for_resource(ResourceARN=alarm["AlarmArn"])["Tags"]))
 
 
 def _postgres(dsn: str, config, found: Inventory) -> None:
@@ -496,7 +656,8 @@ def _postgres(dsn: str, config, found: Inventory) -> None:
             for version, name, checksum in conn.execute(
                     "SELECT version, name, checksum FROM runbook.schema_migrations"):
                 found.add("postgres:migration", f"{version:04d} {name}", checksum=checksum)
-        for table in ("profiles", "private_profiles"):
+        # A run leaves no row: the tests delete their users' (a4: users and outbox too).
+        for table in ("profiles", "private_profiles", "users", "registration_outbox"):
             if conn.execute("SELECT to_regclass(%s)", (f"{schema}.{table}",)).fetchone()[0]:
                 rows = conn.execute(f'SELECT count(*) FROM "{schema}"."{table}"').fetchone()[0]
                 for _ in range(rows):
@@ -505,12 +666,36 @@ def _postgres(dsn: str, config, found: Inventory) -> None:
 
 # -- tags right after a create ----------------------------------------------------------
 
+# Upserts that are the creates of a clean run: each makes its resource the first time.
+CREATED_BY_PUT = frozenset({"events:PutRule", "events:PutTargets",
+                            "cloudwatch:PutMetricAlarm"})
+
+
+def is_create(call: str) -> bool:
+    """Whether `call` ("service:Operation") makes a resource in a clean run."""
+    return call.split(":")[1].startswith(("Create", "Publish")) or call in CREATED_BY_PUT
+
+
 def tags_of(account: Account, call: str, response: dict) -> dict | None:
     """The tags the resource a create (`call`, with its `response`) made carries now;
     None for the creates whose resources cannot carry tags. KeyError for a create this
     does not know, so that a new one is classified before it passes."""
-    if call in ("cognito-idp:CreateUserPoolClient", "lambda:PublishLayerVersion"):
+    if call in ("cognito-idp:CreateUserPoolClient", "lambda:PublishLayerVersion",
+                "lambda:CreateEventSourceMapping", "events:PutTargets"):
         return None
+    if call == "events:CreateEventBus":
+        return _tags(account.client("events").list_tags_for_resource(
+            ResourceARN=response["EventBusArn"])["Tags"])
+    if call == "events:PutRule":
+        return _tags(account.client("events").list_tags_for_resource(
+            ResourceARN=response["RuleArn"])["Tags"])
+    if call == "sqs:CreateQueue":
+        return _tags(account.client("sqs").list_queue_tags(
+            QueueUrl=response["QueueUrl"]).get("Tags"))
+    if call == "cloudwatch:PutMetricAlarm":  # the answer names nothing: the least tagged
+        cloudwatch = account.client("cloudwatch")
+        return min((_tags(cloudwatch.list_tags_for_resource(ResourceARN=a["AlarmArn"])["Tags"])
+                    for a in cloudwatch.describe_alarms()["MetricAlarms"]), key=len)
     service = call.split(":")[0]
     client = account.client(service)
     if service == "ec2":
@@ -662,7 +847,10 @@ def _make_vpc_endpoint(account: Account, config, step: str) -> str:
     vpc_id = _vpc_id(ec2, config)
     have = {e["ServiceName"] for e in ec2.describe_vpc_endpoints(
         Filters=[{"Name": "vpc-id", "Values": [vpc_id]}])["VpcEndpoints"]}
-    service = next(f"com.amazonaws.{REGION}.{name}" for name in ("secretsmanager", "rds-data")
+    from runbook.steps.vpc_integrate import EVENT_SERVICES, SERVICES
+
+    # In the step's order; `events` too, as the file has phase a4.
+    service = next(f"com.amazonaws.{REGION}.{name}" for name in SERVICES + EVENT_SERVICES
                    if f"com.amazonaws.{REGION}.{name}" not in have)
     subnets = _subnets(ec2, config)
     ec2.create_vpc_endpoint(
@@ -770,8 +958,71 @@ def _make_app_client(account: Account, config, step: str) -> str:
     return f"app client {config.cognito.client}"
 
 
+def _signup_queues(config) -> tuple[str, str]:
+    """Step event-bus's DLQ and queue, in the order it makes them."""
+    queue = f"{config.network.name}-user-signup"
+    return f"{queue}-dlq", queue
+
+
+def _make_event_bus(account: Account, config, step: str) -> str:
+    from runbook.aws import naming
+
+    name = naming.event_bus_name(config)
+    account.client("events").create_event_bus(Name=name)
+    return f"event bus {name}"
+
+
+def _make_queue(account: Account, config, step: str) -> str:
+    """The DLQ, or once it exists the queue, with SQS's defaults: no policy, no
+    redrive, another visibility timeout and retention."""
+    sqs = account.client("sqs")
+    have = {url.rsplit("/", 1)[-1] for url in sqs.list_queues().get("QueueUrls", ())}
+    name = next(n for n in _signup_queues(config) if n not in have)
+    sqs.create_queue(QueueName=name)
+    return f"queue {name}"
+
+
+def _make_rule(account: Account, config, step: str) -> str:
+    """event-bus's rule on the bus, or deploy-process-user-signup's relay schedule on
+    the default bus; without a description."""
+    from runbook.aws import naming
+    from runbook.steps.deploy_process_user_signup import RELAY_SCHEDULE
+    from runbook.steps.event_bus import DETAIL_TYPE, SOURCE
+
+    events = account.client("events")
+    if step == "event-bus":
+        name, bus = f"{config.network.name}-user-registered", naming.event_bus_name(config)
+        events.put_rule(Name=name, EventBusName=bus, EventPattern=json.dumps(
+            {"source": [SOURCE], "detail-type": [DETAIL_TYPE]}))
+    else:
+        name, bus = f"{config.network.name}-registration-relay", "default"
+        events.put_rule(Name=name, ScheduleExpression=RELAY_SCHEDULE)
+    return f"rule {name} on {bus}"
+
+
+def _make_alarm(account: Account, config, step: str) -> str:
+    """The DLQ-depth alarm, or once it exists the consumer's errors alarm: the metric,
+    with CloudWatch's defaults for what the old scripts did not say."""
+    cloudwatch = account.client("cloudwatch")
+    dlq, queue = _signup_queues(config)
+    consumer = config.function_name("process_user_signup")
+    alarms = [(f"{queue}-dlq-depth", "AWS/SQS", "ApproximateNumberOfMessagesVisible",
+               {"QueueName": dlq}), (f"{consumer}-errors", "AWS/Lambda", "Errors",
+                                     {"FunctionName": consumer})]
+    have = {a["AlarmName"] for a in cloudwatch.describe_alarms()["MetricAlarms"]}
+    name, namespace, metric, dimensions = next(a for a in alarms if a[0] not in have)
+    cloudwatch.put_metric_alarm(
+        AlarmName=name, Namespace=namespace, MetricName=metric, Statistic="Sum",
+        Dimensions=[{"Name": k, "Value": v} for k, v in dimensions.items()], Period=300,
+        EvaluationPeriods=1, Threshold=1.0, ComparisonOperator="GreaterThanOrEqualToThreshold")
+    return f"alarm {name}"
+
+
 # The creates an untagged leftover can stand in for. PublishLayerVersion has none:
 # layer versions carry no tags, and one with the same content is adopted as it is.
+# Neither have CreateEventSourceMapping and PutTargets: a mapping or a rule's target
+# carries no tags (each is claimed through its function's or its rule's), and the one
+# there is adopted as it is, its settings updated.
 LEFTOVERS: dict[str, Callable[[Account, object, str], str]] = {
     "ec2:CreateVpc": _make_vpc,
     "ec2:CreateSubnet": _make_subnet,
@@ -788,6 +1039,10 @@ LEFTOVERS: dict[str, Callable[[Account, object, str], str]] = {
     "lambda:CreateFunction": _make_function,
     "cognito-idp:CreateUserPool": _make_user_pool,
     "cognito-idp:CreateUserPoolClient": _make_app_client,
+    "events:CreateEventBus": _make_event_bus,
+    "sqs:CreateQueue": _make_queue,
+    "events:PutRule": _make_rule,
+    "cloudwatch:PutMetricAlarm": _make_alarm,
 }
 
 
@@ -802,14 +1057,15 @@ class Baseline:
     seconds: float
 
     def write(self, k: int) -> Write:
-        return self.writes[k - 1]
+        """The k-th write of the run (the tests' writes, not swept, have numbers too)."""
+        return next(w for w in self.writes if w.k == k)
 
     def per_step(self) -> dict[str, int]:
         return dict(Counter(w.step for w in self.writes))
 
 
 def baseline(config, account: Account) -> Baseline:
-    """Run a1..a3 once in an empty account, recording each provisioning write."""
+    """Run a1..a4 once in an empty account, recording each provisioning write."""
     account.reset()
     recorder = Fault()
     started = time.monotonic()
@@ -820,8 +1076,9 @@ def baseline(config, account: Account) -> Baseline:
         raise RuntimeError("the clean run failed: " + "; ".join(failed))
     provisioning = [w for w in recorder.writes if w.step in PROVISIONING]
     found = inventory(account, config)
-    left = [kind for kind in ("ssm:parameter", "cognito-idp:user", "postgres:row") if kind in found]
-    if left:  # the run lock, the test user and its rows must be gone after any run
+    left = [kind for kind in ("ssm:parameter", "cognito-idp:user", "postgres:row",
+                              "sqs:message") if kind in found]
+    if left:  # the run lock, the test users, their rows and messages: gone after any run
         raise RuntimeError(f"the clean run left {', '.join(left)} behind")
     return Baseline(provisioning, found, seconds)
 
@@ -864,7 +1121,7 @@ def try_point(config, account: Account, clean: Baseline, point: Point) -> Outcom
     if point.kind == UNTAGGED:
         made = LEFTOVERS[write.call](account, config, write.step)
         first_text += f", then {made} appeared untagged"
-    second = run(config, account)
+    second = run(config, account, steps=recovery(first))
     broken = next((r for r in second if r.status != "ok"), None)
     second_text = "ok" if broken is None else f"failed at {broken.name}: {broken.error}"
     difference = compare(clean.inventory, inventory(account, config))
@@ -1000,7 +1257,7 @@ def figures(outcomes: list[Outcome]) -> dict[str, dict[str, int]]:
 
 def render(clean: Baseline, outcomes: list[Outcome], seconds: float) -> str:
     steps = ", ".join(f"{step} {n}" for step, n in clean.per_step().items())
-    lines = [f"clean a1..a3 run: {len(clean.writes)} writes before the integration test "
+    lines = [f"clean a1..a4 run: {len(clean.writes)} writes outside the tests "
              f"({steps}); {sum(clean.inventory.counts().values())} resources listed",
              f"{'fault kind':<22} {'tried':>6} {'converged':>10} {'duplicates':>11} "
              f"{'orphans':>8} {'missing':>8} {'differs':>8} {'2nd run failed':>15}"]

@@ -24,7 +24,7 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def swept():
-    """A sandbox and a clean a1..a3 run in it: (config, account, baseline)."""
+    """A sandbox and a clean a1..a4 run in it: (config, account, baseline)."""
     config = config_mod.load(PROD_CONFIG)
     with Sandbox(Progress(quiet=True)) as box:
         account = sweep.Account(box.aws_url, box.pg_dsn)
@@ -32,8 +32,9 @@ def swept():
 
 
 def test_the_ci_sample_of_the_crash_sweep_converges_with_no_duplicate_and_no_orphan(swept):
-    """The CI sample, not the full sweep (that is bench/crash_sweep.py): in each of the six
-    steps that write (fix-tables makes no AWS write), the first write with its answer
+    """The CI sample, not the full sweep (that is bench/crash_sweep.py): in each of the
+    eight steps that write (fix-tables makes no AWS write; a4's event-bus and
+    deploy-process-user-signup among them), the first write with its answer
     lost and retried by botocore, the last with its answer lost, and a middle one
     refused (throttling, then a 5xx, then a connection reset, in turn); plus the first of
     each create that AWS would carry out twice (runbook.aws.clients.NOT_RETRIED_WHEN_UNCERTAIN)
@@ -83,7 +84,10 @@ UNTAGGED = [("ec2:CreateVpc", "network"), ("ec2:CreateSubnet", "network"),
             ("secretsmanager:CreateSecret", "store-secrets"),
             ("iam:CreateRole", "deploy-post-confirmation"),
             ("lambda:CreateFunction", "deploy-post-confirmation"),
-            ("cognito-idp:CreateUserPool", "cognito")]
+            ("cognito-idp:CreateUserPool", "cognito"),
+            ("events:CreateEventBus", "event-bus"), ("sqs:CreateQueue", "event-bus"),
+            ("cloudwatch:PutMetricAlarm", "event-bus"),
+            ("events:PutRule", "deploy-process-user-signup")]
 
 
 @pytest.mark.parametrize("call, step", UNTAGGED, ids=[f"{c}@{s}" for c, s in UNTAGGED])
@@ -105,7 +109,7 @@ def test_every_create_is_tagged_in_the_same_call_or_has_no_tags(swept):
     seen: dict[str, set] = {}
 
     def tags_now(service, operation, write, response):
-        if write and operation.startswith(("Create", "Publish")):
+        if write and sweep.is_create(f"{service}:{operation}"):
             tags = sweep.tags_of(account, f"{service}:{operation}", response)
             seen.setdefault(f"{service}:{operation}", set()).add(
                 None if tags is None else ("runbook:env" in tags and "runbook:step" in tags))
@@ -116,7 +120,8 @@ def test_every_create_is_tagged_in_the_same_call_or_has_no_tags(swept):
 
     untaggable = {call for call, found in seen.items() if found == {None}}
     tagged = {call for call, found in seen.items() if found == {True}}
-    assert untaggable == {"cognito-idp:CreateUserPoolClient", "lambda:PublishLayerVersion"}
+    assert untaggable == {"cognito-idp:CreateUserPoolClient", "lambda:PublishLayerVersion",
+                          "lambda:CreateEventSourceMapping", "events:PutTargets"}
     assert tagged | untaggable == set(seen), seen
     assert tagged == set(sweep.LEFTOVERS) - {"cognito-idp:CreateUserPoolClient"}
 
