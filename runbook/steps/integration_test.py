@@ -19,8 +19,8 @@ that reports compare across runs:
   cleanup                    the Cognito user is deleted, and deleting the profile
                              removed the private profile; with phase a4 in the file, the
                              user's `users` and registration-outbox rows are deleted too,
-                             once its user.registered event has been stored (while the
-                             bus does not exist yet, the event waits in the outbox)
+                             once its user.registered event has been stored (until a4's
+                             consumer is deployed, the event waits in the outbox)
 
 A failed check fails the step (exit 1); the checks after it still run, except those that
 need what it failed to produce, which are `skipped` naming it. Cleanup always runs, also
@@ -95,8 +95,8 @@ class TestState:
     database: Any                         # step database's outputs
     secrets: Any                          # step store-secrets' outputs
     user: TestUser
-    # Post-Confirmation publishes to a bus that exists: the user's event will reach
-    # `users`, and cleanup waits for it before deleting the row (phase a4).
+    # Post-Confirmation's events reach phase a4's consumer: the user's event will reach
+    # `users`, and cleanup waits for it before deleting the row.
     publishing: bool = False
     extra: dict = field(default_factory=dict)   # what a subclass's read adds
 
@@ -134,15 +134,18 @@ class IntegrationTest(DatabaseAccess, Step):
                          self.inputs.store_secrets, user, self._publishing())
 
     def _publishing(self) -> bool:
-        """Whether the trigger's events reach a bus that exists (phase a4 has run)."""
+        """Whether the trigger's events reach `users` now: phase a4's consumer has its
+        enabled event source mapping. Until then (a4 not run yet, or stopped part way)
+        an event reaches no consumer, the registration waits in the outbox, and cleanup
+        has nothing to wait for."""
         if not self.config.publishes_registrations():
             return False
-        from runbook.aws import naming
-        from runbook.aws.api import or_none
+        from runbook.aws.api import or_none, pages
 
-        events = self.client("events")
-        return or_none(lambda: events.describe_event_bus(
-            Name=naming.event_bus_name(self.config))) is not None
+        consumer = self.config.function_name("process_user_signup")
+        mappings = or_none(lambda: pages(self.client("lambda"), "list_event_source_mappings",
+                                         "EventSourceMappings", FunctionName=consumer))
+        return any(m.get("State") == "Enabled" for m in mappings or ())
 
     def plan(self, state: TestState) -> list[Change]:
         return [Change("create", f"cognito-idp:user {mask(state.user.email)}", "run_checks", {},
@@ -359,9 +362,10 @@ class IntegrationTest(DatabaseAccess, Step):
 
     def forget_registrations(self, state: TestState, subs: list[str]) -> str:
         """Delete the `users` and registration-outbox rows of `subs` (phase a4). When the
-        bus exists, each one's event is on its way to `users`: first wait (row_timeout_s)
-        for the consumer to store it, which removes its outbox row, so that no row
-        appears after the cleanup. Raises CheckFailed if one is still on its way."""
+        consumer is deployed, each one's event is on its way to `users`: first wait
+        (row_timeout_s) for the consumer to store it, which removes its outbox row, so
+        that no row appears after the cleanup. Raises CheckFailed if one is still on its
+        way."""
         conn, users, outbox = self._db(), self._table("users"), self._table("registration_outbox")
         pending: list = []
         if state.publishing:
