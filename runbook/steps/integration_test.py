@@ -165,11 +165,13 @@ class IntegrationTest(DatabaseAccess, Step):
             self.sequence(state)
         finally:
             self._check("cleanup", self.cleanup, state)
-        failed = [c.name for c in self.checks.values() if c.status == "failed"]
+        failed = [c for c in self.checks.values() if c.status == "failed"]
         if failed:
+            # Each with its finding, shortened: the step's error is all a caller that
+            # reads no report (the crash sweep, a CI log) sees.
             raise StepFailed(self.name, f"cognito-idp:user {mask(state.user.email)}",
                              f"{len(failed)} of {len(self.CHECKS)} checks failed: "
-                             f"{', '.join(failed)}")
+                             + "; ".join(f"{c.name} ({_shorten(c.detail)})" for c in failed))
 
     def sequence(self, state: TestState) -> None:
         """The checks before cleanup, in CHECKS' order."""
@@ -481,6 +483,10 @@ def _null_columns(conn, schema: str, profile_id: str) -> list[str]:
         row = conn.execute(query, (profile_id,)).fetchone() or ()
         found += [f"{table}.{c}" for c, null in zip(columns, row) if null]
     return found
+
+
+def _shorten(text: str, limit: int = 200) -> str:
+    return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
 def _json(message: str) -> dict | None:

@@ -224,7 +224,9 @@ def test_the_command_exits_1_when_the_deployed_handler_raises(workdir, cli, tmp_
     result = cli("run", "--phase", "a3", "--dry-run")
 
     assert result.exit_code == 1, result.output
-    assert "checks failed: post_confirmation_trigger, profile_row, cloudwatch_logs" in result.stderr
+    assert "3 of 9 checks failed: post_confirmation_trigger (" in result.stderr
+    assert "; profile_row (the profile did not appear within 2 s); cloudwatch_logs (" \
+        in result.stderr
     report = read_report(workdir, "integration-test", dry_run=True)
     assert report["status"] == "failed"
     cleanup = next(c for c in report["steps"][0]["checks"] if c["name"] == "cleanup")
