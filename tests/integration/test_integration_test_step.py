@@ -98,7 +98,10 @@ def test_a_database_that_rejects_the_row_fails_the_trigger_checks_and_cleans_up(
     assert "PostConfirmation failed" in checks["post_confirmation_trigger"]
     assert "profiles are closed" in checks["post_confirmation_trigger"]
     assert "Post-Confirmation processing failed" in checks["cloudwatch_logs"]
-    assert "post_confirmation_trigger, profile_row, cloudwatch_logs" in result.error
+    failed = [part.split(" (", 1)[0] for part in result.error.split("checks failed: ", 1)[1]
+              .split("; ")]
+    assert failed == ["post_confirmation_trigger", "profile_row", "cloudwatch_logs"]
+    assert "profiles are closed" in result.error  # each with its finding
     assert_nothing_left(sandbox)
 
 
