@@ -362,7 +362,8 @@ class IntegrationTest(DatabaseAccess, Step):
             raise CheckFailed("; ".join(done))
         return "; ".join(done)
 
-    def forget_registrations(self, state: TestState, subs: list[str]) -> str:
+    def forget_registrations(self, state: TestState, subs: list[str], *,
+                             whose: str = "the test") -> str:
         """Delete the `users` and registration-outbox rows of `subs` (phase a4). When the
         consumer is deployed, each one's event is on its way to `users`: first wait
         (row_timeout_s) for the consumer to store it, which removes its outbox row, so
@@ -391,7 +392,7 @@ class IntegrationTest(DatabaseAccess, Step):
                               "events may still make a users row, to delete by hand "
                               f"(cognito_id {', '.join(pending)})")
         return (f"deleted {stored} users row(s) and {waiting} registration-outbox row(s) of "
-                "the test")
+                f"{whose}")
 
     # -- the database ------------------------------------------------------------------------
 

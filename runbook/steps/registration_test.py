@@ -244,8 +244,8 @@ class RegistrationTest(IntegrationTest):
             except Exception:  # noqa: BLE001 - not stored: nothing to wait for
                 pass
         try:
-            done.append(self.forget_registrations(state, [good]).replace(
-                "of the test", "of the dead-letter check"))
+            done.append(self.forget_registrations(state, [good],
+                                                  whose="the dead-letter check"))
         except CheckFailed as exc:
             failed = "; ".join(filter(None, (failed, str(exc))))
         if bus is not None and sent and self.checks["dead_letter"].status != "ok":
