@@ -44,6 +44,15 @@ FORGOT_PASSWORD = "PostConfirmation_ConfirmForgotPassword"
 # Opened by the first invocation of this container, kept for the next ones.
 DATABASE = WarmConnection(os.environ, application_name="post-confirmation")
 
+if os.environ.get("EVENT_BUS_NAME"):
+    # Made in the init, as Lambda advises for SDK clients, and not in the trigger's
+    # seconds. Should it fail, the first publish tries again, and its failure is the
+    # warning that leaves the registration to the relay.
+    try:
+        registration.events_client()
+    except Exception:  # noqa: BLE001 - see above
+        pass
+
 
 class ProfileNotSaved(RuntimeError):
     """The profile could not be written; the message says why, without row values."""

@@ -13,7 +13,15 @@ what was deployed), unpacks it, and runs the handler in a subprocess with
     (runbook.sandbox.tls), verify-full against the sandbox CA (DB_SSLROOTCERT) for the
     cluster endpoint it is configured with, reached at DB_HOSTADDR:DB_HOSTADDR_PORT;
     any other gets DB_DSN;
-  - the function's timeout enforced, and for a Cognito trigger, Cognito's 5 seconds.
+  - Lambda's two phases kept apart, as its REPORT line keeps them: the init (the
+    runtime's start and the import of the handler's module, Lambda's "Init Duration")
+    is limited to Lambda's 10 seconds; the invocation (the handler's call, "Duration")
+    to the function's timeout, and for a Cognito trigger to Cognito's 5 seconds.
+
+Each invocation runs in a new process, a cold start. On AWS a cold start's init counts
+toward Cognito's 5 seconds too; here it is reported, not held to them, since the start
+of a Python process on a shared machine measures the machine, not the function (the
+sandbox's `simulated` list says so).
 
 What the handler prints goes to the function's log group, between the START, END and
 REPORT lines Lambda writes, in a stream named as Lambda names them.
@@ -23,6 +31,7 @@ from __future__ import annotations
 
 import json
 import os
+import select
 import subprocess
 import sys
 import tempfile
@@ -39,11 +48,15 @@ from runbook.functions.registry import FUNCTION_TAG
 
 # Cognito waits this long for a trigger, whatever the function's own timeout.
 COGNITO_TRIGGER_LIMIT_S = 5.0
+# Lambda's limit on the init phase of an on-demand function.
+INIT_LIMIT_S = 10.0
 
 _BOOTSTRAP = r"""
 import importlib, json, os, sys, time, traceback
 root = os.environ["LAMBDA_TASK_ROOT"]
-deadline = float(os.environ["_RUNBOOK_DEADLINE"])
+status = int(os.environ["_RUNBOOK_STATUS_FD"])
+times = {}
+deadline = None
 
 class Context:
     function_name = os.environ["AWS_LAMBDA_FUNCTION_NAME"]
@@ -60,15 +73,24 @@ with open(os.environ["_RUNBOOK_EVENT"]) as f:
     event = json.load(f)
 module_name, function_name = os.environ["_HANDLER"].rsplit(".", 1)
 try:
-    module = importlib.import_module(module_name)
-    shared = sys.modules.get("runbook")
-    if shared is not None and not os.path.realpath(shared.__file__).startswith(os.path.realpath(root)):
-        raise ImportError("runbook was imported from %s, not from the package" % shared.__file__)
-    outcome = {"result": getattr(module, function_name)(event, Context())}
+    try:
+        module = importlib.import_module(module_name)
+        shared = sys.modules.get("runbook")
+        if shared is not None and not os.path.realpath(shared.__file__).startswith(os.path.realpath(root)):
+            raise ImportError("runbook was imported from %s, not from the package" % shared.__file__)
+        handler = getattr(module, function_name)
+    finally:
+        # The init is over: the invoker now times the invocation against its limit.
+        times["invoke_started"] = time.time()
+        deadline = times["invoke_started"] + float(os.environ["_RUNBOOK_LIMIT"])
+        os.write(status, b"i")
+    outcome = {"result": handler(event, Context())}
 except Exception as exc:
     outcome = {"errorType": type(exc).__name__, "errorMessage": str(exc)}
     print("[ERROR] %s: %s" % (type(exc).__name__, str(exc)), flush=True)
     traceback.print_exc(file=sys.stdout)
+times["invoke_ended"] = time.time()
+outcome["times"] = times
 sys.stdout.flush()
 with open(os.environ["_RUNBOOK_RESULT"], "w") as f:
     json.dump(outcome, f, default=str)
@@ -83,7 +105,8 @@ class Invocation:
     error_type: str | None = None
     error_message: str | None = None
     timed_out: bool = False
-    duration_ms: int = 0
+    duration_ms: int = 0           # the invocation: the handler's call
+    init_ms: int | None = None     # the init before it (a cold start); None: not seen
     log_lines: list[str] = field(default_factory=list)
     log_stream: str | None = None
 
@@ -94,6 +117,8 @@ class Invocation:
     def as_dict(self) -> dict:
         data = {"function": self.function, "request_id": self.request_id, "ok": self.ok,
                 "duration_ms": self.duration_ms}
+        if self.init_ms is not None:
+            data["init_ms"] = self.init_ms
         if self.ok:
             data["result"] = self.result
         else:
@@ -111,8 +136,9 @@ class LocalInvoker:
 
     def __init__(self, aws, *, endpoint_url: str | None, credentials: dict,
                  database_dsn: str | None, lambdas_dir: Path | None = None,
-                 database_tls=None):
+                 database_tls=None, init_limit_s: float = INIT_LIMIT_S):
         self.aws = aws
+        self.init_limit_s = init_limit_s
         self.endpoint_url = endpoint_url
         self.credentials = credentials
         self.database_dsn = database_dsn
@@ -153,35 +179,31 @@ class LocalInvoker:
         (tmp / "event.json").write_text(json.dumps(event))
         stream = f"{datetime.now(timezone.utc):%Y/%m/%d}/[$LATEST]{uuid.uuid4().hex}"
         env = self._environment(configuration, root, stream)
-        env.update(_RUNBOOK_EVENT=str(tmp / "event.json"), _RUNBOOK_RESULT=str(tmp / "result.json"),
-                   _RUNBOOK_REQUEST_ID=request_id,
-                   _RUNBOOK_DEADLINE=str(time.time() + limit_s))
-        invocation = Invocation(name, request_id, log_stream=stream)
-        started = time.monotonic()
-        try:
-            proc = subprocess.run([sys.executable, "-c", _BOOTSTRAP], cwd=root, env=env,
-                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                  timeout=limit_s)
-            output = proc.stdout
-        except subprocess.TimeoutExpired as exc:
-            output = exc.stdout or b""
-            invocation.timed_out = True
-        invocation.duration_ms = int((time.monotonic() - started) * 1000)
-        invocation.log_lines = output.decode("utf-8", "replace").splitlines()
         result_file = tmp / "result.json"
-        if invocation.timed_out:
+        env.update(_RUNBOOK_EVENT=str(tmp / "event.json"), _RUNBOOK_RESULT=str(result_file),
+                   _RUNBOOK_REQUEST_ID=request_id, _RUNBOOK_LIMIT=repr(limit_s))
+        invocation = Invocation(name, request_id, log_stream=stream)
+        phase = _run_phased(env, root, tmp / "output.log", limit_s, self.init_limit_s)
+        invocation.log_lines = phase.output.decode("utf-8", "replace").splitlines()
+        outcome = json.loads(result_file.read_text()) if result_file.exists() else {}
+        times = outcome.get("times") or {}
+        if "invoke_started" in times:
+            invocation.init_ms = max(0, int((times["invoke_started"] - phase.spawned) * 1000))
+        if phase.timed_out:
+            invocation.timed_out = True
+            invocation.duration_ms = int(phase.limit_s * 1000)
+            what = "Task" if phase.invoking else "Init"
             invocation.error_type = "TimeoutError"
-            invocation.error_message = f"Task timed out after {limit_s:.2f} seconds"
-            invocation.log_lines.append(
-                f"{_stamp()} {request_id} Task timed out after {limit_s:.2f} seconds")
-        elif result_file.exists():
-            outcome = json.loads(result_file.read_text())
+            invocation.error_message = f"{what} timed out after {phase.limit_s:.2f} seconds"
+            invocation.log_lines.append(f"{_stamp()} {request_id} {invocation.error_message}")
+        elif outcome:
+            invocation.duration_ms = int((times["invoke_ended"] - times["invoke_started"]) * 1000)
             invocation.result = outcome.get("result")
             invocation.error_type = outcome.get("errorType")
             invocation.error_message = outcome.get("errorMessage")
         else:
             invocation.error_type = "Runtime.ExitError"
-            invocation.error_message = f"the handler's process exited with {proc.returncode}"
+            invocation.error_message = f"the handler's process exited with {phase.returncode}"
         self._put_logs(configuration, invocation)
         return invocation
 
@@ -248,13 +270,59 @@ class LocalInvoker:
         request_id = invocation.request_id
         memory = configuration.get("MemorySize") or 128
         billed = max(1, invocation.duration_ms)
+        init = "" if invocation.init_ms is None else f"\tInit Duration: {invocation.init_ms:.2f} ms"
         lines = [f"START RequestId: {request_id} Version: $LATEST", *invocation.log_lines,
                  f"END RequestId: {request_id}",
                  f"REPORT RequestId: {request_id}\tDuration: {invocation.duration_ms:.2f} ms\t"
-                 f"Billed Duration: {billed} ms\tMemory Size: {memory} MB"]
+                 f"Billed Duration: {billed} ms\tMemory Size: {memory} MB{init}"]
         now = int(time.time() * 1000)
         logs.put_log_events(logGroupName=group, logStreamName=invocation.log_stream,
                             logEvents=[{"timestamp": now, "message": line} for line in lines])
+
+
+@dataclass
+class _Phases:
+    spawned: float            # time.time() when the process was started
+    output: bytes
+    returncode: int | None
+    invoking: bool            # the init was over (the handler was called, or its import failed)
+    timed_out: bool
+    limit_s: float            # the limit of the phase it was in when it ended
+
+
+def _run_phased(env: dict, cwd: Path, output_file: Path, limit_s: float,
+                init_limit_s: float) -> _Phases:
+    """Run _BOOTSTRAP, allowing the init init_limit_s and, from the moment it writes to
+    its status pipe that the init is over, the invocation limit_s; a process over its
+    phase's limit is killed. Its output goes to output_file, so a handler that prints
+    much cannot stall on a full pipe."""
+    read_end, write_end = os.pipe()
+    try:
+        env = {**env, "_RUNBOOK_STATUS_FD": str(write_end)}
+        with open(output_file, "wb") as out:
+            spawned = time.time()
+            proc = subprocess.Popen([sys.executable, "-c", _BOOTSTRAP], cwd=cwd, env=env,
+                                    stdout=out, stderr=subprocess.STDOUT, pass_fds=(write_end,))
+        os.close(write_end)
+        write_end = None
+        with proc:
+            invoking = bool(select.select([read_end], [], [], init_limit_s)[0]) \
+                and os.read(read_end, 1) == b"i"
+            limit = limit_s if invoking else init_limit_s
+            try:
+                # Not invoking and not timed out: the process ended during its init.
+                proc.wait(timeout=limit_s if invoking else 1.0)
+                timed_out = False
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+                timed_out = True
+    finally:
+        os.close(read_end)
+        if write_end is not None:
+            os.close(write_end)
+    return _Phases(spawned=spawned, output=output_file.read_bytes(), returncode=proc.returncode,
+                   invoking=invoking, timed_out=timed_out, limit_s=limit)
 
 
 def _bytes_io(data: bytes):

@@ -232,6 +232,11 @@ class Sandbox:
             "timeout, and writes its output to the function's log group",
             "Cognito triggers: moto fires none; the sandbox fires the pool's configured "
             "triggers on sign-up, confirmation and sign-in, within Cognito's 5 s limit",
+            "Lambda cold starts: every local invocation starts a new process; its init "
+            "(the import of the handler's module) is held to Lambda's 10 s init limit and "
+            "reported as Init Duration, while the function's timeout, and Cognito's 5 s, "
+            "apply to the handler's call: on AWS a cold start's init counts toward "
+            "Cognito's 5 s as well",
             "Lambda networking: functions are not placed in the VPC; the VPC endpoints, "
             "security groups and routes are checked by vpc-integrate's preflight instead",
             "RDS cluster and instances: moto keeps their records; no database engine runs "

@@ -221,14 +221,21 @@ class IntegrationTest(DatabaseAccess, Step):
         self.users.admin_confirm_sign_up(state.user.email)
         call_ms = int((time.monotonic() - started) * 1000)
         invocations = getattr(self.users, "invocations", [])
-        # In the sandbox the invocation is timed; on AWS the synchronous call bounds it.
-        trigger_ms = invocations[-1].duration_ms if invocations else call_ms
+        # In the sandbox the invocation is timed apart from its cold start's init (which
+        # a local process's start does not measure: see the sandbox's `simulated`); on
+        # AWS the synchronous call bounds both.
+        invocation = invocations[-1] if invocations else None
+        trigger_ms = invocation.duration_ms if invocation else call_ms
+        init_ms = invocation.init_ms if invocation else None
         self.timings.update(trigger_ms=trigger_ms, trigger_budget_ms=TRIGGER_BUDGET_MS)
+        if init_ms is not None:
+            self.timings["trigger_init_ms"] = init_ms
+        cold = "" if init_ms is None else f" (after a {init_ms} ms init, not counted here)"
         if trigger_ms > TRIGGER_BUDGET_MS:
             raise CheckFailed(f"the trigger took {trigger_ms} ms, over Cognito's "
-                              f"{TRIGGER_BUDGET_MS} ms")
+                              f"{TRIGGER_BUDGET_MS} ms{cold}")
         return (f"AdminConfirmSignUp fired Post-Confirmation: {trigger_ms} ms of the "
-                f"{TRIGGER_BUDGET_MS} ms budget")
+                f"{TRIGGER_BUDGET_MS} ms budget{cold}")
 
     def profile_row(self, state: TestState) -> str:
         user = state.user

@@ -22,6 +22,8 @@ HANDLER = textwrap.dedent("""
     import json, os, time
     import boto3
 
+    time.sleep(float(os.environ.get("INIT_SLEEP_S", "0")))  # the init: a slow import
+
     def handler(event, context):
         print(json.dumps({"message": "handling", "request_id": context.aws_request_id}))
         if event.get("sleep"):
@@ -31,6 +33,7 @@ HANDLER = textwrap.dedent("""
         account = boto3.client("sts").get_caller_identity()["Account"]
         return {"greeting": os.environ["GREETING"], "account": account,
                 "remaining_ms_positive": context.get_remaining_time_in_millis() > 0,
+                "remaining_ms": context.get_remaining_time_in_millis(),
                 "echo": event.get("echo")}
     """)
 
@@ -42,7 +45,7 @@ def deployed(moto_endpoint, tmp_path):
     (lambdas / "probe").mkdir(parents=True)
     (lambdas / "probe" / "handler.py").write_text(HANDLER)
 
-    def deploy(name="probe-fn", timeout_s=3, tags=None):
+    def deploy(name="probe-fn", timeout_s=3, tags=None, variables=None):
         artifact = package.build_function("probe", lambdas_dir=lambdas)
         iam = boto3.client("iam", region_name=REGION)
         role = iam.create_role(RoleName=f"{name}-role", AssumeRolePolicyDocument=json.dumps({
@@ -52,13 +55,14 @@ def deployed(moto_endpoint, tmp_path):
         boto3.client("lambda", region_name=REGION).create_function(
             FunctionName=name, Runtime="python3.11", Role=role, Handler="handler.handler",
             Code={"ZipFile": artifact.data}, Timeout=timeout_s, MemorySize=128,
-            Environment={"Variables": {"GREETING": "hello from the configuration"}},
+            Environment={"Variables": {"GREETING": "hello from the configuration",
+                                       **(variables or {})}},
             Tags={"runbook:function": "probe"} if tags is None else tags)
         return name
 
     aws = ClientFactory(REGION, endpoint_url=moto_endpoint, credentials=SANDBOX_CREDENTIALS)
     invoker = LocalInvoker(aws, endpoint_url=moto_endpoint, credentials=SANDBOX_CREDENTIALS,
-                           database_dsn=None, lambdas_dir=lambdas)
+                           database_dsn=None, lambdas_dir=lambdas, init_limit_s=4)
     return deploy, invoker, lambdas
 
 
@@ -75,6 +79,7 @@ def test_handler_runs_with_the_functions_environment_against_the_sandbox(deploye
     invocation = invoker.invoke(name, {"echo": "ünïcode"})
 
     assert invocation.ok, (invocation.error_type, invocation.error_message, invocation.log_lines)
+    assert 0 < invocation.result.pop("remaining_ms") <= 3000
     assert invocation.result == {"greeting": "hello from the configuration",
                                  "account": "123456789012", "remaining_ms_positive": True,
                                  "echo": "ünïcode"}
@@ -108,6 +113,35 @@ def test_a_trigger_gets_cognitos_five_seconds_whatever_the_functions_timeout(dep
     assert invocation.timed_out
     assert invocation.error_message == f"Task timed out after {COGNITO_TRIGGER_LIMIT_S:.2f} seconds"
     assert invocation.duration_ms < 20_000
+
+
+def test_the_init_is_timed_apart_and_the_timeout_starts_at_the_handlers_call(deployed):
+    """As Lambda's REPORT line has it: a slow import is the Init Duration, and the
+    function's timeout (here 2 s, shorter than the init) and the context's remaining
+    time count from the handler's call."""
+    deploy, invoker, _ = deployed
+    name = deploy(timeout_s=2, variables={"INIT_SLEEP_S": "2.5"})
+
+    invocation = invoker.invoke(name, {})
+
+    assert invocation.ok, invocation.error_message
+    assert invocation.init_ms >= 2500 and invocation.duration_ms < 2000
+    assert 1000 < invocation.result["remaining_ms"] <= 2000
+    assert invocation.as_dict()["init_ms"] == invocation.init_ms
+    report = log_messages(name, invocation.log_stream)[-1]
+    assert f"\tInit Duration: {invocation.init_ms:.2f} ms" in report
+
+
+def test_an_init_over_lambdas_init_limit_is_killed(deployed):
+    deploy, invoker, _ = deployed
+    name = deploy(timeout_s=60, variables={"INIT_SLEEP_S": "30"})
+
+    invocation = invoker.invoke(name, {}, trigger=True)
+
+    assert invocation.timed_out and invocation.init_ms is None
+    assert invocation.error_message == "Init timed out after 4.00 seconds"
+    assert any("Init timed out after 4.00 seconds" in m
+               for m in log_messages(name, invocation.log_stream))
 
 
 def test_an_exception_is_the_invocations_error_and_is_logged(deployed):
