@@ -187,8 +187,9 @@ class LocalInvoker:
         invocation.log_lines = phase.output.decode("utf-8", "replace").splitlines()
         outcome = json.loads(result_file.read_text()) if result_file.exists() else {}
         times = outcome.get("times") or {}
-        if "invoke_started" in times:
-            invocation.init_ms = max(0, int((times["invoke_started"] - phase.spawned) * 1000))
+        init_ended = times.get("invoke_started") or phase.init_ended  # the child's clock first
+        if init_ended is not None:
+            invocation.init_ms = max(0, int((init_ended - phase.spawned) * 1000))
         if phase.timed_out:
             invocation.timed_out = True
             invocation.duration_ms = int(phase.limit_s * 1000)
@@ -286,6 +287,7 @@ class _Phases:
     output: bytes
     returncode: int | None
     invoking: bool            # the init was over (the handler was called, or its import failed)
+    init_ended: float | None  # time.time() when the invoker learnt that, if it did
     timed_out: bool
     limit_s: float            # the limit of the phase it was in when it ended
 
@@ -308,6 +310,7 @@ def _run_phased(env: dict, cwd: Path, output_file: Path, limit_s: float,
         with proc:
             invoking = bool(select.select([read_end], [], [], init_limit_s)[0]) \
                 and os.read(read_end, 1) == b"i"
+            init_ended = time.time() if invoking else None
             limit = limit_s if invoking else init_limit_s
             try:
                 # Not invoking and not timed out: the process ended during its init.
@@ -322,7 +325,7 @@ def _run_phased(env: dict, cwd: Path, output_file: Path, limit_s: float,
         if write_end is not None:
             os.close(write_end)
     return _Phases(spawned=spawned, output=output_file.read_bytes(), returncode=proc.returncode,
-                   invoking=invoking, timed_out=timed_out, limit_s=limit)
+                   invoking=invoking, init_ended=init_ended, timed_out=timed_out, limit_s=limit)
 
 
 def _bytes_io(data: bytes):

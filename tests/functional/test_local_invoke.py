@@ -99,6 +99,7 @@ def test_the_functions_timeout_is_enforced(deployed):
 
     assert invocation.timed_out and not invocation.ok
     assert invocation.error_message == "Task timed out after 1.00 seconds"
+    assert invocation.init_ms is not None  # the init was over before the handler timed out
     assert invocation.duration_ms < 10_000
     assert any("Task timed out after 1.00 seconds" in m
                for m in log_messages(name, invocation.log_stream))
