@@ -232,3 +232,15 @@ def test_the_step_refuses_a_missing_cluster_naming_the_next_command(account, con
     results, _ = run(config, [STEP])
     assert (results[STEP].status, results[STEP].error_kind) == ("failed", "input")
     assert "--phase a1" in results[STEP].error
+
+
+def test_status_live_reads_the_targets_health_without_a_write(applied, config):
+    from runbook import app
+    from runbook.output import drift
+
+    outcome = app.plan_live(config, [STEP], Progress(quiet=True))
+    data = drift.drift_data(outcome.results, env=config.env, account=outcome.account,
+                            region=config.region, plan_exit_code=outcome.exit_code)
+    [step] = data["steps"]
+    assert step["state"] == "in_sync"
+    assert step["health"] == {f"tracked_cluster {config.database.cluster_id}": "AVAILABLE"}
