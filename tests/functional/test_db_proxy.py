@@ -244,3 +244,31 @@ def test_status_live_reads_the_targets_health_without_a_write(applied, config):
     [step] = data["steps"]
     assert step["state"] == "in_sync"
     assert step["health"] == {f"tracked_cluster {config.database.cluster_id}": "AVAILABLE"}
+
+
+def test_a_lost_answer_to_create_db_proxy_is_retried_and_the_proxy_adopted(moto_endpoint,
+                                                                          config):
+    """botocore sends CreateDBProxy again after a lost answer; the name is taken by then
+    (DBProxyAlreadyExistsFault), so the step adopts the proxy it made: one proxy, no
+    failure, and the next run plans nothing."""
+    from botocore.httpsession import URLLib3Session
+
+    run(config, ["network", "database", "vpc-integrate"])
+    aws = ClientFactory(REGION)
+    sent = []
+
+    def deliver_first_then_drop(request, **_):
+        sent.append(request.url)
+        if len(sent) == 1:
+            URLLib3Session().send(request)
+            raise ConnectionClosedError(endpoint_url=request.url)
+
+    aws.client("rds").meta.events.register("before-send.rds.CreateDBProxy",
+                                           deliver_first_then_drop)
+    results, _ = run(config, [STEP], aws=aws)
+    assert results[STEP].status == "ok", results[STEP].error
+    assert len(sent) == 2
+    assert [p["DBProxyName"] for p in rds().describe_db_proxies()["DBProxies"]] == [
+        naming.db_proxy_name(config)]
+    again, _ = run(config, [STEP])
+    assert again[STEP].changes == [] and again[STEP].api_calls["write"] == 0
