@@ -137,9 +137,11 @@ def _moto_server():
     from moto.server import ThreadedMotoServer
 
     from runbook.sandbox import rds as sandbox_rds
+    from runbook.sandbox import rds_proxy as sandbox_rds_proxy
 
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
     sandbox_rds.install()  # DescribeDBEngineVersions, which moto 5.2.5 lacks
+    sandbox_rds_proxy.install()  # CreateDBProxy in end-to-end IAM mode
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()

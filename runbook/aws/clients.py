@@ -53,6 +53,9 @@ NOT_RETRIED_WHEN_UNCERTAIN = {
     "ec2": frozenset({"CreateVpc", "CreateRouteTable", "CreateVpcEndpoint"}),
     "cognito-idp": frozenset({"CreateUserPool", "CreateUserPoolClient"}),
     "lambda": frozenset({"PublishLayerVersion", "AddPermission", "CreateEventSourceMapping"}),
+    # AWS refuses a second registration (DBProxyTargetAlreadyRegisteredFault), moto 5.2.5
+    # registers the cluster twice (runbook.resources.rds_proxy).
+    "rds": frozenset({"RegisterDBProxyTargets"}),
 }
 
 # Refusals: the request was not carried out, so retrying it is safe.

@@ -98,3 +98,18 @@ def relay_rule_name(config) -> str:
 def vpc_endpoint_name(config, service: str) -> str:
     """Name tag of the interface endpoint for `service` ("secretsmanager", "rds-data")."""
     return f"{config.network.name}-{service}"
+
+
+def db_proxy_name(config) -> str:
+    """The cluster's RDS Proxy (step db-proxy)."""
+    return f"{config.database.cluster_id}-proxy"
+
+
+def proxy_security_group_name(config) -> str:
+    """The proxy's own security group: 5432 from the Lambda group, to the cluster's."""
+    return f"{config.network.name}-proxy"
+
+
+def proxy_role_name(config) -> str:
+    """The role the proxy assumes to log in to the cluster by IAM (rds-db:connect)."""
+    return f"{db_proxy_name(config)}-role"

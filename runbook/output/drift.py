@@ -9,6 +9,9 @@ plan failed (say, a database that is reachable only from inside the VPC) is
 in this version is `skipped`, and the changes of a step that is not idempotent (it acts
 on every run, like the integration test) are `not_compared`: they are not drift.
 
+A step whose outputs report its targets' health (db-proxy: the RDS Proxy's targets,
+AVAILABLE or why not) has it shown under the steps, as read: health is not drift.
+
 Exit code: 3 (EXIT_DRIFT) when any step drifted, whatever else happened, so that a
 scheduled check can alert on it; otherwise the plan's: 0 when every step was planned,
 or 1 or 2 when a step could not be.
@@ -39,6 +42,9 @@ def drift_data(results, *, env: str, account: str | None, region: str,
         step["state"] = _WORDS.get(step["state"], step["state"])
         if step["state"] == "drift" and not result.idempotent:
             step["state"] = "not_compared"
+        health = (result.outputs or {}).get("target_health")
+        if health:
+            step["health"] = dict(health)
         steps.append(step)
     drifted = [step["name"] for step in steps if step["state"] == "drift"]
     return {
@@ -55,6 +61,10 @@ def print_drift(data: dict, out) -> None:
                       f"{len(data['steps'])} steps", "bold")
     render.print_steps(out, data["steps"], LABELS)
     out.print()
+    for step in data["steps"]:
+        for target, health in (step.get("health") or {}).items():
+            render.print_line(out, f"{step['name']}: target {target} {health}",
+                              "green" if health == "AVAILABLE" else "yellow")
     drifted = data["drifted_steps"]
     if drifted:
         first = drifted[0]

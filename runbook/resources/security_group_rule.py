@@ -69,12 +69,12 @@ class SecurityGroupRule(Resource[RuleSetSpec, RuleSet]):
         missing, _ = sgrules.exact(found.rules if found else {}, set(spec.rules))
         changes = []
         for rule in missing:
-            if rule.egress and found is None:
+            if rule == sgrules.ALL_TRAFFIC_OUT and found is None:
                 # The group is still to be made, and AWS makes it with its default
                 # egress (SecurityGroupSpec.default_egress says whether it stays).
                 continue
             if rule.egress:
-                label = f"{rule.kind()} {spec.name} {rule.text()}"
+                label = f"{rule.kind()} {spec.name} {rule.text(spec.names)}"
                 diff = {"group": spec.group_id, "rule": rule.text()}
             else:
                 label = f"{rule.kind()} {spec.name} {rule.text({rule.peer: spec.source_name})}"

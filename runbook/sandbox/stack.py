@@ -21,6 +21,7 @@ import warnings
 from pathlib import Path
 
 from runbook.sandbox import rds as sandbox_rds
+from runbook.sandbox import rds_proxy as sandbox_rds_proxy
 from runbook.sandbox import sqs as sandbox_sqs
 
 # The credentials a sandbox client signs with. They are not secret: moto accepts any.
@@ -83,6 +84,7 @@ class Sandbox:
         host, port = self._moto.get_host_and_port()
         self.aws_url = f"http://{host}:{port}"
         sandbox_rds.install()  # DescribeDBEngineVersions, which moto lacks
+        sandbox_rds_proxy.install()  # CreateDBProxy in end-to-end IAM mode
         sandbox_sqs.install()  # no SQS mapping fired inside SendMessage: the poller runs them
         self._reset_moto()
         self.progress.line(f"sandbox: moto server on {self.aws_url} (sandbox dir {self.workdir})",
@@ -243,6 +245,7 @@ class Sandbox:
             "behind the endpoint, so the parameter group's rds.force_ssl is recorded, not "
             "enforced",
             sandbox_rds.SIMULATED,
+            sandbox_rds_proxy.SIMULATED,
             sandbox_sqs.SIMULATED_FIRING,
             *([sandbox_sqs.SIMULATED_POLLER.format(delay=sandbox_sqs.RETRY_DELAY_S)]
               if self.region and self.invoker else []),

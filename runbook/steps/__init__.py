@@ -50,6 +50,8 @@ CATALOGUE: dict[str, StepInfo] = {
         StepInfo("store-secrets", "runbook.steps.store_secrets", requires=("database",)),
         StepInfo("cognito", "runbook.steps.cognito"),
         StepInfo("vpc-integrate", "runbook.steps.vpc_integrate", requires=("network", "database")),
+        StepInfo("db-proxy", "runbook.steps.db_proxy",
+                 requires=("network", "database", "vpc-integrate")),
         StepInfo("fix-tables", "runbook.steps.fix_tables", requires=("database", "store-secrets"),
                  requires_if=(("vpc-integrate", _connects_through_lambda),)),
         StepInfo("deploy-post-confirmation", "runbook.steps.deploy_post_confirmation",

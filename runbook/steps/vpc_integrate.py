@@ -22,7 +22,8 @@ adopted (groups by VPC and name, endpoints by VPC and service), never duplicated
 
 This step owns the whole rule set of those three groups, the cluster's included (step
 `database` only makes that group, with AWS's default egress): one owner, so two steps
-never undo each other's rules. Rules are compared one by one (`runbook.aws.sgrules`): a
+never undo each other's rules. The one rule of the cluster's group it leaves to another
+step is the DB port from the RDS Proxy's group, which step db-proxy owns (`kept_rules`). Rules are compared one by one (`runbook.aws.sgrules`): a
 missing rule is added, and every other rule, in either direction, is removed, whoever
 added it; a broader rule (a port range, 0.0.0.0/0) is not taken for the exact one. The
 one exception is the all-traffic egress to ::/0 on a group that keeps AWS's default
@@ -212,13 +213,19 @@ class VpcIntegrateStep(Step):
         port = state.port if role == "database" else HTTPS
         return frozenset({sgrules.Rule.tcp_from(port, state.ref("group lambda")), *egress})
 
-    @staticmethod
-    def kept_rules(state: IntegrateState, role: str) -> frozenset[sgrules.Rule]:
+    def kept_rules(self, state: IntegrateState, role: str) -> frozenset[sgrules.Rule]:
         """Rules of `role`'s group left as they are: the ::/0 part of AWS's default
-        egress, on a group that keeps that default, in a VPC with IPv6."""
+        egress, on a group that keeps that default, in a VPC with IPv6; and on the
+        cluster's group, the DB port from the RDS Proxy's group, which step db-proxy
+        owns (with db-proxy in the environment file, once its group exists)."""
+        kept = set()
         if state.ipv6 and role in KEEP_DEFAULT_EGRESS:
-            return frozenset({sgrules.ALL_TRAFFIC_OUT_V6})
-        return frozenset()
+            kept.add(sgrules.ALL_TRAFFIC_OUT_V6)
+        if role == "database" and "db-proxy" in self.config.all_steps():
+            name = naming.proxy_security_group_name(self.config)
+            kept.update(sgrules.Rule.tcp_from(state.port, group.id)
+                        for group in state.groups.values() if group.name == name)
+        return frozenset(kept)
 
     def rules_spec(self, state: IntegrateState, role: str) -> RuleSetSpec:
         """The rules of `role`'s group: "database" (the cluster's), "endpoints", "lambda"."""
