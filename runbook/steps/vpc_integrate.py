@@ -23,10 +23,10 @@ adopted (groups by VPC and name, endpoints by VPC and service), never duplicated
 This step owns the whole rule set of those three groups, the cluster's included (step
 `database` only makes that group, with AWS's default egress): one owner, so two steps
 never undo each other's rules. The one rule of the cluster's group it leaves to another
-step is the DB port from the RDS Proxy's group, which step db-proxy owns (`kept_rules`). Rules are compared one by one (`runbook.aws.sgrules`): a
-missing rule is added, and every other rule, in either direction, is removed, whoever
-added it; a broader rule (a port range, 0.0.0.0/0) is not taken for the exact one. The
-one exception is the all-traffic egress to ::/0 on a group that keeps AWS's default
+step is the DB port from the RDS Proxy's group, which step db-proxy owns (`kept_rules`).
+Rules are compared one by one (`runbook.aws.sgrules`): a missing rule is added, and
+every other rule, in either direction, is removed, whoever added it; a broader rule (a
+port range, 0.0.0.0/0) is not taken for the exact one. The one exception is the all-traffic egress to ::/0 on a group that keeps AWS's default
 egress, in a VPC with an IPv6 block: it is part of that default (moto adds it there), so
 it is neither added nor removed. The new rule is added before the ones it replaces are
 removed, so the functions never lose their path.
