@@ -11,8 +11,8 @@ what was deployed), unpacks it, and runs the handler in a subprocess with
   - the database pointed at the sandbox's PostgreSQL: a function that logs in with an
     IAM token (DB_AUTH=iam) does so through the sandbox's TLS front-end
     (runbook.sandbox.tls), verify-full against the sandbox CA (DB_SSLROOTCERT) for the
-    cluster endpoint it is configured with, reached at DB_HOSTADDR:DB_HOSTADDR_PORT;
-    any other gets DB_DSN;
+    cluster or RDS Proxy endpoint it is configured with, reached at
+    DB_HOSTADDR:DB_HOSTADDR_PORT; any other gets DB_DSN;
   - Lambda's two phases kept apart, as its REPORT line keeps them: the init (the
     runtime's start and the import of the handler's module, Lambda's "Init Duration")
     is limited to Lambda's 10 seconds; the invocation (the handler's call, "Duration")
@@ -251,14 +251,21 @@ class LocalInvoker:
 
     def _serve_clusters(self) -> None:
         """Have the front-end answer for every cluster endpoint of the sandbox account,
-        with a certificate for its names, and its database mapped to the sandbox's."""
-        pages = self.aws.client("rds").get_paginator("describe_db_clusters").paginate()
-        for cluster in (c for page in pages for c in page["DBClusters"]):
+        with a certificate for its names, and its database mapped to the sandbox's; and
+        for every RDS Proxy endpoint, as a proxy before its registered cluster
+        (runbook.sandbox.rds_proxy.serve_proxies)."""
+        from runbook.sandbox import rds_proxy as sandbox_rds_proxy
+
+        rds = self.aws.client("rds")
+        pages = rds.get_paginator("describe_db_clusters").paginate()
+        clusters = [c for page in pages for c in page["DBClusters"]]
+        for cluster in clusters:
             if cluster.get("Endpoint"):
                 self.database_tls.serve(
                     [cluster["Endpoint"], cluster.get("ReaderEndpoint")],
                     port=int(cluster.get("Port") or 5432),
                     database=cluster.get("DatabaseName") or "postgres", region=self.aws.region)
+        sandbox_rds_proxy.serve_proxies(self.database_tls, rds, self.aws.region, clusters)
 
     def _put_logs(self, configuration: dict, invocation: Invocation) -> None:
         logs = self.aws.client("logs")

@@ -246,6 +246,7 @@ class Sandbox:
             "enforced",
             sandbox_rds.SIMULATED,
             sandbox_rds_proxy.SIMULATED,
+            sandbox_rds_proxy.SIMULATED_ENDPOINT,
             sandbox_sqs.SIMULATED_FIRING,
             *([sandbox_sqs.SIMULATED_POLLER.format(delay=sandbox_sqs.RETRY_DELAY_S)]
               if self.region and self.invoker else []),

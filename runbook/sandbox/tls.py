@@ -7,7 +7,8 @@ with a token as its password. `TlsFrontEnd` stands in for the cluster's endpoint
 
   - it answers PostgreSQL's SSLRequest with TLS, using a certificate issued by a CA the
     sandbox makes (`SandboxCA`, with `cryptography`) for the endpoint names it serves,
-    so that a client's verify-full checks the chain and the host name for real;
+    so that a client's verify-full checks the chain and the host name for real (a
+    cluster's endpoints, and an RDS Proxy's: runbook.sandbox.rds_proxy.serve_proxies);
   - it refuses a client that does not start TLS, as `rds.force_ssl = 1` does;
   - it asks for a password, takes it as an RDS auth token and checks it like RDS
     (runbook.database.rds_token: host, port, DBUser, Action, credential scope, expiry, and the
@@ -121,12 +122,13 @@ class SandboxCA:
 
 @dataclass(frozen=True)
 class Endpoint:
-    """A cluster endpoint the front-end answers for."""
+    """A cluster's endpoints, or an RDS Proxy's endpoint, that the front-end answers for."""
 
     names: tuple[str, ...]      # the writer endpoint and the reader endpoint
     port: int                   # the port the cluster is configured with (in the token)
     database: str               # the cluster's database, mapped to the sandbox's
     region: str
+    unavailable: str | None = None  # why no login can get through (a proxy with no target)
 
 
 class LoginRefused(Exception):
@@ -228,12 +230,16 @@ class TlsFrontEnd:
 
     # -- what it serves -----------------------------------------------------------------
 
-    def serve(self, names: list[str], *, port: int, database: str, region: str) -> None:
-        """Answer for the endpoint `names` (a cluster's writer and reader endpoints), whose
-        tokens are signed for <name>:`port` in `region`; database `database` is the
-        sandbox's. Serving a name again replaces what it maps to."""
+    def serve(self, names: list[str], *, port: int, database: str, region: str,
+              unavailable: str | None = None) -> None:
+        """Answer for the endpoint `names` (a cluster's writer and reader endpoints, or a
+        proxy's endpoint), whose tokens are signed for <name>:`port` in `region`; database
+        `database` is the sandbox's. With `unavailable`, the endpoint's TLS and tokens are
+        checked as for any other, and then every login is refused with that reason (a
+        proxy with no target has nothing to log in to). Serving a name again replaces
+        what it maps to."""
         names = [n.lower() for n in names if n]
-        endpoint = Endpoint(tuple(names), int(port), database, region)
+        endpoint = Endpoint(tuple(names), int(port), database, region, unavailable)
         with self._lock:
             if all(self._endpoints.get(n) == endpoint for n in names):
                 return
@@ -324,6 +330,10 @@ class TlsFrontEnd:
             except rds_token.TokenRefused as exc:
                 raise LoginRefused("28P01", f'PAM authentication failed for user "{user}"',
                                    f"sandbox TLS front-end: {exc}") from None
+            if endpoint.unavailable:
+                raise LoginRefused("08004", f'{name} refused the login of user "{user}": '
+                                            f"{endpoint.unavailable}",
+                                   f"sandbox TLS front-end: {endpoint.unavailable}")
             backend_reader, backend_writer = await _timed(self._backend_login(
                 params, user, self._backend_database if database == endpoint.database
                 else database))
