@@ -154,6 +154,14 @@ def test_a_token_for_another_user_is_refused_at_the_proxy_endpoint(served, front
     assert front_end.logins == 0
 
 
+def test_a_password_that_is_not_a_token_is_refused_at_the_proxy_endpoint(served, front_end):
+    """The proxy requires IAM: the master password gets no one in."""
+    with pytest.raises(psycopg.OperationalError, match="PAM authentication failed"):
+        login(front_end, served, "not-used-here-1")
+    assert "not an RDS auth token" in front_end.refusals[-1]
+    assert front_end.logins == 0
+
+
 def test_a_token_signed_for_the_cluster_is_refused_at_the_proxy_and_the_other_way_round(
         account, served, front_end):
     cluster = account["cluster"]
