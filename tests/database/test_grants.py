@@ -1,0 +1,175 @@
+"""The grants verifier (runbook.database.grants) against a real PostgreSQL: roles that
+fix-tables converged hold exactly their declaration, and each way a role can differ from
+it, made by hand as an operator would, is found and named.
+
+The roles get names of their own per test: roles are server-wide, and a revoked rds_iam
+membership must not reach another test.
+"""
+
+from __future__ import annotations
+
+import secrets
+
+import psycopg
+import pytest
+
+from runbook.database import grants
+from runbook.database.grants import Finding
+from tests.database.test_fix_tables import execute, fix_tables, make_config, query
+
+
+@pytest.fixture
+def names(pg_dsn):
+    """A writer's and a trigger role's names, dropped with what they hold afterwards."""
+    suffix = secrets.token_hex(3)
+    made = {"writer": f"grants_writer_{suffix}", "trigger": f"grants_trigger_{suffix}"}
+    yield made
+    with psycopg.connect(pg_dsn, autocommit=True) as conn:
+        for name in made.values():
+            if conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (name,)).fetchone():
+                conn.execute(f"DROP OWNED BY {name}")
+                conn.execute(f"DROP ROLE {name}")
+
+
+@pytest.fixture
+def converged(write_config, pg_dsn, names):
+    """fix-tables has migrated the database and converged a writer on foo and bar (foo
+    holding a table with a sequence) and Post-Confirmation's role."""
+    execute(pg_dsn, "CREATE SCHEMA foo; CREATE TABLE foo.t (id serial PRIMARY KEY, note text);"
+                    "CREATE TABLE foo.u (id int)")
+    config = make_config(write_config, roles={names["writer"]: {"write": ["foo", "bar"]},
+                                              names["trigger"]: {"trigger": "post-confirmation"}})
+    result = fix_tables(config, pg_dsn)
+    assert result.status == "ok", result.error
+    return config
+
+
+def verify(config, dsn):
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        return grants.verify(conn, config.database.roles, schema=config.database.schema)
+
+
+def owner(dsn):
+    return query(dsn, "SELECT current_user")[0][0]
+
+
+def test_roles_converged_by_fix_tables_hold_exactly_their_declaration(converged, pg_dsn, names):
+    assert verify(converged, pg_dsn) == []
+    with psycopg.connect(pg_dsn, autocommit=True) as conn:
+        roles = converged.database.roles
+        snapshot = grants.read(conn, roles)
+    assert grants.summary(snapshot, roles, schema="public") == (
+        f"{names['writer']}: INSERT/UPDATE/DELETE on foo, bar (2 tables, 1 sequence), "
+        f"no SELECT, as declared; "
+        f"{names['trigger']}: 25 column privileges of post-confirmation, "
+        f"SELECT on 8 columns only, as declared")
+
+
+def test_a_table_created_later_is_covered_by_the_default_privileges(converged, pg_dsn):
+    execute(pg_dsn, "CREATE TABLE bar.later (id bigserial PRIMARY KEY)")
+    assert verify(converged, pg_dsn) == []
+
+
+def test_an_extra_table_level_select_is_found(converged, pg_dsn, names):
+    execute(pg_dsn, f"GRANT SELECT ON foo.t TO {names['writer']}")
+    assert verify(converged, pg_dsn) == [Finding(names["writer"], "extra", "SELECT", "foo.t")]
+
+
+def test_a_select_through_public_is_found_though_it_is_not_the_roles_own(converged, pg_dsn,
+                                                                          names):
+    # dbroles leaves PUBLIC's privileges alone; the role can read the table all the same.
+    execute(pg_dsn, "GRANT SELECT ON foo.u TO PUBLIC")
+    found = verify(converged, pg_dsn)
+    assert Finding(names["writer"], "extra", "SELECT", "foo.u") in found
+    assert Finding(names["trigger"], "extra", "SELECT", "foo.u") in found
+    assert len(found) == 2
+
+
+def test_a_missing_delete_on_one_table_is_found(converged, pg_dsn, names):
+    execute(pg_dsn, f"REVOKE DELETE ON foo.u FROM {names['writer']}")
+    assert verify(converged, pg_dsn) == [Finding(names["writer"], "missing", "DELETE", "foo.u")]
+
+
+def test_a_missing_sequence_usage_is_found(converged, pg_dsn, names):
+    execute(pg_dsn, f"REVOKE USAGE ON SEQUENCE foo.t_id_seq FROM {names['writer']}")
+    assert verify(converged, pg_dsn) == [
+        Finding(names["writer"], "missing", "USAGE", "sequence foo.t_id_seq")]
+
+
+def test_a_grant_on_profiles_is_found(converged, pg_dsn, names):
+    execute(pg_dsn, f"GRANT INSERT ON public.profiles TO {names['writer']}")
+    assert verify(converged, pg_dsn) == [
+        Finding(names["writer"], "extra", "INSERT", "public.profiles")]
+
+
+def test_a_missing_default_privilege_is_found(converged, pg_dsn, names):
+    execute(pg_dsn, f"ALTER DEFAULT PRIVILEGES IN SCHEMA foo REVOKE DELETE ON TABLES "
+                    f"FROM {names['writer']}")
+    assert verify(converged, pg_dsn) == [
+        Finding(names["writer"], "missing", "DELETE",
+                f"future tables of {owner(pg_dsn)} in schema foo")]
+
+
+def test_a_default_select_is_found(converged, pg_dsn, names):
+    execute(pg_dsn, f"ALTER DEFAULT PRIVILEGES IN SCHEMA bar GRANT SELECT ON SEQUENCES "
+                    f"TO {names['writer']}")
+    assert verify(converged, pg_dsn) == [
+        Finding(names["writer"], "extra", "SELECT",
+                f"future sequences of {owner(pg_dsn)} in schema bar")]
+
+
+def test_a_missing_rds_iam_membership_is_found(converged, pg_dsn, names):
+    execute(pg_dsn, f"REVOKE rds_iam FROM {names['writer']}")
+    assert verify(converged, pg_dsn) == [
+        Finding(names["writer"], "missing", "MEMBER", "role rds_iam")]
+
+
+def test_a_role_without_login_is_found(converged, pg_dsn, names):
+    execute(pg_dsn, f"ALTER ROLE {names['trigger']} NOLOGIN")
+    assert verify(converged, pg_dsn) == [
+        Finding(names["trigger"], "missing", "LOGIN", f"role {names['trigger']}")]
+
+
+def test_a_grant_option_is_found(converged, pg_dsn, names):
+    execute(pg_dsn, f"GRANT INSERT ON foo.t TO {names['writer']} WITH GRANT OPTION")
+    assert verify(converged, pg_dsn) == [
+        Finding(names["writer"], "extra", "INSERT WITH GRANT OPTION", "foo.t")]
+
+
+def test_an_extra_column_privilege_on_the_trigger_role_is_found(converged, pg_dsn, names):
+    execute(pg_dsn, f"GRANT SELECT (avatar_url) ON public.profiles TO {names['trigger']}")
+    assert verify(converged, pg_dsn) == [
+        Finding(names["trigger"], "extra", "SELECT", "public.profiles(avatar_url)")]
+
+
+def test_a_missing_column_privilege_on_the_trigger_role_is_found(converged, pg_dsn, names):
+    execute(pg_dsn, f"REVOKE UPDATE (phone) ON public.private_profiles FROM {names['trigger']}")
+    assert verify(converged, pg_dsn) == [
+        Finding(names["trigger"], "missing", "UPDATE", "public.private_profiles(phone)")]
+
+
+def test_a_table_level_grant_where_columns_are_declared_is_found(converged, pg_dsn, names):
+    execute(pg_dsn, f"GRANT UPDATE ON public.profiles TO {names['trigger']}")
+    assert verify(converged, pg_dsn) == [
+        Finding(names["trigger"], "extra", "UPDATE", "public.profiles")]
+
+
+def test_a_grant_on_the_ledger_schema_is_found(converged, pg_dsn, names):
+    execute(pg_dsn, f"GRANT USAGE ON SCHEMA runbook TO {names['writer']};"
+                    f"GRANT UPDATE ON runbook.schema_migrations TO {names['writer']}")
+    assert verify(converged, pg_dsn) == [
+        Finding(names["writer"], "extra", "UPDATE", "runbook.schema_migrations")]
+
+
+def test_a_role_that_does_not_exist_is_found(write_config, pg_dsn, names):
+    config = make_config(write_config, roles={names["writer"]: {"write": ["foo"]}})
+    assert verify(config, pg_dsn) == [
+        Finding(names["writer"], "missing", "LOGIN", f"role {names['writer']} (it does not exist)")]
+
+
+def test_findings_name_the_role_the_object_and_the_privilege_and_no_row(converged, pg_dsn, names):
+    execute(pg_dsn, "INSERT INTO foo.t (note) VALUES ('a secret note')")
+    execute(pg_dsn, f"GRANT SELECT (note) ON foo.t TO {names['writer']}")
+    (found,) = verify(converged, pg_dsn)
+    assert str(found) == (f"{names['writer']} holds SELECT on foo.t(note), which is "
+                          "not declared")
