@@ -24,8 +24,9 @@ What a role should hold follows from the file and the code, not from dbroles:
 
 Anything else the role can do on a table, a column or a sequence of any schema but the
 system ones (the ledger's `runbook` schema included), CREATE on a schema, any default
-privilege and any grant option is a finding. USAGE on a schema it was not given is not:
-PostgreSQL gives everyone USAGE on `public`, and USAGE alone touches no table.
+privilege, any grant option and any role attribute beyond LOGIN (CREATEROLE, say) is
+a finding. USAGE on a schema it was not given is not: PostgreSQL gives everyone USAGE
+on `public`, and USAGE alone touches no table.
 
 The grant views show only grants made by or to a role the checking login belongs to
 (the master user on RDS is not a superuser); the has_*_privilege functions have no such
@@ -46,6 +47,9 @@ SEQUENCE_PRIVILEGES = ("USAGE", "SELECT", "UPDATE")
 # Every schema but PostgreSQL's own: pg_catalog and information_schema are readable by
 # everyone, and pg_toast/pg_temp_* hold no table of the app.
 USER_SCHEMAS = "n.nspname <> 'information_schema' AND n.nspname NOT LIKE 'pg\\_%%'"
+# Role attributes that give more than logging in; none is declared.
+ATTRIBUTES = {"rolsuper": "SUPERUSER", "rolcreaterole": "CREATEROLE", "rolcreatedb": "CREATEDB",
+              "rolreplication": "REPLICATION", "rolbypassrls": "BYPASSRLS"}
 DEFAULT_KINDS = {"r": "tables", "S": "sequences", "f": "functions", "T": "types",
                  "n": "schemas"}
 
@@ -106,6 +110,7 @@ class Held:
     exists: bool = False
     login: bool = False
     rds_iam: bool | None = None        # None: there is no rds_iam role
+    attributes: tuple[str, ...] = ()   # of ATTRIBUTES, those it has
     tables: set[Grant] = field(default_factory=set)
     columns: set[Grant] = field(default_factory=set)
     sequences: set[Grant] = field(default_factory=set)
@@ -145,51 +150,63 @@ def read(conn, names, *, owner: str | None = None) -> Snapshot:
     return Snapshot(owner, {name: read_role(conn, name) for name in names}, tables, sequences)
 
 
+# What the role can do, object by object: each query yields (schema, name, privilege)
+# and, for columns, the column. %(role)s and the privilege lists are parameters.
+RELATIONS = "c.relkind IN ('r', 'p', 'v', 'm', 'f')"
+CAN = {
+    "table": f"""
+        SELECT n.nspname, c.relname, p.privilege
+          FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace,
+               unnest(%(table)s::text[]) p(privilege)
+         WHERE {RELATIONS} AND {USER_SCHEMAS}
+           AND has_table_privilege(%(role)s, c.oid, p.privilege)""",
+    "column": f"""
+        SELECT n.nspname, c.relname, p.privilege, a.attname
+          FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+               JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped,
+               unnest(%(column)s::text[]) p(privilege)
+         WHERE {RELATIONS} AND {USER_SCHEMAS}
+           AND NOT has_table_privilege(%(role)s, c.oid, p.privilege)
+           AND has_column_privilege(%(role)s, c.oid, a.attnum, p.privilege)""",
+    "sequence": f"""
+        SELECT n.nspname, c.relname, p.privilege
+          FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace,
+               unnest(%(sequence)s::text[]) p(privilege)
+         WHERE c.relkind = 'S' AND {USER_SCHEMAS}
+           AND has_sequence_privilege(%(role)s, c.oid, p.privilege)""",
+    "schema": f"""
+        SELECT n.nspname, NULL, p.privilege
+          FROM pg_namespace n, unnest(ARRAY['USAGE', 'CREATE']) p(privilege)
+         WHERE {USER_SCHEMAS} AND has_schema_privilege(%(role)s, n.oid, p.privilege)""",
+}
+# Default privileges that name the role, whoever's future objects they are for.
+DEFAULTS = """
+    SELECT pg_get_userbyid(d.defaclrole), n.nspname, d.defaclobjtype::text, a.privilege_type
+      FROM pg_default_acl d LEFT JOIN pg_namespace n ON n.oid = d.defaclnamespace,
+           aclexplode(d.defaclacl) a
+     WHERE a.grantee = (SELECT oid FROM pg_roles WHERE rolname = %(role)s)"""
+
+
 def read_role(conn, role: str) -> Held:
-    row = conn.execute("SELECT rolcanlogin FROM pg_roles WHERE rolname = %s", (role,)).fetchone()
+    row = conn.execute(f"SELECT rolcanlogin, {', '.join(ATTRIBUTES)} FROM pg_roles "
+                       "WHERE rolname = %s", (role,)).fetchone()
     if row is None:
         return Held(role)
-    held = Held(role, exists=True, login=row[0])
+    held = Held(role, exists=True, login=row[0],
+                attributes=tuple(a for a, has in zip(ATTRIBUTES.values(), row[1:]) if has))
     if conn.execute("SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'rds_iam')"
                     ).fetchone()[0]:
         held.rds_iam = conn.execute("SELECT pg_has_role(%s, 'rds_iam', 'MEMBER')",
                                     (role,)).fetchone()[0]
     args = {"role": role, "table": list(TABLE_PRIVILEGES), "column": list(COLUMN_PRIVILEGES),
             "sequence": list(SEQUENCE_PRIVILEGES)}
-    held.tables = {Grant("table", *row) for row in conn.execute(f"""
-        SELECT n.nspname, c.relname, p.privilege
-          FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace,
-               unnest(%(table)s::text[]) p(privilege)
-         WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f') AND {USER_SCHEMAS}
-           AND has_table_privilege(%(role)s, c.oid, p.privilege)""", args).fetchall()}
-    held.columns = {Grant("column", schema, table, privilege, column)
-                    for schema, table, column, privilege in conn.execute(f"""
-        SELECT n.nspname, c.relname, a.attname, p.privilege
-          FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-               JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped,
-               unnest(%(column)s::text[]) p(privilege)
-         WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f') AND {USER_SCHEMAS}
-           AND NOT has_table_privilege(%(role)s, c.oid, p.privilege)
-           AND has_column_privilege(%(role)s, c.oid, a.attnum, p.privilege)""", args).fetchall()}
-    held.sequences = {Grant("sequence", *row) for row in conn.execute(f"""
-        SELECT n.nspname, c.relname, p.privilege
-          FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace,
-               unnest(%(sequence)s::text[]) p(privilege)
-         WHERE c.relkind = 'S' AND {USER_SCHEMAS}
-           AND has_sequence_privilege(%(role)s, c.oid, p.privilege)""", args).fetchall()}
-    held.schemas = {Grant("schema", schema, None, privilege) for schema, privilege in conn.execute(f"""
-        SELECT n.nspname, p.privilege
-          FROM pg_namespace n, unnest(ARRAY['USAGE', 'CREATE']) p(privilege)
-         WHERE {USER_SCHEMAS} AND has_schema_privilege(%(role)s, n.oid, p.privilege)""",
-        args).fetchall()}
+    can = {kind: {Grant(kind, *row) for row in conn.execute(query, args).fetchall()}
+           for kind, query in CAN.items()}
+    held.tables, held.columns = can["table"], can["column"]
+    held.sequences, held.schemas = can["sequence"], can["schema"]
     held.defaults = {Grant("default", schema, DEFAULT_KINDS.get(kind, kind), privilege,
-                           owner=owner) for owner, schema, kind, privilege in conn.execute("""
-        SELECT pg_get_userbyid(d.defaclrole), n.nspname, d.defaclobjtype::text,
-               a.privilege_type
-          FROM pg_default_acl d LEFT JOIN pg_namespace n ON n.oid = d.defaclnamespace,
-               aclexplode(d.defaclacl) a
-         WHERE a.grantee = (SELECT oid FROM pg_roles WHERE rolname = %(role)s)""",
-        args).fetchall()}
+                           owner=owner)
+                     for owner, schema, kind, privilege in conn.execute(DEFAULTS, args).fetchall()}
     _read_grant_views(conn, held)
     return held
 
@@ -235,11 +252,18 @@ def expected(spec, snapshot: Snapshot, *, schema: str) -> set[Grant]:
         want.add(Grant("default", name, "sequences", "USAGE", owner=snapshot.owner))
     if spec.trigger in TRIGGER_PRIVILEGES:
         want.add(Grant("schema", schema, None, "USAGE"))
-        for table, grants in TRIGGER_PRIVILEGES[spec.trigger].items():
-            for privilege, columns in grants.items():
-                if not columns:  # DELETE has no column form
-                    want.add(Grant("table", schema, table, privilege))
-                want.update(Grant("column", schema, table, privilege, c) for c in columns)
+        want |= trigger_grants(spec.trigger, schema)
+    return want
+
+
+def trigger_grants(trigger: str, schema: str) -> set[Grant]:
+    """The privileges a trigger's statements need, as its PRIVILEGES declare them."""
+    want: set[Grant] = set()
+    for table, declared in TRIGGER_PRIVILEGES[trigger].items():
+        for privilege, columns in declared.items():
+            if not columns:  # DELETE has no column form
+                want.add(Grant("table", schema, table, privilege))
+            want.update(Grant("column", schema, table, privilege, c) for c in columns)
     return want
 
 
@@ -259,6 +283,7 @@ def _role_findings(held: Held, want: set[Grant]) -> set[Finding]:
     out: set[Finding] = set()
     if not held.login:
         out.add(Finding(role, "missing", "LOGIN", f"role {role}"))
+    out.update(Finding(role, "extra", attribute, f"role {role}") for attribute in held.attributes)
     if not held.rds_iam:
         gone = " (there is no rds_iam role)" if held.rds_iam is None else ""
         out.add(Finding(role, "missing", "MEMBER", f"role rds_iam{gone}"))
@@ -291,32 +316,38 @@ def verify(conn, roles: Mapping, *, schema: str, owner: str | None = None) -> li
 # -- the report's detail line ------------------------------------------------------------------
 
 def summary(snapshot: Snapshot, roles: Mapping, *, schema: str) -> str:
-    """What each role may do, in a line: `lambda_writer: INSERT/UPDATE/DELETE on app,
-    audit (3 tables, 1 sequence), no SELECT; matbakh_post_confirmation: 7 column
-    privileges, as declared`. Names of schemas and counts only."""
+    """What each role may do, in a line, once `findings` found nothing: `lambda_writer:
+    INSERT/UPDATE/DELETE on app, audit (3 tables, 1 sequence), no SELECT, as declared;
+    matbakh_post_confirmation: 25 column privileges of post-confirmation, SELECT on 8
+    columns only, as declared`. Schema names and counts only."""
     parts = []
     for name, spec in roles.items():
-        want = expected(spec, snapshot, schema=schema)
         said = []
         if spec.write:
             tables = sum(len(snapshot.tables.get(s, [])) for s in spec.write)
             sequences = sum(len(snapshot.sequences.get(s, [])) for s in spec.write)
             said.append(f"{'/'.join(WRITE)} on {', '.join(spec.write)} "
                         f"({_count(tables, 'table')}, {_count(sequences, 'sequence')})")
-        if spec.trigger:
-            columns = [g for g in want if g.kind == "column"]
-            whole = sorted({f"{g.privilege} on {g.name}" for g in want
-                            if g.kind == "table" and g.name not in _write_tables(spec, snapshot)})
-            said.append(f"{_count(len(columns), 'column privilege')}"
-                        + (f" and {', '.join(whole)}" if whole else "") + " of " + spec.trigger)
-        reads = [g for g in want if g.privilege == "SELECT"]
-        said.append(f"SELECT on {_count(len(reads), 'column')} only" if reads else "no SELECT")
+        declared = trigger_grants(spec.trigger, schema) if spec.trigger else set()
+        if declared:
+            columns = sum(g.kind == "column" for g in declared)
+            whole = sorted(f"{g.privilege} on {g.name}" for g in declared if g.kind == "table")
+            said.append(f"{_count(columns, 'column privilege')}"
+                        + (f" and {', '.join(whole)}" if whole else "")
+                        + f" of {spec.trigger}")
+        reads = sum(g.privilege == "SELECT" for g in declared)
+        said.append(f"SELECT on {_count(reads, 'column')} only" if reads else "no SELECT")
         parts.append(f"{name}: {', '.join(said)}, as declared")
     return "; ".join(parts) or "no database role is declared"
 
 
-def _write_tables(spec, snapshot: Snapshot) -> set[str]:
-    return {t for s in spec.write for t in snapshot.tables.get(s, [])}
+def describe(found: list[Finding], *, limit: int = 5) -> str:
+    """The findings in a line, for a failed check: the first `limit`, and how many more."""
+    shown = "; ".join(str(f) for f in found[:limit])
+    more = len(found) - limit
+    verb = "differs" if len(found) == 1 else "differ"
+    return (f"{_count(len(found), 'grant')} {verb} from database.roles: {shown}"
+            + (f"; and {more} more" if more > 0 else ""))
 
 
 def _count(n: int, noun: str) -> str:

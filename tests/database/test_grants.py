@@ -173,3 +173,38 @@ def test_findings_name_the_role_the_object_and_the_privilege_and_no_row(converge
     (found,) = verify(converged, pg_dsn)
     assert str(found) == (f"{names['writer']} holds SELECT on foo.t(note), which is "
                           "not declared")
+
+
+def test_a_writer_that_is_also_a_trigger_role_may_read_only_its_triggers_columns(
+        write_config, pg_dsn, names):
+    # process-user-signup's ON CONFLICT (cognito_id) needs SELECT on that column (B.8).
+    execute(pg_dsn, "CREATE SCHEMA foo; CREATE TABLE foo.t (id serial PRIMARY KEY)")
+    roles = {names["writer"]: {"write": ["foo"], "trigger": "process-user-signup"}}
+    config = make_config(write_config, roles=roles)
+    assert fix_tables(config, pg_dsn).status == "ok"
+    assert verify(config, pg_dsn) == []
+    with psycopg.connect(pg_dsn, autocommit=True) as conn:
+        snapshot = grants.read(conn, config.database.roles)
+    assert grants.summary(snapshot, config.database.roles, schema="public") == (
+        f"{names['writer']}: INSERT/UPDATE/DELETE on foo (1 table, 1 sequence), 13 column "
+        "privileges and DELETE on registration_outbox of process-user-signup, SELECT on 6 "
+        "columns only, as declared")
+
+    execute(pg_dsn, f"GRANT SELECT (email) ON public.users TO {names['writer']}")
+    assert verify(config, pg_dsn) == [
+        Finding(names["writer"], "extra", "SELECT", "public.users(email)")]
+
+
+def test_describe_lists_the_first_findings_and_counts_the_rest():
+    found = [Finding("w", "missing", "DELETE", f"foo.t{i}") for i in range(7)]
+    assert grants.describe(found, limit=2) == (
+        "7 grants differ from database.roles: w lacks DELETE on foo.t0; "
+        "w lacks DELETE on foo.t1; and 5 more")
+    assert grants.describe(found[:1]) == \
+        "1 grant differs from database.roles: w lacks DELETE on foo.t0"
+
+
+def test_a_role_attribute_beyond_login_is_found(converged, pg_dsn, names):
+    execute(pg_dsn, f"ALTER ROLE {names['writer']} CREATEROLE")
+    assert verify(converged, pg_dsn) == [
+        Finding(names["writer"], "extra", "CREATEROLE", f"role {names['writer']}")]
