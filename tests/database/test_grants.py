@@ -208,3 +208,38 @@ def test_a_role_attribute_beyond_login_is_found(converged, pg_dsn, names):
     execute(pg_dsn, f"ALTER ROLE {names['writer']} CREATEROLE")
     assert verify(converged, pg_dsn) == [
         Finding(names["writer"], "extra", "CREATEROLE", f"role {names['writer']}")]
+
+
+def test_a_master_login_that_is_no_superuser_sees_what_another_grantor_gave(
+        write_config, make_database, pg_server, names):
+    """On RDS the master login is no superuser, and the grant views show it only the
+    grants made by or to its own roles: has_table_privilege still sees the rest."""
+    from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+    master = f"grants_master_{secrets.token_hex(3)}"
+    dsn = make_database(owner=master)
+    superuser = make_conninfo(pg_server, dbname=conninfo_to_dict(dsn)["dbname"])
+    execute(dsn, "CREATE SCHEMA foo; CREATE TABLE foo.t (id serial PRIMARY KEY)")
+    # As rds_superuser, which the master belongs to on RDS, may: grant rds_iam.
+    execute(superuser, "DO $$ BEGIN CREATE ROLE rds_iam; EXCEPTION WHEN duplicate_object "
+                       f"THEN NULL; END $$; GRANT rds_iam TO {master} WITH ADMIN OPTION")
+    config = make_config(write_config, roles={names["writer"]: {"write": ["foo"]},
+                                              names["trigger"]: {"trigger": "post-confirmation"}})
+    try:
+        result = fix_tables(config, dsn)
+        assert result.status == "ok", result.error
+        assert verify(config, dsn) == []
+        other = f"{master}_other"
+        execute(superuser, f"CREATE ROLE {other}; GRANT USAGE ON SCHEMA foo TO {other};"
+                           f"GRANT SELECT ON foo.t TO {other} WITH GRANT OPTION;"
+                           f"SET ROLE {other}; GRANT SELECT ON foo.t TO {names['writer']}")
+        assert query(dsn, "SELECT count(*) FROM information_schema.role_table_grants "
+                          "WHERE grantee = %s AND privilege_type = 'SELECT'",
+                     (names["writer"],)) == [(0,)]   # hidden from the master login
+        assert verify(config, dsn) == [Finding(names["writer"], "extra", "SELECT", "foo.t")]
+    finally:
+        with psycopg.connect(superuser, autocommit=True) as conn:
+            for role in (*names.values(), f"{master}_other"):
+                if conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)).fetchone():
+                    conn.execute(f"DROP OWNED BY {role}")
+            conn.execute(f"DROP ROLE IF EXISTS {master}_other")
