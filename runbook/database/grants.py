@@ -68,19 +68,18 @@ class Grant(NamedTuple):
     column: str | None = None
     owner: str | None = None
 
-    def label(self) -> str:
+    def where(self) -> str:
+        """The object, as a finding names it."""
         if self.kind == "schema":
-            where = f"schema {self.schema}"
-        elif self.kind == "default":
-            where = (f"future {self.name} of {self.owner} in "
-                     + (f"schema {self.schema}" if self.schema else "every schema"))
-        elif self.kind == "column":
-            where = f"{self.schema}.{self.name}({self.column})"
-        elif self.kind == "sequence":
-            where = f"sequence {self.schema}.{self.name}"
-        else:
-            where = f"{self.schema}.{self.name}"
-        return f"{self.privilege} on {where}"
+            return f"schema {self.schema}"
+        if self.kind == "default":
+            return (f"future {self.name} of {self.owner} in "
+                    + (f"schema {self.schema}" if self.schema else "every schema"))
+        if self.kind == "column":
+            return f"{self.schema}.{self.name}({self.column})"
+        if self.kind == "sequence":
+            return f"sequence {self.schema}.{self.name}"
+        return f"{self.schema}.{self.name}"
 
 
 @dataclass(frozen=True, order=True)
@@ -289,8 +288,7 @@ def _role_findings(held: Held, want: set[Grant]) -> set[Finding]:
         out.add(Finding(role, "missing", "MEMBER", f"role rds_iam{gone}"))
 
     def finding(problem: str, grant: Grant) -> Finding:
-        privilege, where = grant.label().split(" on ", 1)
-        return Finding(role, problem, privilege, where)
+        return Finding(role, problem, grant.privilege, grant.where())
 
     whole = {(g.schema, g.name, g.privilege) for g in held.tables}
     can = held.tables | held.columns | held.sequences | held.schemas | held.defaults
