@@ -155,3 +155,17 @@ class Step:
     def client(self, service: str):
         return self.ctx.aws.client(service)
 
+    def wait_until(self, read: Callable[[], Any], done: Callable[[Any], bool], *, what: str,
+                   resource: str, timeout_s: float, interval_s: float,
+                   failed: Callable[[Any], str | None] = lambda _: None) -> Any:
+        """retry.wait_until with the run's sleep, clock and progress (the elapsed time
+        printed while it waits); a timeout, or a state `failed` names, fails this step
+        on `resource`."""
+        try:
+            return retry.wait_until(read, done, what=what, timeout_s=timeout_s,
+                                    interval_s=interval_s, sleep=self.ctx.sleep,
+                                    clock=self.ctx.clock, failed=failed,
+                                    on_wait=self.ctx.progress.waiting)
+        except retry.WaitTimeout as exc:
+            raise StepFailed(self.name, resource, str(exc)) from None
+

@@ -28,7 +28,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from runbook.aws import naming
-from runbook.aws import retry
 from runbook.aws.api import Api
 from runbook.engine import UNKNOWN, Change, Outputs, Step, is_known
 from runbook.errors import StepFailed
@@ -379,15 +378,8 @@ class DatabaseStep(Step):
                           f"rds:instance {identifier}", failed=reboot_blocked)
 
     def _wait(self, read, done, what: str, resource: str, failed=lambda _: None):
-        """retry.wait_until with the step context's sleep, clock and progress (the
-        elapsed time printed while it waits); a timeout fails the step on `resource`."""
-        try:
-            return retry.wait_until(read, done, what=what, timeout_s=REBOOT_TIMEOUT_S,
-                                    interval_s=REBOOT_INTERVAL_S, sleep=self.ctx.sleep,
-                                    clock=self.ctx.clock, failed=failed,
-                                    on_wait=self.ctx.progress.waiting)
-        except retry.WaitTimeout as exc:
-            raise StepFailed(STEP_NAME, resource, str(exc)) from None
+        return self.wait_until(read, done, what=what, resource=resource, failed=failed,
+                               timeout_s=REBOOT_TIMEOUT_S, interval_s=REBOOT_INTERVAL_S)
 
     # -- settle and outputs --------------------------------------------------------
 

@@ -26,10 +26,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from runbook.aws import naming, retry, sgrules
+from runbook.aws import naming, sgrules
 from runbook.aws.reachability import SecurityGroup as Group
 from runbook.engine import UNKNOWN, Change, Outputs, Step, is_known
-from runbook.errors import PlanError, StepFailed
+from runbook.errors import PlanError
 from runbook.resources.base import Inventory
 from runbook.resources.iam_role import Role, RoleFound, RoleSpec
 from runbook.resources.rds_proxy import (AVAILABLE, UNAVAILABLE, DbProxy, ProxyFound, ProxySpec,
@@ -292,13 +292,8 @@ class DbProxyStep(Step):
         state.found["target"] = TARGET.select(self.target_spec(), state.targets)
 
     def _wait(self, read, done, what: str, timeout_s: float, failed):
-        try:
-            return retry.wait_until(read, done, what=what, timeout_s=timeout_s,
-                                    interval_s=INTERVAL_S, sleep=self.ctx.sleep,
-                                    clock=self.ctx.clock, failed=failed,
-                                    on_wait=self.ctx.progress.waiting)
-        except retry.WaitTimeout as exc:
-            raise StepFailed(STEP_NAME, what.split(" to be ")[0], str(exc)) from None
+        return self.wait_until(read, done, what=what, resource=what.split(" to be ")[0],
+                               timeout_s=timeout_s, interval_s=INTERVAL_S, failed=failed)
 
     # -- outputs -------------------------------------------------------------------------
 

@@ -456,15 +456,10 @@ class VpcIntegrateStep(Step):
             gone = [f"{i} is {s}" for i, s in sorted(current.items()) if s in FINAL_STATES]
             return ", ".join(gone) or None
 
-        what = f"vpc endpoints {', '.join(ids)} to be available"
-        try:
-            retry.wait_until(states, lambda now: all(s == "available" for s in now.values()),
-                             what=what, timeout_s=ENDPOINT_TIMEOUT_S,
-                             interval_s=ENDPOINT_INTERVAL_S, sleep=self.ctx.sleep,
-                             clock=self.ctx.clock, failed=failed,
-                             on_wait=self.ctx.progress.waiting)
-        except retry.WaitTimeout as exc:
-            raise StepFailed(STEP_NAME, "vpc endpoints", str(exc)) from None
+        self.wait_until(states, lambda now: all(s == "available" for s in now.values()),
+                        what=f"vpc endpoints {', '.join(ids)} to be available",
+                        resource="vpc endpoints", timeout_s=ENDPOINT_TIMEOUT_S,
+                        interval_s=ENDPOINT_INTERVAL_S, failed=failed)
 
     # -- outputs -----------------------------------------------------------------------
 

@@ -9,6 +9,19 @@ from runbook import config as config_mod
 from tests.conftest import PROD_CONFIG
 
 
+class Clock:
+    """A clock that sleeping advances, so bounded waits end at once."""
+
+    def __init__(self):
+        self.now = 0.0
+
+    def sleep(self, seconds):
+        self.now += seconds
+
+    def __call__(self):
+        return self.now
+
+
 @pytest.fixture
 def account():
     """An empty emulated AWS account for the test."""

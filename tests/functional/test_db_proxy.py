@@ -20,6 +20,7 @@ from runbook.output.progress import Progress
 from runbook.sandbox import rds_proxy as sandbox_rds_proxy
 from runbook.steps import new_runner
 from tests.conftest import REGION
+from tests.functional.conftest import Clock
 
 STEP = "db-proxy"
 ROLES = {"lambda_writer": {"write": ["app", "audit"]},
@@ -40,19 +41,6 @@ def config(write_config):
         data["phases"]["a3"] = ["vpc-integrate", STEP]
 
     return config_mod.load(write_config(change))
-
-
-class Clock:
-    """A clock that sleeping advances, so bounded waits end at once."""
-
-    def __init__(self):
-        self.now = 0.0
-
-    def sleep(self, seconds):
-        self.now += seconds
-
-    def __call__(self):
-        return self.now
 
 
 class Lines(Progress):

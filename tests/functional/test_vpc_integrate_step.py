@@ -14,6 +14,7 @@ from runbook.steps import new_runner
 from runbook.errors import StepFailed
 from runbook.output.progress import Progress
 from tests.conftest import REGION
+from tests.functional.conftest import Clock
 
 STEP = "vpc-integrate"
 SECRETS = f"com.amazonaws.{REGION}.secretsmanager"
@@ -28,19 +29,6 @@ def config(write_config):
         del data["phases"]["a4"]
 
     return config_mod.load(write_config(a3_only))
-
-
-class Clock:
-    """A clock that sleeping advances, so bounded waits end at once."""
-
-    def __init__(self):
-        self.now = 0.0
-
-    def sleep(self, seconds):
-        self.now += seconds
-
-    def __call__(self):
-        return self.now
 
 
 def runner(config, *, plan_only=False, clock=None):
