@@ -36,7 +36,8 @@ from runbook.aws import naming
 from runbook.database import rds_ca
 from runbook.engine import UNKNOWN, Change, is_known
 from runbook.functions import package
-from runbook.functions.registry import COGNITO, FUNCTION_TAG, NO_DATABASE
+from runbook.errors import PlanError
+from runbook.functions.registry import COGNITO, FUNCTION_TAG, NO_DATABASE, TRIGGER_ROLE
 from runbook.resources import iam_role
 from runbook.resources.base import Apply, Inventory, resolve
 from runbook.resources.iam_role import Role, RoleSpec
@@ -106,19 +107,29 @@ class FunctionSpec:
 
 
 def function_spec(entry, config, *, account: str, region: str, network=None, database=None,
-                  secrets=None, pool_arn: str | None = None,
+                  secrets=None, pool_arn: str | None = None, proxy=None,
                   environment: dict | None = None) -> FunctionSpec:
     """The spec of registry entry `entry` (runbook.functions.registry) in this
     environment: sized by lambdas.<key>, in vpc-integrate's subnets (`network`) when
-    in_vpc, logged in to the database as the entry says (`database`, `secrets`),
-    invocable from `pool_arn` when it is a Cognito trigger. `environment` adds the
-    step's own variables."""
+    in_vpc, logged in to the database as the entry says (`database`, `secrets`; a
+    function with a role of its own through the RDS Proxy, `proxy`, db-proxy's outputs,
+    when given), invocable from `pool_arn` when it is a Cognito trigger. `environment`
+    adds the step's own variables."""
     settings = config.lambdas.settings(entry.key)
     variables, statements = {}, ()
     if entry.login != NO_DATABASE:
-        variables, statement = database_login(
-            database, secrets, iam_user=entry.iam_user(config, database.master_username),
-            account=account, region=region)
+        iam_user = entry.iam_user(config, database.master_username)
+        if proxy is not None and entry.login == TRIGGER_ROLE:
+            if not iam_user:
+                raise PlanError(entry.step, "database.roles",
+                                f"{entry.key} logs in through the RDS Proxy (step db-proxy "
+                                "is in the file) as a role of its own, and database.roles "
+                                f"declares none: add one with `trigger: {entry.slug}`")
+            variables, statement = proxy_login(proxy, database, iam_user=iam_user,
+                                               account=account, region=region)
+        else:
+            variables, statement = database_login(database, secrets, iam_user=iam_user,
+                                                  account=account, region=region)
         statements = (statement,)
     variables.update(environment or {})
     name = config.function_name(entry.key)
@@ -430,3 +441,27 @@ def database_login(database, secrets, *, iam_user: str | None, account: str,
     return ({"DB_SECRET_ARN": secrets.db_secret_arn},
             {"Sid": "ReadDbSecret", "Effect": "Allow", "Action": "secretsmanager:GetSecretValue",
              "Resource": secrets.db_secret_arn})
+
+
+def proxy_login(proxy, database, *, iam_user: str, account: str,
+                region: str) -> tuple[dict, dict]:
+    """A function's database environment through the RDS Proxy (`proxy`, db-proxy's
+    outputs) and its one statement: rds-db:connect as `iam_user` through the proxy's
+    prx- id only. No secret: the token is signed for the proxy's endpoint, and the proxy
+    logs in to the cluster by IAM itself. The proxy's certificate is verified
+    (verify-full) against the layer's bundle, which carries the Amazon roots that its
+    ACM certificate chains to (rds_ca.with_amazon_roots)."""
+    resource = (f"arn:aws:rds-db:{region}:{account}:dbuser:{proxy.proxy_resource_id}/{iam_user}"
+                if is_known(proxy.proxy_resource_id) else UNKNOWN)
+    return ({"DB_AUTH": "iam", "DB_HOST": proxy.endpoint, "DB_PORT": str(PROXY_PORT),
+             "DB_NAME": database.database, "DB_USER": iam_user,
+             "DB_SSLROOTCERT": rds_ca.LAYER_PATH},
+            {"Sid": PROXY_SID, "Effect": "Allow", "Action": "rds-db:connect",
+             "Resource": resource})
+
+
+# The statement that lets a function connect as its database user through the proxy.
+PROXY_SID = "ConnectThroughProxy"
+# A PostgreSQL proxy listens on the engine's default port, whatever database.port is
+# (DescribeDBProxies gives no port).
+PROXY_PORT = 5432

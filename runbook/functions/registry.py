@@ -115,6 +115,13 @@ DB_MIGRATE = FUNCTIONS["db_migrate"]
 PROCESS_USER_SIGNUP = FUNCTIONS["process_user_signup"]
 
 
+def through_proxy(config) -> bool:
+    """Whether the functions with a role of their own log in through the RDS Proxy: the
+    environment file has step db-proxy. They then sign their token for the proxy's
+    endpoint and may connect as their user through the proxy's prx- id only."""
+    return "db-proxy" in config.all_steps()
+
+
 def find(name: str) -> Function | None:
     """The entry `name` means: its key, or the key with dashes (post-confirmation)."""
     return FUNCTIONS.get(name.replace("-", "_"))

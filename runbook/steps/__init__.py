@@ -42,6 +42,14 @@ def _connects_through_lambda(config) -> bool:
     return DB_MIGRATE.deployed(config)
 
 
+def _through_proxy(config) -> bool:
+    """The functions log in through the RDS Proxy when the file has step db-proxy
+    (runbook.functions.registry.through_proxy): their deploy steps read its endpoint."""
+    from runbook.functions.registry import through_proxy
+
+    return through_proxy(config)
+
+
 CATALOGUE: dict[str, StepInfo] = {
     info.name: info
     for info in (
@@ -56,11 +64,13 @@ CATALOGUE: dict[str, StepInfo] = {
                  requires_if=(("vpc-integrate", _connects_through_lambda),)),
         StepInfo("deploy-post-confirmation", "runbook.steps.deploy_post_confirmation",
                  requires=("vpc-integrate", "fix-tables", "cognito", "database",
-                           "store-secrets")),
+                           "store-secrets"),
+                 requires_if=(("db-proxy", _through_proxy),)),
         StepInfo("event-bus", "runbook.steps.event_bus"),
         StepInfo("deploy-process-user-signup", "runbook.steps.deploy_process_user_signup",
                  requires=("vpc-integrate", "fix-tables", "event-bus", "database",
-                           "store-secrets")),
+                           "store-secrets"),
+                 requires_if=(("db-proxy", _through_proxy),)),
         StepInfo("integration-test", "runbook.steps.integration_test",
                  requires=("deploy-post-confirmation", "cognito", "database", "store-secrets"),
                  idempotent=False),

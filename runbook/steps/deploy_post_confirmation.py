@@ -6,7 +6,9 @@ How the function logs in to the database follows the environment file:
   a role declared with `trigger: post-confirmation` in database.roles
         DB_AUTH=iam as that role (IAM-only, least privilege: fix-tables granted it the
         upsert's columns and nothing else); the execution role may `rds-db:connect` as
-        that one database user and may not read the DB secret.
+        that one database user and may not read the DB secret. With step db-proxy in the
+        file, through the RDS Proxy: DB_HOST is its endpoint, the token is signed for
+        it, and the connect is allowed through its prx- id only (function_spec).
   otherwise
         DB_SECRET_ARN: the master credentials, read from the one secret the execution
         role may read. This is what the old scripts did; a trigger role is better.
@@ -61,6 +63,10 @@ class DeployOutputs(Outputs):
 class DeployPostConfirmation(FunctionsMixin, Step):
     name = STEP_NAME
 
+    def proxy(self):
+        """db-proxy's outputs when the function logs in through the RDS Proxy, else None."""
+        return self.inputs.db_proxy if registry.through_proxy(self.config) else None
+
     def spec(self, account: str) -> FunctionSpec:
         environment, statements = {"DB_SCHEMA": self.config.database.schema}, ()
         if self.config.publishes_registrations():
@@ -72,6 +78,7 @@ class DeployPostConfirmation(FunctionsMixin, Step):
             ENTRY, self.config, account=account, region=self.ctx.aws.region,
             network=self.inputs.vpc_integrate, database=self.inputs.database,
             secrets=self.inputs.store_secrets, pool_arn=self.inputs.cognito.user_pool_arn,
+            proxy=self.proxy(),
             environment=environment)
         return dataclasses.replace(spec, statements=spec.statements + statements)
 
@@ -80,6 +87,7 @@ class DeployPostConfirmation(FunctionsMixin, Step):
         # else is read; fix-tables' too: the tables the trigger writes exist.
         for need in ("vpc_integrate", "database", "store_secrets", "fix_tables", "cognito"):
             getattr(self.inputs, need)
+        self.proxy()
         account = self.account()
         spec = self.spec(account)
         layer = self.read_layer(self.config.lambdas.runtime)

@@ -4,7 +4,8 @@ step event-bus made, and the schedule of the registration relay.
 The function (lambdas/process_user_signup) runs in the private subnets and logs in to
 the database as the registry says: as the database.roles entry with `trigger:
 process-user-signup` by IAM, else with the DB secret, as Post-Confirmation does
-(runbook.functions.deploy.database_login). Its role may receive, delete and read the
+(runbook.functions.deploy.database_login); with step db-proxy in the file, through the
+RDS Proxy's endpoint, connecting as that user through the proxy's prx- id only. Its role may receive, delete and read the
 attributes of messages of that one queue (what Lambda's poller needs: the SQS part of
 AWSLambdaSQSQueueExecutionRole, scoped to one queue), write its logs and attach its
 network interfaces; nothing else. The poller invokes it with that execution role, so
@@ -106,11 +107,16 @@ class DeployProcessUserSignup(FunctionsMixin, Step):
     def relay_rule_arn(self, account: str) -> str:
         return rule_arn(self.ctx.aws.region, account, DEFAULT_BUS, self.relay_rule())
 
+    def proxy(self):
+        """db-proxy's outputs when the function logs in through the RDS Proxy, else None."""
+        return self.inputs.db_proxy if registry.through_proxy(self.config) else None
+
     def spec(self, account: str) -> FunctionSpec:
         base = function_spec(
             ENTRY, self.config, account=account, region=self.ctx.aws.region,
             network=self.inputs.vpc_integrate, database=self.inputs.database,
             secrets=self.inputs.store_secrets,
+            proxy=self.proxy(),
             environment={"DB_SCHEMA": self.config.database.schema})
         queue = {"Sid": "ConsumeSignupQueue", "Effect": "Allow", "Action": QUEUE_ACTIONS,
                  "Resource": self.inputs.event_bus.queue_arn}
@@ -149,6 +155,7 @@ class DeployProcessUserSignup(FunctionsMixin, Step):
         # fix-tables' too: the tables the consumer writes exist.
         for need in ("vpc_integrate", "database", "store_secrets", "fix_tables", "event_bus"):
             getattr(self.inputs, need)
+        self.proxy()
         account = self.account()
         spec = self.spec(account)
         layer = self.read_layer(self.config.lambdas.runtime)
