@@ -14,6 +14,13 @@ LAYER_PATH, and runbook's own live login uses the same file. Where it comes from
                         checked on every later read. Delete the folder to fetch it again.
 
 A dry run never fetches: its handlers verify the sandbox's own CA (runbook.sandbox.tls).
+
+An RDS Proxy's certificate is not issued by the RDS CA but by AWS Certificate Manager,
+whose chain ends at the Amazon Trust Services roots: a function that verifies the proxy
+with the RDS bundle alone fails its TLS handshake. The layer therefore carries the RDS
+bundle followed by Amazon Root CA 1-4 (`with_amazon_roots`), taken by subject from
+certifi's cacert.pem on this machine (no download) and written in a fixed order and
+encoding, so the same two inputs give the same bytes and the same layer content hash.
 """
 
 from __future__ import annotations
@@ -24,6 +31,7 @@ import re
 import ssl
 import urllib.error
 import urllib.request
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -129,3 +137,47 @@ def _check_pem(data: bytes, where: str) -> None:
     if not PEM_CERTIFICATE.search(data):
         raise BadInput(f"{where} holds no PEM certificate; expected the RDS CA bundle "
                        f"({BUNDLE_NAME}, from {BUNDLE_URL})")
+
+
+# The roots an RDS Proxy's ACM certificate chains to (Amazon Trust Services), in order.
+AMAZON_ROOTS = tuple(f"Amazon Root CA {n}" for n in range(1, 5))
+
+
+def amazon_roots(cacert: str | Path | None = None) -> bytes:
+    """Amazon Root CA 1-4 as PEM, in AMAZON_ROOTS' order, picked by subject (CN and
+    O=Amazon) from `cacert` (certifi's cacert.pem by default). Re-encoded, so comments
+    and line endings of the source do not change the bytes."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives.serialization import Encoding
+    from cryptography.utils import CryptographyDeprecationWarning
+    from cryptography.x509.oid import NameOID
+
+    if cacert is None:
+        import certifi
+
+        cacert = certifi.where()
+    found: dict[str, bytes] = {}
+    with warnings.catch_warnings():
+        # Another root of certifi's has a serial number RFC 5280 disallows; cryptography
+        # warns about it on every parse. It is not one of ours, and is skipped.
+        warnings.simplefilter("ignore", CryptographyDeprecationWarning)
+        certificates = x509.load_pem_x509_certificates(Path(cacert).read_bytes())
+    for cert in certificates:
+        names = {attr.oid: attr.value for attr in cert.subject}
+        common = names.get(NameOID.COMMON_NAME)
+        if common in AMAZON_ROOTS and names.get(NameOID.ORGANIZATION_NAME) == "Amazon":
+            found[common] = cert.public_bytes(Encoding.PEM)
+    missing = [name for name in AMAZON_ROOTS if name not in found]
+    if missing:
+        raise BadInput(f"{cacert} lacks {', '.join(missing)}: an RDS Proxy's certificate "
+                       "chains to them. Install a current certifi (pip install -U certifi)")
+    return b"".join(found[name] for name in AMAZON_ROOTS)
+
+
+def with_amazon_roots(bundle: CaBundle, cacert: str | Path | None = None) -> CaBundle:
+    """`bundle` followed by Amazon Root CA 1-4 (amazon_roots): what a function verifies
+    both the cluster (RDS CA) and the RDS Proxy (ACM) with."""
+    data = bundle.data.rstrip(b"\n") + b"\n" + amazon_roots(cacert)
+    return CaBundle(bundle.path, hashlib.sha256(data).hexdigest(),
+                    f"{bundle.source} + {AMAZON_ROOTS[0]}-{AMAZON_ROOTS[-1][-1]} (certifi)",
+                    data)

@@ -336,11 +336,13 @@ class FunctionsMixin:
 
     def layer_ca_bundle(self) -> rds_ca.CaBundle:
         """The CA bundle the layer carries: in a dry run the sandbox's CA, which its
-        database endpoint's certificate is issued by; live, the RDS bundle (rds_ca)."""
+        database and proxy endpoints' certificates are issued by; live, the RDS bundle
+        (rds_ca) and the Amazon roots an RDS Proxy's ACM certificate chains to."""
         tls = getattr(self.ctx, "database_tls", None)
         if self.ctx.dry_run and tls is not None:
             return rds_ca.from_file(tls.ca_file, "the sandbox CA")
-        return rds_ca.for_config(self.config, fetch=not self.ctx.dry_run)
+        return rds_ca.with_amazon_roots(rds_ca.for_config(self.config,
+                                                          fetch=not self.ctx.dry_run))
 
     def read_function(self, spec: FunctionSpec) -> FunctionState:
         """What exists of the function `spec` describes, claimed (FunctionState.of)."""

@@ -419,9 +419,15 @@ def test_prod_yaml_loads_with_the_production_values_from_the_runbooks():
     assert prod.phases == {
         "a1": ["network", "database", "store-secrets"],
         "a2": ["cognito"],
-        "a3": ["vpc-integrate", "fix-tables", "deploy-post-confirmation", "integration-test"],
+        "a3": ["vpc-integrate", "fix-tables", "db-proxy", "deploy-post-confirmation",
+               "integration-test"],
         "a4": ["event-bus", "deploy-process-user-signup", "registration-test"],
     }
+    # The functions log in as roles of their own, through the proxy: none as the master.
+    assert {name: role.trigger for name, role in prod.database.roles.items()} == {
+        "matbakh_post_confirmation": "post-confirmation",
+        "lambda_writer": "process-user-signup"}
+    assert all(not role.write for role in prod.database.roles.values())
 
 
 def test_events_section_is_optional_and_defaults_to_full_batches_two_at_once(write_config):

@@ -15,7 +15,10 @@ from runbook.cli import cli
 from runbook.functions import package, registry
 from runbook.functions.deploy import function_spec
 from runbook.steps import CATALOGUE
+from runbook.database import rds_ca
+from runbook.errors import PlanError
 from runbook.steps.database import DatabaseOutputs
+from runbook.steps.db_proxy import DbProxyOutputs
 from runbook.steps.store_secrets import SecretsOutputs
 from runbook.steps.vpc_integrate import IntegrateOutputs
 from tests.conftest import PROD_CONFIG
@@ -83,7 +86,10 @@ def test_how_each_function_logs_in_follows_its_entry_and_the_file(write_config):
         return function_spec(entry, config, account=ACCOUNT, region=REGION, network=network,
                              database=database, secrets=secrets, pool_arn="arn:pool")
 
-    by_secret = config_mod.load(PROD_CONFIG)
+    def without_roles(data):
+        del data["database"]["roles"]
+        data["phases"]["a3"].remove("db-proxy")
+    by_secret = config_mod.load(write_config(without_roles))
     assert spec(registry.PRE_SIGNUP, by_secret).environment == {}
     assert spec(registry.PRE_SIGNUP, by_secret).statements == ()
     for entry in (registry.POST_CONFIRMATION, registry.DB_MIGRATE):
@@ -95,6 +101,41 @@ def test_how_each_function_logs_in_follows_its_entry_and_the_file(write_config):
     iam = config_mod.load(write_config(by_iam))
     assert spec(registry.POST_CONFIRMATION, iam).environment["DB_USER"] == "writer"
     assert spec(registry.DB_MIGRATE, iam).environment["DB_USER"] == database.master_username
+
+
+def test_with_db_proxy_a_function_with_a_role_logs_in_through_the_proxy_and_no_secret():
+    network, database, secrets = outputs()
+    config = config_mod.load(PROD_CONFIG)
+    assert registry.through_proxy(config)
+    proxy = DbProxyOutputs("matbakh-prod-proxy", "arn:aws:rds:eu-central-1:1:db-proxy:prx-0abc",
+                           "prx-0abc", "matbakh-prod-proxy.proxy-c1.eu-central-1.rds.amazonaws.com",
+                           "sg-proxy", "arn:role", {})
+    for entry, user in ((registry.POST_CONFIRMATION, "matbakh_post_confirmation"),
+                        (registry.PROCESS_USER_SIGNUP, "lambda_writer")):
+        got = function_spec(entry, config, account=ACCOUNT, region=REGION, network=network,
+                            database=database, secrets=secrets, pool_arn="arn:pool", proxy=proxy)
+        assert got.environment == {
+            "DB_AUTH": "iam", "DB_HOST": proxy.endpoint, "DB_PORT": "5432",
+            "DB_NAME": "matbakh_main", "DB_USER": user, "DB_SSLROOTCERT": rds_ca.LAYER_PATH}
+        assert got.statements == ({
+            "Sid": "ConnectThroughProxy", "Effect": "Allow", "Action": "rds-db:connect",
+            "Resource": f"arn:aws:rds-db:{REGION}:{ACCOUNT}:dbuser:prx-0abc/{user}"},)
+    # db_migrate keeps the master login, straight to the cluster.
+    migrate = function_spec(registry.DB_MIGRATE, config, account=ACCOUNT, region=REGION,
+                            network=network, database=database, secrets=secrets, proxy=proxy)
+    assert migrate.environment == {"DB_SECRET_ARN": "arn:db-secret"}
+
+
+def test_through_the_proxy_a_function_without_a_role_is_refused_naming_the_field(write_config):
+    network, database, secrets = outputs()
+
+    def no_signup_role(data):
+        del data["database"]["roles"]["lambda_writer"]
+    config = config_mod.load(write_config(no_signup_role))
+    proxy = DbProxyOutputs("p", "arn", "prx-0abc", "p.proxy-c1", "sg", "arn:role", {})
+    with pytest.raises(PlanError, match="database.roles.*trigger: process-user-signup"):
+        function_spec(registry.PROCESS_USER_SIGNUP, config, account=ACCOUNT, region=REGION,
+                      network=network, database=database, secrets=secrets, proxy=proxy)
 
 
 def test_only_a_trigger_gets_an_invoker_and_only_an_in_vpc_function_subnets():
@@ -133,7 +174,11 @@ def test_the_sqs_consumer_is_in_the_vpc_with_no_invoker_and_its_own_role(write_c
         data["database"].update(auth="iam", roles={
             "signup_writer": {"trigger": "process-user-signup"},
             "writer": {"trigger": "post-confirmation"}})
-    for config, login in ((config_mod.load(PROD_CONFIG), {"DB_SECRET_ARN": "arn:db-secret"}),
+    def without_roles(data):
+        del data["database"]["roles"]
+        data["phases"]["a3"].remove("db-proxy")
+    for config, login in ((config_mod.load(write_config(without_roles, name="plain")),
+                           {"DB_SECRET_ARN": "arn:db-secret"}),
                           (config_mod.load(write_config(by_iam)), {"DB_USER": "signup_writer"})):
         spec = function_spec(entry, config, account=ACCOUNT, region=REGION, network=network,
                              database=database, secrets=secrets, pool_arn="arn:pool")

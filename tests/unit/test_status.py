@@ -10,7 +10,7 @@ import pytest
 CHECKS = ["cognito_signup", "post_confirmation_trigger", "profile_row", "private_profile_row",
           "authentication", "jwt_validation", "cloudwatch_logs", "db_consistency", "cleanup"]
 A1 = ["network", "database", "store-secrets"]
-A3 = ["vpc-integrate", "fix-tables", "deploy-post-confirmation", "integration-test"]
+A3 = ["vpc-integrate", "fix-tables", "db-proxy", "deploy-post-confirmation", "integration-test"]
 
 
 def step(name: str, phase: str, status: str = "ok", **extra) -> dict:
