@@ -5,7 +5,8 @@ Each tests/plans/<step>/<case>.json holds
   "why"      what the case shows
   "config"   optional: overrides deep-merged into config/prod.yaml's data, whose phase
              a4 is left out (BASE_PHASES): a1..a3's cases describe an environment that
-             does not publish registrations, and a case adds "phases": {"a4": [...]}
+             does not publish registrations, and a case adds "phases": {"a4": [...]};
+             so are step db-proxy and database.roles (LATER_STEPS)
   "inputs"   optional: {step: outputs} of the steps it needs, as the report shows them
   "state"    what `read` found, in the form STATES[<step>] turns into the step's state
   "changes"  the plan, in order: [[action, resource, diff], ...]; [] for a converged state
@@ -68,11 +69,18 @@ def merged(base, override):
 
 # The phases of config/prod.yaml the cases start from.
 BASE_PHASES = ("a1", "a2", "a3")
+# What the cases start without, as they start without a4: the RDS Proxy and the
+# database roles its logins need. The cases were written for a file without them, which
+# the functions read the DB secret in; a case that wants them adds them ("config":
+# {"phases": {"a3": [...]}, "database": {"roles": {...}}}).
+LATER_STEPS = ("db-proxy",)
 
 
 def config_for(case: dict, tmp_path: Path):
     base = yaml.safe_load(PROD_CONFIG.read_text())
-    base["phases"] = {name: base["phases"][name] for name in BASE_PHASES}
+    base["phases"] = {name: [step for step in base["phases"][name] if step not in LATER_STEPS]
+                      for name in BASE_PHASES}
+    base["database"].pop("roles", None)
     data = merged(base, case.get("config", {}))
     path = tmp_path / "config" / "prod.yaml"
     path.parent.mkdir(parents=True, exist_ok=True)
