@@ -39,10 +39,14 @@ def run_steps(config, names, dsn=None, *, plan_only=False):
     """Run `names` with a fresh client factory, as a separate `runbook` invocation would:
     ({name: StepResult}, the factory). With `dsn`, a dry run whose database is `dsn`."""
     from runbook.aws.clients import ClientFactory
-    from runbook.steps import new_runner
     from runbook.output.progress import Progress
+    from runbook.sandbox import rds_proxy as sandbox_rds_proxy
+    from runbook.steps import new_runner
     from tests.conftest import REGION
 
+    # The in-process moto takes CreateDBProxy as the sandbox's does (step db-proxy is in
+    # config/prod.yaml's a3).
+    sandbox_rds_proxy.install()
     aws = ClientFactory(REGION)
     runner = new_runner(config, aws, Progress(quiet=True), dry_run=dsn is not None,
                     plan_only=plan_only, database_dsn=dsn, sleep=lambda s: None)

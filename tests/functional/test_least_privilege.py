@@ -1,10 +1,14 @@
 """Every policy runbook creates grants only what is justified, read back from the account.
 
 Phases a1..a3 (all but integration-test, which makes a user and no policy) and the
-steps of a4 (event-bus, deploy-process-user-signup) run in an empty in-process moto account under two environment files that, between them, build
-every policy runbook can make: db_migrate runs (`database.connect: lambda`), once with
-password login (the functions read the DB secret) and once with IAM login (db_migrate
-as master_username, Post-Confirmation and process-user-signup as their trigger roles). Then the account is read
+steps of a4 (event-bus, deploy-process-user-signup) run in an empty in-process moto
+account under three environment files that, between them, build every policy runbook
+can make: db_migrate runs (`database.connect: lambda`), once with password login and no
+database roles or RDS Proxy (the functions read the DB secret), once with IAM login
+(db_migrate as master_username, Post-Confirmation and process-user-signup as their
+trigger roles, straight to the cluster), and once as config/prod.yaml ships (step
+db-proxy in a3: the functions log in through the proxy as their roles, and the proxy's
+own role connects to the cluster as those users). Then the account is read
 back, so that nothing runbook made is missed: every IAM role with its trust policy and
 every inline and attached policy, every customer-managed policy, every function's and
 layer's resource policy, every secret's resource policy and every VPC endpoint's policy.
@@ -46,13 +50,19 @@ IN_VPC = ("post_confirmation", "db_migrate", "process_user_signup")
 A4 = ["event-bus", "deploy-process-user-signup"]
 PRINCIPAL_ACCOUNT = {"StringEquals": {"aws:PrincipalAccount": "{account}"}}
 
-# The environment files, as changes to config/prod.yaml's `database` section.
+# The environment files, as changes to config/prod.yaml's `database` section; those in
+# WITHOUT_PROXY also leave step db-proxy out of phase a3 (the functions log in to the
+# cluster directly). config/prod.yaml as shipped logs them in through the proxy.
 CONFIGURATIONS = {
-    "password login": {"connect": "lambda"},
+    "password login": {"connect": "lambda", "roles": {}},
     "IAM login": {"connect": "lambda", "auth": "iam",
                   "roles": {"matbakh_post_confirmation": {"trigger": "post-confirmation"},
                             "matbakh_signups": {"trigger": "process-user-signup"}}},
+    "through the proxy": {"connect": "lambda"},
 }
+WITHOUT_PROXY = ("password login", "IAM login")
+# The owner of the RDS Proxy's role (step db-proxy), as function keys own theirs.
+PROXY = "rds_proxy"
 
 
 @dataclass(frozen=True)
@@ -82,6 +92,26 @@ JUSTIFIED = (
         "network interfaces with its execution role. AWS requires \"Resource\": \"*\" "
         "(DescribeNetworkInterfaces works only on *, and the interfaces do not exist "
         "before Lambda makes them); the EC2 actions of AWSLambdaVPCAccessExecutionRole."),
+    Why("trust", (PROXY,), None, ("sts:AssumeRole",), None,
+        "Only the RDS service may assume the proxy's role, to log in to the cluster for "
+        "the proxy.", principal="rds.amazonaws.com"),
+    Why("proxy role", (PROXY,), "ConnectAsTheDatabaseUsers", ("rds-db:connect",),
+        ("arn:aws:rds-db:{region}:{account}:dbuser:{cluster resource id}/lambda_writer",
+         "arn:aws:rds-db:{region}:{account}:dbuser:{cluster resource id}/"
+         "matbakh_post_confirmation"),
+        "End-to-end IAM (DefaultAuthScheme IAM_AUTH): the proxy logs in to the cluster by "
+        "IAM as the user a client logged in as, so it may connect as exactly the users of "
+        "database.roles, on this cluster only; no secret, and never as the master user."),
+    Why("execution role", ("post_confirmation",), "ConnectThroughProxy", ("rds-db:connect",),
+        "arn:aws:rds-db:{region}:{account}:dbuser:{proxy resource id}/matbakh_post_confirmation",
+        "Log in through the RDS Proxy by IAM as the trigger's database role (database.roles, "
+        "trigger: post-confirmation): through this proxy (its prx- id) as that one user; "
+        "no secret."),
+    Why("execution role", ("process_user_signup",), "ConnectThroughProxy", ("rds-db:connect",),
+        "arn:aws:rds-db:{region}:{account}:dbuser:{proxy resource id}/lambda_writer",
+        "Log in through the RDS Proxy by IAM as the consumer's database role "
+        "(database.roles, trigger: process-user-signup): through this proxy (its prx- id) "
+        "as that one user; no secret."),
     Why("execution role", ("post_confirmation", "process_user_signup"), "ReadDbSecret",
         ("secretsmanager:GetSecretValue",), "{DB secret}",
         "Log in to the database with the DB secret, when no database role is declared for "
@@ -199,6 +229,7 @@ class Facts:
     pool_arn: str = ""
     relay_rule_arn: str = ""
     in_vpc: set[str] = field(default_factory=set)
+    proxies: list[dict] = field(default_factory=list)   # DescribeDBProxies' records
 
     def shown(self, value, owner: str):
         """`value` (a string, or a list of them) with the account's ids as placeholders."""
@@ -229,6 +260,14 @@ def read_back(results: dict) -> tuple[list[Statement], Facts]:
     statements: list[Statement] = []
 
     owner_of_role = {}
+    rds = client("rds")
+    facts.proxies = [p for page in rds.get_paginator("describe_db_proxies").paginate()
+                     for p in page["DBProxies"]]
+    for proxy in facts.proxies:
+        # Its prx- id, the last segment of its ARN, as read from the account.
+        facts.placeholders.append((proxy["DBProxyArn"].rsplit(":", 1)[-1],
+                                   "{proxy resource id}"))
+        owner_of_role[proxy["RoleArn"]] = PROXY
     for page in lam.get_paginator("list_functions").paginate():
         for fn in page["Functions"]:
             key = lam.list_tags(Resource=fn["FunctionArn"])["Tags"].get(FUNCTION_TAG, "?")
@@ -254,7 +293,7 @@ def read_back(results: dict) -> tuple[list[Statement], Facts]:
             for policy_name in iam.list_role_policies(RoleName=name)["PolicyNames"]:
                 document = iam.get_role_policy(RoleName=name, PolicyName=policy_name)
                 statements += _each(f"role {name}: inline policy {policy_name}",
-                                    "execution role", owner,
+                                    "proxy role" if owner == PROXY else "execution role", owner,
                                     policies.document(document["PolicyDocument"]))
             for attached in iam.list_attached_role_policies(RoleName=name)["AttachedPolicies"]:
                 statements += _each(f"role {name}: attached {attached['PolicyArn']}",
@@ -442,7 +481,8 @@ def render(seen: dict[str, list[tuple[Statement, Facts]]]) -> str:
         "runbook reads the default version.",
         "",
         "Environment files: " + "; ".join(
-            f"**{name}** (database: {json.dumps(change, sort_keys=True)})"
+            f"**{name}** (database: {json.dumps(change, sort_keys=True)}"
+            f"{'; without step db-proxy' if name in WITHOUT_PROXY else ''})"
             for name, change in CONFIGURATIONS.items()) + ".",
         "",
         "| policy | of | Sid | actions | resource | principal | condition | seen with "
@@ -483,6 +523,8 @@ def seen(session_postgres, tmp_path_factory) -> dict[str, list[tuple[Statement, 
             data = yaml.safe_load(PROD_CONFIG.read_text())
             data["database"].update(change)
             data["phases"]["a4"] = A4
+            if name in WITHOUT_PROXY:
+                data["phases"]["a3"].remove("db-proxy")
             path = tmp_path_factory.mktemp("config") / "prod.yaml"
             path.write_text(yaml.safe_dump(data, sort_keys=False))
             config = config_mod.load(path)
@@ -534,6 +576,26 @@ def test_docs_iam_md_lists_every_statement_with_its_justification(seen):
     assert DOCS.exists() and DOCS.read_text() == table, (
         "docs/iam.md differs from the policies runbook creates; regenerate it with "
         "RUNBOOK_UPDATE_DOCS=1 pytest tests/functional/test_least_privilege.py")
+
+
+def test_through_the_proxy_no_function_reads_the_master_secret_and_each_connects_as_itself(
+        seen):
+    statements = seen["through the proxy"]
+    facts = statements[0][1]
+    [proxy] = facts.proxies
+    assert proxy["RequireTLS"] is True
+    assert proxy.get("DefaultAuthScheme") == "IAM_AUTH"
+    reads_secret = {s.owner for s, _ in statements if s.policy == "execution role"
+                    and any(a.startswith("secretsmanager:") for a in as_list(s.body.get("Action")))}
+    assert reads_secret == {"db_migrate"}          # the master login: migrations only
+    prx = proxy["DBProxyArn"].rsplit(":", 1)[-1]
+    assert prx.startswith("prx-")
+    for function, user in (("post_confirmation", "matbakh_post_confirmation"),
+                           ("process_user_signup", "lambda_writer")):
+        connects = [s.body for s, _ in statements if s.owner == function
+                    and "rds-db:connect" in as_list(s.body.get("Action"))]
+        assert [c["Resource"] for c in connects] == [
+            f"arn:aws:rds-db:{REGION}:{ACCOUNT}:dbuser:{prx}/{user}"], function
 
 
 def test_each_justification_is_used(seen):
