@@ -10,17 +10,20 @@ import boto3
 import pytest
 
 from runbook import config as config_mod
-from runbook.functions import package
+from runbook.functions import package, registry
 from tests.conftest import PROD_CONFIG, REGION
 from tests.functional.conftest import run_steps as run
 
-BEFORE = ["network", "database", "store-secrets", "cognito", "vpc-integrate", "fix-tables"]
+BEFORE = ["network", "database", "store-secrets", "cognito", "vpc-integrate", "fix-tables",
+          "db-proxy"]
 STEP = "deploy-post-confirmation"
 FUNCTION = "matbakh-cognito-post-confirmation"
 
 
 def deployed(config, dsn):
-    results, _ = run(config, BEFORE + [STEP], dsn)
+    """The steps before STEP (db-proxy only where the file has it), then STEP."""
+    before = [s for s in BEFORE if s != "db-proxy" or registry.through_proxy(config)]
+    results, _ = run(config, before + [STEP], dsn)
     failed = {n: r.error for n, r in results.items() if r.status != "ok"}
     assert not failed, failed
     return results
@@ -45,8 +48,10 @@ def actions(policy) -> dict:
 
 
 def with_roles(write_config, roles):
+    """prod.yaml with `roles`, and without step db-proxy: logins straight to the cluster."""
     def mutate(data):
         data["database"]["roles"] = roles
+        data["phases"]["a3"].remove("db-proxy")
     return config_mod.load(write_config(mutate))
 
 
@@ -71,10 +76,13 @@ def test_function_runs_in_the_private_subnets_with_its_environment(account, pg_d
     assert conf["VpcConfig"]["SecurityGroupIds"] == [vpc["lambda_security_group_id"]]
     assert (conf["MemorySize"], conf["Timeout"], conf["Runtime"]) == (512, 60, "python3.11")
     assert conf["Handler"] == "handler.handler"
-    # config/prod.yaml has phase a4: the trigger publishes to the environment's bus.
+    # config/prod.yaml has phase a4: the trigger publishes to the environment's bus. It
+    # has db-proxy: the trigger logs in through the proxy as its role, by IAM.
     assert conf["Environment"]["Variables"] == {
-        "DB_SCHEMA": "public",
-        "DB_SECRET_ARN": results["store-secrets"].outputs["db_secret_arn"],
+        "DB_SCHEMA": "public", "DB_AUTH": "iam",
+        "DB_HOST": results["db-proxy"].outputs["endpoint"], "DB_PORT": "5432",
+        "DB_NAME": "matbakh_main", "DB_USER": "matbakh_post_confirmation",
+        "DB_SSLROOTCERT": "/opt/rds-ca/global-bundle.pem",
         "EVENT_BUS_NAME": "matbakh-prod-events"}
     assert conf["CodeSha256"] == package.build_function("post_confirmation").sha256
     layers = [layer["Arn"] for layer in conf["Layers"]]
@@ -92,12 +100,14 @@ def test_role_has_only_what_the_function_needs(account, pg_dsn):
     trust = client("iam").get_role(RoleName=f"{FUNCTION}-role")["Role"]["AssumeRolePolicyDocument"]
     assert [s["Principal"] for s in trust["Statement"]] == [{"Service": "lambda.amazonaws.com"}]
     granted = actions(role_policy())
-    secret = results["store-secrets"].outputs["db_secret_arn"]
-    assert granted["secretsmanager:GetSecretValue"] == secret
+    # Through the proxy, as its own user, by its prx- id; the master secret unreadable.
+    assert not any(a.startswith("secretsmanager:") for a in granted)
+    prx = results["db-proxy"].outputs["proxy_arn"].rsplit(":", 1)[-1]
+    assert granted["rds-db:connect"] == (
+        f"arn:aws:rds-db:{REGION}:123456789012:dbuser:{prx}/matbakh_post_confirmation")
     assert granted["logs:PutLogEvents"].endswith(f":log-group:/aws/lambda/{FUNCTION}:*")
     assert "ec2:CreateNetworkInterface" in granted
     assert not any(a.endswith("*") and ":" in a and a.split(":")[1] == "*" for a in granted)
-    assert "rds-db:connect" not in granted
     assert "logs:CreateLogGroup" not in granted  # runbook creates it, with a retention
     assert granted["events:PutEvents"] == (
         f"arn:aws:events:{REGION}:123456789012:event-bus/matbakh-prod-events")

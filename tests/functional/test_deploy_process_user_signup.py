@@ -14,11 +14,12 @@ import boto3
 import pytest
 
 from runbook import config as config_mod
-from runbook.functions import package
+from runbook.functions import package, registry
 from tests.conftest import REGION
 from tests.functional.conftest import run_steps as run
 
-BEFORE = ["network", "database", "store-secrets", "vpc-integrate", "fix-tables", "event-bus"]
+BEFORE = ["network", "database", "store-secrets", "vpc-integrate", "fix-tables", "db-proxy",
+          "event-bus"]
 STEP = "deploy-process-user-signup"
 FUNCTION = "matbakh-cognito-process-user-signup"
 RULE = "matbakh-prod-registration-relay"
@@ -36,7 +37,9 @@ def with_a4(write_config, mutate=None):
 
 
 def deployed(config, dsn):
-    results, _ = run(config, BEFORE + [STEP], dsn)
+    """The steps before STEP (db-proxy only where the file has it), then STEP."""
+    before = [s for s in BEFORE if s != "db-proxy" or registry.through_proxy(config)]
+    results, _ = run(config, before + [STEP], dsn)
     failed = {n: r.error for n, r in results.items() if r.status != "ok"}
     assert not failed, failed
     return results
@@ -89,8 +92,12 @@ def test_function_runs_in_the_private_subnets_with_its_database_login(
     assert sorted(conf["VpcConfig"]["SubnetIds"]) == sorted(vpc["subnet_ids"])
     assert conf["VpcConfig"]["SecurityGroupIds"] == [vpc["lambda_security_group_id"]]
     assert (conf["MemorySize"], conf["Timeout"]) == (256, 30)
+    # config/prod.yaml has db-proxy: the consumer logs in through it as lambda_writer.
     assert conf["Environment"]["Variables"] == {
-        "DB_SCHEMA": "public", "DB_SECRET_ARN": results["store-secrets"].outputs["db_secret_arn"]}
+        "DB_SCHEMA": "public", "DB_AUTH": "iam",
+        "DB_HOST": results["db-proxy"].outputs["endpoint"], "DB_PORT": "5432",
+        "DB_NAME": "matbakh_main", "DB_USER": "lambda_writer",
+        "DB_SSLROOTCERT": "/opt/rds-ca/global-bundle.pem"}
 
 
 def test_role_may_consume_exactly_the_signup_queue_and_nothing_else(
@@ -100,13 +107,15 @@ def test_role_may_consume_exactly_the_signup_queue_and_nothing_else(
     policy = client("iam").get_role_policy(RoleName=f"{FUNCTION}-role",
                                            PolicyName="runbook")["PolicyDocument"]
     by_sid = {s["Sid"]: s for s in policy["Statement"]}
-    assert sorted(by_sid) == ["ConsumeSignupQueue", "Logs", "ReadDbSecret",
+    assert sorted(by_sid) == ["ConnectThroughProxy", "ConsumeSignupQueue", "Logs",
                               "VpcNetworkInterfaces"]
     queue = by_sid["ConsumeSignupQueue"]
     assert sorted(queue["Action"]) == ["sqs:DeleteMessage", "sqs:GetQueueAttributes",
                                        "sqs:ReceiveMessage"]
     assert queue["Resource"] == results["event-bus"].outputs["queue_arn"]
-    assert by_sid["ReadDbSecret"]["Resource"] == results["store-secrets"].outputs["db_secret_arn"]
+    prx = results["db-proxy"].outputs["proxy_arn"].rsplit(":", 1)[-1]
+    assert by_sid["ConnectThroughProxy"]["Resource"] == (
+        f"arn:aws:rds-db:{REGION}:{ACCOUNT}:dbuser:{prx}/lambda_writer")
     assert not [s for s in policy["Statement"] if "lambda:InvokeFunction" in str(s["Action"])]
     assert client("iam").list_attached_role_policies(
         RoleName=f"{FUNCTION}-role")["AttachedPolicies"] == []
