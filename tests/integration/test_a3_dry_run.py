@@ -21,7 +21,7 @@ from runbook.steps.integration_test import CHECKS
 from tests.conftest import FIXTURES, PROD_CONFIG, REGION, read_report
 
 A3_THROUGH = ["network", "database", "store-secrets", "cognito", "vpc-integrate", "fix-tables",
-              "deploy-post-confirmation"]
+              "db-proxy", "deploy-post-confirmation"]
 SIGNUP_EVENT = FIXTURES / "events" / "post_confirmation_confirm_signup.json"
 EMAIL = "lena.maier@example.com"
 
@@ -46,7 +46,8 @@ def test_dry_run_of_a3_is_green_with_every_integration_check_ok(workdir, cli):
     # The verify pass runs what can converge, and it writes nothing.
     assert report["verify_pass"]["writes"] == 0
     verified = {s["name"]: s for s in report["verify_pass"]["steps"]}
-    assert list(verified) == ["vpc-integrate", "fix-tables", "deploy-post-confirmation"]
+    assert list(verified) == ["vpc-integrate", "fix-tables", "db-proxy",
+                              "deploy-post-confirmation"]
     assert verified["deploy-post-confirmation"]["changes"] == []
     assert verified["deploy-post-confirmation"]["api_calls"]["write"] == 0
     # The second build of unchanged code uploaded nothing: same CodeSha256, no update.
@@ -160,3 +161,24 @@ def test_a_refused_sign_up_creates_no_user(sandbox_a3):
     assert refused.value.trigger == "PreSignUp"
     users = aws.client("cognito-idp").list_users(UserPoolId=cognito.pool_id)["Users"]
     assert not any(u["Username"] == "not-an-address" for u in users)
+
+
+@pytest.mark.slow
+def test_post_confirmation_logs_in_through_the_proxy_as_its_role_with_a_token(sandbox_a3):
+    """config/prod.yaml runs db-proxy in a3: the trigger's DB_HOST is the proxy's endpoint,
+    which only the front-end standing in for the proxy answers for (verify-full checks
+    that name), and it logs in there as its own role with an IAM token; no secret."""
+    sandbox, aws, cognito = sandbox_a3
+    variables = aws.client("lambda").get_function_configuration(
+        FunctionName="matbakh-cognito-post-confirmation")["Environment"]["Variables"]
+    [proxy] = aws.client("rds").describe_db_proxies()["DBProxies"]
+    assert variables["DB_HOST"] == proxy["Endpoint"]
+    assert (variables["DB_AUTH"], variables["DB_USER"]) == ("iam", "matbakh_post_confirmation")
+    assert "DB_SECRET_ARN" not in variables
+    email = "signup.proxy@example.com"
+    before = sandbox.database_tls.logins
+    signed = cognito.sign_up(email, "Sandbox-Passw0rd!")
+    cognito.confirm_sign_up(email)
+    assert sandbox.database_tls.logins > before
+    profiles, private = rows(sandbox.database_dsn, email)
+    assert [p[1] for p in profiles] == [signed["UserSub"]] and private == 1

@@ -13,7 +13,7 @@ from runbook.steps import integration_test, registration_test
 from tests.conftest import FIXTURES, read_report
 
 A4_THROUGH = ["network", "database", "store-secrets", "cognito", "vpc-integrate", "fix-tables",
-              "deploy-post-confirmation", "integration-test", "event-bus",
+              "db-proxy", "deploy-post-confirmation", "integration-test", "event-bus",
               "deploy-process-user-signup", "registration-test"]
 BATCH_EVENT = FIXTURES / "events" / "sqs_user_registered_batch.json"
 
@@ -54,7 +54,18 @@ def test_dry_run_of_a4_is_green_with_every_a3_and_a4_check_ok(workdir, cli):
                  if c["resource"].startswith("ec2:vpc-endpoint")]
     assert "ec2:vpc-endpoint matbakh-prod-events" in endpoints
 
+    # Both functions log in through the RDS Proxy as their own users, by IAM.
+    proxy = steps["db-proxy"]["outputs"]
+    for step, user in (("deploy-post-confirmation", "matbakh_post_confirmation"),
+                       ("deploy-process-user-signup", "lambda_writer")):
+        assert steps[step]["outputs"]["db_auth"] == "iam"
+        role = next(c for c in steps[step]["changes"] if c["resource"].startswith("iam:role"))
+        grants = " ".join(role["diff"]["policy"])
+        assert f"dbuser:{proxy['proxy_resource_id']}/{user}" in grants
+        assert "secretsmanager" not in grants
+
     simulated = " ".join(report["simulated"])
+    assert "RDS Proxy" in simulated
     assert "poller" in simulated and "SendMessage" in simulated
     assert "scheduled rules never fire" in simulated
     alone = read_report(workdir, "registration-test", dry_run=True)
