@@ -25,6 +25,8 @@ ALL_VERSIONS = list(range(1, len(MIGRATIONS) + 1))   # every migration templates
 BEFORE = ["network", "database", "store-secrets", "vpc-integrate"]
 FUNCTION = "matbakh-cognito-db-migrate"
 MIGRATIONS = MIGRATION_CHANGES
+# The roles config/prod.yaml declares for the functions, converged after the migrations.
+ROLES = ["postgres:role matbakh_post_confirmation", "postgres:role lambda_writer"]
 
 
 def through_lambda(write_config, **database):
@@ -67,7 +69,7 @@ def test_db_migrate_runs_in_the_private_subnets_and_applies_the_migrations(
     resources = [c.resource for c in step.changes]
     assert resources == ["lambda:layer-version matbakh-cognito-deps",
                          f"iam:role {FUNCTION}-role", f"logs:log-group /aws/lambda/{FUNCTION}",
-                         f"lambda:function {FUNCTION}", *MIGRATIONS]
+                         f"lambda:function {FUNCTION}", *MIGRATIONS, *ROLES]
     assert step.applied == len(resources)
     assert step.outputs["applied_versions"] == list(range(1, len(MIGRATIONS) + 1))
     assert step.outputs["schema_version"] == len(MIGRATIONS)
@@ -141,7 +143,7 @@ def test_plan_before_the_function_exists_lists_it_and_every_migration(
     assert step.status == "ok", step.error
     assert f"lambda:function {FUNCTION}" in [c.resource for c in step.changes]
     migration_changes = [c for c in step.changes if c.resource.startswith("postgres:")]
-    assert [c.resource for c in migration_changes] == MIGRATIONS
+    assert [c.resource for c in migration_changes] == MIGRATIONS + ROLES
     assert all("db_migrate reads it once deployed" in c.diff["if"] for c in migration_changes)
     assert step.api_calls["write"] == 0 and aws.total("write") == 0
     with psycopg.connect(pg_dsn) as conn:
