@@ -21,7 +21,7 @@ from runbook.sandbox.stack import SANDBOX_CREDENTIALS, Sandbox
 from tests.conftest import PROD_CONFIG, REGION
 
 DEPLOYED = ["network", "database", "store-secrets", "cognito", "vpc-integrate", "fix-tables",
-            "deploy-post-confirmation"]
+            "db-proxy", "deploy-post-confirmation"]
 STEP = "integration-test"
 
 

@@ -76,7 +76,7 @@ def test_plan_of_a3_after_a1_lists_the_a2_and_a3_resources_as_creates_and_writes
     assert states == {"network": "unchanged", "database": "unchanged",
                       "store-secrets": "unchanged", "cognito": "changes",
                       "vpc-integrate": "changes", "fix-tables": "changes",
-                      "deploy-post-confirmation": "changes",
+                      "db-proxy": "changes", "deploy-post-confirmation": "changes",
                       "integration-test": states["integration-test"]}
     creates = {c["resource"] for s in plan["steps"] for c in s["changes"]
                if c["action"] == "create"}
@@ -136,10 +136,13 @@ def test_plan_shows_the_step_it_cannot_plan_and_plans_the_others(moto_endpoint, 
 
 def without_a4(workdir) -> None:
     """The environment file without phase a4: its consumer needs fix-tables, which
-    cannot run here, so `status --live` of every step would end at a4's steps."""
+    cannot run here, so `status --live` of every step would end at a4's steps. Without
+    step db-proxy too: the runs here stop at vpc-integrate, and the proxy not made yet
+    would be drift of its own."""
     path = workdir / "config" / "prod.yaml"
     data = yaml.safe_load(path.read_text())
     del data["phases"]["a4"]
+    data["phases"]["a3"].remove("db-proxy")
     path.write_text(yaml.safe_dump(data, sort_keys=False))
 
 
@@ -336,7 +339,7 @@ def test_status_after_the_a3_dry_run_shows_every_a1_to_a3_step(workdir, cli):
 
     assert table.exit_code == 0, table.output
     steps = ["network", "database", "store-secrets", "cognito", "vpc-integrate", "fix-tables",
-             "deploy-post-confirmation", "integration-test"]
+             "db-proxy", "deploy-post-confirmation", "integration-test"]
     assert [(r["mode"], r["step"]) for r in data["steps"]] == [("dry-run", s) for s in steps]
     assert [(p["phase"], p["status"], p["run"]) for p in data["phases"]] == [
         ("a1", "ok", "a3"), ("a2", "ok", "a3"), ("a3", "ok", "a3")]
