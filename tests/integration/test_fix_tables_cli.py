@@ -16,6 +16,11 @@ from psycopg.conninfo import conninfo_to_dict
 from runbook.database import migrations
 from tests.conftest import MIGRATION_CHANGES, MIGRATIONS, REGION, read_report
 
+# The roles config/prod.yaml declares for the functions, converged after the migrations;
+# outside RDS, runbook's own login first creates rds_iam (NOLOGIN), which RDS has.
+ROLE_CHANGES = ["postgres:role matbakh_post_confirmation", "postgres:role lambda_writer"]
+DIRECT_ROLE_CHANGES = ["postgres:role rds_iam", *ROLE_CHANGES]
+
 # What the DB secret holds for these tests. The test server ignores it (it trusts local
 # connections), so it can be distinctive: it must never appear in any output.
 PASSWORD = "Zq8-not-printed-anywhere-4Kx"
@@ -63,7 +68,10 @@ def test_plan_lists_pending_migrations_and_sql_without_changing_anything(provisi
     assert listed.exit_code == 0 and with_sql.exit_code == 0, with_sql.output
     for name in MIGRATIONS:
         assert f"+ postgres:migration {name}" in listed.stdout
-    assert f"Plan: {len(MIGRATIONS)} to add, 0 to change, 0 to destroy." in listed.stdout
+    for role in DIRECT_ROLE_CHANGES:
+        assert f"+ {role}" in listed.stdout
+    assert (f"Plan: {len(MIGRATIONS) + len(DIRECT_ROLE_CHANGES)} to add, 0 to change, "
+            "0 to destroy.") in listed.stdout
     assert "CREATE TABLE" not in listed.stdout
     assert "CREATE TABLE IF NOT EXISTS \"public\".private_profiles" in with_sql.stdout
     with psycopg.connect(provisioned) as conn:
@@ -76,7 +84,8 @@ def test_run_applies_the_migrations_once(provisioned, workdir, cli):
     first = cli("run", "--step", "fix-tables")
     assert first.exit_code == 0, first.output
     step = read_report(workdir, "fix-tables")["steps"][0]
-    assert step["changed"] is True and len(step["changes"]) == len(MIGRATIONS)
+    assert step["changed"] is True
+    assert len(step["changes"]) == len(MIGRATIONS) + len(DIRECT_ROLE_CHANGES)
     assert step["outputs"]["schema_version"] == len(MIGRATIONS)
     assert step["api_calls"]["write"] == 0  # reading the secret is the only AWS call
 
@@ -142,7 +151,7 @@ def test_dry_run_applies_the_migrations_and_the_verify_pass_applies_nothing(work
                                                     "fix-tables"]
     applied = report["steps"][-1]
     assert applied["changed"] is True
-    assert [c["resource"] for c in applied["changes"]] == MIGRATION_CHANGES
+    assert [c["resource"] for c in applied["changes"]] == MIGRATION_CHANGES + DIRECT_ROLE_CHANGES
     verify = report["verify_pass"]["steps"]
     assert [s["name"] for s in verify] == ["fix-tables"]
     assert verify[0]["changed"] is False and verify[0]["changes"] == []
@@ -162,7 +171,7 @@ def test_dry_run_through_lambda_deploys_db_migrate_and_the_verify_pass_writes_no
     applied = report["steps"][-1]
     resources = [c["resource"] for c in applied["changes"]]
     assert "lambda:function matbakh-cognito-db-migrate" in resources
-    assert resources[-len(MIGRATIONS):] == MIGRATION_CHANGES
+    assert resources[-len(MIGRATIONS) - len(ROLE_CHANGES):] == MIGRATION_CHANGES + ROLE_CHANGES
     versions = list(range(1, len(MIGRATIONS) + 1))
     assert applied["outputs"]["applied_versions"] == versions
     assert f"db_migrate applied {', '.join(f'{v:04d}' for v in versions)}" in result.output
