@@ -38,9 +38,12 @@ EVENT = json.loads((FIXTURES / "events" / "post_confirmation_confirm_signup.json
 
 @pytest.fixture(scope="module")
 def deployed(tmp_path_factory):
-    """A sandbox with a1..a3 deployed, the trigger logging in by IAM as its own role."""
+    """A sandbox with a1..a3 deployed, the trigger logging in by IAM as its own role,
+    straight to the cluster's endpoint: without step db-proxy (tests/integration/
+    test_a3_dry_run.py logs in through the proxy, as config/prod.yaml ships)."""
     data = yaml.safe_load(PROD_CONFIG.read_text())
     data["database"]["roles"] = {ROLE: {"trigger": "post-confirmation"}}
+    data["phases"]["a3"].remove("db-proxy")
     path = tmp_path_factory.mktemp("tls-config") / "prod.yaml"
     path.write_text(yaml.safe_dump(data))
     config = config_mod.load(path)
@@ -128,6 +131,9 @@ def test_with_database_auth_iam_runbooks_own_login_in_a_dry_run_goes_through_the
     sandbox's PostgreSQL."""
     data = yaml.safe_load(PROD_CONFIG.read_text())
     data["database"]["auth"] = "iam"
+    # The migrations alone: no roles for the functions, so no proxy to log in through.
+    data["database"]["roles"] = {}
+    data["phases"]["a3"].remove("db-proxy")
     path = tmp_path / "prod.yaml"
     path.write_text(yaml.safe_dump(data))
     config = config_mod.load(path)
