@@ -87,12 +87,12 @@ os.environ.setdefault("RUNBOOK_RDS_CA_BUNDLE", str(
 
 REGION = "eu-central-1"
 PROVISIONING = ["network", "database", "store-secrets", "cognito", "vpc-integrate",
-                "fix-tables", "deploy-post-confirmation", "event-bus",
+                "fix-tables", "db-proxy", "deploy-post-confirmation", "event-bus",
                 "deploy-process-user-signup"]
 # What a dry run of `runbook run --phase a4` runs from an empty account; the two tests'
 # own writes are not swept (see the docstring).
 A4 = ["event-bus", "deploy-process-user-signup", "registration-test"]
-RUN = PROVISIONING[:7] + ["integration-test"] + A4
+RUN = PROVISIONING[:8] + ["integration-test"] + A4
 
 REFUSED = ("throttling", "server-error", "connection-reset")
 LOST = ("response-lost", "response-lost-retried")
@@ -351,6 +351,7 @@ def inventory(account: Account, config) -> Inventory:
     found = Inventory()
     _network(account.client("ec2"), found)
     _database(account.client("rds"), account.client("ec2"), found)
+    _proxies(account.client("rds"), account.client("ec2"), found)
     _secrets(account.client("secretsmanager"), found)
     _cognito(account.client("cognito-idp"), found)
     _iam(account.client("iam"), found)
@@ -457,6 +458,33 @@ def _database(rds, ec2, found: Inventory) -> None:
         found.add("rds:instance", instance["DBInstanceIdentifier"],
                   cluster=instance.get("DBClusterIdentifier"),
                   public=instance.get("PubliclyAccessible"), tags=_tags(instance.get("TagList")))
+
+
+def _proxies(rds, ec2, found: Inventory) -> None:
+    """Each RDS Proxy with the settings runbook converges, and each row of its default
+    target group once per row: moto registers a cluster a second time where AWS refuses,
+    so a duplicate registration shows as a duplicate. The proxy's security group and its
+    rules are the network's (`_network` lists every group of the VPC)."""
+    subnet_cidr = {s["SubnetId"]: s["CidrBlock"] for s in _pages(ec2, "describe_subnets",
+                                                                 "Subnets")}
+    group_name = {g["GroupId"]: g["GroupName"] for g in _pages(ec2, "describe_security_groups",
+                                                               "SecurityGroups")}
+    for proxy in _pages(rds, "describe_db_proxies", "DBProxies"):
+        name = proxy["DBProxyName"]
+        tags = rds.list_tags_for_resource(ResourceName=proxy["DBProxyArn"])["TagList"]
+        found.add("rds:db-proxy", name, engine_family=proxy.get("EngineFamily"),
+                  require_tls=proxy.get("RequireTLS"),
+                  default_auth_scheme=proxy.get("DefaultAuthScheme"),
+                  auth=sorted(json.dumps(a, sort_keys=True) for a in proxy.get("Auth") or ()),
+                  subnets=sorted(subnet_cidr.get(s, "?") for s in proxy.get("VpcSubnetIds") or ()),
+                  groups=sorted(group_name.get(g, "?")
+                                for g in proxy.get("VpcSecurityGroupIds") or ()),
+                  role=(proxy.get("RoleArn") or "").rsplit("/", 1)[-1], tags=_tags(tags))
+        for target in _pages(rds, "describe_db_proxy_targets", "Targets", DBProxyName=name,
+                             TargetGroupName="default"):
+            found.add("rds:db-proxy-target",
+                      f"{name} default {target.get('Type')} {target.get('RdsResourceId')}",
+                      state=(target.get("TargetHealth") or {}).get("State"))
 
 
 def _secrets(sm, found: Inventory) -> None:
@@ -711,7 +739,8 @@ def tags_of(account: Account, call: str, response: dict) -> dict | None:
                   "rds:CreateDBClusterParameterGroup": ("DBClusterParameterGroup",
                                                         "DBClusterParameterGroupArn"),
                   "rds:CreateDBCluster": ("DBCluster", "DBClusterArn"),
-                  "rds:CreateDBInstance": ("DBInstance", "DBInstanceArn")}[call]
+                  "rds:CreateDBInstance": ("DBInstance", "DBInstanceArn"),
+                  "rds:CreateDBProxy": ("DBProxy", "DBProxyArn")}[call]
         arn = response[member[0]][member[1]]
         return _tags(client.list_tags_for_resource(ResourceName=arn)["TagList"])
     if call == "secretsmanager:CreateSecret":
@@ -831,6 +860,7 @@ def _make_security_group(account: Account, config, step: str) -> str:
     ec2 = account.client("ec2")
     vpc_id = _vpc_id(ec2, config)
     names = ([config.database.security_group_name] if step == "database" else
+             [naming.proxy_security_group_name(config)] if step == "db-proxy" else
              [naming.lambda_security_group_name(config),
               naming.endpoint_security_group_name(config)])
     existing = {g["GroupName"] for g in ec2.describe_security_groups(
@@ -915,12 +945,37 @@ def _make_secret(account: Account, config, step: str) -> str:
 
 
 def _make_role(account: Account, config, step: str) -> str:
+    """A function's execution role, or in step db-proxy the proxy's role: its trust,
+    no policy."""
+    from runbook.aws import naming
     from runbook.functions.deploy import LAMBDA_TRUST
 
-    name = f"{config.function_name(_function_key(step))}-role"
-    account.client("iam").create_role(RoleName=name,
-                                      AssumeRolePolicyDocument=json.dumps(LAMBDA_TRUST))
+    if step == "db-proxy":
+        name, trust = naming.proxy_role_name(config), {"Version": "2012-10-17", "Statement": [
+            {"Effect": "Allow", "Principal": {"Service": "rds.amazonaws.com"},
+             "Action": "sts:AssumeRole"}]}
+    else:
+        name, trust = f"{config.function_name(_function_key(step))}-role", LAMBDA_TRUST
+    account.client("iam").create_role(RoleName=name, AssumeRolePolicyDocument=json.dumps(trust))
     return f"role {name}"
+
+
+def _make_db_proxy(account: Account, config, step: str) -> str:
+    """The proxy as end-to-end IAM makes it (engine family, RequireTLS, IAM_AUTH, no
+    Auth; ModifyDBProxy is not in the sandbox), in the subnets and group runbook gives
+    it, without tags: runbook finds a proxy by name."""
+    from runbook.aws import naming
+
+    ec2 = account.client("ec2")
+    subnets = _subnets(ec2, config)
+    name = naming.db_proxy_name(config)
+    role = account.client("iam").get_role(RoleName=naming.proxy_role_name(config))["Role"]
+    account.client("rds").create_db_proxy(
+        DBProxyName=name, EngineFamily="POSTGRESQL", RoleArn=role["Arn"], RequireTLS=True,
+        DefaultAuthScheme="IAM_AUTH",
+        VpcSubnetIds=[subnets[s.cidr]["SubnetId"] for s in config.network.subnets],
+        VpcSecurityGroupIds=[_group_id(ec2, config, naming.proxy_security_group_name(config))])
+    return f"db proxy {name}"
 
 
 def _make_log_group(account: Account, config, step: str) -> str:
@@ -1033,6 +1088,7 @@ LEFTOVERS: dict[str, Callable[[Account, object, str], str]] = {
     "rds:CreateDBClusterParameterGroup": _make_cluster_parameter_group,
     "rds:CreateDBCluster": _make_cluster,
     "rds:CreateDBInstance": _make_instance,
+    "rds:CreateDBProxy": _make_db_proxy,
     "secretsmanager:CreateSecret": _make_secret,
     "iam:CreateRole": _make_role,
     "logs:CreateLogGroup": _make_log_group,

@@ -22,25 +22,10 @@ from tests.conftest import PROD_CONFIG
 pytestmark = pytest.mark.slow
 
 
-def without_proxy(tmp_path_factory):
-    """config/prod.yaml as the sweep knows it: without step db-proxy and the database
-    roles the functions log in through it as. The sweep's run (sweep.PROVISIONING) and
-    its inventory do not have the proxy yet (its writes, its target registration, the
-    proxy and its targets in the inventory); until they do, it sweeps the run before it."""
-    import yaml
-
-    data = yaml.safe_load(PROD_CONFIG.read_text())
-    data["phases"]["a3"].remove("db-proxy")
-    del data["database"]["roles"]
-    path = tmp_path_factory.mktemp("sweep-config") / "prod.yaml"
-    path.write_text(yaml.safe_dump(data, sort_keys=False))
-    return config_mod.load(path)
-
-
 @pytest.fixture(scope="module")
-def swept(tmp_path_factory):
+def swept():
     """A sandbox and a clean a1..a4 run in it: (config, account, baseline)."""
-    config = without_proxy(tmp_path_factory)
+    config = config_mod.load(PROD_CONFIG)
     with Sandbox(Progress(quiet=True)) as box:
         account = sweep.Account(box.aws_url, box.pg_dsn)
         yield config, account, sweep.baseline(config, account)
@@ -48,8 +33,8 @@ def swept(tmp_path_factory):
 
 def test_the_ci_sample_of_the_crash_sweep_converges_with_no_duplicate_and_no_orphan(swept):
     """The CI sample, not the full sweep (that is bench/crash_sweep.py): in each of the
-    eight steps that write (fix-tables makes no AWS write; a4's event-bus and
-    deploy-process-user-signup among them), the first write with its answer
+    nine steps that write (fix-tables makes no AWS write; a3's db-proxy, a4's event-bus
+    and deploy-process-user-signup among them), the first write with its answer
     lost and retried by botocore, the last with its answer lost, and a middle one
     refused (throttling, then a 5xx, then a connection reset, in turn); plus the first of
     each create that AWS would carry out twice (runbook.aws.clients.NOT_RETRIED_WHEN_UNCERTAIN)
@@ -94,6 +79,8 @@ def test_a_removal_of_added_drift_that_fails_or_loses_its_answer_converges(swept
 UNTAGGED = [("ec2:CreateVpc", "network"), ("ec2:CreateSubnet", "network"),
             ("ec2:CreateSecurityGroup", "vpc-integrate"),
             ("ec2:CreateVpcEndpoint", "vpc-integrate"),
+            ("ec2:CreateSecurityGroup", "db-proxy"), ("iam:CreateRole", "db-proxy"),
+            ("rds:CreateDBProxy", "db-proxy"),
             ("rds:CreateDBClusterParameterGroup", "database"),
             ("rds:CreateDBCluster", "database"),
             ("secretsmanager:CreateSecret", "store-secrets"),
