@@ -130,6 +130,11 @@ class Database(_Model):
         default=None, max_length=255, pattern=r"^[a-zA-Z][a-zA-Z0-9]*(-[a-zA-Z0-9]+)*$")
     # Where fix-tables' tables live, how runbook logs in, and from where it connects.
     schema_: str = Field(default="public", alias="schema", pattern=IDENT)
+    # The event path's users and registration_outbox, and the audit schema's
+    # registrations (runbook.lambda_runtime.schemas): apart from the profiles, so that
+    # a role may write them whole.
+    users_schema: str = Field(default="app", pattern=IDENT)
+    audit_schema: str = Field(default="audit", pattern=IDENT)
     auth: Literal["password", "iam"] = "password"
     connect: Literal["direct", "lambda"] = "direct"
     connect_timeout_s: int = Field(default=10, ge=1, le=120)
@@ -157,7 +162,7 @@ class Database(_Model):
             raise ValueError(str(exc).removeprefix("ca_bundle: ")) from None
         return value
 
-    @field_validator("schema_")
+    @field_validator("schema_", "users_schema", "audit_schema")
     @classmethod
     def _schema(cls, value: str) -> str:
         if value in RESERVED_SCHEMAS or value.startswith("pg_"):
@@ -221,6 +226,25 @@ class Database(_Model):
                     "valid 15 minutes to whoever answers. The functions still verify "
                     "(verify-full).")
         return None
+
+    @model_validator(mode="after")
+    def _schemas_apart(self) -> "Database":
+        seen = {self.schema_: "schema"}
+        for key in ("users_schema", "audit_schema"):
+            value = getattr(self, key)
+            if value in seen:
+                raise _AtPath((key,), f"{value!r} is database.{seen[value]} too: the profiles, "
+                                      "the users and the audit rows each need a schema of "
+                                      "their own, so that a role can write one whole without "
+                                      "the others")
+            seen[value] = key
+        return self
+
+    @property
+    def schemas(self):
+        from runbook.lambda_runtime.schemas import Schemas
+
+        return Schemas(self.schema_, self.users_schema, self.audit_schema)
 
     @model_validator(mode="after")
     def _roles_are_not_the_master(self) -> "Database":

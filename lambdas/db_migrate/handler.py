@@ -82,7 +82,7 @@ def handler(event, context):
     try:
         if request.action == migrate_event.READ:
             answer = {"action": request.action, **survey.as_json(
-                survey.take(conn, request.checksums, request.roles, request.schema))}
+                survey.take(conn, request.checksums, request.roles, request.schemas))}
         else:
             answer = apply(conn, request, budget, log).as_json()
     except (MigrationRefused, MigrationFailed) as exc:
@@ -125,7 +125,7 @@ def apply(conn, request: migrate_event.Request, budget: Budget,
         roles = {}
         for name, spec in request.roles.items():
             _limit(conn, budget, f"role {name}", applied)
-            roles[name] = _converge(conn, name, spec, request.schema)
+            roles[name] = _converge(conn, name, spec, request.schemas)
     finally:
         if not (conn.broken or conn.closed):
             ledger.unlock(conn)
@@ -169,9 +169,9 @@ def _apply(conn, migration: migrate_event.Item, log: logs.Log, before: list[int]
     return done
 
 
-def _converge(conn, name: str, spec, schema: str) -> list[str]:
+def _converge(conn, name: str, spec, schemas) -> list[str]:
     try:
-        return dbroles.converge(conn, name, spec, schema)
+        return dbroles.converge(conn, name, spec, schemas)
     except dbroles.NotConverged as exc:
         raise MigrationFailed(str(exc)) from None
     except Exception as exc:  # noqa: BLE001 - named, described without row values

@@ -26,8 +26,8 @@ consumer's relay stores it.
 
 Environment: EVENT_BUS_NAME (phase a4); DB_DSN, or DB_AUTH=iam with DB_HOST, DB_PORT,
 DB_NAME, DB_USER and DB_SSLROOTCERT (verify-full against the RDS CA bundle in the
-layer), or DB_SECRET_ARN (runbook.lambda_runtime.db.from_environment); DB_SCHEMA
-(default public).
+layer), or DB_SECRET_ARN (runbook.lambda_runtime.db.from_environment); DB_SCHEMA (the
+profiles) and DB_USERS_SCHEMA (the outbox) (runbook.lambda_runtime.schemas).
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ import time
 
 from runbook.lambda_runtime import db, emails, logs, profiles, registration, trigger
 from runbook.lambda_runtime.connection import WarmConnection
+from runbook.lambda_runtime.schemas import Schemas
 
 SIGN_UP = "PostConfirmation_ConfirmSignUp"
 FORGOT_PASSWORD = "PostConfirmation_ConfirmForgotPassword"
@@ -72,16 +73,16 @@ def handler(event, context):
              user_status=parsed.get("cognito:user_status"), user_pool_id=event.get("userPoolId"))
 
     user = profiles.new_user(parsed)
-    schema = os.environ.get("DB_SCHEMA") or "public"
+    schemas = Schemas.from_environment(os.environ)
     bus = os.environ.get("EVENT_BUS_NAME")
     event_detail = registration.detail(user, email_verified=parsed.get("email_verified") == "true") \
         if bus and registration.should_publish(parsed.source) else None
 
     def to_outbox(conn) -> None:
-        registration.add_to_outbox(conn, event_detail, schema=schema)
+        registration.add_to_outbox(conn, event_detail, schema=schemas.users)
 
     def work(conn) -> profiles.Saved:
-        return profiles.write_profile(conn, user, schema=schema, overwrite=parsed.source == SIGN_UP,
+        return profiles.write_profile(conn, user, schema=schemas.app, overwrite=parsed.source == SIGN_UP,
                                       also=to_outbox if event_detail else None)
 
     def reconnecting(exc: BaseException) -> None:

@@ -21,7 +21,7 @@ shows no body and no e-mail address.
 
 Environment: DB_DSN, or DB_AUTH=iam with DB_HOST, DB_PORT, DB_NAME, DB_USER and
 DB_SSLROOTCERT, or DB_SECRET_ARN (runbook.lambda_runtime.db.from_environment);
-DB_SCHEMA (default public).
+DB_USERS_SCHEMA and DB_AUDIT_SCHEMA (runbook.lambda_runtime.schemas).
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ import time
 
 from runbook.lambda_runtime import db, logs, signups, trigger
 from runbook.lambda_runtime.connection import WarmConnection
+from runbook.lambda_runtime.schemas import Schemas
 
 # Opened by the first invocation of this container, kept for the next ones.
 DATABASE = WarmConnection(os.environ, application_name="process-user-signup")
@@ -72,10 +73,10 @@ def handler(event, context):
                           "ApproximateReceiveCount"))
             failed.add(exc.message_id)
 
-    schema = os.environ.get("DB_SCHEMA") or "public"
+    schemas = Schemas.from_environment(os.environ)
 
     def work(conn):
-        return signups.store(conn, good, schema=schema)
+        return signups.store(conn, good, schemas=schemas)
 
     stored: list[signups.Stored] = []
     if good:
@@ -95,8 +96,8 @@ def handler(event, context):
 
 def relay(log: logs.Log, started: float) -> None:
     """Store what the registration outbox holds past its grace period."""
-    schema = os.environ.get("DB_SCHEMA") or "public"
-    stored, refused = run(log, lambda conn: signups.relay(conn, schema=schema), started,
+    schemas = Schemas.from_environment(os.environ)
+    stored, refused = run(log, lambda conn: signups.relay(conn, schemas=schemas), started,
                           what="Relay")
     for row in refused:
         log.error("Registration not relayed", outbox=row.message_id, reason=row.reason)

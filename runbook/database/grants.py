@@ -18,9 +18,12 @@ What a role should hold follows from the file and the code, not from dbroles:
                         fix-tables); and no SELECT. The statements that need SELECT on
                         their conflict columns (a targeted ON CONFLICT, AWS-FACTS B.8) are
                         the triggers', which declare those columns in their PRIVILEGES.
-  trigger: <function>   USAGE on the app schema and exactly the trigger's column
-                        privileges (runbook.lambda_runtime.dbroles.TRIGGER_PRIVILEGES); a
-                        privilege declared with no columns (DELETE) is table-level.
+  trigger: <function>   USAGE on the schemas of its tables and exactly the trigger's
+                        column privileges (runbook.lambda_runtime.dbroles.
+                        TRIGGER_PRIVILEGES), each on the schema that holds the table
+                        (runbook.lambda_runtime.schemas); a privilege declared with no
+                        columns (DELETE) is table-level. A role with both gets the column
+                        privileges its write grants do not already cover: the SELECTs.
 
 Anything else the role can do on a table, a column or a sequence of any schema but the
 system ones (the ledger's `runbook` schema included), CREATE on a schema, any default
@@ -39,6 +42,7 @@ from dataclasses import dataclass, field
 from typing import Mapping, NamedTuple
 
 from runbook.lambda_runtime.dbroles import TRIGGER_PRIVILEGES
+from runbook.lambda_runtime.schemas import Schemas
 
 WRITE = ("INSERT", "UPDATE", "DELETE")
 TABLE_PRIVILEGES = ("SELECT", "INSERT", "UPDATE", "DELETE", "TRUNCATE", "REFERENCES", "TRIGGER")
@@ -237,9 +241,9 @@ def _read_grant_views(conn, held: Held) -> None:
 
 # -- comparing (pure) -----------------------------------------------------------------------
 
-def expected(spec, snapshot: Snapshot, *, schema: str) -> set[Grant]:
-    """What role `spec` should hold, given the relations that exist now. `schema`: the
-    app's schema (database.schema), where the triggers' tables are."""
+def expected(spec, snapshot: Snapshot, *, schemas: Schemas) -> set[Grant]:
+    """What role `spec` should hold, given the relations that exist now. `schemas`: where
+    the triggers' tables are (database.schema, users_schema, audit_schema)."""
     want: set[Grant] = set()
     for name in spec.write:
         want.add(Grant("schema", name, None, "USAGE"))
@@ -250,15 +254,19 @@ def expected(spec, snapshot: Snapshot, *, schema: str) -> set[Grant]:
         want.update(Grant("default", name, "tables", p, owner=snapshot.owner) for p in WRITE)
         want.add(Grant("default", name, "sequences", "USAGE", owner=snapshot.owner))
     if spec.trigger in TRIGGER_PRIVILEGES:
-        want.add(Grant("schema", schema, None, "USAGE"))
-        want |= trigger_grants(spec.trigger, schema)
-    return want
+        want |= trigger_grants(spec.trigger, schemas)
+    whole = {(g.schema, g.name, g.privilege) for g in want if g.kind == "table"}
+    return {g for g in want
+            if not (g.kind == "column" and (g.schema, g.name, g.privilege) in whole)}
 
 
-def trigger_grants(trigger: str, schema: str) -> set[Grant]:
-    """The privileges a trigger's statements need, as its PRIVILEGES declare them."""
+def trigger_grants(trigger: str, schemas: Schemas) -> set[Grant]:
+    """The privileges a trigger's statements need, as its PRIVILEGES declare them, with
+    USAGE on the schemas of their tables."""
     want: set[Grant] = set()
     for table, declared in TRIGGER_PRIVILEGES[trigger].items():
+        schema = schemas.of(table)
+        want.add(Grant("schema", schema, None, "USAGE"))
         for privilege, columns in declared.items():
             if not columns:  # DELETE has no column form
                 want.add(Grant("table", schema, table, privilege))
@@ -266,12 +274,13 @@ def trigger_grants(trigger: str, schema: str) -> set[Grant]:
     return want
 
 
-def findings(snapshot: Snapshot, roles: Mapping, *, schema: str) -> list[Finding]:
+def findings(snapshot: Snapshot, roles: Mapping, *, schemas: Schemas) -> list[Finding]:
     """Each declared role's differences from its declaration, sorted; [] when all hold
     exactly what they should."""
     out: set[Finding] = set()
     for name, spec in roles.items():
-        out.update(_role_findings(snapshot.roles[name], expected(spec, snapshot, schema=schema)))
+        out.update(_role_findings(snapshot.roles[name],
+                                  expected(spec, snapshot, schemas=schemas)))
     return sorted(out)
 
 
@@ -305,15 +314,16 @@ def _role_findings(held: Held, want: set[Grant]) -> set[Finding]:
     return out
 
 
-def verify(conn, roles: Mapping, *, schema: str, owner: str | None = None) -> list[Finding]:
+def verify(conn, roles: Mapping, *, schemas: Schemas,
+           owner: str | None = None) -> list[Finding]:
     """Read, then compare: [] when every role in `roles` (database.roles) holds exactly
     what it should."""
-    return findings(read(conn, roles, owner=owner), roles, schema=schema)
+    return findings(read(conn, roles, owner=owner), roles, schemas=schemas)
 
 
 # -- the report's detail line ------------------------------------------------------------------
 
-def summary(snapshot: Snapshot, roles: Mapping, *, schema: str) -> str:
+def summary(snapshot: Snapshot, roles: Mapping, *, schemas: Schemas) -> str:
     """What each role may do, in a line, once `findings` found nothing: `lambda_writer:
     INSERT/UPDATE/DELETE on app, audit (3 tables, 1 sequence), no SELECT, as declared;
     matbakh_post_confirmation: 25 column privileges of post-confirmation, SELECT on 8
@@ -326,7 +336,11 @@ def summary(snapshot: Snapshot, roles: Mapping, *, schema: str) -> str:
             sequences = sum(len(snapshot.sequences.get(s, [])) for s in spec.write)
             said.append(f"{'/'.join(WRITE)} on {', '.join(spec.write)} "
                         f"({_count(tables, 'table')}, {_count(sequences, 'sequence')})")
-        declared = trigger_grants(spec.trigger, schema) if spec.trigger else set()
+        # The trigger's privileges that the write grants do not already give.
+        declared = {g for g in expected(spec, snapshot, schemas=schemas)
+                    if g.kind == "column" or (g.kind == "table" and not (
+                        g.schema in spec.write and g.privilege in WRITE))} \
+            if spec.trigger else set()
         if declared:
             columns = sum(g.kind == "column" for g in declared)
             whole = sorted(f"{g.privilege} on {g.name}" for g in declared if g.kind == "table")

@@ -4,16 +4,22 @@ Each role in `database.roles` exists with LOGIN and no password and is a member 
 `rds_iam` (created as a NOLOGIN role where it is missing, which is the case outside
 RDS). Its privileges in the current database are exactly the declared ones:
 
-  write: [foo, bar]             USAGE on each schema; INSERT, UPDATE, DELETE on its
+  write: [app, audit]           USAGE on each schema; INSERT, UPDATE, DELETE on its
                                 tables and USAGE on its sequences, but no SELECT; the
-                                same as default privileges for tables runbook's login
-                                creates there later
+                                same as default privileges FOR ROLE the migrations'
+                                owner (the login converging), for the tables it creates
+                                there later
   trigger: post-confirmation    the column privileges of the trigger's upsert and its
                                 outbox row (runbook.lambda_runtime.profiles.PRIVILEGES,
                                 registration.PRIVILEGES)
-  trigger: process-user-signup  the column privileges of the SQS consumer's insert, and
-                                reading and deleting outbox rows
+  trigger: process-user-signup  the column privileges of the SQS consumer's insert and
+                                audit row, and of reading and deleting outbox rows
                                 (runbook.lambda_runtime.signups.PRIVILEGES)
+
+A trigger's privileges are on the schema that holds each table
+(runbook.lambda_runtime.schemas). A role may have both: `write` for whole schemas, and
+`trigger` for the SELECT on the columns its statements read (a targeted ON CONFLICT needs
+it), which a write-only grant does not give.
 
 Whatever else the role holds in a non-system schema is revoked, whoever granted it, so
 removing a schema from the file revokes its grants. Privileges the role inherits from
@@ -36,6 +42,7 @@ from typing import NamedTuple
 
 from runbook.lambda_runtime import profiles, registration, signups
 from runbook.lambda_runtime.ledger import quote_ident
+from runbook.lambda_runtime.schemas import Schemas
 
 WRITE = ("INSERT", "UPDATE", "DELETE")
 SYSTEM_SCHEMAS = "n.nspname NOT IN ('information_schema', 'runbook') AND n.nspname NOT LIKE 'pg\\_%%'"
@@ -98,12 +105,12 @@ def read_role(conn, name: str) -> RoleState:
                   EXISTS (SELECT 1 FROM pg_auth_members m JOIN pg_roles g ON g.oid = m.roleid
                            WHERE m.member = r.oid AND g.rolname = 'rds_iam')
              FROM pg_roles r WHERE r.rolname = %s""", (name,)).fetchone()
+    me = conn.execute("SELECT current_user").fetchone()[0]
     if row is None:
-        return RoleState(name)
-    state = RoleState(name, True, *row)
+        return RoleState(name, me=me)
+    state = RoleState(name, True, *row, me=me)
     state.grantors = _read_privileges(conn, name)
     state.privileges = set(state.grantors)
-    state.me = conn.execute("SELECT current_user").fetchone()[0]
     return state
 
 
@@ -148,11 +155,12 @@ TRIGGER_PRIVILEGES = {
 }
 
 
-def desired(conn, name: str, spec, app_schema: str) -> Desired:
+def desired(conn, name: str, spec, schemas: Schemas) -> Desired:
     """What role `name` should hold, given the objects that exist now.
 
     `conn` may be None (the database does not exist yet): schemas are then all to be
-    created and hold no tables.
+    created and hold no tables. A trigger's column privilege on a table the role may
+    write whole is left out: the table's privilege covers it.
     """
     privileges: set[Priv] = set()
     existing = _existing_schemas(conn)
@@ -166,12 +174,16 @@ def desired(conn, name: str, spec, app_schema: str) -> Desired:
         privileges.update(Priv("default", schema, "tables", p) for p in WRITE)
         privileges.add(Priv("default", schema, "sequences", "USAGE"))
     if spec.trigger in TRIGGER_PRIVILEGES:
-        privileges.add(Priv("schema", app_schema, None, "USAGE"))
         for table, grants in TRIGGER_PRIVILEGES[spec.trigger].items():
+            schema = schemas.of(table)
+            privileges.add(Priv("schema", schema, None, "USAGE"))
             for privilege, columns in grants.items():
                 if not columns:  # the whole table (DELETE has no column form)
-                    privileges.add(Priv("table", app_schema, table, privilege))
-                privileges.update(Priv("column", app_schema, table, privilege, c) for c in columns)
+                    privileges.add(Priv("table", schema, table, privilege))
+                privileges.update(Priv("column", schema, table, privilege, c) for c in columns)
+    whole = {(p.schema, p.name, p.privilege) for p in privileges if p.kind == "table"}
+    privileges = {p for p in privileges
+                  if not (p.kind == "column" and (p.schema, p.name, p.privilege) in whole)}
     return Desired(name, [s for s in spec.write if s not in existing], privileges)
 
 
@@ -208,7 +220,7 @@ def statements(current: RoleState, want: Desired) -> list[str]:
     # Revokes first: revoking a table-level privilege also takes away the same privilege
     # on each column, which the grants then give back where they are wanted.
     out += _render(revoke, role, grant=False, current=current)
-    out += _render(grant, role, grant=True)
+    out += _render(grant, role, grant=True, current=current)
     return out
 
 
@@ -254,9 +266,9 @@ def gap(current: RoleState, want: Desired) -> Gap:
                tuple(statements(current, want)))
 
 
-def read_gap(conn, name: str, spec, app_schema: str) -> Gap:
+def read_gap(conn, name: str, spec, schemas: Schemas) -> Gap:
     """The gap of role `name` in the database `conn` is connected to (reads only)."""
-    return gap(read_role(conn, name), desired(conn, name, spec, app_schema))
+    return gap(read_role(conn, name), desired(conn, name, spec, schemas))
 
 
 # -- converging (under the migration lock) ----------------------------------------------
@@ -282,7 +294,7 @@ def ensure_rds_iam(conn) -> bool:
     return True
 
 
-def converge(conn, name: str, spec, app_schema: str) -> list[str]:
+def converge(conn, name: str, spec, schemas: Schemas) -> list[str]:
     """Close role `name`'s gap in one transaction; the statements run ([] if none).
 
     The gap is read again here, not taken from a plan: migrations applied since created
@@ -290,11 +302,11 @@ def converge(conn, name: str, spec, app_schema: str) -> list[str]:
     more before the commit, and NotConverged rolls everything back if a gap remains.
     """
     with conn.transaction():
-        run = statements(read_role(conn, name), desired(conn, name, spec, app_schema))
+        run = statements(read_role(conn, name), desired(conn, name, spec, schemas))
         for statement in run:
             conn.execute(statement)
         after = read_role(conn, name)
-        want = desired(conn, name, spec, app_schema)
+        want = desired(conn, name, spec, schemas)
         if statements(after, want):
             raise NotConverged(name, summary(after, want))
     return run
@@ -312,7 +324,7 @@ def _render(privs: set[Priv], role: str, *, grant: bool,
     verb, prep = ("GRANT", "TO") if grant else ("REVOKE", "FROM")
     groups: dict[tuple, list[str]] = {}
     for p in privs:
-        grantors = [""] if grant or current is None else sorted(
+        grantors = [""] if grant or current is None or p.kind == "default" else sorted(
             g if g != current.me else "" for g in current.grantors.get(p, {""}))
         for grantor in grantors:
             if p.kind == "column":
@@ -330,8 +342,11 @@ def _render(privs: set[Priv], role: str, *, grant: bool,
         if kind == "schema":
             out.append(f"{verb} {', '.join(items)} ON SCHEMA {schema} {prep} {role}")
         elif kind == "default":
-            out.append(f"ALTER DEFAULT PRIVILEGES IN SCHEMA {schema} {verb} {', '.join(items)} "
-                       f"ON {key[2].upper()} {prep} {role}")
+            # FOR ROLE: the defaults apply to the tables the migrations' owner (the login
+            # converging, which runs the migrations) creates later, and to no one else's.
+            owner = f"FOR ROLE {quote_ident(current.me)} " if current and current.me else ""
+            out.append(f"ALTER DEFAULT PRIVILEGES {owner}IN SCHEMA {schema} {verb} "
+                       f"{', '.join(items)} ON {key[2].upper()} {prep} {role}")
         elif kind == "column":
             columns = ", ".join(quote_ident(c) for c in items)
             out.append(f"{verb} {key[4]} ({columns}) ON TABLE {schema}.{quote_ident(key[2])} "

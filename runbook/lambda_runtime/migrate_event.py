@@ -1,7 +1,9 @@
 """The events fix-tables sends the db_migrate function, built and checked in one place.
 
     {"action": "read" | "apply",
-     "schema": "public",                  database.schema (the trigger role's grants)
+     "schemas": {"app": "public", "users": "app", "audit": "audit"},
+                                          where the tables are, for the roles' grants
+                                          (runbook.lambda_runtime.schemas)
      "migrations": [{"version": 1, "name": "profiles", "checksum": "<sha256 hex>",
                      "sql": "..."}],      every migration, rendered by runbook; "sql"
                                           only for apply, and it must match "checksum"
@@ -29,6 +31,7 @@ from dataclasses import dataclass, field
 from typing import Iterable
 
 from runbook.lambda_runtime import ledger
+from runbook.lambda_runtime.schemas import Schemas
 
 READ, APPLY = "read", "apply"
 ACTIONS = (READ, APPLY)
@@ -63,7 +66,7 @@ class RoleSpec:
 @dataclass(frozen=True)
 class Request:
     action: str
-    schema: str
+    schemas: Schemas
     migrations: tuple[Item, ...]
     roles: dict[str, RoleSpec]
 
@@ -98,9 +101,9 @@ class Outcome:
                              f"{exc})") from None
 
 
-def build(action: str, migrations: Iterable[Item], roles: dict, schema: str) -> dict:
+def build(action: str, migrations: Iterable[Item], roles: dict, schemas: Schemas) -> dict:
     """The event for `action`; `roles` maps names to specs (write, trigger)."""
-    return {"action": action, "schema": schema,
+    return {"action": action, "schemas": schemas.as_dict(),
             "migrations": [{"version": m.version, "name": m.name, "checksum": m.checksum,
                             **({"sql": m.sql} if action == APPLY else {})}
                            for m in migrations],
@@ -120,7 +123,7 @@ def parse(event) -> Request:
     if action not in ACTIONS:
         raise MalformedRequest("action", f"is {_shown(action)}; expected one of "
                                          f"{', '.join(ACTIONS)}")
-    schema = _text(event, "schema", "schema")
+    schemas = _schemas(event.get("schemas"))
     items = event.get("migrations")
     if not isinstance(items, list):
         raise MalformedRequest("migrations", "is missing or not a list")
@@ -131,7 +134,7 @@ def parse(event) -> Request:
     roles = event.get("roles", {})
     if not isinstance(roles, dict):
         raise MalformedRequest("roles", "is not an object")
-    return Request(action, schema, tuple(sorted(migrations, key=lambda m: m.version)),
+    return Request(action, schemas, tuple(sorted(migrations, key=lambda m: m.version)),
                    {name: _role(spec, f"roles.{name}") for name, spec in roles.items()})
 
 
@@ -164,6 +167,15 @@ def _role(spec, where: str) -> RoleSpec:
         raise MalformedRequest(f"{where}.trigger", f"is {_shown(trigger)}; expected null or "
                                                    f"{', '.join(TRIGGERS)}")
     return RoleSpec(tuple(write), trigger)
+
+
+def _schemas(value) -> Schemas:
+    if not isinstance(value, dict):
+        raise MalformedRequest("schemas", "is missing or not an object")
+    unknown = sorted(set(value) - set(Schemas().as_dict()))
+    if unknown:
+        raise MalformedRequest(f"schemas.{unknown[0]}", "is not one of app, users, audit")
+    return Schemas(**{key: _text(value, key, f"schemas.{key}") for key in Schemas().as_dict()})
 
 
 def _text(data: dict, key: str, where: str) -> str:

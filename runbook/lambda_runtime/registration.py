@@ -13,7 +13,7 @@ address was verified. It is sent for PostConfirmation_ConfirmSignUp only: a pass
 reset confirms no new user.
 
 No registration is lost: the detail is first written to the registration outbox
-(`OUTBOX_INSERT`, templates/sql/0005) in the transaction that writes the user's
+(`OUTBOX_INSERT`, templates/sql/0005, in the users' schema since 0006) in the transaction that writes the user's
 profile, so the profile is never committed without it. The entry is published after
 the commit. If publishing fails, the row stays, and process-user-signup's relay, run on
 a schedule, stores it into `users` (runbook.lambda_runtime.signups.relay); the consumer
@@ -98,9 +98,10 @@ def detail(user: NewUser, *, email_verified: bool) -> dict:
             "phone": user.phone, "email_verified": email_verified}
 
 
-def add_to_outbox(conn, event_detail: dict, *, schema: str = "public") -> None:
+def add_to_outbox(conn, event_detail: dict, *, schema: str = "app") -> None:
     """Write the outbox row for `event_detail` on `conn`, inside the caller's
-    transaction (profiles.write_profile's `also`)."""
+    transaction (profiles.write_profile's `also`). `schema`: the one that holds the
+    outbox, the users' (runbook.lambda_runtime.schemas)."""
     from psycopg import sql
     from psycopg.types.json import Jsonb
 

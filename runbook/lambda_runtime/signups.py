@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from typing import Iterable
 
 from runbook.lambda_runtime import db, emails
+from runbook.lambda_runtime.schemas import Schemas
 
 # The partial batch response. Lambda reads a misspelled key as "no failures", and
 # deletes the messages that failed: both names are used from here only, and a test
@@ -58,20 +59,28 @@ SELECT set_config('statement_timeout', %(statement_timeout)s, true),
 # Cognito user owns it), reporting a message as stored whose user has no row. Targeted
 # on the Cognito id, that clash fails the message instead, and it reaches the DLQ.
 INSERT_USER = """
-INSERT INTO {schema}.users (cognito_id, email, name, phone, email_verified)
+INSERT INTO {users}.users (cognito_id, email, name, phone, email_verified)
 VALUES (%(cognito_id)s, %(email)s, %(name)s, %(phone)s, %(email_verified)s)
 ON CONFLICT (cognito_id) DO NOTHING
 """
 
 # A stored user's registration leaves the outbox (templates/sql/0005) in the same
 # savepoint, whichever path stored it: the queue, or the relay.
-OUTBOX_DELETE = "DELETE FROM {schema}.registration_outbox WHERE cognito_id = %(cognito_id)s"
+OUTBOX_DELETE = "DELETE FROM {users}.registration_outbox WHERE cognito_id = %(cognito_id)s"
+
+# A user whose row is new gets one audit row, in the same savepoint; a message seen again
+# adds none, so the audit schema counts each stored user once.
+AUDIT_INSERT = """
+INSERT INTO {audit}.registrations (cognito_id, source, message_id)
+VALUES (%(cognito_id)s, %(source)s, %(message_id)s)
+"""
+QUEUE, RELAY = "queue", "relay"
 
 # The relay's rows: those Post-Confirmation wrote more than `grace_s` ago, so that it
 # leaves alone a registration whose publish is still under way, and whose next attempt
 # is due, the longest due first.
 OUTBOX_DUE = """
-SELECT cognito_id, detail FROM {schema}.registration_outbox
+SELECT cognito_id, detail FROM {users}.registration_outbox
  WHERE created_at < now() - make_interval(secs => %(grace_s)s)
    AND next_attempt_at <= now()
  ORDER BY next_attempt_at, cognito_id
@@ -81,7 +90,7 @@ SELECT cognito_id, detail FROM {schema}.registration_outbox
 # most a day later: it stays visible (the relay fails, and the errors alarm fires, on each
 # attempt) without holding up the rows behind it.
 OUTBOX_LATER = """
-UPDATE {schema}.registration_outbox
+UPDATE {users}.registration_outbox
    SET attempts = attempts + 1,
        next_attempt_at = now() + least(make_interval(days => 1),
                                        make_interval(mins => 5 * power(2, least(attempts, 10))::int))
@@ -93,7 +102,9 @@ OUTBOX_PREFIX = "outbox:"  # how the relay names a row where the queue names a m
 
 # table -> privilege -> columns (an empty tuple: the whole table, as DELETE is granted).
 # The ON CONFLICT target needs SELECT on its column, and a DELETE's WHERE on its own;
-# id, created_at and updated_at take their defaults.
+# id, created_at and updated_at take their defaults. The relay reads the outbox rows it
+# stores, which a write-only grant on the users' schema does not let it. The audit row's
+# id is an identity column, which needs no privilege on its sequence.
 PRIVILEGES: dict[str, dict[str, tuple[str, ...]]] = {
     "users": {
         "SELECT": ("cognito_id",),
@@ -103,6 +114,9 @@ PRIVILEGES: dict[str, dict[str, tuple[str, ...]]] = {
         "SELECT": ("cognito_id", "detail", "created_at", "attempts", "next_attempt_at"),
         "UPDATE": ("attempts", "next_attempt_at"),
         "DELETE": (),
+    },
+    "registrations": {
+        "INSERT": ("cognito_id", "source", "message_id"),
     },
 }
 
@@ -236,7 +250,7 @@ def from_detail(message_id: str, detail, receive_count: str | None = None) -> Si
                   text("phone", "phone", required=False), verified, receive_count)
 
 
-def store(conn, signups: list[Signup], *, schema: str = "public",
+def store(conn, signups: list[Signup], *, schemas: Schemas = Schemas(), source: str = QUEUE,
           statement_timeout_ms: int = STATEMENT_TIMEOUT_MS,
           lock_timeout_ms: int = LOCK_TIMEOUT_MS) -> tuple[list[Stored], list[Failed]]:
     """Write `signups` in one transaction on `conn` (an autocommit connection), each
@@ -252,8 +266,10 @@ def store(conn, signups: list[Signup], *, schema: str = "public",
     """
     from psycopg import errors, sql
 
-    statement = sql.SQL(INSERT_USER).format(schema=sql.Identifier(schema))
-    unqueue = sql.SQL(OUTBOX_DELETE).format(schema=sql.Identifier(schema))
+    names = {"users": sql.Identifier(schemas.users), "audit": sql.Identifier(schemas.audit)}
+    statement = sql.SQL(INSERT_USER).format(**names)
+    unqueue = sql.SQL(OUTBOX_DELETE).format(**names)
+    audit = sql.SQL(AUDIT_INSERT).format(**names)
     stored: list[Stored] = []
     failed: list[Failed] = []
     with conn.transaction():
@@ -265,6 +281,10 @@ def store(conn, signups: list[Signup], *, schema: str = "public",
                     with conn.transaction():  # a savepoint
                         inserted = conn.execute(statement, signup.row).rowcount == 1
                         conn.execute(unqueue, signup.row)
+                        if inserted:
+                            conn.execute(audit, {"cognito_id": signup.cognito_id,
+                                                 "source": source,
+                                                 "message_id": signup.message_id})
                     stored.append(Stored(signup.message_id, signup.cognito_id, inserted))
                     break
                 except errors.UniqueViolation as exc:
@@ -278,7 +298,7 @@ def store(conn, signups: list[Signup], *, schema: str = "public",
     return stored, failed
 
 
-def relay(conn, *, schema: str = "public", grace_s: int = RELAY_GRACE_S,
+def relay(conn, *, schemas: Schemas = Schemas(), grace_s: int = RELAY_GRACE_S,
           limit: int = RELAY_LIMIT) -> tuple[list[Stored], list[Failed]]:
     """Store the registrations the outbox still holds after `grace_s` (their publish
     failed, or their event is still on its way) into `users`, as `store` does, up to
@@ -286,8 +306,8 @@ def relay(conn, *, schema: str = "public", grace_s: int = RELAY_GRACE_S,
     stored stays in the outbox, due again later (OUTBOX_LATER), and is in `Failed`."""
     from psycopg import sql
 
-    schema_id = sql.Identifier(schema)
-    due = conn.execute(sql.SQL(OUTBOX_DUE).format(schema=schema_id),
+    users = sql.Identifier(schemas.users)
+    due = conn.execute(sql.SQL(OUTBOX_DUE).format(users=users),
                        {"grace_s": grace_s, "limit": limit}).fetchall()
     good: list[Signup] = []
     failed: list[Failed] = []
@@ -296,9 +316,9 @@ def relay(conn, *, schema: str = "public", grace_s: int = RELAY_GRACE_S,
             good.append(from_detail(f"{OUTBOX_PREFIX}{cognito_id}", detail))
         except MalformedMessage as exc:
             failed.append(Failed(exc.message_id, exc.problem))
-    stored, refused = store(conn, good, schema=schema)
+    stored, refused = store(conn, good, schemas=schemas, source=RELAY)
     failed += refused
     if failed:
-        conn.execute(sql.SQL(OUTBOX_LATER).format(schema=schema_id),
+        conn.execute(sql.SQL(OUTBOX_LATER).format(users=users),
                      {"cognito_ids": [f.message_id.removeprefix(OUTBOX_PREFIX) for f in failed]})
     return stored, failed

@@ -24,14 +24,14 @@ class Survey:
 
 
 def take(conn, checksums: Mapping[int, str], roles: Mapping[str, object],
-         app_schema: str) -> Survey:
+         schemas) -> Survey:
     """Read the ledger, compare `checksums` (version -> sha256) with it, and read each
     role in `roles` (name -> spec); writes nothing."""
     with conn.transaction():
         conn.execute("SET TRANSACTION READ ONLY")
         applied = ledger.read_applied(conn)
         return Survey(applied, ledger.compare(checksums, applied), dbroles.read_rds_iam(conn),
-                      {name: dbroles.read_gap(conn, name, spec, app_schema)
+                      {name: dbroles.read_gap(conn, name, spec, schemas)
                        for name, spec in roles.items()})
 
 

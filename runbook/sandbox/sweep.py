@@ -677,19 +677,32 @@ def _alarms(cloudwatch, found: Inventory) -> None:
 def _postgres(dsn: str, config, found: Inventory) -> None:
     import psycopg
 
-    schema = config.database.schema
+    from runbook.lambda_runtime import dbroles
+
+    schemas = config.database.schemas
     with psycopg.connect(dsn) as conn:
         ledger = conn.execute("SELECT to_regclass('runbook.schema_migrations')").fetchone()[0]
         if ledger:
             for version, name, checksum in conn.execute(
                     "SELECT version, name, checksum FROM runbook.schema_migrations"):
                 found.add("postgres:migration", f"{version:04d} {name}", checksum=checksum)
-        # A run leaves no row: the tests delete their users' (a4: users and outbox too).
-        for table in ("profiles", "private_profiles", "users", "registration_outbox"):
-            if conn.execute("SELECT to_regclass(%s)", (f"{schema}.{table}",)).fetchone()[0]:
-                rows = conn.execute(f'SELECT count(*) FROM "{schema}"."{table}"').fetchone()[0]
+        # A run leaves no row: the tests delete their users' (a4: users, outbox and
+        # audit rows too).
+        for table in ("profiles", "private_profiles", "users", "registration_outbox",
+                      "registrations"):
+            name = f'"{schemas.of(table)}"."{table}"'
+            if conn.execute("SELECT to_regclass(%s)", (name,)).fetchone()[0]:
+                rows = conn.execute(f"SELECT count(*) FROM {name}").fetchone()[0]
                 for _ in range(rows):
                     found.add("postgres:row", table)
+        # The declared roles, as fix-tables converges them: a run failed half-way through
+        # a role's grants must leave it neither short of a privilege nor holding one more.
+        for role in sorted(config.database.roles):
+            state = dbroles.read_role(conn, role)
+            if state.exists:
+                found.add("postgres:role", role, login=state.login,
+                          rds_iam=state.rds_iam_member,
+                          privileges=sorted(p.label() for p in state.privileges))
 
 
 # -- tags right after a create ----------------------------------------------------------

@@ -68,7 +68,7 @@ class DeployPostConfirmation(FunctionsMixin, Step):
         return self.inputs.db_proxy if registry.through_proxy(self.config) else None
 
     def spec(self, account: str) -> FunctionSpec:
-        environment, statements = {"DB_SCHEMA": self.config.database.schema}, ()
+        environment, statements = dict(self.config.database.schemas.environment), ()
         if self.config.publishes_registrations():
             bus = naming.event_bus_name(self.config)
             environment["EVENT_BUS_NAME"] = bus

@@ -117,7 +117,7 @@ class DeployProcessUserSignup(FunctionsMixin, Step):
             network=self.inputs.vpc_integrate, database=self.inputs.database,
             secrets=self.inputs.store_secrets,
             proxy=self.proxy(),
-            environment={"DB_SCHEMA": self.config.database.schema})
+            environment=dict(self.config.database.schemas.environment))
         queue = {"Sid": "ConsumeSignupQueue", "Effect": "Allow", "Action": QUEUE_ACTIONS,
                  "Resource": self.inputs.event_bus.queue_arn}
         return dataclasses.replace(

@@ -100,7 +100,7 @@ class FixTables(DatabaseAccess, FunctionsMixin, Step):
         self.conn = self.connect_database(target)
         checksums = {m.version: m.checksum for m in found}
         return self.state(found, survey.take(self.conn, checksums, self.db.roles,
-                                             self.db.schema), target=target)
+                                             self.db.schemas), target=target)
 
     def _read_through_function(self, found, database, secrets) -> TablesState:
         self.inputs.vpc_integrate  # named first when missing, before anything is read
@@ -151,7 +151,7 @@ class FixTables(DatabaseAccess, FunctionsMixin, Step):
         """The state of a database that cannot be read: every migration and role to do,
         and rds_iam present, as Aurora PostgreSQL has it."""
         roles = {name: dbroles.gap(dbroles.RoleState(name),
-                                   dbroles.desired(None, name, spec, self.db.schema))
+                                   dbroles.desired(None, name, spec, self.db.schemas))
                  for name, spec in self.db.roles.items()}
         return TablesState(found, list(found), rds_iam=True, roles=roles, **kwargs)
 
@@ -162,7 +162,8 @@ class FixTables(DatabaseAccess, FunctionsMixin, Step):
         state.roles = surveyed.roles
 
     def _params(self) -> dict:
-        return {"schema": self.db.schema,
+        return {"schema": self.db.schema, "users_schema": self.db.users_schema,
+                "audit_schema": self.db.audit_schema,
                 "roles": {name: {"write": list(spec.write), "trigger": spec.trigger}
                           for name, spec in self.db.roles.items()}}
 
@@ -219,7 +220,7 @@ class FixTables(DatabaseAccess, FunctionsMixin, Step):
             return bool(self._outcome(state).roles.get(name))
         self._lock(state)
         try:
-            return bool(dbroles.converge(self.conn, name, self.db.roles[name], self.db.schema))
+            return bool(dbroles.converge(self.conn, name, self.db.roles[name], self.db.schemas))
         except dbroles.NotConverged as exc:
             raise StepFailed(self.name, f"postgres:role {name}",
                              "its privileges still differ after applying the changes: "
@@ -266,7 +267,7 @@ class FixTables(DatabaseAccess, FunctionsMixin, Step):
 
     def _call(self, function_name: str, action: str, found: list[migrations.Migration],
               roles: dict) -> dict:
-        event = migrate_event.build(action, found, roles, self.db.schema)
+        event = migrate_event.build(action, found, roles, self.db.schemas)
         return migrate_function.call(self.ctx, function_name, event)
 
     def settle(self, state: TablesState) -> None:

@@ -16,6 +16,10 @@ that reports compare across runs:
   cloudwatch_logs            the handler's three messages for this sub, and no error line
   db_consistency             one profile and one private profile, foreign key, unique
                              and not-null constraints holding for them
+  database_grants            each role of database.roles holds exactly what it should and
+                             nothing more, as PostgreSQL answers it (has_*_privilege, the
+                             grant views, pg_default_acl, rds_iam membership;
+                             runbook.database.grants); the functions log in as these
   cleanup                    the Cognito user is deleted, and deleting the profile
                              removed the private profile; with phase a4 in the file, the
                              user's `users` and registration-outbox rows are deleted too,
@@ -51,7 +55,8 @@ from runbook.lambda_runtime.emails import mask
 
 STEP_NAME = "integration-test"
 CHECKS = ("cognito_signup", "post_confirmation_trigger", "profile_row", "private_profile_row",
-          "authentication", "jwt_validation", "cloudwatch_logs", "db_consistency", "cleanup")
+          "authentication", "jwt_validation", "cloudwatch_logs", "db_consistency",
+          "database_grants", "cleanup")
 LOG_MESSAGES = ("User confirmation audit", "Profile created/updated",
                 "Post-Confirmation processing completed")
 TRIGGER_BUDGET_MS = 5000   # Cognito waits this long for a trigger
@@ -185,6 +190,7 @@ class IntegrationTest(DatabaseAccess, Step):
         self._check("jwt_validation", self.validate_tokens, state, needs="authentication")
         self._check("cloudwatch_logs", self.logs, state, needs="cognito_signup")
         self._check("db_consistency", self.consistency, state, needs="private_profile_row")
+        self._check("database_grants", self.database_grants, state)
 
     def _check(self, name: str, run, state: TestState, *, needs: str | None = None) -> None:
         check = self.checks[name]
@@ -329,6 +335,23 @@ class IntegrationTest(DatabaseAccess, Step):
         return ("one profile and one private profile, joined by the foreign key; unique "
                 "sub and address; every NOT NULL column set; every constraint validated")
 
+    def database_grants(self, state: TestState) -> str:
+        """Whether each role of database.roles holds exactly what it should, as PostgreSQL
+        answers it (runbook.database.grants): the functions' logins may write what their
+        statements write and read only the columns those statements read."""
+        from runbook.database import grants
+
+        roles = self.config.database.roles
+        schemas = self.config.database.schemas
+        conn = self._db()
+        with conn.transaction():
+            conn.execute("SET TRANSACTION READ ONLY")
+            snapshot = grants.read(conn, roles)
+        found = grants.findings(snapshot, roles, schemas=schemas)
+        if found:
+            raise CheckFailed(grants.describe(found))
+        return grants.summary(snapshot, roles, schemas=schemas)
+
     def cleanup(self, state: TestState) -> str:
         """Delete the Cognito user, then its rows, the rows also when the user could not
         be deleted: a throttled AdminDeleteUser used to leave both behind."""
@@ -371,7 +394,7 @@ class IntegrationTest(DatabaseAccess, Step):
 
     def forget_registrations(self, state: TestState, subs: list[str], *,
                              whose: str = "the test") -> str:
-        """Delete the `users` and registration-outbox rows of `subs` (phase a4). When the
+        """Delete the `users`, registration-outbox and audit rows of `subs` (phase a4). When the
         consumer is deployed, each one's event is on its way to `users`: first wait
         (row_timeout_s) for the consumer to store it, which removes its outbox row, so
         that no row appears after the cleanup. Raises CheckFailed if one is still on its
@@ -393,13 +416,15 @@ class IntegrationTest(DatabaseAccess, Step):
                                   (subs,)).rowcount
             waiting = conn.execute(f"DELETE FROM {outbox} WHERE cognito_id = ANY(%s)",
                                    (subs,)).rowcount
+            audited = conn.execute(f"DELETE FROM {self._table('registrations')} "
+                                   "WHERE cognito_id = ANY(%s)", (subs,)).rowcount
         if pending:
             raise CheckFailed(f"{len(pending)} registration(s) of the test were not stored "
                               f"within {self.config.integration_test.row_timeout_s} s; their "
                               "events may still make a users row, to delete by hand "
                               f"(cognito_id {', '.join(pending)})")
-        return (f"deleted {stored} users row(s) and {waiting} registration-outbox row(s) of "
-                f"{whose}")
+        return (f"deleted {stored} users row(s), {waiting} registration-outbox row(s) and "
+                f"{audited} audit row(s) of {whose}")
 
     # -- the database ------------------------------------------------------------------------
 
@@ -415,7 +440,7 @@ class IntegrationTest(DatabaseAccess, Step):
     def _table(self, name: str) -> str:
         from psycopg import sql
 
-        return sql.Identifier(self.config.database.schema, name).as_string(None)
+        return sql.Identifier(self.config.database.schemas.of(name), name).as_string(None)
 
     def _poll(self, query: str, params: tuple, what: str):
         timeout = self.config.integration_test.row_timeout_s

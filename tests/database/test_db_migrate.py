@@ -19,14 +19,16 @@ import pytest
 from runbook.database import migrations
 from runbook.lambda_runtime import ledger, migrate_event
 from runbook.lambda_runtime.migrate_event import APPLY, READ, Item, RoleSpec
+from runbook.lambda_runtime.schemas import Schemas
 from tests.database.test_fix_tables import count_ddl, query
 from tests.conftest import MIGRATIONS
 from tests.database.test_handlers import HANDLER_ENVIRONMENT, load_handler
 
 ALL_VERSIONS = list(range(1, len(MIGRATIONS) + 1))   # every migration templates/ holds
 
-PARAMS = {"schema": "public", "roles": {}}
-TABLES = ("profiles", "private_profiles", "users")
+PARAMS = {"schema": "public", "users_schema": "app", "audit_schema": "audit", "roles": {}}
+TABLES = ("app.registration_outbox", "app.users", "audit.registrations", "public.private_profiles",
+          "public.profiles")
 
 
 @dataclass
@@ -61,7 +63,7 @@ def rendered(*extra: tuple[int, str, str]) -> list:
 
 def event(action: str, found=None, roles: dict | None = None) -> dict:
     return migrate_event.build(action, rendered() if found is None else found, roles or {},
-                               "public")
+                               Schemas())
 
 
 def edited(found, version: int, old: str, new: str) -> list:
@@ -77,9 +79,9 @@ def edited(found, version: int, old: str, new: str) -> list:
 
 
 def tables(dsn) -> list[str]:
-    return [row[0] for row in query(dsn, "SELECT tablename FROM pg_tables WHERE schemaname = "
-                                         "'public' AND tablename = ANY (%s) ORDER BY 1",
-                                    (list(TABLES),))]
+    return [row[0] for row in query(dsn, "SELECT schemaname || '.' || tablename FROM pg_tables "
+                                         "WHERE schemaname || '.' || tablename = ANY (%s) "
+                                         "ORDER BY 1", (list(TABLES),))]
 
 
 # -- apply --------------------------------------------------------------------------------
@@ -242,7 +244,12 @@ MALFORMED = [
      "migrations lists a version twice"),
     ("unknown trigger", lambda e: {**e, "roles": {"r": {"trigger": "pre-signup"}}},
      "roles.r.trigger is 'pre-signup'"),
-    ("no schema", lambda e: {**e, "schema": ""}, "schema is missing"),
+    ("no schemas", lambda e: {k: v for k, v in e.items() if k != "schemas"},
+     "schemas is missing"),
+    ("an empty schema", lambda e: {**e, "schemas": {**e["schemas"], "audit": ""}},
+     "schemas.audit is missing"),
+    ("an unknown schema", lambda e: {**e, "schemas": {**e["schemas"], "extra": "x"}},
+     "schemas.extra is not one of app, users, audit"),
 ]
 
 

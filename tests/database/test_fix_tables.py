@@ -27,13 +27,15 @@ ALL_VERSIONS = list(range(1, len(MIGRATIONS) + 1))   # every migration templates
 
 UPSTREAM = {"database": DatabaseOutputs.standing_in("matbakh_main"),
     "store-secrets": SecretsOutputs(UNKNOWN, UNKNOWN)}
-WORKING_TABLES = ("profiles", "private_profiles", "users")
+WORKING_TABLES = (("public", "profiles"), ("public", "private_profiles"), ("app", "users"),
+                  ("app", "registration_outbox"), ("audit", "registrations"))
 
 
 def make_config(write_config, roles=None):
+    """config/prod.yaml with `roles` as database.roles (default: none, so that a test of
+    the migrations sees only the migrations)."""
     def mutate(data):
-        if roles is not None:
-            data["database"]["roles"] = roles
+        data["database"]["roles"] = roles or {}
     return config_mod.load(write_config(mutate))
 
 
@@ -67,25 +69,28 @@ def count_ddl(dsn):
 
 
 def shape(dsn):
-    """Columns, constraints, indexes and triggers of the working tables."""
-    tables = list(WORKING_TABLES)
+    """Columns, constraints, indexes and triggers of the working tables, each row led by
+    its table's name (the names are unique across the three schemas)."""
+    tables = [f"{schema}.{table}" for schema, table in WORKING_TABLES]
+    where = "n.nspname || '.' || c.relname = ANY (%s)"
     return {
         "columns": query(dsn, """
             SELECT table_name, column_name, data_type, character_maximum_length, is_nullable,
                    column_default
               FROM information_schema.columns
-             WHERE table_schema = 'public' AND table_name = ANY (%s) ORDER BY 1, 2""", (tables,)),
-        "constraints": query(dsn, """
-            SELECT conrelid::regclass::text, conname, pg_get_constraintdef(oid)
-              FROM pg_constraint WHERE conrelid::regclass::text = ANY (%s) ORDER BY 1, 2""",
-                             (tables,)),
+             WHERE table_schema || '.' || table_name = ANY (%s) ORDER BY 1, 2""", (tables,)),
+        "constraints": query(dsn, f"""
+            SELECT c.relname, k.conname, pg_get_constraintdef(k.oid)
+              FROM pg_constraint k JOIN pg_class c ON c.oid = k.conrelid
+                   JOIN pg_namespace n ON n.oid = c.relnamespace
+             WHERE {where} ORDER BY 1, 2""", (tables,)),
         "indexes": query(dsn, """
             SELECT tablename, indexname, indexdef FROM pg_indexes
-             WHERE schemaname = 'public' AND tablename = ANY (%s) ORDER BY 1, 2""", (tables,)),
-        "triggers": query(dsn, """
-            SELECT tgrelid::regclass::text, tgname FROM pg_trigger
-             WHERE NOT tgisinternal AND tgrelid::regclass::text = ANY (%s) ORDER BY 1, 2""",
-                          (tables,)),
+             WHERE schemaname || '.' || tablename = ANY (%s) ORDER BY 1, 2""", (tables,)),
+        "triggers": query(dsn, f"""
+            SELECT c.relname, t.tgname FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid
+                   JOIN pg_namespace n ON n.oid = c.relnamespace
+             WHERE NOT t.tgisinternal AND {where} ORDER BY 1, 2""", (tables,)),
     }
 
 
@@ -170,7 +175,10 @@ def test_empty_and_legacy_databases_end_with_the_same_schema(write_config, make_
         assert fix_tables(config, dsn).status == "ok"
     empty, legacy = shape(dsns[0]), shape(dsns[1])
     assert empty["columns"] and empty == legacy
-    assert not [c for c in legacy["constraints"] if "CHECK" in c[2] or "auth.users" in c[2]]
+    # The legacy CHECKs on the profiles' role and language are gone; the audit row's
+    # source keeps its own.
+    assert [c[:2] for c in legacy["constraints"] if "CHECK" in c[2] or "auth.users" in c[2]] == [
+        ("registrations", "registrations_source_check")]
 
 
 def test_a_users_table_from_the_old_db_init_gets_the_cognito_columns_and_keeps_its_rows(
@@ -194,12 +202,33 @@ def test_a_users_table_from_the_old_db_init_gets_the_cognito_columns_and_keeps_i
     assert "gen_random_uuid()" in columns["id"][3]
     constraints = {row[1] for row in shape(legacy_dsn)["constraints"] if row[0] == "users"}
     assert {"users_cognito_id_key", "users_email_key"} <= constraints
-    assert query(legacy_dsn, "SELECT id, email, name, cognito_id, email_verified FROM users") == [
-        ("u-1", "old.user@example.com", "Old", None, False)]
+    # 0006 moved it to the users' schema, rows and all.
+    assert query(legacy_dsn, "SELECT to_regclass('public.users')") == [(None,)]
+    assert query(legacy_dsn, "SELECT id, email, name, cognito_id, email_verified "
+                             "FROM app.users") == [("u-1", "old.user@example.com", "Old", None, False)]
     with psycopg.connect(legacy_dsn, autocommit=True) as conn:
-        conn.execute("INSERT INTO users (cognito_id, email) VALUES ('sub-1', 'new@example.com')")
-    assert query(legacy_dsn, "SELECT length(id) FROM users WHERE cognito_id = 'sub-1'") == [(36,)]
+        conn.execute("INSERT INTO app.users (cognito_id, email) VALUES ('sub-1', 'new@example.com')")
+    assert query(legacy_dsn, "SELECT length(id) FROM app.users WHERE cognito_id = 'sub-1'") == [(36,)]
     assert fix_tables(make_config(write_config), legacy_dsn).changes == []
+
+
+def test_0006_moves_the_event_tables_and_refuses_two_copies(
+        write_config, make_database):
+    """users and registration_outbox leave the profiles' schema. A users
+    table in both schemas is an error naming both, and nothing is moved."""
+    moved, doubled = make_database(), make_database()
+    execute(doubled, "CREATE SCHEMA app; CREATE TABLE app.users (id text PRIMARY KEY)")
+    config = make_config(write_config)
+    assert fix_tables(config, moved).status == "ok"
+    assert query(moved, "SELECT to_regclass('public.users'), to_regclass('public.registration_outbox'), "
+                        "to_regclass('app.users')::text, to_regclass('audit.registrations')::text"
+                 ) == [(None, None, "app.users", "audit.registrations")]
+
+    failed = fix_tables(config, doubled)
+    assert failed.status == "failed"
+    assert "both public.users and app.users exist" in failed.error
+    assert query(doubled, "SELECT to_regclass('public.users')::text, "
+                          "to_regclass('audit.registrations')") == [("users", None)]
 
 
 def test_the_users_table_made_by_0003_gets_the_id_default_and_keeps_cognito_id_required(
@@ -253,7 +282,7 @@ def test_an_applied_migration_that_was_edited_is_refused_and_not_rerun(write_con
 
 def test_changing_a_rendered_value_counts_as_an_edit(write_config, pg_dsn):
     assert fix_tables(make_config(write_config), pg_dsn).status == "ok"
-    moved = config_mod.load(write_config(lambda d: d["database"].update(schema="app")))
+    moved = config_mod.load(write_config(lambda d: d["database"].update(schema="shop")))
     result = fix_tables(moved, pg_dsn)
     assert result.error_kind == "input" and "0001_profiles.sql.j2" in result.error
     assert "database.schema" in result.error
@@ -350,7 +379,7 @@ def test_lambda_writer_may_write_but_not_read_and_not_touch_public(write_config,
             conn.execute(f"INSERT INTO {table} (col) VALUES ('written')")
         for statement in ("SELECT * FROM foo.table1",
                           "INSERT INTO public.profiles (email) VALUES ('w@example.test')",
-                          "INSERT INTO public.users (id, cognito_id, email) VALUES ('1', '1', '1')"):
+                          "INSERT INTO app.users (cognito_id, email) VALUES ('1', '1')"):
             with pytest.raises(psycopg.errors.InsufficientPrivilege):
                 conn.execute(statement)
     assert query(pg_dsn, "SELECT count(*) FROM foo.table1") == [(1,)]
@@ -515,4 +544,4 @@ def test_the_templates_hold_these_migrations_in_this_order():
     migration removed or renamed by mistake fails here."""
     assert MIGRATIONS == ("0001_profiles.sql.j2", "0002_private_profiles.sql.j2",
                           "0003_users.sql.j2", "0004_users_cognito.sql.j2",
-                          "0005_registration_outbox.sql.j2")
+                          "0005_registration_outbox.sql.j2", "0006_event_schemas.sql.j2")

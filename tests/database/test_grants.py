@@ -15,6 +15,7 @@ import pytest
 
 from runbook.database import grants
 from runbook.database.grants import Finding
+from runbook.lambda_runtime.schemas import Schemas
 from tests.database.test_fix_tables import execute, fix_tables, make_config, query
 
 
@@ -46,7 +47,7 @@ def converged(write_config, pg_dsn, names):
 
 def verify(config, dsn):
     with psycopg.connect(dsn, autocommit=True) as conn:
-        return grants.verify(conn, config.database.roles, schema=config.database.schema)
+        return grants.verify(conn, config.database.roles, schemas=config.database.schemas)
 
 
 def owner(dsn):
@@ -58,7 +59,7 @@ def test_roles_converged_by_fix_tables_hold_exactly_their_declaration(converged,
     with psycopg.connect(pg_dsn, autocommit=True) as conn:
         roles = converged.database.roles
         snapshot = grants.read(conn, roles)
-    assert grants.summary(snapshot, roles, schema="public") == (
+    assert grants.summary(snapshot, roles, schemas=Schemas()) == (
         f"{names['writer']}: INSERT/UPDATE/DELETE on foo, bar (2 tables, 1 sequence), "
         f"no SELECT, as declared; "
         f"{names['trigger']}: 25 column privileges of post-confirmation, "
@@ -185,14 +186,39 @@ def test_a_writer_that_is_also_a_trigger_role_may_read_only_its_triggers_columns
     assert verify(config, pg_dsn) == []
     with psycopg.connect(pg_dsn, autocommit=True) as conn:
         snapshot = grants.read(conn, config.database.roles)
-    assert grants.summary(snapshot, config.database.roles, schema="public") == (
-        f"{names['writer']}: INSERT/UPDATE/DELETE on foo (1 table, 1 sequence), 13 column "
+    assert grants.summary(snapshot, config.database.roles, schemas=Schemas()) == (
+        f"{names['writer']}: INSERT/UPDATE/DELETE on foo (1 table, 1 sequence), 16 column "
         "privileges and DELETE on registration_outbox of process-user-signup, SELECT on 6 "
         "columns only, as declared")
 
-    execute(pg_dsn, f"GRANT SELECT (email) ON public.users TO {names['writer']}")
+    execute(pg_dsn, f"GRANT SELECT (email) ON app.users TO {names['writer']}")
     assert verify(config, pg_dsn) == [
-        Finding(names["writer"], "extra", "SELECT", "public.users(email)")]
+        Finding(names["writer"], "extra", "SELECT", "app.users(email)")]
+
+
+def test_the_shipped_writer_writes_the_users_and_audit_schemas_whole_and_reads_two_tables(
+        write_config, pg_dsn, names):
+    """config/prod.yaml's lambda_writer: write: [app, audit] and process-user-signup's
+    trigger. Its write grants cover the trigger's INSERT, UPDATE and DELETE; what is left
+    of the trigger is SELECT on the columns its statements read."""
+    roles = {names["writer"]: {"write": ["app", "audit"], "trigger": "process-user-signup"}}
+    config = make_config(write_config, roles=roles)
+    assert fix_tables(config, pg_dsn).status == "ok"
+    assert verify(config, pg_dsn) == []
+    with psycopg.connect(pg_dsn, autocommit=True) as conn:
+        snapshot = grants.read(conn, config.database.roles)
+    assert grants.summary(snapshot, config.database.roles, schemas=config.database.schemas) == (
+        f"{names['writer']}: INSERT/UPDATE/DELETE on app, audit (3 tables, 1 sequence), "
+        "6 column privileges of process-user-signup, SELECT on 6 columns only, as declared")
+    assert {(g.schema, g.name, g.column) for g in snapshot.roles[names["writer"]].columns} == {
+        ("app", "users", "cognito_id"),
+        *{("app", "registration_outbox", c) for c in
+          ("cognito_id", "detail", "created_at", "attempts", "next_attempt_at")}}
+    # The profiles' schema is out of its reach, whatever the table.
+    for table in ("profiles", "private_profiles"):
+        for privilege in ("SELECT", "INSERT", "UPDATE", "DELETE"):
+            assert not query(pg_dsn, "SELECT has_table_privilege(%s, %s, %s)",
+                             (names["writer"], f"public.{table}", privilege))[0][0]
 
 
 def test_describe_lists_the_first_findings_and_counts_the_rest():

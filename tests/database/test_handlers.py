@@ -35,7 +35,7 @@ EMAIL = "lena.maier@example.com"
 ANNA = "8c2d9e41-1a3b-4c5d-8e6f-7a8b9c0d1e2f"       # a legacy profile
 TRIGGER_ROLE = "matbakh_post_confirmation"
 HANDLER_ENVIRONMENT = ("DB_DSN", "DB_AUTH", "DB_SECRET_ARN", "DB_HOST", "DB_PORT", "DB_NAME",
-                       "DB_USER", "DB_SCHEMA", "ALLOWED_EMAIL_DOMAINS", "AUTO_CONFIRM_DOMAINS",
+                       "DB_USER", "DB_SCHEMA", "DB_USERS_SCHEMA", "DB_AUDIT_SCHEMA", "ALLOWED_EMAIL_DOMAINS", "AUTO_CONFIRM_DOMAINS",
                        "EVENT_BUS_NAME")
 
 
@@ -489,11 +489,11 @@ def test_the_connection_is_opened_once_per_container(database, post_confirmation
 
 
 def test_db_schema_selects_the_tables(write_config, pg_dsn, monkeypatch, post_confirmation):
-    migrate(write_config, pg_dsn, schema="app")
+    migrate(write_config, pg_dsn, schema="shop")
     monkeypatch.setenv("DB_DSN", pg_dsn)
-    monkeypatch.setenv("DB_SCHEMA", "app")
+    monkeypatch.setenv("DB_SCHEMA", "shop")
     post_confirmation.handler(sign_up(), Context())
-    assert counts(pg_dsn, "app") == (1, 1)
+    assert counts(pg_dsn, "shop") == (1, 1)
     assert query(pg_dsn, "SELECT to_regclass('public.profiles')") == [(None,)]
 
 

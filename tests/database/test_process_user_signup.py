@@ -45,7 +45,7 @@ def batch(*records) -> dict:
 
 
 def users(dsn):
-    return query(dsn, "SELECT cognito_id, email, name, phone, email_verified FROM users "
+    return query(dsn, "SELECT cognito_id, email, name, phone, email_verified FROM app.users "
                       "ORDER BY cognito_id")
 
 
@@ -80,7 +80,7 @@ def test_the_response_has_the_shape_aws_documents():
 def test_the_fixture_batch_stores_its_user(database, consumer, capsys):
     assert consumer.handler(FIXTURE, Context()) == {"batchItemFailures": []}
     assert users(database) == [(LENA, LENA_EMAIL, "Lena Maier", "+4915112345678", True)]
-    (row_id,), = query(database, "SELECT id FROM users")
+    (row_id,), = query(database, "SELECT id FROM app.users")
     assert len(row_id) == 36
     out, lines = log_lines(capsys)
     assert [line["message"] for line in lines] == ["User stored", "Batch processed"]
@@ -144,14 +144,14 @@ def test_a_batch_of_good_malformed_and_duplicate_messages(database, consumer, ca
 
 def test_a_redelivered_message_is_a_no_op(database, consumer, containers, capsys):
     assert consumer.handler(FIXTURE, Context()) == {"batchItemFailures": []}
-    before = query(database, "SELECT id, created_at, updated_at, xmin::text FROM users")
+    before = query(database, "SELECT id, created_at, updated_at, xmin::text FROM app.users")
 
     redelivered = copy.deepcopy(FIXTURE)
     redelivered["Records"][0]["attributes"]["ApproximateReceiveCount"] = "2"
     for container in (consumer, containers()):  # the same container, and another one
         assert container.handler(redelivered, Context()) == {"batchItemFailures": []}
 
-    assert query(database, "SELECT id, created_at, updated_at, xmin::text FROM users") == before
+    assert query(database, "SELECT id, created_at, updated_at, xmin::text FROM app.users") == before
     _, lines = log_lines(capsys)
     assert [line["message"] for line in lines if line["message"].startswith("User")] == [
         "User stored", "User already stored", "User already stored"]
@@ -171,12 +171,12 @@ def align_first_inserts(dsn):
         conn.execute("""
             CREATE FUNCTION public.align_first_insert() RETURNS trigger LANGUAGE plpgsql AS $$
             BEGIN
-              IF NOT EXISTS (SELECT 1 FROM public.users WHERE cognito_id = NEW.cognito_id) THEN
+              IF NOT EXISTS (SELECT 1 FROM app.users WHERE cognito_id = NEW.cognito_id) THEN
                 PERFORM pg_sleep(0.2 - extract(epoch FROM clock_timestamp())::numeric % 0.2);
               END IF;
               RETURN NEW;
             END $$;
-            CREATE TRIGGER align_first_insert BEFORE INSERT ON public.users
+            CREATE TRIGGER align_first_insert BEFORE INSERT ON app.users
               FOR EACH ROW EXECUTE FUNCTION public.align_first_insert()""")
 
 
@@ -252,7 +252,47 @@ def test_the_handler_works_as_its_role_with_least_privilege(write_config, legacy
                              "current_database() AND application_name = 'process-user-signup'") \
         == [(ROLE,)]
     with psycopg.connect(as_role, autocommit=True) as conn:
-        for statement in ("SELECT email FROM users", "UPDATE users SET name = 'x'",
+        for statement in ("SELECT email FROM app.users", "UPDATE app.users SET name = 'x'",
                           "SELECT email FROM profiles"):
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                conn.execute(statement)
+
+
+def test_each_new_user_gets_one_audit_row_and_a_redelivery_none(database, consumer):
+    first = FIXTURE["Records"][0]["messageId"]
+    assert consumer.handler(FIXTURE, Context()) == {"batchItemFailures": []}
+    assert consumer.handler(batch(message("redelivered")), Context()) == {"batchItemFailures": []}
+    assert query(database, "SELECT cognito_id, source, message_id FROM audit.registrations") == [
+        (LENA, "queue", first)]
+
+
+def test_the_shipped_writer_writes_its_two_schemas_and_touches_no_profile(
+        write_config, legacy_dsn, monkeypatch, containers):
+    """config/prod.yaml's lambda_writer: write: [app, audit] with process-user-signup's
+    trigger, and the handler logging in as it."""
+    from tests.conftest import prod_data
+
+    assert prod_data()["database"]["roles"]["lambda_writer"] == {
+        "trigger": "process-user-signup", "write": ["app", "audit"]}
+    migrate(write_config, legacy_dsn)        # prod's roles
+    as_writer = make_conninfo(legacy_dsn, user="lambda_writer")
+    monkeypatch.setenv("DB_DSN", as_writer)
+    consumer = containers()
+    assert consumer.handler(FIXTURE, Context()) == {"batchItemFailures": []}
+    assert consumer.handler(batch(message("again")), Context()) == {"batchItemFailures": []}
+    assert users(legacy_dsn) == [(LENA, LENA_EMAIL, "Lena Maier", "+4915112345678", True)]
+    assert query(legacy_dsn, "SELECT count(*) FROM audit.registrations") == [(1,)]
+
+    # A table the migrations' owner creates later in either schema is writable at once
+    # (default privileges FOR ROLE that owner), and readable no more than the others.
+    with psycopg.connect(legacy_dsn, autocommit=True) as conn:    # as fix-tables logged in
+        conn.execute("CREATE TABLE audit.later (id bigserial PRIMARY KEY, note text)")
+    with psycopg.connect(as_writer, autocommit=True) as conn:
+        conn.execute("INSERT INTO audit.later (note) VALUES ('x')")        # and its sequence
+        conn.execute("UPDATE app.users SET phone = NULL WHERE false")   # writes, reads none
+        for statement in ("SELECT note FROM audit.later", "SELECT email FROM app.users",
+                          "SELECT source FROM audit.registrations",
+                          "SELECT email FROM profiles", "INSERT INTO profiles (email) VALUES ('x')",
+                          "UPDATE private_profiles SET phone = NULL", "DELETE FROM profiles"):
             with pytest.raises(psycopg.errors.InsufficientPrivilege):
                 conn.execute(statement)

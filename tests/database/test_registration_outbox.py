@@ -58,17 +58,17 @@ def delivered(sqs, url) -> dict:
 
 
 def users(dsn):
-    return query(dsn, "SELECT cognito_id, email, name, phone, email_verified FROM users "
+    return query(dsn, "SELECT cognito_id, email, name, phone, email_verified FROM app.users "
                       "ORDER BY cognito_id")
 
 
 def outbox(dsn):
-    return query(dsn, "SELECT cognito_id FROM registration_outbox ORDER BY cognito_id")
+    return query(dsn, "SELECT cognito_id FROM app.registration_outbox ORDER BY cognito_id")
 
 
 def age_outbox(dsn, minutes: int = 2) -> None:
     """The relay's grace period passes for every outbox row."""
-    query(dsn, "UPDATE registration_outbox SET created_at = now() - make_interval(mins => %s) "
+    query(dsn, "UPDATE app.registration_outbox SET created_at = now() - make_interval(mins => %s) "
                "RETURNING 1", (minutes,))
 
 
@@ -123,6 +123,9 @@ def test_with_puts_failing_to_the_deadline_the_relay_still_stores_the_user(
     assert consumer.handler(SCHEDULED, Context()) is None
     assert users(database) == [LENA_ROW]
     assert outbox(database) == []
+    # The audit row names the path that stored the user: the relay, by its outbox row.
+    assert query(database, "SELECT cognito_id, source, message_id FROM audit.registrations") \
+        == [(SUB, "relay", f"outbox:{SUB}")]
     out, lines = log_lines(capsys)
     assert [line["message"] for line in lines][-2:] == ["User relayed from the outbox",
                                                         "Relay processed"]
@@ -209,7 +212,7 @@ def test_a_relayed_row_that_cannot_be_stored_stays_and_the_relay_fails(database,
     _, consumer = handlers
     good = {"cognito_user_id": SUB, "email": EMAIL, "name": "Lena Maier",
             "phone": "+4915112345678", "email_verified": True}
-    query(database, "INSERT INTO registration_outbox (cognito_id, detail) VALUES "
+    query(database, "INSERT INTO app.registration_outbox (cognito_id, detail) VALUES "
                     "(%s, %s), ('broken-sub', %s) RETURNING 1",
           (SUB, json.dumps(good), json.dumps({"cognito_user_id": "broken-sub",
                                              "email": "not-an-address"})))
@@ -225,7 +228,7 @@ def test_a_relayed_row_that_cannot_be_stored_stays_and_the_relay_fails(database,
     assert "not-an-address" not in out and EMAIL not in out
     # Tried again later, not on the next run: it does not fail every run.
     assert query(database, "SELECT attempts, next_attempt_at > now() + interval '4 minutes' "
-                           "FROM registration_outbox") == [(1, True)]
+                           "FROM app.registration_outbox") == [(1, True)]
     assert consumer.handler(SCHEDULED, Context()) is None
 
 
@@ -237,7 +240,7 @@ def test_rows_the_relay_cannot_store_do_not_hold_up_the_rows_behind_them(databas
                                   "email_verified": False})))
     with psycopg.connect(database, autocommit=True) as conn:
         for minutes, (sub, detail) in zip((40, 30, 20, 10), rows):
-            conn.execute("INSERT INTO registration_outbox (cognito_id, detail, created_at, "
+            conn.execute("INSERT INTO app.registration_outbox (cognito_id, detail, created_at, "
                          "next_attempt_at) VALUES (%s, %s, now() - make_interval(mins => %s), "
                          "now() - make_interval(mins => %s))", (sub, detail, minutes, minutes))
         first = signups.relay(conn, limit=3)
@@ -271,14 +274,14 @@ def test_both_functions_work_as_their_roles_with_least_privilege(write_config, p
     assert users(pg_dsn) == [LENA_ROW] and outbox(pg_dsn) == []
 
     with psycopg.connect(as_trigger, autocommit=True) as conn:
-        for statement in ("SELECT detail FROM registration_outbox",
-                          "DELETE FROM registration_outbox",
-                          "UPDATE registration_outbox SET detail = '{}'"):
+        for statement in ("SELECT detail FROM app.registration_outbox",
+                          "DELETE FROM app.registration_outbox",
+                          "UPDATE app.registration_outbox SET detail = '{}'"):
             with pytest.raises(psycopg.errors.InsufficientPrivilege):
                 conn.execute(statement)
     with psycopg.connect(as_consumer, autocommit=True) as conn:
-        for statement in ("INSERT INTO registration_outbox (cognito_id, detail) "
+        for statement in ("INSERT INTO app.registration_outbox (cognito_id, detail) "
                           "VALUES ('x', '{}')",
-                          "UPDATE registration_outbox SET detail = '{}'"):
+                          "UPDATE app.registration_outbox SET detail = '{}'"):
             with pytest.raises(psycopg.errors.InsufficientPrivilege):
                 conn.execute(statement)

@@ -79,7 +79,8 @@ def test_function_runs_in_the_private_subnets_with_its_environment(account, pg_d
     # config/prod.yaml has phase a4: the trigger publishes to the environment's bus. It
     # has db-proxy: the trigger logs in through the proxy as its role, by IAM.
     assert conf["Environment"]["Variables"] == {
-        "DB_SCHEMA": "public", "DB_AUTH": "iam",
+        "DB_SCHEMA": "public", "DB_USERS_SCHEMA": "app", "DB_AUDIT_SCHEMA": "audit",
+        "DB_AUTH": "iam",
         "DB_HOST": results["db-proxy"].outputs["endpoint"], "DB_PORT": "5432",
         "DB_NAME": "matbakh_main", "DB_USER": "matbakh_post_confirmation",
         "DB_SSLROOTCERT": "/opt/rds-ca/global-bundle.pem",
@@ -129,7 +130,8 @@ def test_iam_auth_role_connects_as_the_trigger_user_and_cannot_read_the_secret(
     results = deployed(config, pg_dsn)
     env = client("lambda").get_function_configuration(FunctionName=FUNCTION)["Environment"]
     database = results["database"].outputs
-    assert env["Variables"] == {"DB_SCHEMA": "public", "DB_AUTH": "iam",
+    assert env["Variables"] == {"DB_SCHEMA": "public", "DB_USERS_SCHEMA": "app",
+                                "DB_AUDIT_SCHEMA": "audit", "DB_AUTH": "iam",
                                 "DB_HOST": database["endpoint"], "DB_PORT": "5432",
                                 "DB_NAME": "matbakh_main", "DB_USER": "matbakh_post_confirmation",
                                 "DB_SSLROOTCERT": "/opt/rds-ca/global-bundle.pem",

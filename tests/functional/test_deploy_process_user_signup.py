@@ -94,7 +94,8 @@ def test_function_runs_in_the_private_subnets_with_its_database_login(
     assert (conf["MemorySize"], conf["Timeout"]) == (256, 30)
     # config/prod.yaml has db-proxy: the consumer logs in through it as lambda_writer.
     assert conf["Environment"]["Variables"] == {
-        "DB_SCHEMA": "public", "DB_AUTH": "iam",
+        "DB_SCHEMA": "public", "DB_USERS_SCHEMA": "app", "DB_AUDIT_SCHEMA": "audit",
+        "DB_AUTH": "iam",
         "DB_HOST": results["db-proxy"].outputs["endpoint"], "DB_PORT": "5432",
         "DB_NAME": "matbakh_main", "DB_USER": "lambda_writer",
         "DB_SSLROOTCERT": "/opt/rds-ca/global-bundle.pem"}

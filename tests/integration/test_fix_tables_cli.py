@@ -185,7 +185,8 @@ def test_dry_run_through_lambda_deploys_db_migrate_and_the_verify_pass_writes_no
 
 # -- runbook invoke db_migrate ----------------------------------------------------------
 
-READ_EVENT = {"action": "read", "schema": "public", "migrations": [], "roles": {}}
+READ_EVENT = {"action": "read", "schemas": {"app": "public", "users": "app", "audit": "audit"},
+              "migrations": [], "roles": {}}
 
 
 @pytest.mark.slow

@@ -93,7 +93,8 @@ def test_a_database_that_rejects_the_row_fails_the_trigger_checks_and_cleans_up(
     assert statuses(result) == {
         "cognito_signup": "ok", "post_confirmation_trigger": "failed", "profile_row": "failed",
         "private_profile_row": "skipped", "authentication": "ok", "jwt_validation": "ok",
-        "cloudwatch_logs": "failed", "db_consistency": "skipped", "cleanup": "ok"}
+        "cloudwatch_logs": "failed", "db_consistency": "skipped", "database_grants": "ok",
+        "cleanup": "ok"}
     checks = {c["name"]: c["detail"] for c in result.evidence["checks"]}
     assert "PostConfirmation failed" in checks["post_confirmation_trigger"]
     assert "profiles are closed" in checks["post_confirmation_trigger"]
@@ -103,6 +104,35 @@ def test_a_database_that_rejects_the_row_fails_the_trigger_checks_and_cleans_up(
     assert failed == ["post_confirmation_trigger", "profile_row", "cloudwatch_logs"]
     assert "profiles are closed" in result.error  # each with its finding
     assert_nothing_left(sandbox)
+
+def test_a_grant_made_by_hand_fails_database_grants_naming_it(sandbox):
+    """The roles the functions log in as hold exactly what database.roles declares: a
+    SELECT on the profiles granted outside runbook is a finding, and the other checks
+    still pass (the trigger's own writes need no such grant)."""
+    box, _, _ = sandbox
+    grant = "GRANT SELECT (email) ON public.profiles TO lambda_writer"
+    with psycopg.connect(box.database_dsn, autocommit=True) as conn:
+        conn.execute(grant)
+    try:
+        result = run(sandbox)[STEP]
+    finally:
+        with psycopg.connect(box.database_dsn, autocommit=True) as conn:
+            conn.execute(grant.replace("GRANT", "REVOKE").replace(" TO ", " FROM "))
+
+    assert result.status == "failed" and result.error_kind == "failure", result.error
+    failed = {name for name, status in statuses(result).items() if status != "ok"}
+    assert failed == {"database_grants"}
+    checks = {c["name"]: c["detail"] for c in result.evidence["checks"]}
+    assert checks["database_grants"] == ("1 grant differs from database.roles: lambda_writer "
+                                         "holds SELECT on public.profiles(email), which is not "
+                                         "declared")
+    assert_nothing_left(sandbox)
+
+    again = run(sandbox)[STEP]
+    assert again.status == "ok", again.error
+    detail = {c["name"]: c["detail"] for c in again.evidence["checks"]}["database_grants"]
+    assert detail.startswith("matbakh_post_confirmation: ") and "lambda_writer: INSERT/UPDATE/" \
+        "DELETE on app, audit (3 tables, 1 sequence)" in detail
 
 
 def test_a_handler_that_raises_fails_the_trigger_checks_and_cleans_up(sandbox, tmp_path,
@@ -209,7 +239,7 @@ def test_a_green_run_leaves_nothing_behind(sandbox):
     result = run(sandbox)[STEP]
     assert result.status == "ok", result.error
     assert set(statuses(result).values()) == {"ok"}
-    assert result.outputs["checks_passed"] == 9
+    assert result.outputs["checks_passed"] == 10
     assert_nothing_left(sandbox)
 
 
@@ -227,10 +257,11 @@ def test_the_command_exits_1_when_the_deployed_handler_raises(workdir, cli, tmp_
     result = cli("run", "--phase", "a3", "--dry-run")
 
     assert result.exit_code == 1, result.output
-    assert "3 of 9 checks failed: post_confirmation_trigger (" in result.stderr
+    assert "3 of 10 checks failed: post_confirmation_trigger (" in result.stderr
     assert "; profile_row (the profile did not appear within 2 s); cloudwatch_logs (" \
         in result.stderr
     report = read_report(workdir, "integration-test", dry_run=True)
     assert report["status"] == "failed"
     cleanup = next(c for c in report["steps"][0]["checks"] if c["name"] == "cleanup")
     assert cleanup["status"] == "ok" and "deleted the Cognito user" in cleanup["detail"]
+

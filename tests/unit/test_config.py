@@ -131,6 +131,15 @@ CASES = {
                                                        "deploy-post-confirmation"]))),
     "schema-reserved": Case(
         "database.schema", ("'pg_temp'", "reserved"), mutate=_set("database", "schema", "pg_temp")),
+    "users-schema-is-the-profiles-schema": Case(
+        "database.users_schema", ("'public' is database.schema too", "without the others"),
+        mutate=_set("database", "users_schema", "public")),
+    "audit-schema-is-the-users-schema": Case(
+        "database.audit_schema", ("'app' is database.users_schema too",),
+        mutate=_set("database", "audit_schema", "app")),
+    "audit-schema-reserved": Case(
+        "database.audit_schema", ("'runbook'", "reserved"),
+        mutate=_set("database", "audit_schema", "runbook")),
     "role-name-reserved": Case(
         "database.roles.rds_iam", ("cannot be a role name",),
         mutate=_set("database", "roles", {"rds_iam": {"write": ["foo"]}})),
@@ -427,7 +436,11 @@ def test_prod_yaml_loads_with_the_production_values_from_the_runbooks():
     assert {name: role.trigger for name, role in prod.database.roles.items()} == {
         "matbakh_post_confirmation": "post-confirmation",
         "lambda_writer": "process-user-signup"}
-    assert all(not role.write for role in prod.database.roles.values())
+    # lambda_writer writes the users' and the audit schema whole; neither is the profiles'.
+    assert {name: role.write for name, role in prod.database.roles.items()} == {
+        "matbakh_post_confirmation": [], "lambda_writer": ["app", "audit"]}
+    assert (prod.database.schema, prod.database.users_schema, prod.database.audit_schema) == (
+        "public", "app", "audit")
 
 
 def test_events_section_is_optional_and_defaults_to_full_batches_two_at_once(write_config):

@@ -17,6 +17,7 @@ from runbook.engine import StepContext
 from runbook.errors import StepFailed
 from runbook.output.progress import Progress
 from runbook.lambda_runtime import migrate_event
+from runbook.lambda_runtime.schemas import Schemas
 from tests.conftest import REGION
 
 FUNCTION = "matbakh-cognito-db-migrate"
@@ -38,13 +39,13 @@ def invoke_once(payload, response: dict | None = None):
 
 
 def test_an_invoke_asking_for_db_migrates_read_action_counts_as_a_read():
-    event = migrate_event.build(migrate_event.READ, [], {}, "public")
+    event = migrate_event.build(migrate_event.READ, [], {}, Schemas())
     counts, journal = invoke_once(json.dumps(event).encode())
     assert counts == {"read": 1, "write": 0} and journal == []
 
 
 @pytest.mark.parametrize("payload", [
-    json.dumps(migrate_event.build(migrate_event.APPLY, [], {}, "public")).encode(),
+    json.dumps(migrate_event.build(migrate_event.APPLY, [], {}, Schemas())).encode(),
     json.dumps({"triggerSource": "PostConfirmation_ConfirmSignUp"}).encode(),
     b"not json",
 ], ids=["apply action", "another function's event", "not JSON"])
@@ -59,7 +60,7 @@ def test_a_function_error_is_a_step_failure_naming_the_function_and_the_error():
     ctx = StepContext(config=None, aws=aws, progress=Progress(quiet=True),
                       upstream=lambda name: {},
                       invoker=for_steps(aws, dry_run=False))
-    event = migrate_event.build(migrate_event.APPLY, [], {}, "public")
+    event = migrate_event.build(migrate_event.APPLY, [], {}, Schemas())
     with Stubber(aws.client("lambda")) as stub:
         stub.add_response(
             "invoke",

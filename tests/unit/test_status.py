@@ -8,7 +8,8 @@ import json
 import pytest
 
 CHECKS = ["cognito_signup", "post_confirmation_trigger", "profile_row", "private_profile_row",
-          "authentication", "jwt_validation", "cloudwatch_logs", "db_consistency", "cleanup"]
+          "authentication", "jwt_validation", "cloudwatch_logs", "db_consistency",
+          "database_grants", "cleanup"]
 A1 = ["network", "database", "store-secrets"]
 A3 = ["vpc-integrate", "fix-tables", "db-proxy", "deploy-post-confirmation", "integration-test"]
 
