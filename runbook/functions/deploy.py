@@ -38,7 +38,7 @@ from runbook.engine import UNKNOWN, Change, is_known
 from runbook.functions import package
 from runbook.errors import PlanError
 from runbook.functions.registry import COGNITO, FUNCTION_TAG, NO_DATABASE, TRIGGER_ROLE
-from runbook.resources import iam_role
+from runbook.resources import iam_role, rds_proxy
 from runbook.resources.base import Apply, Inventory, resolve
 from runbook.resources.iam_role import Role, RoleSpec
 from runbook.resources.lambda_function import (HANDLER, REMOVED, WITHHELD, InvokePermission,
@@ -464,6 +464,4 @@ def proxy_login(proxy, database, *, iam_user: str, account: str,
 
 # The statement that lets a function connect as its database user through the proxy.
 PROXY_SID = "ConnectThroughProxy"
-# A PostgreSQL proxy listens on the engine's default port, whatever database.port is
-# (DescribeDBProxies gives no port).
-PROXY_PORT = 5432
+PROXY_PORT = rds_proxy.PORT

@@ -33,6 +33,10 @@ from runbook.resources.base import Apply, Found, Resource, Spec
 ENGINE_FAMILY = "POSTGRESQL"
 IAM_AUTH = "IAM_AUTH"
 DEFAULT_TARGET_GROUP = "default"
+# A PostgreSQL proxy listens on the engine's default port, whatever the cluster's port
+# (AWS's RDS Proxy limitations; DescribeDBProxies gives no port). It reaches the cluster
+# on the cluster's.
+PORT = 5432
 CLUSTER_TARGET = "TRACKED_CLUSTER"
 AVAILABLE, UNAVAILABLE = "AVAILABLE", "UNAVAILABLE"
 # CreateDBProxy checks that RDS may assume the role: right after the role was made it can

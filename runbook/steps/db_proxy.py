@@ -7,8 +7,8 @@ The step converges, in order:
   cluster (`dbuser:cluster-<DbClusterResourceId>/<user>`): end-to-end IAM, the proxy logs
   in to the cluster with IAM too, so no per-user secret exists;
 - the proxy's own security group (`<network>-proxy`), whose whole rule set this step
-  owns: the DB port from the Lambda group (vpc-integrate's), and egress only to the
-  cluster's group on that port;
+  owns: the proxy's port (5432 for PostgreSQL, whatever the cluster's) from the Lambda
+  group (vpc-integrate's), and egress only to the cluster's group on the cluster's port;
 - one rule on the cluster's group: the DB port from the proxy's group. vpc-integrate owns
   the rest of that group's rules and keeps this one (its `kept_rules`), so two steps
   never undo each other's rules: each rule has one owner;
@@ -32,6 +32,7 @@ from runbook.engine import UNKNOWN, Change, Outputs, Step, is_known
 from runbook.errors import PlanError
 from runbook.resources.base import Inventory
 from runbook.resources.iam_role import Role, RoleFound, RoleSpec
+from runbook.resources.rds_proxy import PORT as PROXY_PORT
 from runbook.resources.rds_proxy import (AVAILABLE, UNAVAILABLE, DbProxy, ProxyFound, ProxySpec,
                                          ProxyTarget, TargetSpec, health_text, target_name)
 from runbook.resources.security_group import SecurityGroup, SecurityGroupSpec
@@ -115,12 +116,13 @@ class DbProxyStep(Step):
             default_egress=False, ipv6=ipv6)
 
     def proxy_rules_spec(self, state: ProxyState) -> RuleSetSpec:
-        """The proxy group's whole rule set: the DB port in from the Lambda group, and out
-        to the cluster's group only."""
+        """The proxy group's whole rule set: the proxy's port (5432, whatever the
+        cluster's) in from the Lambda group, and out to the cluster's group only, on the
+        cluster's port."""
         lambda_group = self.inputs.vpc_integrate.lambda_security_group_id
         database_group = self.inputs.database.security_group_id
         port = self.port
-        rules = frozenset({sgrules.Rule.tcp_from(port, lambda_group),
+        rules = frozenset({sgrules.Rule.tcp_from(PROXY_PORT, lambda_group),
                            sgrules.Rule(True, "tcp", port, port, database_group)})
         return RuleSetSpec(
             naming.proxy_security_group_name(self.config), self.tags(), "network.name",

@@ -61,7 +61,7 @@ def test_live_and_dry_run_are_shown_apart_with_the_checks_summed_up(dry_run_a3, 
     for name in A1 + ["cognito"] + A3:
         assert name in dry
     integration = next(line for line in dry.splitlines() if "integration-test" in line)
-    assert "9/9 ok" in integration
+    assert "10/10 ok" in integration
     assert "\x1b[" not in result.stdout  # no colour outside a terminal
 
 
@@ -72,7 +72,7 @@ def test_the_last_run_of_a_phase_counts_the_phases_a_dry_run_ran_on_the_way(dry_
     assert [(r["step"], r["status"]) for r in data["steps"]] == \
         [(n, "ok") for n in A1 + ["cognito"] + A3]
     integration = data["steps"][-1]
-    assert integration["checks"] == {"total": 9, "ok": 9, "not_ok": []}
+    assert integration["checks"] == {"total": 10, "ok": 10, "not_ok": []}
 
 
 def test_failed_checks_are_named_with_their_detail(workdir, cli):
@@ -84,7 +84,7 @@ def test_failed_checks_are_named_with_their_detail(workdir, cli):
     result = cli("status")
 
     row = next(line for line in result.stdout.splitlines() if "integration-test" in line)
-    assert "7/9 ok, 2 failed" in row
+    assert "8/10 ok, 2 failed" in row
     assert "integration-test (live): jwt_validation failed: bad signature" in result.stdout
     assert "integration-test (live): cleanup failed: user left behind" in result.stdout
     data = json.loads(cli("status", "--json").stdout)
@@ -144,4 +144,4 @@ def test_statuses_and_checks_are_coloured_on_a_terminal(dry_run_a3):
     out = Console(file=io.StringIO(), width=140, force_terminal=True, color_system="standard")
     status.render(status.collect(dry_run_a3 / "reports", "prod"), out)
     text = out.file.getvalue()
-    assert "\x1b[32mok" in text and "\x1b[32m9/9 ok" in text
+    assert "\x1b[32mok" in text and "\x1b[32m10/10 ok" in text
