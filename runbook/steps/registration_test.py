@@ -17,8 +17,9 @@ process-user-signup, which writes `users`. The checks, in this order:
                              timeout of at least 6x the consumer's timeout
   registration_event         the user's `users` row appears through the queue within
                              integration_test.row_timeout_s, with the address, name,
-                             phone and email_verified Cognito holds, and the trigger's
-                             registration-outbox row is gone (the consumer stored it)
+                             phone and email_verified Cognito holds, the trigger's
+                             registration-outbox row is gone (the consumer stored it),
+                             and one audit row records it
   dead_letter                a poison message sent beside a good one in one batch: the
                              good one is stored, the poison one is reported failed on
                              every receive and, after maxReceiveCount receives, is in the
@@ -152,9 +153,16 @@ class RegistrationTest(IntegrationTest):
         except CheckFailed:
             raise CheckFailed("the users row is there but the registration-outbox row stays: "
                               "the consumer did not store this registration") from None
+        # One audit row, written with the users row: a delivery seen again adds none.
+        audited = self._db().execute(
+            f"SELECT source FROM {self._table('registrations')} WHERE cognito_id = %s",
+            (user.sub,)).fetchall()
+        if len(audited) != 1:
+            raise CheckFailed(f"expected one audit row for sub {user.sub}, found "
+                              f"{len(audited)}")
         return (f"users row for sub {user.sub} {self.timings['signup_to_users_row_ms']} ms "
                 "after sign-up, with Cognito's address, name, phone and email_verified; the "
-                "outbox row is gone")
+                f"outbox row is gone; one audit row (stored by the {audited[0][0]})")
 
     def dead_letter(self, state: TestState) -> str:
         bus, sqs = state.extra["bus"], self.client("sqs")
