@@ -26,7 +26,9 @@ import yaml
 from psycopg.conninfo import make_conninfo
 
 from runbook import app, config as config_mod, preflight
+from runbook.aws import naming
 from runbook.engine import lock
+from runbook.lambda_runtime import dbroles
 from runbook.steps import new_runner
 from runbook.errors import OwnedElsewhere
 from runbook.output.progress import Progress
@@ -149,6 +151,16 @@ def describe(account: Account, config, database_dsn: str) -> dict:
             ResourceName=group[0]["DBClusterParameterGroupArn"])["TagList"]}
     found["instances"] = rds.describe_db_instances(Filters=[
         {"Name": "db-cluster-id", "Values": [db.cluster_id]}])["DBInstances"]
+    proxy = rds.describe_db_proxies(DBProxyName=naming.db_proxy_name(config))["DBProxies"]
+    found["proxy"] = {
+        "described": proxy,
+        "targets": rds.describe_db_proxy_targets(DBProxyName=proxy[0]["DBProxyName"])["Targets"],
+        "tags": rds.list_tags_for_resource(ResourceName=proxy[0]["DBProxyArn"])["TagList"]}
+    proxy_role = naming.proxy_role_name(config)
+    found[f"role {proxy_role}"] = {
+        "role": iam.get_role(RoleName=proxy_role)["Role"],
+        "policies": [iam.get_role_policy(RoleName=proxy_role, PolicyName=p)
+                     for p in iam.list_role_policies(RoleName=proxy_role)["PolicyNames"]]}
     for name in (config.secrets.db, config.secrets.app_config):
         value = sm.get_secret_value(SecretId=name)
         found[f"secret {name}"] = {
@@ -191,6 +203,11 @@ def describe(account: Account, config, database_dsn: str) -> dict:
         found["ledger"] = conn.execute(
             "SELECT version, name, checksum, applied_at FROM runbook.schema_migrations "
             "ORDER BY version").fetchall()
+        # The roles' privileges in this environment's database (roles are server-wide,
+        # their grants per database).
+        found["grants"] = {
+            name: sorted(p.label() for p in dbroles.read_role(conn, name).privileges)
+            for name in sorted(config.database.roles)}
     return _clean(json.loads(json.dumps(found, default=str)))
 
 
@@ -310,6 +327,10 @@ def test_the_shipped_staging_file_lives_beside_prod_and_changes_nothing_of_it(pr
     # Staging has everything of its own, and a second run of each changes nothing.
     described = describe(account, staging, staging_dsn)
     assert described["vpc"]["CidrBlock"] == "10.1.0.0/16"
+    assert described["proxy"]["described"][0]["DBProxyArn"] != \
+        before["proxy"]["described"][0]["DBProxyArn"]
+    assert [t.get("RdsResourceId") for t in described["proxy"]["targets"]] == [
+        staging.database.cluster_id]
     again, writes = run(staging, account, A1_TO_A3[:-1], staging_dsn)
     assert [r.status for r in again] == ["ok"] * (len(A1_TO_A3) - 1) and writes == 0
     assert describe(account, prod_config, prod_dsn) == before
