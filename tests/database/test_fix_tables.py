@@ -13,6 +13,7 @@ import psycopg
 import pytest
 
 from runbook import config as config_mod
+from runbook.database import grants
 from runbook.aws.clients import ClientFactory
 from runbook.engine import UNKNOWN
 from runbook.steps import new_runner
@@ -537,6 +538,40 @@ def test_migrations_need_no_superuser(write_config, make_database):
     assert result.status == "ok", result.error
     assert result.applied == len(MIGRATIONS)
     assert fix_tables(make_config(write_config), dsn).changes == []
+
+
+def test_the_shipped_roles_converge_without_a_superuser(write_config, make_database, pg_server,
+                                                         request):
+    """prod's two roles, shaped as config/prod.yaml declares them, converged by a master
+    login that is no superuser but may create roles, as on RDS."""
+    import secrets
+
+    from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+    from tests.conftest import LEGACY_SQL, prod_data
+
+    owner = f"rb_master_{secrets.token_hex(4)}"
+    dsn = make_database(owner=owner)
+    suffix = secrets.token_hex(3)
+    roles = {f"{name}_{suffix}": spec for name, spec in prod_data()["database"]["roles"].items()}
+
+    def drop_roles():  # before make_database drops the owner, who granted them rds_iam
+        names = ", ".join(roles)
+        as_superuser = make_conninfo(pg_server, dbname=conninfo_to_dict(dsn)["dbname"])
+        with psycopg.connect(as_superuser, autocommit=True) as conn:
+            conn.execute(f"DROP OWNED BY {names}")
+        execute(pg_server, f"DROP ROLE IF EXISTS {names}")
+    request.addfinalizer(drop_roles)
+
+    execute(dsn, LEGACY_SQL.read_text())
+    config = make_config(write_config, roles=roles)
+    result = fix_tables(config, dsn)
+    assert result.status == "ok", result.error
+    assert query(dsn, "SELECT current_user, rolsuper FROM pg_roles WHERE rolname = current_user"
+                 ) == [(owner, False)]
+    assert fix_tables(config, dsn).changes == []
+    with psycopg.connect(dsn) as conn:
+        assert grants.verify(conn, config.database.roles, schemas=config.database.schemas) == []
 
 
 def test_the_templates_hold_these_migrations_in_this_order():
