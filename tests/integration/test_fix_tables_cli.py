@@ -4,6 +4,7 @@ server whose DB secret points at a real PostgreSQL, and as a dry run in the sand
 from __future__ import annotations
 
 import json
+import secrets
 import shutil
 import socket
 
@@ -17,7 +18,8 @@ from runbook.database import migrations
 from tests.conftest import MIGRATION_CHANGES, MIGRATIONS, REGION, read_report
 
 # The roles config/prod.yaml declares for the functions, converged after the migrations;
-# outside RDS, runbook's own login first creates rds_iam (NOLOGIN), which RDS has.
+# outside RDS, runbook's own login first creates rds_iam (NOLOGIN), which RDS has. A dry
+# run's sandbox starts its own server, which has neither.
 ROLE_CHANGES = ["postgres:role matbakh_post_confirmation", "postgres:role lambda_writer"]
 DIRECT_ROLE_CHANGES = ["postgres:role rds_iam", *ROLE_CHANGES]
 
@@ -54,6 +56,26 @@ def provisioned(moto_endpoint, workdir, cli, pg_dsn):
     return pg_dsn
 
 
+@pytest.fixture
+def role_changes(provisioned, workdir):
+    """prod's roles under names of this test's own (roles are server-wide, and the test
+    server is the session's), and the role changes a first fix-tables makes: rds_iam
+    too where no earlier test made it. The roles are dropped afterwards."""
+    suffix = secrets.token_hex(3)
+    declared = yaml.safe_load((workdir / "config" / "prod.yaml").read_text())["database"]["roles"]
+    roles = {f"{name}_{suffix}": spec for name, spec in declared.items()}
+    edit_database(workdir, roles=roles)
+    with psycopg.connect(provisioned, autocommit=True) as conn:
+        missing = not conn.execute("SELECT to_regrole('rds_iam')").fetchone()[0]
+    yield ["postgres:role rds_iam"] * missing + [f"postgres:role {name}" for name in roles]
+    with psycopg.connect(provisioned, autocommit=True) as conn:
+        made = [row[0] for row in conn.execute(
+            "SELECT rolname FROM pg_roles WHERE rolname = ANY(%s)", (list(roles),))]
+        if made:
+            conn.execute(f"DROP OWNED BY {', '.join(made)}")
+            conn.execute(f"DROP ROLE {', '.join(made)}")
+
+
 def assert_no_password(workdir, *results):
     for result in results:
         assert PASSWORD not in result.output
@@ -61,16 +83,17 @@ def assert_no_password(workdir, *results):
         assert PASSWORD not in path.read_text()
 
 
-def test_plan_lists_pending_migrations_and_sql_without_changing_anything(provisioned, workdir, cli):
+def test_plan_lists_pending_migrations_and_sql_without_changing_anything(
+        provisioned, role_changes, workdir, cli):
     listed = cli("plan", "--step", "fix-tables")
     with_sql = cli("plan", "--step", "fix-tables", "--sql")
 
     assert listed.exit_code == 0 and with_sql.exit_code == 0, with_sql.output
     for name in MIGRATIONS:
         assert f"+ postgres:migration {name}" in listed.stdout
-    for role in DIRECT_ROLE_CHANGES:
+    for role in role_changes:
         assert f"+ {role}" in listed.stdout
-    assert (f"Plan: {len(MIGRATIONS) + len(DIRECT_ROLE_CHANGES)} to add, 0 to change, "
+    assert (f"Plan: {len(MIGRATIONS) + len(role_changes)} to add, 0 to change, "
             "0 to destroy.") in listed.stdout
     assert "CREATE TABLE" not in listed.stdout
     assert "CREATE TABLE IF NOT EXISTS \"public\".private_profiles" in with_sql.stdout
@@ -80,12 +103,12 @@ def test_plan_lists_pending_migrations_and_sql_without_changing_anything(provisi
     assert_no_password(workdir, listed, with_sql)
 
 
-def test_run_applies_the_migrations_once(provisioned, workdir, cli):
+def test_run_applies_the_migrations_once(provisioned, role_changes, workdir, cli):
     first = cli("run", "--step", "fix-tables")
     assert first.exit_code == 0, first.output
     step = read_report(workdir, "fix-tables")["steps"][0]
     assert step["changed"] is True
-    assert len(step["changes"]) == len(MIGRATIONS) + len(DIRECT_ROLE_CHANGES)
+    assert [c["resource"] for c in step["changes"]] == MIGRATION_CHANGES + role_changes
     assert step["outputs"]["schema_version"] == len(MIGRATIONS)
     assert step["api_calls"]["write"] == 0  # reading the secret is the only AWS call
 
