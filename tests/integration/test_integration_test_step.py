@@ -63,6 +63,19 @@ def assert_nothing_left(sandbox):
                             "(SELECT count(*) FROM private_profiles)").fetchone() == (0, 0)
 
 
+def run_altered(sandbox, alter: str, restore: str):
+    """The step's result with the sandbox's database altered by the SQL `alter`; `restore`
+    undoes it afterwards, whatever happened."""
+    box, _, _ = sandbox
+    with psycopg.connect(box.database_dsn, autocommit=True) as conn:
+        conn.execute(alter)
+    try:
+        return run(sandbox)[STEP]
+    finally:
+        with psycopg.connect(box.database_dsn, autocommit=True) as conn:
+            conn.execute(restore)
+
+
 def raising_handler(tmp_path, monkeypatch) -> None:
     """Package and run a post_confirmation handler that raises on every event: a copy of
     lambdas/ with the broken handler stands in for the repository's."""
@@ -75,19 +88,12 @@ def raising_handler(tmp_path, monkeypatch) -> None:
 
 
 def test_a_database_that_rejects_the_row_fails_the_trigger_checks_and_cleans_up(sandbox):
-    box, _, _ = sandbox
     reject = ("CREATE FUNCTION reject_profiles() RETURNS trigger LANGUAGE plpgsql AS "
               "$$ BEGIN RAISE EXCEPTION 'profiles are closed'; END $$; "
               "CREATE TRIGGER reject_profiles BEFORE INSERT ON profiles "
               "FOR EACH ROW EXECUTE FUNCTION reject_profiles()")
-    with psycopg.connect(box.database_dsn, autocommit=True) as conn:
-        conn.execute(reject)
-    try:
-        result = run(sandbox)[STEP]
-    finally:
-        with psycopg.connect(box.database_dsn, autocommit=True) as conn:
-            conn.execute("DROP TRIGGER reject_profiles ON profiles; "
-                         "DROP FUNCTION reject_profiles()")
+    result = run_altered(sandbox, reject, "DROP TRIGGER reject_profiles ON profiles; "
+                                          "DROP FUNCTION reject_profiles()")
 
     assert result.status == "failed" and result.error_kind == "failure"  # exit code 1
     assert statuses(result) == {
@@ -105,19 +111,13 @@ def test_a_database_that_rejects_the_row_fails_the_trigger_checks_and_cleans_up(
     assert "profiles are closed" in result.error  # each with its finding
     assert_nothing_left(sandbox)
 
+
 def test_a_grant_made_by_hand_fails_database_grants_naming_it(sandbox):
     """The roles the functions log in as hold exactly what database.roles declares: a
     SELECT on the profiles granted outside runbook is a finding, and the other checks
     still pass (the trigger's own writes need no such grant)."""
-    box, _, _ = sandbox
-    grant = "GRANT SELECT (email) ON public.profiles TO lambda_writer"
-    with psycopg.connect(box.database_dsn, autocommit=True) as conn:
-        conn.execute(grant)
-    try:
-        result = run(sandbox)[STEP]
-    finally:
-        with psycopg.connect(box.database_dsn, autocommit=True) as conn:
-            conn.execute(grant.replace("GRANT", "REVOKE").replace(" TO ", " FROM "))
+    result = run_altered(sandbox, "GRANT SELECT (email) ON public.profiles TO lambda_writer",
+                         "REVOKE SELECT (email) ON public.profiles FROM lambda_writer")
 
     assert result.status == "failed" and result.error_kind == "failure", result.error
     failed = {name for name, status in statuses(result).items() if status != "ok"}
