@@ -425,6 +425,34 @@ class Events(_Model):
     max_concurrency: int = Field(default=2, ge=2, le=1000)
 
 
+# A DynamoDB table's name: 3-255 letters, digits, _, . and -.
+TABLE_NAME = r"^[a-zA-Z0-9_.-]{3,255}$"
+# Its KMS key's alias is alias/<table name>: KMS aliases take letters, digits, /, _ and -
+# (no dot), at most 256 characters with the prefix.
+KMS_ALIAS_MAX = 256
+
+
+class Legacy(_Model):
+    """Phase a5: where the legacy users' password hashes are staged (step hash-table,
+    built but in no phase of the shipped files yet). The table's KMS key is
+    alias/<hash_table>. deletion_protection guards the table against DeleteTable."""
+
+    hash_table: str = Field(pattern=TABLE_NAME)
+    deletion_protection: bool = True
+
+    @field_validator("hash_table")
+    @classmethod
+    def _alias_fits(cls, value: str) -> str:
+        if "." in value:
+            raise ValueError(f"{_short(value)} has a dot: the table's KMS key is named "
+                             f"alias/<hash_table>, and KMS aliases take no dot. Use - or _")
+        if len("alias/" + value) > KMS_ALIAS_MAX:
+            raise ValueError(f"{len(value)} characters: the table's KMS key is named "
+                             f"alias/<hash_table>, at most {KMS_ALIAS_MAX} characters, so "
+                             f"at most {KMS_ALIAS_MAX - len('alias/')}")
+        return value
+
+
 class Config(_Model):
     env: str = Field(pattern=NAME)
     region: str = Field(pattern=r"^[a-z]{2}(-[a-z]+)+-[0-9]$")
@@ -437,6 +465,7 @@ class Config(_Model):
     cognito: Cognito | None = None
     integration_test: IntegrationTest = IntegrationTest()
     events: Events = Events()
+    legacy: Legacy | None = None
     phases: dict[str, list[str]]
 
     @field_validator("tags")
@@ -494,6 +523,13 @@ class Config(_Model):
             raise _AtPath(("integration_test", "email_domain"),
                           f"{_short(domain)} is not in cognito.allowed_domains, so Pre-SignUp "
                           "would refuse the test user")
+        return self
+
+    @model_validator(mode="after")
+    def _legacy_when_used(self) -> "Config":
+        if self.legacy is None and "hash-table" in self.all_steps():
+            raise _AtPath(("legacy",), "required when a phase runs step 'hash-table' "
+                                       "(hash_table: the table's name, at least)")
         return self
 
     # -- queries -------------------------------------------------------------------

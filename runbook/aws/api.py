@@ -91,5 +91,11 @@ class Api:
             client.tag_queue(QueueUrl=resource, Tags=tags)
         elif service in ("events", "cloudwatch"):
             client.tag_resource(ResourceARN=resource, Tags=naming.as_aws(tags))
+        elif service == "dynamodb":
+            client.tag_resource(ResourceArn=resource, Tags=naming.as_aws(tags))
+        elif service == "kms":
+            # KMS alone spells its tags TagKey/TagValue.
+            client.tag_resource(KeyId=resource, Tags=[{"TagKey": k, "TagValue": v}
+                                                      for k, v in sorted(tags.items())])
         else:
             raise ValueError(f"runbook does not tag {service} resources")

@@ -78,6 +78,8 @@ CATALOGUE: dict[str, StepInfo] = {
                  requires=("deploy-process-user-signup", "event-bus", "deploy-post-confirmation",
                            "cognito", "database", "store-secrets"),
                  idempotent=False),
+        # Phase a5, in no phase of the shipped files yet: the legacy users' password hashes.
+        StepInfo("hash-table", "runbook.steps.hash_table"),
     )
 }
 

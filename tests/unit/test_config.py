@@ -230,6 +230,25 @@ CASES = {
     "events-max-concurrency-quoted": Case(
         "events.max_concurrency", ("expected a whole number",),
         mutate=_set("events", "max_concurrency", "5")),
+    "legacy-hash-table-with-a-dot": Case(
+        "legacy.hash_table", ("'legacy.user.hashes'", "has a dot", "alias/<hash_table>"),
+        mutate=_set("legacy", "hash_table", "legacy.user.hashes")),
+    "legacy-hash-table-too-short": Case(
+        "legacy.hash_table", ("'ab'", "is not valid here"),
+        mutate=_set("legacy", "hash_table", "ab")),
+    "legacy-hash-table-with-a-slash": Case(
+        "legacy.hash_table", ("is not valid here",),
+        mutate=_set("legacy", "hash_table", "legacy/hashes")),
+    "legacy-hash-table-whose-alias-is-too-long": Case(
+        "legacy.hash_table", ("251 characters", "at most 250"),
+        mutate=_set("legacy", "hash_table", "h" * 251)),
+    "legacy-deletion-protection-as-text": Case(
+        "legacy.deletion_protection", ("expected true or false",),
+        mutate=_set("legacy", "deletion_protection", "yes")),
+    "legacy-missing-with-step-hash-table": Case(
+        "legacy", ("required when a phase runs step 'hash-table'",),
+        mutate=lambda data: (data.pop("legacy"),
+                             data["phases"].update(a5=["hash-table"]))),
     "huge-unknown-step-cut-short": Case(
         "phases.a2[0]", ("unknown step 'cccc", "...; known steps"),
         mutate=_set("phases", "a2", ["c" * 100_000])),
@@ -441,6 +460,25 @@ def test_prod_yaml_loads_with_the_production_values_from_the_runbooks():
         "matbakh_post_confirmation": [], "lambda_writer": ["app", "audit"]}
     assert (prod.database.schema, prod.database.users_schema, prod.database.audit_schema) == (
         "public", "app", "audit")
+
+
+def test_legacy_section_names_the_hash_table_of_each_environment_protected_in_prod_only():
+    prod, staging = config.load(PROD_YAML), config.load(PROD_YAML.with_name("staging.yaml"))
+
+    assert (prod.legacy.hash_table, prod.legacy.deletion_protection) == (
+        "matbakh-prod-legacy-user-hashes", True)
+    assert (staging.legacy.hash_table, staging.legacy.deletion_protection) == (
+        "matbakh-staging-legacy-user-hashes", False)
+    # Built, in no phase yet (phase a5 is a later increment).
+    assert "hash-table" not in prod.all_steps() + staging.all_steps()
+
+
+def test_legacy_section_is_optional_without_step_hash_table_and_protects_by_default(
+        write_config):
+    assert config.load(write_config(lambda data: data.pop("legacy"))).legacy is None
+    loaded = config.load(write_config(lambda data: data.update(
+        legacy={"hash_table": "Legacy_User-Hashes"})))
+    assert loaded.legacy.deletion_protection is True
 
 
 def test_events_section_is_optional_and_defaults_to_full_batches_two_at_once(write_config):

@@ -1,0 +1,157 @@
+"""A customer-managed symmetric KMS key, found by its alias (phase a5: the key of the
+legacy users' hash table).
+
+A key has no name: its alias is how runbook finds it again, so the alias is made in the
+same apply as the key. CreateKey takes no idempotency token; if the answer to CreateKey
+is lost, or the run stops before CreateAlias, the key exists, tagged, under no alias,
+and the next run makes another (a stray key costs a monthly fee and holds nothing:
+schedule its deletion). The alias is never moved to another key: an alias that names a
+key runbook cannot use is a PlanError that says how to fix it.
+
+The key policy is KMS's default (the account root: the account's IAM policies decide
+who may use the key). runbook sets it at creation only and never reads it back, so an
+operator may narrow who can decrypt in the key policy without runbook undoing it.
+Rotation is on (yearly, by KMS); a key found with rotation off is an update.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from runbook.aws.api import Api, or_none, pages
+from runbook.engine.plan import diff_field
+from runbook.errors import PlanError, StepFailed
+from runbook.resources.base import Found, Resource, Spec
+
+SYMMETRIC = "SYMMETRIC_DEFAULT"
+ENCRYPT_DECRYPT = "ENCRYPT_DECRYPT"
+ENABLED = "Enabled"
+
+
+@dataclass(frozen=True)
+class KeySpec(Spec):
+    """`name` is the alias, alias/<...>."""
+
+    description: str = ""
+    rotation: bool = True
+
+
+@dataclass
+class KeyFound(Found):
+    """`id` is the key's ARN."""
+
+    key_id: str = ""
+    state: str = ENABLED                 # KeyState: Enabled, Disabled, PendingDeletion...
+    key_spec: str = SYMMETRIC
+    usage: str = ENCRYPT_DECRYPT
+    manager: str = "CUSTOMER"            # AWS for an AWS-managed key
+    rotation: bool | None = None         # None: not readable in this state
+
+
+def from_aws(tag_list: list[dict] | None) -> dict[str, str]:
+    """KMS spells tags TagKey/TagValue."""
+    return {t["TagKey"]: t["TagValue"] for t in tag_list or ()}
+
+
+def as_aws(tags: dict[str, str]) -> list[dict[str, str]]:
+    return [{"TagKey": k, "TagValue": v} for k, v in sorted(tags.items())]
+
+
+class KmsKey(Resource[KeySpec, KeyFound]):
+    kind, service, plural = "kms:key", "kms", "KMS keys"
+    label_id = False
+    ops = {"create": "create_key", "update": "enable_key_rotation", "tag": "tag_resource"}
+
+    # -- read ------------------------------------------------------------------------
+
+    def find(self, api: Api, spec: KeySpec) -> KeyFound | None:
+        """The key the alias names, with its tags and rotation."""
+        found = self.read(api, spec.name)
+        if found is not None:
+            self.claim(spec, found)
+        return found
+
+    @staticmethod
+    def read(api: Api, alias: str) -> KeyFound | None:
+        kms = api.client("kms")
+        meta = or_none(lambda: kms.describe_key(KeyId=alias))
+        if meta is None:
+            return None
+        meta = meta["KeyMetadata"]
+        key_id = meta["KeyId"]
+        tags = from_aws(pages(kms, "list_resource_tags", "Tags", KeyId=key_id))
+        state = meta.get("KeyState", ENABLED)
+        # KMS answers KMSInvalidStateException for the rotation of a key that is not
+        # enabled; such a key is refused by `check` anyway.
+        rotation = (kms.get_key_rotation_status(KeyId=key_id)["KeyRotationEnabled"]
+                    if state == ENABLED else None)
+        return KeyFound(meta["Arn"], tags, key_id, state,
+                        meta.get("KeySpec") or meta.get("CustomerMasterKeySpec") or SYMMETRIC,
+                        meta.get("KeyUsage", ENCRYPT_DECRYPT), meta.get("KeyManager", "CUSTOMER"),
+                        rotation)
+
+    # -- plan (pure) -------------------------------------------------------------------
+
+    def summary(self, spec: KeySpec) -> dict:
+        return {"alias": spec.name, "key_spec": SYMMETRIC, "usage": ENCRYPT_DECRYPT,
+                "rotation": spec.rotation,
+                "policy": "KMS default: the account's IAM policies decide"}
+
+    def check(self, spec: KeySpec, found: KeyFound) -> None:
+        """A key runbook cannot encrypt the table with, or that is going away."""
+        where = f"Point {spec.name} at another key, or set {spec.field} to another name."
+        if found.manager != "CUSTOMER":
+            raise PlanError(spec.step, self.label(spec),
+                            f"it names an AWS-managed key ({found.key_id}), whose deletion "
+                            f"and policy runbook cannot control. {where}")
+        if found.key_spec != SYMMETRIC or found.usage != ENCRYPT_DECRYPT:
+            raise PlanError(spec.step, self.label(spec),
+                            f"it names a {found.key_spec} {found.usage} key ({found.key_id}); "
+                            f"DynamoDB encrypts only with a {SYMMETRIC} {ENCRYPT_DECRYPT} "
+                            f"key. {where}")
+        if found.state == "PendingDeletion":
+            raise PlanError(spec.step, self.label(spec),
+                            f"its key {found.key_id} is scheduled for deletion: what it "
+                            "encrypts becomes unreadable when it is deleted. Cancel that "
+                            f"(aws kms cancel-key-deletion --key-id {found.key_id}, then aws "
+                            f"kms enable-key --key-id {found.key_id}), or set {spec.field} to "
+                            "another name.")
+        if found.state != ENABLED:
+            raise PlanError(spec.step, self.label(spec),
+                            f"its key {found.key_id} is {found.state}, and DynamoDB cannot "
+                            f"use it. Enable it (aws kms enable-key --key-id {found.key_id}), "
+                            f"or set {spec.field} to another name.")
+
+    def diff(self, spec: KeySpec, found: KeyFound) -> dict:
+        diff: dict = {}
+        diff_field(diff, "rotation", found.rotation, spec.rotation)
+        return diff
+
+    # -- apply -------------------------------------------------------------------------
+
+    def create(self, api: Api, spec: KeySpec) -> KeyFound:
+        kms = api.client("kms")
+        meta = kms.create_key(Description=spec.description, KeyUsage=ENCRYPT_DECRYPT,
+                              KeySpec=SYMMETRIC, Tags=as_aws(spec.tags))["KeyMetadata"]
+        try:
+            kms.create_alias(AliasName=spec.name, TargetKeyId=meta["KeyId"])
+        except kms.exceptions.AlreadyExistsException:
+            # Made since the plan read it (a concurrent run): the key just made is left,
+            # tagged, under no alias; it is named so that its deletion can be scheduled.
+            raise StepFailed(spec.step, self.label(spec),
+                             f"the alias was made by someone else since the plan; key "
+                             f"{meta['KeyId']}, just made, has no alias: schedule its "
+                             "deletion (aws kms schedule-key-deletion --key-id "
+                             f"{meta['KeyId']}) and run again") from None
+        if spec.rotation:
+            kms.enable_key_rotation(KeyId=meta["KeyId"])
+        return KeyFound(meta["Arn"], dict(spec.tags), meta["KeyId"], ENABLED, SYMMETRIC,
+                        ENCRYPT_DECRYPT, "CUSTOMER", spec.rotation)
+
+    def update(self, api: Api, spec: KeySpec, found: KeyFound, diff: dict,
+               tags: dict) -> KeyFound:
+        """Turn rotation on (runbook never turns it off)."""
+        if "rotation" in diff and spec.rotation:
+            api.client("kms").enable_key_rotation(KeyId=found.key_id)
+            found.rotation = True
+        return found
