@@ -22,7 +22,7 @@ therefore always sends the key's ARN, and compares what DescribeTable says with 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from runbook.aws import naming, retry
@@ -66,7 +66,7 @@ class TableFound(Found):
     """`id` is the table's ARN. `key_schema`: [[attribute, KeyType, attribute type]]."""
 
     status: str = ACTIVE
-    key_schema: list = None               # type: ignore[assignment]
+    key_schema: list = field(default_factory=list)
     billing_mode: str = ON_DEMAND
     deletion_protection: bool = False
     kms_key_arn: str | None = None        # None: an AWS owned key (no SSEDescription)
@@ -108,8 +108,8 @@ class DynamoTable(Resource[TableSpec, TableFound]):
 
     def check(self, spec: TableSpec, found: TableFound) -> None:
         wanted = [[spec.partition_key, "HASH", "S"]]
-        if [list(k) for k in found.key_schema or ()] != wanted:
-            shown = ", ".join(f"{a} ({t}, {k})" for a, k, t in found.key_schema or ())
+        if [list(k) for k in found.key_schema] != wanted:
+            shown = ", ".join(f"{a} ({t}, {k})" for a, k, t in found.key_schema)
             raise PlanError(spec.step, self.label(spec),
                             f"its key is {shown or 'unknown'}; runbook keeps one item per "
                             f"user keyed by {spec.partition_key} alone, a string. A table's "
@@ -208,9 +208,6 @@ class DynamoTable(Resource[TableSpec, TableFound]):
                 raise StepFailed(spec.step, self.label(spec),
                                  f"the table is still {status}; run again once it is ACTIVE")
             api.sleep(delay)
-
-    def tag_target(self, found: TableFound) -> str:
-        return found.id
 
 
 def sse(spec: TableSpec) -> dict:
