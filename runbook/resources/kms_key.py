@@ -2,11 +2,13 @@
 legacy users' hash table).
 
 A key has no name: its alias is how runbook finds it again, so the alias is made in the
-same apply as the key. CreateKey takes no idempotency token; if the answer to CreateKey
-is lost, or the run stops before CreateAlias, the key exists, tagged, under no alias,
-and the next run makes another (a stray key costs a monthly fee and holds nothing:
-schedule its deletion). The alias is never moved to another key: an alias that names a
-key runbook cannot use is a PlanError that says how to fix it.
+same apply as the key. CreateKey takes no idempotency token, and the key is tagged in
+that call: if its answer is lost, or the run stops before CreateAlias, the key exists,
+tagged, under no alias. Where no alias names a key, the next run therefore looks for
+that key by this environment's tags (ListKeys, then each key's tags: a read made only
+until the alias exists) and gives it the alias, rather than making a second key. The
+alias is never moved to another key: an alias that names a key runbook cannot use is a
+PlanError that says how to fix it.
 
 The key policy is KMS's default (the account root: the account's IAM policies decide
 who may use the key). runbook sets it at creation only and never reads it back, so an
@@ -18,6 +20,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from botocore.exceptions import ClientError
+
+from runbook.aws import naming
 from runbook.aws.api import Api, or_none, pages
 from runbook.engine.plan import diff_field
 from runbook.errors import PlanError, StepFailed
@@ -46,6 +51,7 @@ class KeyFound(Found):
     usage: str = ENCRYPT_DECRYPT
     manager: str = "CUSTOMER"            # AWS for an AWS-managed key
     rotation: bool | None = None         # None: not readable in this state
+    aliased: bool = True                 # False: found by its tags, under no alias
 
 
 def from_aws(tag_list: list[dict] | None) -> dict[str, str]:
@@ -60,16 +66,41 @@ def as_aws(tags: dict[str, str]) -> list[dict[str, str]]:
 class KmsKey(Resource[KeySpec, KeyFound]):
     kind, service, plural = "kms:key", "kms", "KMS keys"
     label_id = False
-    ops = {"create": "create_key", "update": "enable_key_rotation", "tag": "tag_resource"}
+    ops = {"create": "create_key", "update": "update_key", "tag": "tag_resource"}
 
     # -- read ------------------------------------------------------------------------
 
     def find(self, api: Api, spec: KeySpec) -> KeyFound | None:
-        """The key the alias names, with its tags and rotation."""
+        """The key the alias names, with its tags and rotation; where the alias names
+        none, the key a create cut short left under no alias (`by_tags`)."""
         found = self.read(api, spec.name)
+        if found is None:
+            found = self.choose(spec, tagged=self.by_tags(api, spec))
         if found is not None:
             self.claim(spec, found)
         return found
+
+    def by_tags(self, api: Api, spec: KeySpec) -> list[KeyFound]:
+        """This environment's keys for this alias (the spec's tags: environment, step and
+        Name) that are not going away, under no alias of their own."""
+        kms = api.client("kms")
+        wanted = {k: spec.tags[k] for k in (naming.ENV_TAG, naming.STEP_TAG, "Name")
+                  if k in spec.tags}
+        out = []
+        for key in pages(kms, "list_keys", "Keys"):
+            try:
+                tags = from_aws(pages(kms, "list_resource_tags", "Tags", KeyId=key["KeyId"]))
+            except ClientError:  # an AWS-managed key, or one this caller may not read
+                continue
+            if any(tags.get(k) != v for k, v in wanted.items()):
+                continue
+            if pages(kms, "list_aliases", "Aliases", KeyId=key["KeyId"]):
+                continue  # another alias names it: not a key left by a create cut short
+            found = self.read(api, key["KeyId"])
+            if found is not None and not found.state.startswith("Pending"):
+                found.aliased = False
+                out.append(found)
+        return out
 
     @staticmethod
     def read(api: Api, alias: str) -> KeyFound | None:
@@ -124,6 +155,8 @@ class KmsKey(Resource[KeySpec, KeyFound]):
 
     def diff(self, spec: KeySpec, found: KeyFound) -> dict:
         diff: dict = {}
+        if not found.aliased:
+            diff_field(diff, "alias", None, spec.name)
         diff_field(diff, "rotation", found.rotation, spec.rotation)
         return diff
 
@@ -150,8 +183,13 @@ class KmsKey(Resource[KeySpec, KeyFound]):
 
     def update(self, api: Api, spec: KeySpec, found: KeyFound, diff: dict,
                tags: dict) -> KeyFound:
-        """Turn rotation on (runbook never turns it off)."""
+        """Give a key found by its tags its alias; turn rotation on (runbook never turns
+        it off)."""
+        kms = api.client("kms")
+        if "alias" in diff:
+            kms.create_alias(AliasName=spec.name, TargetKeyId=found.key_id)
+            found.aliased = True
         if "rotation" in diff and spec.rotation:
-            api.client("kms").enable_key_rotation(KeyId=found.key_id)
+            kms.enable_key_rotation(KeyId=found.key_id)
             found.rotation = True
         return found

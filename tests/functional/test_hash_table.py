@@ -179,3 +179,30 @@ def test_a_table_encrypted_with_another_key_plans_the_move_to_its_own(account, c
     own = kms().describe_key(KeyId=ALIAS)["KeyMetadata"]["Arn"]
     assert (change.action, change.resource) == ("update", f"dynamodb:table {TABLE}")
     assert change.diff == {"kms_key": {"from": other, "to": own}}
+
+
+def test_a_key_left_without_its_alias_is_given_it_and_no_second_key_is_made(account, config):
+    """A create cut short (CreateKey's answer lost, or a stop before CreateAlias) leaves
+    the key, tagged in that call, under no alias: the next run finds it by its tags and
+    gives it the alias, rather than making a second key. A key of this environment that
+    another alias names, and one scheduled for deletion, are left alone."""
+    tags = [{"TagKey": k, "TagValue": v}
+            for k, v in naming.tags(config, STEP, TABLE).items()]
+    left = kms().create_key(Description="cut short", Tags=tags)["KeyMetadata"]
+    named_otherwise = kms().create_key(Tags=tags)["KeyMetadata"]
+    kms().create_alias(AliasName="alias/something-else", TargetKeyId=named_otherwise["KeyId"])
+    going = kms().create_key(Tags=tags)["KeyMetadata"]
+    kms().schedule_key_deletion(KeyId=going["KeyId"], PendingWindowInDays=7)
+    before = {k["KeyId"] for k in kms().list_keys()["Keys"]}
+
+    result = apply(config)
+
+    assert [(c.action, c.resource) for c in result.changes][0] == ("update", f"kms:key {ALIAS}")
+    assert result.changes[0].diff == {"alias": {"from": None, "to": ALIAS},
+                                      "rotation": {"from": False, "to": True}}
+    assert {k["KeyId"] for k in kms().list_keys()["Keys"]} == before
+    assert kms().describe_key(KeyId=ALIAS)["KeyMetadata"]["KeyId"] == left["KeyId"]
+    table = dynamodb().describe_table(TableName=TABLE)["Table"]
+    assert table["SSEDescription"]["KMSMasterKeyArn"] == left["Arn"]
+    again, _ = run_steps(config, [STEP])
+    assert again[STEP].changes == [] and again[STEP].api_calls["write"] == 0
