@@ -24,6 +24,28 @@ from runbook.sandbox import rds as sandbox_rds
 from runbook.sandbox import rds_proxy as sandbox_rds_proxy
 from runbook.sandbox import sqs as sandbox_sqs
 
+# The services a sandbox serves, by moto's backend names (warm_up_moto).
+MOTO_SERVICES = ("cloudwatch", "cognito-idp", "dynamodb", "ec2", "events", "iam", "kms",
+                 "lambda", "logs", "rds", "secretsmanager", "sqs", "ssm", "sts")
+
+
+def warm_up_moto() -> None:
+    """Import moto's backends before the server takes requests. moto imports a service's
+    backend on its first request, in that request's thread, and its IAM access check
+    imports moto.s3 on every service's first call: two first requests at once (the run
+    and the SQS poller, say) then race in the import system, and one of them gets
+    "cannot import name" or a deadlock error, which the server answers with an HTML 500.
+    Imported here once, in one thread, they are only looked up later (about a second,
+    which the run's first requests would spend anyway)."""
+    import importlib
+
+    from moto.backends import get_backend
+
+    importlib.import_module("moto.iam.access_control")  # and with it moto.s3
+    for service in MOTO_SERVICES:
+        get_backend(service)
+
+
 # The credentials a sandbox client signs with. They are not secret: moto accepts any.
 SANDBOX_CREDENTIALS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
 SANDBOX_ACCOUNT = "123456789012"  # moto's default account
@@ -78,6 +100,7 @@ class Sandbox:
 
         # One line per request on stderr would bury runbook's own output.
         logging.getLogger("werkzeug").setLevel(logging.ERROR)
+        warm_up_moto()
 
         self._moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
         self._moto.start()
