@@ -224,6 +224,21 @@ def make_database(pg_server):
                 conn.execute(f"DROP ROLE IF EXISTS {owner}")
 
 
+def drop_roles(dsn: str, names) -> None:
+    """Drop those of the roles `names` that exist, with their privileges in `dsn`'s
+    database. Roles are server-wide: a test that makes some on the session's server
+    drops them, so that later tests find the server as they expect. `dsn` must log in as
+    a role that may drop them (the server's superuser)."""
+    import psycopg
+
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        made = [row[0] for row in conn.execute(
+            "SELECT rolname FROM pg_roles WHERE rolname = ANY(%s)", (list(names),))]
+        if made:
+            conn.execute(f"DROP OWNED BY {', '.join(made)}")
+            conn.execute(f"DROP ROLE {', '.join(made)}")
+
+
 @pytest.fixture
 def pg_dsn(make_database):
     """The DSN of a fresh, empty database on the test server, dropped afterwards."""

@@ -548,22 +548,16 @@ def test_the_shipped_roles_converge_without_a_superuser(write_config, make_datab
 
     from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-    from tests.conftest import LEGACY_SQL, prod_data
+    from tests.conftest import LEGACY_SQL, drop_roles, prod_data
 
     owner = f"rb_master_{secrets.token_hex(4)}"
     dsn = make_database(owner=owner)
     suffix = secrets.token_hex(3)
     roles = {f"{name}_{suffix}": spec for name, spec in prod_data()["database"]["roles"].items()}
 
-    def drop_roles():  # before make_database drops the owner, who granted them rds_iam
-        as_superuser = make_conninfo(pg_server, dbname=conninfo_to_dict(dsn)["dbname"])
-        with psycopg.connect(as_superuser, autocommit=True) as conn:
-            made = [row[0] for row in conn.execute(
-                "SELECT rolname FROM pg_roles WHERE rolname = ANY(%s)", (list(roles),))]
-            if made:
-                conn.execute(f"DROP OWNED BY {', '.join(made)}")
-                conn.execute(f"DROP ROLE {', '.join(made)}")
-    request.addfinalizer(drop_roles)
+    # Before make_database drops the owner, who granted them rds_iam.
+    as_superuser = make_conninfo(pg_server, dbname=conninfo_to_dict(dsn)["dbname"])
+    request.addfinalizer(lambda: drop_roles(as_superuser, roles))
 
     # On RDS, rds_iam exists and the master user may grant it without being a member
     # (a member could log in by IAM only). The session's server stands in: rds_iam made

@@ -15,7 +15,7 @@ import yaml
 from psycopg.conninfo import conninfo_to_dict
 
 from runbook.database import migrations
-from tests.conftest import MIGRATION_CHANGES, MIGRATIONS, REGION, read_report
+from tests.conftest import MIGRATION_CHANGES, MIGRATIONS, REGION, drop_roles, read_report
 
 # The roles config/prod.yaml declares for the functions, converged after the migrations;
 # outside RDS, runbook's own login first creates rds_iam (NOLOGIN), which RDS has. A dry
@@ -68,12 +68,7 @@ def role_changes(provisioned, workdir):
     with psycopg.connect(provisioned, autocommit=True) as conn:
         missing = not conn.execute("SELECT to_regrole('rds_iam')").fetchone()[0]
     yield ["postgres:role rds_iam"] * missing + [f"postgres:role {name}" for name in roles]
-    with psycopg.connect(provisioned, autocommit=True) as conn:
-        made = [row[0] for row in conn.execute(
-            "SELECT rolname FROM pg_roles WHERE rolname = ANY(%s)", (list(roles),))]
-        if made:
-            conn.execute(f"DROP OWNED BY {', '.join(made)}")
-            conn.execute(f"DROP ROLE {', '.join(made)}")
+    drop_roles(provisioned, roles)
 
 
 def assert_no_password(workdir, *results):
