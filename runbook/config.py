@@ -49,6 +49,8 @@ class Network(_Model):
     cidr: str
     vpc_id: str | None = Field(default=None, pattern=r"^vpc-[0-9a-f]{8,17}$")
     subnets: list[Subnet] = Field(min_length=2, max_length=6)
+    # Subnets with a route to an internet gateway (phase a5: the MSK brokers).
+    public_subnets: list[Subnet] = []
 
     @field_validator("cidr")
     @classmethod
@@ -453,6 +455,66 @@ class Legacy(_Model):
         return value
 
 
+# An MSK cluster's name: letters, digits and hyphens, at most 64 (CreateClusterV2).
+MSK_NAME = r"^[a-zA-Z0-9][a-zA-Z0-9-]{0,63}$"
+# A Kafka topic's name: letters, digits, '.', '_' and '-', at most 249.
+TOPIC_NAME = r"^[a-zA-Z0-9._-]{1,249}$"
+# The oldest Kafka version that takes public access (MSK's public-access.md).
+MSK_PUBLIC_MIN_VERSION = (2, 6, 0)
+# ClientSubnets: two or three subnets, in different availability zones.
+MSK_SUBNETS = (2, 3)
+
+
+class Msk(_Model):
+    """Phase a5, step msk-cluster: a provisioned MSK cluster in network.public_subnets
+    (brokers_per_az in each), IAM client authentication, TLS only, public access on,
+    and the topic the legacy users are staged on. operator_cidrs may reach the public
+    IAM port 9198; the whole internet only with allow_public_anywhere: true."""
+
+    cluster_name: str = Field(pattern=MSK_NAME)
+    kafka_version: str = Field(default="3.6.0", pattern=r"^[0-9]+\.[0-9]+\.[0-9]+(\.[a-z0-9.-]+)?$")
+    # m5.large, not t3.small: t3 throttles IAM connections (AWS-FACTS, MSK limits).
+    broker_type: str = Field(default="kafka.m5.large", pattern=r"^kafka\.[a-z0-9]+\.[a-z0-9]+$")
+    brokers_per_az: int = Field(default=1, ge=1, le=10)
+    volume_gb: int = Field(default=100, ge=1, le=16384)
+    topic: str = Field(default="legacy-users", pattern=TOPIC_NAME)
+    partitions: int = Field(default=3, ge=1, le=1000)
+    replication: int = Field(default=2, ge=1, le=10)
+    # Short: the topic carries password hashes (7 days by default).
+    retention_hours: int = Field(default=168, ge=1, le=24 * 365)
+    operator_cidrs: list[str] = []
+    allow_public_anywhere: bool = False
+
+    @field_validator("kafka_version")
+    @classmethod
+    def _public_access_version(cls, value: str) -> str:
+        numbers = tuple(int(part) for part in value.split(".")[:3])
+        if numbers < MSK_PUBLIC_MIN_VERSION:
+            raise ValueError(f"{_short(value)}: public access needs Kafka 2.6.0 or later")
+        return value
+
+    @field_validator("operator_cidrs")
+    @classmethod
+    def _cidrs(cls, value: list[str]) -> list[str]:
+        for index, cidr in enumerate(value):
+            try:
+                ipaddress.ip_network(cidr, strict=True)
+            except ValueError:
+                raise _AtPath((index,), f"{_short(cidr)} is not a CIDR block with its host "
+                                        "bits clear (example: 203.0.113.10/32)") from None
+        return value
+
+    @model_validator(mode="after")
+    def _anywhere_is_explicit(self) -> "Msk":
+        for index, cidr in enumerate(self.operator_cidrs):
+            if ipaddress.ip_network(cidr).prefixlen == 0 and not self.allow_public_anywhere:
+                raise _AtPath(("operator_cidrs", index),
+                              f"{cidr} opens the brokers' public IAM port 9198 to the whole "
+                              "internet; list the operators' addresses, or set "
+                              "msk.allow_public_anywhere: true")
+        return self
+
+
 class Config(_Model):
     env: str = Field(pattern=NAME)
     region: str = Field(pattern=r"^[a-z]{2}(-[a-z]+)+-[0-9]$")
@@ -466,6 +528,7 @@ class Config(_Model):
     integration_test: IntegrationTest = IntegrationTest()
     events: Events = Events()
     legacy: Legacy | None = None
+    msk: Msk | None = None
     phases: dict[str, list[str]]
 
     @field_validator("tags")
@@ -530,6 +593,29 @@ class Config(_Model):
         if self.legacy is None and "hash-table" in self.all_steps():
             raise _AtPath(("legacy",), "required when a phase runs step 'hash-table' "
                                        "(hash_table: the table's name, at least)")
+        return self
+
+    @model_validator(mode="after")
+    def _msk_fits_the_network(self) -> "Config":
+        if self.msk is None:
+            if "msk-cluster" in self.all_steps():
+                raise _AtPath(("msk",), "required when a phase runs step 'msk-cluster' "
+                                        "(cluster_name at least)")
+            return self
+        subnets = self.network.public_subnets
+        if not subnets and "msk-cluster" not in self.all_steps():
+            return self  # not built yet: nothing to fit
+        low, high = MSK_SUBNETS
+        if not low <= len(subnets) <= high:
+            raise _AtPath(("network", "public_subnets"),
+                          f"the MSK brokers need {low} or {high} public subnets in different "
+                          f"availability zones; {len(subnets)} listed")
+        brokers = self.msk.brokers_per_az * len(subnets)
+        if brokers < self.msk.replication:
+            raise _AtPath(("msk", "replication"),
+                          f"{self.msk.replication} replicas need as many brokers; the "
+                          f"cluster has {brokers} (brokers_per_az {self.msk.brokers_per_az} "
+                          f"x {len(subnets)} public subnets)")
         return self
 
     # -- queries -------------------------------------------------------------------

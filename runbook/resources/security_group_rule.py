@@ -77,7 +77,9 @@ class SecurityGroupRule(Resource[RuleSetSpec, RuleSet]):
                 label = f"{rule.kind()} {spec.name} {rule.text(spec.names)}"
                 diff = {"group": spec.group_id, "rule": rule.text()}
             else:
-                label = f"{rule.kind()} {spec.name} {rule.text({rule.peer: spec.source_name})}"
+                # A spec without source_name names its peers as they are (CIDRs).
+                peers = {rule.peer: spec.source_name} if spec.source_name else spec.names
+                label = f"{rule.kind()} {spec.name} {rule.text(peers)}"
                 diff = {"group": spec.group_id, "port": rule.from_port, "source": rule.peer}
             changes.append(Change("create", label, "authorize", {"spec": spec, "rule": rule},
                                   diff, run=ApplyRule(self, key)))

@@ -21,13 +21,14 @@ import warnings
 from pathlib import Path
 
 from runbook.sandbox import kafka as sandbox_kafka
+from runbook.sandbox import msk as sandbox_msk
 from runbook.sandbox import rds as sandbox_rds
 from runbook.sandbox import rds_proxy as sandbox_rds_proxy
 from runbook.sandbox import sqs as sandbox_sqs
 
 # The services a sandbox serves, by moto's backend names (warm_up_moto).
-MOTO_SERVICES = ("cloudwatch", "cognito-idp", "dynamodb", "ec2", "events", "iam", "kms",
-                 "lambda", "logs", "rds", "secretsmanager", "sqs", "ssm", "sts")
+MOTO_SERVICES = ("cloudwatch", "cognito-idp", "dynamodb", "ec2", "events", "iam", "kafka",
+                 "kms", "lambda", "logs", "rds", "secretsmanager", "sqs", "ssm", "sts")
 
 
 def warm_up_moto() -> None:
@@ -113,6 +114,7 @@ class Sandbox:
         sandbox_rds.install()  # DescribeDBEngineVersions, which moto lacks
         sandbox_rds_proxy.install()  # CreateDBProxy in end-to-end IAM mode
         sandbox_sqs.install()  # no SQS mapping fired inside SendMessage: the poller runs them
+        sandbox_msk.install()  # MSK clusters ACTIVE, bootstrap brokers, public access
         self._reset_moto()
         self.progress.line(f"sandbox: moto server on {self.aws_url} (sandbox dir {self.workdir})",
                            dim=True)
@@ -170,6 +172,7 @@ class Sandbox:
         """The broker that stands in for an MSK cluster's data plane (about 20 ms to
         start, 11 MB idle, no disk)."""
         self.kafka_broker = sandbox_kafka.Broker(self.workdir / "kafka").start()
+        sandbox_msk.serve(self.kafka_broker.bootstrap)  # every MSK cluster's brokers
         self.progress.line(f"sandbox: Kafka broker (Tansu) on {self.kafka_broker.bootstrap}",
                            dim=True)
 
@@ -231,6 +234,7 @@ class Sandbox:
         try:
             self._stop_poller()
             if self.kafka_broker is not None:
+                sandbox_msk.serve(None)
                 self.kafka_broker.stop()
                 self.kafka_broker = None
             if self.database_tls is not None:
@@ -274,7 +278,7 @@ class Sandbox:
         return [
             f"AWS account {SANDBOX_ACCOUNT}: moto server at {self.aws_url} stands in for "
             "EC2, RDS, Secrets Manager, IAM, Lambda, CloudWatch Logs, Cognito, STS, "
-            "EventBridge, SQS and CloudWatch alarms",
+            "EventBridge, SQS, MSK (its control plane) and CloudWatch alarms",
             "EventBridge: moto delivers bus -> rule -> SQS but checks no queue policy and "
             "exercises no target RetryPolicy or DeadLetterConfig (registration-test reads "
             "them back instead); its events lack `account`; scheduled rules never fire, so "
@@ -316,6 +320,7 @@ class Sandbox:
             "global-bundle.pem is not fetched",
             *([sandbox_kafka.SIMULATED.format(bootstrap=self.kafka_broker.bootstrap)]
               if self.kafka_broker else []),
+            sandbox_msk.SIMULATED,
             "account_id guard: not applied (the sandbox is its own account)",
         ]
 

@@ -80,6 +80,7 @@ CATALOGUE: dict[str, StepInfo] = {
                  idempotent=False),
         # Phase a5, in no phase of the shipped files yet: the legacy users' password hashes.
         StepInfo("hash-table", "runbook.steps.hash_table"),
+        StepInfo("msk-cluster", "runbook.steps.msk_cluster", requires=("network",)),
     )
 }
 

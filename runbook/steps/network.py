@@ -30,6 +30,8 @@ class NetworkOutputs(Outputs):
     subnet_ids: tuple
     route_table_ids: tuple
     availability_zones: tuple
+    # Phase a5's public subnets (network.public_subnets), in config order.
+    public_subnet_ids: tuple = ()
 
 
 @dataclass

@@ -72,6 +72,13 @@ def _set(*path_and_value):
     return mutate
 
 
+def _msk_step(data):
+    """Phase a5 with step msk-cluster, and two public subnets for it."""
+    data["network"]["public_subnets"] = [{"cidr": "10.0.101.0/24", "az": "eu-central-1a"},
+                                         {"cidr": "10.0.102.0/24", "az": "eu-central-1b"}]
+    data["phases"]["a5"] = ["msk-cluster"]
+
+
 def _rename_subnets(data):
     data["network"]["subnetz"] = data["network"].pop("subnets")
 
@@ -249,6 +256,30 @@ CASES = {
         "legacy", ("required when a phase runs step 'hash-table'",),
         mutate=lambda data: (data.pop("legacy"),
                              data["phases"].update(a5=["hash-table"]))),
+    "msk-operator-cidr-anywhere": Case(
+        "msk.operator_cidrs[0]", ("0.0.0.0/0", "whole internet", "msk.allow_public_anywhere"),
+        mutate=_set("msk", "operator_cidrs", ["0.0.0.0/0"])),
+    "msk-operator-cidr-anywhere-ipv6": Case(
+        "msk.operator_cidrs[1]", ("::/0", "msk.allow_public_anywhere"),
+        mutate=_set("msk", "operator_cidrs", ["203.0.113.10/32", "::/0"])),
+    "msk-operator-cidr-malformed": Case(
+        "msk.operator_cidrs[0]", ("'203.0.113.10/24'", "host bits"),
+        mutate=_set("msk", "operator_cidrs", ["203.0.113.10/24"])),
+    "msk-kafka-version-without-public-access": Case(
+        "msk.kafka_version", ("'2.2.1'", "2.6.0"),
+        mutate=_set("msk", "kafka_version", "2.2.1")),
+    "msk-cluster-name-with-a-dot": Case(
+        "msk.cluster_name", ("is not valid here",),
+        mutate=_set("msk", "cluster_name", "matbakh.legacy")),
+    "msk-more-replicas-than-brokers": Case(
+        "msk.replication", ("3 replicas", "has 2", "brokers_per_az 1 x 2 public subnets"),
+        mutate=lambda data: (_msk_step(data), data["msk"].update(replication=3))),
+    "msk-step-without-public-subnets": Case(
+        "network.public_subnets", ("2 or 3 public subnets", "0 listed"),
+        mutate=lambda data: (_msk_step(data), data["network"].pop("public_subnets"))),
+    "msk-missing-with-step-msk-cluster": Case(
+        "msk", ("required when a phase runs step 'msk-cluster'",),
+        mutate=lambda data: (_msk_step(data), data.pop("msk"))),
     "huge-unknown-step-cut-short": Case(
         "phases.a2[0]", ("unknown step 'cccc", "...; known steps"),
         mutate=_set("phases", "a2", ["c" * 100_000])),
@@ -545,3 +576,22 @@ def test_allow_unverified_tls_accepts_a_weaker_sslmode_and_every_command_warns(
     assert "does not verify the cluster" in warnings[0]
     quiet = cli("status", "--config", str(write_config()), "--report-dir", str(tmp_path / "r2"))
     assert "warning:" not in quiet.stderr
+
+
+def test_msk_section_names_each_environments_cluster_and_opens_no_port_to_everyone():
+    prod, staging = config.load(PROD_YAML), config.load(PROD_YAML.with_name("staging.yaml"))
+
+    assert (prod.msk.cluster_name, staging.msk.cluster_name) == (
+        "matbakh-prod-legacy", "matbakh-staging-legacy")
+    for env in (prod, staging):
+        assert (env.msk.broker_type, env.msk.retention_hours, env.msk.topic) == (
+            "kafka.m5.large", 168, "legacy-users")
+        assert env.msk.allow_public_anywhere is False
+        assert all(not cidr.endswith("/0") for cidr in env.msk.operator_cidrs)
+
+
+def test_the_whole_internet_is_taken_when_the_file_says_so_explicitly(write_config):
+    path = write_config(lambda data: data["msk"].update(
+        operator_cidrs=["0.0.0.0/0"], allow_public_anywhere=True))
+
+    assert config.load(path).msk.operator_cidrs == ["0.0.0.0/0"]
