@@ -29,7 +29,7 @@ from runbook.aws import naming, sgrules
 from runbook.aws.kafka import kafka_access
 from runbook.aws.reachability import SecurityGroup as Group
 from runbook.engine import UNKNOWN, Change, Outputs, Step, Unknown, is_known
-from runbook.errors import PlanError
+from runbook.errors import PlanError, StepFailed
 from runbook.resources.base import Inventory
 from runbook.resources.kafka_topic import Topic, TopicFound, TopicSpec, retention_ms
 from runbook.resources.msk_cluster import (ACTIVE, DELETING, FAILED, OPERATION_DONE,
@@ -151,8 +151,24 @@ class MskClusterStep(Step):
         cluster = CLUSTER.find(api, self.cluster_spec(MskState()))
         topic = None
         if cluster is not None and cluster.bootstrap_public and not self.ctx.outputs_only:
-            topic = self.topic.read(cluster.bootstrap_public, self.msk.topic)
+            topic = self._read_topic(cluster.bootstrap_public)
         return self.state(ipv6=ipv6, groups=groups, rules=rules, cluster=cluster, topic=topic)
+
+    def _read_topic(self, bootstrap: str) -> TopicFound | None:
+        from kafka.errors import KafkaError
+
+        try:
+            return self.topic.read(bootstrap, self.msk.topic)
+        except KafkaError as exc:
+            # A live run from an address the group does not admit waits out the client's
+            # bootstrap timeout, and kafka-python says only that it could not bootstrap.
+            # kafka-python's errors read "<class>: <message>" already.
+            raise StepFailed(STEP_NAME, f"kafka:topic {self.msk.topic}",
+                             f"the cluster's public brokers did not answer ({exc}). This "
+                             "machine's address must be "
+                             "in msk.operator_cidrs (tcp/9198), and its IAM identity needs "
+                             "kafka-cluster:Connect, DescribeTopic and "
+                             "DescribeTopicDynamicConfiguration on the cluster.") from None
 
     def state(self, *, ipv6: bool = False, groups: dict[str, Group] | None = None,
               rules: dict[str, sgrules.Rule] | None = None, cluster: ClusterFound | None = None,

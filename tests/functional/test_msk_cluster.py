@@ -256,3 +256,25 @@ def test_two_clusters_with_the_name_are_refused_and_nothing_is_written(config, n
     assert f"2 MSK clusters are named {CLUSTER}" in result.error
     assert "aws kafka delete-cluster" in result.error
     assert result.api_calls.get("write", 0) == 0
+
+
+def test_public_brokers_that_do_not_answer_fail_the_read_naming_operator_cidrs(
+        config, network, monkeypatch):
+    """What a live run from an address the group does not admit sees: kafka-python gives
+    up bootstrapping (after its timeout; raised at once here)."""
+    from kafka.errors import KafkaTimeoutError
+
+    from runbook.resources.kafka_topic import Topic
+
+    apply(config, network)
+
+    def unreachable(self, bootstrap, name):
+        raise KafkaTimeoutError(f"Unable to bootstrap from [{bootstrap!r}]")
+
+    monkeypatch.setattr(Topic, "read", unreachable)
+    result = run(config, network)
+
+    assert result.status == "failed" and result.error_kind == "failure"
+    assert "public brokers did not answer (KafkaTimeoutError: Unable to bootstrap" in result.error
+    assert "msk.operator_cidrs (tcp/9198)" in result.error
+    assert result.api_calls.get("write", 0) == 0
