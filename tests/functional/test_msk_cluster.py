@@ -278,3 +278,29 @@ def test_public_brokers_that_do_not_answer_fail_the_read_naming_operator_cidrs(
     assert "public brokers did not answer (KafkaTimeoutError: Unable to bootstrap" in result.error
     assert "msk.operator_cidrs (tcp/9198)" in result.error
     assert result.api_calls.get("write", 0) == 0
+
+
+def test_a_cluster_made_between_the_plan_and_the_create_is_adopted_not_duplicated(
+        config, network, monkeypatch):
+    """What a lost answer to CreateClusterV2 (sent again) or a concurrent run leaves: the
+    name is taken when runbook's create arrives, AWS answers ConflictException, and the
+    cluster there is adopted."""
+    from runbook.resources import msk_cluster
+
+    real = msk_cluster.MskCluster.create
+    made = []
+
+    def create(self, api, spec):
+        made.append(kafka().create_cluster_v2(ClusterName=spec.name, Tags=dict(spec.tags),
+                                              Provisioned=msk_cluster.provisioned(spec))[
+            "ClusterArn"])
+        return real(self, api, spec)
+
+    monkeypatch.setattr(msk_cluster.MskCluster, "create", create)
+    result = apply(config, network)
+
+    clusters = kafka().list_clusters_v2(ClusterNameFilter=CLUSTER)["ClusterInfoList"]
+    assert [c["ClusterArn"] for c in clusters] == made
+    assert result.outputs["cluster_arn"] == made[0]
+    assert clusters[0]["Provisioned"]["BrokerNodeGroupInfo"]["ConnectivityInfo"][
+        "PublicAccess"]["Type"] == "SERVICE_PROVIDED_EIPS"
