@@ -58,7 +58,7 @@ import binascii
 import json
 import re
 from dataclasses import dataclass
-from decimal import Decimal, InvalidOperation
+from decimal import Context, Decimal, InvalidOperation
 from typing import Callable, Iterable, Mapping
 
 from runbook.lambda_runtime import emails
@@ -84,6 +84,10 @@ MAX_VALUE_BYTES = 64 * 1024
 MAX_PROFILE_DEPTH = 16
 # DynamoDB numbers: 38 significant digits, magnitude 1E-130 to 9.9E125.
 _MAX_DIGITS, _MIN_EXP, _MAX_EXP = 38, -130, 125
+# Decimal's default context rounds to 28 digits: normalising in it turned
+# 1.00000000000000000000000000000000000001 into 1, a number the producer never sent.
+# A value is at most MAX_VALUE_BYTES long, so this precision never rounds.
+_EXACT = Context(prec=MAX_VALUE_BYTES + 1)
 
 # The hash formats the UserMigration trigger can verify (AWS-FACTS C, "Hash formats"):
 # bcrypt $2a$/$2b$/$2y$ (GoTrue's own), argon2i/argon2id version 19 without keyid or
@@ -169,7 +173,9 @@ class LegacyHash:
         return cls(email, hashed, profile)
 
     def to_value(self) -> bytes:
-        """The record's value as the producer sends it: JSON, keys sorted."""
+        """The record's value as the producer sends it: JSON, keys sorted. Compare two
+        users by it, not with ==: a profile read back (from_value, from_item) holds
+        numbers as Decimal, and Decimal("0.1") != 0.1."""
         return json.dumps({EMAIL: self.email, HASH: self.hash, PROFILE: self.profile},
                           sort_keys=True, separators=(",", ":"), ensure_ascii=False,
                           default=_json_number).encode("utf-8")
@@ -343,7 +349,7 @@ def _check_document(value, path: str, depth: int) -> None:
         if _LONE_SURROGATE.search(value):
             raise ValueError(f"{path} contains a lone surrogate")
     elif isinstance(value, Decimal):
-        sign, digits, exponent = value.normalize().as_tuple()
+        _, digits, exponent = value.normalize(_EXACT).as_tuple()
         if value.is_zero():
             return
         magnitude = len(digits) + exponent - 1
@@ -361,6 +367,8 @@ def _attribute(value) -> dict:
         return {"S": value}
     if isinstance(value, (int, Decimal)):
         return {"N": _number_text(value)}
+    if isinstance(value, float):         # a profile the producer read (jsonb), not parsed
+        return {"N": _number_text(Decimal(repr(value)))}
     if isinstance(value, list):
         return {"L": [_attribute(v) for v in value]}
     if isinstance(value, dict):
@@ -390,7 +398,7 @@ def _number_text(value) -> str:
     if isinstance(value, int):
         return str(value)
     try:
-        normal = value.normalize()
+        normal = value.normalize(_EXACT)
     except InvalidOperation:
         raise ValueError("not a finite number") from None
     if normal.is_zero():
