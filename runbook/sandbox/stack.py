@@ -21,6 +21,8 @@ import warnings
 from pathlib import Path
 
 from runbook.sandbox import kafka as sandbox_kafka
+from runbook.sandbox import kafka_mapping as sandbox_kafka_mapping
+from runbook.sandbox import kafka_poller as sandbox_kafka_poller
 from runbook.sandbox import rds as sandbox_rds
 from runbook.sandbox import rds_proxy as sandbox_rds_proxy
 from runbook.sandbox import sqs as sandbox_sqs
@@ -63,6 +65,7 @@ class Sandbox:
         self.region = region
         self.invoker = invoker
         self.poller: sandbox_sqs.Poller | None = None
+        self.kafka_poller: sandbox_kafka_poller.KafkaPoller | None = None
         self.external_dsn = pg_dsn if pg_dsn is not None else os.environ.get("RUNBOOK_PG_DSN")
         self.workdir: Path | None = None
         self.aws_url: str | None = None
@@ -113,6 +116,7 @@ class Sandbox:
         sandbox_rds.install()  # DescribeDBEngineVersions, which moto lacks
         sandbox_rds_proxy.install()  # CreateDBProxy in end-to-end IAM mode
         sandbox_sqs.install()  # no SQS mapping fired inside SendMessage: the poller runs them
+        sandbox_kafka_mapping.install()  # MSK mappings stored; the Kafka poller runs them
         self._reset_moto()
         self.progress.line(f"sandbox: moto server on {self.aws_url} (sandbox dir {self.workdir})",
                            dim=True)
@@ -198,8 +202,16 @@ class Sandbox:
                             credentials=SANDBOX_CREDENTIALS)
         invoker = self.invoker(aws, self.database_dsn, self.database_tls)
         self.poller = sandbox_sqs.Poller(aws, invoker.invoke).start()
+        if self.kafka_broker is not None:
+            self.kafka_poller = sandbox_kafka_poller.KafkaPoller(
+                aws, invoker.invoke, self.kafka_broker.bootstrap).start()
 
     def _stop_poller(self) -> None:
+        if self.kafka_poller is not None:
+            if not self.kafka_poller.stop():
+                self.progress.line("sandbox: the MSK poller's invocation outlived the "
+                                   "sandbox; it is left to end on its own", fg="yellow")
+            self.kafka_poller = None
         if self.poller is None:
             return
         if not self.poller.stop():
@@ -316,6 +328,9 @@ class Sandbox:
             "global-bundle.pem is not fetched",
             *([sandbox_kafka.SIMULATED.format(bootstrap=self.kafka_broker.bootstrap)]
               if self.kafka_broker else []),
+            sandbox_kafka_mapping.SIMULATED,
+            *([sandbox_kafka_poller.SIMULATED.format(delay=sandbox_kafka_poller.RETRY_DELAY_S)]
+              if self.kafka_broker and self.region and self.invoker else []),
             "account_id guard: not applied (the sandbox is its own account)",
         ]
 
