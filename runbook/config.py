@@ -435,10 +435,16 @@ KMS_ALIAS_MAX = 256
 class Legacy(_Model):
     """Phase a5: where the legacy users' password hashes are staged (step hash-table,
     built but in no phase of the shipped files yet). The table's KMS key is
-    alias/<hash_table>. deletion_protection guards the table against DeleteTable."""
+    alias/<hash_table>. deletion_protection guards the table against DeleteTable.
+    source_dsn_env and stage_timeout_s are step stage-legacy-users'."""
 
     hash_table: str = Field(pattern=TABLE_NAME)
     deletion_protection: bool = True
+    # Step stage-legacy-users: the NAME of the environment variable that holds the legacy
+    # PostgreSQL's DSN (it holds a password, so never the DSN itself), and how long it
+    # waits for the loader to store what it produced.
+    source_dsn_env: str = Field(default="LEGACY_DATABASE_URL", pattern=r"^[A-Z_][A-Z0-9_]*$")
+    stage_timeout_s: int = Field(default=300, ge=10, le=3600)
 
     @field_validator("hash_table")
     @classmethod
