@@ -89,24 +89,13 @@ def verify(token: str, *, host: str, port: int, user: str, region: str, credenti
 def _signature(host: str, port: int, user: str, region: str, credentials: dict,
                amz_date: str, expires: int, session_token: str | None) -> str:
     """The X-Amz-Signature botocore gives the same request signed at `amz_date`."""
-    from botocore.auth import SigV4QueryAuth
     from botocore.awsrequest import AWSRequest
-    from botocore.credentials import Credentials
 
-    class SignedAt(SigV4QueryAuth):
-        # SigV4Auth.add_auth stamps the current time; a check re-signs at the token's.
-        def add_auth(self, request):
-            request.context["timestamp"] = amz_date
-            self._modify_request_before_signing(request)
-            canonical = self.canonical_request(request)
-            signature = self.signature(self.string_to_sign(request, canonical), request)
-            self._inject_signature_to_request(request, signature)
+    from runbook.aws.sigv4 import signature_at
 
     # As generate_db_auth_token builds it: a GET whose parameters botocore moves from
     # the body into the query string, before the X-Amz-* ones.
     request = AWSRequest(method="GET", url=f"https://{host}:{port}/",
                          data={"Action": "connect", "DBUser": user})
-    creds = Credentials(credentials["aws_access_key_id"], credentials["aws_secret_access_key"],
-                        session_token)
-    SignedAt(creds, SERVICE, region, expires=expires).add_auth(request)
-    return dict(parse_qsl(urlsplit(request.url).query))["X-Amz-Signature"]
+    return signature_at(request, service=SERVICE, region=region, credentials=credentials,
+                        amz_date=amz_date, expires=expires, session_token=session_token)

@@ -20,6 +20,7 @@ import tempfile
 import warnings
 from pathlib import Path
 
+from runbook.sandbox import kafka as sandbox_kafka
 from runbook.sandbox import legacy as sandbox_legacy
 from runbook.sandbox import rds as sandbox_rds
 from runbook.sandbox import rds_proxy as sandbox_rds_proxy
@@ -71,6 +72,7 @@ class Sandbox:
         self.database: str | None = None
         self.database_dsn: str | None = None
         self.database_tls = None        # runbook.sandbox.tls.TlsFrontEnd
+        self.kafka_broker: sandbox_kafka.Broker | None = None
         # The legacy (Supabase-era) database stage-legacy-users reads (sandbox.legacy).
         self.legacy_database: str | None = None
         self.legacy_dsn: str | None = None
@@ -89,6 +91,7 @@ class Sandbox:
             self._create_database()
             self.legacy_database, self.legacy_dsn = sandbox_legacy.create(self.pg_dsn)
             self._start_tls()
+            self._start_kafka()
             self._start_poller()
         except BaseException:
             self.close()
@@ -167,6 +170,27 @@ class Sandbox:
         self.progress.line(f"sandbox: TLS front-end for IAM logins on {self.database_tls.host}:"
                            f"{self.database_tls.port}", dim=True)
 
+    def _start_kafka(self) -> None:
+        """The broker that stands in for an MSK cluster's data plane (about 20 ms to
+        start, 11 MB idle, no disk)."""
+        self.kafka_broker = sandbox_kafka.Broker(self.workdir / "kafka").start()
+        self.progress.line(f"sandbox: Kafka broker (Tansu) on {self.kafka_broker.bootstrap}",
+                           dim=True)
+
+    def kafka_access(self):
+        """runbook's Kafka clients' access to the broker (runbook.sandbox.kafka): the MSK
+        IAM token made with the sandbox credentials and checked, then plain Kafka."""
+        import boto3
+
+        region = self.region or "us-east-1"
+        session = boto3.Session(region_name=region, **SANDBOX_CREDENTIALS)
+        return sandbox_kafka.SandboxKafkaAccess(session, region, SANDBOX_CREDENTIALS)
+
+    def step_context(self) -> dict:
+        """What a Runner passes to the steps of a dry run (runbook.engine.StepContext)."""
+        return {"database_dsn": self.database_dsn, "database_tls": self.database_tls,
+                "kafka": self.kafka_access(), "legacy_dsn": self.legacy_dsn}
+
     def _start_poller(self) -> None:
         """Lambda's SQS poller for the region's mappings, with its own clients and
         invoker (what it calls is Lambda's work, not the steps')."""
@@ -223,6 +247,9 @@ class Sandbox:
         """Stop everything this sandbox started. Safe to call more than once."""
         try:
             self._stop_poller()
+            if self.kafka_broker is not None:
+                self.kafka_broker.stop()
+                self.kafka_broker = None
             if self.database_tls is not None:
                 self.database_tls.stop()
                 self.database_tls = None
@@ -306,6 +333,8 @@ class Sandbox:
             "(DB_SSLROOTCERT points at it; the dependency layer carries it); the RDS "
             "global-bundle.pem is not fetched",
             sandbox_legacy.SIMULATED,
+            *([sandbox_kafka.SIMULATED.format(bootstrap=self.kafka_broker.bootstrap)]
+              if self.kafka_broker else []),
             "account_id guard: not applied (the sandbox is its own account)",
         ]
 

@@ -105,9 +105,8 @@ class StageLegacyUsers(Step):
                 self.ctx.progress.line(f"  legacy users: read from the database ${name} names "
                                        "(read only), not the sandbox's fixture", fg="yellow")
             return dsn, f"${name}"
-        sandbox = getattr(self.ctx, "legacy_dsn", None)
-        if self.ctx.dry_run and sandbox:
-            return sandbox, SANDBOX_SOURCE
+        if self.ctx.dry_run and self.ctx.legacy_dsn:
+            return self.ctx.legacy_dsn, SANDBOX_SOURCE
         raise PlanError(STEP_NAME, f"environment variable {name}",
                         f"{name} is not set. It holds the legacy PostgreSQL's DSN "
                         "(postgresql://user:password@host:5432/postgres); the environment "
