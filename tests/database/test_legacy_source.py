@@ -97,3 +97,18 @@ def test_the_sandbox_loads_runbooks_copy_of_the_fixture_and_drops_it(pg_server):
 
 def test_runbooks_copy_of_the_fixture_is_the_shared_one():
     assert sandbox_legacy.fixture_sql() == LEGACY_SQL.read_text(encoding="utf-8")
+
+
+@pytest.mark.slow
+def test_a_sandbox_has_the_legacy_database_for_its_steps_and_drops_it_on_close(pg_server):
+    from runbook.output.progress import Progress
+    from runbook.sandbox.stack import Sandbox
+
+    with Sandbox(Progress(quiet=True), pg_dsn=pg_server) as sandbox:
+        name = sandbox.legacy_database
+        assert sandbox.step_context()["legacy_dsn"] == sandbox.legacy_dsn
+        assert len(users.classify(source.read(sandbox.legacy_dsn)).users) == 3
+        assert any("legacy_supabase.sql" in item for item in sandbox.simulated)
+    with psycopg.connect(pg_server) as conn:
+        assert conn.execute("SELECT count(*) FROM pg_database WHERE datname = %s",
+                            (name,)).fetchone()[0] == 0
