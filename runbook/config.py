@@ -443,8 +443,19 @@ class Legacy(_Model):
     # Step stage-legacy-users: the NAME of the environment variable that holds the legacy
     # PostgreSQL's DSN (it holds a password, so never the DSN itself), and how long it
     # waits for the loader to store what it produced.
-    source_dsn_env: str = Field(default="LEGACY_DATABASE_URL", pattern=r"^[A-Z_][A-Z0-9_]*$")
+    source_dsn_env: str = "LEGACY_DATABASE_URL"
     stage_timeout_s: int = Field(default=300, ge=10, le=3600)
+
+    @field_validator("source_dsn_env")
+    @classmethod
+    def _a_variable_name(cls, value: str) -> str:
+        # Not a pattern: its message quotes the value, and a DSN written here by mistake
+        # holds a password.
+        if not re.fullmatch(r"[A-Z_][A-Z0-9_]*", value):
+            raise ValueError("the name of an environment variable (capitals, digits and _, "
+                             "e.g. LEGACY_DATABASE_URL) that holds the DSN; never the DSN "
+                             "itself, which holds a password. The value is not shown")
+        return value
 
     @field_validator("hash_table")
     @classmethod
