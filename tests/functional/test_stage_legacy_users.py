@@ -306,3 +306,27 @@ def test_a_dry_run_reads_the_operators_database_when_the_variable_is_set(
                for line in progress.lines)
     assert legacy not in "\n".join(progress.lines)
     assert os.environ["LEGACY_DATABASE_URL"] == legacy
+
+
+def test_thousands_of_users_are_produced_with_progress_every_thousand(
+        config, table, legacy_dsn, kafka, broker):
+    with psycopg.connect(legacy_dsn, autocommit=True) as conn:
+        conn.execute("INSERT INTO auth.users (id, email, encrypted_password, "
+                     "email_confirmed_at, raw_user_meta_data) SELECT gen_random_uuid(), "
+                     "'bulk' || i || '@example.com', %s, now(), "
+                     "jsonb_build_object('full_name', 'Bulk ' || i) "
+                     "FROM generate_series(1, 2497) AS i",
+                     (EXPECTED["anna.schmidt@example.com"][0],))
+    aws, progress = ClientFactory(REGION), Recorder()
+    loader = Loader(kafka, broker.bootstrap, table, expect=2500)
+    try:
+        _, outputs, _ = run(make_step(config, aws, progress, kafka=kafka,
+                                      bootstrap=broker.bootstrap, legacy_dsn=legacy_dsn,
+                                      sleep=loader), aws)
+    finally:
+        loader.close()
+    assert (outputs.planned, outputs.produced, outputs.stored) == (2500, 2500, 2500)
+    assert [line.split(" to ")[0] for line in progress.lines if "produced" in line] == [
+        "  produced 1000/2500", "  produced 2000/2500", "  produced 2500/2500"]
+    assert len({record.key for record in loader.records}) == 2500
+    assert table.describe_table(TableName=TABLE)["Table"]["ItemCount"] == 2500
