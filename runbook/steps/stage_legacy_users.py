@@ -46,11 +46,10 @@ WAIT_BASE_S, WAIT_CAP_S = 1.0, 15.0
 @dataclass
 class StageState:
     """What was read. `source` says where the users came from (the variable's name, or
-    the sandbox), never the DSN. `read` is False when only the outputs were asked for."""
+    the sandbox), never the DSN; "" when only the outputs were asked for."""
 
     table: str
     source: str = ""
-    read: bool = True
     users: tuple[LegacyHash, ...] = ()
     skipped: dict = field(default_factory=dict)
     diff: legacy_users.Diff = field(default_factory=lambda: legacy_users.Diff(()))
@@ -77,7 +76,7 @@ class StageLegacyUsers(Step):
     def read(self) -> StageState:
         table = self.inputs.hash_table.table_name
         if self.ctx.outputs_only:
-            return StageState(table, read=False)
+            return StageState(table)
         dsn, where = self.source_dsn()
         try:
             rows = legacy_source.read(dsn)
