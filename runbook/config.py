@@ -435,7 +435,8 @@ KMS_ALIAS_MAX = 256
 class Legacy(_Model):
     """Phase a5: where the legacy users' password hashes are staged (step hash-table,
     built but in no phase of the shipped files yet). The table's KMS key is
-    alias/<hash_table>. deletion_protection guards the table against DeleteTable."""
+    alias/<hash_table>. deletion_protection guards the table against DeleteTable.
+    source_dsn_env and stage_timeout_s are step stage-legacy-users'."""
 
     hash_table: str = Field(pattern=TABLE_NAME)
     deletion_protection: bool = True
@@ -448,6 +449,22 @@ class Legacy(_Model):
                                               pattern=r"^[a-zA-Z0-9\-/*:_+=.@]{1,200}$")
     loader_min_pollers: int = Field(default=1, ge=1, le=200)
     loader_max_pollers: int = Field(default=2, ge=1, le=2000)
+    # Step stage-legacy-users: the NAME of the environment variable that holds the legacy
+    # PostgreSQL's DSN (it holds a password, so never the DSN itself), and how long it
+    # waits for the loader to store what it produced.
+    source_dsn_env: str = "LEGACY_DATABASE_URL"
+    stage_timeout_s: int = Field(default=300, ge=10, le=3600)
+
+    @field_validator("source_dsn_env")
+    @classmethod
+    def _a_variable_name(cls, value: str) -> str:
+        # Not a pattern: its message quotes the value, and a DSN written here by mistake
+        # holds a password.
+        if not re.fullmatch(r"[A-Z_][A-Z0-9_]*", value):
+            raise ValueError("the name of an environment variable (capitals, digits and _, "
+                             "e.g. LEGACY_DATABASE_URL) that holds the DSN; never the DSN "
+                             "itself, which holds a password. The value is not shown")
+        return value
 
     @field_validator("hash_table")
     @classmethod

@@ -23,6 +23,7 @@ from pathlib import Path
 from runbook.sandbox import kafka as sandbox_kafka
 from runbook.sandbox import kafka_mapping as sandbox_kafka_mapping
 from runbook.sandbox import kafka_poller as sandbox_kafka_poller
+from runbook.sandbox import legacy as sandbox_legacy
 from runbook.sandbox import rds as sandbox_rds
 from runbook.sandbox import rds_proxy as sandbox_rds_proxy
 from runbook.sandbox import sqs as sandbox_sqs
@@ -75,6 +76,8 @@ class Sandbox:
         self.database_dsn: str | None = None
         self.database_tls = None        # runbook.sandbox.tls.TlsFrontEnd
         self.kafka_broker: sandbox_kafka.Broker | None = None
+        # The legacy (Supabase-era) database stage-legacy-users reads (sandbox.legacy).
+        self.legacy_database: str | None = None
         self.legacy_dsn: str | None = None
         self._moto = None
         self._pg = None
@@ -89,6 +92,7 @@ class Sandbox:
             self._start_moto()
             self._start_postgres()
             self._create_database()
+            self.legacy_database, self.legacy_dsn = sandbox_legacy.create(self.pg_dsn)
             self._start_tls()
             self._start_kafka()
             self._start_poller()
@@ -232,6 +236,19 @@ class Sandbox:
                                f"RUNBOOK_PG_DSN ({type(exc).__name__}); drop it by hand", fg="yellow")
         self.database = None
 
+    def _drop_legacy_database(self) -> None:
+        if self.legacy_database is None or not self.external_dsn:
+            return  # an embedded server is deleted with its directory
+        import psycopg
+
+        try:
+            sandbox_legacy.drop(self.pg_dsn, self.legacy_database)
+        except psycopg.Error as exc:
+            self.progress.line(f"sandbox: could not drop database {self.legacy_database} on "
+                               f"RUNBOOK_PG_DSN ({type(exc).__name__}); drop it by hand",
+                               fg="yellow")
+        self.legacy_database = self.legacy_dsn = None
+
     def _server_version(self) -> str:
         import psycopg
 
@@ -253,6 +270,7 @@ class Sandbox:
                 self._moto.stop()
                 self._moto = None
             self._drop_database()
+            self._drop_legacy_database()
             self._stop_postgres()
             if self.workdir is not None:
                 shutil.rmtree(self.workdir, ignore_errors=True)
@@ -326,6 +344,7 @@ class Sandbox:
             "RDS CA bundle: functions that log in by IAM verify the sandbox CA instead "
             "(DB_SSLROOTCERT points at it; the dependency layer carries it); the RDS "
             "global-bundle.pem is not fetched",
+            sandbox_legacy.SIMULATED,
             *([sandbox_kafka.SIMULATED.format(bootstrap=self.kafka_broker.bootstrap)]
               if self.kafka_broker else []),
             sandbox_kafka_mapping.SIMULATED,

@@ -83,6 +83,8 @@ CATALOGUE: dict[str, StepInfo] = {
         StepInfo("msk-cluster", None, requires=("network",)),
         StepInfo("deploy-legacy-loader", "runbook.steps.deploy_legacy_loader",
                  requires=("msk-cluster", "hash-table")),
+        StepInfo("stage-legacy-users", "runbook.steps.stage_legacy_users",
+                 requires=("hash-table", "msk-cluster", "deploy-legacy-loader")),
     )
 }
 
