@@ -54,11 +54,12 @@ KEY_ADMINISTRATION = (
     "kms:RevokeGrant", "kms:ScheduleKeyDeletion", "kms:TagResource", "kms:UntagResource",
     "kms:UpdateKeyDescription",
 )
-# What DynamoDB does with the key for a caller (AWS's own aws/dynamodb key policy): the
-# table's data keys, and the grant DynamoDB makes for the table when it is created.
+# What DynamoDB does with the key for a caller (AWS's own aws/dynamodb key policy, its
+# GenerateDataKey* and ReEncrypt* spelled out): the table's data keys, and the grant
+# DynamoDB makes for the table when it is created.
 USE_THROUGH_DYNAMODB = (
-    "kms:CreateGrant", "kms:Decrypt", "kms:DescribeKey", "kms:Encrypt", "kms:GenerateDataKey*",
-    "kms:ReEncrypt*",
+    "kms:CreateGrant", "kms:Decrypt", "kms:DescribeKey", "kms:Encrypt", "kms:GenerateDataKey",
+    "kms:GenerateDataKeyWithoutPlaintext", "kms:ReEncryptFrom", "kms:ReEncryptTo",
 )
 
 
@@ -66,7 +67,8 @@ def key_policy(account: str, region: str) -> dict:
     """The hash table key's policy. Its principal is the account (arn:...:root): who in
     the account may do each thing is still up to their IAM policies; the key policy is
     the ceiling. Keeping the account as key administrator is what KMS requires to keep
-    a key manageable (PutKeyPolicy's lockout check)."""
+    a key manageable (PutKeyPolicy's lockout check). In a key policy the resource "*" is
+    the key itself: AWS requires that spelling, a key policy names no other resource."""
     root = {"AWS": f"arn:aws:iam::{account}:root"}
     return {
         "Version": "2012-10-17",

@@ -39,6 +39,7 @@ from runbook import config as config_mod
 from runbook.functions import deploy as functions
 from runbook.aws import policies
 from runbook.functions.deploy import ENI_ACTIONS, FUNCTION_TAG
+from runbook.steps import hash_table
 from runbook.steps import deploy_legacy_loader as loader
 from tests.conftest import REGION, REPO
 from tests.functional.conftest import run_steps
@@ -247,6 +248,25 @@ JUSTIFIED = (
         "relay's schedule only; no delete, no other bus or rule. Principals of this account "
         "only.",
         principal="*", condition=PRINCIPAL_ACCOUNT),
+    Why("key policy", ("hash table key",), "KeyAdministration", hash_table.KEY_ADMINISTRATION,
+        "*",
+        "The account administers the legacy users' hash table key: what runbook's hash-table "
+        "step does to it (alias, rotation, tags, its policy, describe) and an operator's way "
+        "out (disable, schedule or cancel deletion, revoke a grant). No Encrypt, Decrypt, "
+        "GenerateDataKey or CreateGrant, and no DisableKeyRotation. The account as principal "
+        "leaves who may do it to IAM, and keeps the key manageable (KMS's lockout check). "
+        "In a key policy \"Resource\": \"*\" is the key itself.",
+        principal='{"AWS": "arn:aws:iam::{account}:root"}'),
+    Why("key policy", ("hash table key",), "UseThroughDynamoDB",
+        hash_table.USE_THROUGH_DYNAMODB, "*",
+        "The key encrypts and decrypts the hash table's data only through DynamoDB in this "
+        "region (kms:ViaService), for callers of this account (kms:CallerAccount), whose IAM "
+        "still decides: the actions of AWS's own aws/dynamodb key policy. Nobody encrypts or "
+        "decrypts with it directly, so a hash leaves the table only through a DynamoDB read "
+        "that IAM allowed.",
+        principal='{"AWS": "arn:aws:iam::{account}:root"}',
+        condition={"StringEquals": {"kms:CallerAccount": "{account}",
+                                    "kms:ViaService": "dynamodb.{region}.amazonaws.com"}}),
 )
 
 
@@ -368,6 +388,18 @@ def read_back(results: dict) -> tuple[list[Statement], Facts]:
                 statements += _each(f"secret {secret['Name']}: resource policy",
                                     "secret policy", "?", json.loads(policy))
 
+    kms = client("kms")
+    for page in kms.get_paginator("list_keys").paginate():
+        for key in page["Keys"]:
+            meta = kms.describe_key(KeyId=key["KeyId"])["KeyMetadata"]
+            if meta.get("KeyManager") != "CUSTOMER":
+                continue
+            aliases = [a["AliasName"] for a in kms.list_aliases(KeyId=key["KeyId"])["Aliases"]]
+            owner = "hash table key" if meta["Arn"] == outputs["hash-table"]["key_arn"] else "?"
+            statements += _each(f"KMS key {', '.join(aliases) or key['KeyId']}: key policy",
+                                "key policy", owner, json.loads(kms.get_key_policy(
+                                    KeyId=key["KeyId"], PolicyName="default")["Policy"]))
+
     for page in ec2.get_paginator("describe_vpc_endpoints").paginate():
         for endpoint in page["VpcEndpoints"]:
             service = endpoint["ServiceName"].removeprefix(f"com.amazonaws.{REGION}.")
@@ -419,7 +451,7 @@ def justification(statement: Statement, facts: Facts) -> tuple[Why | None, str]:
         return None, "its actions differ from the justified ones"
     if facts.shown(body.get("Resource"), statement.owner) != why.resource:
         return None, "its resource differs from the justified one"
-    if principal_of(body) != why.principal:
+    if facts.shown(principal_of(body), statement.owner) != why.principal:
         return None, "its principal differs from the justified one"
     condition = _shown_condition(body.get("Condition"), statement.owner, facts)
     if why.condition is not None and condition != why.condition:
@@ -451,7 +483,8 @@ def problems(statements: list[Statement], facts: Facts) -> list[str]:
                 statement.policy == "execution role" and statement.owner in facts.in_vpc
                 and set(actions) <= set(ENI_ACTIONS)) and not (
                 statement.policy == "execution role" and statement.owner == "legacy_loader"
-                and set(actions) <= set(loader.POLLER_NETWORK_ACTIONS)):
+                and set(actions) <= set(loader.POLLER_NETWORK_ACTIONS)) and not (
+                statement.policy == "key policy"):  # a key policy's "*" is the key itself
             found.append(f'{label}: "Resource": "*" for actions AWS does not require it for')
         if statement.policy == "invoke permission":
             found += _unbound_invoke(label, body, facts)
@@ -498,7 +531,7 @@ def render(seen: dict[str, list[tuple[Statement, Facts]]]) -> str:
             row = (statement.policy, statement.owner, body.get("Sid") or "",
                    ", ".join(sorted(as_list(body.get("Action")))),
                    _cell(facts.shown(body.get("Resource"), statement.owner)),
-                   principal_of(body) or "",
+                   facts.shown(principal_of(body), statement.owner) or "",
                    json.dumps(condition, sort_keys=True) if condition else "",
                    why.reason if why else "**UNJUSTIFIED**")
             configurations = rows.setdefault(row, [])
@@ -679,7 +712,10 @@ def test_the_one_resource_star_statement_says_aws_requires_it():
             if p.relative_to(root).parts[0] != "sandbox"}
     granting = {name: sum('"Resource": "*"' in line for line in lines)
                 for name, lines in code.items() if any('"Resource": "*"' in x for x in lines)}
-    assert granting == {"functions/deploy.py": 1, "steps/deploy_legacy_loader.py": 1}
+    assert granting == {"functions/deploy.py": 1, "steps/deploy_legacy_loader.py": 1,
+                        "steps/hash_table.py": 2}  # its key policy: "*" is the key itself
+    assert 'a key policy the resource "*" is\n    the key itself' in inspect.getsource(
+        hash_table.key_policy)
     assert '"Action": ENI_ACTIONS, "Resource": "*"' in inspect.getsource(
         functions.FunctionState.policy)
     assert 'POLLER_NETWORK_ACTIONS,\n             "Resource": "*"' in inspect.getsource(
