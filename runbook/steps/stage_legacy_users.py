@@ -55,6 +55,8 @@ class StageState:
     diff: legacy_users.Diff = field(default_factory=lambda: legacy_users.Diff(()))
     produced: int = 0
     stored: int = 0
+    produce_s: float = 0.0      # producing and flushing every planned record
+    store_s: float = 0.0        # from the last acknowledgement until the table held all
 
 
 @dataclass(frozen=True)
@@ -66,6 +68,10 @@ class StageOutputs(Outputs):
     produced: int           # records the topic acknowledged in this run
     stored: int             # produced users the table now holds as produced
     skipped: dict           # reason -> count (runbook.legacy.users.REASONS)
+    # How long producing took, and then the wait for the loader to store it all (0 when
+    # nothing was staged): an operator's measure of the pipeline, and bench/'s.
+    produce_s: float = 0.0
+    store_s: float = 0.0
 
 
 class StageLegacyUsers(Step):
@@ -151,6 +157,7 @@ class StageLegacyUsers(Step):
 
         cluster = self.inputs.msk_cluster
         staged = state.diff.stage
+        start = self.ctx.clock()
         producer = kafka_access(self.ctx).producer(cluster.bootstrap_public, acks="all",
                                                    enable_idempotence=True)
         try:
@@ -172,6 +179,7 @@ class StageLegacyUsers(Step):
                                        f"kafka:topic {cluster.topic}", dim=True)
         finally:
             producer.close(timeout=10)
+            state.produce_s = self.ctx.clock() - start
 
     # -- settle --------------------------------------------------------------------------
 
@@ -187,6 +195,7 @@ class StageLegacyUsers(Step):
             stored = legacy_table.stored(self.api, state.table, [u.email for u in staged])
             left = legacy_users.missing(staged, stored)
             state.stored = len(staged) - len(left)
+            state.store_s = self.ctx.clock() - start
             if not left:
                 return
             elapsed = self.ctx.clock() - start
@@ -206,7 +215,9 @@ class StageLegacyUsers(Step):
     def outputs(self, state: StageState) -> StageOutputs:
         return StageOutputs(table=state.table, source=state.source, users=len(state.users),
                             planned=len(state.diff.stage), produced=state.produced,
-                            stored=state.stored, skipped=dict(state.skipped))
+                            stored=state.stored, skipped=dict(state.skipped),
+                            produce_s=round(state.produce_s, 3),
+                            store_s=round(state.store_s, 3))
 
 
 def _counts(counts: dict) -> str:
