@@ -21,6 +21,9 @@ import warnings
 from pathlib import Path
 
 from runbook.sandbox import kafka as sandbox_kafka
+from runbook.sandbox import kafka_mapping as sandbox_kafka_mapping
+from runbook.sandbox import kafka_poller as sandbox_kafka_poller
+from runbook.sandbox import legacy as sandbox_legacy
 from runbook.sandbox import msk as sandbox_msk
 from runbook.sandbox import rds as sandbox_rds
 from runbook.sandbox import rds_proxy as sandbox_rds_proxy
@@ -64,6 +67,7 @@ class Sandbox:
         self.region = region
         self.invoker = invoker
         self.poller: sandbox_sqs.Poller | None = None
+        self.kafka_poller: sandbox_kafka_poller.KafkaPoller | None = None
         self.external_dsn = pg_dsn if pg_dsn is not None else os.environ.get("RUNBOOK_PG_DSN")
         self.workdir: Path | None = None
         self.aws_url: str | None = None
@@ -73,6 +77,8 @@ class Sandbox:
         self.database_dsn: str | None = None
         self.database_tls = None        # runbook.sandbox.tls.TlsFrontEnd
         self.kafka_broker: sandbox_kafka.Broker | None = None
+        # The legacy (Supabase-era) database stage-legacy-users reads (sandbox.legacy).
+        self.legacy_database: str | None = None
         self.legacy_dsn: str | None = None
         self._moto = None
         self._pg = None
@@ -87,6 +93,7 @@ class Sandbox:
             self._start_moto()
             self._start_postgres()
             self._create_database()
+            self.legacy_database, self.legacy_dsn = sandbox_legacy.create(self.pg_dsn)
             self._start_tls()
             self._start_kafka()
             self._start_poller()
@@ -114,6 +121,7 @@ class Sandbox:
         sandbox_rds.install()  # DescribeDBEngineVersions, which moto lacks
         sandbox_rds_proxy.install()  # CreateDBProxy in end-to-end IAM mode
         sandbox_sqs.install()  # no SQS mapping fired inside SendMessage: the poller runs them
+        sandbox_kafka_mapping.install()  # MSK mappings stored; the Kafka poller runs them
         sandbox_msk.install()  # MSK clusters ACTIVE, bootstrap brokers, public access
         self._reset_moto()
         self.progress.line(f"sandbox: moto server on {self.aws_url} (sandbox dir {self.workdir})",
@@ -201,8 +209,16 @@ class Sandbox:
                             credentials=SANDBOX_CREDENTIALS)
         invoker = self.invoker(aws, self.database_dsn, self.database_tls)
         self.poller = sandbox_sqs.Poller(aws, invoker.invoke).start()
+        if self.kafka_broker is not None:
+            self.kafka_poller = sandbox_kafka_poller.KafkaPoller(
+                aws, invoker.invoke, self.kafka_broker.bootstrap).start()
 
     def _stop_poller(self) -> None:
+        if self.kafka_poller is not None:
+            if not self.kafka_poller.stop():
+                self.progress.line("sandbox: the MSK poller's invocation outlived the "
+                                   "sandbox; it is left to end on its own", fg="yellow")
+            self.kafka_poller = None
         if self.poller is None:
             return
         if not self.poller.stop():
@@ -222,6 +238,19 @@ class Sandbox:
             self.progress.line(f"sandbox: could not drop database {self.database} on "
                                f"RUNBOOK_PG_DSN ({type(exc).__name__}); drop it by hand", fg="yellow")
         self.database = None
+
+    def _drop_legacy_database(self) -> None:
+        if self.legacy_database is None or not self.external_dsn:
+            return  # an embedded server is deleted with its directory
+        import psycopg
+
+        try:
+            sandbox_legacy.drop(self.pg_dsn, self.legacy_database)
+        except psycopg.Error as exc:
+            self.progress.line(f"sandbox: could not drop database {self.legacy_database} on "
+                               f"RUNBOOK_PG_DSN ({type(exc).__name__}); drop it by hand",
+                               fg="yellow")
+        self.legacy_database = self.legacy_dsn = None
 
     def _server_version(self) -> str:
         import psycopg
@@ -245,6 +274,7 @@ class Sandbox:
                 self._moto.stop()
                 self._moto = None
             self._drop_database()
+            self._drop_legacy_database()
             self._stop_postgres()
             if self.workdir is not None:
                 shutil.rmtree(self.workdir, ignore_errors=True)
@@ -318,9 +348,13 @@ class Sandbox:
             "RDS CA bundle: functions that log in by IAM verify the sandbox CA instead "
             "(DB_SSLROOTCERT points at it; the dependency layer carries it); the RDS "
             "global-bundle.pem is not fetched",
+            sandbox_legacy.SIMULATED,
             *([sandbox_kafka.SIMULATED.format(bootstrap=self.kafka_broker.bootstrap)]
               if self.kafka_broker else []),
             sandbox_msk.SIMULATED,
+            sandbox_kafka_mapping.SIMULATED,
+            *([sandbox_kafka_poller.SIMULATED.format(delay=sandbox_kafka_poller.RETRY_DELAY_S)]
+              if self.kafka_broker and self.region and self.invoker else []),
             "account_id guard: not applied (the sandbox is its own account)",
         ]
 
