@@ -8,9 +8,11 @@ sandbox's server, or a test's mock) what step msk-cluster needs of AWS, and is s
 where moto is lax, so that what AWS would refuse fails in a dry run too:
 
 - CreateClusterV2 refuses a second cluster with the name (ConflictException), a
-  PublicAccess other than DISABLED (AWS's own message), subnets that do not exist or
-  share an availability zone, a broker count that is not a multiple of the subnets, and
-  security groups that do not exist; it keeps ClientAuthentication and EncryptionInfo.
+  PublicAccess other than DISABLED (AWS's own message), subnets that share an
+  availability zone, a broker count that is not a multiple of the subnets, and security
+  groups that do not exist; it keeps ClientAuthentication and EncryptionInfo. Subnets
+  EC2 does not know pass, as in moto (other steps' tests use placeholders), and are
+  refused by UpdateConnectivity.
 - The cluster reads CREATING for READS_WHILE_CREATING reads, then ACTIVE: time passes
   between a run's reads, so its wait, with progress, runs as on AWS.
 - GetBootstrapBrokers answers once the cluster serves, with the sandbox's broker
@@ -42,8 +44,9 @@ SIMULATED = (
     "unauthenticated access on, plaintext or no in-cluster encryption, or a broker subnet "
     "without a route to an internet gateway; its operation completes after a few reads. "
     "Refused at creation as on AWS, though moto takes them: a second cluster with the "
-    "name, PublicAccess other than DISABLED, missing subnets or security groups, subnets "
-    "sharing an AZ, a broker count not a multiple of the subnets. Not emulated: the "
+    "name, PublicAccess other than DISABLED, missing security groups, subnets sharing an "
+    "AZ, a broker count not a multiple of the subnets (subnets EC2 does not know pass, "
+    "and UpdateConnectivity refuses them). Not emulated: the "
     "brokers' number, type and storage (one broker serves every cluster), the security "
     "group's rules (the broker listens on 127.0.0.1 only), Elastic IPs, MSK's cluster "
     "IAM policy checks (runbook.sandbox.kafka checks the token's signature, not what it "
@@ -190,26 +193,24 @@ def _check_create(backend, name: str, provisioned: dict) -> None:
                    "in PublicAccess is DISABLED.")
     ec2 = _ec2(backend)
     subnet_ids = list(nodes.get("clientSubnets") or ())
-    subnets = []
-    for subnet_id in subnet_ids:
-        try:
-            subnets.append(ec2.get_subnet(subnet_id))
-        except Exception:  # noqa: BLE001 - moto's InvalidSubnetID.NotFound
-            raise _bad(f"The subnet {subnet_id} does not exist.") from None
-    if not 2 <= len(subnets) <= 3:
+    # Subnets moto's EC2 does not know are let through, as moto lets them: tests of the
+    # steps that consume a cluster make one with placeholder subnets. UpdateConnectivity
+    # refuses them (a subnet that does not exist routes nowhere).
+    subnets = [subnet for subnet in map(lambda i: _subnet(ec2, i), subnet_ids) if subnet]
+    if not 2 <= len(subnet_ids) <= 3:
         raise _bad("Specify two or three subnets in the ClientSubnets parameter.")
     zones = [s.availability_zone for s in subnets]
     if len(set(zones)) != len(zones):
         raise _bad("The ClientSubnets must be in different Availability Zones.")
     brokers = int(provisioned.get("numberOfBrokerNodes") or 0)
-    if brokers < 1 or brokers % len(subnets):
+    if brokers < 1 or brokers % len(subnet_ids):
         raise _bad("The number of broker nodes must be a multiple of Availability Zones in "
                    "the Client Subnets parameter.")
     for group_id in nodes.get("securityGroups") or ():
         group = ec2.get_security_group_from_id(group_id)
         if group is None:
             raise _bad(f"The security group {group_id} does not exist.")
-        if group.vpc_id != subnets[0].vpc_id:
+        if subnets and group.vpc_id != subnets[0].vpc_id:
             raise _bad(f"The security group {group_id} is not in the subnets' VPC.")
 
 
@@ -298,10 +299,19 @@ def _check_connectivity(response, cluster, version: str | None, wanted: str | No
                        "route to an internet gateway.")
 
 
+def _subnet(ec2, subnet_id: str):
+    try:
+        return ec2.get_subnet(subnet_id)
+    except Exception:  # noqa: BLE001 - moto's InvalidSubnetID.NotFound
+        return None
+
+
 def _routes_to_internet(ec2, subnet_id: str) -> bool:
     """Whether the route table `subnet_id` uses (its own, else its VPC's main table)
-    sends 0.0.0.0/0 to an internet gateway."""
-    subnet = ec2.get_subnet(subnet_id)
+    sends 0.0.0.0/0 to an internet gateway. A subnet that does not exist does not."""
+    subnet = _subnet(ec2, subnet_id)
+    if subnet is None:
+        return False
     tables = [t for t in ec2.route_tables.values() if t.vpc_id == subnet.vpc_id]
     table = next((t for t in tables if subnet_id in t._associations.values()), None) \
         or next((t for t in tables if t.main_association_id is not None), None)

@@ -216,3 +216,19 @@ def reset(url: str) -> None:
     import urllib.request
 
     urllib.request.urlopen(urllib.request.Request(f"{url}/moto-api/reset", method="POST")).read()
+
+
+def test_placeholder_subnets_pass_the_create_as_in_moto_and_public_access_refuses_them(
+        account):
+    kafka, _ = clients()
+    arn = kafka.create_cluster_v2(ClusterName="c", Provisioned={
+        "KafkaVersion": "3.6.0", "NumberOfBrokerNodes": 2,
+        "BrokerNodeGroupInfo": {"InstanceType": "kafka.m5.large",
+                                "ClientSubnets": ["subnet-pub-a", "subnet-pub-b"]},
+        "ClientAuthentication": {"Sasl": {"Iam": {"Enabled": True}}}})["ClusterArn"]
+    active(kafka, arn)
+    version = kafka.describe_cluster_v2(ClusterArn=arn)["ClusterInfo"]["CurrentVersion"]
+
+    refused(lambda: kafka.update_connectivity(ClusterArn=arn, CurrentVersion=version,
+                                              ConnectivityInfo=PUBLIC),
+            "subnet subnet-pub-a has no route to an internet gateway")
