@@ -70,8 +70,10 @@ def test_network_creates_private_subnets_with_own_route_tables(account, config):
     for attribute in ("enableDnsSupport", "enableDnsHostnames"):
         key = attribute[0].upper() + attribute[1:]
         assert ec2().describe_vpc_attribute(VpcId=vpc_id, Attribute=attribute)[key]["Value"]
+    # The public subnets (network.public_subnets) have tests of their own.
     subnets = {s["SubnetId"]: s for s in ec2().describe_subnets(
-        Filters=[{"Name": "vpc-id", "Values": [vpc_id]}])["Subnets"]}
+        Filters=[{"Name": "vpc-id", "Values": [vpc_id]}])["Subnets"]
+        if s["SubnetId"] not in out["public_subnet_ids"]}
     assert sorted((s["CidrBlock"], s["AvailabilityZone"]) for s in subnets.values()) == [
         ("10.0.11.0/24", "eu-central-1a"), ("10.0.12.0/24", "eu-central-1b"),
         ("10.0.13.0/24", "eu-central-1c")]
@@ -92,9 +94,14 @@ def test_network_adopts_vpc_and_subnets_made_beforehand_by_cidr(account, config)
     network = results["network"]
     assert network.status == "ok", network.error
     assert [v["VpcId"] for v in our_vpcs()] == [vpc_id]
-    assert len(ec2().describe_subnets(Filters=[{"Name": "vpc-id", "Values": [vpc_id]}])["Subnets"]) == 3
+    cidrs = [s["CidrBlock"] for s in ec2().describe_subnets(
+        Filters=[{"Name": "vpc-id", "Values": [vpc_id]}])["Subnets"]]
+    # The three private ones adopted, not made again; the two public ones made.
+    assert sorted(cidrs) == ["10.0.101.0/24", "10.0.102.0/24", "10.0.11.0/24",
+                             "10.0.12.0/24", "10.0.13.0/24"]
     actions = {(c.action, c.resource.split()[0]) for c in network.changes}
-    assert ("create", "ec2:vpc") not in actions and ("create", "ec2:subnet") not in actions
+    created = [c.resource for c in network.changes if c.action == "create"]
+    assert not [r for r in created if r.startswith(("ec2:vpc", "ec2:subnet matbakh-prod-private"))]
     assert ("update", "ec2:vpc") in actions  # tags and DNS hostnames
     tags = {t["Key"]: t["Value"] for t in ec2().describe_vpcs(VpcIds=[vpc_id])["Vpcs"][0]["Tags"]}
     assert tags["runbook:env"] == "prod" and tags["runbook:step"] == "network"
