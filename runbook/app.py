@@ -246,11 +246,9 @@ def _dry_run(config, target, record, journal, progress, lock_wait_s,
         record.verify_results = []
         _aws_would_refuse(config, aws, target.through)
         _nothing_of_another_environment(config, aws, target.through, progress, dry_run=True,
-                                        database_dsn=sandbox.database_dsn,
-                                        database_tls=sandbox.database_tls)
+                                        **sandbox.step_context())
         runner = new_runner(config, aws, progress, dry_run=True, sleep=_sandbox_sleep,
-                        database_dsn=sandbox.database_dsn, database_tls=sandbox.database_tls,
-                        allow_reboot=allow_reboot)
+                            allow_reboot=allow_reboot, **sandbox.step_context())
         lock_aws = ClientFactory(config.region, endpoint_url=sandbox.aws_url,
                                  credentials=SANDBOX_CREDENTIALS)
         with _locked(config, target, lock_aws, aws.caller_arn, progress, lock_wait_s,
@@ -274,8 +272,8 @@ def _dry_run_passes(config, target, record, runner, aws, progress, sandbox) -> N
 
     again = [name for name in target.requested if CATALOGUE[name].idempotent]
     record.verify_results = new_runner(config, aws, progress, dry_run=True, scope_prefix="verify:",
-                                   sleep=_sandbox_sleep, database_dsn=sandbox.database_dsn,
-                                   database_tls=sandbox.database_tls).run(again)
+                                       sleep=_sandbox_sleep,
+                                       **sandbox.step_context()).run(again)
     noisy = [f"{r.name} ({r.api_calls['write']} writes, {r.applied} changes)"
              for r in record.verify_results
              if r.idempotent and (r.api_calls["write"] or r.applied)]
@@ -322,11 +320,11 @@ def plan(config, target: Target, *, dry_run: bool, progress) -> PlanOutcome:
     if dry_run:
         from runbook.sandbox.stack import SANDBOX_CREDENTIALS, Sandbox
 
-        with Sandbox(progress) as sandbox:
+        with Sandbox(progress, region=config.region) as sandbox:
             aws = ClientFactory(config.region, endpoint_url=sandbox.aws_url,
                                 credentials=SANDBOX_CREDENTIALS)
             return _plan(config, target.through, aws, progress, dry_run=True,
-                         database_dsn=sandbox.database_dsn, database_tls=sandbox.database_tls)
+                         **sandbox.step_context())
     return plan_live(config, target.through if target.by_phase else target.requested,
                      progress)
 
@@ -338,11 +336,12 @@ def plan_live(config, steps: list[str], progress) -> PlanOutcome:
 
 
 def _plan(config, steps, aws, progress, account: str | None = None, *, dry_run: bool = False,
-          database_dsn: str | None = None, database_tls=None) -> PlanOutcome:
+          **context) -> PlanOutcome:
+    """`context`: a sandbox's step_context() in a dry run."""
     account = account or aws.caller_account()
     _aws_would_refuse(config, aws, steps)
     results = new_runner(config, aws, progress, plan_only=True, dry_run=dry_run,
-                     database_dsn=database_dsn, database_tls=database_tls).run(steps)
+                         **context).run(steps)
     writes = aws.total("write")
     if writes:  # a bug, never an operator's mistake: say so loudly
         raise RuntimeError(f"plan made {writes} mutating AWS call(s); plans must only read")
@@ -399,11 +398,11 @@ def _invoke_in_sandbox(config, entry, name, event, trigger, progress):
                        f"environment file has {field}: {registry.setting(config, field)}, "
                        f"so the sandbox would have no {key} to run.")
     progress.line(f"dry run: a sandbox with {name} deployed", bold=True)
-    with Sandbox(progress) as sandbox:
+    with Sandbox(progress, region=config.region) as sandbox:
         aws = ClientFactory(config.region, endpoint_url=sandbox.aws_url,
                             credentials=SANDBOX_CREDENTIALS)
         runner = new_runner(config, aws, progress, dry_run=True, sleep=_sandbox_sleep,
-                        database_dsn=sandbox.database_dsn, database_tls=sandbox.database_tls)
+                            **sandbox.step_context())
         results = runner.run(_with_prerequisites([step], config.all_steps(), config))
         failed = next((r for r in results if not r.ok), None)
         if failed is not None:

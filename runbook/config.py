@@ -480,10 +480,36 @@ KMS_ALIAS_MAX = 256
 class Legacy(_Model):
     """Phase a5: where the legacy users' password hashes are staged (step hash-table,
     built but in no phase of the shipped files yet). The table's KMS key is
-    alias/<hash_table>. deletion_protection guards the table against DeleteTable."""
+    alias/<hash_table>. deletion_protection guards the table against DeleteTable.
+    source_dsn_env and stage_timeout_s are step stage-legacy-users'."""
 
     hash_table: str = Field(pattern=TABLE_NAME)
     deletion_protection: bool = True
+    # Step deploy-legacy-loader's MSK event source mapping: records per invocation (an
+    # MSK mapping takes 1-10,000; AWS's default is 100), the Kafka consumer group it
+    # reads in (default <hash_table>-loader; AWS's pattern, 1-200 characters), and its
+    # provisioned pollers (see runbook.steps.deploy_legacy_loader for why provisioned).
+    loader_batch_size: int = Field(default=100, ge=1, le=10000)
+    loader_consumer_group: str | None = Field(default=None,
+                                              pattern=r"^[a-zA-Z0-9\-/*:_+=.@]{1,200}$")
+    loader_min_pollers: int = Field(default=1, ge=1, le=200)
+    loader_max_pollers: int = Field(default=2, ge=1, le=2000)
+    # Step stage-legacy-users: the NAME of the environment variable that holds the legacy
+    # PostgreSQL's DSN (it holds a password, so never the DSN itself), and how long it
+    # waits for the loader to store what it produced.
+    source_dsn_env: str = "LEGACY_DATABASE_URL"
+    stage_timeout_s: int = Field(default=300, ge=10, le=3600)
+
+    @field_validator("source_dsn_env")
+    @classmethod
+    def _a_variable_name(cls, value: str) -> str:
+        # Not a pattern: its message quotes the value, and a DSN written here by mistake
+        # holds a password.
+        if not re.fullmatch(r"[A-Z_][A-Z0-9_]*", value):
+            raise ValueError("the name of an environment variable (capitals, digits and _, "
+                             "e.g. LEGACY_DATABASE_URL) that holds the DSN; never the DSN "
+                             "itself, which holds a password. The value is not shown")
+        return value
 
     @field_validator("hash_table")
     @classmethod
@@ -496,6 +522,20 @@ class Legacy(_Model):
                              f"alias/<hash_table>, at most {KMS_ALIAS_MAX} characters, so "
                              f"at most {KMS_ALIAS_MAX - len('alias/')}")
         return value
+
+    @model_validator(mode="after")
+    def _pollers(self) -> "Legacy":
+        if self.loader_min_pollers > self.loader_max_pollers:
+            raise _AtPath(("loader_min_pollers",),
+                          f"{self.loader_min_pollers} is above loader_max_pollers "
+                          f"({self.loader_max_pollers}): Lambda refuses MinimumPollers above "
+                          "MaximumPollers")
+        return self
+
+    @property
+    def consumer_group(self) -> str:
+        """The loader's Kafka consumer group: loader_consumer_group, or <hash_table>-loader."""
+        return self.loader_consumer_group or f"{self.hash_table}-loader"
 
 
 class Config(_Model):
@@ -574,9 +614,10 @@ class Config(_Model):
 
     @model_validator(mode="after")
     def _legacy_when_used(self) -> "Config":
-        if self.legacy is None and "hash-table" in self.all_steps():
-            raise _AtPath(("legacy",), "required when a phase runs step 'hash-table' "
-                                       "(hash_table: the table's name, at least)")
+        for step in ("hash-table", "deploy-legacy-loader"):
+            if self.legacy is None and step in self.all_steps():
+                raise _AtPath(("legacy",), f"required when a phase runs step '{step}' "
+                                           "(hash_table: the table's name, at least)")
         return self
 
     # -- queries -------------------------------------------------------------------

@@ -32,12 +32,12 @@ def _statements(policy: dict) -> list[str]:
         statement = dict(statement)
         for key in ("Action", "NotAction", "Resource", "NotResource"):
             if key in statement:
-                statement[key] = sorted(_as_list(statement[key]))
+                statement[key] = sorted(as_list(statement[key]))
         out.append(json.dumps(statement, sort_keys=True))
     return sorted(out)
 
 
-def _as_list(value) -> list:
+def as_list(value) -> list:
     return value if isinstance(value, list) else [value]
 
 
@@ -47,10 +47,10 @@ def allows(policy: dict | None) -> bool:
     A policy of Deny statements only (a guardrail) grants nothing; removing it would
     widen what its holder may do.
     """
-    return any(statement.get("Effect") != "Deny" for statement in _statement_list(policy))
+    return any(statement.get("Effect") != "Deny" for statement in statement_list(policy))
 
 
-def _statement_list(policy: dict | None) -> list[dict]:
+def statement_list(policy: dict | None) -> list[dict]:
     found = (policy or {}).get("Statement", [])
     return found if isinstance(found, list) else [found]
 
@@ -61,7 +61,7 @@ def summary(policy: dict | None):
     if policy is None:
         return None
     lines = []
-    for statement in _statement_list(policy):
+    for statement in statement_list(policy):
         actions = _listed(statement, "Action")
         resources = _listed(statement, "Resource")
         effect = "deny " if statement.get("Effect") == "Deny" else ""
@@ -71,5 +71,5 @@ def summary(policy: dict | None):
 
 def _listed(statement: dict, key: str) -> str:
     if key not in statement and f"Not{key}" in statement:
-        return "all but " + ", ".join(str(v) for v in _as_list(statement[f"Not{key}"]))
-    return ", ".join(str(v) for v in _as_list(statement.get(key)))
+        return "all but " + ", ".join(str(v) for v in as_list(statement[f"Not{key}"]))
+    return ", ".join(str(v) for v in as_list(statement.get(key)))

@@ -20,13 +20,12 @@ No message here contains the token or its signature.
 from __future__ import annotations
 
 import hmac
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from urllib.parse import parse_qsl, urlsplit
 
+from runbook.aws.sigv4 import check_signing, signature_at
+
 SERVICE = "rds-db"
-MAX_EXPIRES_S = 900          # what RDS allows, and what generate_db_auth_token asks for
-CLOCK_SKEW_S = 300           # a token dated this far in the future still counts
-AMZ_DATE = "%Y%m%dT%H%M%SZ"
 
 
 class TokenRefused(Exception):
@@ -55,30 +54,8 @@ def verify(token: str, *, host: str, port: int, user: str, region: str, credenti
         raise TokenRefused(f"the token is for {parts.hostname}:{token_port}, not {host}:{port}")
     if query.get("DBUser") != user:
         raise TokenRefused(f"the token is for another database user, not {user}")
-    if query.get("X-Amz-Algorithm") != "AWS4-HMAC-SHA256":
-        raise TokenRefused("the token is not signed with AWS4-HMAC-SHA256")
-    if query.get("X-Amz-SignedHeaders") != "host":
-        raise TokenRefused("the token must sign exactly the host header")
-    try:
-        signed_at = datetime.strptime(query.get("X-Amz-Date", ""), AMZ_DATE).replace(
-            tzinfo=timezone.utc)
-        expires = int(query.get("X-Amz-Expires", ""))
-    except ValueError:
-        raise TokenRefused("the token's X-Amz-Date or X-Amz-Expires is malformed") from None
-    scope = query.get("X-Amz-Credential", "").split("/")
-    wanted = [credentials["aws_access_key_id"], signed_at.strftime("%Y%m%d"), region, SERVICE,
-              "aws4_request"]
-    if scope != wanted:
-        raise TokenRefused(f"the token's credential scope is not <key id>/<date>/{region}/"
-                           f"{SERVICE}/aws4_request for the expected key")
-    if not 0 < expires <= MAX_EXPIRES_S:
-        raise TokenRefused(f"the token asks to be valid {expires} s; RDS allows at most "
-                           f"{MAX_EXPIRES_S}")
-    if signed_at > now + timedelta(seconds=CLOCK_SKEW_S):
-        raise TokenRefused("the token is dated in the future")
-    if now > signed_at + timedelta(seconds=expires):
-        raise TokenRefused(f"the token expired {int((now - signed_at).total_seconds()) - expires}"
-                           " s ago")
+    expires = check_signing(query, service=SERVICE, region=region, credentials=credentials,
+                            now=now, refused=TokenRefused, by="RDS")
     expected = _signature(parts.hostname, token_port, user, region, credentials,
                           query.get("X-Amz-Date"), expires, query.get("X-Amz-Security-Token"))
     if not hmac.compare_digest(expected, query.get("X-Amz-Signature", "")):
@@ -89,24 +66,12 @@ def verify(token: str, *, host: str, port: int, user: str, region: str, credenti
 def _signature(host: str, port: int, user: str, region: str, credentials: dict,
                amz_date: str, expires: int, session_token: str | None) -> str:
     """The X-Amz-Signature botocore gives the same request signed at `amz_date`."""
-    from botocore.auth import SigV4QueryAuth
     from botocore.awsrequest import AWSRequest
-    from botocore.credentials import Credentials
 
-    class SignedAt(SigV4QueryAuth):
-        # SigV4Auth.add_auth stamps the current time; a check re-signs at the token's.
-        def add_auth(self, request):
-            request.context["timestamp"] = amz_date
-            self._modify_request_before_signing(request)
-            canonical = self.canonical_request(request)
-            signature = self.signature(self.string_to_sign(request, canonical), request)
-            self._inject_signature_to_request(request, signature)
 
     # As generate_db_auth_token builds it: a GET whose parameters botocore moves from
     # the body into the query string, before the X-Amz-* ones.
     request = AWSRequest(method="GET", url=f"https://{host}:{port}/",
                          data={"Action": "connect", "DBUser": user})
-    creds = Credentials(credentials["aws_access_key_id"], credentials["aws_secret_access_key"],
-                        session_token)
-    SignedAt(creds, SERVICE, region, expires=expires).add_auth(request)
-    return dict(parse_qsl(urlsplit(request.url).query))["X-Amz-Signature"]
+    return signature_at(request, service=SERVICE, region=region, credentials=credentials,
+                        amz_date=amz_date, expires=expires, session_token=session_token)

@@ -61,12 +61,14 @@ class Runner:
     def __init__(self, config, aws, progress, *, catalogue, dry_run: bool = False,
                  plan_only: bool = False, scope_prefix: str = "", sleep=time.sleep,
                  clock=time.monotonic, database_dsn: str | None = None, database_tls=None,
-                 allow_reboot: bool = False, invoker: Callable[[str, dict], Any] | None = None):
+                 allow_reboot: bool = False, invoker: Callable[[str, dict], Any] | None = None,
+                 kafka=None, legacy_dsn: str | None = None):
         self.config, self.aws, self.progress = config, aws, progress
         # {step name: StepInfo}: what each step needs, and `load()` for its class.
         self.catalogue = catalogue
         self.invoker = invoker
         self.database_dsn, self.database_tls = database_dsn, database_tls
+        self.kafka, self.legacy_dsn = kafka, legacy_dsn
         self.allow_reboot = allow_reboot
         self.dry_run, self.plan_only = dry_run, plan_only
         self.scope_prefix = scope_prefix
@@ -80,7 +82,7 @@ class Runner:
                            dry_run=self.dry_run, plan_only=self.plan_only,
                            allow_reboot=self.allow_reboot,
                            database_dsn=self.database_dsn, database_tls=self.database_tls,
-                           invoker=self.invoker, sleep=self.sleep, clock=self.clock)
+                           kafka=self.kafka, legacy_dsn=self.legacy_dsn, invoker=self.invoker, sleep=self.sleep, clock=self.clock)
 
     def step(self, name: str, *, outputs_only: bool = False) -> Step:
         """A new instance of step `name`, with its declared inputs."""

@@ -86,6 +86,12 @@ class StepContext:
     # TLS front-end that takes IAM token logins for it (runbook.sandbox.tls).
     database_dsn: str | None = None
     database_tls: Any = None
+    # How runbook's own Kafka clients reach an MSK cluster (runbook.aws.kafka): None, IAM
+    # with the run's credentials; in a dry run, the sandbox's (its broker, token checked).
+    kafka: Any = None
+    # A dry run's legacy PostgreSQL (phase a5's source): the sandbox's database loaded
+    # with the Supabase-era users, used unless the environment variable is set.
+    legacy_dsn: str | None = None
     # Runs a deployed function: (function name, event) -> Invocation. The edge supplies
     # it (runbook.functions.invoke.for_steps): on Lambda live, locally in a dry run.
     invoker: Callable[[str, dict], Any] | None = None

@@ -26,6 +26,9 @@ MASTER_USER = "master user"
 COGNITO = "cognito-idp.amazonaws.com"
 # An event source mapping that polls an SQS queue and invokes the function with batches.
 SQS = "sqs"
+# An event source mapping that polls an Amazon MSK topic in a consumer group and invokes
+# the function with batches of records (AWS-FACTS C).
+MSK = "msk"
 # The tag that names the registry entry (lambdas/<key>) a deployed function is built from.
 FUNCTION_TAG = "runbook:function"
 
@@ -36,7 +39,7 @@ class Function:
     step: str                       # the step that deploys it
     trigger: str | None = None      # the Cognito trigger it is (LambdaConfig key), or None:
                                     # only runbook invokes it, and it has no resource policy
-    # The event source mapping that invokes it (SQS), or None. Lambda's poller calls it
+    # The event source mapping that invokes it (SQS, MSK), or None. Lambda's poller calls it
     # with its execution role: it has no resource policy either.
     event_source: str | None = None
     login: str = NO_DATABASE
@@ -74,6 +77,8 @@ class Function:
             return f"Cognito {self.trigger} trigger (step {self.step})"
         if self.event_source == SQS:
             return f"SQS event source mapping (step {self.step})"
+        if self.event_source == MSK:
+            return f"MSK event source mapping (step {self.step})"
         when = f" with {self.only_with[0]}: {self.only_with[1]}" if self.only_with else ""
         return f"run by step {self.step}{when}"
 
@@ -106,6 +111,10 @@ FUNCTIONS: dict[str, Function] = {
         # The queue's visibility timeout is 6x its timeout (AWS-FACTS A): 30 s -> 180 s.
         Function("process_user_signup", "deploy-process-user-signup", event_source=SQS,
                  login=TRIGGER_ROLE, in_vpc=True, layer=True, defaults=(256, 30)),
+        # Not in the VPC: it only writes DynamoDB. Its mapping's pollers reach the cluster
+        # in the cluster's subnets with the cluster's security group, not the function.
+        Function("legacy_loader", "deploy-legacy-loader", event_source=MSK,
+                 defaults=(256, 60)),
     )
 }
 
@@ -113,6 +122,7 @@ PRE_SIGNUP = FUNCTIONS["pre_signup"]
 POST_CONFIRMATION = FUNCTIONS["post_confirmation"]
 DB_MIGRATE = FUNCTIONS["db_migrate"]
 PROCESS_USER_SIGNUP = FUNCTIONS["process_user_signup"]
+LEGACY_LOADER = FUNCTIONS["legacy_loader"]
 
 
 def through_proxy(config) -> bool:

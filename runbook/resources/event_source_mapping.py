@@ -1,5 +1,12 @@
-"""A Lambda event source mapping from an SQS queue: Lambda's poller, which receives
-batches from the queue and invokes the function with them (phase a4).
+"""A Lambda event source mapping from an SQS queue (phase a4) or an Amazon MSK topic
+(phase a5): Lambda's poller, which receives batches from the queue, or reads the topic
+in a consumer group, and invokes the function with them.
+
+An MSK mapping (MappingSpec.topics set) is made with its topic, starting position and
+consumer group, which Lambda fixes at creation: a difference in them is a PlanError
+naming the fix (delete the mapping), not an update. Its batch size, state and
+provisioned pollers are compared with what GetEventSourceMapping returns and updated
+in place.
 
 A mapping has no name: it is the (function, queue ARN) pair, which AWS allows once
 (a second CreateEventSourceMapping for the pair is a ResourceConflictException; moto
@@ -51,12 +58,37 @@ class MappingSpec(Spec):
     function_timeout_s: int = 0
     timeout_field: str = ""
     visibility_timeout_s: Any = None     # int, or Unknown while the queue is not read
+    # An Amazon MSK mapping: its topics (one), StartingPosition (TRIM_HORIZON or LATEST),
+    # AmazonManagedKafkaEventSourceConfig.ConsumerGroupId, and ProvisionedPollerConfig
+    # as (MinimumPollers, MaximumPollers), None for on-demand pollers. Empty topics: SQS.
+    topics: tuple = ()
+    starting_position: str | None = None
+    consumer_group: str | None = None
+    pollers: tuple[int, int] | None = None
+
+    @property
+    def msk(self) -> bool:
+        return bool(self.topics)
 
     def settings(self) -> dict:
         """The diffed settings, as `MappingFound.settings` gives them."""
+        if self.msk:
+            return {"batch_size": self.batch_size, "enabled": self.enabled,
+                    "provisioned_pollers": _pollers(self.pollers)}
         return {"batch_size": self.batch_size,
                 "function_response_types": sorted(self.response_types),
                 "maximum_concurrency": self.max_concurrency, "enabled": self.enabled}
+
+    def fixed(self) -> dict:
+        """What an MSK mapping keeps from its creation, as `MappingFound.fixed` gives it."""
+        return {"topics": sorted(self.topics), "starting_position": self.starting_position,
+                "consumer_group": self.consumer_group}
+
+
+def _pollers(pollers: tuple[int, int] | None) -> dict | None:
+    if pollers is None:
+        return None
+    return {"MinimumPollers": pollers[0], "MaximumPollers": pollers[1]}
 
 
 # The request parameter behind each diffed setting.
@@ -65,7 +97,8 @@ def _parameter(name: str, spec: MappingSpec) -> dict:
             "function_response_types": {"FunctionResponseTypes": list(spec.response_types)},
             "maximum_concurrency": {"ScalingConfig": {"MaximumConcurrency":
                                                       spec.max_concurrency}},
-            "enabled": {"Enabled": spec.enabled}}[name]
+            "enabled": {"Enabled": spec.enabled},
+            "provisioned_pollers": {"ProvisionedPollerConfig": _pollers(spec.pollers)}}[name]
 
 
 @dataclass
@@ -78,13 +111,25 @@ class MappingFound(Found):
     def state(self) -> str:
         return self.mapping.get("State", "")
 
-    def settings(self) -> dict:
+    def settings(self, msk: bool = False) -> dict:
+        if msk:
+            config = self.mapping.get("ProvisionedPollerConfig") or {}
+            pollers = ({"MinimumPollers": config.get("MinimumPollers"),
+                        "MaximumPollers": config.get("MaximumPollers")} if config else None)
+            return {"batch_size": self.mapping.get("BatchSize"),
+                    "enabled": self.state not in OFF, "provisioned_pollers": pollers}
         return {"batch_size": self.mapping.get("BatchSize"),
                 "function_response_types": sorted(self.mapping.get("FunctionResponseTypes")
                                                   or ()),
                 "maximum_concurrency": (self.mapping.get("ScalingConfig") or {}).get(
                     "MaximumConcurrency"),
                 "enabled": self.state not in OFF}
+
+    def fixed(self) -> dict:
+        kafka = self.mapping.get("AmazonManagedKafkaEventSourceConfig") or {}
+        return {"topics": sorted(self.mapping.get("Topics") or ()),
+                "starting_position": self.mapping.get("StartingPosition"),
+                "consumer_group": kafka.get("ConsumerGroupId")}
 
 
 class EventSourceMapping(Resource[MappingSpec, MappingFound]):
@@ -114,14 +159,31 @@ class EventSourceMapping(Resource[MappingSpec, MappingFound]):
     # -- plan (pure) -------------------------------------------------------------------
 
     def summary(self, spec: MappingSpec) -> dict:
-        return {"source": spec.source_arn, **spec.settings()}
+        fixed = spec.fixed() if spec.msk else {}
+        return {"source": spec.source_arn, **fixed, **spec.settings()}
 
     def diff(self, spec: MappingSpec, found: MappingFound) -> dict:
         diff: dict = {}
-        current = found.settings()
+        current = found.settings(msk=spec.msk)
         for name, wanted in spec.settings().items():
             diff_field(diff, name, current[name], wanted)
         return diff
+
+    def check(self, spec: MappingSpec, found: MappingFound) -> None:
+        """An MSK mapping's topic, starting position and consumer group are Lambda's to
+        keep: a mapping with others is refused, naming the fix."""
+        if not spec.msk:
+            return
+        current, wanted = found.fixed(), spec.fixed()
+        differs = [name for name in wanted if current[name] != wanted[name]]
+        if differs:
+            shown = ", ".join(f"{name} {current[name]} (the file says {wanted[name]})"
+                              for name in differs)
+            raise PlanError(spec.step, self.label(spec, found),
+                            f"its {shown}: Lambda cannot change them in place. Delete it "
+                            f"(aws lambda delete-event-source-mapping --uuid {found.id}), "
+                            "then run again; a new consumer group reads the topic from "
+                            "its start (TRIM_HORIZON).")
 
     def plan(self, spec: MappingSpec, found: MappingFound | None, key: str) -> list[Change]:
         """Refuse a function timeout above the queue's visibility timeout (AWS would, at
@@ -146,10 +208,9 @@ class EventSourceMapping(Resource[MappingSpec, MappingFound]):
             # the role got them, it may refuse until IAM has propagated them.
             created = retry.retry(lambda: lam.create_event_source_mapping(
                 FunctionName=spec.function, EventSourceArn=spec.source_arn,
-                BatchSize=spec.batch_size, FunctionResponseTypes=list(spec.response_types),
-                ScalingConfig={"MaximumConcurrency": spec.max_concurrency},
-                Enabled=spec.enabled), when=retry.is_role_missing_permission,
-                policy=retry.IAM_PROPAGATION, sleep=api.sleep)
+                BatchSize=spec.batch_size, Enabled=spec.enabled, **_source_parameters(spec)),
+                when=retry.is_role_missing_permission, policy=retry.IAM_PROPAGATION,
+                sleep=api.sleep)
         except lam.exceptions.ResourceConflictException:
             # The answer to an earlier attempt was lost, or a concurrent run made it.
             found = self.find(api, spec)
@@ -186,3 +247,15 @@ class EventSourceMapping(Resource[MappingSpec, MappingFound]):
 
     def delete(self, api: Api, found: MappingFound) -> None:
         api.client("lambda").delete_event_source_mapping(UUID=found.id)
+
+
+def _source_parameters(spec: MappingSpec) -> dict:
+    """CreateEventSourceMapping's parameters of the source's kind."""
+    if not spec.msk:
+        return {"FunctionResponseTypes": list(spec.response_types),
+                "ScalingConfig": {"MaximumConcurrency": spec.max_concurrency}}
+    params = {"Topics": list(spec.topics), "StartingPosition": spec.starting_position,
+              "AmazonManagedKafkaEventSourceConfig": {"ConsumerGroupId": spec.consumer_group}}
+    if spec.pollers is not None:
+        params["ProvisionedPollerConfig"] = _pollers(spec.pollers)
+    return params

@@ -10,10 +10,11 @@ until the alias exists) and gives it the alias, rather than making a second key.
 alias is never moved to another key: an alias that names a key runbook cannot use is a
 PlanError that says how to fix it.
 
-The key policy is KMS's default (the account root: the account's IAM policies decide
-who may use the key). runbook sets it at creation only and never reads it back, so an
-operator may narrow who can decrypt in the key policy without runbook undoing it.
-Rotation is on (yearly, by KMS); a key found with rotation off is an update.
+The key policy is the spec's (the step says why each statement is there): set at
+creation, read back (GetKeyPolicy, the policy named "default", a key's only one) and
+put again when it grants anything else, so that a statement added by hand shows as
+drift and is removed. Rotation is on (yearly, by KMS); a key found with rotation off is
+an update.
 """
 
 from __future__ import annotations
@@ -22,7 +23,9 @@ from dataclasses import dataclass
 
 from botocore.exceptions import ClientError
 
-from runbook.aws import naming
+import json
+
+from runbook.aws import naming, policies
 from runbook.aws.api import Api, or_none, pages
 from runbook.engine.plan import diff_field
 from runbook.errors import PlanError, StepFailed
@@ -39,6 +42,8 @@ class KeySpec(Spec):
 
     description: str = ""
     rotation: bool = True
+    # The key policy document; None: KMS's default (the account's IAM policies decide).
+    policy: dict | None = None
 
 
 @dataclass
@@ -52,6 +57,24 @@ class KeyFound(Found):
     manager: str = "CUSTOMER"            # AWS for an AWS-managed key
     rotation: bool | None = None         # None: not readable in this state
     aliased: bool = True                 # False: found by its tags, under no alias
+    policy: dict | None = None           # the "default" key policy, as read back
+
+
+def policy_lines(policy: dict | None) -> list[str] | None:
+    """A key policy as one line a statement, `Sid: who may do what [if condition]`: a
+    key policy's resource is always the key itself ("*")."""
+    if policy is None:
+        return None
+    lines = []
+    for statement in policies.statement_list(policy):
+        principal = statement.get("Principal")
+        who = principal.get("AWS", principal) if isinstance(principal, dict) else principal
+        actions = ", ".join(sorted(policies.as_list(statement.get("Action", []))))
+        effect = "deny " if statement.get("Effect") == "Deny" else ""
+        condition = statement.get("Condition")
+        lines.append(f"{statement.get('Sid', '')}: {who} may {effect}{actions}"
+                     + (f" if {json.dumps(condition, sort_keys=True)}" if condition else ""))
+    return lines
 
 
 def from_aws(tag_list: list[dict] | None) -> dict[str, str]:
@@ -116,17 +139,21 @@ class KmsKey(Resource[KeySpec, KeyFound]):
         # enabled; such a key is refused by `check` anyway.
         rotation = (kms.get_key_rotation_status(KeyId=key_id)["KeyRotationEnabled"]
                     if state == ENABLED else None)
+        manager = meta.get("KeyManager", "CUSTOMER")
+        policy = (policies.document(kms.get_key_policy(KeyId=key_id, PolicyName="default")[
+            "Policy"]) if manager == "CUSTOMER" else None)
         return KeyFound(meta["Arn"], tags, key_id, state,
                         meta.get("KeySpec") or meta.get("CustomerMasterKeySpec") or SYMMETRIC,
-                        meta.get("KeyUsage", ENCRYPT_DECRYPT), meta.get("KeyManager", "CUSTOMER"),
-                        rotation)
+                        meta.get("KeyUsage", ENCRYPT_DECRYPT), manager, rotation,
+                        policy=policy)
 
     # -- plan (pure) -------------------------------------------------------------------
 
     def summary(self, spec: KeySpec) -> dict:
         return {"alias": spec.name, "key_spec": SYMMETRIC, "usage": ENCRYPT_DECRYPT,
                 "rotation": spec.rotation,
-                "policy": "KMS default: the account's IAM policies decide"}
+                "policy": (policy_lines(spec.policy) if spec.policy is not None
+                           else "KMS default: the account's IAM policies decide")}
 
     def check(self, spec: KeySpec, found: KeyFound) -> None:
         """A key runbook cannot encrypt the table with, or that is going away."""
@@ -158,14 +185,18 @@ class KmsKey(Resource[KeySpec, KeyFound]):
         if not found.aliased:
             diff_field(diff, "alias", None, spec.name)
         diff_field(diff, "rotation", found.rotation, spec.rotation)
+        if spec.policy is not None and not policies.same(found.policy, spec.policy):
+            diff["policy"] = {"from": policy_lines(found.policy),
+                              "to": policy_lines(spec.policy)}
         return diff
 
     # -- apply -------------------------------------------------------------------------
 
     def create(self, api: Api, spec: KeySpec) -> KeyFound:
         kms = api.client("kms")
+        policy = {} if spec.policy is None else {"Policy": json.dumps(spec.policy)}
         meta = kms.create_key(Description=spec.description, KeyUsage=ENCRYPT_DECRYPT,
-                              KeySpec=SYMMETRIC, Tags=as_aws(spec.tags))["KeyMetadata"]
+                              KeySpec=SYMMETRIC, Tags=as_aws(spec.tags), **policy)["KeyMetadata"]
         try:
             kms.create_alias(AliasName=spec.name, TargetKeyId=meta["KeyId"])
         except kms.exceptions.AlreadyExistsException:
@@ -179,12 +210,12 @@ class KmsKey(Resource[KeySpec, KeyFound]):
         if spec.rotation:
             kms.enable_key_rotation(KeyId=meta["KeyId"])
         return KeyFound(meta["Arn"], dict(spec.tags), meta["KeyId"], ENABLED, SYMMETRIC,
-                        ENCRYPT_DECRYPT, "CUSTOMER", spec.rotation)
+                        ENCRYPT_DECRYPT, "CUSTOMER", spec.rotation, policy=spec.policy)
 
     def update(self, api: Api, spec: KeySpec, found: KeyFound, diff: dict,
                tags: dict) -> KeyFound:
         """Give a key found by its tags its alias; turn rotation on (runbook never turns
-        it off)."""
+        it off); put the key policy back."""
         kms = api.client("kms")
         if "alias" in diff:
             kms.create_alias(AliasName=spec.name, TargetKeyId=found.key_id)
@@ -192,4 +223,8 @@ class KmsKey(Resource[KeySpec, KeyFound]):
         if "rotation" in diff and spec.rotation:
             kms.enable_key_rotation(KeyId=found.key_id)
             found.rotation = True
+        if "policy" in diff:
+            kms.put_key_policy(KeyId=found.key_id, PolicyName="default",
+                               Policy=json.dumps(spec.policy))
+            found.policy = spec.policy
         return found

@@ -20,6 +20,10 @@ import tempfile
 import warnings
 from pathlib import Path
 
+from runbook.sandbox import kafka as sandbox_kafka
+from runbook.sandbox import kafka_mapping as sandbox_kafka_mapping
+from runbook.sandbox import kafka_poller as sandbox_kafka_poller
+from runbook.sandbox import legacy as sandbox_legacy
 from runbook.sandbox import rds as sandbox_rds
 from runbook.sandbox import rds_proxy as sandbox_rds_proxy
 from runbook.sandbox import sqs as sandbox_sqs
@@ -62,6 +66,7 @@ class Sandbox:
         self.region = region
         self.invoker = invoker
         self.poller: sandbox_sqs.Poller | None = None
+        self.kafka_poller: sandbox_kafka_poller.KafkaPoller | None = None
         self.external_dsn = pg_dsn if pg_dsn is not None else os.environ.get("RUNBOOK_PG_DSN")
         self.workdir: Path | None = None
         self.aws_url: str | None = None
@@ -70,6 +75,10 @@ class Sandbox:
         self.database: str | None = None
         self.database_dsn: str | None = None
         self.database_tls = None        # runbook.sandbox.tls.TlsFrontEnd
+        self.kafka_broker: sandbox_kafka.Broker | None = None
+        # The legacy (Supabase-era) database stage-legacy-users reads (sandbox.legacy).
+        self.legacy_database: str | None = None
+        self.legacy_dsn: str | None = None
         self._moto = None
         self._pg = None
         self._previous_sigterm = None
@@ -83,7 +92,9 @@ class Sandbox:
             self._start_moto()
             self._start_postgres()
             self._create_database()
+            self.legacy_database, self.legacy_dsn = sandbox_legacy.create(self.pg_dsn)
             self._start_tls()
+            self._start_kafka()
             self._start_poller()
         except BaseException:
             self.close()
@@ -109,6 +120,7 @@ class Sandbox:
         sandbox_rds.install()  # DescribeDBEngineVersions, which moto lacks
         sandbox_rds_proxy.install()  # CreateDBProxy in end-to-end IAM mode
         sandbox_sqs.install()  # no SQS mapping fired inside SendMessage: the poller runs them
+        sandbox_kafka_mapping.install()  # MSK mappings stored; the Kafka poller runs them
         self._reset_moto()
         self.progress.line(f"sandbox: moto server on {self.aws_url} (sandbox dir {self.workdir})",
                            dim=True)
@@ -162,6 +174,27 @@ class Sandbox:
         self.progress.line(f"sandbox: TLS front-end for IAM logins on {self.database_tls.host}:"
                            f"{self.database_tls.port}", dim=True)
 
+    def _start_kafka(self) -> None:
+        """The broker that stands in for an MSK cluster's data plane (about 20 ms to
+        start, 11 MB idle, no disk)."""
+        self.kafka_broker = sandbox_kafka.Broker(self.workdir / "kafka").start()
+        self.progress.line(f"sandbox: Kafka broker (Tansu) on {self.kafka_broker.bootstrap}",
+                           dim=True)
+
+    def kafka_access(self):
+        """runbook's Kafka clients' access to the broker (runbook.sandbox.kafka): the MSK
+        IAM token made with the sandbox credentials and checked, then plain Kafka."""
+        import boto3
+
+        region = self.region or "us-east-1"
+        session = boto3.Session(region_name=region, **SANDBOX_CREDENTIALS)
+        return sandbox_kafka.SandboxKafkaAccess(session, region, SANDBOX_CREDENTIALS)
+
+    def step_context(self) -> dict:
+        """What a Runner passes to the steps of a dry run (runbook.engine.StepContext)."""
+        return {"database_dsn": self.database_dsn, "database_tls": self.database_tls,
+                "kafka": self.kafka_access(), "legacy_dsn": self.legacy_dsn}
+
     def _start_poller(self) -> None:
         """Lambda's SQS poller for the region's mappings, with its own clients and
         invoker (what it calls is Lambda's work, not the steps')."""
@@ -173,8 +206,16 @@ class Sandbox:
                             credentials=SANDBOX_CREDENTIALS)
         invoker = self.invoker(aws, self.database_dsn, self.database_tls)
         self.poller = sandbox_sqs.Poller(aws, invoker.invoke).start()
+        if self.kafka_broker is not None:
+            self.kafka_poller = sandbox_kafka_poller.KafkaPoller(
+                aws, invoker.invoke, self.kafka_broker.bootstrap).start()
 
     def _stop_poller(self) -> None:
+        if self.kafka_poller is not None:
+            if not self.kafka_poller.stop():
+                self.progress.line("sandbox: the MSK poller's invocation outlived the "
+                                   "sandbox; it is left to end on its own", fg="yellow")
+            self.kafka_poller = None
         if self.poller is None:
             return
         if not self.poller.stop():
@@ -195,6 +236,19 @@ class Sandbox:
                                f"RUNBOOK_PG_DSN ({type(exc).__name__}); drop it by hand", fg="yellow")
         self.database = None
 
+    def _drop_legacy_database(self) -> None:
+        if self.legacy_database is None or not self.external_dsn:
+            return  # an embedded server is deleted with its directory
+        import psycopg
+
+        try:
+            sandbox_legacy.drop(self.pg_dsn, self.legacy_database)
+        except psycopg.Error as exc:
+            self.progress.line(f"sandbox: could not drop database {self.legacy_database} on "
+                               f"RUNBOOK_PG_DSN ({type(exc).__name__}); drop it by hand",
+                               fg="yellow")
+        self.legacy_database = self.legacy_dsn = None
+
     def _server_version(self) -> str:
         import psycopg
 
@@ -205,6 +259,9 @@ class Sandbox:
         """Stop everything this sandbox started. Safe to call more than once."""
         try:
             self._stop_poller()
+            if self.kafka_broker is not None:
+                self.kafka_broker.stop()
+                self.kafka_broker = None
             if self.database_tls is not None:
                 self.database_tls.stop()
                 self.database_tls = None
@@ -213,6 +270,7 @@ class Sandbox:
                 self._moto.stop()
                 self._moto = None
             self._drop_database()
+            self._drop_legacy_database()
             self._stop_postgres()
             if self.workdir is not None:
                 shutil.rmtree(self.workdir, ignore_errors=True)
@@ -286,6 +344,12 @@ class Sandbox:
             "RDS CA bundle: functions that log in by IAM verify the sandbox CA instead "
             "(DB_SSLROOTCERT points at it; the dependency layer carries it); the RDS "
             "global-bundle.pem is not fetched",
+            sandbox_legacy.SIMULATED,
+            *([sandbox_kafka.SIMULATED.format(bootstrap=self.kafka_broker.bootstrap)]
+              if self.kafka_broker else []),
+            sandbox_kafka_mapping.SIMULATED,
+            *([sandbox_kafka_poller.SIMULATED.format(delay=sandbox_kafka_poller.RETRY_DELAY_S)]
+              if self.kafka_broker and self.region and self.invoker else []),
             "account_id guard: not applied (the sandbox is its own account)",
         ]
 

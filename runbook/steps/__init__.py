@@ -80,6 +80,11 @@ CATALOGUE: dict[str, StepInfo] = {
                  idempotent=False),
         # Phase a5, in no phase of the shipped files yet: the legacy users' password hashes.
         StepInfo("hash-table", "runbook.steps.hash_table"),
+        StepInfo("msk-cluster", None, requires=("network",)),
+        StepInfo("deploy-legacy-loader", "runbook.steps.deploy_legacy_loader",
+                 requires=("msk-cluster", "hash-table")),
+        StepInfo("stage-legacy-users", "runbook.steps.stage_legacy_users",
+                 requires=("hash-table", "msk-cluster", "deploy-legacy-loader")),
     )
 }
 

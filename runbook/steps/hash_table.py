@@ -3,8 +3,8 @@ DynamoDB table the legacy users' password hashes are staged in, for Cognito's
 UserMigration trigger to log them in without a password reset.
 
 The step converges, in order:
-- a customer-managed symmetric KMS key, alias/<legacy.hash_table>, rotation on, KMS's
-  default key policy (runbook.resources.kms_key);
+- a customer-managed symmetric KMS key, alias/<legacy.hash_table>, rotation on, with
+  runbook's key policy (`key_policy`, read back on every run; runbook.resources.kms_key);
 - the table (legacy.hash_table): partition key `email`, a string (the loader stores it
   lower-case), on-demand, encrypted with that key and no other, point-in-time recovery
   on, deletion protection as legacy.deletion_protection says
@@ -16,6 +16,12 @@ key's deletion once the migration is over makes every copy unreadable at once (c
 shredding), which deleting the table cannot. And every decrypt is a KMS call that
 CloudTrail logs and that the key policy and IAM must allow: a second, auditable gate
 on who can read the hashes, beyond dynamodb:GetItem.
+
+The key policy makes that gate real. KMS's default policy lets any principal of the
+account whose IAM policy allows kms:Decrypt decrypt with the key directly. runbook's
+lets the account's principals use the key only through DynamoDB in this region
+(kms:ViaService) and administer it, never encrypt or decrypt with it themselves: a hash
+leaves the table only through a DynamoDB read that IAM allowed on this table.
 
 Both carry runbook's tags; one tagged for another environment is refused, untagged ones
 (made by hand) are adopted and tagged.
@@ -36,6 +42,46 @@ STEP_NAME = "hash-table"
 FIELD = "legacy.hash_table"            # every name derives from it
 PARTITION_KEY = "email"
 KEY, TABLE = KmsKey(), DynamoTable()
+
+# What the account may do to the key itself: everything runbook's key needs over its
+# life (alias, rotation, tags, policy, describe) and an operator's safe way out (disable,
+# schedule or cancel deletion, revoke a grant). No kms:Encrypt, Decrypt, ReEncrypt,
+# GenerateDataKey or CreateGrant outside DynamoDB; no DisableKeyRotation.
+KEY_ADMINISTRATION = (
+    "kms:CancelKeyDeletion", "kms:CreateAlias", "kms:DeleteAlias", "kms:DescribeKey",
+    "kms:DisableKey", "kms:EnableKey", "kms:EnableKeyRotation", "kms:GetKeyPolicy",
+    "kms:GetKeyRotationStatus", "kms:ListGrants", "kms:ListResourceTags", "kms:PutKeyPolicy",
+    "kms:RevokeGrant", "kms:ScheduleKeyDeletion", "kms:TagResource", "kms:UntagResource",
+    "kms:UpdateKeyDescription",
+)
+# What DynamoDB does with the key for a caller (AWS's own aws/dynamodb key policy, its
+# GenerateDataKey* and ReEncrypt* spelled out): the table's data keys, and the grant
+# DynamoDB makes for the table when it is created.
+USE_THROUGH_DYNAMODB = (
+    "kms:CreateGrant", "kms:Decrypt", "kms:DescribeKey", "kms:Encrypt", "kms:GenerateDataKey",
+    "kms:GenerateDataKeyWithoutPlaintext", "kms:ReEncryptFrom", "kms:ReEncryptTo",
+)
+
+
+def key_policy(account: str, region: str) -> dict:
+    """The hash table key's policy. Its principal is the account (arn:...:root): who in
+    the account may do each thing is still up to their IAM policies; the key policy is
+    the ceiling. Keeping the account as key administrator is what KMS requires to keep
+    a key manageable (PutKeyPolicy's lockout check). In a key policy the resource "*" is
+    the key itself: AWS requires that spelling, a key policy names no other resource."""
+    root = {"AWS": f"arn:aws:iam::{account}:root"}
+    return {
+        "Version": "2012-10-17",
+        "Statement": [
+            {"Sid": "KeyAdministration", "Effect": "Allow", "Principal": root,
+             "Action": list(KEY_ADMINISTRATION), "Resource": "*"},
+            {"Sid": "UseThroughDynamoDB", "Effect": "Allow", "Principal": root,
+             "Action": list(USE_THROUGH_DYNAMODB), "Resource": "*",
+             "Condition": {"StringEquals": {
+                 "kms:ViaService": f"dynamodb.{region}.amazonaws.com",
+                 "kms:CallerAccount": account}}},
+        ],
+    }
 
 
 @dataclass
@@ -71,11 +117,13 @@ class HashTableStep(Step):
     def tags(self) -> dict:
         return naming.tags(self.config, STEP_NAME, self.table_name)
 
-    def key_spec(self) -> KeySpec:
+    def key_spec(self, account: str | None = None) -> KeySpec:
+        """The key; its policy once the account is known (a find needs none)."""
         return KeySpec(self.alias, self.tags(), FIELD,
                        description=f"Encrypts DynamoDB table {self.table_name}, the legacy "
                                    "users' password hashes, and its backups (managed by "
-                                   "runbook)")
+                                   "runbook)",
+                       policy=key_policy(account, self.ctx.aws.region) if account else None)
 
     def table_spec(self, state: HashTableState) -> TableSpec:
         return TableSpec(self.table_name, self.tags(), FIELD, partition_key=PARTITION_KEY,
@@ -106,7 +154,7 @@ class HashTableStep(Step):
     # -- plan ----------------------------------------------------------------------------
 
     def plan(self, state: HashTableState) -> list[Change]:
-        return (KEY.plan(self.key_spec(), state.found.get("key"), "key")
+        return (KEY.plan(self.key_spec(state.account), state.found.get("key"), "key")
                 + TABLE.plan(self.table_spec(state), state.found.get("table"), "table"))
 
     # -- outputs -------------------------------------------------------------------------

@@ -19,6 +19,7 @@ from botocore.exceptions import ClientError
 from runbook import config as config_mod
 from runbook.aws import naming
 from runbook.errors import OwnedElsewhere
+from runbook.steps.hash_table import key_policy
 from tests.conftest import PROD_CONFIG, REGION
 from tests.functional.conftest import run_steps
 
@@ -76,8 +77,13 @@ def test_a_first_apply_makes_the_key_its_alias_and_the_table_encrypted_with_it(a
         "SYMMETRIC_DEFAULT", "ENCRYPT_DECRYPT", "CUSTOMER", "Enabled")
     assert kms().get_key_rotation_status(KeyId=key["KeyId"])["KeyRotationEnabled"] is True
     policy = json.loads(kms().get_key_policy(KeyId=key["KeyId"], PolicyName="default")["Policy"])
-    assert [s["Principal"] for s in policy["Statement"]] == [
-        {"AWS": "arn:aws:iam::123456789012:root"}]
+    assert policy == key_policy("123456789012", config.region)
+    use = next(s for s in policy["Statement"] if s["Sid"] == "UseThroughDynamoDB")
+    assert use["Condition"]["StringEquals"]["kms:ViaService"] == \
+        f"dynamodb.{config.region}.amazonaws.com"
+    administration = next(s for s in policy["Statement"] if s["Sid"] == "KeyAdministration")
+    assert not {"kms:Decrypt", "kms:Encrypt", "kms:CreateGrant", "kms:*"} & set(
+        administration["Action"])
     key_tags = {t["TagKey"]: t["TagValue"]
                 for t in kms().list_resource_tags(KeyId=key["KeyId"])["Tags"]}
     assert key_tags == {"project": "matbakh", "Name": TABLE, "runbook:env": "prod",
@@ -198,11 +204,34 @@ def test_a_key_left_without_its_alias_is_given_it_and_no_second_key_is_made(acco
     result = apply(config)
 
     assert [(c.action, c.resource) for c in result.changes][0] == ("update", f"kms:key {ALIAS}")
-    assert result.changes[0].diff == {"alias": {"from": None, "to": ALIAS},
-                                      "rotation": {"from": False, "to": True}}
+    assert result.changes[0].diff["alias"] == {"from": None, "to": ALIAS}
+    assert result.changes[0].diff["rotation"] == {"from": False, "to": True}
+    # Made here without a policy (KMS's default); a cut-short create of runbook's has it.
+    assert set(result.changes[0].diff) == {"alias", "rotation", "policy"}
     assert {k["KeyId"] for k in kms().list_keys()["Keys"]} == before
     assert kms().describe_key(KeyId=ALIAS)["KeyMetadata"]["KeyId"] == left["KeyId"]
     table = dynamodb().describe_table(TableName=TABLE)["Table"]
     assert table["SSEDescription"]["KMSMasterKeyArn"] == left["Arn"]
+    again, _ = run_steps(config, [STEP])
+    assert again[STEP].changes == [] and again[STEP].api_calls["write"] == 0
+
+
+def test_a_key_policy_widened_by_hand_is_put_back_and_then_left_alone(account, config):
+    """A statement added to the key policy (here KMS's default: anyone the account's IAM
+    allows may decrypt directly) is drift: the next run puts runbook's policy back."""
+    apply(config)
+    key_id = kms().describe_key(KeyId=ALIAS)["KeyMetadata"]["KeyId"]
+    widened = {"Version": "2012-10-17", "Statement": [
+        {"Sid": "Enable IAM User Permissions", "Effect": "Allow",
+         "Principal": {"AWS": "arn:aws:iam::123456789012:root"}, "Action": "kms:*",
+         "Resource": "*"}]}
+    kms().put_key_policy(KeyId=key_id, PolicyName="default", Policy=json.dumps(widened))
+
+    result = apply(config)
+
+    assert [(c.action, c.resource, sorted(c.diff)) for c in result.changes] == [
+        ("update", f"kms:key {ALIAS}", ["policy"])]
+    assert json.loads(kms().get_key_policy(KeyId=key_id, PolicyName="default")["Policy"]) == \
+        key_policy("123456789012", config.region)
     again, _ = run_steps(config, [STEP])
     assert again[STEP].changes == [] and again[STEP].api_calls["write"] == 0

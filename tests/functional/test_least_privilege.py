@@ -15,7 +15,8 @@ layer's resource policy, every secret's resource policy and every VPC endpoint's
 
 Each statement must be in JUSTIFIED (by policy, owner and Sid, with exactly its actions,
 resource, principal and condition), must not grant a wildcard action, may use
-"Resource": "*" only for the network-interface actions of a function in a VPC, and
+"Resource": "*" only for the network-interface actions of a function in a VPC (or of
+the MSK mapping's pollers, for the legacy loader), and
 "Principal": "*" only bound to the account; an invoke permission must bind SourceArn to
 the user pool (Cognito) or the relay's schedule rule (EventBridge) and SourceAccount to
 the account. docs/iam.md lists each statement
@@ -38,16 +39,23 @@ from runbook import config as config_mod
 from runbook.functions import deploy as functions
 from runbook.aws import policies
 from runbook.functions.deploy import ENI_ACTIONS, FUNCTION_TAG
+from runbook.steps import hash_table
+from runbook.steps import deploy_legacy_loader as loader
 from tests.conftest import REGION, REPO
 from tests.functional.conftest import run_steps
 
 DOCS = REPO / "docs" / "iam.md"
 ACCOUNT = "123456789012"
-FUNCTIONS = ("pre_signup", "post_confirmation", "db_migrate", "process_user_signup")
+FUNCTIONS = ("pre_signup", "post_confirmation", "db_migrate", "process_user_signup",
+             "legacy_loader")
 IN_VPC = ("post_confirmation", "db_migrate", "process_user_signup")
 # The steps of phase a4 that make policies, run after a1..a3 (config/prod.yaml's phase a4 also
 # has registration-test, which makes a user and no policy).
 A4 = ["event-bus", "deploy-process-user-signup"]
+# The steps of phase a5 that make policies; msk-cluster is not built in this version: a
+# cluster made in moto stands for it (tests/msk_outputs.py).
+A5 = ["hash-table", "deploy-legacy-loader"]
+MSK_CLUSTER = "matbakh-prod-msk"
 PRINCIPAL_ACCOUNT = {"StringEquals": {"aws:PrincipalAccount": "{account}"}}
 
 # The environment files, as changes to config/prod.yaml's `database` section; those in
@@ -92,6 +100,41 @@ JUSTIFIED = (
         "network interfaces with its execution role. AWS requires \"Resource\": \"*\" "
         "(DescribeNetworkInterfaces works only on *, and the interfaces do not exist "
         "before Lambda makes them); the EC2 actions of AWSLambdaVPCAccessExecutionRole."),
+    Why("execution role", ("legacy_loader",), "DescribeCluster", tuple(loader.DESCRIBE_ACTIONS),
+        "{MSK cluster}",
+        "Lambda's MSK pollers find the cluster's brokers with the execution role: the "
+        "kafka describe actions of AWSLambdaMSKExecutionRole, on the one cluster."),
+    Why("execution role", ("legacy_loader",), "PollerNetwork",
+        tuple(loader.POLLER_NETWORK_ACTIONS), "*",
+        "The MSK mapping's pollers make, find and remove their network interfaces in the "
+        "cluster's subnets, with the cluster's security group, with the execution role "
+        "(the EC2 actions of AWSLambdaMSKExecutionRole); the function itself is not in the "
+        "VPC. AWS requires \"Resource\": \"*\" (the Describe actions work only on *, and "
+        "the interfaces do not exist before Lambda makes them)."),
+    Why("execution role", ("legacy_loader",), "ConnectToCluster",
+        tuple(loader.CLUSTER_ACTIONS), "{MSK cluster}",
+        "The pollers log in to the cluster by IAM (its data plane's access control) and "
+        "read its dynamic configuration: on the one cluster."),
+    Why("execution role", ("legacy_loader",), "ReadLegacyTopic", tuple(loader.TOPIC_ACTIONS),
+        "arn:aws:kafka:{region}:{account}:topic/matbakh-prod-msk/{MSK cluster uuid}/legacy-users",
+        "The pollers read the legacy users' topic: that one topic, no write."),
+    Why("execution role", ("legacy_loader",), "CommitInLoaderGroup",
+        tuple(loader.GROUP_ACTIONS),
+        "arn:aws:kafka:{region}:{account}:group/matbakh-prod-msk/{MSK cluster uuid}/"
+        "matbakh-prod-legacy-user-hashes-loader",
+        "The pollers join the loader's consumer group and commit its offsets after each "
+        "stored batch: that one group."),
+    Why("execution role", ("legacy_loader",), "WriteHashes", ("dynamodb:BatchWriteItem",),
+        "{hash table}",
+        "Store the hashes, 25 distinct e-mails a call: BatchWriteItem on the one table; "
+        "the loader makes no other DynamoDB call (no read, no delete)."),
+    Why("execution role", ("legacy_loader",), "DecryptTableKey", ("kms:Decrypt",),
+        "{hash table key}",
+        "The table is encrypted with its own KMS key, and DynamoDB decrypts the table key "
+        "on behalf of the principal writing: Decrypt on that key, only through DynamoDB "
+        "(kms:ViaService). No Encrypt or GenerateDataKey: DynamoDB made the table key "
+        "when the table was created.",
+        condition={"StringEquals": {"kms:ViaService": "dynamodb.{region}.amazonaws.com"}}),
     Why("trust", (PROXY,), None, ("sts:AssumeRole",), None,
         "Only the RDS service may assume the proxy's role, to log in to the cluster for "
         "the proxy.", principal="rds.amazonaws.com"),
@@ -205,6 +248,25 @@ JUSTIFIED = (
         "relay's schedule only; no delete, no other bus or rule. Principals of this account "
         "only.",
         principal="*", condition=PRINCIPAL_ACCOUNT),
+    Why("key policy", ("hash table key",), "KeyAdministration", hash_table.KEY_ADMINISTRATION,
+        "*",
+        "The account administers the legacy users' hash table key: what runbook's hash-table "
+        "step does to it (alias, rotation, tags, its policy, describe) and an operator's way "
+        "out (disable, schedule or cancel deletion, revoke a grant). No Encrypt, Decrypt, "
+        "GenerateDataKey or CreateGrant, and no DisableKeyRotation. The account as principal "
+        "leaves who may do it to IAM, and keeps the key manageable (KMS's lockout check). "
+        "In a key policy \"Resource\": \"*\" is the key itself.",
+        principal='{"AWS": "arn:aws:iam::{account}:root"}'),
+    Why("key policy", ("hash table key",), "UseThroughDynamoDB",
+        hash_table.USE_THROUGH_DYNAMODB, "*",
+        "The key encrypts and decrypts the hash table's data only through DynamoDB in this "
+        "region (kms:ViaService), for callers of this account (kms:CallerAccount), whose IAM "
+        "still decides: the actions of AWS's own aws/dynamodb key policy. Nobody encrypts or "
+        "decrypts with it directly, so a hash leaves the table only through a DynamoDB read "
+        "that IAM allowed.",
+        principal='{"AWS": "arn:aws:iam::{account}:root"}',
+        condition={"StringEquals": {"kms:CallerAccount": "{account}",
+                                    "kms:ViaService": "dynamodb.{region}.amazonaws.com"}}),
 )
 
 
@@ -256,7 +318,12 @@ def read_back(results: dict) -> tuple[list[Statement], Facts]:
         (outputs["store-secrets"]["db_secret_arn"], "{DB secret}"),
         (outputs["store-secrets"]["app_config_secret_arn"], "{app-config secret}"),
         (outputs["cognito"]["user_pool_arn"], "{user pool}"),
-        (outputs["database"]["cluster_resource_id"], "{cluster resource id}")]
+        (outputs["database"]["cluster_resource_id"], "{cluster resource id}"),
+        (outputs["hash-table"]["table_arn"], "{hash table}"),
+        (outputs["hash-table"]["key_arn"], "{hash table key}")]
+    for cluster in client("kafka").list_clusters_v2()["ClusterInfoList"]:
+        facts.placeholders += [(cluster["ClusterArn"], "{MSK cluster}"),
+                               (cluster["ClusterArn"].rsplit("/", 1)[-1], "{MSK cluster uuid}")]
     statements: list[Statement] = []
 
     owner_of_role = {}
@@ -321,6 +388,18 @@ def read_back(results: dict) -> tuple[list[Statement], Facts]:
                 statements += _each(f"secret {secret['Name']}: resource policy",
                                     "secret policy", "?", json.loads(policy))
 
+    kms = client("kms")
+    for page in kms.get_paginator("list_keys").paginate():
+        for key in page["Keys"]:
+            meta = kms.describe_key(KeyId=key["KeyId"])["KeyMetadata"]
+            if meta.get("KeyManager") != "CUSTOMER":
+                continue
+            aliases = [a["AliasName"] for a in kms.list_aliases(KeyId=key["KeyId"])["Aliases"]]
+            owner = "hash table key" if meta["Arn"] == outputs["hash-table"]["key_arn"] else "?"
+            statements += _each(f"KMS key {', '.join(aliases) or key['KeyId']}: key policy",
+                                "key policy", owner, json.loads(kms.get_key_policy(
+                                    KeyId=key["KeyId"], PolicyName="default")["Policy"]))
+
     for page in ec2.get_paginator("describe_vpc_endpoints").paginate():
         for endpoint in page["VpcEndpoints"]:
             service = endpoint["ServiceName"].removeprefix(f"com.amazonaws.{REGION}.")
@@ -372,7 +451,7 @@ def justification(statement: Statement, facts: Facts) -> tuple[Why | None, str]:
         return None, "its actions differ from the justified ones"
     if facts.shown(body.get("Resource"), statement.owner) != why.resource:
         return None, "its resource differs from the justified one"
-    if principal_of(body) != why.principal:
+    if facts.shown(principal_of(body), statement.owner) != why.principal:
         return None, "its principal differs from the justified one"
     condition = _shown_condition(body.get("Condition"), statement.owner, facts)
     if why.condition is not None and condition != why.condition:
@@ -402,7 +481,10 @@ def problems(statements: list[Statement], facts: Facts) -> list[str]:
             found.append(f"{label}: wildcard action {', '.join(wildcards)}")
         if "*" in as_list(body.get("Resource")) and not (
                 statement.policy == "execution role" and statement.owner in facts.in_vpc
-                and set(actions) <= set(ENI_ACTIONS)):
+                and set(actions) <= set(ENI_ACTIONS)) and not (
+                statement.policy == "execution role" and statement.owner == "legacy_loader"
+                and set(actions) <= set(loader.POLLER_NETWORK_ACTIONS)) and not (
+                statement.policy == "key policy"):  # a key policy's "*" is the key itself
             found.append(f'{label}: "Resource": "*" for actions AWS does not require it for')
         if statement.policy == "invoke permission":
             found += _unbound_invoke(label, body, facts)
@@ -449,7 +531,7 @@ def render(seen: dict[str, list[tuple[Statement, Facts]]]) -> str:
             row = (statement.policy, statement.owner, body.get("Sid") or "",
                    ", ".join(sorted(as_list(body.get("Action")))),
                    _cell(facts.shown(body.get("Resource"), statement.owner)),
-                   principal_of(body) or "",
+                   facts.shown(principal_of(body), statement.owner) or "",
                    json.dumps(condition, sort_keys=True) if condition else "",
                    why.reason if why else "**UNJUSTIFIED**")
             configurations = rows.setdefault(row, [])
@@ -523,6 +605,7 @@ def seen(session_postgres, tmp_path_factory) -> dict[str, list[tuple[Statement, 
             data = yaml.safe_load(PROD_CONFIG.read_text())
             data["database"].update(change)
             data["phases"]["a4"] = A4
+            data["phases"]["a5"] = ["hash-table", "msk-cluster", "deploy-legacy-loader"]
             if name in WITHOUT_PROXY:
                 data["phases"]["a3"].remove("db-proxy")
             path = tmp_path_factory.mktemp("config") / "prod.yaml"
@@ -534,7 +617,9 @@ def seen(session_postgres, tmp_path_factory) -> dict[str, list[tuple[Statement, 
             try:
                 steps = [s for s in config.steps_through("a4") if s != "integration-test"]
                 with mock_aws():
-                    results, _ = run_steps(config, steps, make_conninfo(pg_server, dbname=database))
+                    results, _ = run_steps(config, steps + A5,
+                                           make_conninfo(pg_server, dbname=database),
+                                           upstream={"msk-cluster": msk_cluster()})
                     failed = {n: r.error for n, r in results.items() if r.status != "ok"}
                     assert not failed, failed
                     statements, facts = read_back(results)
@@ -545,10 +630,22 @@ def seen(session_postgres, tmp_path_factory) -> dict[str, list[tuple[Statement, 
     return out
 
 
+def msk_cluster():
+    """msk-cluster's outputs for a cluster made in moto (the step is not built yet)."""
+    from tests.msk_outputs import for_cluster
+
+    arn = client("kafka").create_cluster_v2(ClusterName=MSK_CLUSTER, Provisioned={
+        "BrokerNodeGroupInfo": {"InstanceType": "kafka.m5.large",
+                                "ClientSubnets": ["subnet-pub-a", "subnet-pub-b"]},
+        "KafkaVersion": "3.6.0", "NumberOfBrokerNodes": 2})["ClusterArn"]
+    return for_cluster(arn, MSK_CLUSTER, region=REGION, account=ACCOUNT)
+
+
 def test_every_role_and_function_runbook_makes_is_read_back(seen):
     for name, statements in seen.items():
         wheres = {s.where for s, _ in statements}
-        for fn in ("pre-signup", "post-confirmation", "db-migrate", "process-user-signup"):
+        for fn in ("pre-signup", "post-confirmation", "db-migrate", "process-user-signup",
+                   "legacy-loader"):
             assert f"role matbakh-cognito-{fn}-role: trust policy" in wheres, (name, fn)
             assert f"role matbakh-cognito-{fn}-role: inline policy runbook" in wheres, (name, fn)
         owners = {(s.policy, s.owner) for s, _ in statements}
@@ -615,16 +712,22 @@ def test_the_one_resource_star_statement_says_aws_requires_it():
             if p.relative_to(root).parts[0] != "sandbox"}
     granting = {name: sum('"Resource": "*"' in line for line in lines)
                 for name, lines in code.items() if any('"Resource": "*"' in x for x in lines)}
-    assert granting == {"functions/deploy.py": 1}
+    assert granting == {"functions/deploy.py": 1, "steps/deploy_legacy_loader.py": 1,
+                        "steps/hash_table.py": 2}  # its key policy: "*" is the key itself
+    assert 'a key policy the resource "*" is\n    the key itself' in inspect.getsource(
+        hash_table.key_policy)
     assert '"Action": ENI_ACTIONS, "Resource": "*"' in inspect.getsource(
         functions.FunctionState.policy)
-    lines = Path(functions.__file__).read_text().splitlines()
-    above = lines[:next(i for i, line in enumerate(lines) if line.startswith("ENI_ACTIONS ="))]
-    comment = []
-    while above and above[-1].startswith("#"):
-        comment.insert(0, above.pop())
-    text = " ".join(comment)
-    assert '"Resource": "*"' in text and "AWS requires" in text
+    assert 'POLLER_NETWORK_ACTIONS,\n             "Resource": "*"' in inspect.getsource(
+        loader.DeployLegacyLoader.statements)
+    for module, constant in ((functions, "ENI_ACTIONS ="), (loader, "POLLER_NETWORK_ACTIONS =")):
+        lines = Path(module.__file__).read_text().splitlines()
+        above = lines[:next(i for i, line in enumerate(lines) if line.startswith(constant))]
+        comment = []
+        while above and above[-1].startswith("#"):
+            comment.insert(0, above.pop())
+        text = " ".join(comment)
+        assert '"Resource": "*"' in text and "AWS requires" in text, constant
 
 
 # -- the checks find what they are for ------------------------------------------------------------

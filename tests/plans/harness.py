@@ -142,6 +142,10 @@ def step_for(name: str, config, inputs: dict):
 
 
 def output_class(name: str):
+    if CATALOGUE[name].module is None:  # consumed before it is built (tests/msk_outputs.py)
+        from tests.msk_outputs import MskClusterOutputs
+
+        return {"msk-cluster": MskClusterOutputs}[name]
     module = __import__(CATALOGUE[name].module, fromlist=["STEP"])
     return typing.get_type_hints(module.STEP.outputs)["return"]
 

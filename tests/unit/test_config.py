@@ -255,6 +255,12 @@ CASES = {
     "events-max-concurrency-quoted": Case(
         "events.max_concurrency", ("expected a whole number",),
         mutate=_set("events", "max_concurrency", "5")),
+    "legacy-source-dsn-env-holding-a-dsn": Case(
+        "legacy.source_dsn_env", ("name of an environment variable", "never the DSN"),
+        mutate=_set("legacy", "source_dsn_env", "postgresql://legacy:s3cretpw@db:5432/app")),
+    "legacy-stage-timeout-too-short": Case(
+        "legacy.stage_timeout_s", ("greater than or equal to 10",),
+        mutate=_set("legacy", "stage_timeout_s", 1)),
     "legacy-hash-table-with-a-dot": Case(
         "legacy.hash_table", ("'legacy.user.hashes'", "has a dot", "alias/<hash_table>"),
         mutate=_set("legacy", "hash_table", "legacy.user.hashes")),
@@ -302,6 +308,15 @@ def test_bad_environment_file_is_refused_with_exit_2_field_path_and_reason(
         line = problem_line(result.output, case.field)
     for reason in case.reasons:
         assert reason in line, f"{reason!r} not in {line!r}"
+
+
+def test_a_dsn_written_where_its_variable_belongs_is_refused_without_showing_it(
+        cli, write_config):
+    path = write_config(_set("legacy", "source_dsn_env",
+                             "postgresql://legacy:s3cretpw@db:5432/app"))
+    result = plan(cli, path)
+    assert_refused(result)
+    assert "s3cretpw" not in result.output and "postgresql://" not in result.output
 
 
 # -- line numbers ---------------------------------------------------------------------

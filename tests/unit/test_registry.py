@@ -185,3 +185,20 @@ def test_the_sqs_consumer_is_in_the_vpc_with_no_invoker_and_its_own_role(write_c
         assert spec.invoker is None and spec.layer
         assert spec.subnet_ids == ("subnet-1", "subnet-2")
         assert login.items() <= spec.environment.items()
+
+
+def test_the_legacy_loader_is_fed_by_msk_outside_the_vpc_with_no_database():
+    entry = registry.LEGACY_LOADER
+    assert registry.find("legacy-loader") is entry
+    assert entry.event_source == registry.MSK and entry.trigger is None
+    assert entry.caller == "MSK event source mapping (step deploy-legacy-loader)"
+    assert entry.login == registry.NO_DATABASE and not entry.in_vpc and not entry.layer
+    assert "legacy-loader" not in registry.trigger_roles()
+    network, database, secrets = outputs()
+    spec = function_spec(entry, config_mod.load(PROD_CONFIG), account=ACCOUNT, region=REGION,
+                         network=network, database=database, secrets=secrets,
+                         environment={"HASH_TABLE": "hashes"})
+    assert spec.subnet_ids is None and spec.security_group_ids == ()
+    assert spec.environment == {"HASH_TABLE": "hashes"} and spec.statements == ()
+    assert spec.invoker is None
+    assert (spec.memory_mb, spec.timeout_s) == (256, 60)
