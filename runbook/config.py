@@ -44,13 +44,25 @@ class Subnet(_Model):
         return _parse_cidr(value)
 
 
+class PublicSubnet(_Model):
+    """A subnet routed to the internet gateway, for MSK's public access (phase a5)."""
+
+    cidr: str
+    az: str
+
+    @field_validator("cidr")
+    @classmethod
+    def _cidr(cls, value: str) -> str:
+        return _parse_cidr(value)
+
+
 class Network(_Model):
     name: str = Field(pattern=NAME, description="prefix of every Name tag")
     cidr: str
     vpc_id: str | None = Field(default=None, pattern=r"^vpc-[0-9a-f]{8,17}$")
     subnets: list[Subnet] = Field(min_length=2, max_length=6)
-    # Subnets with a route to an internet gateway (phase a5: the MSK brokers).
-    public_subnets: list[Subnet] = []
+    # Optional: none (the default, or []) means no internet gateway and no public table.
+    public_subnets: list[PublicSubnet] = Field(default_factory=list, max_length=6)
 
     @field_validator("cidr")
     @classmethod
@@ -76,6 +88,37 @@ class Network(_Model):
         azs = [s.az for s in self.subnets]
         if len(set(azs)) < 2:
             raise _AtPath(("subnets",), "Aurora needs subnets in at least two availability zones")
+        return self
+
+    @model_validator(mode="after")
+    def _public_subnets_fit(self) -> "Network":
+        """Public subnets: inside the block, apart from the private ones and from each
+        other, one per zone (MSK puts one broker subnet in each zone), at least two."""
+        if not self.public_subnets:
+            return self
+        if len(self.public_subnets) < 2:
+            raise _AtPath(("public_subnets",), "MSK needs public subnets in at least two "
+                          "availability zones: list two or more, or none")
+        vpc = ipaddress.ip_network(self.cidr)
+        private = [ipaddress.ip_network(s.cidr) for s in self.subnets]
+        nets = [ipaddress.ip_network(s.cidr) for s in self.public_subnets]
+        for index, net in enumerate(nets):
+            where = ("public_subnets", index, "cidr")
+            if not net.subnet_of(vpc):
+                raise _AtPath(where, f"{net} is not inside the VPC block {vpc}")
+            for other, taken in enumerate(private):
+                if net.overlaps(taken):
+                    raise _AtPath(where, f"{net} overlaps subnets[{other}] ({taken})")
+            for other in range(index):
+                if net.overlaps(nets[other]):
+                    raise _AtPath(where, f"{net} overlaps public_subnets[{other}] ({nets[other]})")
+        seen: dict[str, int] = {}
+        for index, subnet in enumerate(self.public_subnets):
+            if subnet.az in seen:
+                raise _AtPath(("public_subnets", index, "az"),
+                              f"{subnet.az} is already public_subnets[{seen[subnet.az]}]'s "
+                              "zone: one public subnet per availability zone")
+            seen[subnet.az] = index
         return self
 
 
@@ -581,9 +624,11 @@ class Config(_Model):
 
     @model_validator(mode="after")
     def _azs_in_region(self) -> "Config":
-        for index, subnet in enumerate(self.network.subnets):
+        listed = [("subnets", i, s) for i, s in enumerate(self.network.subnets)]
+        listed += [("public_subnets", i, s) for i, s in enumerate(self.network.public_subnets)]
+        for where, index, subnet in listed:
             if not re.fullmatch(re.escape(self.region) + r"[a-z]", subnet.az):
-                raise _AtPath(("network", "subnets", index, "az"),
+                raise _AtPath(("network", where, index, "az"),
                               f"{_short(subnet.az)} is not an availability zone of region "
                               f"{self.region} (expected {self.region}a, {self.region}b, …)")
         return self

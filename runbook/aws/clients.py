@@ -39,7 +39,8 @@ AfterInterceptor = Callable[[str, str, bool, dict], None]
 
 
 # Writes that are carried out again when the same request arrives twice, each time
-# adding a resource: CreateVpc, CreateRouteTable (runbook passes no ClientToken),
+# adding a resource: CreateVpc, CreateRouteTable, CreateInternetGateway (runbook
+# passes no ClientToken; CreateInternetGateway takes none),
 # CreateUserPool, CreateUserPoolClient and PublishLayerVersion on AWS as in moto;
 # CreateVpcEndpoint's ClientToken and AddPermission's statement id stop a second one on
 # AWS, not in moto (the sandbox); so does CreateEventSourceMapping's one mapping per
@@ -50,7 +51,8 @@ AfterInterceptor = Callable[[str, str, bool, dict], None]
 # environment's tags". These are not retried when the request may have been carried
 # out: the step fails, and the next run finds what it made by its tags or name.
 NOT_RETRIED_WHEN_UNCERTAIN = {
-    "ec2": frozenset({"CreateVpc", "CreateRouteTable", "CreateVpcEndpoint"}),
+    "ec2": frozenset({"CreateVpc", "CreateRouteTable", "CreateVpcEndpoint",
+                      "CreateInternetGateway"}),
     "cognito-idp": frozenset({"CreateUserPool", "CreateUserPoolClient"}),
     "lambda": frozenset({"PublishLayerVersion", "AddPermission", "CreateEventSourceMapping"}),
     # AWS refuses a second registration (DBProxyTargetAlreadyRegisteredFault), moto 5.2.5

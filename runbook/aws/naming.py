@@ -71,6 +71,19 @@ def route_table_name(config, az: str) -> str:
     return f"{config.network.name}-private-rt-{az}"
 
 
+def public_subnet_name(config, az: str) -> str:
+    return f"{config.network.name}-public-{az}"
+
+
+def public_route_table_name(config) -> str:
+    """The one route table of the public subnets: 0.0.0.0/0 to the internet gateway."""
+    return f"{config.network.name}-public"
+
+
+def internet_gateway_name(config) -> str:
+    return f"{config.network.name}-igw"
+
+
 def lambda_security_group_name(config) -> str:
     return f"{config.network.name}-lambda"
 

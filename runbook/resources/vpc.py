@@ -160,7 +160,10 @@ class SubnetFound(Found):
 
 
 class Subnet(Resource[SubnetSpec, SubnetFound]):
-    """A private subnet: no public IPs on launch. Found by its block in the VPC."""
+    """A subnet, private or public: no public IPs on launch. Found by its block in the
+    VPC. A public subnet (network.public_subnets) differs only by its route table
+    (runbook.resources.internet_gateway); MSK gives its brokers their public addresses
+    itself (SERVICE_PROVIDED_EIPS), so MapPublicIpOnLaunch stays off there too."""
 
     kind, service, plural = "ec2:subnet", "ec2", "subnets"
     tags_in_update = True
@@ -218,6 +221,7 @@ class RouteTableSpec(Spec):
 class RouteTableFound(Found):
     subnet_ids: list = field(default_factory=list)
     internet_route: str | None = None    # gateway of a 0.0.0.0/0 route to an internet gateway
+    default_route: str | None = None     # target of its 0.0.0.0/0 route, whatever it is
 
 
 class RouteTable(Resource[RouteTableSpec, RouteTableFound]):
@@ -234,10 +238,12 @@ class RouteTable(Resource[RouteTableSpec, RouteTableFound]):
             internet = next((r.get("GatewayId") for r in rt.get("Routes", ())
                              if r.get("DestinationCidrBlock") == "0.0.0.0/0"
                              and str(r.get("GatewayId", "")).startswith("igw-")), None)
+            default = next((_target(r) for r in rt.get("Routes", ())
+                            if r.get("DestinationCidrBlock") == "0.0.0.0/0"), None)
             tables.append(RouteTableFound(
                 rt["RouteTableId"], naming.from_aws(rt.get("Tags")),
                 [a["SubnetId"] for a in rt.get("Associations", ()) if a.get("SubnetId")],
-                internet))
+                internet, default))
         return tables
 
     def create(self, api: Api, spec: RouteTableSpec) -> RouteTableFound:
@@ -259,6 +265,13 @@ class RouteTable(Resource[RouteTableSpec, RouteTableFound]):
             RouteTableId=found.id, SubnetId=subnet_id))
         found.subnet_ids.append(subnet_id)
         return found
+
+
+def _target(route: dict) -> str:
+    """Where a route leads: its gateway, NAT gateway, interface, peering or instance."""
+    return next((route[k] for k in ("GatewayId", "NatGatewayId", "NetworkInterfaceId",
+                                    "VpcPeeringConnectionId", "TransitGatewayId",
+                                    "InstanceId") if route.get(k)), "?")
 
 
 # -- what the preflight reads (step vpc-integrate) -----------------------------------------

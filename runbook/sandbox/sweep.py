@@ -381,6 +381,7 @@ def _network(ec2, found: Inventory) -> None:
         found.add("ec2:vpc", vpc_name[vpc_id], cidr=vpc["CidrBlock"],
                   tags=_tags(vpc.get("Tags")), **attrs)
     ours = [{"Name": "vpc-id", "Values": sorted(vpcs) or ["none"]}]
+    gateway_name = _gateways(ec2, vpc_name, found)
     subnets = {s["SubnetId"]: s for s in _pages(ec2, "describe_subnets", "Subnets", Filters=ours)}
     for subnet in subnets.values():
         found.add("ec2:subnet", f"{vpc_name[subnet['VpcId']]} {subnet['CidrBlock']}",
@@ -394,7 +395,7 @@ def _network(ec2, found: Inventory) -> None:
                   subnets=sorted(subnets[a["SubnetId"]]["CidrBlock"] for a in associations
                                  if a.get("SubnetId") in subnets),
                   routes=sorted(f"{r.get('DestinationCidrBlock')}>"
-                                f"{r.get('GatewayId') or r.get('NatGatewayId') or '?'}"
+                                f"{gateway_name.get(r.get('GatewayId'), r.get('GatewayId')) or r.get('NatGatewayId') or '?'}"
                                 for r in table.get("Routes", ())),
                   tags=_tags(table.get("Tags")))
     groups = {g["GroupId"]: g for g in _pages(ec2, "describe_security_groups", "SecurityGroups",
@@ -423,6 +424,20 @@ def _network(ec2, found: Inventory) -> None:
                   groups=sorted(group_name.get(g["GroupId"], g["GroupId"])
                                 for g in endpoint.get("Groups", ())),
                   tags=_tags(endpoint.get("Tags")))
+
+
+def _gateways(ec2, vpc_name: dict, found: Inventory) -> dict[str, str]:
+    """Every internet gateway, by its Name (an untagged one "unnamed") with the VPC it is
+    attached to and its tags; {id: how routes name it}, ids differing from run to run."""
+    names = {}
+    for gateway in _pages(ec2, "describe_internet_gateways", "InternetGateways"):
+        name = _tags(gateway.get("Tags")).get("Name") or "unnamed"
+        names[gateway["InternetGatewayId"]] = f"igw {name}"
+        found.add("ec2:internet-gateway", name,
+                  vpcs=sorted(vpc_name.get(a["VpcId"], a["VpcId"])
+                              for a in gateway.get("Attachments", ())),
+                  tags=_tags(gateway.get("Tags")))
+    return names
 
 
 def _database(rds, ec2, found: Inventory) -> None:
@@ -712,8 +727,15 @@ CREATED_BY_PUT = frozenset({"events:PutRule", "events:PutTargets",
                             "cloudwatch:PutMetricAlarm"})
 
 
+# Creates of an entry in a resource, not of a resource: nothing to tag or find by tags
+# (a route is read back with its table).
+NOT_A_RESOURCE = frozenset({"ec2:CreateRoute"})
+
+
 def is_create(call: str) -> bool:
     """Whether `call` ("service:Operation") makes a resource in a clean run."""
+    if call in NOT_A_RESOURCE:
+        return False
     return call.split(":")[1].startswith(("Create", "Publish")) or call in CREATED_BY_PUT
 
 
@@ -743,7 +765,8 @@ def tags_of(account: Account, call: str, response: dict) -> dict | None:
         kind = call.split(":Create")[1]
         key = {"Vpc": ("Vpc", "VpcId"), "Subnet": ("Subnet", "SubnetId"),
                "RouteTable": ("RouteTable", "RouteTableId"), "SecurityGroup": (None, "GroupId"),
-               "VpcEndpoint": ("VpcEndpoint", "VpcEndpointId")}[kind]
+               "VpcEndpoint": ("VpcEndpoint", "VpcEndpointId"),
+               "InternetGateway": ("InternetGateway", "InternetGatewayId")}[kind]
         resource = response[key[0]][key[1]] if key[0] else response[key[1]]
         found = client.describe_tags(Filters=[{"Name": "resource-id", "Values": [resource]}])
         return _tags(found["Tags"])
@@ -860,11 +883,34 @@ def _make_route_table(account: Account, config, step: str) -> str:
     tables = ec2.describe_route_tables(Filters=[{"Name": "vpc-id", "Values": [vpc_id]}])
     served = {a.get("SubnetId") for t in tables["RouteTables"] for a in t.get("Associations", ())}
     subnets = _subnets(ec2, config)
-    wanted = next(s for s in config.network.subnets
-                  if s.cidr in subnets and subnets[s.cidr]["SubnetId"] not in served)
+    wanted = next((s for s in config.network.subnets
+                   if s.cidr in subnets and subnets[s.cidr]["SubnetId"] not in served), None)
+    if wanted is None:  # the private ones are served: the public table was next
+        return _make_public_route_table(account, config, vpc_id, subnets)
     table = ec2.create_route_table(VpcId=vpc_id)["RouteTable"]["RouteTableId"]
     ec2.associate_route_table(RouteTableId=table, SubnetId=subnets[wanted.cidr]["SubnetId"])
     return f"route table of {wanted.cidr}"
+
+
+def _make_public_route_table(account: Account, config, vpc_id: str, subnets: dict) -> str:
+    # The old scripts' public table: the route to the gateway, one public subnet served.
+    ec2 = account.client("ec2")
+    [gateway] = ec2.describe_internet_gateways(Filters=[
+        {"Name": "attachment.vpc-id", "Values": [vpc_id]}])["InternetGateways"]
+    first = config.network.public_subnets[0]
+    table = ec2.create_route_table(VpcId=vpc_id)["RouteTable"]["RouteTableId"]
+    ec2.create_route(RouteTableId=table, DestinationCidrBlock="0.0.0.0/0",
+                     GatewayId=gateway["InternetGatewayId"])
+    ec2.associate_route_table(RouteTableId=table, SubnetId=subnets[first.cidr]["SubnetId"])
+    return f"public route table of {first.cidr}"
+
+
+def _make_internet_gateway(account: Account, config, step: str) -> str:
+    # As the old scripts made it: attached to the VPC, untagged.
+    ec2 = account.client("ec2")
+    gateway = ec2.create_internet_gateway()["InternetGateway"]["InternetGatewayId"]
+    ec2.attach_internet_gateway(InternetGatewayId=gateway, VpcId=_vpc_id(ec2, config))
+    return "internet gateway"
 
 
 def _make_security_group(account: Account, config, step: str) -> str:
@@ -1095,6 +1141,7 @@ LEFTOVERS: dict[str, Callable[[Account, object, str], str]] = {
     "ec2:CreateVpc": _make_vpc,
     "ec2:CreateSubnet": _make_subnet,
     "ec2:CreateRouteTable": _make_route_table,
+    "ec2:CreateInternetGateway": _make_internet_gateway,
     "ec2:CreateSecurityGroup": _make_security_group,
     "ec2:CreateVpcEndpoint": _make_vpc_endpoint,
     "rds:CreateDBSubnetGroup": _make_subnet_group,

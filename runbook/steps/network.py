@@ -1,11 +1,15 @@
-"""Step `network`: the VPC, its private subnets and their route tables.
+"""Step `network`: the VPC, its private subnets and their route tables, and, when the file
+lists `network.public_subnets`, the public subnets with an internet gateway and one
+route table to it (for MSK's public access in phase a5).
 
 The VPC is found, in order, by `network.vpc_id`, by runbook's tags, or by its CIDR
 block, so that a VPC made by the old shell scripts is adopted (and tagged) rather than
 duplicated (runbook.resources.vpc).
 
 Each subnet gets its own route table with only the VPC-local route: private means no
-route to an internet gateway, and an adopted subnet that has one is refused.
+route to an internet gateway, and an adopted subnet that has one is refused. The public
+table is associated only with the public subnets; a private subnet found in it is
+refused like any private subnet with a route to a gateway.
 """
 
 from __future__ import annotations
@@ -16,11 +20,16 @@ from runbook.aws import naming
 from runbook.engine import UNKNOWN, Change, Outputs, Step
 from runbook.errors import PlanError
 from runbook.resources.base import Apply, Inventory
+from runbook.resources.internet_gateway import (InternetGateway, InternetGatewayFound,
+                                                InternetGatewaySpec, PublicRouteTable,
+                                                PublicRouteTableSpec)
 from runbook.resources.vpc import (RouteTable, RouteTableFound, RouteTableSpec, Subnet,
                                    SubnetFound, SubnetSpec, Vpc, VpcFound, VpcSpec, zones)
 
 STEP_NAME = "network"
 VPC, SUBNET, ROUTE_TABLE = Vpc(), Subnet(), RouteTable()
+GATEWAY, PUBLIC_TABLE = InternetGateway(), PublicRouteTable()
+GATEWAY_KEY, PUBLIC_TABLE_KEY = "internet-gateway", "public-route-table"
 
 
 @dataclass(frozen=True)
@@ -30,13 +39,15 @@ class NetworkOutputs(Outputs):
     subnet_ids: tuple
     route_table_ids: tuple
     availability_zones: tuple
-    # Phase a5's public subnets (network.public_subnets), in config order.
-    public_subnet_ids: tuple = ()
+    public_subnet_ids: tuple = ()           # network.public_subnets' order; () when none
+    internet_gateway_id: str | None = None  # None when there are no public subnets
 
 
 @dataclass
 class NetworkState(Inventory):
-    """found: "vpc", "subnet <cidr>" and "route-table <cidr>" (the subnet's table)."""
+    """found: "vpc", "subnet <cidr>" (private and public ones: their blocks are apart),
+    "route-table <cidr>" (a private subnet's table), "internet-gateway" and
+    "public-route-table"."""
 
     zones: set[str] = field(default_factory=set)
     subnets: dict[str, SubnetFound] = field(default_factory=dict)     # every one, by CIDR
@@ -68,6 +79,23 @@ class NetworkStep(Step):
                           f"network.subnets[{index}].cidr", wanted.id, vpc_id=vpc_id,
                           cidr=wanted.cidr, az=wanted.az)
 
+    def public_subnet_spec(self, index: int, wanted, vpc_id) -> SubnetSpec:
+        name = naming.public_subnet_name(self.config, wanted.az)
+        return SubnetSpec(name, naming.tags(self.config, STEP_NAME, name),
+                          f"network.public_subnets[{index}].cidr", None, vpc_id=vpc_id,
+                          cidr=wanted.cidr, az=wanted.az)
+
+    def gateway_spec(self, vpc_id) -> InternetGatewaySpec:
+        name = naming.internet_gateway_name(self.config)
+        return InternetGatewaySpec(name, naming.tags(self.config, STEP_NAME, name),
+                                   "network.public_subnets", vpc_id=vpc_id)
+
+    def public_table_spec(self, vpc_id, gateway_id, subnet_ids: tuple) -> PublicRouteTableSpec:
+        name = naming.public_route_table_name(self.config)
+        return PublicRouteTableSpec(name, naming.tags(self.config, STEP_NAME, name),
+                                    "network.public_subnets", vpc_id=vpc_id,
+                                    gateway_id=gateway_id, subnet_ids=subnet_ids)
+
     def table_spec(self, index: int, wanted, vpc_id, subnet_id) -> RouteTableSpec:
         name = naming.route_table_name(self.config, wanted.az)
         return RouteTableSpec(name, naming.tags(self.config, STEP_NAME, name),
@@ -81,16 +109,21 @@ class NetworkStep(Step):
         vpc = VPC.find(self.api, self.vpc_spec())
         if vpc is None:
             return self.state(available, None, {}, [])
+        gateway = None
+        if self.config.network.public_subnets:
+            gateway = GATEWAY.find(self.api, self.gateway_spec(vpc.id))
         return self.state(available, vpc, Subnet.in_vpc(self.api, vpc.id),
-                          RouteTable.in_vpc(self.api, vpc.id))
+                          RouteTable.in_vpc(self.api, vpc.id), gateway)
 
     def state(self, zones: set[str], vpc: VpcFound | None, subnets: dict[str, SubnetFound],
-              route_tables: list[RouteTableFound]) -> NetworkState:
+              route_tables: list[RouteTableFound],
+              gateway: InternetGatewayFound | None = None) -> NetworkState:
         """What was read, keyed for the plan: pure, so that plans are tested from data."""
         state = NetworkState(found={"vpc": vpc}, zones=zones, subnets=subnets,
                              route_tables=route_tables)
         if vpc is None:
             return state
+        self._public_state(state, vpc, gateway)
         for index, wanted in enumerate(self.config.network.subnets):
             subnet = subnets.get(wanted.cidr)
             if subnet is None:
@@ -113,6 +146,30 @@ class NetworkStep(Step):
                      and rt.tags.get(naming.ENV_TAG) == self.config.env), None)
         return state
 
+    def _public_state(self, state: NetworkState, vpc: VpcFound,
+                      gateway: InternetGatewayFound | None) -> None:
+        """The public subnets, the gateway and the public table, claimed as the private
+        ones are: another environment's are refused."""
+        public = self.config.network.public_subnets
+        if not public:
+            return
+        for index, wanted in enumerate(public):
+            subnet = state.subnets.get(wanted.cidr)
+            if subnet is not None:
+                SUBNET.claim(self.public_subnet_spec(index, wanted, vpc.id), subnet,
+                             f"ec2:subnet {subnet.id} ({subnet.cidr})")
+                state.found[subnet_key(wanted.cidr)] = subnet
+        if gateway is not None:
+            GATEWAY.claim(self.gateway_spec(vpc.id), gateway)
+        state.found[GATEWAY_KEY] = gateway
+        spec = self.public_table_spec(vpc.id, None, ())
+        ids = {state.found[subnet_key(w.cidr)].id for w in public
+               if state.found.get(subnet_key(w.cidr))}
+        table = PUBLIC_TABLE.choose(spec, **PUBLIC_TABLE.pick(spec, state.route_tables, ids))
+        if table is not None:
+            PUBLIC_TABLE.claim(spec, table, f"ec2:route-table {table.id}")
+        state.found[PUBLIC_TABLE_KEY] = table
+
     # -- plan ------------------------------------------------------------------------
 
     def plan(self, state: NetworkState) -> list[Change]:
@@ -125,7 +182,39 @@ class NetworkStep(Step):
                                 f"{wanted.az} is not an availability zone of this account in "
                                 f"{self.ctx.aws.region} (it has {', '.join(sorted(state.zones))})")
             changes += self._plan_subnet(state, index, wanted, vpc_id, tables_planned)
-        return changes
+        return changes + self._plan_public(state, vpc_id)
+
+    def _plan_public(self, state: NetworkState, vpc_id) -> list[Change]:
+        """The public subnets, then the gateway, then the one table that routes them to
+        it. A public subnet served by another table is refused: associating it would be
+        refused by AWS, and replacing that association is not runbook's to decide."""
+        public = self.config.network.public_subnets
+        if not public:
+            return []
+        changes: list[Change] = []
+        table = state.found.get(PUBLIC_TABLE_KEY)
+        for index, wanted in enumerate(public):
+            if wanted.az not in state.zones:
+                raise PlanError(STEP_NAME, f"network.public_subnets[{index}].az",
+                                f"{wanted.az} is not an availability zone of this account in "
+                                f"{self.ctx.aws.region} (it has {', '.join(sorted(state.zones))})")
+            current = state.subnets.get(wanted.cidr)
+            if current is not None:
+                other = next((t for t in state.route_tables if current.id in t.subnet_ids
+                              and (table is None or t.id != table.id)), None)
+                if other is not None:
+                    raise PlanError(STEP_NAME, f"network.public_subnets[{index}]",
+                                    f"subnet {current.id} ({current.cidr}) is associated with "
+                                    f"route table {other.id}, not with the public table "
+                                    f"{naming.public_route_table_name(self.config)}. Remove "
+                                    "that association, or use another CIDR.")
+            changes += SUBNET.plan(self.public_subnet_spec(index, wanted, vpc_id), current,
+                                   subnet_key(wanted.cidr))
+        changes += GATEWAY.plan(self.gateway_spec(vpc_id), state.found.get(GATEWAY_KEY),
+                                GATEWAY_KEY)
+        spec = self.public_table_spec(vpc_id, state.ref(GATEWAY_KEY),
+                                      tuple(state.ref(subnet_key(w.cidr)) for w in public))
+        return changes + PUBLIC_TABLE.plan(spec, table, PUBLIC_TABLE_KEY)
 
     def _plan_subnet(self, state: NetworkState, index: int, wanted, vpc_id,
                      tables_planned: set[str]) -> list[Change]:
@@ -178,7 +267,17 @@ class NetworkStep(Step):
             subnet_ids=tuple(s.id if s else UNKNOWN for s in subnets),
             route_table_ids=tuple(t.id if t and s and s.id in t.subnet_ids else UNKNOWN
                                   for s, t in zip(subnets, tables)),
-            availability_zones=tuple(s.az for s in wanted))
+            availability_zones=tuple(s.az for s in wanted),
+            **self._public_outputs(state))
+
+    def _public_outputs(self, state: NetworkState) -> dict:
+        public = self.config.network.public_subnets
+        if not public:
+            return {"public_subnet_ids": (), "internet_gateway_id": None}
+        subnets = [state.found.get(subnet_key(s.cidr)) for s in public]
+        gateway = state.found.get(GATEWAY_KEY)
+        return {"public_subnet_ids": tuple(s.id if s else UNKNOWN for s in subnets),
+                "internet_gateway_id": gateway.id if gateway else UNKNOWN}
 
 
 STEP = NetworkStep

@@ -70,8 +70,10 @@ def test_network_creates_private_subnets_with_own_route_tables(account, config):
     for attribute in ("enableDnsSupport", "enableDnsHostnames"):
         key = attribute[0].upper() + attribute[1:]
         assert ec2().describe_vpc_attribute(VpcId=vpc_id, Attribute=attribute)[key]["Value"]
+    # The public subnets (network.public_subnets) have tests of their own.
     subnets = {s["SubnetId"]: s for s in ec2().describe_subnets(
-        Filters=[{"Name": "vpc-id", "Values": [vpc_id]}])["Subnets"]}
+        Filters=[{"Name": "vpc-id", "Values": [vpc_id]}])["Subnets"]
+        if s["SubnetId"] not in out["public_subnet_ids"]}
     assert sorted((s["CidrBlock"], s["AvailabilityZone"]) for s in subnets.values()) == [
         ("10.0.11.0/24", "eu-central-1a"), ("10.0.12.0/24", "eu-central-1b"),
         ("10.0.13.0/24", "eu-central-1c")]
@@ -92,9 +94,14 @@ def test_network_adopts_vpc_and_subnets_made_beforehand_by_cidr(account, config)
     network = results["network"]
     assert network.status == "ok", network.error
     assert [v["VpcId"] for v in our_vpcs()] == [vpc_id]
-    assert len(ec2().describe_subnets(Filters=[{"Name": "vpc-id", "Values": [vpc_id]}])["Subnets"]) == 3
+    cidrs = [s["CidrBlock"] for s in ec2().describe_subnets(
+        Filters=[{"Name": "vpc-id", "Values": [vpc_id]}])["Subnets"]]
+    # The three private ones adopted, not made again; the two public ones made.
+    assert sorted(cidrs) == ["10.0.101.0/24", "10.0.102.0/24", "10.0.11.0/24",
+                             "10.0.12.0/24", "10.0.13.0/24"]
     actions = {(c.action, c.resource.split()[0]) for c in network.changes}
-    assert ("create", "ec2:vpc") not in actions and ("create", "ec2:subnet") not in actions
+    created = [c.resource for c in network.changes if c.action == "create"]
+    assert not [r for r in created if r.startswith(("ec2:vpc", "ec2:subnet matbakh-prod-private"))]
     assert ("update", "ec2:vpc") in actions  # tags and DNS hostnames
     tags = {t["Key"]: t["Value"] for t in ec2().describe_vpcs(VpcIds=[vpc_id])["Vpcs"][0]["Tags"]}
     assert tags["runbook:env"] == "prod" and tags["runbook:step"] == "network"
@@ -327,7 +334,8 @@ def test_everything_taggable_carries_env_and_step_tags(account, config):
     assert all(tagged(s["Tags"], "network") for s in ec2().describe_subnets(Filters=filters)["Subnets"])
     tables = [t for t in ec2().describe_route_tables(Filters=filters)["RouteTables"]
               if not any(a.get("Main") for a in t["Associations"])]
-    assert len(tables) == 3 and all(tagged(t["Tags"], "network") for t in tables)
+    # One table per private subnet, and the public one (network.public_subnets).
+    assert len(tables) == 4 and all(tagged(t["Tags"], "network") for t in tables)
     [group] = [g for g in ec2().describe_security_groups(Filters=filters)["SecurityGroups"]
                if g["GroupName"] != "default"]
     assert tagged(group["Tags"], "database")
@@ -348,7 +356,8 @@ def test_plan_on_an_empty_account_lists_every_resource_and_writes_nothing(accoun
     assert aws.total("write") == 0
     resources = [(c.action, c.resource) for r in results.values() for c in r.changes]
     assert ("create", "ec2:vpc matbakh-prod-vpc") in resources
-    assert sum(1 for a, r in resources if r.startswith("ec2:subnet")) == 3
+    assert sum(1 for a, r in resources if r.startswith("ec2:subnet matbakh-prod-private")) == 3
+    assert sum(1 for a, r in resources if r.startswith("ec2:subnet matbakh-prod-public")) == 2
     assert ("create", "rds:cluster matbakh-prod") in resources
     assert ("create", "secretsmanager:secret matbakh-db-postgres") in resources
     assert our_vpcs() == []
@@ -402,7 +411,9 @@ def test_a_route_table_shared_by_all_subnets_is_adopted_once_and_keeps_its_name(
     second, _ = run(config, ["network"])
 
     assert first["network"].status == "ok", first["network"].error
-    assert sum(c.resource.startswith("ec2:route-table") for c in first["network"].changes) == 1
+    private = [c for c in first["network"].changes if c.resource.startswith("ec2:route-table")
+               and not c.resource.startswith("ec2:route-table matbakh-prod-public")]
+    assert len(private) == 1
     assert second["network"].api_calls["write"] == 0
     tags = {t["Key"]: t["Value"] for t in
             ec2().describe_route_tables(RouteTableIds=[table])["RouteTables"][0]["Tags"]}
@@ -419,6 +430,8 @@ def test_the_default_vpc_is_never_adopted(account, write_config):
         base = default["CidrBlock"].rsplit(".", 2)[0]
         for index, subnet in enumerate(data["network"]["subnets"]):
             subnet["cidr"] = f"{base}.{200 + index}.0/24"
+        for index, subnet in enumerate(data["network"].get("public_subnets", ())):
+            subnet["cidr"] = f"{base}.{210 + index}.0/24"
 
     results, _ = run(config_mod.load(write_config(use_default_block)), ["network"])
     assert results["network"].status == "ok", results["network"].error

@@ -77,6 +77,7 @@ def test_a_removal_of_added_drift_that_fails_or_loses_its_answer_converges(swept
 # At least one of each kind of resource an untagged leftover can be found as; the full
 # sweep tries every create.
 UNTAGGED = [("ec2:CreateVpc", "network"), ("ec2:CreateSubnet", "network"),
+            ("ec2:CreateInternetGateway", "network"),
             ("ec2:CreateSecurityGroup", "vpc-integrate"),
             ("ec2:CreateVpcEndpoint", "vpc-integrate"),
             ("ec2:CreateSecurityGroup", "db-proxy"), ("iam:CreateRole", "db-proxy"),
@@ -101,6 +102,20 @@ def test_an_untagged_leftover_of_a_create_is_adopted_not_duplicated(swept, call,
 
     assert outcome.converged, outcome.describe()
     assert "appeared untagged" in outcome.first_run
+
+
+@pytest.mark.parametrize("kind", [sweep.UNTAGGED, "response-lost", "response-lost-retried"])
+def test_a_failure_at_the_public_route_table_converges_with_one_table(swept, kind):
+    """The public table is network's last CreateRouteTable (the private ones come first):
+    left untagged (the old scripts' public table, with its route and one subnet), or
+    made with its answer lost, the next run ends with the one table a clean run has."""
+    config, account, clean = swept
+    write = [w for w in clean.writes if w.call == "ec2:CreateRouteTable"
+             and w.step == "network"][-1]
+
+    outcome = sweep.try_point(config, account, clean, sweep.Point(write.k, kind))
+
+    assert outcome.converged, outcome.describe()
 
 
 def test_every_create_is_tagged_in_the_same_call_or_has_no_tags(swept):

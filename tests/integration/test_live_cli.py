@@ -64,6 +64,9 @@ def test_plan_where_only_the_vpc_exists_lists_exactly_the_missing_resources(
     changes = [(c["action"], c["resource"]) for s in plan["steps"] for c in s["changes"]]
     expected = [("create", f"ec2:subnet matbakh-prod-private-{REGION}{z}") for z in "abc"] + \
                [("create", f"ec2:route-table matbakh-prod-private-rt-{REGION}{z}") for z in "abc"] + \
+               [("create", f"ec2:subnet matbakh-prod-public-{REGION}{z}") for z in "ab"] + \
+               [("create", "ec2:internet-gateway matbakh-prod-igw"),
+                ("create", "ec2:route-table matbakh-prod-public")] + \
                [("create", "ec2:security-group matbakh-prod-db"),
                 ("create", "rds:subnet-group matbakh-prod-subnets"),
                 ("create", "rds:cluster-parameter-group matbakh-prod-params"),
@@ -84,7 +87,7 @@ def test_plan_prints_a_summary_a_person_reads(moto_endpoint, workdir, cli):
     result = cli("plan", "--phase", "a1")
     assert result.exit_code == 0, result.output
     assert "+ ec2:vpc matbakh-prod-vpc" in result.stdout
-    assert "Plan: 14 to add, 1 to change, 0 to destroy. 0 steps unchanged." in result.stdout
+    assert "Plan: 18 to add, 1 to change, 0 to destroy. 0 steps unchanged." in result.stdout
 
 
 def test_account_guard_refuses_before_any_write(moto_endpoint, write_config, cli):
@@ -159,7 +162,7 @@ def test_failed_run_report_carries_the_journal_of_what_was_made(moto_endpoint, w
     jsonschema.validate(report, load_schema())
     assert [s["status"] for s in report["steps"]] == ["ok", "failed", "not_run"]
     calls = [entry["call"] for entry in report["journal"]]
-    assert calls[0] == "ec2:CreateVpc" and calls.count("ec2:CreateSubnet") == 3
+    assert calls[0] == "ec2:CreateVpc" and calls.count("ec2:CreateSubnet") == 5  # 3 private, 2 public
     assert all(entry["step"] == "network" for entry in report["journal"])
     journal_lines = open(report["journal_file"]).read().splitlines()
     assert [json.loads(line)["call"] for line in journal_lines] == calls

@@ -74,6 +74,9 @@ BASE_PHASES = ("a1", "a2", "a3")
 # the functions read the DB secret in; a case that wants them adds them ("config":
 # {"phases": {"a3": [...]}, "database": {"roles": {...}}}).
 LATER_STEPS = ("db-proxy",)
+# Nor network.public_subnets (MSK's, for phase a5): a case that wants them adds them
+# ("config": {"network": {"public_subnets": [...]}}).
+LATER_FIELDS = (("network", "public_subnets"),)
 
 
 def config_for(case: dict, tmp_path: Path):
@@ -81,6 +84,8 @@ def config_for(case: dict, tmp_path: Path):
     base["phases"] = {name: [step for step in base["phases"][name] if step not in LATER_STEPS]
                       for name in BASE_PHASES}
     base["database"].pop("roles", None)
+    for section, name in LATER_FIELDS:
+        base[section].pop(name, None)
     data = merged(base, case.get("config", {}))
     path = tmp_path / "config" / "prod.yaml"
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -1,8 +1,11 @@
 """Step network's plan cases: {"zones": [...], "vpc": VpcFound or null,
-"subnets": [SubnetFound...], "route_tables": [RouteTableFound...]}."""
+"subnets": [SubnetFound...], "route_tables": [RouteTableFound...],
+"internet_gateway": InternetGatewayFound or null (what read found for
+network.public_subnets)}."""
 
 from __future__ import annotations
 
+from runbook.resources.internet_gateway import InternetGatewayFound
 from runbook.resources.vpc import RouteTableFound, SubnetFound, VpcFound
 from tests.plans.harness import build
 
@@ -11,4 +14,5 @@ def state(step, data: dict):
     subnets = [build(SubnetFound, s) for s in data.get("subnets", [])]
     return step.state(set(data["zones"]), build(VpcFound, data.get("vpc")),
                       {s.cidr: s for s in subnets},
-                      [build(RouteTableFound, t) for t in data.get("route_tables", [])])
+                      [build(RouteTableFound, t) for t in data.get("route_tables", [])],
+                      build(InternetGatewayFound, data.get("internet_gateway")))

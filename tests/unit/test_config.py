@@ -122,6 +122,31 @@ CASES = {
         "network.subnets[1].az",
         ("'us-east-1a'", "not an availability zone of region eu-central-1"),
         mutate=_set("network", "subnets", 1, "az", "us-east-1a")),
+    "public-subnets-only-one": Case(
+        "network.public_subnets", ("at least two availability zones",),
+        mutate=_set("network", "public_subnets", [{"cidr": "10.0.101.0/24", "az": "eu-central-1a"}])),
+    "public-subnet-outside-vpc": Case(
+        "network.public_subnets[1].cidr", ("10.1.102.0/24", "not inside the VPC block 10.0.0.0/16"),
+        mutate=_set("network", "public_subnets", 1, "cidr", "10.1.102.0/24")),
+    "public-subnet-overlaps-a-private-one": Case(
+        "network.public_subnets[1].cidr", ("10.0.12.128/25", "overlaps subnets[1] (10.0.12.0/24)"),
+        mutate=_set("network", "public_subnets", 1, "cidr", "10.0.12.128/25")),
+    "public-subnets-overlap": Case(
+        "network.public_subnets[1].cidr", ("overlaps public_subnets[0]",),
+        mutate=_set("network", "public_subnets", 1, "cidr", "10.0.101.0/24")),
+    "public-subnets-in-one-zone": Case(
+        "network.public_subnets[1].az", ("already public_subnets[0]'s zone",),
+        mutate=_set("network", "public_subnets", 1, "az", "eu-central-1a")),
+    "public-subnet-az-not-in-region": Case(
+        "network.public_subnets[0].az",
+        ("'us-east-1a'", "not an availability zone of region eu-central-1"),
+        mutate=_set("network", "public_subnets", 0, "az", "us-east-1a")),
+    "public-subnet-cidr-malformed": Case(
+        "network.public_subnets[0].cidr", ("'10.0.101.1/24'", "host bits are set"),
+        mutate=_set("network", "public_subnets", 0, "cidr", "10.0.101.1/24")),
+    "public-subnet-unknown-key": Case(
+        "network.public_subnets[0].id", ("unknown key",),
+        mutate=_set("network", "public_subnets", 0, "id", "subnet-0123456789abcdef0")),
     "unknown-step-with-did-you-mean": Case(
         "phases.a1[1]", ("unknown step 'databse'", "did you mean 'database'?"),
         mutate=_set("phases", "a1", ["network", "databse", "store-secrets"])),
@@ -481,6 +506,8 @@ def test_prod_yaml_loads_with_the_production_values_from_the_runbooks():
         ("10.0.12.0/24", "eu-central-1b"),
         ("10.0.13.0/24", "eu-central-1c"),
     ]
+    assert [(s.cidr, s.az) for s in prod.network.public_subnets] == [
+        ("10.0.101.0/24", "eu-central-1a"), ("10.0.102.0/24", "eu-central-1b")]
     assert prod.database.cluster_id == "matbakh-prod"
     assert prod.database.name == "matbakh_main"
     assert prod.database.engine_version == "16.8"
