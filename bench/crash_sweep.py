@@ -40,7 +40,7 @@ def main() -> int:
 
     config = config_mod.load(args.config)
     with Sandbox(Progress(quiet=True)) as box:
-        account = sweep.Account(box.aws_url, box.pg_dsn)
+        account = sweep.Account.of(box)
         clean = sweep.baseline(config, account)
         print(f"clean run: {len(clean.writes)} writes outside the tests, "
               f"{clean.seconds:.1f} s", flush=True)

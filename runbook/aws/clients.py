@@ -45,6 +45,8 @@ AfterInterceptor = Callable[[str, str, bool, dict], None]
 # CreateVpcEndpoint's ClientToken and AddPermission's statement id stop a second one on
 # AWS, not in moto (the sandbox); so does CreateEventSourceMapping's one mapping per
 # function and queue (ResourceConflictException on AWS, a second mapping in moto 5.2.5).
+# KMS's CreateKey takes no token either: a second key, which hash-table's search for a
+# key its create left under no alias would find beside the first.
 # botocore retries a request whose answer was lost (the
 # connection closed or timed out after sending, or a 5xx), so one lost answer left, for
 # example, two VPCs, and every later run stopped at "several VPCs carry this
@@ -58,6 +60,7 @@ NOT_RETRIED_WHEN_UNCERTAIN = {
     # AWS refuses a second registration (DBProxyTargetAlreadyRegisteredFault), moto 5.2.5
     # registers the cluster twice (runbook.resources.rds_proxy).
     "rds": frozenset({"RegisterDBProxyTargets"}),
+    "kms": frozenset({"CreateKey"}),
 }
 
 # Refusals: the request was not carried out, so retrying it is safe.

@@ -27,7 +27,7 @@ def swept():
     """A sandbox and a clean a1..a4 run in it: (config, account, baseline)."""
     config = config_mod.load(PROD_CONFIG)
     with Sandbox(Progress(quiet=True)) as box:
-        account = sweep.Account(box.aws_url, box.pg_dsn)
+        account = sweep.Account.of(box)
         yield config, account, sweep.baseline(config, account)
 
 
