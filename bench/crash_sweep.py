@@ -1,4 +1,4 @@
-"""The full crash-consistency sweep: fail every write of an a1..a4 run, run again, compare.
+"""The full crash-consistency sweep: fail every write of an a1..a5 run, run again, compare.
 
     python bench/crash_sweep.py                # every point
     python bench/crash_sweep.py --ci           # the sample tests/integration runs

@@ -57,8 +57,9 @@ would otherwise outlive moto's reset), and `inventory` lists the broker's topics
 the hash table's items: a converged run leaves every legacy user staged, once.
 
 Which second run: after a failure in a1..a3, the whole run again. After a failure in
-a4 or a5, `runbook run --phase a4` or `--phase a5` (`recovery`), as an operator re-runs
-the phase that failed: the phases before it had passed. Re-running all of a1..a4 instead stops
+a4, `runbook run --phase a4` and then `--phase a5`; after one in a5, `--phase a5`
+(`recovery`), as an operator re-runs the phase that failed and those after it: the
+phases before it had passed. Re-running all of a1..a4 instead stops
 at integration-test whenever the bus exists without the rest of a4 (a crash in step
 event-bus or deploy-process-user-signup): its cleanup waits for the test user's event
 to reach `users`, which needs the rule, the target, the consumer and its mapping, and
@@ -316,7 +317,7 @@ class _SharedModels(ClientFactory):
 
 def run(config, account: Account, fault: Fault | None = None,
         steps: list[str] = RUN) -> list[StepResult]:
-    """One run of `steps` (by default a1..a4, as a dry run of `runbook run --phase a4`)
+    """One run of `steps` (by default a1..a5, as a dry run of `runbook run --phase a5`)
     against `account`, with `fault` (if any) injected into the run's clients."""
     hooks = {}
     if fault is not None:
@@ -1354,7 +1355,7 @@ class Baseline:
 
 
 def baseline(config, account: Account) -> Baseline:
-    """Run a1..a4 once in an empty account, recording each provisioning write."""
+    """Run a1..a5 once in an empty account, recording each provisioning write."""
     account.reset()
     recorder = Fault()
     started = time.monotonic()
@@ -1546,7 +1547,7 @@ def figures(outcomes: list[Outcome]) -> dict[str, dict[str, int]]:
 
 def render(clean: Baseline, outcomes: list[Outcome], seconds: float) -> str:
     steps = ", ".join(f"{step} {n}" for step, n in clean.per_step().items())
-    lines = [f"clean a1..a4 run: {len(clean.writes)} writes outside the tests "
+    lines = [f"clean a1..a5 run: {len(clean.writes)} writes outside the tests "
              f"({steps}); {sum(clean.inventory.counts().values())} resources listed",
              f"{'fault kind':<22} {'tried':>6} {'converged':>10} {'duplicates':>11} "
              f"{'orphans':>8} {'missing':>8} {'differs':>8} {'2nd run failed':>15}"]
