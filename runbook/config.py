@@ -691,6 +691,12 @@ class Config(_Model):
         subnets = self.network.public_subnets
         if not subnets and "msk-cluster" not in self.all_steps():
             return self  # not built yet: nothing to fit
+        if "msk-cluster" in self.all_steps() and not self.msk.operator_cidrs:
+            # Otherwise a live run builds the cluster and its public access (about an
+            # hour) that nobody can reach, and fails only at the topic.
+            raise _AtPath(("msk", "operator_cidrs"),
+                          "list the addresses that run the producer (your own, as a /32): "
+                          "the brokers' public IAM port 9198 is open to these only")
         low, high = MSK_SUBNETS
         if not low <= len(subnets) <= high:
             raise _AtPath(("network", "public_subnets"),

@@ -1,31 +1,13 @@
-"""msk-cluster's outputs as the shared plan of issue 16 names them, for the tests of the
-steps that consume them while step msk-cluster is not built in this version
-(runbook.steps.CATALOGUE lists it with no module). Once it is, its own Outputs class
-replaces this one: the field names are the same."""
+"""msk-cluster's outputs for a cluster a test made in moto directly (without the step,
+which would need a broker and public subnets), for the tests of the steps that consume
+them."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
-
-from runbook.engine import Outputs
+from runbook.steps.msk_cluster import MskClusterOutputs
 
 # The cluster's data plane in tests: moto's ARN is arn:aws:kafka:<region>:<account>:
 # cluster/<uuid> (AWS's has the name before the uuid), so the uuid is read from its end.
-
-
-@dataclass(frozen=True)
-class MskClusterOutputs(Outputs):
-    cluster_arn: Any
-    cluster_name: str
-    cluster_uuid: Any
-    security_group_id: Any
-    subnet_ids: tuple
-    bootstrap_public: Any
-    bootstrap_private: Any
-    topic: str
-    topic_arn: Any
-    group_arn_prefix: Any
 
 
 def for_cluster(cluster_arn: str, cluster_name: str, *, region: str, account: str,

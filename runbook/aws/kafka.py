@@ -108,8 +108,13 @@ class KafkaAccess:
         """An idempotent producer that waits for every in-sync replica (acks=all): a
         record it reports sent is on every replica, and a retried send is not written
         twice."""
+        import logging
+
         from kafka import KafkaProducer
 
+        # kafka-python's producer logs each record's key and value at DEBUG: here an
+        # address and a password hash. Never below WARNING, whatever the root logger says.
+        logging.getLogger("kafka").setLevel(logging.WARNING)
         settings = {"client_id": "runbook", "acks": "all", "enable_idempotence": True,
                     **self.client_kwargs(), **overrides}
         return KafkaProducer(bootstrap_servers=bootstrap.split(","), **settings)

@@ -57,7 +57,7 @@ import base64
 import binascii
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Context, Decimal, InvalidOperation
 from typing import Callable, Iterable, Mapping
 
@@ -127,9 +127,10 @@ class LegacyHash:
     """One legacy user as staged: the address (lower-case), the password hash, and the
     profile the migration gives the new Cognito user."""
 
-    email: str
-    hash: str
-    profile: Mapping
+    # Out of its repr: a user in a traceback or a debugger shows no address, no hash.
+    email: str = field(repr=False)
+    hash: str = field(repr=False)
+    profile: Mapping = field(repr=False)
 
     @classmethod
     def from_value(cls, value: bytes) -> "LegacyHash":

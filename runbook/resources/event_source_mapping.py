@@ -217,6 +217,7 @@ class EventSourceMapping(Resource[MappingSpec, MappingFound]):
             if found is None:
                 raise StepFailed(spec.step, self.label(spec), "AWS said it exists, and "
                                  "then that it does not: run again") from None
+            self.check(spec, found)   # another topic, position or group is not adopted
             diff = self.diff(spec, found)
             return self.update(api, spec, found, diff, {}) if diff else found
         return self.read_back(api, spec, created["UUID"])

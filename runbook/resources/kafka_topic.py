@@ -172,7 +172,18 @@ def read_topic(admin, name: str) -> TopicFound | None:
 
 
 def set_retention(admin, spec: TopicSpec) -> None:
+    """retention.ms as the spec says. kafka-python answers a refusal as a string, not an
+    exception: anything but "OK" fails the step, or the next run would plan it again.
+    raise_on_unknown=False: kafka-python's own check knows only the configs already set
+    on the topic (a broker reporting retention.ms as its default fails it), and the
+    brokers judge the key themselves."""
     from kafka.admin import ConfigResource, ConfigResourceType
 
-    admin.alter_configs([ConfigResource(ConfigResourceType.TOPIC, spec.name,
-                                        configs={RETENTION: str(spec.retention_ms)})])
+    answer = admin.alter_configs([ConfigResource(ConfigResourceType.TOPIC, spec.name,
+                                                 configs={RETENTION: str(spec.retention_ms)})],
+                                 raise_on_unknown=False)
+    outcome = (answer.get("topic") or {}).get(spec.name)
+    if outcome != "OK":
+        raise StepFailed(spec.step, f"kafka:topic {spec.name}",
+                         f"the brokers refused its {RETENTION} ({outcome}). The caller "
+                         "needs kafka-cluster:AlterTopicDynamicConfiguration on the topic")

@@ -95,13 +95,12 @@ class LoaderOutputs(Outputs):
     batch_size: int
 
 
-def kafka_arn(region: str, account: str, kind: str, msk, name: str):
-    """The ARN of a topic or group of msk-cluster's cluster, as IAM access control names
-    them: arn:aws:kafka:<region>:<account>:<kind>/<cluster name>/<cluster uuid>/<name>;
-    Unknown while the cluster's uuid is."""
-    if not is_known(msk.cluster_uuid):
-        return UNKNOWN
-    return f"arn:aws:kafka:{region}:{account}:{kind}/{msk.cluster_name}/{msk.cluster_uuid}/{name}"
+def group_arn(msk, group: str):
+    """The consumer group's ARN, as IAM access control names it (msk-cluster's
+    group_arn_prefix, from the cluster's own ARN, and the group id); Unknown while the
+    cluster is."""
+    prefix = msk.group_arn_prefix
+    return f"{prefix}{group}" if is_known(prefix) else UNKNOWN
 
 
 class DeployLegacyLoader(FunctionsMixin, Step):
@@ -125,9 +124,9 @@ class DeployLegacyLoader(FunctionsMixin, Step):
             {"Sid": "ConnectToCluster", "Effect": "Allow", "Action": CLUSTER_ACTIONS,
              "Resource": cluster},
             {"Sid": "ReadLegacyTopic", "Effect": "Allow", "Action": TOPIC_ACTIONS,
-             "Resource": kafka_arn(region, account, "topic", msk, msk.topic)},
+             "Resource": msk.topic_arn},
             {"Sid": "CommitInLoaderGroup", "Effect": "Allow", "Action": GROUP_ACTIONS,
-             "Resource": kafka_arn(region, account, "group", msk, self.consumer_group)},
+             "Resource": group_arn(msk, self.consumer_group)},
             {"Sid": "WriteHashes", "Effect": "Allow", "Action": "dynamodb:BatchWriteItem",
              "Resource": table.table_arn},
             {"Sid": "DecryptTableKey", "Effect": "Allow", "Action": "kms:Decrypt",

@@ -161,8 +161,8 @@ class StageLegacyUsers(Step):
         producer = kafka_access(self.ctx).producer(cluster.bootstrap_public, acks="all",
                                                    enable_idempotence=True)
         try:
-            for start in range(0, len(staged), PROGRESS_EVERY):
-                batch = staged[start:start + PROGRESS_EVERY]
+            for offset in range(0, len(staged), PROGRESS_EVERY):
+                batch = staged[offset:offset + PROGRESS_EVERY]
                 sent = [producer.send(cluster.topic, key=user.email.encode("utf-8"),
                                       value=user.to_value()) for user in batch]
                 producer.flush(timeout=FLUSH_TIMEOUT_S)

@@ -38,8 +38,8 @@ def config():
 def run_steps(config, names, dsn=None, *, plan_only=False, upstream=None):
     """Run `names` with a fresh client factory, as a separate `runbook` invocation would:
     ({name: StepResult}, the factory). With `dsn`, a dry run whose database is `dsn`.
-    `upstream`: {step: Outputs} taken as the outputs of steps that did not run (a step
-    not built in this version, msk-cluster: tests/msk_outputs.py)."""
+    `upstream`: {step: Outputs} taken as the outputs of steps that did not run (msk-
+    cluster's, for a cluster made in moto: tests/msk_outputs.py)."""
     from runbook.aws.clients import ClientFactory
     from runbook.output.progress import Progress
     from runbook.sandbox import rds_proxy as sandbox_rds_proxy

@@ -293,6 +293,9 @@ CASES = {
     "msk-operator-cidr-anywhere-ipv6": Case(
         "msk.operator_cidrs[1]", ("::/0", "msk.allow_public_anywhere"),
         mutate=_set("msk", "operator_cidrs", ["203.0.113.10/32", "::/0"])),
+    "msk-operator-cidrs-empty-with-step-msk-cluster": Case(
+        "msk.operator_cidrs", ("addresses that run the producer", "9198"),
+        mutate=_set("msk", "operator_cidrs", [])),
     "msk-operator-cidr-malformed": Case(
         "msk.operator_cidrs[0]", ("'203.0.113.10/24'", "host bits"),
         mutate=_set("msk", "operator_cidrs", ["203.0.113.10/24"])),
@@ -523,6 +526,7 @@ def test_prod_yaml_loads_with_the_production_values_from_the_runbooks():
         "a3": ["vpc-integrate", "fix-tables", "db-proxy", "deploy-post-confirmation",
                "integration-test"],
         "a4": ["event-bus", "deploy-process-user-signup", "registration-test"],
+        "a5": ["hash-table", "msk-cluster", "deploy-legacy-loader", "stage-legacy-users"],
     }
     # The functions log in as roles of their own, through the proxy: none as the master.
     assert {name: role.trigger for name, role in prod.database.roles.items()} == {
@@ -542,13 +546,17 @@ def test_legacy_section_names_the_hash_table_of_each_environment_protected_in_pr
         "matbakh-prod-legacy-user-hashes", True)
     assert (staging.legacy.hash_table, staging.legacy.deletion_protection) == (
         "matbakh-staging-legacy-user-hashes", False)
-    # Built, in no phase yet (phase a5 is a later increment).
-    assert "hash-table" not in prod.all_steps() + staging.all_steps()
+    # Phase a5's first step in both.
+    assert prod.phases["a5"][0] == staging.phases["a5"][0] == "hash-table"
 
 
 def test_legacy_section_is_optional_without_step_hash_table_and_protects_by_default(
         write_config):
-    assert config.load(write_config(lambda data: data.pop("legacy"))).legacy is None
+    def without_a5(data):
+        data.pop("legacy")
+        data["phases"].pop("a5")
+
+    assert config.load(write_config(without_a5)).legacy is None
     loaded = config.load(write_config(lambda data: data.update(
         legacy={"hash_table": "Legacy_User-Hashes"})))
     assert loaded.legacy.deletion_protection is True
