@@ -1007,7 +1007,9 @@ def _make_vpc(account: Account, config, step: str) -> str:
 def _make_subnet(account: Account, config, step: str) -> str:
     ec2 = account.client("ec2")
     have = _subnets(ec2, config)
-    wanted = next(s for s in config.network.subnets if s.cidr not in have)
+    # In the step's order: the private subnets, then the public ones.
+    wanted = next(s for s in [*config.network.subnets, *config.network.public_subnets]
+                  if s.cidr not in have)
     ec2.create_subnet(VpcId=_vpc_id(ec2, config), CidrBlock=wanted.cidr,
                       AvailabilityZone=wanted.az)
     return f"subnet {wanted.cidr}"

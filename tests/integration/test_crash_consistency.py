@@ -198,3 +198,16 @@ def test_a_lost_answer_to_create_key_is_not_sent_again_and_the_next_run_aliases_
             if account.client("kms").describe_key(KeyId=k["KeyId"])["KeyMetadata"][
                 "KeyManager"] == "CUSTOMER"]
     assert len(keys) == 1
+
+
+def test_an_untagged_public_subnet_is_adopted_not_duplicated(swept):
+    """network's last CreateSubnet makes a public subnet (the private ones come first):
+    left untagged, as a script would make it, the next run adopts it."""
+    config, account, clean = swept
+    write = [w for w in clean.writes if w.call == "ec2:CreateSubnet" and w.step == "network"][-1]
+
+    outcome = sweep.try_point(config, account, clean, sweep.Point(write.k, sweep.UNTAGGED))
+
+    assert outcome.converged, outcome.describe()
+    assert f"subnet {config.network.public_subnets[-1].cidr} appeared untagged" in \
+        outcome.first_run
