@@ -22,7 +22,8 @@ class Brokers:
         return {"topic": {resources[0].name: self.outcome}}
 
 
-SPEC = TopicSpec("legacy-users", {}, "msk.retention_hours", retention_ms=604800000)
+SPEC = TopicSpec("legacy-users", {"runbook:env": "prod", "runbook:step": "msk-cluster"},
+                 "msk.retention_hours", retention_ms=604800000)
 
 
 def test_an_accepted_retention_passes_and_is_sent_as_a_set_of_retention_ms():
