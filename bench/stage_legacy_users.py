@@ -118,8 +118,10 @@ def main() -> int:
           f"{json.dumps(out['skipped'], sort_keys=True)})")
     print(f"staged: planned {out['planned']}, produced {produced}, stored {out['stored']}")
     print(f"produce     {produced / produce_s:9.0f} users/s   ({produce_s:.2f} s)")
+    batches = -(-produced // 100)   # legacy.loader_batch_size in config/prod.yaml
     print(f"load        {produced / store_s:9.0f} users/s   ({store_s:.2f} s after the "
-          "last acknowledgement)")
+          f"last acknowledgement; about {batches} loader invocations, {store_s / batches:.2f} "
+          "s each, a new local process each)")
     print(f"end to end  {produced / (produce_s + store_s):9.0f} users/s   "
           f"({produce_s + store_s:.2f} s; the step took {stage['duration_ms'] / 1000:.2f} s with "
           "its reads)")
