@@ -675,7 +675,7 @@ class Config(_Model):
 
     @model_validator(mode="after")
     def _legacy_when_used(self) -> "Config":
-        for step in ("hash-table", "deploy-legacy-loader"):
+        for step in ("hash-table", "deploy-legacy-loader", "deploy-user-migration"):
             if self.legacy is None and step in self.all_steps():
                 raise _AtPath(("legacy",), f"required when a phase runs step '{step}' "
                                            "(hash_table: the table's name, at least)")

@@ -78,13 +78,20 @@ CATALOGUE: dict[str, StepInfo] = {
                  requires=("deploy-process-user-signup", "event-bus", "deploy-post-confirmation",
                            "cognito", "database", "store-secrets"),
                  idempotent=False),
-        # Phase a5, in no phase of the shipped files yet: the legacy users' password hashes.
+        # Phase a5: the legacy users' password hashes, and the UserMigration trigger.
         StepInfo("hash-table", "runbook.steps.hash_table"),
         StepInfo("msk-cluster", "runbook.steps.msk_cluster", requires=("network",)),
         StepInfo("deploy-legacy-loader", "runbook.steps.deploy_legacy_loader",
                  requires=("msk-cluster", "hash-table")),
         StepInfo("stage-legacy-users", "runbook.steps.stage_legacy_users",
                  requires=("hash-table", "msk-cluster", "deploy-legacy-loader")),
+        StepInfo("deploy-user-migration", "runbook.steps.deploy_user_migration",
+                 requires=("cognito", "hash-table", "deploy-post-confirmation")),
+        StepInfo("migration-test", "runbook.steps.migration_test",
+                 requires=("deploy-user-migration", "deploy-legacy-loader", "msk-cluster",
+                           "hash-table", "deploy-post-confirmation", "cognito", "database",
+                           "store-secrets"),
+                 idempotent=False),
     )
 }
 
