@@ -115,11 +115,12 @@ FUNCTIONS: dict[str, Function] = {
         # in the cluster's subnets with the cluster's security group, not the function.
         Function("legacy_loader", "deploy-legacy-loader", event_source=MSK,
                  defaults=(256, 60)),
-        # Not in the VPC: it only reads the hash table. Cognito waits 5 s for a trigger,
-        # so a longer timeout buys nothing; 1024 MB is about 0.6 of a vCPU, on which a
-        # cost-10 bcrypt check takes about a tenth of a second (bench/user_migration.py).
+        # Not in the VPC: it only reads the hash table. The layer brings passlib (libpass),
+        # bcrypt and argon2. Cognito waits 5 s for a trigger, so a longer timeout buys
+        # nothing; 1024 MB is about 0.6 of a vCPU, on which a cost-10 bcrypt check takes
+        # about a tenth of a second (bench/user_migration.py).
         Function("user_migration", "deploy-user-migration", trigger="UserMigration",
-                 defaults=(1024, 5)),
+                 layer=True, defaults=(1024, 5)),
     )
 }
 
