@@ -9,6 +9,16 @@ Cognito sends this trigger two events:
         the user may have edited since. A user with no profile (the sign-up trigger
         failed, or the user predates it) gets one, created from the attributes.
 
+It is also the pool's Post Authentication trigger once phase a5's
+deploy-user-migration has run:
+
+  PostAuthentication_Authentication       a user signed in: make sure they have a
+        profile. After a legacy user's first sign-in, Cognito's UserMigration trigger
+        has created the user and no Post-Confirmation fires (Cognito fires that one on
+        ConfirmSignUp, AdminConfirmSignUp and ConfirmForgotPassword only), so this is
+        where the legacy profile with the same address is linked to the new sub, once.
+        A user with a profile (every later sign-in) costs one indexed read.
+
 Cognito retries a trigger that fails and gives up after 5 seconds, possibly while the
 first delivery is still running: the writes are idempotent, in one transaction, and
 serialised per user (runbook.lambda_runtime.profiles). The event is returned unchanged.
@@ -41,6 +51,7 @@ from runbook.lambda_runtime.schemas import Schemas
 
 SIGN_UP = "PostConfirmation_ConfirmSignUp"
 FORGOT_PASSWORD = "PostConfirmation_ConfirmForgotPassword"
+SIGN_IN = "PostAuthentication_Authentication"
 
 # Opened by the first invocation of this container, kept for the next ones.
 DATABASE = WarmConnection(os.environ, application_name="post-confirmation")
@@ -63,11 +74,14 @@ def handler(event, context):
     started = time.monotonic()
     log = logs.Log(request_id=trigger.request_id(context))
     try:
-        parsed = trigger.parse(event, (SIGN_UP, FORGOT_PASSWORD), required=("sub", "email"))
+        parsed = trigger.parse(event, (SIGN_UP, FORGOT_PASSWORD, SIGN_IN),
+                               required=("sub", "email"))
     except trigger.MalformedEvent as exc:
         log.error("Post-Confirmation event rejected", reason=str(exc))
         raise
     log = log.bind(sub=parsed.require("sub"), trigger_source=parsed.source)
+    if parsed.source == SIGN_IN:
+        return signed_in(event, parsed, log, started)
     log.info("User confirmation audit", email_domain=emails.domain(parsed.require("email")),
              email_verified=parsed.get("email_verified") == "true",
              user_status=parsed.get("cognito:user_status"), user_pool_id=event.get("userPoolId"))
@@ -103,6 +117,32 @@ def handler(event, context):
     if event_detail:
         publish(log, bus, event_detail, registration.deadline(context, started))
     log.info("Post-Confirmation processing completed", duration_ms=logs.elapsed_ms(started))
+    return event
+
+
+def signed_in(event, parsed, log: logs.Log, started: float):
+    """Post-Authentication: the user's profile, linked or created when missing
+    (profiles.link_on_sign_in). A failure fails the sign-in, which the user retries:
+    a profile that is not linked would leave the app without the user's role."""
+    user = profiles.new_user(parsed)
+    schema = Schemas.from_environment(os.environ).app
+    try:
+        saved = DATABASE.run(lambda conn: profiles.link_on_sign_in(conn, user, schema=schema),
+                             on_reconnect=lambda exc: log.info(
+                                 "Database connection lost; reconnecting",
+                                 reason=db.describe(exc)))
+    except Exception as exc:  # noqa: BLE001 - logged and raised again, without row values
+        reason = db.describe(exc)
+        log.error("Post-Authentication processing failed", reason=reason,
+                  duration_ms=logs.elapsed_ms(started))
+        raise ProfileNotSaved(f"profile not saved: {reason}") from None
+    if saved.changed:
+        log.info("Profile linked on sign-in" if saved.profile == "linked"
+                 else "Profile created on sign-in", profile_id=saved.profile_id,
+                 profile=saved.profile, private_profile=saved.private_profile,
+                 email_domain=emails.domain(parsed.require("email")))
+    log.info("Post-Authentication processing completed", profile_id=saved.profile_id,
+             profile=saved.profile, duration_ms=logs.elapsed_ms(started))
     return event
 
 

@@ -81,6 +81,10 @@ def forgot_password(**attributes) -> dict:
     return event("post_confirmation_confirm_forgot_password", **attributes)
 
 
+def signed_in(**attributes) -> dict:
+    return event("post_authentication_authentication", **attributes)
+
+
 def query(dsn, sql, params=None):
     with psycopg.connect(dsn, autocommit=True) as conn:
         return conn.execute(sql, params).fetchall()
@@ -518,6 +522,64 @@ def test_a_legacy_profile_with_the_address_in_another_case_is_linked(
         == ["linked"]
 
 
+def test_a_migrated_legacy_user_s_first_sign_in_links_the_legacy_profile_once(
+        write_config, legacy_dsn, monkeypatch, post_confirmation, capsys):
+    """After a UserMigration sign-in no Post-Confirmation fires: Post-Authentication links
+    the legacy profile (address in another case) to the new sub, keeping its role, and
+    later sign-ins change nothing."""
+    migrate(write_config, legacy_dsn)
+    monkeypatch.setenv("DB_DSN", legacy_dsn)
+    before = query(legacy_dsn, "SELECT id::text, email, role, language, display_name "
+                               "FROM profiles ORDER BY id")
+
+    returned = post_confirmation.handler(signed_in(email="Anna.Schmidt@Example.com"), Context())
+    post_confirmation.handler(signed_in(email="Anna.Schmidt@Example.com"), Context())
+
+    assert returned == signed_in(email="Anna.Schmidt@Example.com")
+    assert query(legacy_dsn, "SELECT id::text FROM profiles WHERE cognito_user_id = %s",
+                 (SUB,)) == [(ANNA,)]
+    # Nothing else changed: the same rows, values and roles; its private profile made.
+    assert query(legacy_dsn, "SELECT id::text, email, role, language, display_name "
+                             "FROM profiles ORDER BY id") == before
+    assert counts(legacy_dsn) == (3, 1)
+    out, lines = log_lines(capsys)
+    assert [line["message"] for line in lines] == [
+        "Profile linked on sign-in", "Post-Authentication processing completed",
+        "Post-Authentication processing completed"]
+    assert [line.get("profile") for line in lines[1:]] == ["linked", "unchanged"]
+    assert "anna.schmidt" not in out.lower()
+
+
+def test_a_sign_in_of_a_user_with_a_profile_reads_one_row_and_writes_nothing(
+        database, post_confirmation, capsys):
+    post_confirmation.handler(sign_up(), Context())
+    capsys.readouterr()
+    with psycopg.connect(database, autocommit=True) as conn:
+        writes = conn.execute("SELECT n_tup_ins + n_tup_upd FROM pg_stat_user_tables "
+                              "WHERE relname = 'profiles'").fetchone()[0]
+
+    post_confirmation.handler(signed_in(), Context())
+
+    _, lines = log_lines(capsys)
+    assert [(line["message"], line.get("profile")) for line in lines] == [
+        ("Post-Authentication processing completed", "unchanged")]
+    assert counts(database) == (1, 1)
+    with psycopg.connect(database, autocommit=True) as conn:
+        conn.execute("SELECT pg_stat_clear_snapshot()")
+        assert conn.execute("SELECT n_tup_ins + n_tup_upd FROM pg_stat_user_tables "
+                            "WHERE relname = 'profiles'").fetchone()[0] == writes
+
+
+def test_a_sign_in_without_any_profile_creates_one(database, post_confirmation, capsys):
+    """A user whose sign-up trigger failed gets the profile at the next sign-in."""
+    post_confirmation.handler(signed_in(email="new.user@example.com"), Context())
+
+    assert query(database, "SELECT email, role FROM profiles WHERE cognito_user_id = %s",
+                 (SUB,)) == [("new.user@example.com", "owner")]
+    _, lines = log_lines(capsys)
+    assert lines[0]["message"] == "Profile created on sign-in"
+
+
 def test_the_handler_works_as_the_trigger_role_with_least_privilege(
         write_config, legacy_dsn, monkeypatch, containers):
     migrate(write_config, legacy_dsn, roles={TRIGGER_ROLE: {"trigger": "post-confirmation"}})
@@ -531,6 +593,11 @@ def test_the_handler_works_as_the_trigger_role_with_least_privilege(
                                     email="new.user@example.com"), Context())
     handler.handler(sign_up(sub="eeeeeeee-0000-4000-8000-000000000005",
                             email="karim.haddad@example.com"), Context())
+    # Post-Authentication: a legacy profile linked on a migrated user's first sign-in.
+    handler.handler(signed_in(sub="ffffffff-0000-4000-8000-000000000006",
+                              email="Anna.Schmidt@example.com"), Context())
+    handler.handler(signed_in(sub="ffffffff-0000-4000-8000-000000000006",
+                              email="Anna.Schmidt@example.com"), Context())
 
     assert query(legacy_dsn, "SELECT usename FROM pg_stat_activity WHERE datname = "
                              "current_database() AND application_name = 'post-confirmation'") \
@@ -539,4 +606,7 @@ def test_the_handler_works_as_the_trigger_role_with_least_privilege(
         ("anna.schmidt@example.com", "user"), ("karim.haddad@example.com", "admin"),
         ("legacy.owner@example.com", "user"), (EMAIL, "owner"),
         ("new.user@example.com", "owner")]
-    assert counts(legacy_dsn) == (5, 3)  # Anna and the legacy owner have no private profile
+    # The legacy owner has no private profile; Anna's was made when hers was linked.
+    assert counts(legacy_dsn) == (5, 4)
+    assert query(legacy_dsn, "SELECT cognito_user_id, role FROM profiles WHERE id = %s",
+                 (ANNA,)) == [("ffffffff-0000-4000-8000-000000000006", "user")]
