@@ -33,15 +33,16 @@ it with plain boto3 clients, never runbook's journal or reports, and the databas
 migration ledger and tables. Resources are described without their ids, which differ
 from run to run, so that the two inventories compare.
 
-The two tests are part of the runs, as they are part of a dry run of `runbook run --phase
-a4`: integration-test after deploy-post-confirmation, registration-test after
-deploy-process-user-signup. The second run proves the recovered pipeline works, and
-their users, rows (profiles, `users`, the registration outbox) and messages must be
-gone after it. Their own writes are not swept: neither is idempotent or converges
-anything (each makes a throwaway user, and registration-test two messages, and deletes
-them), so "ends in the same resources" does not apply to them; how they clean up after
-a failure has tests of its own. Their writes still count in k, so the swept writes of
-a4 are numbered after integration-test's.
+The three tests are part of the runs, as they are part of a dry run of `runbook run
+--phase a5`: integration-test after deploy-post-confirmation, registration-test after
+deploy-process-user-signup, migration-test after deploy-user-migration. The second run
+proves the recovered pipeline works, and their users, rows (profiles, `users`, the
+registration outbox), items and messages must be gone after it. Their own writes are
+not swept: none is idempotent or converges anything (each makes a throwaway user,
+registration-test two messages and migration-test a legacy profile row and a hash-table
+item, and deletes them), so "ends in the same resources" does not apply to them; how
+they clean up after a failure has tests of its own. Their writes still count in k, so
+the swept writes of a4 are numbered after integration-test's.
 
 registration-test needs Lambda's SQS poller: each run has one (`Account.poller`, with
 moto's own firing of mappings off, runbook.sandbox.sqs), with clients of its own, so
@@ -49,7 +50,8 @@ that its calls are neither counted nor failed; it is stopped when the run ends, 
 batch in flight finished.
 
 Phase a5 runs after a4, as a dry run of `runbook run --phase a5` does: its writes are
-hash-table's, msk-cluster's and deploy-legacy-loader's; stage-legacy-users writes to
+hash-table's, msk-cluster's, deploy-legacy-loader's and deploy-user-migration's (the
+function, and both triggers in one UpdateUserPool); stage-legacy-users writes to
 Kafka and reads DynamoDB, and the loader's writes are Lambda's (the account's MSK
 poller, like the SQS one, has clients of its own). Each point gets a new, empty Kafka
 broker (the cluster's data plane: a topic, its records and the consumer group's offsets
@@ -99,11 +101,12 @@ REGION = "eu-central-1"
 PROVISIONING = ["network", "database", "store-secrets", "cognito", "vpc-integrate",
                 "fix-tables", "db-proxy", "deploy-post-confirmation", "event-bus",
                 "deploy-process-user-signup", "hash-table", "msk-cluster",
-                "deploy-legacy-loader"]
-# What a dry run of `runbook run --phase a5` runs from an empty account; the two tests'
+                "deploy-legacy-loader", "deploy-user-migration"]
+# What a dry run of `runbook run --phase a5` runs from an empty account; the three tests'
 # own writes are not swept (see the docstring).
 A4 = ["event-bus", "deploy-process-user-signup", "registration-test"]
-A5 = ["hash-table", "msk-cluster", "deploy-legacy-loader", "stage-legacy-users"]
+A5 = ["hash-table", "msk-cluster", "deploy-legacy-loader", "stage-legacy-users",
+      "deploy-user-migration", "migration-test"]
 RUN = PROVISIONING[:8] + ["integration-test"] + A4 + A5
 
 REFUSED = ("throttling", "server-error", "connection-reset")
