@@ -107,8 +107,10 @@ def test_the_engine_imports_no_step_sandbox_or_output_module(name):
 # What the library may import besides the standard library: psycopg, which the layer
 # carries, and boto3 with its botocore, which the Lambda runtime provides
 # (runbook.lambda_runtime.db signs an RDS IAM token with it; SigV4 is not hand-written;
-# runbook.lambda_runtime.registration sets its client's timeouts with botocore's Config).
-RUNTIME_PROVIDED = {"psycopg", "boto3", "botocore"}
+# runbook.lambda_runtime.registration sets its client's timeouts with botocore's Config),
+# and passlib (libpass), which the layer carries for the UserMigration trigger
+# (runbook.lambda_runtime.migration).
+RUNTIME_PROVIDED = {"psycopg", "boto3", "botocore", "passlib"}
 
 
 @pytest.mark.parametrize("name", sorted(m for m in MODULES
