@@ -81,14 +81,6 @@ class MigrationFailed(RunbookError):
         super().__init__(f"Exception migrating user in app client {client_id}")
 
 
-SIMULATED_MIGRATION = (
-    "Cognito UserMigration: moto stores the trigger and never fires it; the sandbox fires "
-    "it for a password sign-in (USER_PASSWORD_AUTH, ADMIN_USER_PASSWORD_AUTH) or a "
-    "ForgotPassword of a user the pool lacks, checks its answer as Cognito does, creates "
-    "the user with the returned attributes and status, then completes the call "
-    "(Pre/Post-Authentication, tokens). moto matches usernames case-sensitively, so the "
-    "sandbox lower-cases them for the pool's CaseSensitive=false")
-
 MIGRATION = "UserMigration"
 MIGRATION_ON_SIGN_IN = "UserMigration_Authentication"
 MIGRATION_ON_FORGOT_PASSWORD = "UserMigration_ForgotPassword"

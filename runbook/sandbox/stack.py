@@ -20,7 +20,6 @@ import tempfile
 import warnings
 from pathlib import Path
 
-from runbook.sandbox import cognito as sandbox_cognito
 from runbook.sandbox import kafka as sandbox_kafka
 from runbook.sandbox import kafka_mapping as sandbox_kafka_mapping
 from runbook.sandbox import kafka_poller as sandbox_kafka_poller
@@ -320,7 +319,13 @@ class Sandbox:
             "timeout, and writes its output to the function's log group",
             "Cognito triggers: moto fires none; the sandbox fires the pool's configured "
             "triggers on sign-up, confirmation and sign-in, within Cognito's 5 s limit",
-            sandbox_cognito.SIMULATED_MIGRATION,
+            "Cognito UserMigration (runbook.sandbox.cognito): moto stores the trigger and "
+            "never fires it; the sandbox fires it for a password sign-in "
+            "(USER_PASSWORD_AUTH, ADMIN_USER_PASSWORD_AUTH) or a ForgotPassword of a user "
+            "the pool lacks, checks its answer as Cognito does, creates the user with the "
+            "returned attributes and status, then completes the call "
+            "(Pre/Post-Authentication, tokens). moto matches usernames case-sensitively, "
+            "so the sandbox lower-cases them for the pool's CaseSensitive=false",
             "Lambda cold starts: every local invocation starts a new process; its init "
             "(the import of the handler's module) is held to Lambda's 10 s init limit and "
             "reported as Init Duration, while the function's timeout, and Cognito's 5 s, "

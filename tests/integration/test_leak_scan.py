@@ -1,7 +1,10 @@
-"""A whole `runbook run --phase a3 --dry-run` leaks nothing.
+"""A whole `runbook run --phase a5 --dry-run` (a1..a5: the three tests included) leaks
+nothing.
 
 No generated secret (the DB password, the JWT secret), no password, token or whole
-e-mail address of the integration test's user appears in what the run printed, in any
+e-mail address of a test's user, no password hash or whole address of a legacy user
+(the fixture's, staged through MSK, and migration-test's own, whose password the
+UserMigration trigger sees in its event) appears in what the run printed, in any
 file it wrote under reports/ (the reports, their history, the journal), or in any log
 line the sandbox captured: every event of every CloudWatch Logs group and stream in its
 moto server (the handlers' output, written there by the local invoker), the embedded
@@ -31,11 +34,13 @@ import pytest
 from runbook import config as config_mod
 from runbook.sandbox.cognito import SandboxCognito
 from runbook.sandbox.stack import SANDBOX_CREDENTIALS, Sandbox
-from runbook.steps import integration_test
-from tests.conftest import PROD_CONFIG, REGION, no_real_aws
+from runbook.steps import integration_test, migration_test
+from tests.conftest import FIXTURES, PROD_CONFIG, REGION, no_real_aws
 
 PRE_SIGNUP_LOGS = "/aws/lambda/matbakh-cognito-pre-signup"
 POST_CONFIRMATION_LOGS = "/aws/lambda/matbakh-cognito-post-confirmation"
+USER_MIGRATION_LOGS = "/aws/lambda/matbakh-cognito-user-migration"
+LEGACY_SQL = FIXTURES / "legacy_supabase.sql"
 
 
 @dataclass
@@ -52,14 +57,18 @@ class Observed:
     postgres_log: str | None = None         # the embedded server's log, when it has one
     passwords: list[str] = field(default_factory=list)  # what new_password generated
     signed_up: list[tuple[str, str]] = field(default_factory=list)  # (address, password)
+    signed_in: list[str] = field(default_factory=list)  # addresses, as typed
     subs: list[str] = field(default_factory=list)
     tokens: list[dict] = field(default_factory=list)
+    legacy_passwords: list[str] = field(default_factory=list)  # migration-test's
+    legacy_hashes: list[str] = field(default_factory=list)     # and their bcrypt hashes
 
     def __repr__(self) -> str:
         # pytest shows a failing test's arguments: counts only, never a value.
         return (f"Observed(exit_code={self.exit_code}, {len(self.reports)} report files, "
                 f"{len(self.log_streams)} log streams, {len(self.secrets)} secrets, "
-                f"{len(self.signed_up)} sign-ups, {len(self.tokens)} token sets)")
+                f"{len(self.signed_up)} sign-ups, {len(self.tokens)} token sets, "
+                f"{len(self.legacy_hashes)} legacy test users)")
 
     def sources(self) -> dict[str, str]:
         """Every text the scan reads, by a name that says where it came from."""
@@ -99,8 +108,14 @@ def secrets_of(seen: Observed, config) -> dict[str, list[str]]:
     kinds = {
         f"DB password (secret {config.secrets.db})": [db["password"]],
         f"JWT secret (secret {config.secrets.app_config})": [app["jwt_secret"]],
-        "test user's password": sorted({*seen.passwords, *(p for _, p in seen.signed_up)}),
-        "test user's e-mail address": sorted({address for address, _ in seen.signed_up}),
+        "test user's password": sorted({*seen.passwords, *(p for _, p in seen.signed_up),
+                                        *seen.legacy_passwords}),
+        "test user's e-mail address": sorted({*(address for address, _ in seen.signed_up),
+                                              *(f(a) for a in seen.signed_in
+                                                for f in (str, str.lower, str.upper))}),
+        "legacy test user's password hash": list(seen.legacy_hashes),
+        "legacy user's password hash": legacy_fixture("hashes"),
+        "legacy user's e-mail address": legacy_fixture("addresses"),
     }
     for name, key in (("ID token", "IdToken"), ("access token", "AccessToken"),
                       ("refresh token", "RefreshToken")):
@@ -109,6 +124,15 @@ def secrets_of(seen: Observed, config) -> dict[str, list[str]]:
         kinds[f"{name} signature"] = [t[key].rsplit(".", 1)[1] for t in seen.tokens
                                       if t[key].count(".") == 2]
     return {kind: values for kind, values in kinds.items() if values}
+
+
+def legacy_fixture(what: str) -> list[str]:
+    """The legacy users' hashes, or addresses, in tests/fixtures/legacy_supabase.sql: the
+    users stage-legacy-users sends through MSK in a dry run."""
+    text = LEGACY_SQL.read_text()
+    if what == "hashes":
+        return sorted(set(re.findall(r"\$2[aby]\$\d\d\$[./A-Za-z0-9]{53}", text)))
+    return sorted(set(re.findall(r"'([\w.+-]+@example\.com)'", text)))
 
 
 # -- the run, observed from inside -------------------------------------------------------
@@ -150,7 +174,7 @@ def _events(logs, group: str, stream: str) -> list[str]:
 
 @pytest.fixture(scope="module")
 def observed(tmp_path_factory) -> Observed:
-    """`runbook run --phase a3 --dry-run` in-process, in a fresh working directory,
+    """`runbook run --phase a5 --dry-run` in-process, in a fresh working directory,
     with the seams above recording what the run generated and held."""
     from runbook.cli import main
 
@@ -162,6 +186,7 @@ def observed(tmp_path_factory) -> Observed:
 
     exit_sandbox = Sandbox.__exit__
     new_password = integration_test.new_password
+    legacy_hash = migration_test.legacy_hash
     sign_up, sign_in = SandboxCognito.sign_up, SandboxCognito.sign_in
 
     def exit_after_snapshot(self, *exc):
@@ -180,8 +205,14 @@ def observed(tmp_path_factory) -> Observed:
         seen.subs.append(result["UserSub"])
         return result
 
-    def recorded_sign_in(self, email, password):
-        result = sign_in(self, email, password)
+    def recorded_legacy_hash(password):
+        seen.legacy_passwords.append(password)
+        seen.legacy_hashes.append(legacy_hash(password))
+        return seen.legacy_hashes[-1]
+
+    def recorded_sign_in(self, email, password, **flow):
+        seen.signed_in.append(email)
+        result = sign_in(self, email, password, **flow)
         seen.tokens.append(dict(result))
         return result
 
@@ -192,6 +223,8 @@ def observed(tmp_path_factory) -> Observed:
         mp.chdir(workdir)
         mp.setattr(Sandbox, "__exit__", exit_after_snapshot)
         mp.setattr(integration_test, "new_password", recorded_password)
+        mp.setattr(migration_test, "new_password", recorded_password)
+        mp.setattr(migration_test, "legacy_hash", recorded_legacy_hash)
         mp.setattr(SandboxCognito, "sign_up", recorded_sign_up)
         mp.setattr(SandboxCognito, "sign_in", recorded_sign_in)
         root = logging.getLogger()
@@ -199,7 +232,7 @@ def observed(tmp_path_factory) -> Observed:
         try:
             with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
                 try:
-                    main(["run", "--phase", "a3", "--dry-run"])
+                    main(["run", "--phase", "a5", "--dry-run"])
                 except SystemExit as exc:
                     seen.exit_code = exc.code if isinstance(exc.code, int) else 1
         finally:
@@ -233,17 +266,29 @@ def test_observed_values_are_real_and_were_used_by_the_run(observed):
     booleans first, so that a failure shows no value."""
     config = config_mod.load(PROD_CONFIG)
     assert observed.exit_code == 0, "the dry run failed; see its report"
-    assert len(observed.signed_up) == len(observed.passwords) == len(observed.tokens) == 1
-    (address, password), [tokens] = observed.signed_up[0], observed.tokens
+    # integration-test and registration-test sign up (a3, a4); migration-test's user
+    # signs in with a wrong password, then twice with the right one (a5).
+    assert len(observed.signed_up) == 2 and len(observed.passwords) == 3
+    assert len(observed.signed_in) == 4 and len(observed.tokens) == 3
+    assert len(observed.legacy_passwords) == len(observed.legacy_hashes) == 1
+    (address, password), tokens = observed.signed_up[0], observed.tokens[0]
     generated = password == observed.passwords[0]
     assert generated, "the test user signed up with the password new_password generated"
-    a3 = json.loads(observed.reports["reports/prod/dry-run/a3.json"])
-    run_id = a3["steps"][-1]["outputs"]["run_id"]
+    a5 = json.loads(observed.reports["reports/prod/dry-run/a5.json"])
+    steps = {step["name"]: step for step in a5["steps"]}
+    run_id = steps["integration-test"]["outputs"]["run_id"]
     named = address == f"runbook-it+{run_id}@example.com"
     assert named, "the test user's address is runbook-it+<the report's run id>@example.com"
     claims = json.loads(_b64(tokens["IdToken"].split(".")[1]))
     issued = claims["sub"] == observed.subs[0]
     assert issued, "the ID token was issued to the test user (its sub)"
+    legacy = observed.legacy_passwords[0]
+    made = (legacy.startswith(observed.passwords[2]) and
+            observed.legacy_hashes[0].startswith("$2a$10$") and
+            observed.signed_in[-1].lower().startswith(
+                f"runbook-it+{steps['migration-test']['outputs']['run_id']}@"))
+    assert made, "migration-test's user, password and hash are the ones the run used"
+    assert all(c["status"] == "ok" for c in steps["migration-test"]["checks"])
     stored = {name: bool(value.get(key)) for name, value, key in (
         (config.secrets.db, observed.secrets[config.secrets.db], "password"),
         (config.secrets.app_config, observed.secrets[config.secrets.app_config], "jwt_secret"))}
@@ -254,16 +299,23 @@ def test_observed_values_are_real_and_were_used_by_the_run(observed):
     assert {"DB password (secret matbakh-db-postgres)",
             "JWT secret (secret matbakh-app-config)", "test user's password",
             "test user's e-mail address", "ID token", "access token",
-            "refresh token"} <= set(secrets)
+            "refresh token", "legacy test user's password hash",
+            "legacy user's password hash", "legacy user's e-mail address"} <= set(secrets)
+    assert len(secrets["legacy user's password hash"]) == 3
 
 
 def test_scan_covers_reports_journal_and_every_log_the_sandbox_captured(observed):
     files = set(observed.reports)
-    assert {"reports/prod/dry-run/a3.json", "reports/prod/dry-run/integration-test.json"} <= files
-    assert any(re.fullmatch(r"reports/prod/dry-run/history/a3-.*\.json", f) for f in files)
-    assert any(re.fullmatch(r"reports/prod/dry-run/journal/a3-.*\.jsonl", f) for f in files)
+    assert {"reports/prod/dry-run/a5.json", "reports/prod/dry-run/migration-test.json"} <= files
+    assert any(re.fullmatch(r"reports/prod/dry-run/history/a5-.*\.json", f) for f in files)
+    assert any(re.fullmatch(r"reports/prod/dry-run/journal/a5-.*\.jsonl", f) for f in files)
     groups = {name.split(" ", 1)[0] for name in observed.log_streams}
-    assert {PRE_SIGNUP_LOGS, POST_CONFIRMATION_LOGS} <= groups
+    assert {PRE_SIGNUP_LOGS, POST_CONFIRMATION_LOGS, USER_MIGRATION_LOGS} <= groups
+    # The trigger that saw the legacy test user's password logged both its sign-ins.
+    migration = [m for name, messages in observed.log_streams.items()
+                 if name.startswith(USER_MIGRATION_LOGS) for m in messages]
+    assert any("User migrated" in m for m in migration)
+    assert any("User migration refused" in m for m in migration)
     # The handlers' lines about this very sign-up are among the lines scanned.
     sub = observed.subs[0]
     lines = [m for name, messages in observed.log_streams.items()
@@ -271,7 +323,7 @@ def test_scan_covers_reports_journal_and_every_log_the_sandbox_captured(observed
     assert any("Profile created/updated" in m and sub in m for m in lines)
     assert any("Sign-up accepted" in m for name, messages in observed.log_streams.items()
                if name.startswith(PRE_SIGNUP_LOGS) for m in messages)
-    assert "step integration-test" in observed.stdout
+    assert "step integration-test" in observed.stdout and "step migration-test" in observed.stdout
     sources = observed.sources()
     print(f"\nleak scan: {len(sources)} sources, "
           f"{sum(t.count(chr(10)) + 1 for t in sources.values())} lines: "
@@ -293,7 +345,7 @@ def test_scan_finds_each_kind_of_secret_planted_in_a_file(observed, tmp_path):
     assert scan({"clean": "nothing secret here"}, secrets) == []
 
 
-def test_a3_dry_run_shows_no_secret_password_token_or_address(observed):
+def test_a5_dry_run_shows_no_secret_password_hash_token_or_address(observed):
     findings = scan(observed.sources(), secrets_of(observed, config_mod.load(PROD_CONFIG)))
     assert findings == [], "\n".join(f"{f.kind} in {f.source}" for f in findings)
 

@@ -526,8 +526,11 @@ def test_prod_yaml_loads_with_the_production_values_from_the_runbooks():
         "a3": ["vpc-integrate", "fix-tables", "db-proxy", "deploy-post-confirmation",
                "integration-test"],
         "a4": ["event-bus", "deploy-process-user-signup", "registration-test"],
-        "a5": ["hash-table", "msk-cluster", "deploy-legacy-loader", "stage-legacy-users"],
+        "a5": ["hash-table", "msk-cluster", "deploy-legacy-loader", "stage-legacy-users",
+               "deploy-user-migration", "migration-test"],
     }
+    assert (prod.lambdas.user_migration.memory_mb,
+            prod.lambdas.user_migration.timeout_s) == (1024, 5)
     # The functions log in as roles of their own, through the proxy: none as the master.
     assert {name: role.trigger for name, role in prod.database.roles.items()} == {
         "matbakh_post_confirmation": "post-confirmation",
