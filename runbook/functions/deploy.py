@@ -17,7 +17,9 @@ A function is up to five resources (runbook.resources), converged in this order:
 A step builds each function's `FunctionSpec` from its registry entry (`function_spec`,
 runbook.functions.registry), mixes `FunctionsMixin` in, reads with `read_layer` and
 `read_function` (I/O, then a pure assembly: `FunctionState.of`), adds `plan_layer`'s and
-`plan_function`'s changes to its plan and calls `settle_functions` from `settle`.
+`plan_function`'s changes to its plan and calls `settle_functions` from `settle`. A step
+whose functions are Cognito triggers adds `plan_triggers`' change too: every trigger that
+differs, set in one UpdateUserPool (`AttachTrigger`) once the functions are active.
 
 A `FunctionState` is the inventory of one function (runbook.resources.base.Inventory),
 a `LayerState` that of the layer: their changes run against them, whatever the step's
@@ -296,25 +298,34 @@ class Run:
 
 @dataclass
 class AttachTrigger:
-    """Set one trigger, sending the pool's whole current configuration: UpdateUserPool
-    resets every setting the call omits. The pool is read again right before the
-    update, so that nothing changed since the plan is lost."""
+    """Set triggers ({trigger: its function's FunctionState, or an ARN}) in one
+    UpdateUserPool that sends the pool's whole current configuration: UpdateUserPool
+    resets every setting the call omits, the other triggers included. The pool is read
+    again right before the update, so that nothing changed since the plan is lost."""
 
-    fn: FunctionState
+    triggers: dict[str, FunctionState | str]
     pool_id: str
-    trigger: str
     wait: Callable[[FunctionState], None]
 
     def __call__(self, api, state) -> None:
         from runbook.aws import userpool
 
-        if self.fn.changed:  # Cognito is about to call it: let it become active first
-            self.wait(self.fn)
+        for target in self.triggers.values():
+            # Cognito is about to call it: let it become active first.
+            if isinstance(target, FunctionState) and target.changed:
+                self.wait(target)
         cognito = api.client("cognito-idp")
         described = cognito.describe_user_pool(UserPoolId=self.pool_id)["UserPool"]
-        triggers = userpool.merge_triggers(described.get("LambdaConfig") or {},
-                                           {self.trigger: self.fn.arn})
+        triggers = userpool.merge_triggers(
+            described.get("LambdaConfig") or {},
+            {name: trigger_arn(target) for name, target in self.triggers.items()})
         cognito.update_user_pool(**userpool.update_request(described, LambdaConfig=triggers))
+
+
+def trigger_arn(target: FunctionState | str) -> str:
+    """The ARN a trigger names: a function runbook deploys in this step, or one an
+    earlier step deployed (its outputs' ARN)."""
+    return target.arn if isinstance(target, FunctionState) else target
 
 
 class FunctionsMixin:
@@ -391,14 +402,25 @@ class FunctionsMixin:
 
     def plan_trigger(self, pool: dict | None, pool_name: str, trigger: str,
                      fn: FunctionState) -> list[Change]:
-        current = ((pool or {}).get("LambdaConfig") or {}).get(trigger)
-        if pool is not None and current == fn.arn:
+        return self.plan_triggers(pool, pool_name, {trigger: fn})
+
+    def plan_triggers(self, pool: dict | None, pool_name: str,
+                      triggers: dict[str, FunctionState | str]) -> list[Change]:
+        """The triggers ({trigger: FunctionState or ARN}) that differ from the pool's, set
+        in one change (one UpdateUserPool); none when all are right."""
+        current = (pool or {}).get("LambdaConfig") or {}
+        diff, wrong = {}, {}
+        for name, target in triggers.items():
+            arn = trigger_arn(target)
+            if pool is None or current.get(name) != arn:
+                diff[f"trigger {name}"] = {"from": current.get(name), "to": arn}
+                wrong[name] = target
+        if not wrong:
             return []
+        diff["other settings"] = "kept (the whole configuration is sent)"
         return [Change("update", f"cognito-idp:user-pool {pool_name}", "attach_trigger",
-                       {}, {f"trigger {trigger}": {"from": current, "to": fn.arn},
-                            "other settings": "kept (the whole configuration is sent)"},
-                       run=AttachTrigger(fn, (pool or {}).get("Id", UNKNOWN), trigger,
-                                         self.wait_active))]
+                       {}, diff, run=AttachTrigger(wrong, (pool or {}).get("Id", UNKNOWN),
+                                                   self.wait_active))]
 
     # -- settle ----------------------------------------------------------------------
 

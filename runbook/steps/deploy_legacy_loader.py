@@ -52,6 +52,7 @@ from runbook.functions.deploy import (FUNCTION_KEY, FunctionSpec, FunctionsMixin
                                       FunctionState, function_spec)
 from runbook.resources.base import Inventory
 from runbook.resources.event_source_mapping import EventSourceMapping, MappingSpec
+from runbook.steps import hash_table
 from runbook.steps.deploy_process_user_signup import WhenActive
 
 STEP_NAME = "deploy-legacy-loader"
@@ -129,10 +130,7 @@ class DeployLegacyLoader(FunctionsMixin, Step):
              "Resource": group_arn(msk, self.consumer_group)},
             {"Sid": "WriteHashes", "Effect": "Allow", "Action": "dynamodb:BatchWriteItem",
              "Resource": table.table_arn},
-            {"Sid": "DecryptTableKey", "Effect": "Allow", "Action": "kms:Decrypt",
-             "Resource": table.key_arn,
-             "Condition": {"StringEquals": {"kms:ViaService":
-                                            f"dynamodb.{region}.amazonaws.com"}}},
+            hash_table.decrypt_statement(table.key_arn, region),
         )
 
     def spec(self, account: str) -> FunctionSpec:

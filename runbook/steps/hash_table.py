@@ -42,6 +42,8 @@ STEP_NAME = "hash-table"
 FIELD = "legacy.hash_table"            # every name derives from it
 PARTITION_KEY = "email"
 KEY, TABLE = KmsKey(), DynamoTable()
+# The Sid of the statement a function's role needs to use the table (decrypt_statement).
+DECRYPT_SID = "DecryptTableKey"
 
 # What the account may do to the key itself: everything runbook's key needs over its
 # life (alias, rotation, tags, policy, describe) and an operator's safe way out (disable,
@@ -82,6 +84,16 @@ def key_policy(account: str, region: str) -> dict:
                  "kms:CallerAccount": account}}},
         ],
     }
+
+
+def decrypt_statement(key_arn, region: str) -> dict:
+    """The statement a function that reads or writes the table's items needs for its key:
+    kms:Decrypt on that key, only through DynamoDB (kms:ViaService). DynamoDB decrypts the
+    table key with KMS on behalf of the principal accessing the table (AWS KMS developer
+    guide, "How Amazon DynamoDB uses AWS KMS"). No GenerateDataKey, Encrypt or
+    CreateGrant: DynamoDB made the table key and its grant when the table was created."""
+    return {"Sid": DECRYPT_SID, "Effect": "Allow", "Action": "kms:Decrypt", "Resource": key_arn,
+            "Condition": {"StringEquals": {"kms:ViaService": f"dynamodb.{region}.amazonaws.com"}}}
 
 
 @dataclass
