@@ -98,6 +98,7 @@ class SandboxCognito:
         self.invocations: list = []
         self.fired: list[tuple[str, object]] = []   # (trigger, invocation), in order
         self._case_sensitive: bool | None = None
+        self._pool_arn = ""
 
     @property
     def idp(self):
@@ -109,6 +110,7 @@ class SandboxCognito:
             pool = self.idp.describe_user_pool(UserPoolId=self.pool_id)["UserPool"]
             configured = (pool.get("UsernameConfiguration") or {}).get("CaseSensitive")
             self._case_sensitive = configured is not False
+            self._pool_arn = pool["Arn"]
         return email if self._case_sensitive else email.lower()
 
     # -- the user-facing calls --------------------------------------------------------
@@ -226,9 +228,16 @@ class SandboxCognito:
             UserPoolId=self.pool_id, Username=self._name(email), MessageAction="SUPPRESS",
             UserAttributes=[{"Name": k, "Value": v} for k, v in attributes.items()])
         if source == MIGRATION_ON_SIGN_IN and status == "CONFIRMED":
-            self.idp.admin_set_user_password(UserPoolId=self.pool_id,
-                                             Username=self._name(email), Password=password,
-                                             Permanent=True)
+            try:
+                self.idp.admin_set_user_password(UserPoolId=self.pool_id,
+                                                 Username=self._name(email),
+                                                 Password=password, Permanent=True)
+            except self.idp.exceptions.InvalidPasswordException:
+                # Cognito does not hold a migrated password to the pool's policy: a
+                # legacy password may be shorter or plainer than it asks of new ones.
+                from runbook.sandbox.cognito_pool import set_password_unchecked
+
+                set_password_unchecked(self._pool_arn, self._name(email), password)
         else:
             # A reset is pending: no password of theirs is known. moto resets only a
             # confirmed user, so a throwaway password confirms it first.

@@ -20,6 +20,7 @@ import tempfile
 import warnings
 from pathlib import Path
 
+from runbook.sandbox import cognito_pool as sandbox_cognito_pool
 from runbook.sandbox import kafka as sandbox_kafka
 from runbook.sandbox import kafka_mapping as sandbox_kafka_mapping
 from runbook.sandbox import kafka_poller as sandbox_kafka_poller
@@ -123,6 +124,7 @@ class Sandbox:
         sandbox_sqs.install()  # no SQS mapping fired inside SendMessage: the poller runs them
         sandbox_kafka_mapping.install()  # MSK mappings stored; the Kafka poller runs them
         sandbox_msk.install()  # MSK clusters ACTIVE, bootstrap brokers, public access
+        sandbox_cognito_pool.install()  # UpdateUserPool keeps the creation-only settings
         self._reset_moto()
         self.progress.line(f"sandbox: moto server on {self.aws_url} (sandbox dir {self.workdir})",
                            dim=True)
@@ -319,6 +321,7 @@ class Sandbox:
             "timeout, and writes its output to the function's log group",
             "Cognito triggers: moto fires none; the sandbox fires the pool's configured "
             "triggers on sign-up, confirmation and sign-in, within Cognito's 5 s limit",
+            sandbox_cognito_pool.SIMULATED,
             "Cognito UserMigration (runbook.sandbox.cognito): moto stores the trigger and "
             "never fires it; the sandbox fires it for a password sign-in "
             "(USER_PASSWORD_AUTH, ADMIN_USER_PASSWORD_AUTH) or a ForgotPassword of a user "

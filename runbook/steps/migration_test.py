@@ -103,7 +103,7 @@ class MigrationTest(IntegrationTest):
     def plan(self, state: TestState) -> list[Change]:
         return [Change("create", f"cognito-idp:user {mask(state.user.email)}", "run_checks", {},
                        {"checks": ", ".join(self.CHECKS),
-                        "legacy user": "made by the test (bcrypt $2a$, cost 10), staged "
+                        "legacy user": "made by the test (bcrypt, variant 2a, cost 10), staged "
                                        "through the topic",
                         "afterwards": "the user, its profile row and its item are deleted"},
                        run=self.run_checks)]
@@ -153,7 +153,7 @@ class MigrationTest(IntegrationTest):
             self.ctx.sleep(STAGE_POLL_S)
         self.timings["produce_to_item_ms"] = int((time.monotonic() - started) * 1000)
         return (f"legacy profile {user.profile_id} ({LEGACY_ROLE}, {mask(user.email)}); its "
-                f"user (bcrypt $2a$, cost {BCRYPT_COST}) produced to kafka:topic "
+                f"user (bcrypt, variant 2a, cost {BCRYPT_COST}) produced to kafka:topic "
                 f"{state.extra['cluster'].topic} and stored in {table} "
                 f"{self.timings['produce_to_item_ms']} ms later")
 

@@ -184,7 +184,12 @@ def test_a_fixture_legacy_user_signs_in_with_the_supabase_password_and_keeps_the
         sandbox_a5):
     sandbox, _, cognito, _ = sandbox_a5
     email, password, profile_id = ANNA
-    assert profile_of(sandbox.database_dsn, profile_id)[0] is None
+    # Her Supabase-era profile, as the data migration brought it to the new database
+    # (the sandbox's is made empty by fix-tables): no Cognito user yet.
+    with psycopg.connect(sandbox.database_dsn, autocommit=True) as conn:
+        conn.execute("INSERT INTO profiles (id, email, role, language) "
+                     "VALUES (%s, 'anna.schmidt@example.com', 'user', 'de')", (profile_id,))
+    assert profile_of(sandbox.database_dsn, profile_id) == (None, "user", "de")
 
     tokens = cognito.sign_in(email, password)
 
