@@ -142,7 +142,7 @@ def run(config, target: Target, *, dry_run: bool, report_dir: Path, progress,
 
 
 # Their reports are also written alone, to be found and compared across runs.
-TEST_STEPS = ("integration-test", "registration-test")
+TEST_STEPS = ("integration-test", "registration-test", "migration-test")
 
 
 def _write_alone(record: reports.RunRecord, step: str, report_dir: Path, stamp: str) -> None:
