@@ -20,14 +20,19 @@ SIMULATED = ("Cognito UpdateUserPool: moto replaces the pool's whole configurati
              f"({', '.join(FIXED_AT_CREATION)}) (runbook.sandbox.cognito_pool)")
 
 
-def install() -> bool:
-    """Make the in-process moto keep a pool's creation-only settings on UpdateUserPool;
-    False if installed already."""
+_installed: list = []    # the original method, once per install still in force
+
+
+def install() -> None:
+    """Make the in-process moto keep a pool's creation-only settings on UpdateUserPool,
+    until as many `uninstall` calls: a sandbox's, for its life. Outside a sandbox (a
+    test's mock_aws) moto is left as it is."""
     from moto.cognitoidp.models import CognitoIdpUserPool
 
+    if _installed:
+        _installed.append(_installed[0])
+        return
     update = CognitoIdpUserPool.update_extended_config
-    if getattr(update, "keeps_creation_settings", False):
-        return False
 
     def update_extended_config(self, extended_config):
         before = getattr(self, "extended_config", None) or {}
@@ -36,9 +41,18 @@ def install() -> bool:
             if name in before:
                 self.extended_config[name] = before[name]
 
-    update_extended_config.keeps_creation_settings = True
+    _installed.append(update)
     CognitoIdpUserPool.update_extended_config = update_extended_config
-    return True
+
+
+def uninstall() -> None:
+    from moto.cognitoidp.models import CognitoIdpUserPool
+
+    if not _installed:
+        return
+    original = _installed.pop()
+    if not _installed:
+        CognitoIdpUserPool.update_extended_config = original
 
 
 def set_password_unchecked(pool_arn: str, username: str, password: str) -> None:

@@ -82,6 +82,7 @@ class Sandbox:
         self.legacy_database: str | None = None
         self.legacy_dsn: str | None = None
         self._moto = None
+        self._pool_settings_kept = False
         self._pg = None
         self._previous_sigterm = None
 
@@ -124,7 +125,9 @@ class Sandbox:
         sandbox_sqs.install()  # no SQS mapping fired inside SendMessage: the poller runs them
         sandbox_kafka_mapping.install()  # MSK mappings stored; the Kafka poller runs them
         sandbox_msk.install()  # MSK clusters ACTIVE, bootstrap brokers, public access
-        sandbox_cognito_pool.install()  # UpdateUserPool keeps the creation-only settings
+        # UpdateUserPool keeps the creation-only settings, while this sandbox runs.
+        sandbox_cognito_pool.install()
+        self._pool_settings_kept = True
         self._reset_moto()
         self.progress.line(f"sandbox: moto server on {self.aws_url} (sandbox dir {self.workdir})",
                            dim=True)
@@ -275,6 +278,9 @@ class Sandbox:
                 self._reset_moto()
                 self._moto.stop()
                 self._moto = None
+            if self._pool_settings_kept:
+                sandbox_cognito_pool.uninstall()
+                self._pool_settings_kept = False
             self._drop_database()
             self._drop_legacy_database()
             self._stop_postgres()
