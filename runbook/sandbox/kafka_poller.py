@@ -40,6 +40,8 @@ RETRY_DELAY_S = 1
 TIMESTAMP_TYPES = {0: "CREATE_TIME", 1: "LOG_APPEND_TIME"}
 # Consumer settings that make a group join take about a second on Tansu (A5-BROKER).
 FAST_GROUP = {"session_timeout_ms": 2000, "heartbeat_interval_ms": 200}
+# How long a stopping poller lets a consumer finish joining before it leaves (_close).
+JOIN_BEFORE_LEAVE_S = 5.0
 
 Invoke = Callable[[str, dict], object]  # (function ARN, event) -> Invocation
 
@@ -199,9 +201,22 @@ class KafkaPoller:
         consumer = self._consumers.pop(uuid, None)
         if consumer is not None:
             try:
+                self._finish_join(consumer)
                 consumer.close(autocommit=False, timeout_ms=2000)
             except Exception:  # noqa: BLE001 - closing is best effort
                 pass
+
+    @staticmethod
+    def _finish_join(consumer) -> None:
+        """Let a consumer still joining its group finish, so that closing it leaves the
+        group. Tansu keeps a member that was closed part way through its join, and no
+        later member of the group gets a partition: a run whose poller stopped a moment
+        after it started (a run that failed early) left the loader's group unable to
+        read, and the next run's records were never delivered. The records a poll here
+        returns are neither invoked nor committed: the group's next member reads them."""
+        deadline = time.monotonic() + JOIN_BEFORE_LEAVE_S
+        while not consumer.assignment() and time.monotonic() < deadline:
+            consumer.poll(timeout_ms=200, max_records=1)
 
     def _poll(self, uuid: str, mapping: dict) -> bool:
         from kafka.structs import OffsetAndMetadata

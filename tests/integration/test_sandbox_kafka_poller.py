@@ -92,13 +92,14 @@ def account(monkeypatch):
         yield dynamodb, cluster, mapping
 
 
-def produce(bootstrap: str, count: int) -> None:
+def produce(bootstrap: str, count: int, *, create: bool = True) -> None:
     from kafka import KafkaProducer
     from kafka.admin import KafkaAdminClient, NewTopic
 
-    admin = KafkaAdminClient(bootstrap_servers=[bootstrap])
-    admin.create_topics([NewTopic(TOPIC, num_partitions=3, replication_factor=1)])
-    admin.close()
+    if create:
+        admin = KafkaAdminClient(bootstrap_servers=[bootstrap])
+        admin.create_topics([NewTopic(TOPIC, num_partitions=3, replication_factor=1)])
+        admin.close()
     producer = KafkaProducer(bootstrap_servers=[bootstrap], acks="all", linger_ms=5)
     for n in range(count):
         record = user(n)
@@ -171,6 +172,28 @@ def test_produced_records_are_consumed_in_the_group_and_stored_by_the_loader(acc
                 assert record["timestampType"] == "CREATE_TIME"
                 assert record["headers"] == [{"content-type": list(b"application/json")}]
     assert poller.invocations == len(handler.events) >= USERS // 100 + 1
+
+
+def test_a_poller_stopped_while_joining_leaves_the_group_readable_for_the_next(account,
+                                                                               tmp_path):
+    """A run that fails at once stops its poller a moment after it started, part way
+    through the group join. The next poller in the group must still get the partitions:
+    on Tansu a member closed mid-join used to hold the group, and the next run's records
+    were never delivered."""
+    dynamodb, _, _ = account
+    with Broker(tmp_path) as broker:
+        produce(broker.bootstrap, 0)
+        first = KafkaPoller(Aws(), Handler(), broker.bootstrap).start()
+        assert wait_for(lambda: first._consumers, timeout_s=30)  # joining has begun
+        assert first.stop()
+
+        produce(broker.bootstrap, 10, create=False)  # the next run's records
+        second = KafkaPoller(Aws(), Handler(), broker.bootstrap).start()
+        try:
+            assert wait_for(lambda: len(scan(dynamodb)) == 10, timeout_s=60), second.failures
+        finally:
+            assert second.stop()
+    assert second.failures == [] and second.committed == 10
 
 
 def test_the_mapping_is_stored_and_read_back_as_aws_answers_it(account):
