@@ -1,13 +1,20 @@
 """Names and tags runbook gives what it creates, so that it can find them again.
 
 Every taggable resource carries `runbook:env` and `runbook:step`; adoption and
-teardown search by them. The config's extra `tags` are added to every resource.
+teardown search by them. What runbook creates also carries `runbook:created`, set in
+the create call only: teardown deletes that, and keeps what runbook adopted. The config's extra `tags` are added to every resource.
 """
 
 from __future__ import annotations
 
 ENV_TAG = "runbook:env"
 STEP_TAG = "runbook:step"
+# Set only in the call that creates a resource, never added later: what carries it,
+# runbook made, and `runbook destroy` may delete; what runbook adopted (made by the old
+# shell scripts, or by hand) has runbook:env and runbook:step but not this, and is kept.
+# A tag, so that the distinction lives with the resource and survives a lost report.
+CREATED_TAG = "runbook:created"
+CREATED = "true"
 
 # Keys of the app-config secret that runbook generates once and never changes.
 GENERATED_APP_KEYS = ("jwt_secret",)
@@ -19,7 +26,18 @@ def tags(config, step: str, name: str | None = None) -> dict[str, str]:
         out["Name"] = name
     out[ENV_TAG] = config.env
     out[STEP_TAG] = step
+    out[CREATED_TAG] = CREATED
     return out
+
+
+def created(tag_map: dict[str, str] | None) -> bool:
+    """Whether runbook made the resource these tags are on (CREATED_TAG)."""
+    return (tag_map or {}).get(CREATED_TAG) == CREATED
+
+
+def env_filter(env: str) -> list[dict]:
+    """Describe* filters for everything environment `env` holds, whichever step."""
+    return [{"Name": f"tag:{ENV_TAG}", "Values": [env]}]
 
 
 def owner_filters(env: str, step: str) -> list[dict]:
@@ -48,10 +66,12 @@ def missing_tags(desired: dict[str, str], current: dict[str, str]) -> dict[str, 
 
     An adopted resource keeps the Name it has: renaming what the old scripts (or another
     team) named would surprise its owners, and two desired names for one shared resource
-    would otherwise rename it on every run.
+    would otherwise rename it on every run. CREATED_TAG is never added: an adopted
+    resource stays one that teardown keeps.
     """
     return {k: v for k, v in desired.items()
-            if current.get(k) != v and not (k == "Name" and current.get("Name"))}
+            if current.get(k) != v and k != CREATED_TAG
+            and not (k == "Name" and current.get("Name"))}
 
 
 def tag_diff(current: dict[str, str], adding: dict[str, str]) -> dict:

@@ -8,7 +8,13 @@
                              difference in a field that cannot change in place
                              (`replaces`) is a PlanError that names the fix
     create / update          apply one change, return what now exists
-    delete                   for teardown
+
+and, for teardown (`runbook destroy`, which orders the kinds: runbook.teardown):
+
+    owned(api, env)          read only: every resource of the kind that environment
+                             `env` holds, whichever step made it
+    delete(api, found, opts) start deleting one, protection off first; idempotent
+    gone(api, found)         read only: whether that deletion has finished
 
 A step lists the specs it wants, reads what exists with `find`, and orders the changes
 `plan` returns. It never calls AWS itself to adopt, tag or compare: tags, "not found",
@@ -56,6 +62,21 @@ class Found:
 
     id: str
     tags: dict
+
+
+@dataclass(frozen=True)
+class DeleteOptions:
+    """What `runbook destroy`'s options say of the deletes that can keep something."""
+
+    # An Aurora cluster's final snapshot is <cluster id>-final-<stamp>; None: none
+    # (--skip-final-snapshot). The stamp (the destroy's start, UTC) keeps a second
+    # destroy of a re-made environment from meeting the first one's snapshot.
+    final_snapshot_stamp: str | None = None
+    # A secret's recovery window (7-30 days), or None: deleted at once
+    # (--force-delete-secrets). Its name stays taken while the deletion is pending.
+    secret_recovery_days: int | None = 30
+    # A KMS key is never deleted at once: it is scheduled, 7-30 days ahead.
+    key_pending_days: int = 30
 
 
 S = TypeVar("S", bound=Spec)
@@ -224,8 +245,33 @@ class Resource(Generic[S, F]):
         """What runbook.aws.api.Api.tag takes for this kind: the id, or the ARN."""
         return found.id
 
-    def delete(self, api: Api, found: F) -> None:
+    # -- teardown --------------------------------------------------------------------
+
+    def owned(self, api: Api, env: str) -> list[F]:
+        """Read only: every resource of this kind that carries `env`'s runbook:env tag,
+        whichever step made it, each with what `delete` needs and its tags (from which
+        teardown tells what runbook created, naming.created, from what it adopted).
+        [] for a kind found through another (a mapping through its function)."""
+        return []
+
+    def delete(self, api: Api, found: F, options: DeleteOptions = DeleteOptions()) -> None:
+        """Start deleting `found`, with what only it holds (a role's policies, a rule's
+        targets), its deletion protection turned off first. Idempotent: a resource
+        already gone, or being deleted, is done. `gone` says when it has finished."""
         raise NotImplementedError(f"runbook does not delete {self.kind} yet")
+
+    def gone(self, api: Api, found: F) -> bool:
+        """Read only: whether the deletion of `found` has finished. True by default: most
+        deletes take effect in the call."""
+        return True
+
+    def title(self, found: F) -> str:
+        """How teardown names one it found: "ec2:subnet matbakh-staging-private-a
+        (subnet-12ab)", or the id alone for an untagged one."""
+        name = found.tags.get("Name") or getattr(found, "name", "") or ""
+        if name and name != found.id:
+            return f"{self.kind} {name} ({found.id})"
+        return f"{self.kind} {found.id}"
 
 
 @dataclass
