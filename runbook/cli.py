@@ -119,22 +119,31 @@ def run(phase, steps, dry_run, lock_wait_s, allow_reboot, env, config_path, repo
 
 @cli.command()
 @_target_options
+@click.option("--destroy", "for_destroy", is_flag=True,
+              help="Show what `runbook destroy` would delete and keep instead (with "
+                   "--phase: that phase and every phase after it).")
 @click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON.")
 @click.option("--sql", "show_sql", is_flag=True,
               help="Also print the SQL each database change would run.")
 @common_options
-def plan(phase, steps, dry_run, as_json, show_sql, env, config_path, report_dir, region):
+def plan(phase, steps, dry_run, for_destroy, as_json, show_sql, env, config_path, report_dir,
+         region):
     """Show what a run would change, resource by resource. Read-only.
 
     + create, ~ update (field: from -> to), - delete, grouped by step, then
     "Plan: N to add, N to change, N to destroy." A plan of --phase also plans the
-    phases before it. Exit code 0, or 1/2 when a step could not be planned.
+    phases before it. With --destroy, what a destroy would delete (-), change (~) and
+    keep (=), the steps last first. Exit code 0, or 1/2 when a step could not be planned.
     """
     from runbook import app
     from runbook.output import render
     from runbook.output.progress import Progress
 
     config = _load_config(env, config_path, region)
+    if for_destroy:
+        if steps:
+            raise click.UsageError("plan --destroy takes --phase, not --step")
+        sys.exit(_plan_destroy(config, phase, dry_run, as_json))
     target = app.resolve(config, phase, steps)
     outcome = app.plan(config, target, dry_run=dry_run,
                        progress=Progress(quiet=as_json, err=True, per_step=False))
@@ -145,6 +154,105 @@ def plan(phase, steps, dry_run, as_json, show_sql, env, config_path, report_dir,
         click.echo(json.dumps(data, indent=2, default=str))
     else:
         render.print_plan(data, render.console())
+    sys.exit(outcome.exit_code)
+
+
+def _destroy_options(command):
+    command = click.option("--force-delete-secrets", is_flag=True,
+                           help="Delete the secrets at once, with no recovery window (and "
+                                "schedule KMS keys 7 days ahead, not 30).")(command)
+    command = click.option("--skip-final-snapshot", is_flag=True,
+                           help="Delete the Aurora cluster without a final snapshot.")(command)
+    return command
+
+
+def _plan_destroy(config, phase, dry_run, as_json) -> int:
+    from runbook import destroying
+    from runbook.output import render
+    from runbook.output.progress import Progress
+
+    target = destroying.scope(config, phase)
+    opts = destroying.options(skip_final_snapshot=False, force_delete_secrets=False)
+    outcome = destroying.plan(config, target, opts, dry_run=dry_run,
+                              progress=Progress(quiet=as_json, err=True, per_step=False))
+    data = render.teardown_data(outcome.teardown, account=outcome.account,
+                                region=config.region, dry_run=dry_run,
+                                protected=outcome.protected)
+    if as_json:
+        click.echo(json.dumps(data, indent=2, default=str))
+    else:
+        render.print_teardown(data, render.console())
+    return outcome.exit_code
+
+
+@cli.command()
+@click.option("--phase", help="Destroy this phase and every phase after it "
+                              "(default: the whole environment).")
+@click.option("--dry-run", is_flag=True,
+              help="Build the environment in a throwaway local sandbox, destroy it there, "
+                   "and prove nothing of it is left; never touches AWS.")
+@click.option("--yes", is_flag=True,
+              help="Do not ask for the environment's name: for automation.")
+@_destroy_options
+@click.option("--lock-wait", "lock_wait_s", type=click.FloatRange(min=0), default=30,
+              show_default=True, metavar="SECONDS",
+              help="How long to wait for another run of this environment to finish.")
+@common_options
+def destroy(phase, dry_run, yes, force_delete_secrets, skip_final_snapshot, lock_wait_s, env,
+            config_path, report_dir, region):
+    """Take a non-production environment down: what runbook created, and only that.
+
+    Reads the account, shows what would be deleted (-), changed (~) and kept (=), and
+    asks for the environment's name before deleting anything (--yes: don't ask).
+    Resources runbook adopted are kept. Refused while the environment file says
+    deletion_protection: true for what it would delete. By default the Aurora cluster
+    leaves a final snapshot and the secrets a 30-day recovery window (a later `runbook
+    run` restores them). Interrupted, it is run again and finishes the job.
+    """
+    from runbook import destroying
+    from runbook.output import render
+    from runbook.output.progress import Progress
+
+    config = _load_config(env, config_path, region)
+    target = destroying.scope(config, phase)
+    opts = destroying.options(skip_final_snapshot=skip_final_snapshot,
+                              force_delete_secrets=force_delete_secrets)
+
+    def show(teardown, account):
+        render.print_teardown(render.teardown_data(
+            teardown, account=account, region=config.region, dry_run=dry_run),
+            render.console())
+
+    def confirm(teardown) -> bool:
+        if yes or not (teardown.deletes or any(i.action == "update" for i in teardown.items)):
+            return True
+        typed = click.prompt(f"Type the environment's name ({config.env}) to destroy it",
+                             default="", show_default=False, err=True)
+        if typed.strip() == config.env:
+            return True
+        click.echo("that is not the environment's name: nothing was deleted", err=True)
+        return False
+
+    path = str(config_path or Path("config") / f"{env}.yaml")
+    outcome = destroying.destroy(config, target, opts, dry_run=dry_run, report_dir=report_dir,
+                                 progress=Progress(), show=show, confirm=confirm,
+                                 config_path=path, lock_wait_s=lock_wait_s)
+    report = outcome.report
+    if report is None:
+        sys.exit(outcome.exit_code)
+    colour = "green" if report["status"] == "ok" else "red"
+    click.echo(click.style(f"{report['status']}: ", fg=colour, bold=True)
+               + f"{target.name} of {config.env}{' (dry run)' if dry_run else ''} in "
+               + f"{report['duration_ms'] / 1000:.1f}s; report {outcome.path}")
+    for line in report["destroy"]["retained"]:
+        click.echo(f"kept on purpose: {line}")
+    if dry_run and "verify_pass" in report:
+        click.echo(f"verify pass: {report['verify_pass']['writes']} writes")
+    if report.get("error"):
+        click.echo(click.style(report["error"], fg="red"), err=True)
+    failed = [s for s in report["steps"] if s["status"] == "failed" and s.get("error")]
+    for step in failed[:1]:
+        click.echo(click.style(f"error: {step['error']}", fg="red"), err=True)
     sys.exit(outcome.exit_code)
 
 

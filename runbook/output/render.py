@@ -232,3 +232,49 @@ def print_wrapped(out, text: str, indent: int, style: str | None = None) -> None
 def _text(text: str, style: str | None = None) -> Text:
     # Text, not markup: a value such as "['a']" must print as it is.
     return Text(text, style=style or "")
+
+
+# -- destroy -------------------------------------------------------------------------------
+
+KEPT = "="          # a resource a destroy leaves in place
+
+
+def teardown_data(teardown, *, account: str, region: str, dry_run: bool,
+                  protected: list[str] | None = None) -> dict:
+    """What `runbook plan --destroy --json` prints: per step (last first), the deletes,
+    the changes (triggers taken off a pool that stays) and what is kept, and why."""
+    steps = [{"name": step, "changes": [i.change().as_report() for i in items
+                                        if i.action != "keep"],
+              "kept": [{"resource": i.title, "why": i.why} for i in items
+                       if i.action == "keep"]}
+             for step, items in teardown.by_step()]
+    actions = count_actions([c for s in steps for c in s["changes"]])
+    return {"env": teardown.env, "dry_run": dry_run, "account": account, "region": region,
+            "whole": teardown.whole, "steps": steps, "protected": list(protected or []),
+            "summary": {"add": 0, "change": actions["update"], "destroy": actions["delete"],
+                        "kept": sum(len(s["kept"]) for s in steps)}}
+
+
+def print_teardown(data: dict, out) -> None:
+    where = "the sandbox (dry run)" if data["dry_run"] else \
+        f"account {data['account']}, {data['region']}"
+    scope = "the whole environment" if data["whole"] else "from the phase given on"
+    print_line(out, f"runbook destroy: {data['env']} ({scope}) in {where}", "bold")
+    for step in data["steps"]:
+        if not step["changes"] and not step["kept"]:
+            print_line(out, f"{step['name']}: nothing", "dim")
+            continue
+        out.print()
+        print_line(out, f"{step['name']}:", "bold")
+        for change in step["changes"]:
+            print_change(out, change)
+        for kept in step["kept"]:
+            print_wrapped(out, f"{KEPT} {kept['resource']} kept: {kept['why']}", INDENT, "cyan")
+    summary = data["summary"]
+    out.print()
+    print_line(out, _text(f"Plan: 0 to add, {summary['change']} to change, "
+                          f"{summary['destroy']} to destroy. ", "bold")
+               + _text(f"{summary['kept']} kept."))
+    if data["protected"]:
+        print_line(out, f"runbook destroy refuses while {', '.join(data['protected'])} "
+                   "is true in the environment file.", "yellow")

@@ -21,6 +21,7 @@ import warnings
 from pathlib import Path
 
 from runbook.sandbox import cognito_pool as sandbox_cognito_pool
+from runbook.sandbox import lambda_eni as sandbox_lambda_eni
 from runbook.sandbox import kafka as sandbox_kafka
 from runbook.sandbox import kafka_mapping as sandbox_kafka_mapping
 from runbook.sandbox import kafka_poller as sandbox_kafka_poller
@@ -127,6 +128,8 @@ class Sandbox:
         sandbox_msk.install()  # MSK clusters ACTIVE, bootstrap brokers, public access
         # UpdateUserPool keeps the creation-only settings, while this sandbox runs.
         sandbox_cognito_pool.install()
+        # Lambda's VPC interfaces, and AWS's DependencyViolation for what they block.
+        sandbox_lambda_eni.install()
         self._pool_settings_kept = True
         self._reset_moto()
         self.progress.line(f"sandbox: moto server on {self.aws_url} (sandbox dir {self.workdir})",
@@ -280,6 +283,7 @@ class Sandbox:
                 self._moto = None
             if self._pool_settings_kept:
                 sandbox_cognito_pool.uninstall()
+                sandbox_lambda_eni.uninstall()
                 self._pool_settings_kept = False
             self._drop_database()
             self._drop_legacy_database()
@@ -328,6 +332,7 @@ class Sandbox:
             "Cognito triggers: moto fires none; the sandbox fires the pool's configured "
             "triggers on sign-up, confirmation and sign-in, within Cognito's 5 s limit",
             sandbox_cognito_pool.SIMULATED,
+            sandbox_lambda_eni.SIMULATED,
             "Cognito UserMigration (runbook.sandbox.cognito): moto stores the trigger and "
             "never fires it; the sandbox fires it for a password sign-in "
             "(USER_PASSWORD_AUTH, ADMIN_USER_PASSWORD_AUTH) or a ForgotPassword of a user "
