@@ -5,6 +5,10 @@ the private subnets use.
 Both are made with their tags in the create call, so that a run cut short right after
 a create leaves a resource the next run finds by its tags; every later write (attach,
 route, associate) is planned again from what the next run reads.
+
+Teardown detaches the gateway from its VPC before deleting it (AWS refuses to delete an
+attached one); the public table is a route table like the private ones, listed and
+deleted by runbook.resources.vpc.RouteTable.
 """
 
 from __future__ import annotations
@@ -12,13 +16,16 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from runbook.aws import naming
-from runbook.aws.api import Api, pages
+from runbook.aws.api import Api, or_none, pages
+from runbook.aws.retry import error_code
 from runbook.engine.plan import diff_field, is_known
 from runbook.errors import PlanError
-from runbook.resources.base import Found, Resource, Spec
-from runbook.resources.vpc import RouteTableFound
+from runbook.resources.base import DeleteOptions, Found, Resource, Spec
+from runbook.resources.vpc import RouteTable, RouteTableFound
 
 ANYWHERE = "0.0.0.0/0"
+# What AWS answers a DetachInternetGateway from a VPC it is not attached to (any more).
+NOT_ATTACHED = "Gateway.NotAttached"
 
 
 # -- the internet gateway ----------------------------------------------------------------
@@ -48,12 +55,8 @@ class InternetGateway(Resource[InternetGatewaySpec, InternetGatewayFound]):
 
     @staticmethod
     def _described(api: Api, filters: list[dict]) -> list[InternetGatewayFound]:
-        return [InternetGatewayFound(
-                    g["InternetGatewayId"], naming.from_aws(g.get("Tags")),
-                    [a["VpcId"] for a in g.get("Attachments", ())
-                     if a.get("State") in ("attached", "available", "attaching")])
-                for g in pages(api.client("ec2"), "describe_internet_gateways",
-                               "InternetGateways", Filters=filters)]
+        return [_gateway(g) for g in pages(api.client("ec2"), "describe_internet_gateways",
+                                           "InternetGateways", Filters=filters)]
 
     def check(self, spec: InternetGatewaySpec, found: InternetGatewayFound) -> None:
         """A gateway is attached to one VPC at most: ours, or none yet."""
@@ -92,6 +95,38 @@ class InternetGateway(Resource[InternetGatewaySpec, InternetGatewayFound]):
             InternetGatewayId=found.id, VpcId=vpc_id))
         found.vpc_ids = [vpc_id]
         return found
+
+    # -- teardown --------------------------------------------------------------------
+
+    def owned(self, api: Api, env: str) -> list[InternetGatewayFound]:
+        return self._described(api, naming.env_filter(env))
+
+    def delete(self, api: Api, found: InternetGatewayFound,
+               options: DeleteOptions = DeleteOptions()) -> None:
+        """Detach the gateway from each VPC it is attached to (read again here: AWS
+        refuses to delete an attached gateway), then DeleteInternetGateway. Without the
+        propagation retry, which would retry the "NotFound" a delete takes as done."""
+        ec2 = api.client("ec2")
+        gateways = or_none(lambda: ec2.describe_internet_gateways(
+            InternetGatewayIds=[found.id])["InternetGateways"])
+        if not gateways:
+            return
+        for vpc_id in _gateway(gateways[0]).vpc_ids:
+            try:
+                or_none(lambda vpc_id=vpc_id: ec2.detach_internet_gateway(
+                    InternetGatewayId=found.id, VpcId=vpc_id))
+            except Exception as exc:  # noqa: BLE001 - only "not attached" is done already
+                if error_code(exc) != NOT_ATTACHED:
+                    raise
+        found.vpc_ids = []
+        or_none(lambda: ec2.delete_internet_gateway(InternetGatewayId=found.id))
+
+
+def _gateway(raw: dict) -> InternetGatewayFound:
+    """A described gateway, with the VPCs it is attached to (or being attached to)."""
+    return InternetGatewayFound(raw["InternetGatewayId"], naming.from_aws(raw.get("Tags")),
+                                [a["VpcId"] for a in raw.get("Attachments", ())
+                                 if a.get("State") in ("attached", "available", "attaching")])
 
 
 # -- the public route table ----------------------------------------------------------------
@@ -167,6 +202,17 @@ class PublicRouteTable(Resource[PublicRouteTableSpec, RouteTableFound]):
                                                             SubnetId=subnet_id))
             found.subnet_ids.append(subnet_id)
         return found
+
+    # -- teardown: a route table like the private ones ----------------------------------
+
+    def owned(self, api: Api, env: str) -> list[RouteTableFound]:
+        """[]: RouteTable.owned lists the public table with the private ones (one AWS
+        type, one listing), so that teardown does not meet it twice."""
+        return []
+
+    def delete(self, api: Api, found: RouteTableFound,
+               options: DeleteOptions = DeleteOptions()) -> None:
+        RouteTable().delete(api, found, options)
 
 
 def _missing(spec: PublicRouteTableSpec, found: RouteTableFound) -> list:

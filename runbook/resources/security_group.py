@@ -2,6 +2,13 @@
 endpoints' (step `vpc-integrate`). A group is found in its VPC by name; its rules are a
 resource kind of their own (runbook.resources.security_group_rule), all owned by step
 vpc-integrate.
+
+AWS refuses to delete a group that a rule of another group references
+(DependencyViolation; moto 5.2.5 deletes it), and runbook's groups reference each other
+(the cluster's admits the Lambda group's, the Lambda group's lets traffic out to it).
+So teardown first revokes, in every group it is about to delete, the rules that name
+another group (`revoke_references`), and only then deletes any of them. AWS also refuses
+while a network interface uses the group (runbook.resources.network_interface).
 """
 
 from __future__ import annotations
@@ -9,10 +16,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from runbook.aws import naming, sgrules
-from runbook.aws.api import Api, pages
+from runbook.aws.api import Api, or_none, pages
 from runbook.aws.reachability import ALL_TRAFFIC_OUT, SecurityGroup as Found
 from runbook.aws.reachability import parse_group
-from runbook.resources.base import Resource, Spec
+from runbook.resources.base import DeleteOptions, Resource, Spec
+from runbook.resources.security_group_rule import revoke_rule
+
+# The group AWS makes with every VPC, and deletes with it; never deleted on its own.
+DEFAULT_GROUP = "default"
 
 
 @dataclass(frozen=True)
@@ -78,3 +89,44 @@ class SecurityGroup(Resource[SecurityGroupSpec, Found]):
     def summary(self, spec: SecurityGroupSpec) -> dict:
         egress = "all (the default)" if spec.default_egress else "none (the default removed)"
         return {"vpc": spec.vpc_id, "egress": egress}
+
+    # -- teardown --------------------------------------------------------------------
+
+    def owned(self, api: Api, env: str) -> list[Found]:
+        """The environment's groups, whichever step made them (the cluster's too), but a
+        VPC's default group."""
+        return [parse_group(raw) for raw in pages(api.client("ec2"), "describe_security_groups",
+                                                  "SecurityGroups",
+                                                  Filters=naming.env_filter(env))
+                if raw.get("GroupName") != DEFAULT_GROUP]
+
+    def delete(self, api: Api, found: Found, options: DeleteOptions = DeleteOptions()) -> None:
+        """Revoke the group's rules that reference another group, then
+        DeleteSecurityGroup. A group that other groups' rules reference is deleted only
+        once those are revoked: teardown calls `revoke_references` for all the groups it
+        deletes first. Without the propagation retry, which would retry the "NotFound"
+        a delete takes as done."""
+        ec2 = api.client("ec2")
+        if not or_none(lambda: ec2.describe_security_groups(
+                GroupIds=[found.id])["SecurityGroups"]):
+            return
+        revoke_references(api, [found.id])
+        or_none(lambda: ec2.delete_security_group(GroupId=found.id))
+
+
+def revoke_references(api: Api, group_ids: list[str]) -> int:
+    """In each of `group_ids`, revoke every rule, ingress or egress, that references
+    another security group (a rule that names its own group keeps no other group from
+    being deleted). One read for all the groups, one revoke per rule, by its id; a rule
+    gone meanwhile is done. Returns how many were revoked."""
+    wanted = set(group_ids)
+    if not wanted:
+        return 0
+    revoked = 0
+    for raw in pages(api.client("ec2"), "describe_security_group_rules", "SecurityGroupRules",
+                     Filters=[{"Name": "group-id", "Values": sorted(wanted)}]):
+        peer = (raw.get("ReferencedGroupInfo") or {}).get("GroupId")
+        if raw["GroupId"] in wanted and peer and peer != raw["GroupId"]:
+            revoked += revoke_rule(api, raw["GroupId"], raw["SecurityGroupRuleId"],
+                                   bool(raw.get("IsEgress")))
+    return revoked

@@ -7,18 +7,23 @@ The model and the comparison are runbook.aws.sgrules: a group's rules are read o
 wanted adds what is missing and removes every other rule, by id, whoever added it. Each
 addition and removal is one Change; both are safe to send again: a rule that is already
 there (InvalidPermission.Duplicate), or already gone (sgrules.GONE), is done already.
+
+For teardown, a rule is one Found of its own (RuleFound): the ingress rules runbook adds
+carry its tags (set in the authorize call), so `owned` finds them by tag, whatever group
+they are in, and `delete` revokes each by its id. AWS's default egress, added back
+without tags, goes with its group.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 from runbook.aws import naming, sgrules
-from runbook.aws.api import Api, pages
+from runbook.aws.api import Api, or_none, pages
 from runbook.aws.retry import error_code
 from runbook.engine.plan import Change
-from runbook.resources.base import Found, Inventory, Resource, Spec, resolve
+from runbook.resources.base import DeleteOptions, Found, Inventory, Resource, Spec, resolve
 
 # What AWS (and moto) answer when the rule to add is there already.
 DUPLICATE = "InvalidPermission.Duplicate"
@@ -42,6 +47,30 @@ class RuleSet(Found):
     """A group's rules: `id` is the group's; `rules` {rule id: sgrules.Rule}."""
 
     rules: dict = field(default_factory=dict)
+
+
+@dataclass
+class RuleFound(Found):
+    """One rule, for teardown: `id` is the rule's (sgr-...), `group_id` its group's."""
+
+    group_id: str = ""
+    rule: sgrules.Rule | None = None
+
+
+def revoke_rule(api: Api, group_id: str, rule_id: str, egress: bool,
+                send: Callable[[Callable[[], Any]], Any] = lambda call: call()) -> bool:
+    """Remove one rule of `group_id` by its id, the call made through `send` (the
+    propagation retry, right after a create). Already gone (removed by someone else, or
+    by this request sent again after its answer was lost) is done: False."""
+    ec2 = api.client("ec2")
+    call = ec2.revoke_security_group_egress if egress else ec2.revoke_security_group_ingress
+    try:
+        send(lambda: call(GroupId=group_id, SecurityGroupRuleIds=[rule_id]))
+    except Exception as exc:  # noqa: BLE001 - only "not there" is done already
+        if error_code(exc) not in sgrules.GONE:
+            raise
+        return False
+    return True
 
 
 class SecurityGroupRule(Resource[RuleSetSpec, RuleSet]):
@@ -127,19 +156,37 @@ class SecurityGroupRule(Resource[RuleSetSpec, RuleSet]):
         return True
 
     def revoke(self, api: Api, found: RuleSet, rule_id: str, egress: bool) -> bool:
-        """Remove one rule by its id. Already gone (removed by someone else, or by this
-        request sent again after its answer was lost) is done: False."""
-        ec2 = api.client("ec2")
-        call = ec2.revoke_security_group_egress if egress else ec2.revoke_security_group_ingress
-        done = True
-        try:
-            api.retry_ec2(lambda: call(GroupId=found.id, SecurityGroupRuleIds=[rule_id]))
-        except Exception as exc:  # noqa: BLE001 - only "not there" is done already
-            if error_code(exc) not in sgrules.GONE:
-                raise
-            done = False
+        """Remove one rule by its id (revoke_rule). False when it was gone already."""
+        done = revoke_rule(api, found.id, rule_id, egress, api.retry_ec2)
         found.rules.pop(rule_id, None)
         return done
+
+    # -- teardown --------------------------------------------------------------------
+
+    def owned(self, api: Api, env: str) -> list[RuleFound]:
+        """Every rule that carries the environment's tag, in whatever group."""
+        return [_rule(raw) for raw in pages(api.client("ec2"), "describe_security_group_rules",
+                                            "SecurityGroupRules",
+                                            Filters=naming.env_filter(env))]
+
+    def delete(self, api: Api, found: RuleFound,
+               options: DeleteOptions = DeleteOptions()) -> None:
+        """Revoke the rule by its id, ingress or egress as it is; one no longer described
+        (revoked already, or gone with its group) is done."""
+        ec2 = api.client("ec2")
+        if or_none(lambda: ec2.describe_security_group_rules(
+                SecurityGroupRuleIds=[found.id])["SecurityGroupRules"]):
+            revoke_rule(api, found.group_id, found.id, found.rule.egress)
+
+    def title(self, found: RuleFound) -> str:
+        """"ec2:security-group-rule sg-12ab tcp/5432 from sg-34cd (sgr-56ef)"."""
+        return f"{self.kind} {found.group_id} {found.rule.text()} ({found.id})"
+
+
+def _rule(raw: dict) -> RuleFound:
+    """One DescribeSecurityGroupRules item, with its tags."""
+    rule_id, rule = sgrules.parse(raw)
+    return RuleFound(rule_id, naming.from_aws(raw.get("Tags")), raw["GroupId"], rule)
 
 
 @dataclass

@@ -3,6 +3,12 @@ of step `vpc-integrate` reads of them.
 
 moto, unlike AWS, would happily create a second VPC with the same block; runbook never
 relies on the API to refuse a duplicate: the VPC is found by id, by tags or by block.
+
+Teardown deletes each of them in one call, once what it holds is gone (runbook.teardown
+orders the kinds): a route table's subnet associations are its own, and go first. Each
+delete reads the resource by id before it writes, so that one already gone makes no
+mutating call, and calls AWS without the propagation retry: that retries the
+"NotFound" a delete takes as done, and what teardown deletes was described already.
 """
 
 from __future__ import annotations
@@ -13,7 +19,7 @@ from runbook.aws import naming, reachability
 from runbook.aws.api import Api, or_none, pages
 from runbook.engine.plan import diff_field
 from runbook.errors import PlanError
-from runbook.resources.base import Found, Resource, Spec
+from runbook.resources.base import DeleteOptions, Found, Resource, Spec
 
 
 def zones(api: Api) -> set[str]:
@@ -137,6 +143,20 @@ class Vpc(Resource[VpcSpec, VpcFound]):
             found.dns_hostnames = True
         return found
 
+    # -- teardown --------------------------------------------------------------------
+
+    def owned(self, api: Api, env: str) -> list[VpcFound]:
+        """The environment's VPCs (their DNS attributes not read: teardown needs none)."""
+        return [_vpc(v) for v in pages(api.client("ec2"), "describe_vpcs", "Vpcs",
+                                       Filters=naming.env_filter(env))]
+
+    def delete(self, api: Api, found: VpcFound, options: DeleteOptions = DeleteOptions()) -> None:
+        """DeleteVpc, which takes the VPC's main route table, default group and network
+        ACL with it; AWS refuses it (DependencyViolation) while anything else is left."""
+        ec2 = api.client("ec2")
+        if or_none(lambda: ec2.describe_vpcs(VpcIds=[found.id])["Vpcs"]):
+            or_none(lambda: ec2.delete_vpc(VpcId=found.id))
+
 
 def _vpc(raw: dict) -> VpcFound:
     """A described VPC, its DNS attributes not read yet (Vpc.find reads them)."""
@@ -171,9 +191,7 @@ class Subnet(Resource[SubnetSpec, SubnetFound]):
     @staticmethod
     def in_vpc(api: Api, vpc_id: str) -> dict[str, SubnetFound]:
         """Every subnet of the VPC, by block (one read for all of them)."""
-        return {s["CidrBlock"]: SubnetFound(s["SubnetId"], naming.from_aws(s.get("Tags")),
-                                            s["CidrBlock"], s["AvailabilityZone"],
-                                            bool(s.get("MapPublicIpOnLaunch")))
+        return {s["CidrBlock"]: _subnet(s)
                 for s in pages(api.client("ec2"), "describe_subnets", "Subnets",
                                Filters=[{"Name": "vpc-id", "Values": [vpc_id]}])}
 
@@ -208,6 +226,27 @@ class Subnet(Resource[SubnetSpec, SubnetFound]):
             found.map_public_ip = False
         return found
 
+    # -- teardown --------------------------------------------------------------------
+
+    def owned(self, api: Api, env: str) -> list[SubnetFound]:
+        """The environment's subnets, private and public."""
+        return [_subnet(s) for s in pages(api.client("ec2"), "describe_subnets", "Subnets",
+                                          Filters=naming.env_filter(env))]
+
+    def delete(self, api: Api, found: SubnetFound,
+               options: DeleteOptions = DeleteOptions()) -> None:
+        """DeleteSubnet. AWS refuses it while a network interface is in the subnet (a
+        Lambda function's, for up to 45 minutes after the function is gone:
+        runbook.resources.network_interface); moto does not."""
+        ec2 = api.client("ec2")
+        if or_none(lambda: ec2.describe_subnets(SubnetIds=[found.id])["Subnets"]):
+            or_none(lambda: ec2.delete_subnet(SubnetId=found.id))
+
+
+def _subnet(raw: dict) -> SubnetFound:
+    return SubnetFound(raw["SubnetId"], naming.from_aws(raw.get("Tags")), raw["CidrBlock"],
+                       raw["AvailabilityZone"], bool(raw.get("MapPublicIpOnLaunch")))
+
 
 # -- route tables --------------------------------------------------------------------------
 
@@ -232,19 +271,9 @@ class RouteTable(Resource[RouteTableSpec, RouteTableFound]):
 
     @staticmethod
     def in_vpc(api: Api, vpc_id: str) -> list[RouteTableFound]:
-        tables = []
-        for rt in pages(api.client("ec2"), "describe_route_tables", "RouteTables",
-                        Filters=[{"Name": "vpc-id", "Values": [vpc_id]}]):
-            internet = next((r.get("GatewayId") for r in rt.get("Routes", ())
-                             if r.get("DestinationCidrBlock") == "0.0.0.0/0"
-                             and str(r.get("GatewayId", "")).startswith("igw-")), None)
-            default = next((_target(r) for r in rt.get("Routes", ())
-                            if r.get("DestinationCidrBlock") == "0.0.0.0/0"), None)
-            tables.append(RouteTableFound(
-                rt["RouteTableId"], naming.from_aws(rt.get("Tags")),
-                [a["SubnetId"] for a in rt.get("Associations", ()) if a.get("SubnetId")],
-                internet, default))
-        return tables
+        return [_route_table(rt) for rt in pages(
+            api.client("ec2"), "describe_route_tables", "RouteTables",
+            Filters=[{"Name": "vpc-id", "Values": [vpc_id]}])]
 
     def create(self, api: Api, spec: RouteTableSpec) -> RouteTableFound:
         ec2 = api.client("ec2")
@@ -265,6 +294,50 @@ class RouteTable(Resource[RouteTableSpec, RouteTableFound]):
             RouteTableId=found.id, SubnetId=subnet_id))
         found.subnet_ids.append(subnet_id)
         return found
+
+    # -- teardown --------------------------------------------------------------------
+
+    def owned(self, api: Api, env: str) -> list[RouteTableFound]:
+        """The environment's route tables: the private subnets' and the public one
+        (internet_gateway.PublicRouteTable, the same AWS type, is listed here only)."""
+        return [_route_table(rt) for rt in pages(
+            api.client("ec2"), "describe_route_tables", "RouteTables",
+            Filters=naming.env_filter(env))]
+
+    def delete(self, api: Api, found: RouteTableFound,
+               options: DeleteOptions = DeleteOptions()) -> None:
+        """Disassociate the table from its subnets, then DeleteRouteTable (its routes go
+        with it). The associations are read again here: AWS refuses to delete a table
+        that has any, and one may have been made since `owned` read it. The VPC's main
+        table is never runbook's, and AWS deletes it only with its VPC: left alone."""
+        ec2 = api.client("ec2")
+        tables = or_none(lambda: ec2.describe_route_tables(
+            RouteTableIds=[found.id])["RouteTables"])
+        if not tables:
+            return
+        associations = [a for a in tables[0].get("Associations", ())
+                        if a.get("AssociationState", {}).get("State", "associated")
+                        in ("associated", "associating")]
+        if any(a.get("Main") for a in associations):
+            return
+        for association in associations:
+            or_none(lambda a=association: ec2.disassociate_route_table(
+                AssociationId=a["RouteTableAssociationId"]))
+        or_none(lambda: ec2.delete_route_table(RouteTableId=found.id))
+
+
+def _route_table(raw: dict) -> RouteTableFound:
+    """A described route table: its subnets, and where its 0.0.0.0/0 route leads."""
+    routes = raw.get("Routes", ())
+    internet = next((r.get("GatewayId") for r in routes
+                     if r.get("DestinationCidrBlock") == "0.0.0.0/0"
+                     and str(r.get("GatewayId", "")).startswith("igw-")), None)
+    default = next((_target(r) for r in routes
+                    if r.get("DestinationCidrBlock") == "0.0.0.0/0"), None)
+    return RouteTableFound(
+        raw["RouteTableId"], naming.from_aws(raw.get("Tags")),
+        [a["SubnetId"] for a in raw.get("Associations", ()) if a.get("SubnetId")],
+        internet, default)
 
 
 def _target(route: dict) -> str:

@@ -8,6 +8,11 @@ accepts a second endpoint for the same service with private DNS, ignores ClientT
 keeps deleted endpoints listed (state `deleted`) and ignores PrivateDnsEnabled in
 ModifyVpcEndpoint. So endpoints in a final state are left out here, and the step
 describes again after apply.
+
+Teardown deletes an endpoint with DeleteVpcEndpoints, which answers at once and goes on
+in the background (state `deleting`, then `deleted`): its network interfaces keep the
+subnets and the security group until it is gone. A batch call, it reports a failure in
+`Unsuccessful` rather than as an error.
 """
 
 from __future__ import annotations
@@ -18,10 +23,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from runbook.aws import naming, policies
-from runbook.aws.api import Api, pages
+from runbook.aws.api import Api, or_none, pages
 from runbook.aws.reachability import FINAL_STATES, Endpoint, parse_endpoint
 from runbook.engine.plan import is_known
-from runbook.resources.base import Resource, Spec
+from runbook.errors import StepFailed
+from runbook.resources.base import DeleteOptions, Resource, Spec
+
+DELETING, DELETED = "deleting", "deleted"
+# What DeleteVpcEndpoints puts in Unsuccessful for an endpoint that is not there.
+_NOT_THERE = frozenset({"InvalidVpcEndpointId.NotFound", "InvalidVpcEndpoint.NotFound"})
 
 
 @dataclass(frozen=True)
@@ -144,3 +154,39 @@ class VpcEndpoint(Resource[VpcEndpointSpec, Endpoint]):
         if "policy" in diff:
             found.policy = spec.policy
         return found
+
+    # -- teardown --------------------------------------------------------------------
+
+    def owned(self, api: Api, env: str) -> list[Endpoint]:
+        """The environment's endpoints, but the deleted ones DescribeVpcEndpoints still
+        lists for a while. One being deleted is listed, so that a teardown run again
+        after a crash waits for it to be gone (its network interfaces keep the subnets
+        and the group until then); so is a failed or rejected one, which still exists."""
+        return [endpoint for endpoint in (
+                    parse_endpoint(raw, api.region)
+                    for raw in pages(api.client("ec2"), "describe_vpc_endpoints",
+                                     "VpcEndpoints", Filters=naming.env_filter(env)))
+                if endpoint.state.lower() != DELETED]
+
+    def delete(self, api: Api, found: Endpoint, options: DeleteOptions = DeleteOptions()) -> None:
+        """DeleteVpcEndpoints, unless the endpoint is gone or being deleted already."""
+        if self._state(api, found) in (None, DELETING, DELETED):
+            return
+        answer = api.client("ec2").delete_vpc_endpoints(VpcEndpointIds=[found.id])
+        for failure in answer.get("Unsuccessful") or ():
+            error = failure.get("Error") or {}
+            if error.get("Code") not in _NOT_THERE:
+                raise StepFailed(found.tags.get(naming.STEP_TAG, "destroy"), self.title(found),
+                                 f"DeleteVpcEndpoints: {error.get('Code')}: "
+                                 f"{error.get('Message')}")
+
+    def gone(self, api: Api, found: Endpoint) -> bool:
+        """No longer described, or described as deleted."""
+        return self._state(api, found) in (None, DELETED)
+
+    @staticmethod
+    def _state(api: Api, found: Endpoint) -> str | None:
+        """The endpoint's state, lower case, or None when it is not described."""
+        endpoints = or_none(lambda: api.client("ec2").describe_vpc_endpoints(
+            VpcEndpointIds=[found.id])["VpcEndpoints"])
+        return str(endpoints[0].get("State", "")).lower() if endpoints else None
