@@ -87,7 +87,7 @@ def test_a_first_apply_makes_the_key_its_alias_and_the_table_encrypted_with_it(a
     key_tags = {t["TagKey"]: t["TagValue"]
                 for t in kms().list_resource_tags(KeyId=key["KeyId"])["Tags"]}
     assert key_tags == {"project": "matbakh", "Name": TABLE, "runbook:env": "prod",
-                        "runbook:step": STEP}
+                        "runbook:step": STEP, "runbook:created": "true"}
 
     table = dynamodb().describe_table(TableName=TABLE)["Table"]
     assert table["KeySchema"] == [{"AttributeName": "email", "KeyType": "HASH"}]

@@ -165,7 +165,7 @@ def test_a_first_apply_makes_the_group_the_cluster_its_public_access_and_the_top
     assert prov["EncryptionInfo"]["EncryptionInTransit"] == {"ClientBroker": "TLS",
                                                              "InCluster": True}
     assert info["Tags"] == {"project": "matbakh", "Name": CLUSTER, "runbook:env": "prod",
-                            "runbook:step": STEP}
+                            "runbook:step": STEP, "runbook:created": "true"}
 
     [group] = ec2().describe_security_groups(GroupIds=[out["security_group_id"]])[
         "SecurityGroups"]

@@ -76,7 +76,8 @@ def test_public_subnets_get_a_gateway_and_one_table_routing_to_it(account, confi
     assert gateway["InternetGatewayId"] == out["internet_gateway_id"]
     assert [a["VpcId"] for a in gateway["Attachments"]] == [out["vpc_id"]]
     assert tags(gateway) == {"project": "matbakh", "Name": "matbakh-prod-igw",
-                             "runbook:env": "prod", "runbook:step": "network"}
+                             "runbook:env": "prod", "runbook:step": "network",
+                             "runbook:created": "true"}
     [table] = tables_named(out["vpc_id"], "matbakh-prod-public")
     assert sorted(a["SubnetId"] for a in table["Associations"]) == sorted(out["public_subnet_ids"])
     assert routes_to_a_gateway(table) == ["0.0.0.0/0"]
