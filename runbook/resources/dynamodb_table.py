@@ -18,6 +18,11 @@ moto 5.2.5: accepts CreateTable with a KMSMasterKeyId no key has (AWS: Validatio
 stores an alias given as KMSMasterKeyId as it was sent (AWS resolves it to the key's
 ARN), and ignores UpdateTable's SSESpecification (the table keeps its first key). runbook
 therefore always sends the key's ARN, and compares what DescribeTable says with it.
+
+Teardown turns deletion protection off (UpdateTable) before DeleteTable, which AWS
+refuses on a protected table. What AWS keeps of a deleted table (its backups) stays
+encrypted with the table's key, whose scheduled deletion makes it unreadable
+(runbook.resources.kms_key).
 """
 
 from __future__ import annotations
@@ -29,10 +34,10 @@ from runbook.aws import naming, retry
 from runbook.aws.api import Api, or_none, pages
 from runbook.engine.plan import diff_field
 from runbook.errors import PlanError, StepFailed
-from runbook.resources.base import Found, Resource, Spec
+from runbook.resources.base import DeleteOptions, Found, Resource, Spec
 
 ON_DEMAND = "PAY_PER_REQUEST"
-ACTIVE = "ACTIVE"
+ACTIVE, DELETING = "ACTIVE", "DELETING"
 AWS_OWNED = "AWS owned key"          # no SSEDescription: DynamoDB's default encryption
 
 # 1 + 2 + 4 + 8 + 15 * 40 = about 10 minutes: a billing-mode or key change on a large
@@ -46,6 +51,11 @@ PITR_UNAVAILABLE = retry.Policy("dynamodb continuous backups unavailable", attem
 
 def table_arn(region: str, account: str, name: str) -> str:
     return f"arn:aws:dynamodb:{region}:{account}:table/{name}"
+
+
+def table_name(arn: str) -> str:
+    """The name in a table's ARN (arn:aws:dynamodb:<region>:<account>:table/<name>)."""
+    return arn.split(":table/", 1)[-1]
 
 
 def is_backups_unavailable(exc: BaseException) -> bool:
@@ -98,6 +108,42 @@ class DynamoTable(Resource[TableSpec, TableFound]):
         tags = naming.from_aws(pages(dynamodb, "list_tags_of_resource", "Tags",
                                      ResourceArn=table["TableArn"]))
         return parse(table, backups["ContinuousBackupsDescription"], tags)
+
+    # -- teardown ----------------------------------------------------------------------
+
+    def owned(self, api: Api, env: str) -> list[TableFound]:
+        """ListTables gives names only: each table's tags are read by its ARN, and the
+        environment's tables are then read as `find` reads them."""
+        dynamodb = api.client("dynamodb")
+        out = []
+        for name in pages(dynamodb, "list_tables", "TableNames"):
+            arn = table_arn(api.region, api.account(), name)
+            tags = or_none(lambda: pages(dynamodb, "list_tags_of_resource", "Tags",
+                                         ResourceArn=arn))
+            if naming.from_aws(tags).get(naming.ENV_TAG) != env:
+                continue
+            found = self.read(api, name)
+            if found is not None:
+                out.append(found)
+        return out
+
+    def delete(self, api: Api, found: TableFound,
+               options: DeleteOptions = DeleteOptions()) -> None:
+        """Deletion protection off first, then DeleteTable. One gone or DELETING is done.
+        A table still CREATING or UPDATING refuses both (ResourceInUseException): that
+        error stands, and the next destroy finishes the job."""
+        dynamodb = api.client("dynamodb")
+        name = table_name(found.id)
+        table = or_none(lambda: dynamodb.describe_table(TableName=name))
+        if table is None or table["Table"].get("TableStatus") == DELETING:
+            return
+        if table["Table"].get("DeletionProtectionEnabled"):
+            dynamodb.update_table(TableName=name, DeletionProtectionEnabled=False)
+        or_none(lambda: dynamodb.delete_table(TableName=name))
+
+    def gone(self, api: Api, found: TableFound) -> bool:
+        return or_none(lambda: api.client("dynamodb").describe_table(
+            TableName=table_name(found.id))) is None
 
     # -- plan (pure) -------------------------------------------------------------------
 

@@ -15,6 +15,12 @@ creation, read back (GetKeyPolicy, the policy named "default", a key's only one)
 put again when it grants anything else, so that a statement added by hand shows as
 drift and is removed. Rotation is on (yearly, by KMS); a key found with rotation off is
 an update.
+
+A key is never deleted at once: teardown schedules its deletion (7-30 days ahead), and
+deletes its aliases first. KMS keeps an alias that names a key pending deletion, and
+alias/<table> would then stay taken by a key nobody can use, refusing the next run's
+CreateAlias. A key scheduled for deletion is never found again (`by_tags`, `owned`): a
+run after a destroy makes a new key.
 """
 
 from __future__ import annotations
@@ -29,11 +35,13 @@ from runbook.aws import naming, policies
 from runbook.aws.api import Api, or_none, pages
 from runbook.engine.plan import diff_field
 from runbook.errors import PlanError, StepFailed
-from runbook.resources.base import Found, Resource, Spec
+from runbook.resources.base import DeleteOptions, Found, Resource, Spec
 
 SYMMETRIC = "SYMMETRIC_DEFAULT"
 ENCRYPT_DECRYPT = "ENCRYPT_DECRYPT"
 ENABLED = "Enabled"
+# KeyStates of a key scheduled for deletion (a multi-Region replica's included).
+PENDING_DELETION = frozenset({"PendingDeletion", "PendingReplicaDeletion"})
 
 
 @dataclass(frozen=True)
@@ -105,21 +113,19 @@ class KmsKey(Resource[KeySpec, KeyFound]):
 
     def by_tags(self, api: Api, spec: KeySpec) -> list[KeyFound]:
         """This environment's keys for this alias (the spec's tags: environment, step and
-        Name) that are not going away, under no alias of their own."""
+        Name) that are not going away, under no alias of their own. A key scheduled for
+        deletion (a destroy's, whose aliases it deleted) or waiting for imported key
+        material (KeyState Pending*) is never adopted: the run makes a new key."""
         kms = api.client("kms")
         wanted = {k: spec.tags[k] for k in (naming.ENV_TAG, naming.STEP_TAG, "Name")
                   if k in spec.tags}
         out = []
-        for key in pages(kms, "list_keys", "Keys"):
-            try:
-                tags = from_aws(pages(kms, "list_resource_tags", "Tags", KeyId=key["KeyId"]))
-            except ClientError:  # an AWS-managed key, or one this caller may not read
-                continue
+        for key_id, tags in tagged_keys(api):
             if any(tags.get(k) != v for k, v in wanted.items()):
                 continue
-            if pages(kms, "list_aliases", "Aliases", KeyId=key["KeyId"]):
+            if pages(kms, "list_aliases", "Aliases", KeyId=key_id):
                 continue  # another alias names it: not a key left by a create cut short
-            found = self.read(api, key["KeyId"])
+            found = self.read(api, key_id)
             if found is not None and not found.state.startswith("Pending"):
                 found.aliased = False
                 out.append(found)
@@ -228,3 +234,50 @@ class KmsKey(Resource[KeySpec, KeyFound]):
                                Policy=json.dumps(spec.policy))
             found.policy = spec.policy
         return found
+
+    # -- teardown ----------------------------------------------------------------------
+
+    def owned(self, api: Api, env: str) -> list[KeyFound]:
+        """The environment's keys, read as `find` reads them, but those already scheduled
+        for deletion: nothing of them is left to delete."""
+        out = []
+        for key_id, tags in tagged_keys(api):
+            if tags.get(naming.ENV_TAG) != env:
+                continue
+            found = self.read(api, key_id)
+            if found is not None and found.state not in PENDING_DELETION:
+                out.append(found)
+        return out
+
+    def delete(self, api: Api, found: KeyFound,
+               options: DeleteOptions = DeleteOptions()) -> None:
+        """Delete every alias that names the key (they would outlive it, taken), then
+        ScheduleKeyDeletion, `options.key_pending_days` ahead. A key gone, or already
+        scheduled, only loses its aliases."""
+        kms = api.client("kms")
+        meta = or_none(lambda: kms.describe_key(KeyId=found.key_id))
+        if meta is None:
+            return
+        for alias in pages(kms, "list_aliases", "Aliases", KeyId=found.key_id):
+            or_none(lambda: kms.delete_alias(AliasName=alias["AliasName"]))
+        if meta["KeyMetadata"].get("KeyState") not in PENDING_DELETION:
+            kms.schedule_key_deletion(KeyId=found.key_id,
+                                      PendingWindowInDays=options.key_pending_days)
+
+    def gone(self, api: Api, found: KeyFound) -> bool:
+        """Whether the key is scheduled for deletion (or deleted): all runbook can do.
+        KMS deletes it when the pending window ends."""
+        meta = or_none(lambda: api.client("kms").describe_key(KeyId=found.key_id))
+        return meta is None or meta["KeyMetadata"].get("KeyState") in PENDING_DELETION
+
+
+def tagged_keys(api: Api):
+    """(key id, tags) of every key of the account and region whose tags this caller can
+    read (ListKeys, then ListResourceTags for each)."""
+    kms = api.client("kms")
+    for key in pages(kms, "list_keys", "Keys"):
+        try:
+            tags = from_aws(pages(kms, "list_resource_tags", "Tags", KeyId=key["KeyId"]))
+        except ClientError:  # an AWS-managed key, or one this caller may not read
+            continue
+        yield key["KeyId"], tags

@@ -17,6 +17,12 @@ A cluster's name is unique in the account and region on AWS (a second CreateClus
 a ConflictException); moto 5.2.5 accepts duplicates. So the clusters are listed by name,
 and two with the name are refused, not guessed between; a ConflictException on create
 (an earlier attempt's answer lost, or a concurrent run) adopts what exists.
+
+Teardown reads a cluster again through ListClustersV2 (by its name, then its ARN), not
+DescribeClusterV2: moto 5.2.5 fails DescribeClusterV2 and DeleteCluster for an ARN it
+does not know with an internal error (KeyError) where AWS says NotFoundException, and
+the list says "none" the same way on both. The event source mapping that reads the
+cluster goes first (runbook.teardown orders it).
 """
 
 from __future__ import annotations
@@ -25,11 +31,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from runbook.aws import naming
-from runbook.aws.api import Api, pages
+from runbook.aws.api import Api, or_none, pages
 from runbook.aws.retry import error_code
 from runbook.engine.plan import Change
 from runbook.errors import PlanError, StepFailed
-from runbook.resources.base import Apply, Found, Resource, Spec
+from runbook.resources.base import Apply, DeleteOptions, Found, Resource, Spec
 
 ACTIVE, CREATING, UPDATING, FAILED, DELETING = (
     "ACTIVE", "CREATING", "UPDATING", "FAILED", "DELETING")
@@ -107,10 +113,7 @@ class MskCluster(Resource[ClusterSpec, ClusterFound]):
         return {"tagged": [], "named": self.by_name(api, spec)}
 
     def by_name(self, api: Api, spec: ClusterSpec) -> list[ClusterFound]:
-        # The filter matches the start of a name: matbakh-prod-legacy-2 would match too.
-        return [parse_cluster(raw) for raw in pages(
-            api.client("kafka"), "list_clusters_v2", "ClusterInfoList",
-            ClusterNameFilter=spec.name) if raw.get("ClusterName") == spec.name]
+        return named(api, spec.name)
 
     def describe(self, api: Api, arn: str) -> ClusterFound:
         """The cluster as it is now, with its brokers when they answer."""
@@ -269,9 +272,40 @@ class MskCluster(Resource[ClusterSpec, ClusterFound]):
         found.tags.update(tags)
         return found
 
-    def delete(self, api: Api, found: ClusterFound) -> None:
-        api.client("kafka").delete_cluster(ClusterArn=found.id,
-                                           CurrentVersion=found.current_version)
+    # -- teardown ----------------------------------------------------------------------
+
+    def owned(self, api: Api, env: str) -> list[ClusterFound]:
+        """ListClustersV2 gives each cluster's tags. Without bootstrap strings: a delete
+        does not need them."""
+        clusters = (parse_cluster(raw) for raw in pages(
+            api.client("kafka"), "list_clusters_v2", "ClusterInfoList"))
+        return [c for c in clusters if c.tags.get(naming.ENV_TAG) == env]
+
+    def delete(self, api: Api, found: ClusterFound,
+               options: DeleteOptions = DeleteOptions()) -> None:
+        """DeleteCluster with the cluster's CurrentVersion read right before (AWS refuses
+        a stale one, and `found` may be minutes old). One gone or DELETING is done."""
+        current = self.current(api, found)
+        if current is None or current.state == DELETING:
+            return
+        or_none(lambda: api.client("kafka").delete_cluster(
+            ClusterArn=current.id, CurrentVersion=current.current_version))
+
+    def gone(self, api: Api, found: ClusterFound) -> bool:
+        return self.current(api, found) is None
+
+    @staticmethod
+    def current(api: Api, found: ClusterFound) -> ClusterFound | None:
+        """The cluster `found` names as it is now (by name, then ARN), or None."""
+        return next((c for c in named(api, found.name) if c.id == found.id), None)
+
+
+def named(api: Api, name: str) -> list[ClusterFound]:
+    """The clusters named `name` (AWS allows one; moto 5.2.5 several)."""
+    # The filter matches the start of a name: matbakh-prod-legacy-2 would match too.
+    return [parse_cluster(raw) for raw in pages(
+        api.client("kafka"), "list_clusters_v2", "ClusterInfoList",
+        ClusterNameFilter=name) if raw.get("ClusterName") == name]
 
 
 def provisioned(spec: ClusterSpec) -> dict:

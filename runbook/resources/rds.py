@@ -4,6 +4,12 @@ TLS-only cluster parameter group, the cluster and its instances.
 Each is found by its name (an RDS name is unique in an account and region), never by
 trusting the API to refuse a duplicate: moto overwrites a cluster on a duplicate
 CreateDBCluster and accepts a duplicate DB subnet group. RDS resources are tagged by ARN.
+
+Teardown (`owned`, `delete`, `gone`) goes the other way, each kind on its own: the
+instances, then the cluster (deletion protection off first; a final snapshot unless the
+destroy skips it), then the two groups, which RDS refuses to delete while a cluster uses
+them. runbook.teardown orders them; a delete reads first, so that one finished or under
+way is done with no write.
 """
 
 from __future__ import annotations
@@ -16,12 +22,14 @@ from runbook.aws import naming
 from runbook.aws.api import Api, or_none, pages
 from runbook.engine.plan import diff_field, is_known
 from runbook.errors import PlanError
-from runbook.resources.base import F, Found, Resource, S, Spec
+from runbook.resources.base import DeleteOptions, F, Found, Resource, S, Spec
 from runbook.resources.security_group import SecurityGroup, SecurityGroupSpec
 
 # What the cluster parameter group sets. On Aurora PostgreSQL rds.force_ssl is a cluster
 # parameter (default 0); as a role setting it would do nothing.
 FORCE_SSL = ("rds.force_ssl", "1")
+# A cluster's or an instance's status while RDS deletes it.
+DELETING = "deleting"
 
 
 class _Rds(Resource[S, F]):
@@ -69,15 +77,9 @@ class SubnetGroup(_Rds[SubnetGroupSpec, SubnetGroupFound]):
 
     @staticmethod
     def named(api: Api, name: str) -> SubnetGroupFound | None:
-        rds = api.client("rds")
-        answer = or_none(lambda: rds.describe_db_subnet_groups(DBSubnetGroupName=name))
-        if answer is None:
-            return None
-        group = answer["DBSubnetGroups"][0]
-        arn = group["DBSubnetGroupArn"]
-        return SubnetGroupFound(
-            name, naming.from_aws(rds.list_tags_for_resource(ResourceName=arn)["TagList"]),
-            arn, group.get("VpcId"), sorted(s["SubnetIdentifier"] for s in group["Subnets"]))
+        answer = or_none(lambda: api.client("rds").describe_db_subnet_groups(
+            DBSubnetGroupName=name))
+        return parse_subnet_group(api, answer["DBSubnetGroups"][0], name) if answer else None
 
     def summary(self, spec: SubnetGroupSpec) -> dict:
         return {"subnets": list(spec.subnet_ids)}
@@ -107,6 +109,32 @@ class SubnetGroup(_Rds[SubnetGroupSpec, SubnetGroupFound]):
                                                  SubnetIds=list(spec.subnet_ids))
         found.subnet_ids = sorted(spec.subnet_ids)
         return found
+
+    # -- teardown ----------------------------------------------------------------------
+
+    def owned(self, api: Api, env: str) -> list[SubnetGroupFound]:
+        """DescribeDBSubnetGroups carries no tags: each group's are read by its ARN."""
+        groups = (parse_subnet_group(api, raw) for raw in pages(
+            api.client("rds"), "describe_db_subnet_groups", "DBSubnetGroups"))
+        return [g for g in groups if g.tags.get(naming.ENV_TAG) == env]
+
+    def delete(self, api: Api, found: SubnetGroupFound,
+               options: DeleteOptions = DeleteOptions()) -> None:
+        """RDS refuses while a cluster uses the group (InvalidDBSubnetGroupStateFault):
+        teardown deletes it once the cluster is gone."""
+        rds = api.client("rds")
+        if or_none(lambda: rds.describe_db_subnet_groups(DBSubnetGroupName=found.id)):
+            or_none(lambda: rds.delete_db_subnet_group(DBSubnetGroupName=found.id))
+
+
+def parse_subnet_group(api: Api, raw: dict, name: str | None = None) -> SubnetGroupFound:
+    """A DescribeDBSubnetGroups item, with its tags (read by ARN: the item has none).
+    `name`: the name it was asked by, as the file spells it (RDS keeps it lower-case)."""
+    arn = raw["DBSubnetGroupArn"]
+    tags = api.client("rds").list_tags_for_resource(ResourceName=arn)["TagList"]
+    return SubnetGroupFound(name or raw["DBSubnetGroupName"], naming.from_aws(tags), arn,
+                            raw.get("VpcId"),
+                            sorted(s["SubnetIdentifier"] for s in raw.get("Subnets") or ()))
 
 
 # -- the cluster parameter group (rds.force_ssl=1) --------------------------------------------
@@ -139,20 +167,16 @@ class ClusterParameterGroup(_Rds[ParameterGroupSpec, ParameterGroupFound]):
             DBClusterParameterGroupName=name))
         if answer is None:
             return None
-        group = answer["DBClusterParameterGroups"][0]
+        found = parse_parameter_group(api, answer["DBClusterParameterGroups"][0], name)
         # AWS lists every parameter of the family (about 350, in pages) with its Source
         # and ApplyType; moto 5.2.5 lists only those set on the group, without ApplyType.
         # A parameter absent from the list is at its engine default (0 for rds.force_ssl).
-        found: dict = {}
         for parameter in pages(rds, "describe_db_cluster_parameters", "Parameters",
                                DBClusterParameterGroupName=name):
             if parameter.get("ParameterName") == FORCE_SSL[0]:
-                found = parameter
-        arn = group["DBClusterParameterGroupArn"]
-        return ParameterGroupFound(
-            name, naming.from_aws(rds.list_tags_for_resource(ResourceName=arn)["TagList"]),
-            arn, group.get("DBParameterGroupFamily"), found.get("ParameterValue"),
-            found.get("ApplyType"))
+                found.force_ssl = parameter.get("ParameterValue")
+                found.apply_type = parameter.get("ApplyType")
+        return found
 
     def summary(self, spec: ParameterGroupSpec) -> dict:
         return {"family": spec.family, FORCE_SSL[0]: FORCE_SSL[1]}
@@ -193,6 +217,38 @@ class ClusterParameterGroup(_Rds[ParameterGroupSpec, ParameterGroupFound]):
                          "ApplyMethod": "pending-reboot" if static else "immediate"}])
         found.force_ssl = FORCE_SSL[1]
         return found
+
+    # -- teardown ----------------------------------------------------------------------
+
+    def owned(self, api: Api, env: str) -> list[ParameterGroupFound]:
+        """Without the groups' parameters (a page walk of some 350 each on AWS), which
+        a delete does not need. AWS's own default.* groups are skipped unread: neither
+        runbook nor anyone can delete them."""
+        groups = (parse_parameter_group(api, raw) for raw in pages(
+            api.client("rds"), "describe_db_cluster_parameter_groups",
+            "DBClusterParameterGroups")
+            if not raw["DBClusterParameterGroupName"].startswith("default."))
+        return [g for g in groups if g.tags.get(naming.ENV_TAG) == env]
+
+    def delete(self, api: Api, found: ParameterGroupFound,
+               options: DeleteOptions = DeleteOptions()) -> None:
+        """RDS refuses while a cluster uses the group (InvalidDBParameterGroupState):
+        teardown deletes it once the cluster is gone."""
+        rds = api.client("rds")
+        if or_none(lambda: rds.describe_db_cluster_parameter_groups(
+                DBClusterParameterGroupName=found.id)):
+            or_none(lambda: rds.delete_db_cluster_parameter_group(
+                DBClusterParameterGroupName=found.id))
+
+
+def parse_parameter_group(api: Api, raw: dict, name: str | None = None) -> ParameterGroupFound:
+    """A DescribeDBClusterParameterGroups item, with its tags (read by ARN: the item has
+    none) and without its parameters. `name`: as for parse_subnet_group."""
+    arn = raw["DBClusterParameterGroupArn"]
+    tags = api.client("rds").list_tags_for_resource(ResourceName=arn)["TagList"]
+    return ParameterGroupFound(name or raw["DBClusterParameterGroupName"],
+                               naming.from_aws(tags), arn,
+                               raw.get("DBParameterGroupFamily"))
 
 
 # -- the cluster -------------------------------------------------------------------------------
@@ -384,6 +440,44 @@ class Cluster(_Rds[ClusterSpec, ClusterFound]):
         cluster.attached = attached
         return cluster
 
+    # -- teardown ----------------------------------------------------------------------
+
+    def owned(self, api: Api, env: str) -> list[ClusterFound]:
+        """Each with its members (`members`), the instances teardown deletes first: AWS
+        refuses to delete a cluster that has one not being deleted."""
+        clusters = (parse_cluster(raw) for raw in pages(
+            api.client("rds"), "describe_db_clusters", "DBClusters"))
+        return [c for c in clusters if c.tags.get(naming.ENV_TAG) == env]
+
+    @staticmethod
+    def final_snapshot_id(found: ClusterFound, options: DeleteOptions) -> str | None:
+        """The manual snapshot `delete` has RDS take (kept, and billed, until someone
+        deletes it), or None when the destroy skips it."""
+        if options.final_snapshot_stamp is None:
+            return None
+        return f"{found.id}-final-{options.final_snapshot_stamp}"
+
+    def delete(self, api: Api, found: ClusterFound,
+               options: DeleteOptions = DeleteOptions()) -> None:
+        """Read first: a cluster gone or `deleting` is done. Deletion protection is turned
+        off (ModifyDBCluster) before DeleteDBCluster, which AWS refuses otherwise; then
+        either a final snapshot or SkipFinalSnapshot, never both (AWS refuses both).
+        Automated backups go with the cluster."""
+        rds = api.client("rds")
+        current = self.named(api, found.id)
+        if current is None or current.status == DELETING:
+            return
+        if current.deletion_protection:
+            rds.modify_db_cluster(DBClusterIdentifier=found.id, DeletionProtection=False,
+                                  ApplyImmediately=True)
+        snapshot = self.final_snapshot_id(found, options)
+        final = ({"FinalDBSnapshotIdentifier": snapshot} if snapshot is not None
+                 else {"SkipFinalSnapshot": True})
+        or_none(lambda: rds.delete_db_cluster(DBClusterIdentifier=found.id, **final))
+
+    def gone(self, api: Api, found: ClusterFound) -> bool:
+        return self.named(api, found.id) is None
+
 
 def writer_first(members: list[Member]) -> list[Member]:
     return sorted(members, key=lambda m: not m.writer)
@@ -402,6 +496,7 @@ class InstanceSpec(Spec):
 class InstanceFound(Found):
     arn: str = ""
     public: bool = False               # PubliclyAccessible
+    cluster_id: str | None = None      # DBClusterIdentifier
 
 
 class Instance(_Rds[InstanceSpec, InstanceFound]):
@@ -412,10 +507,9 @@ class Instance(_Rds[InstanceSpec, InstanceFound]):
 
     @staticmethod
     def of_cluster(api: Api, cluster_id: str) -> list[InstanceFound]:
-        return [InstanceFound(i["DBInstanceIdentifier"], naming.from_aws(i.get("TagList")),
-                              i["DBInstanceArn"], bool(i.get("PubliclyAccessible")))
-                for i in pages(api.client("rds"), "describe_db_instances", "DBInstances",
-                               Filters=[{"Name": "db-cluster-id", "Values": [cluster_id]}])]
+        return [parse_instance(i) for i in pages(
+            api.client("rds"), "describe_db_instances", "DBInstances",
+            Filters=[{"Name": "db-cluster-id", "Values": [cluster_id]}])]
 
     @staticmethod
     def status(api: Api, identifier: str) -> str:
@@ -442,7 +536,8 @@ class Instance(_Rds[InstanceSpec, InstanceFound]):
             PubliclyAccessible=False,
             Tags=naming.as_aws(spec.tags),
         )["DBInstance"]
-        return InstanceFound(spec.name, dict(spec.tags), instance["DBInstanceArn"], False)
+        return InstanceFound(spec.name, dict(spec.tags), instance["DBInstanceArn"], False,
+                             spec.cluster_id)
 
     def update(self, api: Api, spec: InstanceSpec, found: InstanceFound, diff: dict,
                tags: dict) -> InstanceFound:
@@ -455,3 +550,29 @@ class Instance(_Rds[InstanceSpec, InstanceFound]):
     @staticmethod
     def reboot(api: Api, identifier: str) -> None:
         api.client("rds").reboot_db_instance(DBInstanceIdentifier=identifier)
+
+    # -- teardown ----------------------------------------------------------------------
+
+    def owned(self, api: Api, env: str) -> list[InstanceFound]:
+        instances = (parse_instance(raw) for raw in pages(
+            api.client("rds"), "describe_db_instances", "DBInstances"))
+        return [i for i in instances if i.tags.get(naming.ENV_TAG) == env]
+
+    def delete(self, api: Api, found: InstanceFound,
+               options: DeleteOptions = DeleteOptions()) -> None:
+        """SkipFinalSnapshot: an Aurora instance keeps no data of its own (the cluster's
+        final snapshot has it all). One gone or `deleting` is done."""
+        if self.status(api, found.id) in ("deleted", DELETING):
+            return
+        or_none(lambda: api.client("rds").delete_db_instance(
+            DBInstanceIdentifier=found.id, SkipFinalSnapshot=True))
+
+    def gone(self, api: Api, found: InstanceFound) -> bool:
+        return self.status(api, found.id) == "deleted"
+
+
+def parse_instance(raw: dict) -> InstanceFound:
+    """A DescribeDBInstances item."""
+    return InstanceFound(raw["DBInstanceIdentifier"], naming.from_aws(raw.get("TagList")),
+                         raw["DBInstanceArn"], bool(raw.get("PubliclyAccessible")),
+                         raw.get("DBClusterIdentifier"))

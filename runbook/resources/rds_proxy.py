@@ -17,6 +17,12 @@ targets are read first and registered only when the cluster is not among them; t
 for the cluster are refused; a fault saying it is registered is taken as done; and the
 request is never sent again by botocore after a lost answer
 (runbook.aws.clients.NOT_RETRIED_WHEN_UNCERTAIN).
+
+Teardown deletes the proxy, whose target groups and registrations go with it, before
+the cluster. Each delete reads first, by the proxy's name: moto 5.2.5 answers a
+DeleteDBProxy, DescribeDBProxyTargets or DeregisterDBProxyTargets that names no proxy
+with an internal error (KeyError), not DBProxyNotFoundFault; DescribeDBProxies says
+"not found" there as AWS does.
 """
 
 from __future__ import annotations
@@ -25,10 +31,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from runbook.aws import naming, retry
-from runbook.aws.api import Api, or_none
+from runbook.aws.api import Api, or_none, pages
 from runbook.engine.plan import Change, diff_field
 from runbook.errors import PlanError, StepFailed
-from runbook.resources.base import Apply, Found, Resource, Spec
+from runbook.resources.base import Apply, DeleteOptions, Found, Resource, Spec
 
 ENGINE_FAMILY = "POSTGRESQL"
 IAM_AUTH = "IAM_AUTH"
@@ -39,6 +45,8 @@ DEFAULT_TARGET_GROUP = "default"
 PORT = 5432
 CLUSTER_TARGET = "TRACKED_CLUSTER"
 AVAILABLE, UNAVAILABLE = "AVAILABLE", "UNAVAILABLE"
+# A proxy's Status while RDS deletes it.
+DELETING = "deleting"
 # CreateDBProxy checks that RDS may assume the role: right after the role was made it can
 # refuse until IAM has propagated it (InvalidParameterValue "... role ... assume").
 ROLE_PROPAGATION = retry.IAM_PROPAGATION
@@ -111,13 +119,8 @@ class DbProxy(Resource[ProxySpec, ProxyFound]):
         return {"tagged": [], "named": self.by_name(api, spec)}
 
     def by_name(self, api: Api, spec: ProxySpec) -> list[ProxyFound]:
-        rds = api.client("rds")
-        proxies = or_none(lambda: rds.describe_db_proxies(DBProxyName=spec.name)["DBProxies"])
-        if not proxies:
-            return []
-        raw = proxies[0]
-        tags = rds.list_tags_for_resource(ResourceName=raw["DBProxyArn"])["TagList"]
-        return [parse_proxy(raw, naming.from_aws(tags))]
+        raw = described(api, spec.name)
+        return [] if raw is None else [parse_proxy(raw, proxy_tags(api, raw))]
 
     # -- plan (pure) -------------------------------------------------------------------
 
@@ -198,8 +201,37 @@ class DbProxy(Resource[ProxySpec, ProxyFound]):
     def tag_target(self, found: ProxyFound) -> str:
         return found.arn
 
-    def delete(self, api: Api, found: ProxyFound) -> None:
-        api.client("rds").delete_db_proxy(DBProxyName=found.id)
+    # -- teardown ----------------------------------------------------------------------
+
+    def owned(self, api: Api, env: str) -> list[ProxyFound]:
+        """DescribeDBProxies carries no tags: each proxy's are read by its ARN."""
+        proxies = (parse_proxy(raw, proxy_tags(api, raw)) for raw in pages(
+            api.client("rds"), "describe_db_proxies", "DBProxies"))
+        return [p for p in proxies if p.tags.get(naming.ENV_TAG) == env]
+
+    def delete(self, api: Api, found: ProxyFound,
+               options: DeleteOptions = DeleteOptions()) -> None:
+        """DeleteDBProxy, which takes the proxy's target groups and registrations with
+        it. One gone or `deleting` is done."""
+        raw = described(api, found.id)
+        if raw is None or raw.get("Status") == DELETING:
+            return
+        or_none(lambda: api.client("rds").delete_db_proxy(DBProxyName=found.id))
+
+    def gone(self, api: Api, found: ProxyFound) -> bool:
+        return described(api, found.id) is None
+
+
+def described(api: Api, name: str) -> dict | None:
+    """DescribeDBProxies' item for the proxy `name`, or None when there is none."""
+    proxies = or_none(lambda: api.client("rds").describe_db_proxies(
+        DBProxyName=name)["DBProxies"])
+    return proxies[0] if proxies else None
+
+
+def proxy_tags(api: Api, raw: dict) -> dict:
+    return naming.from_aws(api.client("rds").list_tags_for_resource(
+        ResourceName=raw["DBProxyArn"])["TagList"])
 
 
 def parse_proxy(raw: dict, tags: dict) -> ProxyFound:
@@ -230,9 +262,11 @@ class TargetSpec(Spec):
 @dataclass
 class TargetFound(Found):
     """What DescribeDBProxyTargets says of the proxy's default target group: `id` is the
-    cluster's identifier; `targets` every row (the cluster's, and one per instance)."""
+    cluster's identifier; `targets` every row (the cluster's, and one per instance);
+    `proxy` the proxy's name."""
 
     targets: list = field(default_factory=list)
+    proxy: str = ""
 
     @property
     def health(self) -> dict:
@@ -287,7 +321,7 @@ class ProxyTarget(Resource[TargetSpec, TargetFound]):
                             "database.cluster_id, or deregister that cluster.")
         if not ours:
             return None
-        return TargetFound(spec.cluster_id, {}, list(targets))
+        return TargetFound(spec.cluster_id, {}, list(targets), spec.proxy)
 
     def summary(self, spec: TargetSpec) -> dict:
         return {"proxy": spec.proxy, "target_group": spec.target_group,
@@ -319,5 +353,16 @@ class ProxyTarget(Resource[TargetSpec, TargetFound]):
                              "and the proxy's targets do not list the cluster: run again")
         return found
 
-    def delete(self, api: Api, found: TargetFound) -> None:
-        raise NotImplementedError("runbook does not deregister proxy targets yet")
+    def delete(self, api: Api, found: TargetFound,
+               options: DeleteOptions = DeleteOptions()) -> None:
+        """Deregister the cluster from the proxy's default target group. `owned` is []:
+        DeleteDBProxy takes the registration with the proxy, so teardown finds none of
+        its own. Done when the proxy or the registration is gone."""
+        if described(api, found.proxy) is None:
+            return
+        if not any(t.get("Type") == CLUSTER_TARGET and t.get("RdsResourceId") == found.id
+                   for t in self.read(api, found.proxy)):
+            return
+        or_none(lambda: api.client("rds").deregister_db_proxy_targets(
+            DBProxyName=found.proxy, TargetGroupName=DEFAULT_TARGET_GROUP,
+            DBClusterIdentifiers=[found.id]))

@@ -7,7 +7,8 @@ adopted with whatever else it holds.
 
 A secret scheduled for deletion is restored, never re-created (AWS refuses a new secret
 with the name of one pending deletion anyway); its value can be read only once it is
-restored, so its fields are compared then.
+restored, so its fields are compared then. Teardown's delete therefore keeps a recovery
+window by default: a run after a destroy restores the secret, with its value.
 
 No secret value leaves this module: diffs show the non-secret fields runbook derives and
 "(generated)" for the rest, errors never quote a value, and `SecretFound.value` stays out
@@ -22,10 +23,10 @@ import string
 from dataclasses import dataclass, field
 
 from runbook.aws import naming
-from runbook.aws.api import Api, or_none
+from runbook.aws.api import Api, or_none, pages
 from runbook.engine.plan import Change
 from runbook.errors import PlanError
-from runbook.resources.base import Apply, Found, Resource, Spec
+from runbook.resources.base import Apply, DeleteOptions, Found, Resource, Spec
 
 GENERATED = "(generated)"
 # A master password RDS accepts, and the random, non-secret id made together with it
@@ -146,6 +147,42 @@ class Secret(Resource[SecretSpec, SecretFound]):
 
     def tag_target(self, found: SecretFound) -> str:
         return found.name
+
+    # -- teardown ----------------------------------------------------------------------
+
+    def owned(self, api: Api, env: str) -> list[SecretFound]:
+        """ListSecrets filtered by the environment tag, without values, and without the
+        secrets already scheduled for deletion. The filters match any tag key and any
+        tag value, each by prefix: the pair is checked here."""
+        listed = pages(api.client("secretsmanager"), "list_secrets", "SecretList",
+                       Filters=[{"Key": "tag-key", "Values": [naming.ENV_TAG]},
+                                {"Key": "tag-value", "Values": [env]}])
+        secrets = [SecretFound(s["ARN"], naming.from_aws(s.get("Tags")), s["Name"])
+                   for s in listed if not s.get("DeletedDate")]
+        return [s for s in secrets if s.tags.get(naming.ENV_TAG) == env]
+
+    def delete(self, api: Api, found: SecretFound,
+               options: DeleteOptions = DeleteOptions()) -> None:
+        """DeleteSecret with `options.secret_recovery_days` (its name stays taken until
+        then, and RestoreSecret undoes it), or at once when that is None. One gone or
+        already scheduled for deletion is done."""
+        if not self._live(api, found):
+            return
+        window = ({"ForceDeleteWithoutRecovery": True} if options.secret_recovery_days is None
+                  else {"RecoveryWindowInDays": options.secret_recovery_days})
+        or_none(lambda: api.client("secretsmanager").delete_secret(SecretId=found.id,
+                                                                    **window))
+
+    def gone(self, api: Api, found: SecretFound) -> bool:
+        """Whether the secret is scheduled for deletion, or deleted."""
+        return not self._live(api, found)
+
+    @staticmethod
+    def _live(api: Api, found: SecretFound) -> bool:
+        """Whether the secret exists and is not scheduled for deletion."""
+        described = or_none(lambda: api.client("secretsmanager").describe_secret(
+            SecretId=found.id))
+        return described is not None and not described.get("DeletedDate")
 
 
 def merged(current: dict, spec: SecretSpec) -> dict:
