@@ -12,9 +12,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from runbook.aws import naming
-from runbook.aws.api import Api
+from runbook.aws.api import Api, or_none, pages
 from runbook.engine.plan import diff_field
-from runbook.resources.base import Found, Resource, Spec
+from runbook.resources.base import DeleteOptions, Found, Resource, Spec
 
 
 @dataclass(frozen=True)
@@ -49,6 +49,11 @@ class AlarmFound(Found):
 
     settings: dict = field(default_factory=dict)
 
+    @property
+    def name(self) -> str:
+        """The alarm's name, from the ARN (arn:aws:cloudwatch:...:alarm:<name>)."""
+        return self.id.split(":alarm:", 1)[1]
+
 
 class Alarm(Resource[AlarmSpec, AlarmFound]):
     kind, service, plural = "cloudwatch:alarm", "cloudwatch", "alarms"
@@ -62,12 +67,18 @@ class Alarm(Resource[AlarmSpec, AlarmFound]):
                                             AlarmTypes=["MetricAlarm"])["MetricAlarms"]
         if not alarms:
             return None
-        alarm = alarms[0]
-        found = AlarmFound(alarm["AlarmArn"], naming.from_aws(
-            cloudwatch.list_tags_for_resource(ResourceARN=alarm["AlarmArn"])["Tags"]),
-            settings(alarm))
-        self.claim(spec, found)
+        found = self._parse(cloudwatch, alarms[0])
+        if found is not None:
+            self.claim(spec, found)
         return found
+
+    @staticmethod
+    def _parse(cloudwatch, alarm: dict) -> AlarmFound | None:
+        """A described alarm with its tags; None when it was deleted since."""
+        tags = or_none(lambda: cloudwatch.list_tags_for_resource(
+            ResourceARN=alarm["AlarmArn"])["Tags"])
+        return None if tags is None else AlarmFound(alarm["AlarmArn"], naming.from_aws(tags),
+                                                    settings(alarm))
 
     def summary(self, spec: AlarmSpec) -> dict:
         s = spec.settings
@@ -94,6 +105,26 @@ class Alarm(Resource[AlarmSpec, AlarmFound]):
         self._put(api, spec)
         found.settings = spec.settings
         return found
+
+    # -- teardown --------------------------------------------------------------------
+
+    def owned(self, api: Api, env: str) -> list[AlarmFound]:
+        """Every metric alarm whose tags (one call each: DescribeAlarms shows none)
+        name `env`."""
+        cloudwatch = api.client("cloudwatch")
+        alarms = (self._parse(cloudwatch, alarm)
+                  for alarm in pages(cloudwatch, "describe_alarms", "MetricAlarms",
+                                     AlarmTypes=["MetricAlarm"]))
+        return [a for a in alarms if a is not None and a.tags.get(naming.ENV_TAG) == env]
+
+    def delete(self, api: Api, found: AlarmFound,
+               options: DeleteOptions = DeleteOptions()) -> None:
+        """DeleteAlarms of this one. An alarm already gone is done, and costs no write."""
+        cloudwatch = api.client("cloudwatch")
+        if not cloudwatch.describe_alarms(AlarmNames=[found.name],
+                                          AlarmTypes=["MetricAlarm"])["MetricAlarms"]:
+            return
+        or_none(lambda: cloudwatch.delete_alarms(AlarmNames=[found.name]))
 
     @staticmethod
     def _put(api: Api, spec: AlarmSpec, **extra) -> None:

@@ -9,6 +9,11 @@ in its own spacing, and a target as the whole object PutTargets stored. PutRule 
 PutTargets replace what they name whole (an argument left out is cleared), so an update
 sends everything; both are upserts, so a request retried after a lost answer does not
 make a second one. A target has no tags: it is claimed through its rule's.
+
+Teardown deletes a rule with its targets (EventBridge refuses to delete a rule that
+still has some), and a bus only once its rules are gone, which EventBridge also
+requires: runbook.teardown orders the rules, on every bus, the default one included
+(the relay's schedule is there), before the buses.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ from runbook.aws import naming
 from runbook.aws.api import Api, or_none, pages
 from runbook.engine.plan import Change, diff_field
 from runbook.errors import StepFailed
-from runbook.resources.base import Found, Resource, Spec
+from runbook.resources.base import DeleteOptions, Found, Resource, Spec
 
 
 def bus_arn(region: str, account: str, bus: str) -> str:
@@ -28,6 +33,7 @@ def bus_arn(region: str, account: str, bus: str) -> str:
 
 
 DEFAULT_BUS = "default"
+REMOVE_TARGETS_MAX = 100   # ids RemoveTargets takes in one call
 
 
 def rule_arn(region: str, account: str, bus: str, rule: str) -> str:
@@ -42,6 +48,23 @@ def _tags(api: Api, arn: str) -> dict:
         ResourceARN=arn)["Tags"])
 
 
+def _tags_or_none(api: Api, arn: str) -> dict | None:
+    """`_tags`, or None when the resource was deleted since it was listed."""
+    return or_none(lambda: _tags(api, arn))
+
+
+def _buses(api: Api) -> list[dict]:
+    """Every bus of the account and region, the default one included (ListEventBuses
+    has no paginator)."""
+    events, buses, token = api.client("events"), [], None
+    while True:
+        page = events.list_event_buses(**({"NextToken": token} if token else {}))
+        buses += page.get("EventBuses", [])
+        token = page.get("NextToken")
+        if not token:
+            return buses
+
+
 # -- the bus -------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -52,6 +75,11 @@ class EventBusSpec(Spec):
 @dataclass
 class EventBusFound(Found):
     """`id` is the bus's ARN."""
+
+    @property
+    def name(self) -> str:
+        """The bus's name, from the ARN (...:event-bus/<name>)."""
+        return self.id.split(":event-bus/", 1)[1]
 
 
 class EventBus(Resource[EventBusSpec, EventBusFound]):
@@ -87,6 +115,28 @@ class EventBus(Resource[EventBusSpec, EventBusFound]):
             return self.tag(api, found, missing) if missing else found
         return EventBusFound(arn, dict(spec.tags))
 
+    # -- teardown --------------------------------------------------------------------
+
+    def owned(self, api: Api, env: str) -> list[EventBusFound]:
+        """Every custom bus whose tags name `env` (the default bus is the account's)."""
+        owned = []
+        for bus in _buses(api):
+            if bus["Name"] == DEFAULT_BUS:
+                continue
+            tags = _tags_or_none(api, bus["Arn"])
+            if tags is not None and tags.get(naming.ENV_TAG) == env:
+                owned.append(EventBusFound(bus["Arn"], tags))
+        return owned
+
+    def delete(self, api: Api, found: EventBusFound,
+               options: DeleteOptions = DeleteOptions()) -> None:
+        """DeleteEventBus, once its rules are gone (see the module docstring). A bus
+        already gone is done, and costs no write."""
+        events = api.client("events")
+        if or_none(lambda: events.describe_event_bus(Name=found.name)) is None:
+            return
+        or_none(lambda: events.delete_event_bus(Name=found.name))
+
 
 # -- the rule ------------------------------------------------------------------------------
 
@@ -117,6 +167,26 @@ class RuleFound(Found):
     description: str = ""
     schedule: str = ""
 
+    @property
+    def name(self) -> str:
+        """The rule's name, from the ARN (...:rule/<name>, or ...:rule/<bus>/<name>)."""
+        return self.id.rsplit("/", 1)[1]
+
+    @property
+    def bus(self) -> str:
+        """The rule's bus, from the ARN: a default bus rule's has no bus segment (a
+        partner bus's name has slashes of its own)."""
+        path = self.id.split(":rule/", 1)[1]
+        return path.rsplit("/", 1)[0] if "/" in path else DEFAULT_BUS
+
+    @classmethod
+    def parse(cls, rule: dict, tags: dict) -> "RuleFound":
+        """A rule as DescribeRule or ListRules gives it, with its tags."""
+        pattern = rule.get("EventPattern")
+        return cls(rule["Arn"], tags, json.loads(pattern) if pattern else None,
+                   rule.get("State", ""), rule.get("Description", ""),
+                   rule.get("ScheduleExpression", ""))
+
 
 class Rule(Resource[RuleSpec, RuleFound]):
     kind, service, plural = "events:rule", "events", "rules"
@@ -129,10 +199,7 @@ class Rule(Resource[RuleSpec, RuleFound]):
                                                                   EventBusName=spec.bus))
         if rule is None:
             return None
-        pattern = rule.get("EventPattern")
-        found = RuleFound(rule["Arn"], _tags(api, rule["Arn"]),
-                          json.loads(pattern) if pattern else None, rule.get("State", ""),
-                          rule.get("Description", ""), rule.get("ScheduleExpression", ""))
+        found = RuleFound.parse(rule, _tags(api, rule["Arn"]))
         self.claim(spec, found)
         return found
 
@@ -170,6 +237,41 @@ class Rule(Resource[RuleSpec, RuleFound]):
             State="ENABLED", Description=spec.description, **tags)["RuleArn"]
         return RuleFound(arn, dict(spec.tags), None if spec.schedule else spec.pattern,
                          "ENABLED", spec.description, spec.schedule)
+
+    # -- teardown --------------------------------------------------------------------
+
+    def owned(self, api: Api, env: str) -> list[RuleFound]:
+        """Every rule whose tags name `env`, on every bus: the default bus's included,
+        where deploy-process-user-signup puts the relay's schedule."""
+        events = api.client("events")
+        owned = []
+        for bus in _buses(api):
+            for rule in pages(events, "list_rules", "Rules", EventBusName=bus["Name"]):
+                tags = _tags_or_none(api, rule["Arn"])
+                if tags is not None and tags.get(naming.ENV_TAG) == env:
+                    owned.append(RuleFound.parse(rule, tags))
+        return owned
+
+    def delete(self, api: Api, found: RuleFound,
+               options: DeleteOptions = DeleteOptions()) -> None:
+        """Every target removed (RemoveTargets, up to 100 ids a call), then DeleteRule. A
+        rule already gone is done, and costs no write."""
+        events = api.client("events")
+        where = {"EventBusName": found.bus}
+        if or_none(lambda: events.describe_rule(Name=found.name, **where)) is None:
+            return
+        ids = [t["Id"] for t in pages(events, "list_targets_by_rule", "Targets",
+                                      Rule=found.name, **where)]
+        for start in range(0, len(ids), REMOVE_TARGETS_MAX):
+            batch = ids[start:start + REMOVE_TARGETS_MAX]
+            answer = events.remove_targets(Rule=found.name, Ids=batch, **where)
+            # Like PutTargets, RemoveTargets answers 200 when it failed: its FailedEntries.
+            if answer.get("FailedEntryCount"):
+                failed = answer["FailedEntries"][0]
+                raise StepFailed("destroy", self.title(found),
+                                 f"RemoveTargets refused target {failed.get('TargetId')}: "
+                                 f"{failed.get('ErrorCode')} {failed.get('ErrorMessage')}")
+        or_none(lambda: events.delete_rule(Name=found.name, **where))
 
 
 # -- the rule's target ---------------------------------------------------------------------
@@ -234,6 +336,10 @@ class Target(Resource[TargetSpec, TargetFound]):
         for key in sorted(set(wanted) | set(found.target)):
             diff_field(diff, key, found.target.get(key), wanted.get(key))
         return diff
+
+    def owned(self, api: Api, env: str) -> list[TargetFound]:
+        """None of its own: a target goes with its rule (Rule.delete)."""
+        return []
 
     def plan(self, spec: TargetSpec, found: TargetFound | None, key: str) -> list[Change]:
         """The base plan without a tag change: a target has no tags (its rule's plan

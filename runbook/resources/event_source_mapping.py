@@ -21,6 +21,11 @@ A mapping being created or updated (State Creating, Enabling, Updating) is found
 is: an update that meets one is retried while AWS says it is in use. A mapping being
 deleted is not found. Mappings carry no runbook tags: one is claimed through its
 function, which the same step claims.
+
+Teardown, for the same reason, finds mappings through their function (`of_function`),
+not by tags, and deletes them before it: DeleteEventSourceMapping answers at once with
+State Deleting, and the mapping is gone (`gone`) only when Lambda's pollers have
+stopped. An MSK mapping must be gone before its cluster is deleted (AWS-FACTS D).
 """
 
 from __future__ import annotations
@@ -29,18 +34,24 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from runbook.aws import retry
-from runbook.aws.api import Api, pages
+from runbook.aws.api import Api, or_none, pages
 from runbook.engine.plan import Change, diff_field, is_known
 from runbook.errors import PlanError, StepFailed
-from runbook.resources.base import Found, Resource, Spec
+from runbook.resources.base import DeleteOptions, Found, Resource, Spec
 
 REPORT_FAILURES = "ReportBatchItemFailures"
-# UpdateEventSourceMapping answers ResourceInUseException while the mapping is still
-# being created or updated: 2 + 4 + 8 + 15 + 15 = 44 s.
+# UpdateEventSourceMapping and DeleteEventSourceMapping answer ResourceInUseException
+# while the mapping is still being created or updated: 2 + 4 + 8 + 15 + 15 = 44 s.
 IN_USE = retry.Policy("event source mapping in use", attempts=6, first_delay_s=2,
                       max_delay_s=15)
 GONE = frozenset({"Deleting"})
 OFF = frozenset({"Disabled", "Disabling"})
+
+
+def _in_use(exc: BaseException) -> bool:
+    """Lambda's answer to an update or delete of a mapping still being created or
+    updated."""
+    return retry.error_code(exc) == "ResourceInUseException"
 
 
 @dataclass(frozen=True)
@@ -230,8 +241,7 @@ class EventSourceMapping(Resource[MappingSpec, MappingFound]):
             params.update(_parameter(name, spec))
         lam = api.client("lambda")
         retry.retry(lambda: lam.update_event_source_mapping(UUID=found.id, **params),
-                    when=lambda exc: retry.error_code(exc) == "ResourceInUseException",
-                    policy=IN_USE, sleep=api.sleep)
+                    when=_in_use, policy=IN_USE, sleep=api.sleep)
         return self.read_back(api, spec, found.id)
 
     def read_back(self, api: Api, spec: MappingSpec, uuid: str) -> MappingFound:
@@ -246,8 +256,35 @@ class EventSourceMapping(Resource[MappingSpec, MappingFound]):
                              f"AWS did not keep {', '.join(sorted(differs))}: {differs}")
         return found
 
-    def delete(self, api: Api, found: MappingFound) -> None:
-        api.client("lambda").delete_event_source_mapping(UUID=found.id)
+    # -- teardown --------------------------------------------------------------------
+
+    def of_function(self, api: Api, function_name: str) -> list[MappingFound]:
+        """Read only: every mapping that invokes function `function_name`, from any
+        source, those already being deleted (State Deleting) included: a destroy run
+        again after an interrupted one must still wait for them to be gone before it
+        deletes the function or an MSK cluster, and `delete` takes them as done. `tags`
+        are empty: a mapping is its function's, whose tags say who made it. [] for a
+        function that does not exist."""
+        listed = or_none(lambda: pages(api.client("lambda"), "list_event_source_mappings",
+                                       "EventSourceMappings", FunctionName=function_name))
+        return [MappingFound(m["UUID"], {}, m) for m in listed or ()]
+
+    def delete(self, api: Api, found: MappingFound,
+               options: DeleteOptions = DeleteOptions()) -> None:
+        """DeleteEventSourceMapping. A mapping gone, or already Deleting, is done and
+        costs no write; one still being created or updated is retried while Lambda
+        says it is in use."""
+        lam = api.client("lambda")
+        current = or_none(lambda: lam.get_event_source_mapping(UUID=found.id))
+        if current is None or current.get("State") in GONE:
+            return
+        retry.retry(lambda: or_none(lambda: lam.delete_event_source_mapping(UUID=found.id)),
+                    when=_in_use, policy=IN_USE, sleep=api.sleep)
+
+    def gone(self, api: Api, found: MappingFound) -> bool:
+        """Whether GetEventSourceMapping no longer knows it: Deleting is not gone."""
+        return or_none(lambda: api.client("lambda").get_event_source_mapping(
+            UUID=found.id)) is None
 
 
 def _source_parameters(spec: MappingSpec) -> dict:

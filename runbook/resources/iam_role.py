@@ -5,6 +5,10 @@ policy, and any attached managed policy, that allows something is removed, whoev
 it there, since it grants more than that; one whose statements all deny (a guardrail a
 security team puts on every role) stays, as removing it would widen what the role may
 do. runbook's own policy is compared whole, so a statement added to it is an update.
+
+IAM refuses to delete a role that still holds something (DeleteConflict): teardown's
+delete removes its inline policies, detaches its managed ones (the policies themselves
+are kept: they may serve other roles) and takes it out of its instance profiles first.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ from runbook.aws import naming, policies
 from runbook.aws.api import Api, or_none, pages
 from runbook.engine.plan import Change, unknown_fields
 from runbook.errors import StepFailed
-from runbook.resources.base import Apply, Found, Resource, Spec
+from runbook.resources.base import Apply, DeleteOptions, Found, Resource, Spec
 
 POLICY_NAME = "runbook"
 
@@ -60,18 +64,22 @@ class Role(Resource[RoleSpec, RoleFound]):
     def find(self, api: Api, spec: RoleSpec) -> RoleFound | None:
         """By name (a role's name is unique in the account), with every policy it holds.
         Not claimed here: the caller claims, once it has read all it needs."""
+        return self.read(api, spec.name)
+
+    def read(self, api: Api, name: str) -> RoleFound | None:
+        """Role `name` with every policy it holds, or None."""
         iam = api.client("iam")
-        role = or_none(lambda: iam.get_role(RoleName=spec.name)["Role"])
+        role = or_none(lambda: iam.get_role(RoleName=name)["Role"])
         if role is None:
             return None
-        inline = {name: policies.document(iam.get_role_policy(
-                      RoleName=spec.name, PolicyName=name)["PolicyDocument"])
-                  for name in pages(iam, "list_role_policies", "PolicyNames",
-                                    RoleName=spec.name)}
+        inline = {policy: policies.document(iam.get_role_policy(
+                      RoleName=name, PolicyName=policy)["PolicyDocument"])
+                  for policy in pages(iam, "list_role_policies", "PolicyNames",
+                                      RoleName=name)}
         attached = {p["PolicyArn"]: self._managed_document(iam, p["PolicyArn"])
                     for p in pages(iam, "list_attached_role_policies", "AttachedPolicies",
-                                   RoleName=spec.name)}
-        return RoleFound(spec.name, naming.from_aws(role.get("Tags")), role["Arn"],
+                                   RoleName=name)}
+        return RoleFound(name, naming.from_aws(role.get("Tags")), role["Arn"],
                          policies.document(role["AssumeRolePolicyDocument"]),
                          inline.pop(POLICY_NAME, None), inline, dict(sorted(attached.items())))
 
@@ -183,6 +191,44 @@ class Role(Resource[RoleSpec, RoleFound]):
                                                             PolicyArn=policy_arn))
             found.attached.pop(policy_arn, None)
         return answer is not None
+
+    # -- teardown --------------------------------------------------------------------
+
+    def owned(self, api: Api, env: str) -> list[RoleFound]:
+        """Every role whose tags (ListRoleTags, one call each: ListRoles shows none)
+        name `env`, read as `find` reads it."""
+        iam = api.client("iam")
+        owned = []
+        for role in pages(iam, "list_roles", "Roles"):
+            name = role["RoleName"]
+            # Deleted since the listing: none.
+            tags = or_none(lambda: pages(iam, "list_role_tags", "Tags", RoleName=name))
+            if naming.from_aws(tags).get(naming.ENV_TAG) == env:
+                found = self.read(api, name)
+                if found is not None:
+                    owned.append(found)
+        return owned
+
+    def delete(self, api: Api, found: RoleFound,
+               options: DeleteOptions = DeleteOptions()) -> None:
+        """Every inline policy deleted, every managed policy detached, the role taken out
+        of every instance profile, then DeleteRole. Each is listed afresh, so that a
+        delete interrupted halfway (or a policy added since `owned`) is finished by the
+        next. A role already gone is done, and costs no write."""
+        iam = api.client("iam")
+        name = found.id
+        if or_none(lambda: iam.get_role(RoleName=name)) is None:
+            return
+        for policy in pages(iam, "list_role_policies", "PolicyNames", RoleName=name):
+            self.remove(api, found, policy_name=policy)
+        for policy in pages(iam, "list_attached_role_policies", "AttachedPolicies",
+                            RoleName=name):
+            self.remove(api, found, policy_arn=policy["PolicyArn"])
+        for profile in pages(iam, "list_instance_profiles_for_role", "InstanceProfiles",
+                             RoleName=name):
+            or_none(lambda: iam.remove_role_from_instance_profile(
+                InstanceProfileName=profile["InstanceProfileName"], RoleName=name))
+        or_none(lambda: iam.delete_role(RoleName=name))
 
 
 @dataclass

@@ -8,6 +8,11 @@ someone else and may hold a secret, so the plan names it and withholds its value
 
 Lambda refuses an update while the function is still being created or updated: the
 caller waits until it is Active and idle first (runbook.functions.deploy.wait_active).
+
+Teardown deletes a function with its resource policy (the invoke permissions go with
+it); its event source mappings are deleted before it (EventSourceMapping.of_function),
+and its execution role after Lambda has released its VPC network interfaces, which it
+does with that role (runbook.teardown orders them).
 """
 
 from __future__ import annotations
@@ -16,11 +21,11 @@ import json
 from dataclasses import dataclass, field
 
 from runbook.aws import naming, retry
-from runbook.aws.api import Api, or_none
+from runbook.aws.api import Api, or_none, pages
 from runbook.engine.plan import Change, diff_field, unknown_fields
 from runbook.errors import StepFailed
 from runbook.functions.package import Artifact
-from runbook.resources.base import Apply, Found, Resource, Spec
+from runbook.resources.base import Apply, DeleteOptions, Found, Resource, Spec
 
 HANDLER = "handler.handler"
 WITHHELD = "(set outside runbook; value withheld)"
@@ -61,6 +66,11 @@ class LambdaFound(Found):
     """`id` is the function's ARN; `configuration` GetFunction's Configuration."""
 
     configuration: dict = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        """The function's name, as teardown's lines show it."""
+        return self.configuration.get("FunctionName", "")
 
     def current(self) -> dict:
         """The configuration in LambdaSpec.configuration's form."""
@@ -180,6 +190,33 @@ class LambdaFunction(Resource[LambdaSpec, LambdaFound]):
             found.configuration.update(updated)
         return found
 
+    # -- teardown --------------------------------------------------------------------
+
+    def owned(self, api: Api, env: str) -> list[LambdaFound]:
+        """Every function whose tags (ListTags, one call each: ListFunctions shows none)
+        name `env`, with ListFunctions' configuration."""
+        lam = api.client("lambda")
+        owned = []
+        for function in pages(lam, "list_functions", "Functions"):
+            arn = function["FunctionArn"]
+            # Deleted since the listing: none.
+            tags = or_none(lambda: lam.list_tags(Resource=arn)["Tags"])
+            if tags is not None and tags.get(naming.ENV_TAG) == env:
+                owned.append(LambdaFound(arn, tags, function))
+        return owned
+
+    def delete(self, api: Api, found: LambdaFound,
+               options: DeleteOptions = DeleteOptions()) -> None:
+        """DeleteFunction, with its versions and resource policy. A function already gone
+        is done, and costs no write. Lambda refuses it while an update is in progress
+        (ResourceConflictException): retried as an update is."""
+        lam = api.client("lambda")
+        if or_none(lambda: lam.get_function_configuration(FunctionName=found.id)) is None:
+            return
+        retry.retry(lambda: or_none(lambda: lam.delete_function(FunctionName=found.id)),
+                    when=retry.is_lambda_update_in_progress, policy=retry.LAMBDA_UPDATE,
+                    sleep=api.sleep)
+
     def _known(self, spec: LambdaSpec) -> dict:
         config = spec.configuration()
         if unknown_fields(config):
@@ -239,6 +276,11 @@ class InvokePermission(Resource[PermissionSpec, PermissionFound]):
         statement = next((s for s in json.loads(answer["Policy"]).get("Statement", ())
                           if s.get("Sid") == spec.statement_id), None)
         return PermissionFound(spec.statement_id, {}, statement) if statement else None
+
+    def owned(self, api: Api, env: str) -> list[PermissionFound]:
+        """None of its own: a permission is a statement of its function's resource
+        policy, which DeleteFunction deletes with the function."""
+        return []
 
     def plan(self, spec: PermissionSpec, found: PermissionFound | None,
              key: str) -> list[Change]:

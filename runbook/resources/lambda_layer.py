@@ -4,6 +4,11 @@ Layer versions cannot change: a new one is published when the content hash of wh
 layer is built from (runbook.functions.package.layer_content_hash) differs from the
 hash the latest version's description records. Publishing builds the layer (from the
 cache, or with pip) only then.
+
+A layer version carries no tags: what runbook published is told by its description
+(package.layer_description), and teardown deletes a layer's versions that have it
+(`versions`), each by name and number. A function that uses a deleted version keeps
+working: Lambda keeps a copy for the functions that already use it.
 """
 
 from __future__ import annotations
@@ -11,11 +16,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
-from runbook.aws.api import Api, pages
+from runbook.aws.api import Api, or_none, pages
 from runbook.database.rds_ca import CaBundle
 from runbook.engine.plan import Change
 from runbook.functions import package
-from runbook.resources.base import Apply, Found, Resource, Spec
+from runbook.resources.base import Apply, DeleteOptions, Found, Resource, Spec
 
 
 @dataclass(frozen=True)
@@ -27,9 +32,20 @@ class LayerSpec(Spec):
 
 @dataclass
 class LayerFound(Found):
-    """`id` is the version's ARN; a layer version carries no tags."""
+    """`id` is the version's ARN (arn:aws:lambda:<region>:<account>:layer:<name>:<number>);
+    a layer version carries no tags."""
 
     content_hash: str | None = None
+
+    @property
+    def name(self) -> str:
+        """The layer's name, from the ARN."""
+        return self.id.split(":")[6]
+
+    @property
+    def version(self) -> int:
+        """The version's number, from the ARN."""
+        return int(self.id.rsplit(":", 1)[1])
 
 
 class LayerVersion(Resource[LayerSpec, LayerFound]):
@@ -72,3 +88,28 @@ class LayerVersion(Resource[LayerSpec, LayerFound]):
             Content={"ZipFile": built.data}, CompatibleRuntimes=[spec.runtime],
             CompatibleArchitectures=["x86_64"])
         return LayerFound(published["LayerVersionArn"], {}, spec.content_hash)
+
+    # -- teardown --------------------------------------------------------------------
+
+    def versions(self, api: Api, layer_name: str) -> list[LayerFound]:
+        """Read only: every version of layer `layer_name`, for any runtime, whose
+        description is runbook's (it records a content hash), oldest first. A version
+        published under the name with another description is not runbook's, and is
+        left out. `tags` are empty: the description is what marks runbook's versions.
+        [] for a layer that does not exist."""
+        listed = or_none(lambda: pages(api.client("lambda"), "list_layer_versions",
+                                       "LayerVersions", LayerName=layer_name))
+        ours = [(v, package.content_hash_of(v.get("Description"))) for v in listed or ()]
+        return [LayerFound(v["LayerVersionArn"], {}, content)
+                for v, content in sorted(ours, key=lambda pair: pair[0]["Version"])
+                if content is not None]
+
+    def delete(self, api: Api, found: LayerFound,
+               options: DeleteOptions = DeleteOptions()) -> None:
+        """DeleteLayerVersion. A version already gone is done, and costs no write."""
+        lam = api.client("lambda")
+        if or_none(lambda: lam.get_layer_version(LayerName=found.name,
+                                                 VersionNumber=found.version)) is None:
+            return
+        or_none(lambda: lam.delete_layer_version(LayerName=found.name,
+                                                 VersionNumber=found.version))

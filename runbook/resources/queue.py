@@ -12,6 +12,12 @@ same policy again changes nothing), so that the sandbox keeps it.
 A queue is found by name (GetQueueUrl). CreateQueue with the attributes of a queue that
 exists answers with that queue, so a request retried after a lost answer does not make
 a second one.
+
+Deleting a queue takes AWS up to 60 seconds, in which the queue may still answer (and
+be listed): `gone` asks GetQueueUrl until it no longer knows the name. For 60 seconds
+after the deletion, a queue of the same name cannot be made (CreateQueue answers
+QueueDeletedRecently): a run of the same environment started within a minute of a
+destroy fails at step event-bus, and succeeds once the minute has passed.
 """
 
 from __future__ import annotations
@@ -19,11 +25,11 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 
-from runbook.aws import policies
+from runbook.aws import naming, policies
 from runbook.aws.api import Api, or_none
 from runbook.engine.plan import diff_field
 from runbook.errors import PlanError
-from runbook.resources.base import Found, Resource, Spec
+from runbook.resources.base import DeleteOptions, Found, Resource, Spec
 
 
 def queue_arn(region: str, account: str, name: str) -> str:
@@ -81,6 +87,11 @@ class QueueFound(Found):
     kms_key: str | None = None           # SSE-KMS instead
     redrive: dict | None = None
     policy: dict | None = None
+
+    @property
+    def name(self) -> str:
+        """The queue's name, the last part of its URL."""
+        return self.id.rsplit("/", 1)[1]
 
 
 class Queue(Resource[QueueSpec, QueueFound]):
@@ -151,6 +162,44 @@ class Queue(Resource[QueueSpec, QueueFound]):
         for name in {*diff, "policy"}:
             setattr(found, name, True if name == "sse" else getattr(spec, name))
         return found
+
+    # -- teardown --------------------------------------------------------------------
+
+    def owned(self, api: Api, env: str) -> list[QueueFound]:
+        """Every queue whose tags (one call each: ListQueues shows none) name `env`. A
+        queue deleted in the last minute may still be listed; it is left out once it no
+        longer answers."""
+        sqs = api.client("sqs")
+        # ListQueues pages only when given MaxResults (else: the first 1000), and leaves
+        # QueueUrls out of a page without queues.
+        urls = [url for page in sqs.get_paginator("list_queues").paginate(MaxResults=1000)
+                for url in page.get("QueueUrls", ())]
+        owned = []
+        for url in urls:
+            tags = or_none(lambda: sqs.list_queue_tags(QueueUrl=url).get("Tags") or {})
+            if tags is None or tags.get(naming.ENV_TAG) != env:
+                continue
+            attributes = or_none(lambda: sqs.get_queue_attributes(
+                QueueUrl=url, AttributeNames=["All"])["Attributes"])
+            if attributes is not None:
+                owned.append(parse(url, attributes, tags))
+        return owned
+
+    def delete(self, api: Api, found: QueueFound,
+               options: DeleteOptions = DeleteOptions()) -> None:
+        """DeleteQueue, with its messages. A queue gone is done, and costs no write (one
+        still answering in the minute its deletion takes is asked again, harmlessly).
+        Its name stays taken for 60 s: see the module docstring."""
+        sqs = api.client("sqs")
+        if or_none(lambda: sqs.get_queue_attributes(QueueUrl=found.id,
+                                                    AttributeNames=["QueueArn"])) is None:
+            return
+        or_none(lambda: sqs.delete_queue(QueueUrl=found.id))
+
+    def gone(self, api: Api, found: QueueFound) -> bool:
+        """Whether GetQueueUrl no longer knows the queue's name (up to 60 s after
+        DeleteQueue)."""
+        return or_none(lambda: api.client("sqs").get_queue_url(QueueName=found.name)) is None
 
 
 def parse(url: str, attributes: dict, tags: dict) -> QueueFound:

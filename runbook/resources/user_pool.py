@@ -32,6 +32,13 @@ one is refused too.
 A plan makes up to three updates of a pool, each its own change (one request each):
 its settings and tags, its custom attributes, its triggers. `UserPool.update` tells them
 apart by the fields of the change's diff.
+
+Teardown goes through the same whole-configuration update. A pool's deletion
+protection makes DeleteUserPool fail (InvalidParameterException; moto does not enforce
+it), and so does a domain: `delete` turns protection off and deletes the domain first.
+A pool teardown keeps (adopted) loses the triggers that invoke the functions it
+deletes (`detach_triggers`): Cognito would otherwise fail every sign-up and sign-in
+that calls one.
 """
 
 from __future__ import annotations
@@ -43,7 +50,7 @@ from runbook.aws import naming, userpool
 from runbook.aws.api import Api, or_none, pages
 from runbook.engine.plan import Change, diff_field
 from runbook.errors import PlanError
-from runbook.resources.base import Apply, Found, Resource, Spec
+from runbook.resources.base import Apply, DeleteOptions, Found, Resource, Spec
 
 PAGE_SIZE = 60  # the largest MaxResults ListUserPools and ListUserPoolClients accept
 
@@ -295,6 +302,72 @@ class UserPool(Resource[UserPoolSpec, UserPoolFound]):
             described, LambdaConfig=lambda_config))
         return UserPoolFound.parse({**described, "LambdaConfig": lambda_config})
 
+    # -- teardown --------------------------------------------------------------------
+
+    def owned(self, api: Api, env: str) -> list[UserPoolFound]:
+        """Every pool whose UserPoolTags name `env`: ListUserPools shows no tags, so
+        each pool is described."""
+        idp = api.client("cognito-idp")
+        owned = []
+        for pool in pages(idp, "list_user_pools", "UserPools", MaxResults=PAGE_SIZE):
+            described = or_none(lambda: self.describe(api, pool["Id"]))
+            if described is not None and \
+                    (described.get("UserPoolTags") or {}).get(naming.ENV_TAG) == env:
+                owned.append(UserPoolFound.parse(described))
+        return owned
+
+    def delete(self, api: Api, found: UserPoolFound,
+               options: DeleteOptions = DeleteOptions()) -> None:
+        """Deletion protection turned off, in an UpdateUserPool that sends the whole
+        current configuration back; its domains (prefix and custom) deleted; then
+        DeleteUserPool, with its users and app clients. Each is read afresh, so that a
+        delete interrupted halfway is finished by the next. A pool already gone is done,
+        and costs no write."""
+        idp = api.client("cognito-idp")
+        described = or_none(lambda: self.describe(api, found.id))
+        if described is None:
+            return
+        if described.get("DeletionProtection") == "ACTIVE":
+            idp.update_user_pool(**userpool.update_request(
+                described, DeletionProtection="INACTIVE"))
+        domains = {described.get("Domain"), described.get("CustomDomain")} - {None}
+        for domain in sorted(domains):
+            or_none(lambda: idp.delete_user_pool_domain(Domain=domain, UserPoolId=found.id))
+        or_none(lambda: idp.delete_user_pool(UserPoolId=found.id))
+
+    def detach_triggers(self, api: Api, pool: UserPoolFound | str,
+                        arns: set[str]) -> dict[str, str]:
+        """For a pool teardown keeps: every trigger of its LambdaConfig that invokes one
+        of the functions `arns` (a function's ARN, or a version or alias of it) removed,
+        in one UpdateUserPool that sends the whole current configuration back, the
+        other triggers included (as `set_triggers` does). `pool` is the pool or its id.
+        Returns {trigger: ARN} of those removed; {} without any call beyond the read
+        when none invokes them, or when the pool is gone."""
+        pool_id = pool if isinstance(pool, str) else pool.id
+        described = or_none(lambda: self.describe(api, pool_id))
+        if described is None:
+            return {}
+        kept, removed = without_triggers(described.get("LambdaConfig"), set(arns))
+        if removed:
+            api.client("cognito-idp").update_user_pool(**userpool.update_request(
+                described, LambdaConfig=kept))
+        return removed
+
+
+def without_triggers(lambda_config: dict | None, functions: set[str]) -> tuple[dict, dict]:
+    """(`lambda_config` without the triggers that invoke one of `functions`, {trigger:
+    ARN} of those), pure. A trigger names its function by ARN (PreSignUp...) or in a
+    structure's LambdaArn (PreTokenGenerationConfig, CustomSMSSender,
+    CustomEmailSender); KMSKeyID names a key, never a function."""
+    kept, removed = {}, {}
+    for name, value in (lambda_config or {}).items():
+        arn = value.get("LambdaArn") if isinstance(value, dict) else value
+        if isinstance(arn, str) and (arn in functions or arn.rsplit(":", 1)[0] in functions):
+            removed[name] = arn
+        else:
+            kept[name] = value
+    return kept, removed
+
 
 # -- the app client ----------------------------------------------------------------------------
 
@@ -340,6 +413,10 @@ class AppClient(Resource[AppClientSpec, AppClientFound]):
             return None
         return AppClientFound.parse(idp.describe_user_pool_client(
             UserPoolId=spec.pool_id, ClientId=named[0])["UserPoolClient"])
+
+    def owned(self, api: Api, env: str) -> list[AppClientFound]:
+        """None of its own: an app client goes with its pool (DeleteUserPool)."""
+        return []
 
     def plan(self, spec: AppClientSpec, found: AppClientFound | None, key: str) -> list[Change]:
         desired = desired_client_settings()
