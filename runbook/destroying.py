@@ -4,9 +4,10 @@ teardown (runbook.teardown), ask, take the environment's lock, destroy, prove wh
 left, and write the report.
 
 Live:     the account checked, the plan read, shown and confirmed, then the destroy.
-Dry run:  a sandbox where every step of the file has run, then the same destroy there,
-          a second one that must find nothing to do (its writes are the verify pass's),
-          and a listing of the sandbox account that must hold nothing of the environment.
+Dry run:  a sandbox where every step of the file has run, then the same destroy there;
+          for a whole destroy, a listing of the sandbox account with plain boto3 that
+          must hold nothing of the environment; then a second destroy that must find
+          nothing to do (its writes are the verify pass's).
 The report is `reports/<env>/[dry-run/]destroy.json` (`destroy-<phase>.json` for a
 destroy from a phase on): one entry per step, its steps last first, with what was
 deleted and what was kept, and, at the top, what a destroy keeps on purpose (the final
@@ -93,9 +94,10 @@ def plan(config, target: Scope, opts: DeleteOptions, *, dry_run: bool, progress)
 
 
 def _plan(config, target: Scope, opts: DeleteOptions, aws) -> td.Teardown:
+    before = aws.total("write")
     with aws.scoped("plan"):
         teardown = td.plan(Api(aws), config, target.steps, whole=target.whole, options=opts)
-    writes = aws.total("write")
+    writes = aws.total("write") - before
     if writes:  # a bug, never an operator's mistake
         raise RuntimeError(f"the destroy's plan made {writes} mutating AWS call(s)")
     return teardown
@@ -201,6 +203,27 @@ def _dry_run(config, target, opts, record, extra, journal, progress, show,
             if writes or again.deletes:
                 record.error = (f"verify pass: a second destroy found {again.deletes} "
                                 f"resources to delete and made {writes} writes")
+        if target.whole:        # the lock released: nothing of the environment is left
+            _nothing_left(config, sandbox, record, extra)
+
+
+def _nothing_left(config, sandbox, record, extra) -> None:
+    """The proof of a whole destroy in the sandbox: its account listed service by
+    service with plain boto3 clients (runbook.sandbox.leftovers), not runbook's own
+    listings, holds nothing of the environment."""
+    import boto3
+
+    from runbook.sandbox import leftovers
+    from runbook.sandbox.stack import SANDBOX_CREDENTIALS
+
+    session = boto3.Session(region_name=config.region, **SANDBOX_CREDENTIALS)
+    left = leftovers.of_env(lambda service: session.client(service, endpoint_url=sandbox.aws_url),
+                            config.env, config.function_name(""))
+    found = [f"{kind} {name}" for kind, names in left.items() for name in names]
+    extra["remaining"] += [f"{item} (listed with boto3)" for item in found]
+    if found:
+        record.error = (f"the sandbox account still holds {len(found)} resources of "
+                        f"{config.env}: " + ", ".join(found[:5]))
 
 
 def _sandbox_factory(config, sandbox) -> ClientFactory:

@@ -267,11 +267,14 @@ class Resource(Generic[S, F]):
 
     def title(self, found: F) -> str:
         """How teardown names one it found: "ec2:subnet matbakh-staging-private-a
-        (subnet-12ab)", or the id alone for an untagged one."""
+        (subnet-12ab)"; the name alone when the id is an ARN or a URL, the id alone for
+        a resource without a name."""
         name = found.tags.get("Name") or getattr(found, "name", "") or ""
-        if name and name != found.id:
-            return f"{self.kind} {name} ({found.id})"
-        return f"{self.kind} {found.id}"
+        if not name or name == found.id:
+            return f"{self.kind} {found.id}"
+        if found.id.startswith(("arn:", "http")):     # the name says it all
+            return f"{self.kind} {name}"
+        return f"{self.kind} {name} ({found.id})"
 
 
 @dataclass

@@ -40,17 +40,47 @@ def engine_versions(engine: str | None = None, version: str | None = None) -> li
             for v in ENGINE_VERSIONS if version in (None, v)]
 
 
+SIMULATED_BACKUPS = ("DeleteDBCluster: moto keeps the cluster's automated snapshots, named to "
+                     "the minute, so a cluster made again under the same name within that "
+                     "minute is refused; the sandbox deletes them with the cluster, as AWS "
+                     "deletes a cluster's automated backups (manual and final snapshots "
+                     "stay) (runbook.sandbox.rds)")
+
+
 def install() -> bool:
-    """Make the in-process moto answer DescribeDBEngineVersions; False if it already does."""
+    """Make the in-process moto answer DescribeDBEngineVersions, and delete a cluster's
+    automated snapshots with it; False if it already does both."""
     from moto.core.responses import ActionResult
     from moto.rds.responses import RDSResponse
 
+    backups = _delete_automated_backups()
     if hasattr(RDSResponse, "describe_db_engine_versions"):
-        return False
+        return backups
 
     def describe_db_engine_versions(self) -> ActionResult:
         return ActionResult({"DBEngineVersions": engine_versions(
             self.params.get("Engine"), self.params.get("EngineVersion"))})
 
     RDSResponse.describe_db_engine_versions = describe_db_engine_versions
+    return True
+
+
+def _delete_automated_backups() -> bool:
+    """DeleteDBCluster deletes the cluster's automated snapshots, as on AWS."""
+    from moto.rds.models import RDSBackend
+
+    if getattr(RDSBackend.delete_db_cluster, "deletes_automated_backups", False):
+        return False
+    delete = RDSBackend.delete_db_cluster
+
+    def delete_db_cluster(self, cluster_identifier, snapshot_name=None):
+        cluster = delete(self, cluster_identifier, snapshot_name)
+        for snapshot_id, snapshot in list(self.cluster_snapshots.items()):
+            if snapshot.snapshot_type == "automated" and \
+                    snapshot.cluster.db_cluster_identifier == cluster_identifier:
+                del self.cluster_snapshots[snapshot_id]
+        return cluster
+
+    delete_db_cluster.deletes_automated_backups = True
+    RDSBackend.delete_db_cluster = delete_db_cluster
     return True

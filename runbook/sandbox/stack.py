@@ -351,6 +351,7 @@ class Sandbox:
             "behind the endpoint, so the parameter group's rds.force_ssl is recorded, not "
             "enforced",
             sandbox_rds.SIMULATED,
+            sandbox_rds.SIMULATED_BACKUPS,
             sandbox_rds_proxy.SIMULATED,
             sandbox_rds_proxy.SIMULATED_ENDPOINT,
             sandbox_sqs.SIMULATED_FIRING,

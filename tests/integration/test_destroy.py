@@ -84,8 +84,8 @@ def test_plan_destroy_lists_what_it_would_delete_and_changes_nothing(account, op
 
     result = operator("plan", "--destroy", "--env", "staging", "--json")
 
-    assert result.code == 0, result.err
-    plan = json.loads(result.out)
+    assert result.exit_code == 0, result.stderr
+    plan = json.loads(result.stdout)
     assert [s["name"] for s in plan["steps"]][:3] == ["migration-test", "deploy-user-migration",
                                                       "stage-legacy-users"]
     assert plan["steps"][-1]["name"] == "network"
@@ -106,11 +106,11 @@ def test_destroy_of_a_protected_environment_is_refused(account, operator):
 
     result = operator("destroy", "--env", "prod", "--yes")
 
-    assert result.code == 2, result.out + result.err
-    assert "database.deletion_protection" in result.err
-    assert "cognito.deletion_protection" in result.err
-    assert "legacy.deletion_protection" in result.err
-    assert "Traceback" not in result.err
+    assert result.exit_code == 2, result.stdout + result.stderr
+    assert "database.deletion_protection" in result.stderr
+    assert "cognito.deletion_protection" in result.stderr
+    assert "legacy.deletion_protection" in result.stderr
+    assert "Traceback" not in result.stderr
     assert prod.held() == before
 
 
@@ -125,7 +125,7 @@ def test_destroy_takes_staging_down_and_a_fresh_run_brings_it_back(account, oper
 
     result = operator("destroy", "--env", "staging", "--yes")
 
-    assert result.code == 0, result.out + result.err
+    assert result.exit_code == 0, result.stdout + result.stderr
     assert staging.held() == {}
     assert prod.held() == prod_before
     report = json.loads((tmp_path / "reports" / "staging" / "destroy.json").read_text())
@@ -141,7 +141,7 @@ def test_destroy_takes_staging_down_and_a_fresh_run_brings_it_back(account, oper
     assert len(kept["rds:cluster-snapshot"]) == 1
     assert len(report["destroy"]["retained"]) == 4
     # No secret value in what the operator saw or in the report.
-    assert password not in result.out + result.err + json.dumps(report)
+    assert password not in result.stdout + result.stderr + json.dumps(report)
 
     staging.account.database_dsn = Environment(box, STAGING_CONFIG).account.database_dsn
     staging.build()
