@@ -303,36 +303,45 @@ class Destroyer:
         self.scope_prefix = scope_prefix      # "verify:" for a dry run's second destroy
         # What was done, by step, as it is done: a destroy cut short reports how far it got.
         self.done: dict[str, list[Item]] = {}
+        self._at = ("destroy", "the account")      # (step, resource) being worked on
 
     def run(self, teardown: Teardown) -> None:
-        for stage in STAGES:
-            if stage.kind is POOL:
-                self._each(teardown.of(POOL, "update"), self._detach, teardown)
-            if stage.kind is GROUP:
-                self._revoke_references(teardown)
-            if isinstance(stage.kind, Role):
-                self.release_interfaces(teardown)
-            doomed = teardown.of(stage.kind)
-            self._each(doomed, self._delete, teardown)
-            if doomed and stage.wait_s:
-                self._wait_gone(stage, doomed)
+        """The stages in order. AWS's refusal of any call, or a lost answer, stops the
+        destroy as a StepFailed naming the step and resource it was at: what is gone
+        stays gone, and the next destroy goes on from there."""
+        try:
+            for stage in STAGES:
+                self._stage(stage, teardown)
+        except RunbookError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - said per resource, then stopped
+            step, resource = self._at
+            raise StepFailed(step, resource,
+                             f"{retry.error_code(exc) or type(exc).__name__}: {exc}. Run "
+                             "`runbook destroy` again once it is fixed: what is gone "
+                             "stays gone.") from exc
+
+    def _stage(self, stage: Stage, teardown: Teardown) -> None:
+        if stage.kind is POOL:
+            self._each(teardown.of(POOL, "update"), self._detach, teardown)
+        if stage.kind is GROUP:
+            self._revoke_references(teardown)
+        if isinstance(stage.kind, Role):
+            self.release_interfaces(teardown)
+        doomed = teardown.of(stage.kind)
+        self._each(doomed, self._delete, teardown)
+        if doomed and stage.wait_s:
+            self._wait_gone(stage, doomed)
 
     def scoped(self, step: str):
         return self.aws.scoped(self.scope_prefix + step)
 
     def _each(self, items: list[Item], do, teardown: Teardown) -> None:
         for item in items:
+            self._at = (item.step, item.title)
             with self.scoped(item.step):
                 self.progress.line(f"  {item.change().describe()}")
-                try:
-                    do(item, teardown)
-                except RunbookError:
-                    raise
-                except Exception as exc:  # noqa: BLE001 - AWS's refusal, said per resource
-                    raise StepFailed(item.step, item.title,
-                                     f"{retry.error_code(exc) or type(exc).__name__}: {exc}. "
-                                     "Run `runbook destroy` again once it is fixed: what "
-                                     "is gone stays gone.") from exc
+                do(item, teardown)
             self.done.setdefault(item.step, []).append(item)
 
     def _delete(self, item: Item, teardown: Teardown) -> None:
@@ -366,6 +375,7 @@ class Destroyer:
         to delete a group another group's rule names, and these name each other."""
         groups = teardown.of(GROUP)
         if groups:
+            self._at = (groups[0].step, "the security groups' rules that name each other")
             with self.scoped(groups[0].step):
                 revoke_references(self.api, [g.found.id for g in groups])
 
@@ -378,6 +388,7 @@ class Destroyer:
         if not groups and not subnets:
             return
         step = (teardown.of(GROUP) or teardown.of(SUBNET))[0].step
+        self._at = (step, "Lambda's network interfaces")
 
         def left() -> list:
             with self.scoped(step):
@@ -396,6 +407,7 @@ class Destroyer:
 
     def _wait_gone(self, stage: Stage, items: list[Item]) -> None:
         pending = list(items)
+        self._at = (items[0].step, f"the {stage.kind.plural} being deleted")
 
         def left() -> list[Item]:
             with self.scoped(items[0].step):

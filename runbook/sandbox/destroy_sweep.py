@@ -9,7 +9,7 @@ of destroys, each failed at its first write, walks through every write of a whol
 destroy in order. At each write k, two faults:
 
   throttling             the write is refused before it is sent (nothing happened);
-then, on odd k and even k in turn,
+then, at one point and the next in turn,
   response-lost          the write takes effect and its answer is lost (runbook stops);
   response-lost-retried  the write takes effect, the connection drops and botocore's
                          retry sends it again: AWS answers "not found", or "already being
@@ -35,7 +35,7 @@ from runbook.errors import RunbookError
 from runbook.output.progress import Progress
 from runbook.resources.base import DeleteOptions
 from runbook.sandbox import leftovers
-from runbook.sandbox.sweep import Account, Fault, Point, _short_sleep
+from runbook.sandbox.sweep import Account, Fault, Point, Write, _short_sleep, refused
 
 LOST = ("response-lost", "response-lost-retried")
 
@@ -62,6 +62,19 @@ class Result:
     @property
     def converged(self) -> bool:
         return not self.left and not self.verify_writes and self.stuck is None
+
+
+class ThenStop(Fault):
+    """`point`'s fault, then the write after it refused: a destroy that botocore's retry
+    carried over the fault (response-lost-retried) stops right after the point's write,
+    so that the chain's next destroy starts at the write after it."""
+
+    def before(self, service: str, operation: str, write: bool) -> None:
+        if write and self.fired and len(self.writes) == self.point.k:
+            self.writes.append(Write(len(self.writes) + 1, self._aws.scope,
+                                     f"{service}:{operation}"))
+            raise refused("throttling", self.point.k + 1, operation)
+        super().before(service, operation, write)
 
 
 def destroy(config, account: Account, options: DeleteOptions, fault: Fault | None = None):
@@ -93,8 +106,9 @@ def sweep(config, account: Account, options: DeleteOptions, *, stride: int = 1,
     s-th write is a point."""
     result, started, k = Result(), time.monotonic(), stride
     while True:
-        for kind, at in (("throttling", stride), (LOST[k % 2], 1)):
-            fault = Fault(Point(at, kind))
+        lost = LOST[(k // stride) % 2]
+        for kind, at in (("throttling", stride), (lost, 1)):
+            fault = (ThenStop if kind == "response-lost-retried" else Fault)(Point(at, kind))
             error, _ = destroy(config, account, options, fault)
             if fault.fired is None:
                 return _finish(config, account, options, result, started, k, error)
@@ -102,7 +116,7 @@ def sweep(config, account: Account, options: DeleteOptions, *, stride: int = 1,
             result.attempts.append(attempt)
             if on_attempt is not None:
                 on_attempt(attempt)
-            if error is None:
+            if error is None and kind != "response-lost-retried":
                 result.stuck = f"write {k} failed ({kind}) and the destroy went on as if not"
                 result.seconds = time.monotonic() - started
                 return result
