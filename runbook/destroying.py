@@ -116,8 +116,8 @@ def destroy(config, target: Scope, opts: DeleteOptions, *, dry_run: bool, report
     record = reports.RunRecord(env=config.env, name=target.name, phase=PHASE,
                                dry_run=dry_run, region=config.region, account=None,
                                started_at=utc_now())
-    started, extra = time.monotonic(), {"scope": _scope_text(target), "retained": [],
-                                        "remaining": []}
+    started, extra = time.monotonic(), {"scope": _scope_text(target), "steps": target.steps,
+                                        "retained": [], "remaining": []}
     try:
         if dry_run:
             _dry_run(config, target, opts, record, extra, journal, progress, show,

@@ -21,8 +21,9 @@ from rich.text import Text
 from runbook.output.render import print_line
 
 MODES = (("live", False), ("dry-run", True))
+DESTROYED = "destroyed"
 COLOURS = {"ok": "green", "failed": "red", "not_run": "yellow", "interrupted": "yellow",
-           "skipped": "yellow"}
+           "skipped": "yellow", DESTROYED: "cyan"}
 
 
 def collect(report_dir: Path, env: str, phases: dict[str, list[str]] | None = None,
@@ -34,12 +35,13 @@ def collect(report_dir: Path, env: str, phases: dict[str, list[str]] | None = No
     step_rows: dict[tuple[str, str], dict] = {}
     for mode, report, path in _reports(report_dir, env):
         entries = [step for step in report.get("steps", ()) if isinstance(step, dict)]
+        destroyed = _destroyed(report)
         for step in entries:
             row = {
                 "mode": mode,
                 "phase": step.get("phase", report.get("phase", "?")),
                 "step": step.get("name", "?"),
-                "status": _status_of(step),
+                "status": _status_of(step, destroyed),
                 "changed": bool(step.get("changed")),
                 "changes": len(step.get("changes", ())),
                 "checks": summarise_checks(step.get("checks")),
@@ -50,7 +52,7 @@ def collect(report_dir: Path, env: str, phases: dict[str, list[str]] | None = No
             }
             if only is None or row["step"] in only:
                 _keep_newest(step_rows, (mode, row["step"]), row)
-        for phase, statuses in _phases_run(report, entries, phases).items():
+        for phase, statuses in _phases_run(report, entries, phases, destroyed).items():
             _keep_newest(phase_rows, (mode, phase), {
                 "mode": mode, "phase": phase, "status": _worst(statuses),
                 "run": report.get("name", "?"), "finished_at": report.get("finished_at", ""),
@@ -74,22 +76,32 @@ def _ranks(names):
     return lambda name: (index.get(name, len(index)), name)
 
 
-def _status_of(step: dict) -> str:
+def _status_of(step: dict, destroyed: set[str] = frozenset()) -> str:
     """The step's status; "skipped" for a `not_run` with an error, which is how a run
     records a step this version does not build (a step left out after a failure has no
-    error)."""
+    error); "destroyed" for a step a destroy took down."""
     status = step.get("status", "?")
+    if step.get("name") in destroyed:
+        return DESTROYED if status == "ok" else status
     return "skipped" if status == "not_run" and step.get("error") else status
 
 
-def _phases_run(report: dict, entries: list[dict],
-                phases: dict[str, list[str]] | None) -> dict[str, list[str]]:
+def _destroyed(report: dict) -> set[str]:
+    """The steps a destroy report took down (a step it only changed, a user pool that
+    stays losing a trigger, is not one)."""
+    section = report.get("destroy")
+    return set(section.get("steps", ())) if isinstance(section, dict) else set()
+
+
+def _phases_run(report: dict, entries: list[dict], phases: dict[str, list[str]] | None,
+                destroyed: set[str] = frozenset()) -> dict[str, list[str]]:
     """{phase: its steps' statuses} for every phase all of whose steps this report ran
-    (a dry run of a3 runs a1 and a2 too). A skipped step does not count against its
-    phase."""
-    statuses = {entry.get("name"): _status_of(entry) for entry in entries
-                if _status_of(entry) != "skipped"}
-    ran = {entry.get("name") for entry in entries}
+    (a dry run of a3 runs a1 and a2 too), or a destroy took down. A skipped step does
+    not count against its phase."""
+    statuses = {entry.get("name"): _status_of(entry, destroyed) for entry in entries
+                if _status_of(entry, destroyed) != "skipped"}
+    ran = {entry.get("name") for entry in entries
+           if not report.get("destroy") or entry.get("name") in destroyed}
     if phases is None:  # without the file, only a run named after its phase says so
         name = report.get("name")
         return {name: list(statuses.values())} if name == report.get("phase") else {}
@@ -101,6 +113,8 @@ def _worst(statuses: list[str]) -> str:
     for status in ("failed", "interrupted", "not_run"):
         if status in statuses:
             return status
+    if statuses and all(status == DESTROYED for status in statuses):
+        return DESTROYED
     return "ok" if statuses else "not_run"
 
 
@@ -188,6 +202,8 @@ def render(data: dict, out) -> None:
 
 def _status(status: str, changed: bool):
     label = status if changed or status != "ok" else "ok (unchanged)"
+    if status == DESTROYED:
+        label = status
     return Text(label, style=COLOURS.get(status, ""))
 
 

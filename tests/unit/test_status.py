@@ -27,12 +27,13 @@ def checks(failed: dict[str, str] | None = None) -> list[dict]:
 
 
 def write_report(workdir, name: str, phase: str, steps: list[dict], *, dry_run: bool = False,
-                 finished: str = "2026-11-22T01:00:00.000Z", status: str = "ok") -> None:
+                 finished: str = "2026-11-22T01:00:00.000Z", status: str = "ok",
+                 **extra) -> None:
     directory = workdir / "reports" / "prod" / ("dry-run" if dry_run else "")
     report = {"schema_version": 1, "env": "prod", "phase": phase, "name": name,
               "dry_run": dry_run, "status": status, "started_at": finished,
               "finished_at": finished, "duration_ms": 1000, "account": "123456789012",
-              "region": "eu-central-1", "steps": steps}
+              "region": "eu-central-1", "steps": steps, **extra}
     stamp = finished.replace("-", "").replace(":", "").replace(".", "")
     for path in (directory / f"{name}.json", directory / "history" / f"{name}-{stamp}.json"):
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -119,6 +120,29 @@ def test_the_newest_run_of_each_step_wins_and_filters_keep_their_steps(workdir, 
         ("network", "network", False)]
     assert [p["phase"] for p in data["phases"]] == ["a1"]
     assert "ok (unchanged)" in cli("status", "--phase", "a1").stdout
+
+
+def test_a_destroy_shows_the_steps_it_took_down_and_only_those(workdir, cli):
+    write_report(workdir, "a3", "a3", [step(n, "a1") for n in A1] + [step("cognito", "a2")]
+                 + [step(n, "a3") for n in A3])
+    # A destroy of a3 on: its steps, the last first; cognito's pool stays and loses a trigger.
+    write_report(workdir, "destroy-a3", "destroy",
+                 [step(n, "a3", kept=[]) for n in reversed(A3)]
+                 + [step("cognito", "a2", changes=[{"resource": "pool", "action": "update",
+                                                    "diff": {}}], kept=[])],
+                 finished="2026-11-22T02:00:00.000Z",
+                 destroy={"scope": "phase a3 and every phase after it", "steps": A3,
+                          "retained": [], "remaining": []})
+
+    data = json.loads(cli("status", "--json").stdout)
+
+    status = {r["step"]: (r["status"], r["run"]) for r in data["steps"]}
+    assert {s: status[s] for s in A3} == {s: ("destroyed", "destroy-a3") for s in A3}
+    assert status["cognito"] == ("ok", "destroy-a3")
+    assert status["network"] == ("ok", "a3")
+    phases = {p["phase"]: (p["status"], p["run"]) for p in data["phases"]}
+    assert phases == {"a1": ("ok", "a3"), "a2": ("ok", "a3"), "a3": ("destroyed", "destroy-a3")}
+    assert "destroyed" in cli("status").stdout
 
 
 def test_an_unknown_phase_filter_exits_2_naming_the_phases(workdir, cli):
