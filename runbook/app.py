@@ -129,11 +129,7 @@ def run(config, target: Target, *, dry_run: bool, report_dir: Path, progress,
         record.interrupted = True
     finally:
         journal.close()
-    record.finished_at = utc_now()
-    record.duration_ms = int((time.monotonic() - started) * 1000)
-    record.journal = journal.entries
-    if journal.entries:
-        record.journal_file = str(journal_path)
+    reports.close(record, journal, journal_path, started)
     data = reports.build(record)
     path = reports.write(data, report_dir, stamp)
     for step in TEST_STEPS:

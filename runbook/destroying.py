@@ -128,15 +128,10 @@ def destroy(config, target: Scope, opts: DeleteOptions, *, dry_run: bool, report
     except KeyboardInterrupt:
         record.interrupted = True
     except Declined:
-        journal.close()
         return Outcome(None, record.account or "", EXIT_FAILED)
     finally:
         journal.close()
-    record.finished_at = utc_now()
-    record.duration_ms = int((time.monotonic() - started) * 1000)
-    record.journal = journal.entries
-    if journal.entries:
-        record.journal_file = str(journal_path)
+    reports.close(record, journal, journal_path, started)
     data = {**reports.build(record), "destroy": extra}
     path = reports.write(data, report_dir, stamp)
     return Outcome(None, record.account or "", _exit_code(record), data, path)

@@ -45,6 +45,21 @@ class RunRecord:
         return "ok"
 
 
+def close(record: RunRecord, journal, journal_path: Path, started: float) -> None:
+    """Record how a run that has ended ended, however it ended: when, how long after
+    `started` (time.monotonic), and its journal (runbook.aws.journal.Journal), whose file
+    the report names once it holds an entry."""
+    import time
+
+    from runbook.aws.journal import utc_now
+
+    record.finished_at = utc_now()
+    record.duration_ms = int((time.monotonic() - started) * 1000)
+    record.journal = journal.entries
+    if journal.entries:
+        record.journal_file = str(journal_path)
+
+
 def build(record: RunRecord) -> dict:
     report = {
         "schema_version": SCHEMA_VERSION,

@@ -35,7 +35,8 @@ from runbook.errors import RunbookError
 from runbook.output.progress import Progress
 from runbook.resources.base import DeleteOptions
 from runbook.sandbox import leftovers
-from runbook.sandbox.sweep import Account, Fault, Point, Write, _short_sleep, refused
+from runbook.sandbox.sweep import (Account, Fault, Point, Write, _short_sleep, faulty,
+                                   refused)
 
 LOST = ("response-lost", "response-lost-retried")
 
@@ -80,12 +81,7 @@ class ThenStop(Fault):
 def destroy(config, account: Account, options: DeleteOptions, fault: Fault | None = None):
     """One `runbook destroy` of the whole environment through a fresh factory (with the
     fault, if any), under the environment's run lock: the error it stopped on, or None."""
-    hooks = {}
-    if fault is not None:
-        hooks = {"interceptors": [fault.before], "after_interceptors": [fault.after]}
-    aws = account.factory(**hooks)
-    if fault is not None:
-        fault.attach(aws)
+    aws = faulty(account, fault)
     run_lock = lock.RunLock(account.factory().client("ssm"), config.env, sleep=_short_sleep)
     with run_lock.held(lock.me("runbook destroy sweep", "destroy"), wait_s=0):
         try:

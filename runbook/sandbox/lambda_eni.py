@@ -113,12 +113,13 @@ def install() -> None:
             return originals[(NetworkInterfaceBackend, "delete_network_interface")](
                 self, eni_id)
 
-        LambdaBackend.create_function = create_function
-        LambdaBackend.update_function_configuration = update_function_configuration
-        LambdaBackend.delete_function = delete_function
-        SecurityGroupBackend.delete_security_group = delete_security_group
-        SubnetBackend.delete_subnet = delete_subnet
-        NetworkInterfaceBackend.delete_network_interface = delete_network_interface
+        for owner, method in ((LambdaBackend, create_function),
+                              (LambdaBackend, update_function_configuration),
+                              (LambdaBackend, delete_function),
+                              (SecurityGroupBackend, delete_security_group),
+                              (SubnetBackend, delete_subnet),
+                              (NetworkInterfaceBackend, delete_network_interface)):
+            setattr(owner, method.__name__, method)
 
 
 def uninstall() -> None:

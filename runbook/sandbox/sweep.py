@@ -322,13 +322,17 @@ def run(config, account: Account, fault: Fault | None = None,
         steps: list[str] = RUN) -> list[StepResult]:
     """One run of `steps` (by default a1..a5, as a dry run of `runbook run --phase a5`)
     against `account`, with `fault` (if any) injected into the run's clients."""
-    hooks = {}
-    if fault is not None:
-        hooks = {"interceptors": [fault.before], "after_interceptors": [fault.after]}
-    aws = account.factory(**hooks)
-    if fault is not None:
-        fault.attach(aws)
-    return run_with(config, account, aws, steps)
+    return run_with(config, account, faulty(account, fault), steps)
+
+
+def faulty(account: Account, fault: Fault | None) -> ClientFactory:
+    """A new client factory of the account, as each `runbook` command makes one, with
+    `fault` (if any) in its hooks and clients."""
+    if fault is None:
+        return account.factory()
+    aws = account.factory(interceptors=[fault.before], after_interceptors=[fault.after])
+    fault.attach(aws)
+    return aws
 
 
 def run_with(config, account: Account, aws: ClientFactory,

@@ -92,3 +92,59 @@ def test_bad_arguments_exit_2_naming_them(staging, cli, args, message):
     assert message in result.stderr
     assert "Traceback" not in result.stderr
     assert len(staging_vpcs()) == 1
+
+
+def test_an_interrupted_destroy_reports_how_far_it_got_and_the_next_one_finishes(
+        staging, cli, monkeypatch):
+    from runbook import teardown
+
+    delete, calls = teardown.Destroyer._delete, []
+
+    def interrupted_at_the_third(self, item, plan):
+        calls.append(item.title)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        delete(self, item, plan)
+
+    monkeypatch.setattr(teardown.Destroyer, "_delete", interrupted_at_the_third)
+    result = cli("destroy", "--env", "staging", "--yes")
+
+    assert result.exit_code == 130
+    report = json.loads((staging / "reports" / "staging" / "destroy.json").read_text())
+    jsonschema.validate(report, load_schema())
+    assert report["status"] == "interrupted"
+    network = next(s for s in report["steps"] if s["name"] == "network")
+    assert [c["resource"] for c in network["changes"]] == calls[:2]
+    deleted = {e["call"] for e in report["journal"]}
+    assert deleted and all(call.startswith("ec2:") for call in deleted)
+    assert len(staging_vpcs()) == 1
+
+    monkeypatch.setattr(teardown.Destroyer, "_delete", delete)
+    again = cli("destroy", "--env", "staging", "--yes")
+
+    assert again.exit_code == 0, again.stderr
+    assert staging_vpcs() == []
+    assert f"- {calls[2]}" in again.stdout and f"- {calls[0]}" not in again.stdout
+
+
+def test_an_adopted_vpc_is_kept_and_the_report_says_so(account, workdir, cli):
+    (workdir / "config" / "staging.yaml").write_text(STAGING_CONFIG.read_text())
+    config = config_mod.load(STAGING_CONFIG)
+    ec2 = boto3.client("ec2", region_name=REGION)
+    vpc_id = ec2.create_vpc(CidrBlock=config.network.cidr)["Vpc"]["VpcId"]  # the old scripts'
+    results, _ = run_steps(config, ["network"])
+    assert results["network"].ok, results["network"].error
+
+    result = cli("destroy", "--env", "staging", "--yes")
+
+    assert result.exit_code == 0, result.stderr
+    # runbook named it when it adopted it (it had no Name), and never marked it created.
+    title = f"ec2:vpc matbakh-staging-vpc ({vpc_id})"
+    assert f"= {title} kept: adopted" in result.stdout
+    report = json.loads((workdir / "reports" / "staging" / "destroy.json").read_text())
+    network = next(s for s in report["steps"] if s["name"] == "network")
+    assert network["kept"] == [{"resource": title, "why": (
+        "adopted: runbook did not create it (no runbook:created tag)")}]
+    assert staging_vpcs() == [vpc_id]
+    assert ec2.describe_subnets(Filters=[{"Name": "vpc-id", "Values": [vpc_id]}])["Subnets"] == []
+    assert report["destroy"]["remaining"] == []

@@ -112,6 +112,12 @@ def test_destroy_of_a_protected_environment_is_refused(account, operator):
     assert "legacy.deletion_protection" in result.stderr
     assert "Traceback" not in result.stderr
     assert prod.held() == before
+    # Its plan still reads: what a destroy would take, and that it is refused.
+    shown = operator("plan", "--destroy", "--env", "prod")
+    assert shown.exit_code == 0, shown.stderr
+    assert "- ec2:vpc matbakh-prod-vpc" in shown.stdout
+    assert "runbook destroy refuses while database.deletion_protection" in shown.stdout
+    assert prod.held() == before
 
 
 def test_destroy_takes_staging_down_and_a_fresh_run_brings_it_back(account, operator,

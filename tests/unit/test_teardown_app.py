@@ -21,7 +21,6 @@ import zipfile
 
 import boto3
 import pytest
-from moto import mock_aws
 
 from runbook.aws.api import Api
 from runbook.aws.clients import ClientFactory
@@ -54,17 +53,6 @@ def tags(name: str, env: str, step: str, *, created: bool = True) -> dict:
     out = {"Name": name, ENV_TAG: env, STEP_TAG: step}
     return {**out, CREATED_TAG: "true"} if created else out
 
-
-@pytest.fixture
-def aws():
-    """An empty emulated account, and a client factory that counts calls."""
-    with mock_aws():
-        yield ClientFactory(REGION)
-
-
-@pytest.fixture
-def api(aws):
-    return Api(aws, sleep=lambda s: None)
 
 
 def counted(aws: ClientFactory, call) -> tuple:

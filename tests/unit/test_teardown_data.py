@@ -17,7 +17,6 @@ import datetime
 import boto3
 import pytest
 from botocore.exceptions import ClientError
-from moto import mock_aws
 
 from runbook.aws import naming
 from runbook.aws.api import Api
@@ -38,21 +37,6 @@ from tests.conftest import REGION
 ENVS = ("staging", "prod")
 STAMP = "20260102t030405z"
 
-
-@pytest.fixture
-def account():
-    with mock_aws():
-        yield
-
-
-@pytest.fixture
-def aws(account):
-    return ClientFactory(REGION)
-
-
-@pytest.fixture
-def api(aws):
-    return Api(aws, sleep=lambda s: None)
 
 
 def tags(name: str, env: str, step: str) -> dict:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import boto3
 import pytest
-from moto import mock_aws
 
 from runbook.aws import sgrules
 from runbook.aws.api import Api
@@ -41,21 +40,6 @@ VPC, SUBNET, TABLE, PUBLIC = Vpc(), Subnet(), RouteTable(), PublicRouteTable()
 GATEWAY, GROUP, CLUSTER_GROUP = InternetGateway(), SecurityGroup(), ClusterSecurityGroup()
 RULE, ENDPOINT, INTERFACE = SecurityGroupRule(), VpcEndpoint(), NetworkInterface()
 
-
-@pytest.fixture
-def account():
-    with mock_aws():
-        yield
-
-
-@pytest.fixture
-def aws(account):
-    return ClientFactory(REGION)
-
-
-@pytest.fixture
-def api(aws):
-    return Api(aws, sleep=lambda s: None)
 
 
 def ec2():
