@@ -84,6 +84,7 @@ from pathlib import Path
 from typing import Callable
 
 from runbook.engine import lock
+from runbook.aws import naming
 from runbook.aws.clients import ClientFactory
 from runbook.engine import StepResult
 from runbook.steps import new_runner
@@ -373,9 +374,14 @@ _RANDOM_TAGS = ("runbook:password-id",)
 
 
 def _tags(raw) -> dict:
+    """The tags compared, without runbook:created: an untagged leftover stands for what
+    the old scripts made, which the second run adopts (and tags) without marking it
+    created, by design, so that a destroy keeps it. That it is kept is
+    tests/functional/test_destroy_cli.py's to prove; here it is the same resource."""
     if isinstance(raw, list):
         raw = {t["Key"]: t["Value"] for t in raw}
-    return {k: ("*" if k in _RANDOM_TAGS else v) for k, v in sorted((raw or {}).items())}
+    return {k: ("*" if k in _RANDOM_TAGS else v) for k, v in sorted((raw or {}).items())
+            if k != naming.CREATED_TAG}
 
 
 def _pages(client, operation: str, key: str, **kwargs) -> list:
@@ -1061,7 +1067,6 @@ def _make_internet_gateway(account: Account, config, step: str) -> str:
 
 
 def _make_security_group(account: Account, config, step: str) -> str:
-    from runbook.aws import naming
 
     ec2 = account.client("ec2")
     vpc_id = _vpc_id(ec2, config)
@@ -1078,7 +1083,6 @@ def _make_security_group(account: Account, config, step: str) -> str:
 
 
 def _make_vpc_endpoint(account: Account, config, step: str) -> str:
-    from runbook.aws import naming
 
     ec2 = account.client("ec2")
     vpc_id = _vpc_id(ec2, config)
@@ -1154,7 +1158,6 @@ def _make_secret(account: Account, config, step: str) -> str:
 def _make_role(account: Account, config, step: str) -> str:
     """A function's execution role, or in step db-proxy the proxy's role: its trust,
     no policy."""
-    from runbook.aws import naming
     from runbook.functions.deploy import LAMBDA_TRUST
 
     if step == "db-proxy":
@@ -1171,7 +1174,6 @@ def _make_db_proxy(account: Account, config, step: str) -> str:
     """The proxy as end-to-end IAM makes it (engine family, RequireTLS, IAM_AUTH, no
     Auth; ModifyDBProxy is not in the sandbox), in the subnets and group runbook gives
     it, without tags: runbook finds a proxy by name."""
-    from runbook.aws import naming
 
     ec2 = account.client("ec2")
     subnets = _subnets(ec2, config)
@@ -1227,7 +1229,6 @@ def _signup_queues(config) -> tuple[str, str]:
 
 
 def _make_event_bus(account: Account, config, step: str) -> str:
-    from runbook.aws import naming
 
     name = naming.event_bus_name(config)
     account.client("events").create_event_bus(Name=name)
@@ -1247,7 +1248,6 @@ def _make_queue(account: Account, config, step: str) -> str:
 def _make_rule(account: Account, config, step: str) -> str:
     """event-bus's rule on the bus, or deploy-process-user-signup's relay schedule on
     the default bus; without a description."""
-    from runbook.aws import naming
     from runbook.steps.deploy_process_user_signup import RELAY_SCHEDULE
     from runbook.steps.event_bus import DETAIL_TYPE, SOURCE
 
@@ -1441,7 +1441,6 @@ def add_drift(account: Account, config) -> None:
     """What another client adds to a converged account, one of each removal's kind: a
     0.0.0.0/0 rule on the DB group, an egress rule on the Lambda group, and an inline and
     a managed policy on Post-Confirmation's execution role."""
-    from runbook.aws import naming
 
     ec2, iam = account.client("ec2"), account.client("iam")
     groups = {g["GroupName"]: g["GroupId"] for g in ec2.describe_security_groups(
