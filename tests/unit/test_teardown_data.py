@@ -425,7 +425,7 @@ def test_a_key_scheduled_by_hand_loses_its_alias_and_is_not_scheduled_again(aws,
 
 
 def test_after_a_destroy_step_hash_table_makes_a_new_key_not_the_scheduled_one(
-        tmp_path, account):
+        tmp_path, aws):
     """A run after a destroy finds no key for the alias (deleted with the key) and passes
     over the environment's key scheduled for deletion: it makes a new key."""
     import yaml
