@@ -281,11 +281,19 @@ def test_a_registration_is_deregistered_once(aws, api, proxies):
 
 @pytest.fixture
 def msk_clusters(api):
+    """A cluster of each environment, in real subnets and a real group: the sandbox's MSK
+    (runbook.sandbox.msk, installed by any sandbox earlier in the session) checks them."""
+    ec2 = client("ec2")
+    vpc = ec2.create_vpc(CidrBlock="10.7.0.0/16")["Vpc"]["VpcId"]
+    subnets = tuple(ec2.create_subnet(VpcId=vpc, CidrBlock=f"10.7.{i}.0/24",
+                                      AvailabilityZone=f"{REGION}{zone}")["Subnet"]["SubnetId"]
+                    for i, zone in ((1, "a"), (2, "b")))
+    group = ec2.create_security_group(GroupName="msk", Description="msk", VpcId=vpc)["GroupId"]
     return {env: MskCluster().create(api, MskSpec(
         f"matbakh-{env}-legacy", tags(f"matbakh-{env}-legacy", env, "msk-cluster"),
         "msk.cluster_name", kafka_version="3.6.0", broker_type="kafka.t3.small",
-        broker_count=2, volume_gb=10, subnet_ids=("subnet-a", "subnet-b"),
-        security_group_ids=("sg-1",))) for env in ENVS}
+        broker_count=2, volume_gb=10, subnet_ids=subnets,
+        security_group_ids=(group,))) for env in ENVS}
 
 
 def msk_names() -> list[str]:
