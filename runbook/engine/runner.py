@@ -132,6 +132,9 @@ class Runner:
 
         Results are appended to `results` as each step ends, so a caller that passed a
         list still has them when Ctrl-C interrupts the run.
+
+        With `parallel` (not for a plan), steps overlap instead: Overlap keeps the same
+        rules and fills `results` in the same order.
         """
         results = [] if results is None else results
         if self.parallel and not self.plan_only and len(names) > 1:
