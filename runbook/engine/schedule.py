@@ -61,7 +61,7 @@ class Overlap:
     def run(self, results: list) -> list:
         """Run the steps; their results replace what `results` holds after its
         current entries, in the listed order. Re-raises Ctrl-C once the running steps
-        are recorded `interrupted` (Runner.interrupted is the first of them)."""
+        have stopped (Runner.interrupted is the first recorded `interrupted`)."""
         base, aws = len(results), self.runner.aws
         aws.interceptors.append(self._refuse_once_interrupted)
         try:
@@ -76,9 +76,10 @@ class Overlap:
             results[base:] = self._in_order()
             if not self.running:
                 aws.interceptors.remove(self._refuse_once_interrupted)
-        interrupted = [r for r in results[base:] if r.status == "interrupted"]
-        if interrupted:
-            self.runner.interrupted = interrupted[0]
+        if self.runner.stopping.is_set():
+            # Steps that ended before their next wait or call are recorded as they ended.
+            self.runner.interrupted = next(
+                (r for r in results[base:] if r.status == "interrupted"), None)
             raise KeyboardInterrupt
         return results
 

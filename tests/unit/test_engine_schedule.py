@@ -275,6 +275,27 @@ def test_ctrl_c_stops_the_running_steps_at_their_next_wait_and_records_them_inte
     assert results[0].error == "interrupted by the operator"
 
 
+def test_ctrl_c_still_ends_the_run_when_the_running_step_finishes_without_a_wait():
+    interrupted = threading.Event()
+
+    def busy(s):
+        _thread.interrupt_main()
+        assert interrupted.wait(WAIT_S)   # busy (no wait, no call) until the main thread heard
+
+    class Heard(Progress):
+        def line(self, text: str = "", **style) -> None:
+            if text.startswith("interrupted:"):
+                interrupted.set()
+
+    catalogue = {"busy": Entry(step("busy", busy)),
+                 "later": Entry(step("later"), requires=("busy",))}
+    run, results = runner(catalogue, progress=Heard(quiet=True)), []
+    with pytest.raises(KeyboardInterrupt):
+        run.run(["busy", "later"], results)
+    assert [(r.name, r.status) for r in results] == [("busy", "ok")]
+    assert run.interrupted is None
+
+
 def test_after_ctrl_c_a_step_s_next_aws_call_is_not_sent():
     calling = threading.Event()
 
