@@ -165,7 +165,9 @@ def _live_run(config, target, record, journal, progress, sleep, lock_wait_s,
     # Before the lock, whose parameter is a write: a refused run writes nothing at all.
     # Each step claims what it finds again when it runs, under the lock.
     _nothing_of_another_environment(config, aws, target.requested, progress)
-    runner = new_runner(config, aws, progress, sleep=sleep, allow_reboot=allow_reboot)
+    # Independent steps overlap (runbook.engine.schedule); dry runs stay serial.
+    runner = new_runner(config, aws, progress, sleep=sleep, allow_reboot=allow_reboot,
+                        parallel=True)
     with _locked(config, target, ClientFactory(config.region), aws.caller_arn, progress,
                  lock_wait_s, sleep):
         try:

@@ -154,11 +154,13 @@ class ClientFactory:
 
     @contextmanager
     def scoped(self, name: str):
-        """Attribute the calls made inside the block to `name`."""
+        """Attribute the calls made inside the block, in this thread, to `name`."""
         previous = self.scope
         self._scope.name = name
+        with self._lock:  # steps that overlap (runbook.engine.schedule) add scopes at once
+            counts = self.counts[name]
         try:
-            yield self.counts[name]
+            yield counts
         finally:
             self._scope.name = previous
 
@@ -178,7 +180,8 @@ class ClientFactory:
         return getattr(self._scope, "refusing", None)
 
     def total(self, kind: str) -> int:
-        return sum(count[kind] for count in self.counts.values())
+        with self._lock:
+            return sum(count[kind] for count in self.counts.values())
 
     # -- clients -------------------------------------------------------------------
 

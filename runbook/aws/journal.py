@@ -4,6 +4,9 @@ Each entry is appended and flushed to a JSON-lines file the moment the call retu
 so a run that dies midway (crash, kill, power loss) still says what it made. The same
 entries go into the report of a failed run. Only identifiers are kept, never request
 parameters: a CreateSecret request carries the secret value.
+
+Overlapping steps (runbook.engine.schedule) record from several threads at once: an
+entry is appended and written whole under a lock, so lines never interleave.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import threading
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -24,6 +28,7 @@ class Journal:
         self.path = path
         self.entries: list[dict] = []
         self._file = None
+        self._lock = threading.Lock()
 
     def record(self, step: str, service: str, operation: str, response: dict) -> dict:
         entry = {
@@ -32,20 +37,22 @@ class Journal:
             "call": f"{service}:{operation}",
             "resources": resource_ids(response),
         }
-        self.entries.append(entry)
-        if self.path is not None:
-            if self._file is None:
-                self.path.parent.mkdir(parents=True, exist_ok=True)
-                self._file = open(self.path, "a", encoding="utf-8")
-            self._file.write(json.dumps(entry, sort_keys=True) + "\n")
-            self._file.flush()
-            os.fsync(self._file.fileno())
+        with self._lock:
+            self.entries.append(entry)
+            if self.path is not None:
+                if self._file is None:
+                    self.path.parent.mkdir(parents=True, exist_ok=True)
+                    self._file = open(self.path, "a", encoding="utf-8")
+                self._file.write(json.dumps(entry, sort_keys=True) + "\n")
+                self._file.flush()
+                os.fsync(self._file.fileno())
         return entry
 
     def close(self) -> None:
-        if self._file is not None:
-            self._file.close()
-            self._file = None
+        with self._lock:
+            if self._file is not None:
+                self._file.close()
+                self._file = None
 
 
 def resource_ids(response: dict) -> dict[str, str]:

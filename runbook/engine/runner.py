@@ -10,6 +10,10 @@ the call counts in the report prove.
 Inputs from earlier steps are taken from the same run when they ran, and otherwise
 read live (`Runner.upstream`): a step never needs the previous run's report.
 
+Steps run one after the other, or with `parallel` (a live run) each as soon as the
+steps it waits for are done (runbook.engine.schedule); either way the results are in
+the order the steps are listed.
+
 The engine knows steps only through the catalogue it is given (runbook.steps): it
 imports no step, sandbox or output module.
 """
@@ -17,12 +21,14 @@ imports no step, sandbox or output module.
 from __future__ import annotations
 
 import re
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from runbook.aws import retry
 from runbook.engine.plan import Change
+from runbook.engine.schedule import Overlap
 from runbook.engine.step import Inputs, Outputs, Step, StepContext
 from runbook.errors import BadInput, PrerequisiteMissing, RunbookError, StepFailed
 
@@ -62,7 +68,7 @@ class Runner:
                  plan_only: bool = False, scope_prefix: str = "", sleep=time.sleep,
                  clock=time.monotonic, database_dsn: str | None = None, database_tls=None,
                  allow_reboot: bool = False, invoker: Callable[[str, dict], Any] | None = None,
-                 kafka=None, legacy_dsn: str | None = None):
+                 kafka=None, legacy_dsn: str | None = None, parallel: bool = False):
         self.config, self.aws, self.progress = config, aws, progress
         # {step name: StepInfo}: what each step needs, and `load()` for its class.
         self.catalogue = catalogue
@@ -73,16 +79,42 @@ class Runner:
         self.dry_run, self.plan_only = dry_run, plan_only
         self.scope_prefix = scope_prefix
         self.sleep, self.clock = sleep, clock
+        # Overlap independent steps (runbook.engine.schedule). Plans, and the runs that
+        # must be reproducible call for call (dry runs, the crash sweep), run serially.
+        self.parallel = parallel
         self.outputs: dict[str, Outputs] = {}
         self.interrupted: StepResult | None = None
-        self._current: str | None = None
+        # Set on Ctrl-C while steps overlap: each running step stops at its next wait.
+        self.stopping = threading.Event()
+        self._running = threading.local()      # .name: the step this thread runs
+        self._reading = threading.Lock()       # guards _read_locks
+        self._read_locks: dict[str, threading.Lock] = {}
+
+    @property
+    def _current(self) -> str | None:
+        return getattr(self._running, "name", None)
 
     def context(self) -> StepContext:
         return StepContext(self.config, self.aws, self.progress, self.upstream,
                            dry_run=self.dry_run, plan_only=self.plan_only,
                            allow_reboot=self.allow_reboot,
                            database_dsn=self.database_dsn, database_tls=self.database_tls,
-                           kafka=self.kafka, legacy_dsn=self.legacy_dsn, invoker=self.invoker, sleep=self.sleep, clock=self.clock)
+                           kafka=self.kafka, legacy_dsn=self.legacy_dsn, invoker=self.invoker,
+                           sleep=self._sleep if self.parallel else self.sleep,
+                           clock=self.clock)
+
+    def _sleep(self, seconds: float) -> None:
+        """The injected sleep, ended by Ctrl-C while steps overlap: the operator's
+        interrupt reaches only the main thread, so a step's thread stops when it next
+        waits (and at its next AWS call, runbook.engine.schedule). A real sleep wakes
+        at once."""
+        if not self.stopping.is_set():
+            if self.sleep is time.sleep:
+                self.stopping.wait(seconds)
+            else:
+                self.sleep(seconds)
+        if self.stopping.is_set():
+            raise KeyboardInterrupt
 
     def step(self, name: str, *, outputs_only: bool = False) -> Step:
         """A new instance of step `name`, with its declared inputs."""
@@ -100,26 +132,36 @@ class Runner:
 
         Results are appended to `results` as each step ends, so a caller that passed a
         list still has them when Ctrl-C interrupts the run.
+
+        With `parallel` (not for a plan), steps overlap instead: Overlap keeps the same
+        rules and fills `results` in the same order.
         """
         results = [] if results is None else results
+        if self.parallel and not self.plan_only and len(names) > 1:
+            return Overlap(self, names).run(results)
         for name in names:
-            info = self.catalogue[name]
             blocked = self._blocked_by(name, results)
-            if info.module is None:
-                result = StepResult(name, self.config.phase_of(name), status="not_run",
-                                    idempotent=info.idempotent, unbuilt=True,
-                                    error=f"step {name!r} is not built in this version of "
-                                          "runbook; it was skipped")
-                self.progress.step_skipped(name, "not built in this version of runbook")
-                results.append(result)
+            if self.catalogue[name].module is None:
+                results.append(self.skipped(name))
             elif blocked:
                 error = (f"it needs {blocked}, which could not be planned"
                          if self.plan_only else None)
-                results.append(StepResult(name, self.config.phase_of(name), status="not_run",
-                                          idempotent=info.idempotent, error=error))
+                results.append(self.not_run(name, error))
             else:
                 results.append(self.run_step(name))
         return results
+
+    def skipped(self, name: str) -> StepResult:
+        """The result of a step the design names and this version does not build."""
+        self.progress.step_skipped(name, "not built in this version of runbook")
+        return StepResult(name, self.config.phase_of(name), status="not_run",
+                          idempotent=self.catalogue[name].idempotent, unbuilt=True,
+                          error=f"step {name!r} is not built in this version of "
+                                "runbook; it was skipped")
+
+    def not_run(self, name: str, error: str | None = None) -> StepResult:
+        return StepResult(name, self.config.phase_of(name), status="not_run",
+                          idempotent=self.catalogue[name].idempotent, error=error)
 
     def _blocked_by(self, name: str, results: list[StepResult]) -> str | None:
         """The step that keeps `name` from running: in a run, any earlier failure; in a
@@ -131,11 +173,20 @@ class Runner:
                     None)
 
     def run_step(self, name: str) -> StepResult:
+        """Run one step. Ctrl-C is re-raised once the step is recorded `interrupted`."""
+        result = self.attempt(name)
+        if result.status == "interrupted":
+            self.interrupted = result
+            raise KeyboardInterrupt
+        return result
+
+    def attempt(self, name: str) -> StepResult:
+        """Run one step and return its result, `interrupted` on Ctrl-C."""
         result = StepResult(name, self.config.phase_of(name),
                             idempotent=self.catalogue[name].idempotent)
         started = time.monotonic()
         self.progress.step_started(name, plan_only=self.plan_only)
-        self._current = name
+        self._running.name = name
         try:
             with self.aws.scoped(self.scope_prefix + name) as counts:
                 step = None
@@ -165,8 +216,6 @@ class Runner:
                     result.status, result.error, result.error_kind = "failed", str(exc), "failure"
                 except KeyboardInterrupt:
                     result.status, result.error = "interrupted", "interrupted by the operator"
-                    self.interrupted = result
-                    raise
                 except Exception as exc:  # noqa: BLE001 - an AWS or programming error
                     result.status, result.error_kind = "failed", "failure"
                     result.error = f"step {name!r} failed: {explain(exc)}"
@@ -177,7 +226,7 @@ class Runner:
                     result.api_calls = dict(counts)
                     result.duration_ms = int((time.monotonic() - started) * 1000)
         finally:
-            self._current = None
+            self._running.name = None
             self.progress.step_done(result)
         return result
 
@@ -190,9 +239,18 @@ class Runner:
             raise StepFailed(name, change.resource, explain(exc)) from exc
 
     def upstream(self, name: str) -> Outputs:
-        """Outputs of step `name`: from this run, or read live (read calls only)."""
+        """Outputs of step `name`: from this run, or read live (read calls only), once
+        however many overlapping steps ask."""
         if name in self.outputs:
             return self.outputs[name]
+        with self._reading:
+            lock = self._read_locks.setdefault(name, threading.Lock())
+        with lock:
+            if name in self.outputs:
+                return self.outputs[name]
+            return self._read_live(name)
+
+    def _read_live(self, name: str) -> Outputs:
         consumer = self._current or "?"
         step = self.step(name, outputs_only=True)
         try:

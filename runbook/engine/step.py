@@ -148,7 +148,9 @@ class Step:
         return change.run(self.api, state, **change.args)
 
     def settle(self, state) -> None:
-        """Wait (read calls only) until what exists is ready for later steps."""
+        """Wait (read calls only) until what this step proves or must hand over is ready.
+        A resource that only a later step needs ready (a new cluster) is waited for by
+        that step, so that the steps which need only its ids overlap the wait."""
 
     def close(self) -> None:
         """Release what `read` opened (a database connection). Always called."""

@@ -4,11 +4,18 @@ strips styles otherwise).
 
 `per_step=False` keeps only the other lines (the sandbox starting, waits): for
 commands such as `plan` and `status --live` that print the steps themselves at the end.
+
+While steps overlap (a live run, runbook.engine.schedule) each line a step prints
+starts with the step's name, as Terraform prefixes a resource's lines with its address,
+so that one step's lines can be followed among the others. The step is the calling
+thread's: each overlapping step runs in a thread of its own.
 """
 
 from __future__ import annotations
 
+import threading
 import time
+from contextlib import contextmanager
 
 import click
 
@@ -26,12 +33,38 @@ class Progress:
         self.err = err
         self.every = wait_report_every_s
         self.clock = clock
-        self.current_step: str | None = None
         self._last_wait: dict[str, float] = {}
+        self._thread = threading.local()   # .step: the step the calling thread runs
+        self._width = 0                    # of the step-name prefix; 0: steps do not overlap
+        self._echo = threading.Lock()
+
+    @property
+    def current_step(self) -> str | None:
+        """The step the calling thread runs, or None."""
+        return getattr(self._thread, "step", None)
+
+    @current_step.setter
+    def current_step(self, name: str | None) -> None:
+        self._thread.step = name
+
+    @contextmanager
+    def overlapping(self, names: list[str]):
+        """Prefix each step's lines with its name while the block runs."""
+        self._width = max(map(len, names), default=0)
+        try:
+            yield
+        finally:
+            self._width = 0
 
     def line(self, text: str = "", **style) -> None:
-        if not self.quiet:
-            click.echo(click.style(text, **style) if style else text, err=self.err)
+        if self.quiet:
+            return
+        text = click.style(text, **style) if style else text
+        step = self.current_step
+        if self._width and step:
+            text = f"{step:<{self._width}} | {text}"
+        with self._echo:
+            click.echo(text, err=self.err)
 
     def step_started(self, name: str, *, plan_only: bool = False) -> None:
         self.current_step = name
@@ -39,8 +72,14 @@ class Progress:
             self.line(f"{'plan' if plan_only else 'step'} {name}", bold=True)
 
     def step_skipped(self, name: str, reason: str) -> None:
-        if self.per_step:
+        if not self.per_step:
+            return
+        # Said by whichever thread found the step's turn: under the skipped step's name.
+        previous, self.current_step = self.current_step, name
+        try:
             self.line(f"skip {name}: {reason}", fg="yellow")
+        finally:
+            self.current_step = previous
 
     def change(self, change) -> None:
         if self.per_step:
@@ -53,9 +92,13 @@ class Progress:
             self.line(f"  waiting for {what} ... {format_duration(elapsed)}", dim=True)
 
     def step_done(self, result) -> None:
-        self.current_step = None
-        if not self.per_step:
-            return
+        try:
+            if self.per_step:
+                self._summary(result)
+        finally:
+            self.current_step = None
+
+    def _summary(self, result) -> None:
         calls = result.api_calls
         if result.status == "ok":
             what = f"{result.applied} change(s) applied" if result.changed else (

@@ -497,6 +497,7 @@ class InstanceFound(Found):
     arn: str = ""
     public: bool = False               # PubliclyAccessible
     cluster_id: str | None = None      # DBClusterIdentifier
+    status: str | None = None          # DBInstanceStatus
 
 
 class Instance(_Rds[InstanceSpec, InstanceFound]):
@@ -537,7 +538,7 @@ class Instance(_Rds[InstanceSpec, InstanceFound]):
             Tags=naming.as_aws(spec.tags),
         )["DBInstance"]
         return InstanceFound(spec.name, dict(spec.tags), instance["DBInstanceArn"], False,
-                             spec.cluster_id)
+                             spec.cluster_id, instance.get("DBInstanceStatus"))
 
     def update(self, api: Api, spec: InstanceSpec, found: InstanceFound, diff: dict,
                tags: dict) -> InstanceFound:
@@ -575,4 +576,4 @@ def parse_instance(raw: dict) -> InstanceFound:
     """A DescribeDBInstances item."""
     return InstanceFound(raw["DBInstanceIdentifier"], naming.from_aws(raw.get("TagList")),
                          raw["DBInstanceArn"], bool(raw.get("PubliclyAccessible")),
-                         raw.get("DBClusterIdentifier"))
+                         raw.get("DBClusterIdentifier"), raw.get("DBInstanceStatus"))

@@ -24,6 +24,10 @@ class StepInfo:
     idempotent: bool = True
     # Steps consumed only under some settings: (step, whether the config needs it).
     requires_if: tuple[tuple[str, Callable[[Any], bool]], ...] = ()
+    # What the step converges or observes beside other steps (LAYER, SIGN_UP_PATH): when
+    # a live run overlaps steps (runbook.engine.schedule), two that share one do not
+    # overlap; the one listed first goes first, as in a serial run.
+    shares: tuple[str, ...] = ()
 
     def needs(self, config) -> tuple[str, ...]:
         """`requires`, plus the steps this environment file's settings make it consume."""
@@ -50,34 +54,44 @@ def _through_proxy(config) -> bool:
     return through_proxy(config)
 
 
+# The dependency layer (runbook.functions.deploy): one name, published by whichever step
+# first finds its content changed; two at once would publish two versions.
+LAYER = "the dependency layer"
+# What a sign-up goes through: the pool and its triggers, and the registration's path to
+# `users` (bus, queue, consumer). A test observes all of it and cleans up after its user,
+# so it must not overlap a step that changes it: integration-test reads whether a4's
+# consumer is deployed, and an event queued before the consumer exists is stored after
+# the test deleted its rows.
+SIGN_UP_PATH = "the sign-up path"
+
 CATALOGUE: dict[str, StepInfo] = {
     info.name: info
     for info in (
         StepInfo("network", "runbook.steps.network"),
         StepInfo("database", "runbook.steps.database", requires=("network",)),
         StepInfo("store-secrets", "runbook.steps.store_secrets", requires=("database",)),
-        StepInfo("cognito", "runbook.steps.cognito"),
+        StepInfo("cognito", "runbook.steps.cognito", shares=(SIGN_UP_PATH,)),
         StepInfo("vpc-integrate", "runbook.steps.vpc_integrate", requires=("network", "database")),
         StepInfo("db-proxy", "runbook.steps.db_proxy",
                  requires=("network", "database", "vpc-integrate")),
         StepInfo("fix-tables", "runbook.steps.fix_tables", requires=("database", "store-secrets"),
-                 requires_if=(("vpc-integrate", _connects_through_lambda),)),
+                 requires_if=(("vpc-integrate", _connects_through_lambda),), shares=(LAYER,)),
         StepInfo("deploy-post-confirmation", "runbook.steps.deploy_post_confirmation",
                  requires=("vpc-integrate", "fix-tables", "cognito", "database",
                            "store-secrets"),
-                 requires_if=(("db-proxy", _through_proxy),)),
-        StepInfo("event-bus", "runbook.steps.event_bus"),
+                 requires_if=(("db-proxy", _through_proxy),), shares=(LAYER, SIGN_UP_PATH)),
+        StepInfo("event-bus", "runbook.steps.event_bus", shares=(SIGN_UP_PATH,)),
         StepInfo("deploy-process-user-signup", "runbook.steps.deploy_process_user_signup",
                  requires=("vpc-integrate", "fix-tables", "event-bus", "database",
                            "store-secrets"),
-                 requires_if=(("db-proxy", _through_proxy),)),
+                 requires_if=(("db-proxy", _through_proxy),), shares=(LAYER, SIGN_UP_PATH)),
         StepInfo("integration-test", "runbook.steps.integration_test",
                  requires=("deploy-post-confirmation", "cognito", "database", "store-secrets"),
-                 idempotent=False),
+                 idempotent=False, shares=(SIGN_UP_PATH,)),
         StepInfo("registration-test", "runbook.steps.registration_test",
                  requires=("deploy-process-user-signup", "event-bus", "deploy-post-confirmation",
                            "cognito", "database", "store-secrets"),
-                 idempotent=False),
+                 idempotent=False, shares=(SIGN_UP_PATH,)),
         # Phase a5: the legacy users' password hashes, and the UserMigration trigger.
         StepInfo("hash-table", "runbook.steps.hash_table"),
         StepInfo("msk-cluster", "runbook.steps.msk_cluster", requires=("network",)),
@@ -86,12 +100,13 @@ CATALOGUE: dict[str, StepInfo] = {
         StepInfo("stage-legacy-users", "runbook.steps.stage_legacy_users",
                  requires=("hash-table", "msk-cluster", "deploy-legacy-loader")),
         StepInfo("deploy-user-migration", "runbook.steps.deploy_user_migration",
-                 requires=("cognito", "hash-table", "deploy-post-confirmation")),
+                 requires=("cognito", "hash-table", "deploy-post-confirmation"),
+                 shares=(LAYER, SIGN_UP_PATH)),
         StepInfo("migration-test", "runbook.steps.migration_test",
                  requires=("deploy-user-migration", "deploy-legacy-loader", "msk-cluster",
                            "hash-table", "deploy-post-confirmation", "cognito", "database",
                            "store-secrets"),
-                 idempotent=False),
+                 idempotent=False, shares=(SIGN_UP_PATH,)),
     )
 }
 

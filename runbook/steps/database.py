@@ -10,8 +10,11 @@ The cluster is created with a throwaway master password that is never stored or 
 Step `store-secrets` generates the real one once, keeps it in the DB secret and sets it
 on the cluster, so the secret is the only place the password lives.
 
-A new cluster takes 10+ minutes on AWS; the step waits for the cluster and its
-instances to be `available` and prints the elapsed time while it does.
+A new cluster takes 10+ minutes on AWS. The step makes it and its instances and moves
+on: its outputs say whether they were `available` when last described, and the first
+step that needs them ready (store-secrets to set the password, db-proxy to register the
+cluster, fix-tables to connect) waits for them (`wait_available`), printing the elapsed
+time. Steps that need only their ids (vpc-integrate) go ahead meanwhile.
 
 TLS is enforced by a custom DB cluster parameter group with rds.force_ssl=1
 (`database.parameter_group`), made before the cluster and attached when the cluster is
@@ -50,6 +53,7 @@ ENGINE = "aurora-postgresql"
 # cluster"); on other versions the writer's restart can restart the readers. Members are
 # therefore judged by their own status, readers as much as the writer.
 APPLYING, PENDING_REBOOT, IN_SYNC = "applying", "pending-reboot", "in-sync"
+AVAILABLE = "available"           # a cluster's Status, an instance's DBInstanceStatus
 NOT_IN_FORCE = (APPLYING, PENDING_REBOOT)
 # The failure states of boto3's db_instance_available waiter: an instance in one of these
 # will not come back by waiting.
@@ -138,6 +142,9 @@ class DatabaseOutputs(Outputs):
     # command that restarts them: () and None once rds.force_ssl is in force.
     pending_reboot: tuple = ()
     reboot_command: str | None = None
+    # The cluster and every instance were `available` when last described. False while
+    # they are being made: a step that needs them ready calls wait_available.
+    available: bool = True
 
     def as_report(self) -> dict:
         report = super().as_report()
@@ -384,14 +391,9 @@ class DatabaseStep(Step):
     # -- settle and outputs --------------------------------------------------------
 
     def settle(self, state: DatabaseState) -> None:
+        """Describe what apply left, without waiting for a new cluster or instance to be
+        available (wait_available: its consumers do)."""
         cluster_id = self.db.cluster_id
-        self.ctx.wait_for("rds", "db_cluster_available", DBClusterIdentifier=cluster_id,
-                          what=f"rds cluster {cluster_id} to be available",
-                          timeout_s=WAIT_TIMEOUT_S, interval_s=WAIT_INTERVAL_S)
-        self.ctx.wait_for("rds", "db_instance_available",
-                          Filters=[{"Name": "db-cluster-id", "Values": [cluster_id]}],
-                          what=f"rds instances of {cluster_id} to be available",
-                          timeout_s=WAIT_TIMEOUT_S, interval_s=WAIT_INTERVAL_S)
         state.set_instances(Instance.of_cluster(self.api, cluster_id))
         attached = state.cluster.attached if state.cluster is not None else []
         state.found["cluster"] = self._settle_parameter_group()
@@ -446,7 +448,32 @@ class DatabaseStep(Step):
             instance_ids=tuple(sorted(i.id for i in state.instances) or [UNKNOWN]),
             parameter_group=self.db.parameter_group_name,
             pending_reboot=tuple(pending),
-            reboot_command=self._reboot_command() if pending else None)
+            reboot_command=self._reboot_command() if pending else None,
+            available=_available(state))
+
+
+def _available(state: DatabaseState) -> bool:
+    cluster = state.cluster
+    return (cluster is not None and cluster.status == AVAILABLE and bool(state.instances)
+            and all(instance.status == AVAILABLE for instance in state.instances))
+
+
+def wait_available(ctx, database: DatabaseOutputs, *, instances: bool = True) -> None:
+    """Wait until step database's cluster, and with `instances` its instances, are
+    available, unless its outputs say they were (read calls only, the elapsed time
+    shown). The step that first needs them ready calls it: a new cluster takes 10+
+    minutes, which the steps that need only its ids spend on their own work."""
+    if database.available:
+        return
+    cluster_id = database.cluster_id
+    ctx.wait_for("rds", "db_cluster_available", DBClusterIdentifier=cluster_id,
+                 what=f"rds cluster {cluster_id} to be available",
+                 timeout_s=WAIT_TIMEOUT_S, interval_s=WAIT_INTERVAL_S)
+    if instances:
+        ctx.wait_for("rds", "db_instance_available",
+                     Filters=[{"Name": "db-cluster-id", "Values": [cluster_id]}],
+                     what=f"rds instances of {cluster_id} to be available",
+                     timeout_s=WAIT_TIMEOUT_S, interval_s=WAIT_INTERVAL_S)
 
 
 def _known(value):

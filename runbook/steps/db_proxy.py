@@ -38,6 +38,7 @@ from runbook.resources.rds_proxy import (AVAILABLE, UNAVAILABLE, DbProxy, ProxyF
 from runbook.resources.security_group import SecurityGroup, SecurityGroupSpec
 from runbook.resources.security_group_rule import RuleSet, RuleSetSpec, SecurityGroupRule
 from runbook.resources.vpc import has_ipv6
+from runbook.steps.database import wait_available
 
 STEP_NAME = "db-proxy"
 ROLE, GROUP, RULE, PROXY, TARGET = Role(), SecurityGroup(), SecurityGroupRule(), DbProxy(), \
@@ -240,10 +241,12 @@ class DbProxyStep(Step):
     # -- apply ---------------------------------------------------------------------------
 
     def apply(self, state: ProxyState, change: Change) -> bool | None:
-        """A proxy takes registrations only once it is available (AWS: a creating proxy
-        answers InvalidDBProxyStateFault): wait for it first, with progress."""
+        """A proxy takes registrations only once it and the cluster are available (AWS:
+        InvalidDBProxyStateFault, InvalidDBClusterStateFault; step database does not
+        wait for a new cluster): wait for both first, with progress."""
         if getattr(change.run, "key", None) == "target":
             self._wait_for_proxy(state)
+            wait_available(self.ctx, self.inputs.database, instances=False)
         return super().apply(state, change)
 
     # -- settle: wait for the proxy and its targets ---------------------------------------

@@ -11,7 +11,9 @@ read   render every migration, then survey the database in a read-only transacti
        (runbook.lambda_runtime.survey): the ledger against the checksums, rds_iam, and what
        each declared role lacks. With connect: lambda, db_migrate's read action takes
        the survey, once the function is deployed as desired; until then, as for a
-       cluster that does not exist yet, everything counts as to do.
+       cluster that does not exist yet, everything counts as to do. Step database
+       does not wait for a new cluster: the first connection (or db_migrate call)
+       waits until it and its instances are available.
 plan   with connect: lambda, the function's role, log group, layer and function first;
        then one change per pending migration, one for `rds_iam` where it is missing,
        and one per role whose attributes or privileges differ.
@@ -38,6 +40,7 @@ from runbook.functions import package
 from runbook.functions.deploy import FunctionsMixin, FunctionState, LayerState
 from runbook.lambda_runtime import db as dbconnect
 from runbook.lambda_runtime import dbroles, ledger, migrate_event, survey
+from runbook.steps.database import wait_available
 
 LOCK_WAIT_S = 600
 KEY = migrate_function.KEY
@@ -97,6 +100,7 @@ class FixTables(DatabaseAccess, FunctionsMixin, Step):
         target = self.database_target(database, secrets)
         if target is None:  # the cluster does not exist yet
             return self.state(found, None)
+        self._database_available()
         self.conn = self.connect_database(target)
         checksums = {m.version: m.checksum for m in found}
         return self.state(found, survey.take(self.conn, checksums, self.db.roles,
@@ -267,8 +271,15 @@ class FixTables(DatabaseAccess, FunctionsMixin, Step):
 
     def _call(self, function_name: str, action: str, found: list[migrations.Migration],
               roles: dict) -> dict:
+        self._database_available()
         event = migrate_event.build(action, found, roles, self.db.schemas)
         return migrate_function.call(self.ctx, function_name, event)
+
+    def _database_available(self) -> None:
+        """Step database made the cluster and moved on: wait until it and its instances
+        are available before the first connection (in a run; a plan does not wait)."""
+        if not self.ctx.plan_only:
+            wait_available(self.ctx, self.inputs.database)
 
     def settle(self, state: TablesState) -> None:
         self.settle_functions(state.functions)

@@ -28,6 +28,7 @@ from runbook.errors import PlanError
 from runbook.resources.base import Inventory
 from runbook.resources.rds import Cluster
 from runbook.resources.secret import PASSWORD, PASSWORD_ID, Secret, SecretFound, SecretSpec
+from runbook.steps.database import wait_available
 
 STEP_NAME = "store-secrets"
 PASSWORD_ID_TAG = "runbook:password-id"
@@ -145,6 +146,8 @@ class StoreSecretsStep(Step):
 
     def _set_master_password(self, api, state: SecretsState) -> None:
         value = state.found["db"].value
+        # AWS modifies only an available cluster; step database does not wait for a new one.
+        wait_available(self.ctx, state.database, instances=False)
         cluster = api.client("rds").modify_db_cluster(
             DBClusterIdentifier=state.database.cluster_id, ApplyImmediately=True,
             MasterUserPassword=value[PASSWORD])["DBCluster"]

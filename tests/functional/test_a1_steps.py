@@ -367,7 +367,8 @@ def test_plan_on_an_empty_account_lists_every_resource_and_writes_nothing(accoun
 
 def test_waiting_on_a_cluster_that_never_becomes_available_prints_elapsed_time_then_fails(
         account, config, capsys):
-    run(config, ["network", "database"])
+    """Step database moves on; the step that needs the instances available waits."""
+    run(config, ["network", "database", "store-secrets"])
     rds().stop_db_instance(DBInstanceIdentifier="matbakh-prod-1")  # "stopped" is not "available"
     now = [0.0]
 
@@ -376,8 +377,9 @@ def test_waiting_on_a_cluster_that_never_becomes_available_prints_elapsed_time_t
 
     runner = new_runner(config, ClientFactory(REGION), Progress(wait_report_every_s=300),
                     sleep=sleep, clock=lambda: now[0])
-    [result] = runner.run(["database"])
+    database, result = runner.run(["database", "fix-tables"])
 
+    assert database.status == "ok" and database.outputs["available"] is False
     assert result.status == "failed" and result.error_kind == "failure"  # exit 1, not 2
     assert "rds instances of matbakh-prod to be available" in result.error
     assert "still not ready after 45m00s" in result.error
