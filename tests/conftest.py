@@ -34,6 +34,21 @@ TEST_CA_BUNDLE = REPO / "runbook" / "sandbox" / "stand-in-rds-ca.pem"
 os.environ["RUNBOOK_RDS_CA_BUNDLE"] = str(TEST_CA_BUNDLE)
 
 
+# pytest-xdist runs the suite with --dist loadgroup (pyproject.toml). A module's tests
+# go to one worker, so that what a module builds once (a sandbox, a clean a1..a5 run, in
+# a module-scoped fixture) is built once. The modules in SPREAD are the exception: their
+# tests are long and independent, so they are spread over the workers test by test, and
+# each worker that gets one builds the module's fixture once for itself.
+SPREAD = frozenset({"tests/integration/test_crash_consistency.py"})
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        module = item.nodeid.split("::")[0]
+        if module not in SPREAD:
+            item.add_marker(pytest.mark.xdist_group(module))
+
+
 @pytest.fixture(autouse=True)
 def _no_real_aws(monkeypatch):
     """No test may reach a real account: fake credentials, no profile, no endpoint."""

@@ -31,20 +31,35 @@ def swept():
         yield config, account, sweep.baseline(config, account)
 
 
-def test_the_ci_sample_of_the_crash_sweep_converges_with_no_duplicate_and_no_orphan(swept):
-    """The CI sample, not the full sweep (that is bench/crash_sweep.py): in each of the
-    nine steps that write (fix-tables makes no AWS write; a3's db-proxy, a4's event-bus
-    and deploy-process-user-signup among them), the first write with its answer
-    lost and retried by botocore, the last with its answer lost, and a middle one
-    refused (throttling, then a 5xx, then a connection reset, in turn); plus the first of
-    each create that AWS would carry out twice (runbook.aws.clients.NOT_RETRIED_WHEN_UNCERTAIN)
-    with its answer lost and retried. Every point must converge: the second run
-    succeeds, and the account holds what the clean run left, with 0 duplicates and 0
-    orphans."""
-    config, account, clean = swept
+# The steps of a1..a5 that make AWS writes (fix-tables and the test steps make none, or
+# only the tests' own). One test per step, so that pytest-xdist spreads the CI sample over
+# its workers; test_the_ci_sample_covers_every_step_that_writes keeps the list honest.
+WRITING_STEPS = ("network", "database", "store-secrets", "cognito", "vpc-integrate",
+                 "db-proxy", "deploy-post-confirmation", "event-bus",
+                 "deploy-process-user-signup", "hash-table", "msk-cluster",
+                 "deploy-legacy-loader", "deploy-user-migration")
+
+
+def test_the_ci_sample_covers_every_step_that_writes_and_every_fault_kind(swept):
+    """The CI sample, not the full sweep (that is bench/crash_sweep.py): in each step that
+    writes (fix-tables makes no AWS write), the first write with its answer lost and
+    retried by botocore, the last with its answer lost, and a middle one refused
+    (throttling, then a 5xx, then a connection reset, in turn); plus the first of each
+    create that AWS would carry out twice (runbook.aws.clients.NOT_RETRIED_WHEN_UNCERTAIN)
+    with its answer lost and retried."""
+    _, _, clean = swept
     points = sweep.ci_points(clean)
-    assert {clean.write(p.k).step for p in points} == set(clean.per_step())
+    assert {clean.write(p.k).step for p in points} == set(clean.per_step()) == set(WRITING_STEPS)
     assert {p.kind for p in points} == set(sweep.REFUSED + sweep.LOST)
+
+
+@pytest.mark.parametrize("step", WRITING_STEPS)
+def test_the_ci_sample_of_the_crash_sweep_converges_with_no_duplicate_and_no_orphan(swept, step):
+    """Every point of the CI sample in `step` converges: the second run succeeds, and
+    the account holds what the clean run left, with 0 duplicates and 0 orphans."""
+    config, account, clean = swept
+    points = [p for p in sweep.ci_points(clean) if clean.write(p.k).step == step]
+    assert points, f"the CI sample has no point in {step}"
 
     started = time.monotonic()
     outcomes = sweep.sweep(config, account, clean, points)
