@@ -255,6 +255,35 @@ def test_concurrent_writes_of_one_user_through_the_function_make_one_row(databas
     assert len({s.profile_id for s in saved}) == 1
 
 
+def test_a_unique_violation_from_a_writer_without_the_locks_is_retried_and_links_its_row(
+        database):
+    """A writer that takes no advisory lock inserts the address first and commits while
+    the write waits on the e-mail index: the write's unique violation rolls it back, and
+    its second run links that row."""
+    saved, failures = [], []
+
+    def write():
+        with connect(database) as conn:
+            try:
+                saved.append(profiles.write_profile(conn, user(5)))
+            except BaseException as exc:  # noqa: BLE001 - collected for the assertion
+                failures.append(exc)
+
+    with psycopg.connect(database) as other:  # its transaction stays open until commit()
+        other.execute("INSERT INTO profiles (email, cognito_user_id, role) "
+                      "VALUES (%s, 'another-sub', 'user')", (user(5).email,))
+        thread = threading.Thread(target=write)
+        thread.start()
+        time.sleep(0.5)  # the write is waiting for this transaction on the e-mail index
+        assert thread.is_alive()
+        other.commit()
+    thread.join(30)
+
+    assert failures == [] and [s.profile for s in saved] == ["linked"]
+    assert query(database, "SELECT cognito_user_id, role FROM profiles") == [(user(5).sub, "user")]
+    assert counts(database) == (1, 1)
+
+
 # -- EXECUTE, and nothing more ------------------------------------------------------------
 
 @pytest.fixture
