@@ -7,9 +7,10 @@ never half-written. The good ones are written in one transaction, each in a bloc
 its own (a subtransaction, as a savepoint), so a row that fails (a unique e-mail address
 owned by another Cognito user, say) loses no other. That transaction is one statement,
 the function store_signups that the migrations create (templates/sql/0007), sent with
-its timeouts in one round trip (runbook.lambda_runtime.round_trip). The function returns the ids of exactly the messages it could not
-store (`response`), and SQS makes only those visible again, up to the queue's
-maxReceiveCount, then moves them to the dead-letter queue.
+its timeouts in one round trip (runbook.lambda_runtime.round_trip). The function
+returns the ids of exactly the messages it could not store (`response`), and SQS makes
+only those visible again, up to the queue's maxReceiveCount, then moves them to the
+dead-letter queue.
 
 SQS delivers at least once, and EventBridge may deliver an event twice: a message seen
 again is a no-op. The row is keyed on the Cognito id, and `INSERT ... ON CONFLICT
@@ -145,11 +146,6 @@ class Signup:
     phone: str | None
     email_verified: bool
     receive_count: str | None = None   # ApproximateReceiveCount, for the log
-
-    @property
-    def row(self) -> dict:
-        return {"cognito_id": self.cognito_id, "email": self.email, "name": self.name,
-                "phone": self.phone, "email_verified": self.email_verified}
 
 
 @dataclass(frozen=True)
