@@ -8,9 +8,10 @@ Prints batches per second and p50/p99 latency of each, and their ratio beside it
 The handler's side is the whole invocation: reading the 10 messages, storing them (each
 idempotent, in Cognito-id order, its outbox row deleted and its audit row written, a
 row that fails rolled back alone) and the log lines. The raw side is one transaction of
-10 plain INSERTs of the same columns. Both run in the same process, each on its own warm
-connection and its own database migrated by fix-tables, in turns (bench/handler.py).
-`RUNBOOK_PG_DSN` points it at another server.
+10 plain INSERTs of the same columns, one round trip each; the same with executemany,
+which psycopg pipelines into one round trip, is printed for reference. All run in the
+same process, each on its own warm connection and its own database migrated by
+fix-tables, in turns (bench/handler.py). `RUNBOOK_PG_DSN` points it at another server.
 """
 
 from __future__ import annotations
@@ -62,21 +63,29 @@ def handler_side(dsn: str, count: int):
     return step, module.DATABASE.close
 
 
-def raw_side(dsn: str, count: int):
+INSERT = ("INSERT INTO app.users (cognito_id, email, name, phone, email_verified) "
+          "VALUES (%s, %s, %s, %s, %s)")
+
+
+def raw_side(dsn: str, count: int, *, many: bool = False):
     """The same BATCH rows, inserted in one transaction, by hand: no ON CONFLICT, no
-    outbox, no audit row, no savepoints."""
+    outbox, no audit row, no savepoints. One INSERT a row, or, `many`, one executemany
+    (which psycopg sends as one pipeline)."""
     import psycopg
 
     conn = psycopg.connect(dsn)
-    batches = [[(f"raw-{n * BATCH + i:08d}", f"raw.user.{n * BATCH + i}@example.com",
+    tag = "many" if many else "raw"
+    batches = [[(f"{tag}-{n * BATCH + i:08d}", f"{tag}.user.{n * BATCH + i}@example.com",
                  "Raw User", "+49151", True) for i in range(BATCH)]
                for n in range(count + WARM)]
 
     def step(n: int) -> None:
         with conn.transaction():
-            for row in batches[n]:
-                conn.execute("INSERT INTO app.users (cognito_id, email, name, phone, "
-                             "email_verified) VALUES (%s, %s, %s, %s, %s)", row)
+            if many:
+                conn.cursor().executemany(INSERT, batches[n])
+            else:
+                for row in batches[n]:
+                    conn.execute(INSERT, row)
 
     return step, conn.close
 
@@ -91,15 +100,20 @@ def main() -> None:
               f"each side on its own warm connection, in turns of {TURN}")
         handler, close_handler = handler_side(fresh_database(uri), count)
         raw, close_raw = raw_side(fresh_database(uri), count)
+        many, close_many = raw_side(fresh_database(uri), count, many=True)
         with contextlib.redirect_stdout(io.StringIO()):  # its log lines, not measured here
-            latencies = interleaved({"handler": handler, "raw": raw}, count, turn=TURN)
-        close_handler()
-        close_raw()
+            latencies = interleaved({"handler": handler, "raw": raw, "many": many}, count,
+                                    turn=TURN)
+        for close in (close_handler, close_raw, close_many):
+            close()
         rate = describe(f"process_user_signup, batch of {BATCH}", latencies["handler"],
                         "batches/s")
         raw_rate = describe(f"raw psycopg {BATCH}-row insert transaction", latencies["raw"],
                             "batches/s")
+        many_rate = describe("  the same, with executemany", latencies["many"], "batches/s")
         ratio("handler / raw", rate / raw_rate)
+        print(f"{'handler / raw with executemany':<38} {rate / many_rate:8.2f} x "
+              "(for reference: psycopg pipelines executemany)")
 
 
 if __name__ == "__main__":
