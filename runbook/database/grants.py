@@ -24,11 +24,16 @@ What a role should hold follows from the file and the code, not from dbroles:
                         (runbook.lambda_runtime.schemas); a privilege declared with no
                         columns (DELETE) is table-level. A role with both gets the column
                         privileges its write grants do not already cover: the SELECTs.
+                        And EXECUTE on the trigger's function (TRIGGER_FUNCTIONS), and
+                        on no other of runbook's functions (schemas.FUNCTIONS), whether
+                        its own grant or PUBLIC's.
 
 Anything else the role can do on a table, a column or a sequence of any schema but the
 system ones (the ledger's `runbook` schema included), CREATE on a schema, any default
-privilege, any grant option and any role attribute beyond LOGIN (CREATEROLE, say) is
-a finding. USAGE on a schema it was not given is not: PostgreSQL gives everyone USAGE
+privilege, any function granted to it directly, any grant option and any role
+attribute beyond LOGIN (CREATEROLE, say) is a finding. (EXECUTE that PUBLIC holds on
+other functions, as PostgreSQL gives it by default, is not: it grants nothing on a
+table.) USAGE on a schema it was not given is not: PostgreSQL gives everyone USAGE
 on `public`, and USAGE alone touches no table.
 
 The grant views show only grants made by or to a role the checking login belongs to
@@ -41,8 +46,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Mapping, NamedTuple
 
-from runbook.lambda_runtime.dbroles import TRIGGER_PRIVILEGES
-from runbook.lambda_runtime.schemas import Schemas
+from runbook.lambda_runtime.dbroles import TRIGGER_FUNCTIONS, TRIGGER_PRIVILEGES
+from runbook.lambda_runtime.schemas import FUNCTIONS, Schemas
 
 WRITE = ("INSERT", "UPDATE", "DELETE")
 TABLE_PRIVILEGES = ("SELECT", "INSERT", "UPDATE", "DELETE", "TRUNCATE", "REFERENCES", "TRIGGER")
@@ -59,7 +64,8 @@ DEFAULT_KINDS = {"r": "tables", "S": "sequences", "f": "functions", "T": "types"
 
 
 class Grant(NamedTuple):
-    """One privilege on one object. kind: schema | table | column | sequence | default.
+    """One privilege on one object. kind: schema | table | column | sequence | function |
+    default.
 
     For `default`, `name` is the object type (tables, sequences, ...) and `owner` the
     role whose future objects it applies to; `schema` is None for all schemas.
@@ -83,6 +89,8 @@ class Grant(NamedTuple):
             return f"{self.schema}.{self.name}({self.column})"
         if self.kind == "sequence":
             return f"sequence {self.schema}.{self.name}"
+        if self.kind == "function":
+            return f"function {self.schema}.{self.name}"
         return f"{self.schema}.{self.name}"
 
 
@@ -117,6 +125,7 @@ class Held:
     tables: set[Grant] = field(default_factory=set)
     columns: set[Grant] = field(default_factory=set)
     sequences: set[Grant] = field(default_factory=set)
+    functions: set[Grant] = field(default_factory=set)   # runbook's functions only
     schemas: set[Grant] = field(default_factory=set)
     defaults: set[Grant] = field(default_factory=set)
     granted: set[Grant] = field(default_factory=set)     # the grant views' rows
@@ -181,6 +190,11 @@ CAN = {
         SELECT n.nspname, NULL, p.privilege
           FROM pg_namespace n, unnest(ARRAY['USAGE', 'CREATE']) p(privilege)
          WHERE {USER_SCHEMAS} AND has_schema_privilege(%(role)s, n.oid, p.privilege)""",
+    "function": f"""
+        SELECT DISTINCT n.nspname, f.proname, 'EXECUTE'
+          FROM pg_proc f JOIN pg_namespace n ON n.oid = f.pronamespace
+         WHERE {USER_SCHEMAS} AND f.proname = ANY(%(functions)s)
+           AND has_function_privilege(%(role)s, f.oid, 'EXECUTE')""",
 }
 # Default privileges that name the role, whoever's future objects they are for.
 DEFAULTS = """
@@ -202,11 +216,12 @@ def read_role(conn, role: str) -> Held:
         held.rds_iam = conn.execute("SELECT pg_has_role(%s, 'rds_iam', 'MEMBER')",
                                     (role,)).fetchone()[0]
     args = {"role": role, "table": list(TABLE_PRIVILEGES), "column": list(COLUMN_PRIVILEGES),
-            "sequence": list(SEQUENCE_PRIVILEGES)}
+            "sequence": list(SEQUENCE_PRIVILEGES), "functions": list(FUNCTIONS)}
     can = {kind: {Grant(kind, *row) for row in conn.execute(query, args).fetchall()}
            for kind, query in CAN.items()}
     held.tables, held.columns = can["table"], can["column"]
     held.sequences, held.schemas = can["sequence"], can["schema"]
+    held.functions = can["function"]
     held.defaults = {Grant("default", schema, DEFAULT_KINDS.get(kind, kind), privilege,
                            owner=owner)
                      for owner, schema, kind, privilege in conn.execute(DEFAULTS, args).fetchall()}
@@ -237,6 +252,14 @@ def _read_grant_views(conn, held: Held) -> None:
         held.granted.add(grant)
         if grantable:
             held.grantable.add(grant)
+    for schema, function, privilege, grantable in conn.execute("""
+            SELECT DISTINCT routine_schema, routine_name, privilege_type, is_grantable = 'YES'
+              FROM information_schema.role_routine_grants WHERE grantee = %s""",
+                                                               (held.role,)).fetchall():
+        grant = Grant("function", schema, function, privilege)
+        held.granted.add(grant)
+        if grantable:
+            held.grantable.add(grant)
 
 
 # -- comparing (pure) -----------------------------------------------------------------------
@@ -261,8 +284,9 @@ def expected(spec, snapshot: Snapshot, *, schemas: Schemas) -> set[Grant]:
 
 
 def trigger_grants(trigger: str, schemas: Schemas) -> set[Grant]:
-    """The privileges a trigger's statements need, as its PRIVILEGES declare them, with
-    USAGE on the schemas of their tables."""
+    """The privileges a trigger's statements need, as its PRIVILEGES declare them, and
+    EXECUTE on the function they are (TRIGGER_FUNCTIONS), with USAGE on the schemas of
+    their tables and function."""
     want: set[Grant] = set()
     for table, declared in TRIGGER_PRIVILEGES[trigger].items():
         schema = schemas.of(table)
@@ -271,6 +295,10 @@ def trigger_grants(trigger: str, schemas: Schemas) -> set[Grant]:
             if not columns:  # DELETE has no column form
                 want.add(Grant("table", schema, table, privilege))
             want.update(Grant("column", schema, table, privilege, c) for c in columns)
+    for function in TRIGGER_FUNCTIONS[trigger]:
+        schema = schemas.of(function)
+        want.add(Grant("schema", schema, None, "USAGE"))
+        want.add(Grant("function", schema, function, "EXECUTE"))
     return want
 
 
@@ -300,7 +328,8 @@ def _role_findings(held: Held, want: set[Grant]) -> set[Finding]:
         return Finding(role, problem, grant.privilege, grant.where())
 
     whole = {(g.schema, g.name, g.privilege) for g in held.tables}
-    can = held.tables | held.columns | held.sequences | held.schemas | held.defaults
+    can = held.tables | held.columns | held.sequences | held.functions | held.schemas \
+        | held.defaults
     for grant in want:
         covered = grant.kind == "column" and (grant.schema, grant.name, grant.privilege) in whole
         if grant not in can and not covered:

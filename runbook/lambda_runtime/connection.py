@@ -6,6 +6,13 @@ and a login (with IAM auth, a fresh token too) each time. Meanwhile the server m
 it (a failover, an idle timeout, pg_terminate_backend), and psycopg notices only when
 the connection is next used. So `run` retries the work once, on a new connection, when
 the first attempt finds the connection broken: the work must be safe to repeat.
+
+The connection prepares no statement by name (psycopg's prepare_threshold is None). The
+handlers' writes are one simple-protocol message each (runbook.lambda_runtime.
+round_trip), whose function's plans the server keeps anyway; and psycopg clears its
+prepared statements after any rollback with DEALLOCATE ALL, which makes RDS Proxy pin
+the client's session to one database connection for good (psycopg issue #1105), taking
+it out of the proxy's pool.
 """
 
 from __future__ import annotations
@@ -42,6 +49,7 @@ class WarmConnection:
             self._conn = db.connect(db.from_environment(self.environ),
                                     timeout_s=self.connect_timeout_s,
                                     application_name=self.application_name)
+            self._conn.prepare_threshold = None
         return self._conn
 
     def run(self, work: Callable[[object], T], *,

@@ -199,7 +199,12 @@ def describe_error(exc: BaseException) -> str:
     """
     diag = getattr(exc, "diag", None)
     primary = getattr(diag, "message_primary", None) or (str(exc).splitlines() or [""])[0]
-    state = getattr(exc, "sqlstate", None)
+    return describe_state(getattr(exc, "sqlstate", None), primary)
+
+
+def describe_state(state: str | None, primary: str) -> str:
+    """An error's SQLSTATE and primary message as describe_error gives them, e-mail
+    addresses withheld (for an error caught in the server, e.g. by a function)."""
     return redact_emails(f"PostgreSQL error {state}: {primary}" if state else primary)
 
 

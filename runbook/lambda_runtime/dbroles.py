@@ -16,7 +16,11 @@ RDS). Its privileges in the current database are exactly the declared ones:
                                 audit row, and of reading and deleting outbox rows
                                 (runbook.lambda_runtime.signups.PRIVILEGES)
 
-A trigger's privileges are on the schema that holds each table
+and a trigger's role EXECUTE on the function its writes are (TRIGGER_FUNCTIONS,
+templates/sql/0007), which runs with the caller's privileges: the column privileges
+above still decide what it may do. The migration takes EXECUTE from PUBLIC.
+
+A trigger's privileges are on the schema that holds each table and function
 (runbook.lambda_runtime.schemas). A role may have both: `write` for whole schemas, and
 `trigger` for the SELECT on the columns its statements read (a targeted ON CONFLICT needs
 it), which a write-only grant does not give.
@@ -49,7 +53,7 @@ SYSTEM_SCHEMAS = "n.nspname NOT IN ('information_schema', 'runbook') AND n.nspna
 
 
 class Priv(NamedTuple):
-    """One privilege. kind: schema | table | sequence | column | default.
+    """One privilege. kind: schema | table | sequence | column | function | default.
 
     For `default`, `name` is the object type (tables, sequences) the default applies to
     in `schema`, for objects runbook's login creates.
@@ -64,7 +68,8 @@ class Priv(NamedTuple):
     def label(self) -> str:
         where = {"schema": f"schema {self.schema}",
                  "default": f"future {self.name} in {self.schema}",
-                 "column": f"{self.schema}.{self.name}({self.column})"}.get(
+                 "column": f"{self.schema}.{self.name}({self.column})",
+                 "function": f"function {self.schema}.{self.name}"}.get(
             self.kind, f"{self.schema}.{self.name}")
         return f"{self.privilege} on {where}"
 
@@ -133,6 +138,11 @@ def _read_privileges(conn, role: str) -> dict[Priv, set[str]]:
                JOIN pg_namespace n ON n.oid = c.relnamespace, aclexplode(att.attacl) a
          WHERE {grantee} AND {SYSTEM_SCHEMAS} AND att.attnum > 0 AND NOT att.attisdropped
         UNION ALL
+        SELECT 'function', n.nspname, p.proname, a.privilege_type, NULL,
+               pg_get_userbyid(a.grantor)
+          FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace, aclexplode(p.proacl) a
+         WHERE {grantee} AND {SYSTEM_SCHEMAS}
+        UNION ALL
         SELECT 'default', n.nspname,
                CASE d.defaclobjtype WHEN 'r' THEN 'tables' WHEN 'S' THEN 'sequences'
                     WHEN 'f' THEN 'functions' WHEN 'T' THEN 'types' ELSE 'schemas' END,
@@ -152,6 +162,11 @@ def _read_privileges(conn, role: str) -> dict[Priv, set[str]]:
 TRIGGER_PRIVILEGES = {
     "post-confirmation": {**profiles.PRIVILEGES, **registration.PRIVILEGES},
     "process-user-signup": signups.PRIVILEGES,
+}
+# ... and the functions they call (templates/sql/0007), which need EXECUTE.
+TRIGGER_FUNCTIONS = {
+    "post-confirmation": (profiles.FUNCTION,),
+    "process-user-signup": (signups.FUNCTION,),
 }
 
 
@@ -181,6 +196,10 @@ def desired(conn, name: str, spec, schemas: Schemas) -> Desired:
                 if not columns:  # the whole table (DELETE has no column form)
                     privileges.add(Priv("table", schema, table, privilege))
                 privileges.update(Priv("column", schema, table, privilege, c) for c in columns)
+        for function in TRIGGER_FUNCTIONS[spec.trigger]:
+            schema = schemas.of(function)
+            privileges.add(Priv("schema", schema, None, "USAGE"))
+            privileges.add(Priv("function", schema, function, "EXECUTE"))
     whole = {(p.schema, p.name, p.privilege) for p in privileges if p.kind == "table"}
     privileges = {p for p in privileges
                   if not (p.kind == "column" and (p.schema, p.name, p.privilege) in whole)}
@@ -352,7 +371,7 @@ def _render(privs: set[Priv], role: str, *, grant: bool,
             out.append(f"{verb} {key[4]} ({columns}) ON TABLE {schema}.{quote_ident(key[2])} "
                        f"{prep} {role}")
         else:
-            keyword = "SEQUENCE" if kind == "sequence" else "TABLE"
+            keyword = {"sequence": "SEQUENCE", "function": "FUNCTION"}.get(kind, "TABLE")
             out.append(f"{verb} {', '.join(items)} ON {keyword} {schema}.{quote_ident(key[2])} "
                        f"{prep} {role}")
         if as_grantor:

@@ -14,7 +14,10 @@ step: tests run these statements as that role.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Callable
+
+from runbook.lambda_runtime import round_trip
 
 # The languages the app is translated into: the list the Supabase-era CHECK constraint
 # allowed. fix-tables dropped that constraint (it named the legacy roles too), so the
@@ -29,74 +32,41 @@ DEFAULT_LANGUAGE = "de"
 STATEMENT_TIMEOUT_MS = 3000
 LOCK_TIMEOUT_MS = 2000
 
-TIMEOUTS = """
-SELECT set_config('statement_timeout', %(statement_timeout)s, true),
-       set_config('lock_timeout', %(lock_timeout)s, true)
-"""
-
-# Two deliveries for one user (a retry, or Cognito and a concurrent retry) would both
-# insert; INSERT ... ON CONFLICT (cognito_user_id) then still raises a unique violation
-# on the e-mail index for the one that loses the race. A transaction-level advisory lock,
-# on the user and on the address, makes the second wait for the first and then find its
-# row. Lock the user first, then the address, always in this order.
-LOCK = "SELECT pg_advisory_xact_lock(hashtextextended(%(key)s, 0))"
-
-# Link the profile that owns this e-mail address (compared without case, an exact match
-# first) to this Cognito user, unless the user has a profile already: a legacy profile
-# with no Cognito user yet, or one whose Cognito user was deleted and signed up again.
-# Cognito confirmed the address, so its owner is this user. Role and values stay.
-LINK_BY_EMAIL = """
-UPDATE {schema}.profiles SET cognito_user_id = %(sub)s
- WHERE id = (SELECT id FROM {schema}.profiles
-              WHERE lower(email) = lower(%(email)s)
-                AND cognito_user_id IS DISTINCT FROM %(sub)s
-              ORDER BY email = %(email)s DESC, id
-              LIMIT 1)
-   AND NOT EXISTS (SELECT 1 FROM {schema}.profiles WHERE cognito_user_id = %(sub)s)
-"""
+# The writes are one statement, the function write_profile that the migrations create
+# (templates/sql/0007_trigger_functions.sql.j2), sent with the timeouts in one round
+# trip (runbook.lambda_runtime.round_trip). In order, in the caller's transaction:
+#
+# - Two deliveries for one user (a retry, or Cognito and a concurrent retry) would both
+#   insert; INSERT ... ON CONFLICT (cognito_user_id) then still raises a unique violation
+#   on the e-mail index for the one that loses the race. Transaction-level advisory
+#   locks, on the user and then on the lower-cased address, always in this order, make
+#   the second wait for the first and then find its row.
+# - The link by address: the profile that owns this e-mail address (compared without
+#   case, an exact match first) becomes this Cognito user's, unless the user has a
+#   profile already: a legacy profile with no Cognito user yet, or one whose Cognito
+#   user was deleted and signed up again. Cognito confirmed the address, so its owner is
+#   this user. Role and values stay.
+# - overwrite: INSERT ... ON CONFLICT (cognito_user_id) DO UPDATE of the e-mail address
+#   and, where the user gives one, the display name; then the private profile's values
+#   where the user gives them. The role is always 'owner' for a new profile, the one a
+#   self-service sign-up gets; Cognito's custom:role attribute is not read at all, as a
+#   user may set it on sign-up and would make themselves admin. An existing profile
+#   keeps its role.
+# - not overwrite (a password reset): create only what is missing. The profile's
+#   INSERT has ON CONFLICT DO NOTHING with no target, which also covers a writer that
+#   does not take the advisory locks; a profile that then still cannot be found is
+#   SQLSTATE PROFILE_CONFLICT.
+FUNCTION = "write_profile"
+WRITE_PROFILE = ("SELECT profile_id, profile, private_profile FROM {schema}.write_profile("
+                 "%s, %s, %s, %s, %s, %s, %s, %s)")
+PROFILE_CONFLICT = "RB409"
 
 PROFILE_ID = "SELECT id FROM {schema}.profiles WHERE cognito_user_id = %(sub)s"
-PRIVATE_PROFILE_EXISTS = "SELECT 1 FROM {schema}.private_profiles WHERE user_id = %(profile_id)s"
-
-# The role is always 'owner', the one a self-service sign-up gets; Cognito's
-# custom:role attribute is not read at all, as a user may set it on sign-up and would
-# make themselves admin. An existing profile keeps its role.
-UPSERT_PROFILE = """
-INSERT INTO {schema}.profiles AS p (email, cognito_user_id, display_name, language, role)
-VALUES (%(email)s, %(sub)s, %(display_name)s, %(language)s, 'owner')
-ON CONFLICT (cognito_user_id) DO UPDATE
-   SET email = EXCLUDED.email,
-       display_name = COALESCE(EXCLUDED.display_name, p.display_name)
-RETURNING id
-"""
-
-UPSERT_PRIVATE_PROFILE = """
-INSERT INTO {schema}.private_profiles AS pp (user_id, first_name, last_name, phone)
-VALUES (%(profile_id)s, %(first_name)s, %(last_name)s, %(phone)s)
-ON CONFLICT (user_id) DO UPDATE
-   SET first_name = COALESCE(EXCLUDED.first_name, pp.first_name),
-       last_name = COALESCE(EXCLUDED.last_name, pp.last_name),
-       phone = COALESCE(EXCLUDED.phone, pp.phone)
-"""
-
-# For a confirmation that must not change what exists (a password reset): create only
-# what is missing. ON CONFLICT DO NOTHING, with no target, also covers a writer that
-# does not take the advisory locks.
-INSERT_MISSING_PROFILE = """
-INSERT INTO {schema}.profiles (email, cognito_user_id, display_name, language, role)
-VALUES (%(email)s, %(sub)s, %(display_name)s, %(language)s, 'owner')
-ON CONFLICT DO NOTHING
-RETURNING id
-"""
-
-INSERT_MISSING_PRIVATE_PROFILE = """
-INSERT INTO {schema}.private_profiles (user_id, first_name, last_name, phone)
-VALUES (%(profile_id)s, %(first_name)s, %(last_name)s, %(phone)s)
-ON CONFLICT (user_id) DO NOTHING
-"""
 
 # table -> privilege -> columns. SELECT covers the columns the statements read: WHERE
 # clauses, the ON CONFLICT targets, the existing values in DO UPDATE, and RETURNING.
+# write_profile runs with its caller's privileges (SECURITY INVOKER): these decide what
+# it may do, and the role needs only EXECUTE on it besides (runbook.lambda_runtime.dbroles).
 PRIVILEGES: dict[str, dict[str, tuple[str, ...]]] = {
     "profiles": {
         "SELECT": ("id", "email", "cognito_user_id", "display_name"),
@@ -146,7 +116,7 @@ def new_user(parsed) -> NewUser:
     trigger.TriggerEvent).
 
     custom:role is not read: a user can set it when signing up. Every new profile is an
-    'owner' (UPSERT_PROFILE) and an existing profile keeps its role.
+    'owner' (WRITE_PROFILE) and an existing profile keeps its role.
     """
     given, family = parsed.get("given_name"), parsed.get("family_name")
     full_name = " ".join(part for part in (given, family) if part) or None
@@ -172,7 +142,8 @@ def write_profile(conn, user: NewUser, *, schema: str = "public", overwrite: boo
                   lock_timeout_ms: int = LOCK_TIMEOUT_MS,
                   also: Callable[[object], None] | None = None) -> Saved:
     """Write the user's profile and private profile in one transaction, on `conn`
-    (an autocommit connection).
+    (an autocommit connection): in one round trip, or, with `also`, in a transaction
+    around it (BEGIN, the write, what `also` sends, COMMIT).
 
     overwrite=True (a sign-up): the user's values replace the stored ones, except where
     the user has none. overwrite=False: create what is missing and change nothing else.
@@ -201,10 +172,7 @@ def link_on_sign_in(conn, user: NewUser, *, schema: str = "public",
     user's, after Cognito's UserMigration trigger created the user: no Post-Confirmation
     fires then), or a profile is created, as for a password reset: write_profile with
     overwrite=False, which changes nothing that exists."""
-    from psycopg import sql
-
-    found = conn.execute(sql.SQL(PROFILE_ID).format(schema=sql.Identifier(schema)),
-                         {"sub": user.sub}).fetchone()
+    found = conn.execute(_profile_id(schema), {"sub": user.sub}).fetchone()
     if found is not None:
         return Saved(str(found[0]), "unchanged", "unchanged")
     return write_profile(conn, user, schema=schema, overwrite=False,
@@ -214,43 +182,32 @@ def link_on_sign_in(conn, user: NewUser, *, schema: str = "public",
 
 def _write(conn, user: NewUser, schema: str, overwrite: bool, statement_timeout_ms: int,
            lock_timeout_ms: int, also: Callable[[object], None] | None) -> Saved:
+    def write() -> Saved:
+        from psycopg import DatabaseError
+
+        try:
+            row = round_trip.run(conn, round_trip.message(WRITE_PROFILE, schema=schema),
+                                 (user.sub, user.email, user.display_name, user.language,
+                                  user.first_name, user.last_name, user.phone, overwrite),
+                                 statement_timeout_ms=statement_timeout_ms,
+                                 lock_timeout_ms=lock_timeout_ms).fetchone()
+        except DatabaseError as exc:
+            if exc.sqlstate == PROFILE_CONFLICT:
+                raise ProfileConflict("the e-mail address belongs to another user's "
+                                      "profile") from None
+            raise
+        return Saved(*row)
+
+    if also is None:
+        return write()
+    with conn.transaction():
+        saved = write()
+        also(conn)
+    return saved
+
+
+@lru_cache(maxsize=None)
+def _profile_id(schema: str) -> str:
     from psycopg import sql
 
-    def run(text: str, params: dict):
-        return conn.execute(sql.SQL(text).format(schema=sql.Identifier(schema)), params)
-
-    values = {"sub": user.sub, "email": user.email, "display_name": user.display_name,
-              "language": user.language, "first_name": user.first_name,
-              "last_name": user.last_name, "phone": user.phone}
-    with conn.transaction():
-        run(TIMEOUTS, {"statement_timeout": f"{statement_timeout_ms}ms",
-                       "lock_timeout": f"{lock_timeout_ms}ms"})
-        run(LOCK, {"key": f"runbook.profiles.sub:{user.sub}"})
-        run(LOCK, {"key": f"runbook.profiles.email:{user.email.lower()}"})
-        linked = run(LINK_BY_EMAIL, values).rowcount == 1
-        existing = run(PROFILE_ID, values).fetchone()
-        if overwrite:
-            profile_id = run(UPSERT_PROFILE, values).fetchone()[0]
-        else:
-            inserted = None if existing else run(INSERT_MISSING_PROFILE, values).fetchone()
-            found = inserted or existing or run(PROFILE_ID, values).fetchone()
-            if found is None:  # the address belongs to another user's profile
-                raise ProfileConflict("the e-mail address belongs to another user's profile")
-            profile_id = found[0]
-        values["profile_id"] = profile_id
-        had_private = run(PRIVATE_PROFILE_EXISTS, values).fetchone() is not None
-        if overwrite:
-            run(UPSERT_PRIVATE_PROFILE, values)
-        elif not had_private:
-            run(INSERT_MISSING_PRIVATE_PROFILE, values)
-        if also is not None:
-            also(conn)
-
-    if linked:
-        profile = "linked"
-    elif existing is None:
-        profile = "created"
-    else:
-        profile = "updated" if overwrite else "unchanged"
-    private = "updated" if had_private and overwrite else "unchanged" if had_private else "created"
-    return Saved(str(profile_id), profile, private)
+    return sql.SQL(PROFILE_ID).format(schema=sql.Identifier(schema)).as_string()

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import time
+from functools import lru_cache
 from typing import Callable
 
 from runbook.lambda_runtime.profiles import NewUser
@@ -102,11 +103,17 @@ def add_to_outbox(conn, event_detail: dict, *, schema: str = "app") -> None:
     """Write the outbox row for `event_detail` on `conn`, inside the caller's
     transaction (profiles.write_profile's `also`). `schema`: the one that holds the
     outbox, the users' (runbook.lambda_runtime.schemas)."""
-    from psycopg import sql
     from psycopg.types.json import Jsonb
 
-    conn.execute(sql.SQL(OUTBOX_INSERT).format(schema=sql.Identifier(schema)),
+    conn.execute(_outbox_insert(schema),
                  {"cognito_id": event_detail["cognito_user_id"], "detail": Jsonb(event_detail)})
+
+
+@lru_cache(maxsize=None)
+def _outbox_insert(schema: str) -> str:
+    from psycopg import sql
+
+    return sql.SQL(OUTBOX_INSERT).format(schema=sql.Identifier(schema)).as_string()
 
 
 def deadline(context, started: float, *, clock: Callable[[], float] = time.monotonic,

@@ -27,6 +27,12 @@ TABLES = {
     "registration_outbox": "users",
     "registrations": "audit",
 }
+# function -> which schema holds it: the triggers' writes (templates/sql/0007), each
+# beside the tables it writes first
+FUNCTIONS = {
+    "write_profile": "app",
+    "store_signups": "users",
+}
 ENVIRONMENT = {"app": "DB_SCHEMA", "users": "DB_USERS_SCHEMA", "audit": "DB_AUDIT_SCHEMA"}
 
 
@@ -36,9 +42,9 @@ class Schemas:
     users: str = "app"
     audit: str = "audit"
 
-    def of(self, table: str) -> str:
-        """The schema that holds `table` (one of TABLES)."""
-        return getattr(self, TABLES[table])
+    def of(self, name: str) -> str:
+        """The schema that holds `name`, a table (one of TABLES) or a function (FUNCTIONS)."""
+        return getattr(self, TABLES.get(name) or FUNCTIONS[name])
 
     @property
     def environment(self) -> dict[str, str]:

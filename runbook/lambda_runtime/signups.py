@@ -3,11 +3,14 @@
 EventBridge puts each event on the queue as its whole envelope (JSON, with `detail` an
 object), and Lambda hands the function up to BatchSize messages at once. Each message is
 read on its own: a malformed one is refused by its messageId, naming what is wrong, and
-never half-written. The good ones are written in one transaction, each under its own
-savepoint, so a row that fails (a unique e-mail address owned by another Cognito user,
-say) loses no other. The function returns the ids of exactly the messages it could not
-store (`response`), and SQS makes only those visible again, up to the queue's
-maxReceiveCount, then moves them to the dead-letter queue.
+never half-written. The good ones are written in one transaction, each in a block of
+its own (a subtransaction, as a savepoint), so a row that fails (a unique e-mail address
+owned by another Cognito user, say) loses no other. That transaction is one statement,
+the function store_signups that the migrations create (templates/sql/0007), sent with
+its timeouts in one round trip (runbook.lambda_runtime.round_trip). The function
+returns the ids of exactly the messages it could not store (`response`), and SQS makes
+only those visible again, up to the queue's maxReceiveCount, then moves them to the
+dead-letter queue.
 
 SQS delivers at least once, and EventBridge may deliver an event twice: a message seen
 again is a no-op. The row is keyed on the Cognito id, and `INSERT ... ON CONFLICT
@@ -25,9 +28,10 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Iterable
 
-from runbook.lambda_runtime import db, emails
+from runbook.lambda_runtime import db, emails, round_trip
 from runbook.lambda_runtime.schemas import Schemas
 
 # The partial batch response. Lambda reads a misspelled key as "no failures", and
@@ -46,33 +50,29 @@ SUB_KEYS = ("cognito_user_id", "sub")
 MAX_LENGTH = {"cognito_id": 128, "email": 255, "name": 255, "phone": 20}
 
 # A batch has up to 10 messages and the function 30 s by default: a lock held by a stuck
-# session ends the statement after this, and the batch's other rows still commit.
+# session makes a user's row fail after LOCK_TIMEOUT_MS, and the batch's other rows
+# still commit. The batch is one statement, whose timeout is STATEMENT_TIMEOUT_MS for
+# each of its rows, as when each row was statements of its own.
 STATEMENT_TIMEOUT_MS = 5000
 LOCK_TIMEOUT_MS = 3000
 
-TIMEOUTS = """
-SELECT set_config('statement_timeout', %(statement_timeout)s, true),
-       set_config('lock_timeout', %(lock_timeout)s, true)
-"""
-
-# Untargeted ON CONFLICT would also swallow a clash on the e-mail address (another
-# Cognito user owns it), reporting a message as stored whose user has no row. Targeted
-# on the Cognito id, that clash fails the message instead, and it reaches the DLQ.
-INSERT_USER = """
-INSERT INTO {users}.users (cognito_id, email, name, phone, email_verified)
-VALUES (%(cognito_id)s, %(email)s, %(name)s, %(phone)s, %(email_verified)s)
-ON CONFLICT (cognito_id) DO NOTHING
-"""
-
-# A stored user's registration leaves the outbox (templates/sql/0005) in the same
-# savepoint, whichever path stored it: the queue, or the relay.
-OUTBOX_DELETE = "DELETE FROM {users}.registration_outbox WHERE cognito_id = %(cognito_id)s"
-
-# A user whose row is new gets one audit row, in the same savepoint; a message seen again
-# adds none, so the audit schema counts each stored user once.
-AUDIT_INSERT = """
-INSERT INTO {audit}.registrations (cognito_id, source, message_id)
-VALUES (%(cognito_id)s, %(source)s, %(message_id)s)
+# The batch, in the order given (by Cognito id), each user in a subtransaction of its own:
+# - INSERT ... ON CONFLICT (cognito_id) DO NOTHING. Untargeted ON CONFLICT would also
+#   swallow a clash on the e-mail address (another Cognito user owns it), reporting a
+#   message as stored whose user has no row. Targeted on the Cognito id, that clash
+#   fails the message instead, and it reaches the DLQ.
+# - The user's registration leaves the outbox (templates/sql/0005), whichever path
+#   stored it: the queue, or the relay.
+# - A user whose row is new gets one audit row; a message seen again adds none, so the
+#   audit schema counts each stored user once.
+# - A unique violation is tried once more; any other error, or a second unique
+#   violation, rolls back that user alone, and its row names the SQLSTATE and the
+#   primary message, which quote no row value.
+FUNCTION = "store_signups"
+STORE_SIGNUPS = """
+SELECT message, inserted, refused_state, refused_message
+  FROM {users}.store_signups(%s::text[], %s::text[], %s::text[], %s::text[], %s::text[],
+                             %s::boolean[], %s)
 """
 QUEUE, RELAY = "queue", "relay"
 
@@ -146,11 +146,6 @@ class Signup:
     phone: str | None
     email_verified: bool
     receive_count: str | None = None   # ApproximateReceiveCount, for the log
-
-    @property
-    def row(self) -> dict:
-        return {"cognito_id": self.cognito_id, "email": self.email, "name": self.name,
-                "phone": self.phone, "email_verified": self.email_verified}
 
 
 @dataclass(frozen=True)
@@ -254,7 +249,8 @@ def store(conn, signups: list[Signup], *, schemas: Schemas = Schemas(), source: 
           statement_timeout_ms: int = STATEMENT_TIMEOUT_MS,
           lock_timeout_ms: int = LOCK_TIMEOUT_MS) -> tuple[list[Stored], list[Failed]]:
     """Write `signups` in one transaction on `conn` (an autocommit connection), each
-    under a savepoint: a failing row is rolled back alone and reported in `Failed`.
+    user in a subtransaction: a failing row is rolled back alone and reported in
+    `Failed`. One round trip.
 
     Rows are written in Cognito-id order, so two batches that share users take their
     row locks in the same order and never deadlock. Two deliveries of one user racing
@@ -262,39 +258,26 @@ def store(conn, signups: list[Signup], *, schemas: Schemas = Schemas(), source: 
     the later one, once the earlier commits); that row is tried once more, and then
     finds the earlier one's row.
 
-    An error outside a row (the connection, the commit) raises: no message is stored.
+    An error outside a row (the connection, the batch's statement timeout) raises: no
+    message is stored.
     """
-    from psycopg import errors, sql
-
-    names = {"users": sql.Identifier(schemas.users), "audit": sql.Identifier(schemas.audit)}
-    statement = sql.SQL(INSERT_USER).format(**names)
-    unqueue = sql.SQL(OUTBOX_DELETE).format(**names)
-    audit = sql.SQL(AUDIT_INSERT).format(**names)
+    if not signups:
+        return [], []
+    ordered = sorted(signups, key=lambda s: (s.cognito_id, s.message_id))
+    columns = ([s.message_id for s in ordered], [s.cognito_id for s in ordered],
+               [s.email for s in ordered], [s.name for s in ordered],
+               [s.phone for s in ordered], [s.email_verified for s in ordered])
+    rows = round_trip.run(
+        conn, round_trip.message(STORE_SIGNUPS, users=schemas.users), (*columns, source),
+        statement_timeout_ms=statement_timeout_ms * len(ordered),
+        lock_timeout_ms=lock_timeout_ms).fetchall()
     stored: list[Stored] = []
     failed: list[Failed] = []
-    with conn.transaction():
-        conn.execute(TIMEOUTS, {"statement_timeout": f"{statement_timeout_ms}ms",
-                                "lock_timeout": f"{lock_timeout_ms}ms"})
-        for signup in sorted(signups, key=lambda s: (s.cognito_id, s.message_id)):
-            for attempt in (1, 2):
-                try:
-                    with conn.transaction():  # a savepoint
-                        inserted = conn.execute(statement, signup.row).rowcount == 1
-                        conn.execute(unqueue, signup.row)
-                        if inserted:
-                            conn.execute(audit, {"cognito_id": signup.cognito_id,
-                                                 "source": source,
-                                                 "message_id": signup.message_id})
-                    stored.append(Stored(signup.message_id, signup.cognito_id, inserted))
-                    break
-                except errors.UniqueViolation as exc:
-                    if attempt == 2:
-                        failed.append(Failed(signup.message_id, db.describe_error(exc)))
-                except errors.Error as exc:
-                    if conn.broken or conn.closed:
-                        raise
-                    failed.append(Failed(signup.message_id, db.describe_error(exc)))
-                    break
+    for signup, (_, inserted, state, problem) in zip(ordered, rows, strict=True):
+        if state is None:
+            stored.append(Stored(signup.message_id, signup.cognito_id, inserted))
+        else:
+            failed.append(Failed(signup.message_id, db.describe_state(state, problem)))
     return stored, failed
 
 
@@ -304,10 +287,7 @@ def relay(conn, *, schemas: Schemas = Schemas(), grace_s: int = RELAY_GRACE_S,
     failed, or their event is still on its way) into `users`, as `store` does, up to
     `limit` of those due. Each is named `outbox:<cognito id>`; a row that cannot be
     stored stays in the outbox, due again later (OUTBOX_LATER), and is in `Failed`."""
-    from psycopg import sql
-
-    users = sql.Identifier(schemas.users)
-    due = conn.execute(sql.SQL(OUTBOX_DUE).format(users=users),
+    due = conn.execute(_composed(OUTBOX_DUE, schemas.users),
                        {"grace_s": grace_s, "limit": limit}).fetchall()
     good: list[Signup] = []
     failed: list[Failed] = []
@@ -319,6 +299,13 @@ def relay(conn, *, schemas: Schemas = Schemas(), grace_s: int = RELAY_GRACE_S,
     stored, refused = store(conn, good, schemas=schemas, source=RELAY)
     failed += refused
     if failed:
-        conn.execute(sql.SQL(OUTBOX_LATER).format(users=users),
+        conn.execute(_composed(OUTBOX_LATER, schemas.users),
                      {"cognito_ids": [f.message_id.removeprefix(OUTBOX_PREFIX) for f in failed]})
     return stored, failed
+
+
+@lru_cache(maxsize=None)
+def _composed(statement: str, users: str) -> str:
+    from psycopg import sql
+
+    return sql.SQL(statement).format(users=sql.Identifier(users)).as_string()
