@@ -69,6 +69,8 @@ SANDBOX_CREDENTIALS = {"aws_access_key_id": "testing", "aws_secret_access_key": 
 SANDBOX_ACCOUNT = "123456789012"  # moto's default account
 # How often the moto server's loop looks for a stop (socketserver's default: 0.5 s).
 MOTO_POLL_S = 0.02
+# Young collections between two full ones while a sandbox runs (Python's default: 10).
+FULL_COLLECTION_AFTER = 100
 
 
 class Sandbox:
@@ -104,7 +106,7 @@ class Sandbox:
         self._started = 0.0             # time.monotonic() at __enter__
         self._database_ready = 0.0      # seconds after _started
         self._kafka_session = None
-        self._frozen = False            # gc.freeze() by __enter__, until close
+        self._thresholds = None         # gc's, while _freeze_long_lived's hold
 
     # -- lifecycle -----------------------------------------------------------------
 
@@ -144,12 +146,16 @@ class Sandbox:
         A full collection walks every object the collector tracks, and moto's import
         alone makes about 200,000 (its modules, classes and service models): a dry run
         of a3 made eight full collections of 0.1 to 0.4 s each, four of them during
-        start-up. What start-up builds lives as long as the sandbox, so start-up runs
-        without collections and then freezes it (gc.freeze): the run's collections
-        walk only what the run makes. `close` puts it back (gc.unfreeze), so that a
-        process that outlives the sandbox (a test session) collects it as before."""
+        start-up and four walking mostly the botocore models the run loads, while
+        collecting a few thousand objects. So start-up runs without collections, then
+        freezes what it built (gc.freeze), and while the sandbox runs a full collection
+        comes after FULL_COLLECTION_AFTER young ones instead of 10 (one every ~700,000
+        allocations; the young generations are collected as often as before). `close`
+        puts both back, so that a process that outlives the sandbox (a test session)
+        collects as before."""
         gc.freeze()
-        self._frozen = True
+        self._thresholds = gc.get_threshold()
+        gc.set_threshold(self._thresholds[0], self._thresholds[1], FULL_COLLECTION_AFTER)
 
     def __exit__(self, *exc) -> None:
         self.close()
@@ -345,9 +351,10 @@ class Sandbox:
             finally:
                 database.result()
         finally:
-            if self._frozen:
+            if self._thresholds is not None:
+                gc.set_threshold(*self._thresholds)
                 gc.unfreeze()
-                self._frozen = False
+                self._thresholds = None
             if self._previous_sigterm is not None:
                 signal.signal(signal.SIGTERM, self._previous_sigterm)
                 self._previous_sigterm = None
