@@ -27,6 +27,7 @@ import tempfile
 import threading
 import time
 from concurrent.futures import Future
+from contextlib import contextmanager
 from pathlib import Path
 
 from runbook.sandbox import cognito_pool as sandbox_cognito_pool
@@ -57,11 +58,43 @@ def warm_up_moto() -> None:
     which the run's first requests would spend anyway)."""
     import importlib
 
-    from moto.backends import get_backend
+    with _one_botocore_loader():
+        from moto.backends import get_backend
+        from moto.core.base_backend import AccountSpecificBackend
 
-    importlib.import_module("moto.iam.access_control")  # and with it moto.s3
-    for service in MOTO_SERVICES:
-        get_backend(service)
+        importlib.import_module("moto.iam.access_control")  # and with it moto.s3
+        for service in MOTO_SERVICES:
+            get_backend(service)
+        AccountSpecificBackend.get_session()  # what a backend's first use lists regions with
+
+
+@contextmanager
+def _one_botocore_loader():
+    """botocore sessions made inside share one data loader, which reads each of
+    botocore's JSON files once.
+
+    moto's import makes three sessions (moto.ec2's region list) and its backends a
+    fourth, and each one parsed botocore's endpoints file and EC2's service model
+    again: about 0.1 s apiece on the 2-core machine. The files are read-only data,
+    which no botocore handler changes once loaded, so one loader for all four gives
+    each the same answers. Used in this thread, before the server starts: the
+    database thread makes no session."""
+    import botocore.loaders
+    import botocore.session
+
+    made: dict = {}
+
+    def one_loader(search_path_string=None):
+        if search_path_string not in made:
+            made[search_path_string] = botocore.loaders.create_loader(search_path_string)
+        return made[search_path_string]
+
+    original = botocore.session.create_loader
+    botocore.session.create_loader = one_loader
+    try:
+        yield
+    finally:
+        botocore.session.create_loader = original
 
 
 # The credentials a sandbox client signs with. They are not secret: moto accepts any.
