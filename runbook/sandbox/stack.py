@@ -313,10 +313,12 @@ class Sandbox:
         aws = ClientFactory(self.region, endpoint_url=self.aws_url,
                             credentials=SANDBOX_CREDENTIALS)
         invoker = self.invoker(aws, self.database_dsn, self.database_tls)
-        self.poller = sandbox_sqs.Poller(aws, invoker.invoke).start()
+        self.poller = sandbox_sqs.Poller(
+            aws, invoker.invoke, any_mapping=_moto_holds_mapping(self.region, "sqs")).start()
         if self.kafka_broker is not None:
             self.kafka_poller = sandbox_kafka_poller.KafkaPoller(
-                aws, invoker.invoke, self.kafka_broker.bootstrap).start()
+                aws, invoker.invoke, self.kafka_broker.bootstrap,
+                any_mapping=_moto_holds_mapping(self.region, "kafka")).start()
 
     def _stop_poller(self) -> None:
         if self.kafka_poller is not None:
@@ -499,6 +501,24 @@ class Sandbox:
 
 def _raise_interrupt(signum, frame):
     raise KeyboardInterrupt(f"signal {signum}")
+
+
+def _moto_holds_mapping(region: str, service: str):
+    """() -> whether this process's moto holds a Lambda event source mapping from
+    `service` (an ARN's service: sqs, kafka) in the sandbox's account and `region`.
+    What the pollers would learn from ListEventSourceMappings, read without a request
+    (dict.get: moto's own lookup would make the backend)."""
+    from moto.awslambda.models import lambda_backends
+
+    def holds() -> bool:
+        account = dict.get(lambda_backends, SANDBOX_ACCOUNT)
+        backend = dict.get(account, region) if account is not None else None
+        if backend is None:
+            return False
+        return any((m.event_source_arn or "").split(":")[2:3] == [service]
+                   for m in list(backend._event_source_mappings.values()))
+
+    return holds
 
 
 def _import_database_modules() -> None:
