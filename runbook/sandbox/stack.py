@@ -156,8 +156,8 @@ class Sandbox:
             if not self.external_dsn:
                 self._pg = sandbox_postgres.EmbeddedPostgres(self.workdir / "pgdata")
             _import_database_modules()
-            self._database_start = _in_thread("runbook-sandbox-postgres",
-                                              self._start_database)
+            self._database_start = Future()  # set first: close() waits for it, or cancels it
+            _in_thread("runbook-sandbox-postgres", self._start_database, self._database_start)
             self._start_moto()
             self._database_start.result()
             self._say_database()
@@ -380,7 +380,7 @@ class Sandbox:
             if self.database_tls is not None:
                 self.database_tls.stop()
                 self.database_tls = None
-            database = _in_thread("runbook-sandbox-teardown", self._stop_database)
+            database = _in_thread("runbook-sandbox-teardown", self._stop_database, Future())
             try:
                 self._stop_moto()
             finally:
@@ -395,12 +395,13 @@ class Sandbox:
                 self._previous_sigterm = None
 
     def _end_database_start(self) -> None:
-        """Have a database start still running give up, and wait for it: what it
-        started is then stopped with the rest. Its error, if any, is the caller's."""
+        """Have a database start still running give up, and wait for it (or cancel it,
+        if its thread has not begun): what it started is then stopped with the rest.
+        Its error, if any, is the caller's."""
         if self._closing is not None:
             self._closing.set()
         start, self._database_start = self._database_start, None
-        if start is not None:
+        if start is not None and not start.cancel():
             try:
                 start.result()
             except BaseException:  # noqa: BLE001 - raised by __enter__, or moot now
@@ -530,11 +531,12 @@ def _import_database_modules() -> None:
         importlib.import_module(name)
 
 
-def _in_thread(name: str, function) -> Future:
-    """`function()` run in a thread of its own; the Future holds its result or error."""
-    future: Future = Future()
-
+def _in_thread(name: str, function, future: Future) -> Future:
+    """Run `function()` in a thread of its own, its result or error into `future`;
+    not at all if `future` was cancelled before the thread began."""
     def run() -> None:
+        if not future.set_running_or_notify_cancel():
+            return
         try:
             future.set_result(function())
         except BaseException as exc:  # noqa: BLE001 - handed to whoever waits
