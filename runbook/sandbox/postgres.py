@@ -31,8 +31,8 @@ from runbook.sandbox import pgdata_cache
 START_TIMEOUT_S = 60
 STOP_TIMEOUT_S = 60
 POLL_S = 0.005
-# As pgserver runs it: trust on the local socket only (there is no TCP listener), and
-# the role `postgres`, as on RDS.
+# As pgserver makes it: trust on the local socket only (there is no TCP listener), and
+# the superuser role `postgres`.
 SUPERUSER = "postgres"
 INITDB_ARGS = ("--auth=trust", "--auth-local=trust", "--encoding=utf8", "-U", SUPERUSER)
 # postgres refuses to run as root; as root, pgserver runs it as this system user.
@@ -161,10 +161,10 @@ class EmbeddedPostgres:
             if cancelled is not None and cancelled.is_set():
                 raise Cancelled()
             with open(self.log, "ab") as log:
-                self._process = subprocess.Popen(
+                process = self._process = subprocess.Popen(
                     command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                     start_new_session=True, **self._as_user())
-        self._wait_ready(cancelled)
+        self._wait_ready(process, cancelled)
         self.dsn = f"postgresql://{SUPERUSER}:@/{SUPERUSER}?host={socket_dir}"
         return self.dsn
 
@@ -174,20 +174,20 @@ class EmbeddedPostgres:
         raise PostgresFailed(f"{self.pgdata} is too long a path for the server's Unix "
                              "socket: set TMPDIR to a shorter folder")
 
-    def _wait_ready(self, cancelled: threading.Event | None) -> None:
+    def _wait_ready(self, process: subprocess.Popen, cancelled: threading.Event | None) -> None:
         """Until postmaster.pid says `ready`, as pg_ctl -w waits, but every few ms."""
         deadline = time.monotonic() + START_TIMEOUT_S
         pid_file = self.pgdata / "postmaster.pid"
         while True:
-            if self._process.poll() is not None:
+            if process.poll() is not None:
                 raise PostgresFailed(f"the sandbox's PostgreSQL exited with code "
-                                     f"{self._process.returncode}: {self._tail()}")
+                                     f"{process.returncode}: {self._tail()}")
             try:
                 lines = pid_file.read_text().splitlines()
             except FileNotFoundError:
                 lines = []
             # Line 1 is the postmaster's pid, line 8 its status (PostgreSQL's pidfile.h).
-            if len(lines) >= 8 and lines[0].strip() == str(self._process.pid) \
+            if len(lines) >= 8 and lines[0].strip() == str(process.pid) \
                     and lines[7].strip() == "ready":
                 return
             if cancelled is not None and cancelled.is_set():
