@@ -74,16 +74,16 @@ def timeline(seconds: float, lines: list[tuple[float, str]]) -> list[tuple[str, 
     def at(prefix: str) -> float:
         return next(t for t, line in lines if line.startswith(prefix))
 
-    def ready(prefix: str) -> str:
-        line = next(line for _, line in lines if line.startswith(prefix))
+    def ready(what: str) -> str:
+        line = next(line for _, line in lines if line.startswith("sandbox: ") and what in line)
         return line.split("ready after ", 1)[1].split(" s", 1)[0]
 
     started = at("dry run of ")
     sandbox = max(t for t, line in lines if line.startswith("sandbox: "))
     preflight, verify, done = at("preflight: "), at("verify pass: the same steps"), at("ok: ")
     verified = max(t for t, _ in lines if t < done)
-    side_by_side = (f"   (moto ready after {ready('sandbox: moto server')} s, PostgreSQL "
-                    f"after {ready('sandbox: embedded PostgreSQL')} s, side by side)")
+    side_by_side = (f"   (moto ready after {ready('moto server')} s, PostgreSQL "
+                    f"after {ready('PostgreSQL')} s, side by side)")
     return [
         ("python, imports, config", started, ""),
         ("sandbox start-up", sandbox - started, side_by_side),
