@@ -173,6 +173,9 @@ class Sandbox:
                 gc.enable()
         return self
 
+    def __exit__(self, *exc) -> None:
+        self.close()
+
     def _freeze_long_lived(self) -> None:
         """Keep Python's cyclic garbage collector off what start-up built.
 
@@ -189,9 +192,6 @@ class Sandbox:
         gc.freeze()
         self._thresholds = gc.get_threshold()
         gc.set_threshold(self._thresholds[0], self._thresholds[1], FULL_COLLECTION_AFTER)
-
-    def __exit__(self, *exc) -> None:
-        self.close()
 
     def _start_moto(self) -> None:
         import logging
