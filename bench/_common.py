@@ -57,6 +57,24 @@ def runbook(*args: str, cwd: Path, env: dict | None = None) -> tuple[float, subp
     return time.perf_counter() - started, proc
 
 
+def runbook_timed(*args: str, cwd: Path, env: dict | None = None) -> tuple[float, int, list, str]:
+    """Run `python -m runbook ARGS` in a new process, reading its output as it comes:
+    (wall seconds, exit code, [(seconds since the start, line)], stderr). Unbuffered,
+    as on a terminal, so that each line's time is when it was printed."""
+    full = {**os.environ, "AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench",
+            "AWS_DEFAULT_REGION": "eu-central-1", "PYTHONUNBUFFERED": "1", **(env or {})}
+    full.pop("AWS_PROFILE", None)
+    with tempfile.TemporaryFile("w+") as stderr:
+        started = time.perf_counter()
+        proc = subprocess.Popen([sys.executable, "-m", "runbook", *args], cwd=cwd, env=full,
+                                stdout=subprocess.PIPE, stderr=stderr, text=True)
+        lines = [(time.perf_counter() - started, line.rstrip("\n")) for line in proc.stdout]
+        code = proc.wait()
+        seconds = time.perf_counter() - started
+        stderr.seek(0)
+        return seconds, code, lines, stderr.read()
+
+
 def report(cwd: Path, name: str, *, dry_run: bool = False) -> dict:
     path = cwd / "reports" / "prod" / ("dry-run" if dry_run else "") / f"{name}.json"
     return json.loads(path.read_text())

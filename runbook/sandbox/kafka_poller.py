@@ -83,14 +83,17 @@ class KafkaPoller:
     `aws` gives its Lambda client (pointed at the sandbox), `invoke` runs a function
     (LocalInvoker.invoke), `bootstrap` is the broker's "host:port" (the sandbox has one
     broker for every cluster), `consumer_kwargs` the client settings (plain Kafka by
-    default). One thread does everything in turn.
+    default), `any_mapping` (optional) says cheaply whether the account holds an MSK
+    mapping at all: while it holds none, a poll asks nothing. One thread does everything
+    in turn.
     """
 
     def __init__(self, aws, invoke: Invoke, bootstrap: str, *, consumer_kwargs: dict | None = None,
                  interval_s: float = 0.2, poll_timeout_ms: int = 300,
                  retry_delay_s: float = RETRY_DELAY_S, refresh_s: float = 2.0,
-                 join_timeout_s: float = 60.0):
+                 join_timeout_s: float = 60.0, any_mapping: Callable[[], bool] | None = None):
         self.aws, self.invoke, self.bootstrap = aws, invoke, bootstrap
+        self.any_mapping = any_mapping
         self.consumer_kwargs = consumer_kwargs or {"security_protocol": "PLAINTEXT"}
         self.interval_s, self.poll_timeout_ms = interval_s, poll_timeout_ms
         self.retry_delay_s, self.refresh_s = retry_delay_s, refresh_s
@@ -151,6 +154,8 @@ class KafkaPoller:
 
     def poll_once(self) -> bool:
         """One poll of each enabled MSK mapping; True if any records came."""
+        if not self._mappings and self.any_mapping is not None and not self.any_mapping():
+            return False
         now = time.monotonic()
         if now - self._refreshed >= self.refresh_s or not self._mappings:
             self._refresh()

@@ -161,15 +161,20 @@ class Poller:
     the sandbox; `invoke` runs a function (the sandbox's LocalInvoker.invoke).
     `retry_delay_s` compresses time: a failed message is visible again after it, not
     after the queue's visibility timeout. `interval_s` is the pause when idle.
+    `any_mapping`, when given, says cheaply whether the account holds an SQS mapping at
+    all (the sandbox reads its in-process moto): while it holds none, a poll asks
+    nothing, where it would list the mappings five times a second for nothing.
 
     One thread does everything in turn, so there is at most one invocation in flight in
     all, which honours every MaximumConcurrency (its minimum is 2).
     """
 
     def __init__(self, aws, invoke: Invoke, *, interval_s: float = 0.2,
-                 retry_delay_s: int = RETRY_DELAY_S, join_timeout_s: float = 60.0):
+                 retry_delay_s: int = RETRY_DELAY_S, join_timeout_s: float = 60.0,
+                 any_mapping: Callable[[], bool] | None = None):
         self.aws = aws
         self.invoke = invoke
+        self.any_mapping = any_mapping
         self.interval_s = interval_s
         self.retry_delay_s = retry_delay_s
         self.join_timeout_s = join_timeout_s
@@ -253,6 +258,8 @@ class Poller:
         whose poll fails (its queue deleted, say) is recorded and skipped: the others go
         on, as Lambda's pollers are independent. Raises only when no mapping was polled
         well."""
+        if self.any_mapping is not None and not self.any_mapping():
+            return False
         busy, errors, mappings = False, [], self.mappings()
         for mapping in mappings:
             if self._stop.is_set():

@@ -9,15 +9,25 @@ event source mapping there (runbook.sandbox.sqs.Poller, as `sandbox.poller`), wh
 cannot.
 The sandbox is torn down on every exit path: success, failure, Ctrl-C
 (SIGINT) and SIGTERM, leaving no moto thread and no postgres process behind.
+
+Starting it is most of a dry run's fixed cost, so its two slow parts overlap: the
+database's side (the server, runbook.sandbox.postgres, and the sandbox's databases on
+it) runs in a thread, mostly waiting for PostgreSQL's own processes, while this thread
+imports and starts moto, which holds the GIL. Teardown overlaps the same way. An
+interrupt during start-up stops whatever the database thread got to start.
 """
 
 from __future__ import annotations
 
+import gc
 import os
 import shutil
 import signal
 import tempfile
-import warnings
+import threading
+import time
+from concurrent.futures import Future
+from contextlib import contextmanager
 from pathlib import Path
 
 from runbook.sandbox import cognito_pool as sandbox_cognito_pool
@@ -27,6 +37,8 @@ from runbook.sandbox import kafka_mapping as sandbox_kafka_mapping
 from runbook.sandbox import kafka_poller as sandbox_kafka_poller
 from runbook.sandbox import legacy as sandbox_legacy
 from runbook.sandbox import msk as sandbox_msk
+from runbook.sandbox import pgdata_cache as sandbox_pgdata_cache
+from runbook.sandbox import postgres as sandbox_postgres
 from runbook.sandbox import rds as sandbox_rds
 from runbook.sandbox import rds_proxy as sandbox_rds_proxy
 from runbook.sandbox import sqs as sandbox_sqs
@@ -46,16 +58,52 @@ def warm_up_moto() -> None:
     which the run's first requests would spend anyway)."""
     import importlib
 
-    from moto.backends import get_backend
+    with _one_botocore_loader():
+        from moto.backends import get_backend
+        from moto.core.base_backend import AccountSpecificBackend
 
-    importlib.import_module("moto.iam.access_control")  # and with it moto.s3
-    for service in MOTO_SERVICES:
-        get_backend(service)
+        importlib.import_module("moto.iam.access_control")  # and with it moto.s3
+        for service in MOTO_SERVICES:
+            get_backend(service)
+        AccountSpecificBackend.get_session()  # what a backend's first use lists regions with
+
+
+@contextmanager
+def _one_botocore_loader():
+    """botocore sessions made inside share one data loader, which reads each of
+    botocore's JSON files once.
+
+    moto's import makes three sessions (moto.ec2's region list) and its backends a
+    fourth, and each one parsed botocore's endpoints file and EC2's service model
+    again: about 0.1 s apiece on the 2-core machine. The files are read-only data,
+    which no botocore handler changes once loaded, so one loader for all four gives
+    each the same answers. Used in this thread, before the server starts: the
+    database thread makes no session."""
+    import botocore.loaders
+    import botocore.session
+
+    made: dict = {}
+
+    def one_loader(search_path_string=None):
+        if search_path_string not in made:
+            made[search_path_string] = botocore.loaders.create_loader(search_path_string)
+        return made[search_path_string]
+
+    original = botocore.session.create_loader
+    botocore.session.create_loader = one_loader
+    try:
+        yield
+    finally:
+        botocore.session.create_loader = original
 
 
 # The credentials a sandbox client signs with. They are not secret: moto accepts any.
 SANDBOX_CREDENTIALS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
 SANDBOX_ACCOUNT = "123456789012"  # moto's default account
+# How often the moto server's loop looks for a stop (socketserver's default: 0.5 s).
+MOTO_POLL_S = 0.02
+# Young collections between two full ones while a sandbox runs (Python's default: 10).
+FULL_COLLECTION_AFTER = 100
 
 
 class Sandbox:
@@ -84,40 +132,75 @@ class Sandbox:
         self.legacy_dsn: str | None = None
         self._moto = None
         self._pool_settings_kept = False
-        self._pg = None
+        self._pg: sandbox_postgres.EmbeddedPostgres | None = None
         self._previous_sigterm = None
+        self._closing: threading.Event | None = None
+        self._database_start: Future | None = None
+        self._started = 0.0             # time.monotonic() at __enter__
+        self._database_ready = 0.0      # seconds after _started
+        self._kafka_session = None
+        self._thresholds = None         # gc's, while _freeze_long_lived's hold
 
     # -- lifecycle -----------------------------------------------------------------
 
     def __enter__(self) -> "Sandbox":
         self._previous_sigterm = signal.signal(signal.SIGTERM, _raise_interrupt)
+        self._closing = threading.Event()
+        self._started = time.monotonic()
+        collecting = gc.isenabled()
+        gc.disable()  # until start-up is done: see _freeze_long_lived
         try:
             self.workdir = Path(tempfile.mkdtemp(prefix="runbook-sandbox-"))
+            # PostgreSQL starts in a thread (its work is mostly its own processes'),
+            # while this one imports and starts moto (Python, which holds the GIL).
+            if not self.external_dsn:
+                self._pg = sandbox_postgres.EmbeddedPostgres(self.workdir / "pgdata")
+            _import_database_modules()
+            self._database_start = Future()  # set first: close() waits for it, or cancels it
+            _in_thread("runbook-sandbox-postgres", self._start_database, self._database_start)
             self._start_moto()
-            self._start_postgres()
-            self._create_database()
-            self.legacy_database, self.legacy_dsn = sandbox_legacy.create(self.pg_dsn)
+            self._database_start.result()
+            self._say_database()
             self._start_tls()
             self._start_kafka()
             self._start_poller()
+            self._freeze_long_lived()
         except BaseException:
             self.close()
             raise
+        finally:
+            if collecting:
+                gc.enable()
         return self
 
     def __exit__(self, *exc) -> None:
         self.close()
 
+    def _freeze_long_lived(self) -> None:
+        """Keep Python's cyclic garbage collector off what start-up built.
+
+        A full collection walks every object the collector tracks, and moto's import
+        alone makes about 200,000 (its modules, classes and service models): a dry run
+        of a3 made eight full collections of 0.1 to 0.4 s each, four of them during
+        start-up and four walking mostly the botocore models the run loads, while
+        collecting a few thousand objects. So start-up runs without collections, then
+        freezes what it built (gc.freeze), and while the sandbox runs a full collection
+        comes after FULL_COLLECTION_AFTER young ones instead of 10 (one every ~700,000
+        allocations; the young generations are collected as often as before). `close`
+        puts both back, so that a process that outlives the sandbox (a test session)
+        collects as before."""
+        gc.freeze()
+        self._thresholds = gc.get_threshold()
+        gc.set_threshold(self._thresholds[0], self._thresholds[1], FULL_COLLECTION_AFTER)
+
     def _start_moto(self) -> None:
         import logging
-
-        from moto.server import ThreadedMotoServer
 
         # One line per request on stderr would bury runbook's own output.
         logging.getLogger("werkzeug").setLevel(logging.ERROR)
         warm_up_moto()
 
-        self._moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+        self._moto = _moto_server()
         self._moto.start()
         host, port = self._moto.get_host_and_port()
         self.aws_url = f"http://{host}:{port}"
@@ -132,8 +215,8 @@ class Sandbox:
         sandbox_lambda_eni.install()
         self._pool_settings_kept = True
         self._reset_moto()
-        self.progress.line(f"sandbox: moto server on {self.aws_url} (sandbox dir {self.workdir})",
-                           dim=True)
+        self.progress.line(f"sandbox: moto server on {self.aws_url}, ready after "
+                           f"{self._since_start():.2f} s (sandbox dir {self.workdir})", dim=True)
 
     def _reset_moto(self) -> None:
         """Empty the emulated account. moto keeps its state in the process, not in the
@@ -145,21 +228,33 @@ class Sandbox:
         with urllib.request.urlopen(request, timeout=30) as response:
             response.read()
 
-    def _start_postgres(self) -> None:
+    def _start_database(self) -> None:
+        """The server (embedded, or RUNBOOK_PG_DSN's), and the sandbox's two databases
+        on it. Run in a thread while moto starts; gives up once the sandbox closes."""
         if self.external_dsn:
             self.pg_dsn = self.external_dsn
-            self.pg_version = self._server_version()
-            self.progress.line(f"sandbox: PostgreSQL {self.pg_version} from RUNBOOK_PG_DSN",
-                               dim=True)
-            return
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # platformdirs warns about XDG_RUNTIME_DIR
-            import pgserver
-
-            self._pg = pgserver.get_server(self.workdir / "pgdata", cleanup_mode="stop")
-        self.pg_dsn = self._pg.get_uri()
+        else:
+            self._pg.make_data_directory(sandbox_pgdata_cache.default_dir())
+            self.pg_dsn = self._pg.start(self._closing)
         self.pg_version = self._server_version()
-        self.progress.line(f"sandbox: embedded PostgreSQL {self.pg_version}", dim=True)
+        self._create_database()
+        if not self._closing.is_set():
+            self.legacy_database, self.legacy_dsn = sandbox_legacy.create(self.pg_dsn)
+        self._database_ready = self._since_start()
+
+    def _say_database(self) -> None:
+        ready = f"ready after {self._database_ready:.2f} s"
+        if self.external_dsn:
+            self.progress.line(f"sandbox: PostgreSQL {self.pg_version} from RUNBOOK_PG_DSN, "
+                               f"{ready}", dim=True)
+            return
+        origin = ("its data directory a copy of the cached one" if self._pg.from_cache
+                  else "initdb")
+        self.progress.line(f"sandbox: embedded PostgreSQL {self.pg_version}, {ready} "
+                           f"({origin})", dim=True)
+
+    def _since_start(self) -> float:
+        return time.monotonic() - self._started
 
     def _create_database(self) -> None:
         """A fresh, empty database stands in for the cluster's: a dry run starts from
@@ -195,11 +290,13 @@ class Sandbox:
     def kafka_access(self):
         """runbook's Kafka clients' access to the broker (runbook.sandbox.kafka): the MSK
         IAM token made with the sandbox credentials and checked, then plain Kafka."""
-        import boto3
-
         region = self.region or "us-east-1"
-        session = boto3.Session(region_name=region, **SANDBOX_CREDENTIALS)
-        return sandbox_kafka.SandboxKafkaAccess(session, region, SANDBOX_CREDENTIALS)
+        if self._kafka_session is None:  # one for the sandbox: a new one costs ~10 ms
+            import boto3
+
+            self._kafka_session = boto3.Session(region_name=region, **SANDBOX_CREDENTIALS)
+        return sandbox_kafka.SandboxKafkaAccess(self._kafka_session, region,
+                                                SANDBOX_CREDENTIALS)
 
     def step_context(self) -> dict:
         """What a Runner passes to the steps of a dry run (runbook.engine.StepContext)."""
@@ -216,10 +313,12 @@ class Sandbox:
         aws = ClientFactory(self.region, endpoint_url=self.aws_url,
                             credentials=SANDBOX_CREDENTIALS)
         invoker = self.invoker(aws, self.database_dsn, self.database_tls)
-        self.poller = sandbox_sqs.Poller(aws, invoker.invoke).start()
+        self.poller = sandbox_sqs.Poller(
+            aws, invoker.invoke, any_mapping=_moto_holds_mapping(self.region, "sqs")).start()
         if self.kafka_broker is not None:
             self.kafka_poller = sandbox_kafka_poller.KafkaPoller(
-                aws, invoker.invoke, self.kafka_broker.bootstrap).start()
+                aws, invoker.invoke, self.kafka_broker.bootstrap,
+                any_mapping=_moto_holds_mapping(self.region, "kafka")).start()
 
     def _stop_poller(self) -> None:
         if self.kafka_poller is not None:
@@ -267,8 +366,12 @@ class Sandbox:
             return conn.execute("SHOW server_version").fetchone()[0]
 
     def close(self) -> None:
-        """Stop everything this sandbox started. Safe to call more than once."""
+        """Stop everything this sandbox started. Safe to call more than once.
+
+        The database's side (its server stopped, the sandbox dir deleted) runs in a
+        thread while moto is emptied and stopped here."""
         try:
+            self._end_database_start()
             self._stop_poller()
             if self.kafka_broker is not None:
                 sandbox_msk.serve(None)
@@ -277,41 +380,57 @@ class Sandbox:
             if self.database_tls is not None:
                 self.database_tls.stop()
                 self.database_tls = None
-            if self._moto is not None:
-                self._reset_moto()
-                self._moto.stop()
-                self._moto = None
-            if self._pool_settings_kept:
-                sandbox_cognito_pool.uninstall()
-                sandbox_lambda_eni.uninstall()
-                self._pool_settings_kept = False
-            self._drop_database()
-            self._drop_legacy_database()
-            self._stop_postgres()
-            if self.workdir is not None:
-                shutil.rmtree(self.workdir, ignore_errors=True)
-                self.workdir = None
+            database = _in_thread("runbook-sandbox-teardown", self._stop_database, Future())
+            try:
+                self._stop_moto()
+            finally:
+                database.result()
         finally:
+            if self._thresholds is not None:
+                gc.set_threshold(*self._thresholds)
+                gc.unfreeze()
+                self._thresholds = None
             if self._previous_sigterm is not None:
                 signal.signal(signal.SIGTERM, self._previous_sigterm)
                 self._previous_sigterm = None
 
+    def _end_database_start(self) -> None:
+        """Have a database start still running give up, and wait for it (or cancel it,
+        if its thread has not begun): what it started is then stopped with the rest.
+        Its error, if any, is the caller's."""
+        if self._closing is not None:
+            self._closing.set()
+        start, self._database_start = self._database_start, None
+        if start is not None and not start.cancel():
+            try:
+                start.result()
+            except BaseException:  # noqa: BLE001 - raised by __enter__, or moot now
+                pass
+
+    def _stop_moto(self) -> None:
+        if self._moto is not None:
+            self._reset_moto()
+            self._moto.stop()
+            self._moto = None
+        if self._pool_settings_kept:
+            sandbox_cognito_pool.uninstall()
+            sandbox_lambda_eni.uninstall()
+            self._pool_settings_kept = False
+
+    def _stop_database(self) -> None:
+        self._drop_database()
+        self._drop_legacy_database()
+        self._stop_postgres()
+        if self.workdir is not None:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+            self.workdir = None
+
     def _stop_postgres(self) -> None:
         if self._pg is not None:
             try:
-                self._pg.cleanup()
+                self._pg.stop()
             finally:
                 self._pg = None
-        # An interrupt during start-up can leave a server pgserver never handed back.
-        pgdata = self.workdir / "pgdata" if self.workdir else None
-        if pgdata is not None and (pgdata / "postmaster.pid").exists():
-            import pgserver
-
-            user = "pgserver" if os.geteuid() == 0 else None
-            try:
-                pgserver.pg_ctl(["-w", "-m", "immediate", "stop"], pgdata=pgdata, user=user)
-            except Exception:  # noqa: BLE001 - already stopped
-                pass
 
     # -- what the sandbox stands in for ----------------------------------------------
 
@@ -383,3 +502,62 @@ class Sandbox:
 
 def _raise_interrupt(signum, frame):
     raise KeyboardInterrupt(f"signal {signum}")
+
+
+def _moto_holds_mapping(region: str, service: str):
+    """() -> whether this process's moto holds a Lambda event source mapping from
+    `service` (an ARN's service: sqs, kafka) in the sandbox's account and `region`.
+    What the pollers would learn from ListEventSourceMappings, read without a request
+    (dict.get: moto's own lookup would make the backend)."""
+    from moto.awslambda.models import lambda_backends
+
+    def holds() -> bool:
+        account = dict.get(lambda_backends, SANDBOX_ACCOUNT)
+        backend = dict.get(account, region) if account is not None else None
+        if backend is None:
+            return False
+        return any((m.event_source_arn or "").split(":")[2:3] == [service]
+                   for m in list(backend._event_source_mappings.values()))
+
+    return holds
+
+
+def _import_database_modules() -> None:
+    """What the database thread uses, imported before it starts: modules imported by two
+    threads at once can see each other half made (warm_up_moto)."""
+    import importlib
+
+    for name in ("psycopg", "psycopg.conninfo"):
+        importlib.import_module(name)
+
+
+def _in_thread(name: str, function, future: Future) -> Future:
+    """Run `function()` in a thread of its own, its result or error into `future`;
+    not at all if `future` was cancelled before the thread began."""
+    def run() -> None:
+        if not future.set_running_or_notify_cancel():
+            return
+        try:
+            future.set_result(function())
+        except BaseException as exc:  # noqa: BLE001 - handed to whoever waits
+            future.set_exception(exc)
+
+    threading.Thread(target=run, name=name).start()
+    return future
+
+
+def _moto_server():
+    """moto's ThreadedMotoServer, whose stop() takes milliseconds instead of up to half a
+    second: the base class serves with socketserver's default poll interval (0.5 s),
+    and its shutdown() waits for the serving loop to look again."""
+    from moto.moto_server import threaded_moto_server as threaded
+
+    class MotoServer(threaded.ThreadedMotoServer):
+        def _server_entry(self) -> None:
+            app = threaded.DomainDispatcherApplication(threaded.create_backend_app)
+            self._server = threaded.make_server(self._ip_address, self._port, app, True,
+                                                request_handler=threaded.MotoRequestHandler)
+            self._server_ready_event.set()
+            self._server.serve_forever(poll_interval=MOTO_POLL_S)
+
+    return MotoServer(ip_address="127.0.0.1", port=0, verbose=False)

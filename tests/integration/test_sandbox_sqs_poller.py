@@ -30,6 +30,10 @@ def test_the_sandbox_polls_mapped_queues_through_the_local_invoker_and_stops_the
     with Sandbox(Progress(quiet=True), region=REGION, invoker=sandbox_invoker) as box:
         assert box.poller is not None and box.poller.running
         assert sandbox_sqs.SIMULATED_FIRING in box.simulated
+        # While the account holds no mapping, polling asks moto nothing (both pollers
+        # share these clients).
+        assert box.poller.drain(30)
+        assert box.poller.aws.total("read") == box.poller.aws.total("write") == 0
         aws = ClientFactory(REGION, endpoint_url=box.aws_url, credentials=SANDBOX_CREDENTIALS)
         sqs, lam = aws.client("sqs"), aws.client("lambda")
         dlq = sqs.create_queue(QueueName="signups-dlq")["QueueUrl"]
@@ -51,6 +55,7 @@ def test_the_sandbox_polls_mapped_queues_through_the_local_invoker_and_stops_the
         sqs.send_message(QueueUrl=queue, MessageBody=json.dumps({"detail": {}}))
 
         assert box.poller.drain(60)
+        assert box.poller.aws.total("read") > 0
         moved = sqs.receive_message(QueueUrl=dlq)["Messages"]
         assert [m["Body"] for m in moved] == [json.dumps({"detail": {}})]
         assert len(box.poller.failures) == 2  # one per receive before the redrive
