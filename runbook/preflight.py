@@ -194,14 +194,17 @@ def offered_versions(rds) -> list[EngineVersion]:
 
 
 def read_facts(config, aws, steps: list[str], today: dt.date) -> Facts:
+    """Read inside the run's read cache: the steps read the same zones and cluster."""
     facts = Facts(region=aws.region, today=today)
-    if "network" in steps or "database" in steps:
-        facts.zones = zones(Api(aws))
-    if "database" in steps:
-        cluster = Cluster.named(Api(aws), config.database.cluster_id)
-        facts.cluster_exists = cluster is not None
-        facts.cluster_version = cluster.engine_version if cluster else None
-        facts.offered = offered_versions(aws.client("rds"))
+    api = Api(aws)
+    with api.reading():
+        if "network" in steps or "database" in steps:
+            facts.zones = zones(api)
+        if "database" in steps:
+            cluster = Cluster.named(api, config.database.cluster_id)
+            facts.cluster_exists = cluster is not None
+            facts.cluster_version = cluster.engine_version if cluster else None
+            facts.offered = offered_versions(aws.client("rds"))
     if any(step in steps for step in FUNCTION_STEPS) or (
             "fix-tables" in steps and config.database.connect == "lambda"):
         facts.runtimes = lambda_runtimes()

@@ -19,11 +19,11 @@ have changed it. The rules, each for a reason:
 - What is kept is what AWS said: an answer, or "not found" (absence is an answer). Other
   errors (throttling, access denied) are not kept, and a streamed answer never is.
 
-Nothing in the cache outlives its ClientFactory, one per run: the run's lock is taken
-before the first read that the cache keeps (runbook.app), so no other runbook run
-writes to the environment while the answers are given again. A change someone makes
-by hand during a run is seen by the next run, as it is seen today by a run whose step
-read before the change.
+Nothing in the cache outlives its ClientFactory, one per run. A live run takes the
+environment's lock before the first read the cache keeps, the preflight's (runbook.app),
+so no other runbook run writes to the environment while the answers are given again; a
+dry run's sandbox is its own. A change someone makes by hand during a run is seen by the
+next run, as it is by a run whose step read just before the change.
 """
 
 from __future__ import annotations

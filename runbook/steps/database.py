@@ -217,12 +217,13 @@ class DatabaseStep(Step):
 
     def read(self) -> DatabaseState:
         api, db, vpc_id = self.api, self.db, self.inputs.network.vpc_id
-        group = (SecurityGroup.named(api, vpc_id, db.security_group_name)
-                 if is_known(vpc_id) else None)
-        subnet_group = SubnetGroup.named(api, db.subnet_group_name)
-        parameter_group = ClusterParameterGroup.named(api, db.parameter_group_name)
-        cluster = Cluster.named(api, db.cluster_id)
-        instances = Instance.of_cluster(api, db.cluster_id) if cluster is not None else []
+        with api.reading():
+            group = (SecurityGroup.named(api, vpc_id, db.security_group_name)
+                     if is_known(vpc_id) else None)
+            subnet_group = SubnetGroup.named(api, db.subnet_group_name)
+            parameter_group = ClusterParameterGroup.named(api, db.parameter_group_name)
+            cluster = Cluster.named(api, db.cluster_id)
+            instances = Instance.of_cluster(api, db.cluster_id) if cluster is not None else []
         return self.state(group, subnet_group, parameter_group, cluster, instances)
 
     def state(self, security_group, subnet_group: SubnetGroupFound | None,

@@ -105,15 +105,16 @@ class NetworkStep(Step):
     # -- read ------------------------------------------------------------------------
 
     def read(self) -> NetworkState:
-        available = zones(self.api)
-        vpc = VPC.find(self.api, self.vpc_spec())
-        if vpc is None:
-            return self.state(available, None, {}, [])
-        gateway = None
-        if self.config.network.public_subnets:
-            gateway = GATEWAY.find(self.api, self.gateway_spec(vpc.id))
-        return self.state(available, vpc, Subnet.in_vpc(self.api, vpc.id),
-                          RouteTable.in_vpc(self.api, vpc.id), gateway)
+        with self.api.reading():
+            available = zones(self.api)
+            vpc = VPC.find(self.api, self.vpc_spec())
+            if vpc is None:
+                return self.state(available, None, {}, [])
+            gateway = None
+            if self.config.network.public_subnets:
+                gateway = GATEWAY.find(self.api, self.gateway_spec(vpc.id))
+            return self.state(available, vpc, Subnet.in_vpc(self.api, vpc.id),
+                              RouteTable.in_vpc(self.api, vpc.id), gateway)
 
     def state(self, zones: set[str], vpc: VpcFound | None, subnets: dict[str, SubnetFound],
               route_tables: list[RouteTableFound],

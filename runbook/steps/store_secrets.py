@@ -84,12 +84,13 @@ class StoreSecretsStep(Step):
 
     def read(self) -> SecretsState:
         database = self.inputs.database
-        db = SECRET.find(self.api, self.db_spec(database))
-        app = SECRET.find(self.api, self.app_spec())
-        password_id = None
-        if is_known(database.cluster_arn):
-            cluster = Cluster.named(self.api, database.cluster_id)
-            password_id = cluster.tags.get(PASSWORD_ID_TAG) if cluster else None
+        with self.api.reading():
+            db = SECRET.find(self.api, self.db_spec(database))
+            app = SECRET.find(self.api, self.app_spec())
+            password_id = None
+            if is_known(database.cluster_arn):
+                cluster = Cluster.named(self.api, database.cluster_id)
+                password_id = cluster.tags.get(PASSWORD_ID_TAG) if cluster else None
         return self.state(database, db, app, password_id)
 
     def state(self, database, db: SecretFound | None, app: SecretFound | None,
