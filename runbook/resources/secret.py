@@ -30,10 +30,24 @@ from runbook.resources.base import Apply, DeleteOptions, Found, Resource, Spec
 
 GENERATED = "(generated)"
 # A master password RDS accepts, and the random, non-secret id made together with it
-# (store-secrets tags the cluster with the id it was last set from).
+# (the cluster is tagged with the id of the password it has: PASSWORD_ID_TAG).
 PASSWORD, PASSWORD_ID = "password", "password_id"
+PASSWORD_ID_TAG = "runbook:password-id"
 # RDS refuses '/', '@', '"' and spaces in a master password.
 _PASSWORD_ALPHABET = string.ascii_letters + string.digits + "!#$%^&*()-_=+[]{}:,.?~"
+
+
+@dataclass(frozen=True)
+class MasterPassword:
+    """A master password and its id, made together. The value stays out of repr."""
+
+    id: str
+    value: str = field(repr=False)
+
+    @classmethod
+    def new(cls) -> "MasterPassword":
+        return cls("pw-" + pysecrets.token_hex(8),
+                   "".join(pysecrets.choice(_PASSWORD_ALPHABET) for _ in range(40)))
 
 
 @dataclass(frozen=True)
@@ -41,6 +55,9 @@ class SecretSpec(Spec):
     fields: dict = field(default_factory=dict)   # runbook's derived, non-secret fields
     generated: tuple = ()                        # made once: PASSWORD (with PASSWORD_ID), tokens
     description: str = ""
+    # The password to keep when PASSWORD is to be made: the one a new cluster was just
+    # created with (step database). None: a new one.
+    password: MasterPassword | None = field(default=None, repr=False, compare=False)
 
 
 @dataclass
@@ -118,7 +135,7 @@ class Secret(Resource[SecretSpec, SecretFound]):
     # -- apply -------------------------------------------------------------------------
 
     def create(self, api: Api, spec: SecretSpec) -> SecretFound:
-        value = generate(dict(spec.fields), spec.generated)
+        value = generate(dict(spec.fields), spec.generated, spec.password)
         created = api.client("secretsmanager").create_secret(
             Name=spec.name, SecretString=json.dumps(value, sort_keys=True),
             Description=spec.description, Tags=naming.as_aws(spec.tags))
@@ -187,18 +204,19 @@ class Secret(Resource[SecretSpec, SecretFound]):
 
 def merged(current: dict, spec: SecretSpec) -> dict:
     """The current value with runbook's fields set; generated ones kept or made once."""
-    return generate({**current, **spec.fields}, spec.generated)
+    return generate({**current, **spec.fields}, spec.generated, spec.password)
 
 
-def generate(value: dict, generated: tuple) -> dict:
-    """`value` with each generated field it lacks made: a password together with a new
-    id, an id alone for a password that has none, a token for anything else."""
+def generate(value: dict, generated: tuple, password: MasterPassword | None = None) -> dict:
+    """`value` with each generated field it lacks made: a password together with its id
+    (`password`, or a new one), an id alone for a password that has none, a token for
+    anything else."""
     if PASSWORD in generated:
         if not value.get(PASSWORD):
-            value[PASSWORD] = "".join(pysecrets.choice(_PASSWORD_ALPHABET) for _ in range(40))
-            value[PASSWORD_ID] = "pw-" + pysecrets.token_hex(8)
+            made = password or MasterPassword.new()
+            value[PASSWORD], value[PASSWORD_ID] = made.value, made.id
         elif not value.get(PASSWORD_ID):
-            value[PASSWORD_ID] = "pw-" + pysecrets.token_hex(8)
+            value[PASSWORD_ID] = MasterPassword.new().id
     for key in generated:
         if key not in (PASSWORD, PASSWORD_ID) and not value.get(key):
             value[key] = pysecrets.token_urlsafe(48)

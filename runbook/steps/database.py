@@ -6,9 +6,11 @@ Every resource is described before anything is created: moto overwrites a cluste
 duplicate CreateDBCluster and accepts a duplicate DB subnet group, and runbook must
 never depend on the API refusing a duplicate.
 
-The cluster is created with a throwaway master password that is never stored or shown.
-Step `store-secrets` generates the real one once, keeps it in the DB secret and sets it
-on the cluster, so the secret is the only place the password lives.
+The cluster is created with its final master password and the tag that names it
+(runbook.resources.rds.Cluster), never shown: the outputs hand it to step
+`store-secrets` in memory, never in the report, and that step keeps it in the DB secret,
+the one place it lives. A run that stops in between loses it; the next run's
+store-secrets then sets the password its secret holds.
 
 A new cluster takes 10+ minutes on AWS; the step waits for the cluster and its
 instances to be `available` and prints the elapsed time while it does.
@@ -25,13 +27,14 @@ command that restarts them, and kept in the outputs (`pending_reboot`).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from runbook.aws import naming
 from runbook.aws.api import Api
 from runbook.engine import UNKNOWN, Change, Outputs, Step, is_known
 from runbook.errors import StepFailed
 from runbook.resources.base import Inventory
+from runbook.resources.secret import MasterPassword
 from runbook.resources.rds import (Cluster, ClusterFound, ClusterParameterGroup,
                                    ClusterSecurityGroup, ClusterSpec, Instance, InstanceFound,
                                    InstanceSpec, Member, ParameterGroupFound,
@@ -70,6 +73,9 @@ class DatabaseState(Inventory):
     """found: "security-group", "subnet-group", "parameter-group", "cluster", and
     "instance <identifier>" for each instance of the cluster, in the order read (then
     made)."""
+
+    # The master password this run created the cluster with (Cluster.create).
+    master_password: MasterPassword | None = field(default=None, repr=False)
 
     @property
     def cluster(self) -> ClusterFound | None:
@@ -138,9 +144,13 @@ class DatabaseOutputs(Outputs):
     # command that restarts them: () and None once rds.force_ssl is in force.
     pending_reboot: tuple = ()
     reboot_command: str | None = None
+    # The master password this run created the cluster with, for store-secrets to keep
+    # in the DB secret; None when the cluster was there already. Never in the report.
+    master_password: MasterPassword | None = field(default=None, repr=False, compare=False)
 
     def as_report(self) -> dict:
         report = super().as_report()
+        del report["master_password"]
         if self.reboot_command is None:
             del report["reboot_command"]
         return report
@@ -382,7 +392,14 @@ class DatabaseStep(Step):
         return self.wait_until(read, done, what=what, resource=resource, failed=failed,
                                timeout_s=REBOOT_TIMEOUT_S, interval_s=REBOOT_INTERVAL_S)
 
-    # -- settle and outputs --------------------------------------------------------
+    # -- apply, settle and outputs --------------------------------------------------
+
+    def apply(self, state: DatabaseState, change: Change) -> bool | None:
+        done = super().apply(state, change)
+        if change.op == CLUSTER.ops["create"]:
+            # Kept apart from found["cluster"], which later reads replace.
+            state.master_password = state.cluster.password
+        return done
 
     def settle(self, state: DatabaseState) -> None:
         cluster_id = self.db.cluster_id
@@ -447,7 +464,8 @@ class DatabaseStep(Step):
             instance_ids=tuple(sorted(i.id for i in state.instances) or [UNKNOWN]),
             parameter_group=self.db.parameter_group_name,
             pending_reboot=tuple(pending),
-            reboot_command=self._reboot_command() if pending else None)
+            reboot_command=self._reboot_command() if pending else None,
+            master_password=state.master_password)
 
 
 def _known(value):
