@@ -90,8 +90,7 @@ class StoreSecretsStep(Step):
     def read(self) -> SecretsState:
         database = self.inputs.database
         with self.api.reading():
-            db = SECRET.find(self.api, self.db_spec(database))
-            app = SECRET.find(self.api, self.app_spec())
+            db, app = SECRET.find_all(self.api, [self.db_spec(database), self.app_spec()])
             password_id = None
             if is_known(database.cluster_arn):
                 cluster = Cluster.named(self.api, database.cluster_id)

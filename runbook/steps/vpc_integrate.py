@@ -74,10 +74,15 @@ GROUP_ROLES = ("database", "endpoints", "lambda")
 # gets AWS's default, which allows any principal any action on any resource ("Action":
 # "*"), so runbook always sets one, also on an endpoint it adopts. With private DNS all
 # of the VPC's calls to the service pass the endpoint.
+# The one action of an endpoint policy on "*" (runbook.resources.secret.Secret.read_values).
+BATCH_READ = ("secretsmanager:BatchGetSecretValue",)
 ENDPOINT_ACTIONS = {
     "secretsmanager": {
         # The functions' and runbook's reads of the DB and app-config secrets.
         "ReadTheSecrets": ("secretsmanager:DescribeSecret", "secretsmanager:GetSecretValue"),
+        # store-secrets reads both values in one call. AWS authorizes the batch action on
+        # "*" only, and returns a value only where GetSecretValue (above) allows it.
+        "ReadTheSecretsInOneCall": BATCH_READ,
         # store-secrets' writes, for runbook run inside the VPC (database.connect: direct).
         "KeepTheSecrets": ("secretsmanager:CreateSecret", "secretsmanager:PutSecretValue",
                            "secretsmanager:RestoreSecret", "secretsmanager:TagResource"),
@@ -184,6 +189,8 @@ class VpcIntegrateStep(Step):
             resource = f"arn:aws:rds:{region}:{account}:cluster:{self.config.database.cluster_id}"
 
         def resources(sid: str):
+            if ENDPOINT_ACTIONS[service][sid] == BATCH_READ:
+                return "*"
             if sid != "KeepTheRouting":
                 return resource
             return [resource,
