@@ -7,7 +7,7 @@ else in runbook recognises a missing resource or adds a tag its own way.
 
 A step's read runs inside `Api.reading()`, so that what the run has described once is
 not described again: the factory answers a read it has answered before, until the run
-writes (runbook.aws.clients, the read cache).
+writes what may change it (runbook.aws.readcache).
 """
 
 from __future__ import annotations

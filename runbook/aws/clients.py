@@ -8,8 +8,8 @@ writes go to the journal through `after-call`.
 
 Reads made inside `reading()` (a step's read, the preflight's) go through the run's read
 cache (runbook.aws.readcache): one answered before is answered again without a call,
-until a write. A read answered from it is no call: it is not counted, journalled or
-intercepted.
+until a write that may change it. A read answered from it is no call: it is not
+counted, journalled or intercepted.
 
 Fault injection (the crash-consistency sweep in runbook/sandbox/sweep.py) hooks in twice:
 `interceptors` see a call before it is sent and may raise to fail it, as a throttled or
@@ -266,7 +266,7 @@ class ClientFactory:
             self._intercept(service, model.name, write)
             return None
         # Before anything is sent: a write whose answer is lost may still take effect.
-        self.cache.write_started()
+        self.cache.write_started(service)
         try:
             self._intercept(service, model.name, write)
         except BaseException:

@@ -11,11 +11,12 @@ have changed it. The rules, each for a reason:
   helpers (a test step waiting for a row or a log line) never spins on an old answer.
 - A retry's or a wait's reads are always sent, and not kept (runbook.aws.retry.polling):
   they ask again because the last answer may be out of date.
-- Every write empties the cache before it is sent, whatever its service: one service's
-  write changes what another describes (an instance's network interfaces in EC2, a key's
-  grants in KMS), and a write whose answer is lost may have taken effect, so nothing read
-  before it is given again. An answer that overlapped a write (sent before the write
-  ended, from another thread) is not kept either.
+- Every write forgets, before it is sent, the answers of its own service and of the
+  services where AWS makes or changes resources on another service's behalf (SHARED:
+  network interfaces and the groups they use, service-linked roles, grants, log groups,
+  secrets a service manages): a write whose answer is lost may have taken effect, so
+  nothing it may have changed is given again. An answer that overlapped a write (sent
+  before the write ended, from another thread) is not kept.
 - What is kept is what AWS said: an answer, or "not found" (absence is an answer). Other
   errors (throttling, access denied) are not kept, and a streamed answer never is.
 
@@ -33,10 +34,16 @@ import threading
 
 from runbook.aws.api import is_not_found_code
 
+# The services whose resources AWS makes or changes when another service is written to:
+# EC2 (an instance's, a function's, a cluster's network interfaces), IAM (service-linked
+# roles), KMS (grants), CloudWatch Logs (the log groups a service writes to) and Secrets
+# Manager (the secrets RDS and others manage). Every write forgets their answers too.
+SHARED = frozenset({"ec2", "iam", "kms", "logs", "secretsmanager"})
+
 
 class ReadCache:
-    """Answers by request, emptied by every write. Thread-safe: the cache is the run's,
-    and steps may read and write from several threads."""
+    """Answers by request, forgotten on a write that may change them. Thread-safe: the
+    cache is the run's, and steps may read and write from several threads."""
 
     def __init__(self):
         self._lock = threading.Lock()
@@ -87,12 +94,14 @@ class ReadCache:
             if generation == self._generation and not self._writing:
                 self._answers[key] = (http, copied)
 
-    def write_started(self) -> None:
-        """Before a write is sent: forget every answer."""
+    def write_started(self, service: str) -> None:
+        """Before a write to `service` is sent: forget every answer it may change."""
+        changed = SHARED | {service}
         with self._lock:
             self._generation += 1
             self._writing += 1
-            self._answers.clear()
+            for key in [key for key in self._answers if key[0] in changed]:
+                del self._answers[key]
 
     def write_ended(self) -> None:
         """The write got its answer, failed, or was not sent after all."""

@@ -66,14 +66,27 @@ def test_an_error_that_is_not_not_found_is_asked_again(aws):
     assert counts["read"] == 2
 
 
-def test_a_write_of_any_service_empties_the_cache_and_the_next_read_sees_it(aws):
+def test_a_write_forgets_its_own_services_answers_and_the_next_read_sees_it(aws):
+    rds = aws.client("rds")
     with aws.scoped("step") as counts, aws.reading():
         assert vpcs(aws) == []
-        aws.client("secretsmanager").create_secret(Name="other-service", SecretString="{}")
-        assert vpcs(aws) == []   # asked again: another service's write may change it
+        groups = rds.describe_db_subnet_groups()["DBSubnetGroups"]
         aws.client("ec2").create_vpc(CidrBlock="10.9.0.0/16")
-        assert len(vpcs(aws)) == 1
-    assert counts == {"read": 3, "write": 2}
+        assert len(vpcs(aws)) == 1                                        # asked again
+        assert rds.describe_db_subnet_groups()["DBSubnetGroups"] == groups  # kept
+    assert counts == {"read": 3, "write": 1}
+
+
+def test_any_write_forgets_the_answers_of_services_aws_writes_to_for_others(aws):
+    """RDS and Lambda make network interfaces in EC2, service-linked roles in IAM, log
+    groups in CloudWatch Logs: an EC2 answer is not given again after an RDS write."""
+    with aws.scoped("step") as counts, aws.reading():
+        vpcs(aws)
+        aws.client("rds").create_db_cluster_parameter_group(
+            DBClusterParameterGroupName="g", DBParameterGroupFamily="aurora-postgresql16",
+            Description="g")
+        vpcs(aws)
+    assert counts["read"] == 2
 
 
 def test_the_cache_is_emptied_before_a_write_is_sent(aws):
@@ -191,7 +204,7 @@ def test_an_answer_that_overlapped_a_write_is_not_kept():
         status_code = 200
 
     began = cache.generation()
-    cache.write_started()           # another thread's write starts meanwhile
+    cache.write_started("ec2")      # another thread's write starts meanwhile
     cache.keep(key, began, Http(), {"Vpcs": []})
     assert cache.answer(key) is None
     during = cache.generation()
