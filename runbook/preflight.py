@@ -13,7 +13,9 @@ read-only calls, and only for the steps about to run:
   database.engine_version   offered for new clusters in the region (DescribeDBEngineVersions);
                             an existing cluster is not refused for running an older one
   database.min/max_capacity within the engine version's Serverless v2 range
-  network.subnets[].az      an availability zone of the region (DescribeAvailabilityZones)
+  network.subnets[].az      an availability zone of the region (DescribeAvailabilityZones),
+                            read while a subnet is still to be made: one that exists
+                            shows its zone was the account's
   lambdas.runtime           one Lambda still accepts for new functions: named in
                             botocore's model of Lambda, and before its block-create
                             date (a dated table: no API lists deprecations)
@@ -33,6 +35,7 @@ from runbook.errors import BadInput
 from runbook.resources.rds import Cluster
 from runbook.resources.vpc import zones
 from runbook.steps.database import ENGINE
+from runbook.steps.network import zones_needed
 
 # Serverless v2 capacity AWS documents where DescribeDBEngineVersions does not say.
 # botocore 1.44.8 models ServerlessV2FeaturesSupport {MinCapacity, MaxCapacity} per
@@ -198,7 +201,7 @@ def read_facts(config, aws, steps: list[str], today: dt.date) -> Facts:
     facts = Facts(region=aws.region, today=today)
     api = Api(aws)
     with api.reading():
-        if "network" in steps or "database" in steps:
+        if ("network" in steps or "database" in steps) and zones_needed(api, config):
             facts.zones = zones(api)
         if "database" in steps:
             cluster = Cluster.named(api, config.database.cluster_id)
