@@ -12,7 +12,8 @@ read-only calls, and only for the steps about to run:
 
   database.engine_version   offered for new clusters in the region (DescribeDBEngineVersions);
                             an existing cluster is not refused for running an older one
-  database.min/max_capacity within the engine version's Serverless v2 range
+  database.min/max_capacity within the engine version's Serverless v2 range; not read
+                            for a cluster that runs them already (AWS took them)
   network.subnets[].az      an availability zone of the region (DescribeAvailabilityZones),
                             read while a subnet is still to be made: one that exists
                             shows its zone was the account's
@@ -183,6 +184,16 @@ def sort_versions(versions) -> list[str]:
 
 # -- reading the facts (read-only) ------------------------------------------------------
 
+def capacity_in_force(db, cluster) -> bool:
+    """Whether the cluster exists and runs the file's Serverless v2 capacity already:
+    then AWS accepted it, its version is not checked (an existing cluster keeps its
+    own), and DescribeDBEngineVersions is not read."""
+    scaling = (cluster.scaling or {}) if cluster is not None else {}
+    return (scaling.get("MinCapacity") is not None
+            and float(scaling["MinCapacity"]) == float(db.min_capacity)
+            and float(scaling.get("MaxCapacity") or -1) == float(db.max_capacity))
+
+
 def offered_versions(rds) -> list[EngineVersion]:
     """Every aurora-postgresql version DescribeDBEngineVersions lists in the client's
     region. moto 5.2.5 does not implement the call; the sandbox answers it (runbook.sandbox.rds)."""
@@ -207,7 +218,8 @@ def read_facts(config, aws, steps: list[str], today: dt.date) -> Facts:
             cluster = Cluster.named(api, config.database.cluster_id)
             facts.cluster_exists = cluster is not None
             facts.cluster_version = cluster.engine_version if cluster else None
-            facts.offered = offered_versions(aws.client("rds"))
+            if not capacity_in_force(config.database, cluster):
+                facts.offered = offered_versions(aws.client("rds"))
     if any(step in steps for step in FUNCTION_STEPS) or (
             "fix-tables" in steps and config.database.connect == "lambda"):
         facts.runtimes = lambda_runtimes()

@@ -104,3 +104,26 @@ def test_the_zones_are_read_only_while_a_subnet_of_the_file_is_to_be_made():
     assert sent.count("DescribeAvailabilityZones") == 1
     assert [c.resource for c in result.changes if c.action == "create"][0].startswith(
         "ec2:subnet")
+
+
+@mock_aws
+def test_engine_versions_are_read_for_a_new_cluster_or_new_capacity_only(write_config):
+    from runbook.sandbox import rds as sandbox_rds
+    from tests.functional.conftest import run_steps
+
+    sandbox_rds.install()  # DescribeDBEngineVersions, which moto 5.2.5 lacks
+    config = config_mod.load(PROD_CONFIG)
+    aws, sent = recording_factory()
+    preflight.check(config, aws, ["database"])
+    assert "DescribeDBEngineVersions" in sent   # no cluster yet: its version is checked
+
+    results, _ = run_steps(config, ["network", "database"])
+    assert results["database"].status == "ok", results["database"].error
+    aws, sent = recording_factory()
+    preflight.check(config, aws, ["database"])
+    assert "DescribeDBEngineVersions" not in sent   # it runs the file's capacity
+
+    bigger = config_mod.load(write_config(lambda d: d["database"].update(max_capacity=8)))
+    aws, sent = recording_factory()
+    preflight.check(bigger, aws, ["database"])
+    assert "DescribeDBEngineVersions" in sent   # a new capacity is checked again
