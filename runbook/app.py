@@ -162,8 +162,8 @@ def _live_run(config, target, record, journal, progress, sleep, lock_wait_s,
     # The preflight reads under the lock: the run answers its steps' reads from what the
     # preflight read (runbook.aws.readcache), which no other run may change meanwhile. A
     # refused run writes nothing but its lock, which it deletes.
-    with _locked(config, target, ClientFactory(config.region), aws.caller_arn, progress,
-                 lock_wait_s, sleep):
+    with _locked(config, target, aws.sibling(), aws.caller_arn, progress, lock_wait_s,
+                 sleep):
         _aws_would_refuse(config, aws, target.requested)
         progress.line(f"live run of {target.name} in account {record.account}, "
                       f"{config.region}", bold=True)

@@ -214,6 +214,15 @@ class ClientFactory:
             self._session = boto3.Session(region_name=self.region, **self._credentials)
         return self._session
 
+    def sibling(self) -> "ClientFactory":
+        """A factory with counts, journal, read cache and clients of its own (the run's
+        lock: runbook.app), on this one's session: botocore's models and endpoint data
+        are loaded, and the credentials resolved, once."""
+        other = ClientFactory(self.region, endpoint_url=self.endpoint_url,
+                              credentials=self._credentials)
+        other._session = self.session()
+        return other
+
     def client(self, service: str):
         with self._lock:
             client = self._clients.get(service)

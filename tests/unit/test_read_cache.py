@@ -215,3 +215,15 @@ def test_an_answer_that_overlapped_a_write_is_not_kept():
     assert cache.answer(key) is None
     cache.keep(key, cache.generation(), Http(), {"Vpcs": []})
     assert cache.answer(key) == (cache.answer(key)[0], {"Vpcs": []})
+
+
+def test_a_sibling_shares_the_session_not_the_counts_cache_or_clients(aws):
+    sibling = aws.sibling()
+    with aws.reading():
+        vpcs(aws)
+    with sibling.scoped("lock") as counts, sibling.reading():
+        vpcs(sibling)
+    assert sibling.session() is aws.session()
+    assert sibling.client("ec2") is not aws.client("ec2")
+    assert counts["read"] == 1 and aws.counts["lock"]["read"] == 0
+    assert sibling.journal is not aws.journal
