@@ -117,7 +117,8 @@ def counting_server():
     host, port = server.get_host_and_port()
     url = f"http://{host}:{port}"
     # moto's accounts live in this process, shared by its servers: empty them.
-    urllib.request.urlopen(urllib.request.Request(f"{url}/moto-api/reset", method="POST")).read()
+    urllib.request.urlopen(urllib.request.Request(f"{url}/moto-api/reset",
+                                                  method="POST")).read()
     requests.take()
     try:
         yield url, requests
@@ -182,8 +183,9 @@ def floor(endpoint: str) -> None:
         in_vpc = [{"Name": "vpc-id", "Values": [vpc]}]
         subnets = {s["CidrBlock"]: s["SubnetId"]
                    for s in ec2.describe_subnets(Filters=in_vpc)["Subnets"]}
-        tables = {t_name["Value"]: t for t in ec2.describe_route_tables(Filters=in_vpc)["RouteTables"]
-                  for t_name in t.get("Tags", ()) if t_name["Key"] == "Name"}
+        tables = {tag["Value"]: t
+                  for t in ec2.describe_route_tables(Filters=in_vpc)["RouteTables"]
+                  for tag in t.get("Tags", ()) if tag["Key"] == "Name"}
         gateways = ec2.describe_internet_gateways(Filters=[
             {"Name": "attachment.vpc-id", "Values": [vpc]}])["InternetGateways"]
         groups = ec2.describe_security_groups(Filters=in_vpc + [
@@ -243,7 +245,7 @@ def floor(endpoint: str) -> None:
             DBClusterParameterGroupName=params)):
         rds.create_db_cluster_parameter_group(
             DBClusterParameterGroupName=params, Description=f"TLS only for {cluster_id}",
-            DBParameterGroupFamily=f"aurora-postgresql{str(db['engine_version']).split('.')[0]}",
+            DBParameterGroupFamily="aurora-postgresql" + str(db["engine_version"]).split(".")[0],
             Tags=tags(params, "database"))
         rds.modify_db_cluster_parameter_group(DBClusterParameterGroupName=params,
                                               Parameters=force_ssl)
@@ -344,6 +346,49 @@ def runbook_round() -> dict:
             "noop": (again_s, again_calls, again_report)}
 
 
+def label(kind: str) -> str:
+    return "no-op" if kind == "noop" else kind
+
+
+def table(floors: list[dict], runs: list[dict]) -> None:
+    """Wall time and calls of each side, and the ratios beside the goal."""
+    print(f"{'':<14}{'floor':>10}{'runbook':>10}{'- allowed':>11}{'ratio':>9}   goal")
+    for kind in ("fresh", "noop"):
+        floor_s = statistics.median(r[kind][0] for r in floors)
+        runbook_s = statistics.median(r[kind][0] for r in runs)
+        print(f"{label(kind) + ' wall':<14}{floor_s:>8.2f} s{runbook_s:>8.2f} s{'':>11}"
+              f"{runbook_s / floor_s:>8.2f}x   <= {GOAL}x")
+        floor_n, ours = sum(floors[0][kind][1].values()), sum(runs[0][kind][1].values())
+        allowed = sum((runs[0][kind][1] & ALLOWED).values())
+        print(f"{label(kind) + ' calls':<14}{floor_n:>10d}{ours:>10d}{ours - allowed:>11d}"
+              f"{(ours - allowed) / floor_n:>8.2f}x   <= {GOAL}x   ({ours / floor_n:.2f}x "
+              f"with the {allowed} allowed)")
+        for side, rounds in (("floor", floors), ("runbook", runs)):
+            counts = sorted({sum(r[kind][1].values()) for r in rounds})
+            if len(counts) > 1:
+                print(f"{'':<14}({side}'s calls differed between rounds: {counts})")
+
+
+def breakdown(floors: list[dict], runs: list[dict]) -> None:
+    """Which calls runbook makes beyond the floor (the allowed ones taken off)."""
+    print(f"allowed on top of the floor, taken off: {', '.join(sorted(ALLOWED))}")
+    for kind in ("fresh", "noop"):
+        beyond = runs[0][kind][1] - ALLOWED - floors[0][kind][1]
+        short = floors[0][kind][1] - runs[0][kind][1]
+        print(f"runbook beyond the floor, {label(kind)}: "
+              + ", ".join(f"{op} x{n}" for op, n in sorted(beyond.items())))
+        if short:
+            print("  the floor's, not runbook's: "
+                  + ", ".join(f"{op} x{n}" for op, n in sorted(short.items())))
+    noop = runs[0]["noop"]
+    print(f"no-op writes: runbook's report {calls(noop[2], 'write')}, at the server "
+          f"{writes(noop[1])} (the lock's SSM calls aside); the floor's "
+          f"{writes(floors[0]['noop'][1])}")
+    print("runbook's report, no-op (its steps' calls only): " + ", ".join(
+        f"{s['name']} {s['api_calls']['read']}r/{s['api_calls']['write']}w"
+        for s in noop[2]["steps"]))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=3)
@@ -362,39 +407,8 @@ def main() -> None:
         else:
             floors.append(floor_round())
             runs.append(runbook_round())
-    print(f"{'':<8} {'floor':>15} {'runbook':>17} {'runbook - allowed':>19} "
-          f"{'ratio (goal <= ' + str(GOAL) + ')':>24}")
-    for kind in ("fresh", "noop"):
-        floor_s = statistics.median(r[kind][0] for r in floors)
-        runbook_s = statistics.median(r[kind][0] for r in runs)
-        floor_calls, runbook_calls = floors[0][kind][1], runs[0][kind][1]
-        allowed = sum((runbook_calls & ALLOWED).values())
-        ours = sum(runbook_calls.values())
-        label = "no-op" if kind == "noop" else kind
-        print(f"{label:<8} {floor_s:>13.2f} s {runbook_s:>15.2f} s {'':>19} "
-              f"{runbook_s / floor_s:>8.2f}x wall")
-        print(f"{'':<8} {sum(floor_calls.values()):>9d} calls {ours:>11d} calls "
-              f"{ours - allowed:>13d} calls {(ours - allowed) / sum(floor_calls.values()):>8.2f}x "
-              f"calls ({ours / sum(floor_calls.values()):.2f}x with the {allowed} allowed)")
-        spread = {sum(r[kind][1].values()) for r in runs} | {sum(r[kind][1].values()) for r in floors}
-        if len(spread) > 2:
-            print(f"{'':<8} (call counts differed between rounds: {sorted(spread)})")
-    noop_report = runs[0]["noop"][2]
-    print(f"no-op writes: runbook's report {calls(noop_report, 'write')}, at the server "
-          f"{writes(runs[0]['noop'][1])} (the lock's SSM calls aside); the floor's "
-          f"{writes(floors[0]['noop'][1])}")
-    print(f"allowed on top of the floor and taken off: {', '.join(sorted(ALLOWED))}")
-    for kind in ("fresh", "noop"):
-        beyond = runs[0][kind][1] - ALLOWED - floors[0][kind][1]
-        short = floors[0][kind][1] - runs[0][kind][1]
-        print(f"runbook beyond the floor, {'no-op' if kind == 'noop' else kind}: "
-              + ", ".join(f"{op} x{n}" for op, n in sorted(beyond.items())))
-        if short:
-            print("  (the floor makes, runbook does not: "
-                  + ", ".join(f"{op} x{n}" for op, n in sorted(short.items())) + ")")
-    steps = runs[0]["noop"][2]["steps"]
-    print("runbook's report, no-op (steps only): " + ", ".join(
-        f"{s['name']} {s['api_calls']['read']}r/{s['api_calls']['write']}w" for s in steps))
+    table(floors, runs)
+    breakdown(floors, runs)
 
 
 if __name__ == "__main__":
