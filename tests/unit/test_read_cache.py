@@ -227,3 +227,28 @@ def test_a_sibling_shares_the_session_not_the_counts_cache_or_clients(aws):
     assert sibling.client("ec2") is not aws.client("ec2")
     assert counts["read"] == 1 and aws.counts["lock"]["read"] == 0
     assert sibling.journal is not aws.journal
+
+
+def test_an_invoke_of_db_migrates_read_action_is_counted_as_a_read_but_always_sent():
+    """It reads the database, which changes without a write through the factory."""
+    import io
+    import json
+
+    from botocore.response import StreamingBody
+    from botocore.stub import Stubber
+
+    from runbook.aws.clients import ClientFactory
+    from runbook.lambda_runtime import migrate_event
+    from runbook.lambda_runtime.schemas import Schemas
+    from tests.conftest import REGION
+
+    aws = ClientFactory(REGION)
+    lam = aws.client("lambda")
+    payload = json.dumps(migrate_event.build(migrate_event.READ, [], {}, Schemas())).encode()
+    with Stubber(lam) as stub, aws.scoped("step") as counts, aws.reading():
+        for _ in range(2):
+            stub.add_response("invoke", {"StatusCode": 200,
+                                         "Payload": StreamingBody(io.BytesIO(b"{}"), 2)})
+            lam.invoke(FunctionName="matbakh-cognito-db-migrate", Payload=payload)
+        stub.assert_no_pending_responses()
+    assert counts == {"read": 2, "write": 0}
