@@ -18,7 +18,9 @@ have changed it. The rules, each for a reason:
   nothing it may have changed is given again. An answer that overlapped a write (sent
   before the write ended, from another thread) is not kept.
 - What is kept is what AWS said: an answer, or "not found" (absence is an answer). Other
-  errors (throttling, access denied) are not kept, and a streamed answer never is.
+  errors (throttling, access denied) are not kept, and a streamed answer never is. Only
+  operations that read by their name are kept: an Invoke of db_migrate's read action
+  counts as a read, but asks a database that changes with no AWS write.
 
 Nothing in the cache outlives its ClientFactory, one per run. A live run takes the
 environment's lock before the first read the cache keeps, the preflight's (runbook.app),
