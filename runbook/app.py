@@ -159,17 +159,18 @@ def _live_run(config, target, record, journal, progress, sleep, lock_wait_s,
               allow_reboot=False) -> None:
     aws = ClientFactory(config.region, journal=journal)
     record.account = checked_account(config, aws)
-    _aws_would_refuse(config, aws, target.requested)
-    progress.line(f"live run of {target.name} in account {record.account}, {config.region}",
-                  bold=True)
-    # Before the lock, whose parameter is a write: a refused run writes nothing at all.
-    # Each step claims what it finds again when it runs, under the lock.
-    _nothing_of_another_environment(config, aws, target.requested, progress)
-    # Independent steps overlap (runbook.engine.schedule); dry runs stay serial.
-    runner = new_runner(config, aws, progress, sleep=sleep, allow_reboot=allow_reboot,
-                        parallel=True)
-    with _locked(config, target, ClientFactory(config.region), aws.caller_arn, progress,
-                 lock_wait_s, sleep):
+    # The preflight reads under the lock: the run answers its steps' reads from what the
+    # preflight read (runbook.aws.readcache), which no other run may change meanwhile. A
+    # refused run writes nothing but its lock, which it deletes.
+    with _locked(config, target, aws.sibling(), aws.caller_arn, progress, lock_wait_s,
+                 sleep):
+        _aws_would_refuse(config, aws, target.requested)
+        progress.line(f"live run of {target.name} in account {record.account}, "
+                      f"{config.region}", bold=True)
+        _nothing_of_another_environment(config, aws, target.requested, progress)
+        # Independent steps overlap (runbook.engine.schedule); dry runs stay serial.
+        runner = new_runner(config, aws, progress, sleep=sleep, allow_reboot=allow_reboot,
+                            parallel=True)
         try:
             runner.run(target.requested, record.results)
         finally:

@@ -12,8 +12,11 @@ read-only calls, and only for the steps about to run:
 
   database.engine_version   offered for new clusters in the region (DescribeDBEngineVersions);
                             an existing cluster is not refused for running an older one
-  database.min/max_capacity within the engine version's Serverless v2 range
-  network.subnets[].az      an availability zone of the region (DescribeAvailabilityZones)
+  database.min/max_capacity within the engine version's Serverless v2 range; not read
+                            for a cluster that runs them already (AWS took them)
+  network.subnets[].az      an availability zone of the region (DescribeAvailabilityZones),
+                            read while a subnet is still to be made: one that exists
+                            shows its zone was the account's
   lambdas.runtime           one Lambda still accepts for new functions: named in
                             botocore's model of Lambda, and before its block-create
                             date (a dated table: no API lists deprecations)
@@ -33,6 +36,7 @@ from runbook.errors import BadInput
 from runbook.resources.rds import Cluster
 from runbook.resources.vpc import zones
 from runbook.steps.database import ENGINE
+from runbook.steps.network import zones_needed
 
 # Serverless v2 capacity AWS documents where DescribeDBEngineVersions does not say.
 # botocore 1.44.8 models ServerlessV2FeaturesSupport {MinCapacity, MaxCapacity} per
@@ -180,6 +184,16 @@ def sort_versions(versions) -> list[str]:
 
 # -- reading the facts (read-only) ------------------------------------------------------
 
+def capacity_in_force(db, cluster) -> bool:
+    """Whether the cluster exists and runs the file's Serverless v2 capacity already:
+    then AWS accepted it, its version is not checked (an existing cluster keeps its
+    own), and DescribeDBEngineVersions is not read."""
+    scaling = (cluster.scaling or {}) if cluster is not None else {}
+    return (scaling.get("MinCapacity") is not None
+            and float(scaling["MinCapacity"]) == float(db.min_capacity)
+            and float(scaling.get("MaxCapacity") or -1) == float(db.max_capacity))
+
+
 def offered_versions(rds) -> list[EngineVersion]:
     """Every aurora-postgresql version DescribeDBEngineVersions lists in the client's
     region. moto 5.2.5 does not implement the call; the sandbox answers it (runbook.sandbox.rds)."""
@@ -194,14 +208,18 @@ def offered_versions(rds) -> list[EngineVersion]:
 
 
 def read_facts(config, aws, steps: list[str], today: dt.date) -> Facts:
+    """Read inside the run's read cache: the steps read the same zones and cluster."""
     facts = Facts(region=aws.region, today=today)
-    if "network" in steps or "database" in steps:
-        facts.zones = zones(Api(aws))
-    if "database" in steps:
-        cluster = Cluster.named(Api(aws), config.database.cluster_id)
-        facts.cluster_exists = cluster is not None
-        facts.cluster_version = cluster.engine_version if cluster else None
-        facts.offered = offered_versions(aws.client("rds"))
+    api = Api(aws)
+    with api.reading():
+        if ("network" in steps or "database" in steps) and zones_needed(api, config):
+            facts.zones = zones(api)
+        if "database" in steps:
+            cluster = Cluster.named(api, config.database.cluster_id)
+            facts.cluster_exists = cluster is not None
+            facts.cluster_version = cluster.engine_version if cluster else None
+            if not capacity_in_force(config.database, cluster):
+                facts.offered = offered_versions(aws.client("rds"))
     if any(step in steps for step in FUNCTION_STEPS) or (
             "fix-tables" in steps and config.database.connect == "lambda"):
         facts.runtimes = lambda_runtimes()

@@ -4,11 +4,16 @@ account, and the named retries.
 Resources (runbook.resources) read and write through an `Api`: the ClientFactory of the
 run (every call counted and journalled there) plus the run's sleep, for retries. Nothing
 else in runbook recognises a missing resource or adds a tag its own way.
+
+A step's read runs inside `Api.reading()`, so that what the run has described once is
+not described again: the factory answers a read it has answered before, until the run
+writes what may change it (runbook.aws.readcache).
 """
 
 from __future__ import annotations
 
 import time
+from contextlib import contextmanager
 from typing import Any, Callable
 
 from runbook.aws import naming, retry
@@ -23,9 +28,12 @@ _NOT_FOUND = frozenset({"NoSuchEntity", "DBParameterGroupNotFound", "DBInstanceN
 
 def not_found(exc: BaseException) -> bool:
     """Whether `exc` is AWS saying the resource asked for does not exist."""
-    code = retry.error_code(exc) or ""
-    return (code in _NOT_FOUND or code.endswith(("NotFound", "NotFoundFault",
-                                                 "NotFoundException")))
+    return is_not_found_code(retry.error_code(exc) or "")
+
+
+def is_not_found_code(code: str) -> bool:
+    return code in _NOT_FOUND or code.endswith(("NotFound", "NotFoundFault",
+                                                "NotFoundException"))
 
 
 def or_none(call: Callable[[], Any]) -> Any:
@@ -58,6 +66,14 @@ class Api:
 
     def client(self, service: str):
         return self.aws.client(service)
+
+    @contextmanager
+    def reading(self):
+        """Let the reads made inside the block, in this thread, be answered from the
+        run's read cache and kept there (ClientFactory.reading). For reads that plan: a
+        wait or a retry in the block still asks AWS (runbook.aws.retry.polling)."""
+        with self.aws.reading():
+            yield
 
     def account(self) -> str:
         """The account of the credentials, asked once per Api (one per step instance)."""

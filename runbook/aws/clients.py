@@ -6,6 +6,11 @@ injection hook in. Calls are classified as read or write by operation name and c
 per scope (normally the running step) through botocore's `before-call` event; completed
 writes go to the journal through `after-call`.
 
+Reads made inside `reading()` (a step's read, the preflight's) go through the run's read
+cache (runbook.aws.readcache): one answered before is answered again without a call,
+until a write that may change it. A read answered from it is no call: it is not
+counted, journalled or intercepted.
+
 Fault injection (the crash-consistency sweep in runbook/sandbox/sweep.py) hooks in twice:
 `interceptors` see a call before it is sent and may raise to fail it, as a throttled or
 refused request fails; `after_interceptors` see it once its response arrived and may
@@ -22,14 +27,20 @@ from functools import partial
 from typing import Callable
 
 from runbook.errors import BadInput, ImpurePlan
+from runbook.aws import retry
 from runbook.aws.journal import Journal
+from runbook.aws.readcache import ReadCache
 
 # Operations that only read, by name prefix (after dropping Cognito's "Admin").
 _READ_PREFIXES = ("Describe", "Get", "List", "Head", "Lookup", "Search", "Filter", "Scan",
                   "Query", "BatchGet", "Select", "Check", "Validate", "Preview", "Estimate")
 
-# Where _before_call leaves its verdict for _after_call, in botocore's request context.
+# Where _before_call leaves its verdict for _after_call, in botocore's request context,
+# and, for a read, the read cache's key and generation (to keep the answer) or that the
+# answer came from the cache.
 _WRITE = "runbook_write"
+_KEEP = "runbook_keep"
+_CACHED = "runbook_cached"
 
 # An interceptor sees every call before it is sent and may raise to fail it.
 Interceptor = Callable[[str, str, bool], None]
@@ -145,6 +156,7 @@ class ClientFactory:
         self._scope = threading.local()
         self.caller_arn: str | None = None  # set by caller_account()
         self._lock = threading.Lock()
+        self.cache = ReadCache()
 
     # -- scopes --------------------------------------------------------------------
 
@@ -179,6 +191,19 @@ class ClientFactory:
         """What `refusing` says is running now (a step's plan), or None."""
         return getattr(self._scope, "refusing", None)
 
+    @contextmanager
+    def reading(self):
+        """Answer the reads made inside the block, in this thread, from the read cache
+        when it has them, and keep their answers there (runbook.aws.readcache)."""
+        self._scope.reading = getattr(self._scope, "reading", 0) + 1
+        try:
+            yield
+        finally:
+            self._scope.reading -= 1
+
+    def _cached(self) -> bool:
+        return getattr(self._scope, "reading", 0) > 0 and not retry.is_polling()
+
     def total(self, kind: str) -> int:
         with self._lock:
             return sum(count[kind] for count in self.counts.values())
@@ -191,6 +216,15 @@ class ClientFactory:
 
             self._session = boto3.Session(region_name=self.region, **self._credentials)
         return self._session
+
+    def sibling(self) -> "ClientFactory":
+        """A factory with counts, journal, read cache and clients of its own (the run's
+        lock: runbook.app), on this one's session: botocore's models and endpoint data
+        are loaded, and the credentials resolved, once."""
+        other = ClientFactory(self.region, endpoint_url=self.endpoint_url,
+                              credentials=self._credentials)
+        other._session = self.session()
+        return other
 
     def client(self, service: str):
         with self._lock:
@@ -217,6 +251,7 @@ class ClientFactory:
         events = client.meta.events
         events.register("before-call.*.*", partial(self._before_call, service))
         events.register("after-call.*.*", partial(self._after_call, service))
+        events.register("after-call-error.*.*", self._after_call_error)
         service_id = client.meta.service_model.service_id.hyphenize()
         for operation in NOT_RETRIED_WHEN_UNCERTAIN.get(service, ()):
             # More specific than botocore's `needs-retry.<service>`, so asked first.
@@ -230,17 +265,50 @@ class ClientFactory:
             raise ImpurePlan(refusing, service, model.name)
         write = is_write_call(service, model.name, params)
         context[_WRITE] = write  # botocore hands the same dict to after-call
+        # Kept only what reads by its name: an Invoke of db_migrate's read action counts
+        # as a read, but asks the database, which changes with no write through here.
+        if not is_write(model.name) and self._cached() and not model.has_streaming_output:
+            key = ReadCache.key(service, model.name, params)
+            answer = self.cache.answer(key)
+            if answer is not None:
+                context[_CACHED] = True
+                return answer  # botocore then sends nothing
+            context[_KEEP] = (key, self.cache.generation())
         with self._lock:
             self.counts[self.scope]["write" if write else "read"] += 1
+        if not write:
+            self._intercept(service, model.name, write)
+            return None
+        # Before anything is sent: a write whose answer is lost may still take effect.
+        self.cache.write_started(service)
+        try:
+            self._intercept(service, model.name, write)
+        except BaseException:
+            self.cache.write_ended()  # refused before it was sent
+            raise
+        return None
+
+    def _intercept(self, service: str, operation: str, write: bool) -> None:
         for intercept in self.interceptors:
-            intercept(service, model.name, write)
+            intercept(service, operation, write)
 
     def _after_call(self, service: str, model, http_response, parsed, context, **_):
+        if context.get(_CACHED):
+            return
         write = context.get(_WRITE, is_write(model.name))
+        if write:
+            self.cache.write_ended()
+        elif _KEEP in context:
+            self.cache.keep(*context[_KEEP], http_response, parsed)
         if write and http_response is not None and http_response.status_code < 300:
             self.journal.record(self.scope, service, model.name, parsed or {})
         for intercept in self.after_interceptors:
             intercept(service, model.name, write, parsed or {})
+
+    def _after_call_error(self, context, **_):
+        """No answer came (the connection failed after botocore's retries)."""
+        if context.get(_WRITE):
+            self.cache.write_ended()
 
     # -- identity ------------------------------------------------------------------
 

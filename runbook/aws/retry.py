@@ -4,11 +4,17 @@ AWS is eventually consistent: an id returned by CreateVpc can be unknown to the 
 ModifyVpcAttribute for a second or two, and a new IAM role is not assumable by Lambda
 for up to ~10 s. Each known propagation error has a predicate here, and each wait a
 policy whose comment gives the longest it can take.
+
+A retry or a wait asks AWS again because the last answer may be out of date, so the reads
+it makes are always sent: `polling()` marks them, and the run's read cache
+(runbook.aws.clients) neither answers nor keeps a read made inside it.
 """
 
 from __future__ import annotations
 
+import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Callable, TypeVar
 
@@ -39,6 +45,24 @@ IAM_PROPAGATION = Policy("iam role propagation", attempts=8, first_delay_s=1, ma
 
 # 2 + 4 + 8 + 15 + 15 = 44 s: a function whose previous update has not finished.
 LAMBDA_UPDATE = Policy("lambda update in progress", attempts=6, first_delay_s=2, max_delay_s=15)
+
+
+_polls = threading.local()
+
+
+@contextmanager
+def polling():
+    """Mark the calls made inside the block, in this thread, as a retry's or a wait's:
+    sent to AWS, never answered from the read cache."""
+    _polls.depth = getattr(_polls, "depth", 0) + 1
+    try:
+        yield
+    finally:
+        _polls.depth -= 1
+
+
+def is_polling() -> bool:
+    return getattr(_polls, "depth", 0) > 0
 
 
 def error_code(exc: BaseException) -> str:
@@ -75,7 +99,8 @@ def retry(call: Callable[[], T], *, when: Callable[[BaseException], bool], polic
     delays = policy.delays()
     while True:
         try:
-            return call()
+            with polling():
+                return call()
         except Exception as exc:  # noqa: BLE001 - filtered by `when`
             if not when(exc):
                 raise
@@ -101,7 +126,8 @@ def wait_until(read: Callable[[], T], done: Callable[[T], bool], *, what: str,
     """
     start = clock()
     while True:
-        value = read()
+        with polling():
+            value = read()
         if done(value):
             return value
         reason = failed(value)

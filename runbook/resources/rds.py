@@ -14,7 +14,6 @@ way is done with no write.
 
 from __future__ import annotations
 
-import secrets as pysecrets
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,6 +22,7 @@ from runbook.aws.api import Api, or_none, pages
 from runbook.engine.plan import diff_field, is_known
 from runbook.errors import PlanError
 from runbook.resources.base import DeleteOptions, F, Found, Resource, S, Spec
+from runbook.resources.secret import PASSWORD_ID_TAG, MasterPassword
 from runbook.resources.security_group import SecurityGroup, SecurityGroupSpec
 
 # What the cluster parameter group sets. On Aurora PostgreSQL rds.force_ssl is a cluster
@@ -304,6 +304,8 @@ class ClusterFound(Found):
     # it until it restarts, whatever status AWS (or moto, which always says in-sync)
     # shows just after.
     attached: list = field(default_factory=list)
+    # The master password this run created the cluster with, for store-secrets to keep.
+    password: MasterPassword | None = field(default=None, repr=False)
 
 
 def parse_cluster(raw: dict) -> ClusterFound:
@@ -326,9 +328,11 @@ def parse_cluster(raw: dict) -> ClusterFound:
 class Cluster(_Rds[ClusterSpec, ClusterFound]):
     """An Aurora cluster: Serverless v2, IAM auth, encrypted, deletion-protected.
 
-    It is created with a throwaway master password that is never stored or shown: step
-    `store-secrets` generates the real one once, keeps it in the DB secret and sets it on
-    the cluster, so the secret is the only place the password lives."""
+    It is created with its final master password, made here and tagged with its id
+    (PASSWORD_ID_TAG), and never shown: `ClusterFound.password` hands it to step
+    `store-secrets`, which keeps it in the DB secret, the one place it lives. A run that
+    stops between the two loses it, and the next run's store-secrets sets the password
+    the secret has (the tag then names no password the secret holds)."""
 
     kind, plural = "rds:cluster", "DB clusters"
     replaces = {
@@ -395,6 +399,7 @@ class Cluster(_Rds[ClusterSpec, ClusterFound]):
         return diff
 
     def create(self, api: Api, spec: ClusterSpec) -> ClusterFound:
+        password = MasterPassword.new()
         cluster = api.client("rds").create_db_cluster(
             DBClusterIdentifier=spec.name,
             Engine=spec.engine,
@@ -402,8 +407,7 @@ class Cluster(_Rds[ClusterSpec, ClusterFound]):
             DatabaseName=spec.database,
             Port=spec.port,
             MasterUsername=spec.master_username,
-            # Replaced by store-secrets with the password kept in the DB secret.
-            MasterUserPassword=pysecrets.token_urlsafe(32),
+            MasterUserPassword=password.value,
             DBSubnetGroupName=spec.subnet_group,
             DBClusterParameterGroupName=spec.parameter_group,
             VpcSecurityGroupIds=[spec.security_group_id],
@@ -413,9 +417,11 @@ class Cluster(_Rds[ClusterSpec, ClusterFound]):
             ServerlessV2ScalingConfiguration={"MinCapacity": spec.min_capacity,
                                               "MaxCapacity": spec.max_capacity},
             CopyTagsToSnapshot=True,
-            Tags=naming.as_aws(spec.tags),
+            Tags=naming.as_aws({**spec.tags, PASSWORD_ID_TAG: password.id}),
         )["DBCluster"]
-        return parse_cluster(cluster)
+        found = parse_cluster(cluster)
+        found.password = password
+        return found
 
     def update(self, api: Api, spec: ClusterSpec, found: ClusterFound, diff: dict,
                tags: dict) -> ClusterFound:

@@ -24,16 +24,31 @@ from dataclasses import dataclass, field
 
 from runbook.aws import naming
 from runbook.aws.api import Api, or_none, pages
+from runbook.aws.retry import error_code
 from runbook.engine.plan import Change
 from runbook.errors import PlanError
 from runbook.resources.base import Apply, DeleteOptions, Found, Resource, Spec
 
 GENERATED = "(generated)"
 # A master password RDS accepts, and the random, non-secret id made together with it
-# (store-secrets tags the cluster with the id it was last set from).
+# (the cluster is tagged with the id of the password it has: PASSWORD_ID_TAG).
 PASSWORD, PASSWORD_ID = "password", "password_id"
+PASSWORD_ID_TAG = "runbook:password-id"
 # RDS refuses '/', '@', '"' and spaces in a master password.
 _PASSWORD_ALPHABET = string.ascii_letters + string.digits + "!#$%^&*()-_=+[]{}:,.?~"
+
+
+@dataclass(frozen=True)
+class MasterPassword:
+    """A master password and its id, made together. The value stays out of repr."""
+
+    id: str
+    value: str = field(repr=False)
+
+    @classmethod
+    def new(cls) -> "MasterPassword":
+        return cls("pw-" + pysecrets.token_hex(8),
+                   "".join(pysecrets.choice(_PASSWORD_ALPHABET) for _ in range(40)))
 
 
 @dataclass(frozen=True)
@@ -41,6 +56,9 @@ class SecretSpec(Spec):
     fields: dict = field(default_factory=dict)   # runbook's derived, non-secret fields
     generated: tuple = ()                        # made once: PASSWORD (with PASSWORD_ID), tokens
     description: str = ""
+    # The password to keep when PASSWORD is to be made: the one a new cluster was just
+    # created with (step database). None: a new one.
+    password: MasterPassword | None = field(default=None, repr=False, compare=False)
 
 
 @dataclass
@@ -62,12 +80,27 @@ class Secret(Resource[SecretSpec, SecretFound]):
         """By name (a secret's name is unique in the account). The owner is checked
         before the value is read: runbook never reads the value of a secret another
         environment owns."""
-        found = self.choose(spec, named=self.by_name(api, spec))
-        if found is None:
-            return None
-        self.claim(spec, found)
-        if not found.deleted_on:  # a value cannot be read until the secret is restored
-            found.value = self.read_value(api, spec)
+        return self.find_all(api, [spec])[0]
+
+    def find_all(self, api: Api, specs: list[SecretSpec]) -> list[SecretFound | None]:
+        """`find` for each spec, the values of all of them read in one call.
+
+        Each secret is described by name (DescribeSecret) and claimed first; then the
+        values of those not scheduled for deletion (which have none to read until they
+        are restored) come in one BatchGetSecretValue. Not ListSecrets to find them: it
+        may miss a change of the last five minutes (AWS's API reference), where
+        DescribeSecret sees it, and a run right after a failed one would try to create
+        the secret its predecessor made."""
+        found = []
+        for spec in specs:
+            item = self.choose(spec, named=self.by_name(api, spec))
+            if item is not None:
+                self.claim(spec, item)
+            found.append(item)
+        live = [(spec, item) for spec, item in zip(specs, found)
+                if item is not None and not item.deleted_on]
+        for (spec, item), raw in zip(live, self.read_values(api, [i for _, i in live])):
+            item.value = parse_value(self, spec, raw)
         return found
 
     def by_name(self, api: Api, spec: SecretSpec) -> list[SecretFound]:
@@ -79,17 +112,41 @@ class Secret(Resource[SecretSpec, SecretFound]):
         return [SecretFound(described["ARN"], naming.from_aws(described.get("Tags")),
                             spec.name, str(deleted)[:10] if deleted else None)]
 
+    @staticmethod
+    def read_values(api: Api, found: list[SecretFound]) -> list[str | None]:
+        """The SecretString of each of `found` (by ARN): one GetSecretValue for one,
+        one BatchGetSecretValue for several. A secret the batch could not read raises the
+        error GetSecretValue would have. Credentials or a VPC endpoint policy that do not
+        allow the batch action (written before runbook used it) get one GetSecretValue
+        per secret instead."""
+        client = api.client("secretsmanager")
+        if len(found) < 2:
+            return [client.get_secret_value(SecretId=f.id).get("SecretString")
+                    for f in found]
+        try:
+            answer = client.batch_get_secret_value(SecretIdList=[f.id for f in found])
+        except Exception as exc:  # noqa: BLE001 - only a refusal of the batch falls back
+            if error_code(exc) not in ("AccessDeniedException", "AccessDenied"):
+                raise
+            return [client.get_secret_value(SecretId=f.id).get("SecretString")
+                    for f in found]
+        from botocore.exceptions import ClientError
+
+        values = {v["ARN"]: v.get("SecretString") for v in answer.get("SecretValues", ())}
+        errors = {e.get("SecretId"): e for e in answer.get("Errors", ())}
+        for item in found:
+            error = errors.get(item.id) or errors.get(item.name)
+            if error is not None or item.id not in values:
+                error = error or {"ErrorCode": "ResourceNotFoundException",
+                                  "Message": "not in the answer"}
+                raise ClientError({"Error": {"Code": error.get("ErrorCode", ""),
+                                             "Message": error.get("Message", "")}},
+                                  "BatchGetSecretValue")
+        return [values[item.id] for item in found]
+
     def read_value(self, api: Api, spec: SecretSpec) -> dict:
         raw = api.client("secretsmanager").get_secret_value(SecretId=spec.name).get("SecretString")
-        try:
-            value = json.loads(raw or "")
-        except ValueError:
-            value = None
-        if not isinstance(value, dict):
-            raise PlanError(spec.step, self.label(spec),
-                            "its value is not a JSON object, so runbook cannot merge its "
-                            "fields. Fix or delete the secret by hand.")
-        return value
+        return parse_value(self, spec, raw)
 
     # -- plan (pure) -------------------------------------------------------------------
 
@@ -118,7 +175,7 @@ class Secret(Resource[SecretSpec, SecretFound]):
     # -- apply -------------------------------------------------------------------------
 
     def create(self, api: Api, spec: SecretSpec) -> SecretFound:
-        value = generate(dict(spec.fields), spec.generated)
+        value = generate(dict(spec.fields), spec.generated, spec.password)
         created = api.client("secretsmanager").create_secret(
             Name=spec.name, SecretString=json.dumps(value, sort_keys=True),
             Description=spec.description, Tags=naming.as_aws(spec.tags))
@@ -185,20 +242,34 @@ class Secret(Resource[SecretSpec, SecretFound]):
         return described is not None and not described.get("DeletedDate")
 
 
+def parse_value(kind: Secret, spec: SecretSpec, raw: str | None) -> dict:
+    """A secret's SecretString as the JSON object runbook merges its fields into."""
+    try:
+        value = json.loads(raw or "")
+    except ValueError:
+        value = None
+    if not isinstance(value, dict):
+        raise PlanError(spec.step, kind.label(spec),
+                        "its value is not a JSON object, so runbook cannot merge its "
+                        "fields. Fix or delete the secret by hand.")
+    return value
+
+
 def merged(current: dict, spec: SecretSpec) -> dict:
     """The current value with runbook's fields set; generated ones kept or made once."""
-    return generate({**current, **spec.fields}, spec.generated)
+    return generate({**current, **spec.fields}, spec.generated, spec.password)
 
 
-def generate(value: dict, generated: tuple) -> dict:
-    """`value` with each generated field it lacks made: a password together with a new
-    id, an id alone for a password that has none, a token for anything else."""
+def generate(value: dict, generated: tuple, password: MasterPassword | None = None) -> dict:
+    """`value` with each generated field it lacks made: a password together with its id
+    (`password`, or a new one), an id alone for a password that has none, a token for
+    anything else."""
     if PASSWORD in generated:
         if not value.get(PASSWORD):
-            value[PASSWORD] = "".join(pysecrets.choice(_PASSWORD_ALPHABET) for _ in range(40))
-            value[PASSWORD_ID] = "pw-" + pysecrets.token_hex(8)
+            made = password or MasterPassword.new()
+            value[PASSWORD], value[PASSWORD_ID] = made.value, made.id
         elif not value.get(PASSWORD_ID):
-            value[PASSWORD_ID] = "pw-" + pysecrets.token_hex(8)
+            value[PASSWORD_ID] = MasterPassword.new().id
     for key in generated:
         if key not in (PASSWORD, PASSWORD_ID) and not value.get(key):
             value[key] = pysecrets.token_urlsafe(48)

@@ -6,9 +6,11 @@ Every resource is described before anything is created: moto overwrites a cluste
 duplicate CreateDBCluster and accepts a duplicate DB subnet group, and runbook must
 never depend on the API refusing a duplicate.
 
-The cluster is created with a throwaway master password that is never stored or shown.
-Step `store-secrets` generates the real one once, keeps it in the DB secret and sets it
-on the cluster, so the secret is the only place the password lives.
+The cluster is created with its final master password and the tag that names it
+(runbook.resources.rds.Cluster), never shown: the outputs hand it to step
+`store-secrets` in memory, never in the report, and that step keeps it in the DB secret,
+the one place it lives. A run that stops in between loses it; the next run's
+store-secrets then sets the password its secret holds.
 
 A new cluster takes 10+ minutes on AWS. The step makes it and its instances and moves
 on: its outputs say whether they were `available` when last described, and the first
@@ -28,13 +30,14 @@ command that restarts them, and kept in the outputs (`pending_reboot`).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from runbook.aws import naming
 from runbook.aws.api import Api
 from runbook.engine import UNKNOWN, Change, Outputs, Step, is_known
 from runbook.errors import StepFailed
 from runbook.resources.base import Inventory
+from runbook.resources.secret import MasterPassword
 from runbook.resources.rds import (Cluster, ClusterFound, ClusterParameterGroup,
                                    ClusterSecurityGroup, ClusterSpec, Instance, InstanceFound,
                                    InstanceSpec, Member, ParameterGroupFound,
@@ -74,6 +77,9 @@ class DatabaseState(Inventory):
     """found: "security-group", "subnet-group", "parameter-group", "cluster", and
     "instance <identifier>" for each instance of the cluster, in the order read (then
     made)."""
+
+    # The master password this run created the cluster with (Cluster.create).
+    master_password: MasterPassword | None = field(default=None, repr=False)
 
     @property
     def cluster(self) -> ClusterFound | None:
@@ -145,9 +151,13 @@ class DatabaseOutputs(Outputs):
     # The cluster and every instance were `available` when last described. False while
     # they are being made: a step that needs them ready calls wait_available.
     available: bool = True
+    # The master password this run created the cluster with, for store-secrets to keep
+    # in the DB secret; None when the cluster was there already. Never in the report.
+    master_password: MasterPassword | None = field(default=None, repr=False, compare=False)
 
     def as_report(self) -> dict:
         report = super().as_report()
+        del report["master_password"]
         if self.reboot_command is None:
             del report["reboot_command"]
         return report
@@ -224,12 +234,13 @@ class DatabaseStep(Step):
 
     def read(self) -> DatabaseState:
         api, db, vpc_id = self.api, self.db, self.inputs.network.vpc_id
-        group = (SecurityGroup.named(api, vpc_id, db.security_group_name)
-                 if is_known(vpc_id) else None)
-        subnet_group = SubnetGroup.named(api, db.subnet_group_name)
-        parameter_group = ClusterParameterGroup.named(api, db.parameter_group_name)
-        cluster = Cluster.named(api, db.cluster_id)
-        instances = Instance.of_cluster(api, db.cluster_id) if cluster is not None else []
+        with api.reading():
+            group = (SecurityGroup.named(api, vpc_id, db.security_group_name)
+                     if is_known(vpc_id) else None)
+            subnet_group = SubnetGroup.named(api, db.subnet_group_name)
+            parameter_group = ClusterParameterGroup.named(api, db.parameter_group_name)
+            cluster = Cluster.named(api, db.cluster_id)
+            instances = Instance.of_cluster(api, db.cluster_id) if cluster is not None else []
         return self.state(group, subnet_group, parameter_group, cluster, instances)
 
     def state(self, security_group, subnet_group: SubnetGroupFound | None,
@@ -388,7 +399,14 @@ class DatabaseStep(Step):
         return self.wait_until(read, done, what=what, resource=resource, failed=failed,
                                timeout_s=REBOOT_TIMEOUT_S, interval_s=REBOOT_INTERVAL_S)
 
-    # -- settle and outputs --------------------------------------------------------
+    # -- apply, settle and outputs --------------------------------------------------
+
+    def apply(self, state: DatabaseState, change: Change) -> bool | None:
+        done = super().apply(state, change)
+        if change.op == CLUSTER.ops["create"]:
+            # Kept apart from found["cluster"], which later reads replace.
+            state.master_password = state.cluster.password
+        return done
 
     def settle(self, state: DatabaseState) -> None:
         """Describe what apply left, without waiting for a new cluster or instance to be
@@ -449,7 +467,8 @@ class DatabaseStep(Step):
             parameter_group=self.db.parameter_group_name,
             pending_reboot=tuple(pending),
             reboot_command=self._reboot_command() if pending else None,
-            available=_available(state))
+            available=_available(state),
+            master_password=state.master_password)
 
 
 def _available(state: DatabaseState) -> bool:

@@ -10,6 +10,10 @@ Each subnet gets its own route table with only the VPC-local route: private mean
 route to an internet gateway, and an adopted subnet that has one is refused. The public
 table is associated only with the public subnets; a private subnet found in it is
 refused like any private subnet with a route to a gateway.
+
+The region's availability zones are read only while a subnet of the file is still to be
+made (`zones_needed`): one that exists shows its zone is the account's, and a subnet in
+another zone than the file says is refused anyway (it cannot move).
 """
 
 from __future__ import annotations
@@ -49,7 +53,7 @@ class NetworkState(Inventory):
     "route-table <cidr>" (a private subnet's table), "internet-gateway" and
     "public-route-table"."""
 
-    zones: set[str] = field(default_factory=set)
+    zones: set[str] | None = None       # None: not read, every subnet of the file exists
     subnets: dict[str, SubnetFound] = field(default_factory=dict)     # every one, by CIDR
     route_tables: list[RouteTableFound] = field(default_factory=list)  # every one
 
@@ -68,10 +72,7 @@ class NetworkStep(Step):
     # -- what the step wants ---------------------------------------------------------
 
     def vpc_spec(self) -> VpcSpec:
-        net, config = self.config.network, self.config
-        return VpcSpec(naming.vpc_name(config), naming.tags(config, STEP_NAME, naming.vpc_name(config)),
-                       "network.vpc_id" if net.vpc_id else "network.cidr", net.vpc_id,
-                       cidr=net.cidr)
+        return vpc_spec(self.config)
 
     def subnet_spec(self, index: int, wanted, vpc_id) -> SubnetSpec:
         name = naming.subnet_name(self.config, wanted.az)
@@ -105,17 +106,19 @@ class NetworkStep(Step):
     # -- read ------------------------------------------------------------------------
 
     def read(self) -> NetworkState:
-        available = zones(self.api)
-        vpc = VPC.find(self.api, self.vpc_spec())
-        if vpc is None:
-            return self.state(available, None, {}, [])
-        gateway = None
-        if self.config.network.public_subnets:
-            gateway = GATEWAY.find(self.api, self.gateway_spec(vpc.id))
-        return self.state(available, vpc, Subnet.in_vpc(self.api, vpc.id),
-                          RouteTable.in_vpc(self.api, vpc.id), gateway)
+        with self.api.reading():
+            vpc = VPC.find(self.api, self.vpc_spec())
+            subnets = Subnet.in_vpc(self.api, vpc.id) if vpc is not None else {}
+            available = zones(self.api) if _missing(self.config, subnets) else None
+            if vpc is None:
+                return self.state(available, None, {}, [])
+            gateway = None
+            if self.config.network.public_subnets:
+                gateway = GATEWAY.find(self.api, self.gateway_spec(vpc.id))
+            return self.state(available, vpc, subnets, RouteTable.in_vpc(self.api, vpc.id),
+                              gateway)
 
-    def state(self, zones: set[str], vpc: VpcFound | None, subnets: dict[str, SubnetFound],
+    def state(self, zones: set[str] | None, vpc: VpcFound | None, subnets: dict[str, SubnetFound],
               route_tables: list[RouteTableFound],
               gateway: InternetGatewayFound | None = None) -> NetworkState:
         """What was read, keyed for the plan: pure, so that plans are tested from data."""
@@ -177,10 +180,7 @@ class NetworkStep(Step):
         vpc_id = state.ref("vpc")
         tables_planned: set[str] = set()  # a table shared by several subnets is planned once
         for index, wanted in enumerate(self.config.network.subnets):
-            if wanted.az not in state.zones:
-                raise PlanError(STEP_NAME, f"network.subnets[{index}].az",
-                                f"{wanted.az} is not an availability zone of this account in "
-                                f"{self.ctx.aws.region} (it has {', '.join(sorted(state.zones))})")
+            self._check_zone(state, f"network.subnets[{index}].az", wanted)
             changes += self._plan_subnet(state, index, wanted, vpc_id, tables_planned)
         return changes + self._plan_public(state, vpc_id)
 
@@ -194,10 +194,7 @@ class NetworkStep(Step):
         changes: list[Change] = []
         table = state.found.get(PUBLIC_TABLE_KEY)
         for index, wanted in enumerate(public):
-            if wanted.az not in state.zones:
-                raise PlanError(STEP_NAME, f"network.public_subnets[{index}].az",
-                                f"{wanted.az} is not an availability zone of this account in "
-                                f"{self.ctx.aws.region} (it has {', '.join(sorted(state.zones))})")
+            self._check_zone(state, f"network.public_subnets[{index}].az", wanted)
             current = state.subnets.get(wanted.cidr)
             if current is not None:
                 other = next((t for t in state.route_tables if current.id in t.subnet_ids
@@ -215,6 +212,16 @@ class NetworkStep(Step):
         spec = self.public_table_spec(vpc_id, state.ref(GATEWAY_KEY),
                                       tuple(state.ref(subnet_key(w.cidr)) for w in public))
         return changes + PUBLIC_TABLE.plan(spec, table, PUBLIC_TABLE_KEY)
+
+    def _check_zone(self, state: NetworkState, field_name: str, wanted) -> None:
+        """Refuse a subnet to be made in a zone the account does not have. One that
+        exists is judged by Subnet.check: it cannot move."""
+        if wanted.cidr in state.subnets or wanted.az in (state.zones or ()):
+            return
+        have = ", ".join(sorted(state.zones or ()))
+        raise PlanError(STEP_NAME, field_name,
+                        f"{wanted.az} is not an availability zone of this account in "
+                        f"{self.ctx.aws.region} (it has {have})")
 
     def _plan_subnet(self, state: NetworkState, index: int, wanted, vpc_id,
                      tables_planned: set[str]) -> list[Change]:
@@ -281,3 +288,30 @@ class NetworkStep(Step):
 
 
 STEP = NetworkStep
+
+
+def vpc_spec(config) -> VpcSpec:
+    """The environment's VPC: by network.vpc_id, else by runbook's tags, else by block."""
+    net = config.network
+    return VpcSpec(naming.vpc_name(config), naming.tags(config, STEP_NAME, naming.vpc_name(config)),
+                   "network.vpc_id" if net.vpc_id else "network.cidr", net.vpc_id,
+                   cidr=net.cidr)
+
+
+def _missing(config, subnets: dict[str, SubnetFound]) -> bool:
+    """Whether a subnet of the file, private or public, is not among `subnets` (by block)."""
+    return any(wanted.cidr not in subnets
+               for wanted in (*config.network.subnets, *config.network.public_subnets))
+
+
+def zones_needed(api, config) -> bool:
+    """Read only (through the run's read cache, which the step's read then reuses):
+    whether a subnet of the file is still to be made, so that its zone must be one of
+    the region's. A VPC the step would refuse says yes: the step says why."""
+    from runbook.errors import RunbookError
+
+    try:
+        vpc = VPC.find(api, vpc_spec(config))
+    except RunbookError:
+        return True
+    return vpc is None or _missing(config, Subnet.in_vpc(api, vpc.id))

@@ -6,11 +6,14 @@ from the config and the database step; the secret is rewritten only when one of 
 differs. A secret scheduled for deletion is restored, never re-created (AWS refuses a
 new secret with the name of one pending deletion anyway).
 
-The cluster's master password is set from the DB secret, so the secret is the one
-place it lives. The secret carries a random, non-secret `password_id` made together
-with the password, and the cluster is tagged with the id it was last set from; a
-differing tag (a new password, an adopted pair, a crash between the two writes) means
-the password is set again.
+The cluster's master password is the DB secret's, so the secret is the one place it
+lives. The secret carries a random, non-secret `password_id` made together with the
+password, and the cluster is tagged with the id of the password it has. A cluster the
+database step creates in the same run gets its final password and tag in
+CreateDBCluster, and hands the password over (its outputs, in memory): a new secret
+keeps that one. A differing tag (an adopted pair, a secret that already had a
+password, a run that stopped between the cluster and the secret) means the password is
+set again from the secret.
 
 Both secrets are `runbook.resources.secret.Secret`s: found by name, refused when another
 environment owns them, and written there, so that no secret value leaves that module and
@@ -27,11 +30,11 @@ from runbook.engine import UNKNOWN, Change, Outputs, Step, is_known
 from runbook.errors import PlanError
 from runbook.resources.base import Inventory
 from runbook.resources.rds import Cluster
-from runbook.resources.secret import PASSWORD, PASSWORD_ID, Secret, SecretFound, SecretSpec
+from runbook.resources.secret import (PASSWORD, PASSWORD_ID, PASSWORD_ID_TAG, Secret,
+                                      SecretFound, SecretSpec)
 from runbook.steps.database import wait_available
 
 STEP_NAME = "store-secrets"
-PASSWORD_ID_TAG = "runbook:password-id"
 SECRET = Secret()
 
 
@@ -63,7 +66,7 @@ class StoreSecretsStep(Step):
             "dbname": database.database,
             "username": database.master_username,
             "dbClusterIdentifier": database.cluster_id,
-        }, (PASSWORD, PASSWORD_ID))
+        }, (PASSWORD, PASSWORD_ID), password=database.master_password)
 
     def app_spec(self) -> SecretSpec:
         config = self.config
@@ -76,21 +79,23 @@ class StoreSecretsStep(Step):
             **config.secrets.app_settings,
         }, naming.GENERATED_APP_KEYS)
 
-    def _spec(self, name: str, field: str, fields: dict, generated: tuple) -> SecretSpec:
+    def _spec(self, name: str, field: str, fields: dict, generated: tuple,
+              password=None) -> SecretSpec:
         return SecretSpec(name, naming.tags(self.config, STEP_NAME, name), field,
                           fields=fields, generated=tuple(generated),
-                          description=f"{self.config.env}: managed by runbook ({STEP_NAME})")
+                          description=f"{self.config.env}: managed by runbook ({STEP_NAME})",
+                          password=password)
 
     # -- read ----------------------------------------------------------------------
 
     def read(self) -> SecretsState:
         database = self.inputs.database
-        db = SECRET.find(self.api, self.db_spec(database))
-        app = SECRET.find(self.api, self.app_spec())
-        password_id = None
-        if is_known(database.cluster_arn):
-            cluster = Cluster.named(self.api, database.cluster_id)
-            password_id = cluster.tags.get(PASSWORD_ID_TAG) if cluster else None
+        with self.api.reading():
+            db, app = SECRET.find_all(self.api, [self.db_spec(database), self.app_spec()])
+            password_id = None
+            if is_known(database.cluster_arn):
+                cluster = Cluster.named(self.api, database.cluster_id)
+                password_id = cluster.tags.get(PASSWORD_ID_TAG) if cluster else None
         return self.state(database, db, app, password_id)
 
     def state(self, database, db: SecretFound | None, app: SecretFound | None,
@@ -136,6 +141,8 @@ class StoreSecretsStep(Step):
                             "string of 8-128 printable characters without / @ \" or space). "
                             "The value is not shown. Fix the secret, or delete its password "
                             "field to have runbook generate one.")
+        if password is None and self._keeps_new_cluster_password(state):
+            return []
         current_id = value.get(PASSWORD_ID)
         if current_id and current_id == state.cluster_password_id:
             return []
@@ -143,6 +150,18 @@ class StoreSecretsStep(Step):
         return [Change("update", f"rds:cluster {cluster}", "set_master_password", {},
                        {"master_password": f"set from secret {self.config.secrets.db}"},
                        run=self._set_master_password)]
+
+    @staticmethod
+    def _keeps_new_cluster_password(state: SecretsState) -> bool:
+        """Whether the DB secret, which has no password yet, gets the one the cluster was
+        created with: in this run (the database step's outputs hand it over, and the
+        cluster's tag names it), or, in a plan, by the database step that is to create
+        the cluster."""
+        database = state.database
+        made = database.master_password
+        if made is not None:
+            return made.id == state.cluster_password_id
+        return not is_known(database.cluster_arn)
 
     def _set_master_password(self, api, state: SecretsState) -> None:
         value = state.found["db"].value

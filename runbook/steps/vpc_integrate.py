@@ -69,15 +69,21 @@ EVENT_SERVICES = ("events",)
 # The security groups whose rule sets this step owns, in the order their rules are planned.
 GROUP_ROLES = ("database", "endpoints", "lambda")
 
+# The one action an endpoint policy allows on "*": AWS authorizes it on nothing else,
+# and it answers only what GetSecretValue on each secret allows (Secret.read_values).
+BATCH_READ = ("secretsmanager:BatchGetSecretValue",)
+
 # What may pass each endpoint: its endpoint policy allows these, on the environment's
-# own resources, to principals of this account only. An endpoint made without a policy
-# gets AWS's default, which allows any principal any action on any resource ("Action":
-# "*"), so runbook always sets one, also on an endpoint it adopts. With private DNS all
-# of the VPC's calls to the service pass the endpoint.
+# own resources (BATCH_READ aside), to principals of this account only. An endpoint made
+# without a policy gets AWS's default, which allows any principal any action on any
+# resource ("Action": "*"), so runbook always sets one, also on an endpoint it adopts.
+# With private DNS all of the VPC's calls to the service pass the endpoint.
 ENDPOINT_ACTIONS = {
     "secretsmanager": {
         # The functions' and runbook's reads of the DB and app-config secrets.
         "ReadTheSecrets": ("secretsmanager:DescribeSecret", "secretsmanager:GetSecretValue"),
+        # store-secrets reads both values in one call (on "*": see BATCH_READ).
+        "ReadTheSecretsInOneCall": BATCH_READ,
         # store-secrets' writes, for runbook run inside the VPC (database.connect: direct).
         "KeepTheSecrets": ("secretsmanager:CreateSecret", "secretsmanager:PutSecretValue",
                            "secretsmanager:RestoreSecret", "secretsmanager:TagResource"),
@@ -184,6 +190,8 @@ class VpcIntegrateStep(Step):
             resource = f"arn:aws:rds:{region}:{account}:cluster:{self.config.database.cluster_id}"
 
         def resources(sid: str):
+            if ENDPOINT_ACTIONS[service][sid] == BATCH_READ:
+                return "*"
             if sid != "KeepTheRouting":
                 return resource
             return [resource,

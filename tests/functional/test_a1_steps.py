@@ -258,6 +258,43 @@ def test_db_secret_is_rds_style_and_the_cluster_password_matches_it(account, con
     assert len(app["jwt_secret"]) >= 48 and app["app_name"] == "matbakh"
 
 
+def cluster_password(cluster_id="matbakh-prod"):
+    """The master password moto holds for the cluster (no AWS API shows it)."""
+    from moto.core import DEFAULT_ACCOUNT_ID
+    from moto.rds.models import rds_backends
+
+    return rds_backends[DEFAULT_ACCOUNT_ID][REGION].clusters[cluster_id]._master_user_password
+
+
+def test_a_new_cluster_is_created_with_the_db_secrets_password_and_its_tag(account, config):
+    results, aws = run(config, A1)
+
+    calls = [e["call"] for e in aws.journal.entries]
+    assert "rds:CreateDBCluster" in calls
+    assert "rds:ModifyDBCluster" not in calls and "rds:AddTagsToResource" not in calls
+    value = secret_value("matbakh-db-postgres")
+    assert cluster_password() == value["password"]
+    assert "master_password" not in results["database"].outputs
+    assert value["password"] not in repr(results["database"].outputs)
+
+
+def test_a_run_that_stopped_before_the_secret_sets_the_password_the_secret_keeps(account,
+                                                                                 config):
+    run(config, ["network", "database"])    # its password is lost with the run
+    made = cluster_password()
+
+    results, aws = run(config, ["store-secrets"])
+
+    value = secret_value("matbakh-db-postgres")
+    assert value["password"] != made and cluster_password() == value["password"]
+    assert [e["call"] for e in aws.journal.entries] == [
+        "secretsmanager:CreateSecret", "secretsmanager:CreateSecret", "rds:ModifyDBCluster",
+        "rds:AddTagsToResource"]
+    tags = {t["Key"]: t["Value"] for t in rds().describe_db_clusters(
+        DBClusterIdentifier="matbakh-prod")["DBClusters"][0]["TagList"]}
+    assert tags["runbook:password-id"] == value["password_id"]
+
+
 def test_generated_values_survive_a_change_of_non_secret_fields(account, config, write_config):
     run(config, A1)
     before_db, before_app = secret_value("matbakh-db-postgres"), secret_value("matbakh-app-config")

@@ -17,7 +17,8 @@ layer's resource policy, every secret's resource policy and every VPC endpoint's
 Each statement must be in JUSTIFIED (by policy, owner and Sid, with exactly its actions,
 resource, principal and condition), must not grant a wildcard action, may use
 "Resource": "*" only for the network-interface actions of a function in a VPC (or of
-the MSK mapping's pollers, for the legacy loader), and
+the MSK mapping's pollers, for the legacy loader) and for BatchGetSecretValue in the
+secrets endpoint's policy (which AWS authorizes on "*" only), and
 "Principal": "*" only bound to the account; an invoke permission must bind SourceArn to
 the user pool (Cognito) or the relay's schedule rule (EventBridge) and SourceAccount to
 the account. docs/iam.md lists each statement
@@ -42,6 +43,7 @@ from runbook.aws import policies
 from runbook.functions.deploy import ENI_ACTIONS, FUNCTION_TAG
 from runbook.steps import hash_table
 from runbook.steps import deploy_legacy_loader as loader
+from runbook.steps import vpc_integrate
 from tests.conftest import REGION, REPO
 from tests.functional.conftest import run_steps
 
@@ -231,6 +233,14 @@ JUSTIFIED = (
         "Read the environment's two secrets through the endpoint (with private DNS, every "
         "call from the VPC passes it): the functions read the DB secret, and runbook run "
         "inside the VPC reads both. Principals of this account only.",
+        principal="*", condition=PRINCIPAL_ACCOUNT),
+    Why("endpoint", ("secretsmanager",), "ReadTheSecretsInOneCall",
+        vpc_integrate.BATCH_READ, "*",
+        "store-secrets reads both secrets' values in one BatchGetSecretValue, through the "
+        "endpoint for runbook run inside the VPC. AWS authorizes that action on \"*\" only "
+        "and answers a secret's value only where GetSecretValue on that secret is allowed "
+        "too (ReadTheSecrets: the environment's two), so it reads nothing more. Principals "
+        "of this account only.",
         principal="*", condition=PRINCIPAL_ACCOUNT),
     Why("endpoint", ("secretsmanager",), "KeepTheSecrets",
         ("secretsmanager:CreateSecret", "secretsmanager:PutSecretValue",
@@ -503,6 +513,8 @@ def problems(statements: list[Statement], facts: Facts) -> list[str]:
                 and set(actions) <= set(ENI_ACTIONS)) and not (
                 statement.policy == "execution role" and statement.owner == "legacy_loader"
                 and set(actions) <= set(loader.POLLER_NETWORK_ACTIONS)) and not (
+                statement.policy == "endpoint"
+                and set(actions) <= set(vpc_integrate.BATCH_READ)) and not (
                 statement.policy == "key policy"):  # a key policy's "*" is the key itself
             found.append(f'{label}: "Resource": "*" for actions AWS does not require it for')
         if statement.policy == "invoke permission":

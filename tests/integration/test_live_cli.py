@@ -73,8 +73,8 @@ def test_plan_where_only_the_vpc_exists_lists_exactly_the_missing_resources(
                 ("create", "rds:cluster matbakh-prod"),
                 ("create", "rds:instance matbakh-prod-1"),
                 ("create", "secretsmanager:secret matbakh-db-postgres"),
-                ("create", "secretsmanager:secret matbakh-app-config"),
-                ("update", "rds:cluster matbakh-prod")]  # master password from the secret
+                ("create", "secretsmanager:secret matbakh-app-config")]
+    # No password set afterwards: the cluster is created with the one the secret keeps.
     assert sorted(changes) == sorted(expected)
     # Nothing was written: the account still holds only the VPC.
     assert [v["VpcId"] for v in our_vpcs(moto_endpoint)] == [vpc_id]
@@ -87,7 +87,7 @@ def test_plan_prints_a_summary_a_person_reads(moto_endpoint, workdir, cli):
     result = cli("plan", "--phase", "a1")
     assert result.exit_code == 0, result.output
     assert "+ ec2:vpc matbakh-prod-vpc" in result.stdout
-    assert "Plan: 18 to add, 1 to change, 0 to destroy. 0 steps unchanged." in result.stdout
+    assert "Plan: 18 to add, 0 to change, 0 to destroy. 0 steps unchanged." in result.stdout
 
 
 def test_account_guard_refuses_before_any_write(moto_endpoint, write_config, cli):

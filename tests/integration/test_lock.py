@@ -138,6 +138,35 @@ def test_a_second_process_waits_then_exits_2_and_nothing_is_duplicated(moto_endp
 
 
 @pytest.mark.slow
+def test_a_run_that_waited_for_the_lock_reads_what_the_first_run_left(moto_endpoint, workdir):
+    """The preflight reads under the lock, and the steps are answered from those reads
+    (runbook.aws.readcache): read before the first run ended, they would say nothing
+    exists, and the second run would make a second VPC."""
+    first = start_run(workdir, moto_endpoint, "--phase", "a1")
+    try:
+        wait_for_lock(moto_endpoint)
+        os.kill(first.pid, signal.SIGSTOP)
+        second = start_run(workdir, moto_endpoint, "--phase", "a1", "--lock-wait", "120")
+        time.sleep(3)  # the second run meets the lock and waits
+        os.kill(first.pid, signal.SIGCONT)
+        out, err = first.communicate(timeout=120)
+        second_out, second_err = second.communicate(timeout=180)
+    finally:
+        for proc in (first, second):
+            if proc.poll() is None:
+                proc.kill()
+
+    assert first.returncode == 0, out + err
+    assert second.returncode == 0, second_out + second_err
+    assert "waiting for the lock" in second_out + second_err
+    report = json.loads((workdir / "reports" / "prod" / "a1.json").read_text())
+    assert sum(step["api_calls"]["write"] for step in report["steps"]) == 0
+    vpcs = [v for v in boto3.client("ec2", region_name=REGION, endpoint_url=moto_endpoint)
+            .describe_vpcs()["Vpcs"] if v["CidrBlock"] == "10.0.0.0/16"]
+    assert len(vpcs) == 1
+
+
+@pytest.mark.slow
 def test_a_stale_lock_is_broken_with_unlock_after_confirmation(moto_endpoint, workdir):
     crashed = start_run(workdir, moto_endpoint, "--phase", "a1")
     held = wait_for_lock(moto_endpoint)

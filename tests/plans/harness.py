@@ -21,6 +21,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
+import types
 import typing
 from pathlib import Path
 
@@ -117,6 +118,10 @@ def build(cls, data: dict | None):
         if field.name not in data:
             continue
         value, hint = data[field.name], hints[field.name]
+        if value is not None and typing.get_origin(hint) in (typing.Union, types.UnionType):
+            inner = [h for h in typing.get_args(hint) if h is not type(None)]
+            if len(inner) == 1 and dataclasses.is_dataclass(inner[0]):  # Found | None
+                hint = inner[0]
         if dataclasses.is_dataclass(hint):
             value = build(hint, value)
         elif hint in (list, set) or typing.get_origin(hint) in (list, set):

@@ -1,4 +1,5 @@
-"""Step network's plan cases: {"zones": [...], "vpc": VpcFound or null,
+"""Step network's plan cases: {"zones": [...] or null (not read: every subnet of the file
+exists), "vpc": VpcFound or null,
 "subnets": [SubnetFound...], "route_tables": [RouteTableFound...],
 "internet_gateway": InternetGatewayFound or null (what read found for
 network.public_subnets)}."""
@@ -12,7 +13,8 @@ from tests.plans.harness import build
 
 def state(step, data: dict):
     subnets = [build(SubnetFound, s) for s in data.get("subnets", [])]
-    return step.state(set(data["zones"]), build(VpcFound, data.get("vpc")),
+    zones = data["zones"]
+    return step.state(set(zones) if zones is not None else None, build(VpcFound, data.get("vpc")),
                       {s.cidr: s for s in subnets},
                       [build(RouteTableFound, t) for t in data.get("route_tables", [])],
                       build(InternetGatewayFound, data.get("internet_gateway")))

@@ -153,3 +153,18 @@ def test_every_problem_is_reported_at_once(prod):
         "lambdas.runtime"]
     error = preflight.PreflightFailed(found)
     assert error.exit_code == 2 and str(error).count("\n  - ") == 4
+
+
+@pytest.mark.parametrize("scaling, in_force", [
+    ({"MinCapacity": 0.5, "MaxCapacity": 4.0}, True),
+    ({"MinCapacity": 0.5, "MaxCapacity": 8.0}, False),
+    ({"MinCapacity": 0.0, "MaxCapacity": 4.0}, False),
+    (None, False),          # not Serverless v2 yet
+])
+def test_the_engine_versions_are_not_needed_for_a_cluster_running_the_files_capacity(
+        prod, scaling, in_force):
+    from runbook.resources.rds import ClusterFound
+
+    cluster = ClusterFound("matbakh-prod", {}, scaling=scaling)
+    assert preflight.capacity_in_force(prod.database, cluster) is in_force
+    assert preflight.capacity_in_force(prod.database, None) is False
