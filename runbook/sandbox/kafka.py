@@ -32,6 +32,10 @@ from runbook.aws.kafka import CLIENT_TIMEOUTS, KafkaAccess
 from runbook.sandbox import msk_token
 
 READY_TIMEOUT_S = 10
+PORT_ATTEMPTS = 5
+# What Tansu 0.6 logs once it has bound its port, and when another process had.
+READY = "ready in "
+PORT_TAKEN = "AddrInUse"
 # Consumer settings that make a group join take about a second on Tansu.
 FAST_GROUP = {"session_timeout_ms": 2000, "heartbeat_interval_ms": 200}
 
@@ -44,6 +48,10 @@ SIMULATED = ("MSK data plane: a Tansu Kafka broker (in-memory, one node) on {boo
 
 class BrokerFailed(RuntimeError):
     """The broker did not start; the message quotes the end of its log."""
+
+
+class _PortTaken(Exception):
+    """Another process bound the broker's port first."""
 
 
 def tansu_binary() -> str:
@@ -68,9 +76,22 @@ class Broker:
         return f"127.0.0.1:{self.port}"
 
     def start(self) -> "Broker":
+        """Start the broker on a free port and wait until it listens. A port is free
+        when it is picked, and another process (a sandbox beside this one) may take it
+        before the broker binds it: the broker then stops with "Address in use", and
+        another port is tried."""
         self.workdir.mkdir(parents=True, exist_ok=True)
-        self.port = _free_port()
-        url = f"tcp://127.0.0.1:{self.port}"
+        for _ in range(PORT_ATTEMPTS):
+            try:
+                return self._start_on(_free_port())
+            except _PortTaken:
+                continue
+        raise BrokerFailed(f"the sandbox's Kafka broker found its port taken "
+                           f"{PORT_ATTEMPTS} times in a row: {_tail(self.workdir / 'tansu.log')}")
+
+    def _start_on(self, port: int) -> "Broker":
+        self.port = port
+        url = f"tcp://127.0.0.1:{port}"
         log = self.workdir / "tansu.log"
         with open(log, "wb") as out:
             self._process = subprocess.Popen(
@@ -80,18 +101,26 @@ class Broker:
                 start_new_session=True)
         deadline = time.monotonic() + READY_TIMEOUT_S
         while True:
-            if self._process.poll() is not None:
-                raise BrokerFailed(f"the sandbox's Kafka broker exited with code "
-                                   f"{self._process.returncode}: {_tail(log)}")
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
-                return self
-            except OSError:
-                if time.monotonic() > deadline:
-                    self.stop()
-                    raise BrokerFailed(f"the sandbox's Kafka broker did not accept "
-                                       f"connections within {READY_TIMEOUT_S} s: {_tail(log)}")
-                time.sleep(0.01)
+            code = self._process.poll()
+            if code is not None:
+                self._process = None
+                if PORT_TAKEN in _text(log):
+                    raise _PortTaken()
+                raise BrokerFailed(f"the sandbox's Kafka broker exited with code {code}: "
+                                   f"{_tail(log)}")
+            # Its log says it is ready once it has bound the port: a connection alone
+            # could reach the process that took the port.
+            if READY in _text(log):
+                try:
+                    socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                    return self
+                except OSError:
+                    pass
+            if time.monotonic() > deadline:
+                self.stop()
+                raise BrokerFailed(f"the sandbox's Kafka broker did not accept "
+                                   f"connections within {READY_TIMEOUT_S} s: {_tail(log)}")
+            time.sleep(0.01)
 
     def stop(self) -> None:
         """SIGINT, then a kill if it is still there after 5 s. Safe to call twice."""
@@ -134,6 +163,13 @@ def _free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
+
+
+def _text(log: Path) -> str:
+    try:
+        return log.read_bytes().decode(errors="replace")
+    except OSError:
+        return ""
 
 
 def _tail(log: Path, size: int = 600) -> str:

@@ -76,3 +76,27 @@ def test_the_broker_stops_and_leaves_no_process(tmp_path):
     assert process.poll() is not None
     broker.stop()  # twice is fine
     assert tansu_binary().endswith("bin/tansu")
+
+
+def test_a_port_another_process_took_first_is_given_up_for_another(tmp_path, monkeypatch):
+    """Sandboxes side by side: the port picked as free is bound by another process before
+    the broker binds it. The broker is not taken for ready by a connection to that
+    process, and starts on another port."""
+    import socket
+
+    from runbook.sandbox import kafka
+
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()  # accepts connections, as another broker would
+    ports = [taken.getsockname()[1]]
+    free = kafka._free_port
+    monkeypatch.setattr(kafka, "_free_port", lambda: ports.pop() if ports else free())
+    try:
+        with Broker(tmp_path) as broker:
+            assert broker.port != taken.getsockname()[1]
+            admin = access().admin(broker.bootstrap)  # the broker answers Kafka there
+            assert isinstance(admin.list_topics(), list)
+            admin.close()
+    finally:
+        taken.close()
