@@ -68,12 +68,14 @@ LOCK_TIMEOUT_MS = 3000
 # - A unique violation is tried once more; any other error, or a second unique
 #   violation, rolls back that user alone, and its row names the SQLSTATE and the
 #   primary message, which quote no row value.
+# The batch goes as one JSON parameter (BATCH_FIELDS of each user): quoting one string
+# costs the client a tenth of quoting six arrays.
 FUNCTION = "store_signups"
 STORE_SIGNUPS = """
 SELECT message, inserted, refused_state, refused_message
-  FROM {users}.store_signups(%s::text[], %s::text[], %s::text[], %s::text[], %s::text[],
-                             %s::boolean[], %s)
+  FROM {users}.store_signups(%s::jsonb, %s)
 """
+BATCH_FIELDS = ("message_id", "cognito_id", "email", "name", "phone", "email_verified")
 QUEUE, RELAY = "queue", "relay"
 
 # The relay's rows: those Post-Confirmation wrote more than `grace_s` ago, so that it
@@ -264,11 +266,10 @@ def store(conn, signups: list[Signup], *, schemas: Schemas = Schemas(), source: 
     if not signups:
         return [], []
     ordered = sorted(signups, key=lambda s: (s.cognito_id, s.message_id))
-    columns = ([s.message_id for s in ordered], [s.cognito_id for s in ordered],
-               [s.email for s in ordered], [s.name for s in ordered],
-               [s.phone for s in ordered], [s.email_verified for s in ordered])
+    batch = json.dumps([{field: getattr(s, field) for field in BATCH_FIELDS} for s in ordered],
+                       separators=(",", ":"))
     rows = round_trip.run(
-        conn, round_trip.message(STORE_SIGNUPS, users=schemas.users), (*columns, source),
+        conn, round_trip.message(STORE_SIGNUPS, users=schemas.users), (batch, source),
         statement_timeout_ms=statement_timeout_ms * len(ordered),
         lock_timeout_ms=lock_timeout_ms).fetchall()
     stored: list[Stored] = []
