@@ -28,7 +28,6 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import Iterable
 
 from runbook.lambda_runtime import db, emails, round_trip
@@ -268,10 +267,10 @@ def store(conn, signups: list[Signup], *, schemas: Schemas = Schemas(), source: 
     ordered = sorted(signups, key=lambda s: (s.cognito_id, s.message_id))
     batch = json.dumps([{field: getattr(s, field) for field in BATCH_FIELDS} for s in ordered],
                        separators=(",", ":"))
-    rows = round_trip.run(
-        conn, round_trip.message(STORE_SIGNUPS, users=schemas.users), (batch, source),
-        statement_timeout_ms=statement_timeout_ms * len(ordered),
-        lock_timeout_ms=lock_timeout_ms).fetchall()
+    rows = round_trip.run(conn, STORE_SIGNUPS, (batch, source),
+                          identifiers={"users": schemas.users},
+                          statement_timeout_ms=statement_timeout_ms * len(ordered),
+                          lock_timeout_ms=lock_timeout_ms).fetchall()
     stored: list[Stored] = []
     failed: list[Failed] = []
     for signup, (_, inserted, state, problem) in zip(ordered, rows, strict=True):
@@ -288,7 +287,7 @@ def relay(conn, *, schemas: Schemas = Schemas(), grace_s: int = RELAY_GRACE_S,
     failed, or their event is still on its way) into `users`, as `store` does, up to
     `limit` of those due. Each is named `outbox:<cognito id>`; a row that cannot be
     stored stays in the outbox, due again later (OUTBOX_LATER), and is in `Failed`."""
-    due = conn.execute(_composed(OUTBOX_DUE, schemas.users),
+    due = conn.execute(round_trip.statement(OUTBOX_DUE, users=schemas.users),
                        {"grace_s": grace_s, "limit": limit}).fetchall()
     good: list[Signup] = []
     failed: list[Failed] = []
@@ -300,13 +299,6 @@ def relay(conn, *, schemas: Schemas = Schemas(), grace_s: int = RELAY_GRACE_S,
     stored, refused = store(conn, good, schemas=schemas, source=RELAY)
     failed += refused
     if failed:
-        conn.execute(_composed(OUTBOX_LATER, schemas.users),
+        conn.execute(round_trip.statement(OUTBOX_LATER, users=schemas.users),
                      {"cognito_ids": [f.message_id.removeprefix(OUTBOX_PREFIX) for f in failed]})
     return stored, failed
-
-
-@lru_cache(maxsize=None)
-def _composed(statement: str, users: str) -> str:
-    from psycopg import sql
-
-    return sql.SQL(statement).format(users=sql.Identifier(users)).as_string()

@@ -1,5 +1,6 @@
 """runbook.lambda_runtime.round_trip's message: the timeouts, then the statement, with
-the schemas quoted as identifiers, made once per statement and schemas."""
+the schemas quoted as identifiers, made once per statement and schemas. (Sending it:
+tests/database/test_trigger_functions.py.)"""
 
 from __future__ import annotations
 
