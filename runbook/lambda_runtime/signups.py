@@ -62,8 +62,9 @@ LOCK_TIMEOUT_MS = 3000
 #   fails the message instead, and it reaches the DLQ.
 # - The user's registration leaves the outbox (templates/sql/0005), whichever path
 #   stored it: the queue, or the relay.
-# - A user whose row is new gets one audit row; a message seen again adds none, so the
-#   audit schema counts each stored user once.
+# - A user whose row is new gets one audit row (all of the batch's in one statement at
+#   its end); a message seen again adds none, so the audit schema counts each stored
+#   user once.
 # - A unique violation is tried once more; any other error, or a second unique
 #   violation, rolls back that user alone, and its row names the SQLSTATE and the
 #   primary message, which quote no row value.
