@@ -31,7 +31,7 @@ DEFAULT_LANGUAGE = "de"
 STATEMENT_TIMEOUT_MS = 3000
 LOCK_TIMEOUT_MS = 2000
 
-# The writes are one statement, the function write_profile that the migrations create
+# The writes are one statement, the procedure write_profile that the migrations create
 # (templates/sql/0007_trigger_functions.sql.j2), sent with the timeouts in one round
 # trip (runbook.lambda_runtime.round_trip). In order, in the caller's transaction:
 #
@@ -56,8 +56,7 @@ LOCK_TIMEOUT_MS = 2000
 #   does not take the advisory locks; a profile that then still cannot be found is
 #   SQLSTATE PROFILE_CONFLICT.
 FUNCTION = "write_profile"
-WRITE_PROFILE = ("SELECT profile_id, profile, private_profile FROM {schema}.write_profile("
-                 "%s, %s, %s, %s, %s, %s, %s, %s)")
+WRITE_PROFILE = "CALL {schema}.write_profile(%s, %s, %s, %s, %s, %s, %s, %s)"
 PROFILE_CONFLICT = "RB409"
 
 PROFILE_ID = "SELECT id FROM {schema}.profiles WHERE cognito_user_id = %(sub)s"

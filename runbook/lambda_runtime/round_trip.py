@@ -2,16 +2,16 @@
 
 A trigger's time goes to round trips, not to the server's work: a statement sent and
 its answer awaited costs more than the statement itself. So each trigger's writes are
-one statement, a function the migrations create (templates/sql/0007), and it is sent
+one statement, a routine the migrations create (templates/sql/0007), and it is sent
 together with the timeouts that bound it, in one simple-protocol message:
 
     SELECT set_config('statement_timeout', ..., true), set_config('lock_timeout', ..., true);
-    SELECT ... FROM <schema>.<function>(...)
+    CALL <schema>.write_profile(...)      (or SELECT ... FROM <schema>.store_signups(...))
 
 PostgreSQL runs the statements of such a message as one transaction, so a failure leaves
 nothing behind, and it starts the statement timeout at each statement's start, so the
 second statement is bounded by what the first set. Setting the timeouts inside the
-function would not bound the function's own statement. The values are bound on the
+routine would not bound the routine's own statement. The values are bound on the
 client (psycopg's ClientCursor quotes them for the connection), as the simple protocol
 carries no parameters.
 
@@ -20,7 +20,7 @@ statements on the connection) joins it in one pipeline instead: BEGIN, the timeo
 the statement, what `also` sends, COMMIT, answered together. Should anything fail, the
 transaction is rolled back: nothing of it stays.
 
-Nothing is prepared: the server's PL/pgSQL keeps the plans of the function's statements
+Nothing is prepared: the server's PL/pgSQL keeps the plans of the routine's statements
 for the session, and no named prepared statement exists for a connection pool such as
 RDS Proxy to track (runbook.lambda_runtime.connection).
 """

@@ -1,10 +1,10 @@
-"""The triggers' writes as one round trip each (templates/sql/0007's functions, sent by
+"""The triggers' writes as one round trip each (templates/sql/0007's routines, sent by
 runbook.lambda_runtime.round_trip), against a real PostgreSQL migrated by fix-tables.
 
 Round trips are counted on the handler's own connection with libpq's trace of the
 protocol: each answer ends with a ReadyForQuery message, one per round trip. The
 statement and lock timeouts, the `also` hook, the refusal of a profile that can be
-neither found nor created, a user's row failing alone, and the functions' EXECUTE
+neither found nor created, a user's row failing alone, and the routines' EXECUTE
 grants are proved here too; test_handlers.py, test_process_user_signup.py and
 test_registration_outbox.py prove the rest on the same code.
 """
@@ -370,16 +370,16 @@ def test_the_trigger_role_writes_through_the_function_and_no_further(write_confi
 
 def test_a_missing_execute_on_the_trigger_s_function_is_found(converged, pg_dsn, names):
     with connect(pg_dsn) as conn:
-        conn.execute(f"REVOKE EXECUTE ON FUNCTION public.write_profile FROM {names['trigger']}")
+        conn.execute(f"REVOKE EXECUTE ON PROCEDURE public.write_profile FROM {names['trigger']}")
     assert verify(converged, pg_dsn) == [
-        Finding(names["trigger"], "missing", "EXECUTE", "function public.write_profile")]
+        Finding(names["trigger"], "missing", "EXECUTE", "routine public.write_profile")]
 
 
 def test_execute_through_public_on_a_trigger_function_is_found(converged, pg_dsn, names):
     with connect(pg_dsn) as conn:
         conn.execute("GRANT EXECUTE ON FUNCTION app.store_signups TO PUBLIC")
     assert verify(converged, pg_dsn) == sorted(
-        Finding(role, "extra", "EXECUTE", "function app.store_signups")
+        Finding(role, "extra", "EXECUTE", "routine app.store_signups")
         for role in names.values())
 
 
@@ -387,7 +387,7 @@ def test_a_direct_grant_on_another_function_is_found(converged, pg_dsn, names):
     with connect(pg_dsn) as conn:
         conn.execute(f"GRANT EXECUTE ON FUNCTION public.set_updated_at TO {names['writer']}")
     assert verify(converged, pg_dsn) == [
-        Finding(names["writer"], "extra", "EXECUTE", "function public.set_updated_at")]
+        Finding(names["writer"], "extra", "EXECUTE", "routine public.set_updated_at")]
 
 
 def test_fix_tables_revokes_an_execute_it_did_not_declare(converged, pg_dsn, names):

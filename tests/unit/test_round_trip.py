@@ -12,8 +12,7 @@ def test_the_message_sets_the_timeouts_before_the_statement():
     first, second = text.split(";\n")
     assert first == ("SELECT set_config('statement_timeout', %s, true), "
                      "set_config('lock_timeout', %s, true)")
-    assert second.startswith('SELECT profile_id, profile, private_profile FROM "public".'
-                             "write_profile(")
+    assert second.startswith('CALL "public".write_profile(')
     assert text.count("%s") == 2 + 8
 
 
