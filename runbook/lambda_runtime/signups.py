@@ -69,7 +69,9 @@ LOCK_TIMEOUT_MS = 3000
 #   violation, rolls back that user alone, and its row names the SQLSTATE and the
 #   primary message, which quote no row value.
 # The batch goes as one JSON parameter (BATCH_FIELDS of each user): quoting one string
-# costs the client a tenth of quoting six arrays.
+# costs the client a tenth of quoting six arrays. The function is found in the users'
+# schema (DB_USERS_SCHEMA); its tables are those fix-tables rendered it with, the same
+# database.users_schema and audit_schema the function's environment names.
 FUNCTION = "store_signups"
 STORE_SIGNUPS = """
 SELECT message, inserted, refused_state, refused_message
