@@ -38,6 +38,7 @@ EVENT = REPO / "tests" / "fixtures" / "events" / "post_confirmation_confirm_sign
 GOAL = 0.8      # issue 19: the handler at >= 0.8x the raw rate
 TURN = 50       # confirmations a side runs before the other side's turn
 WARM = 20       # untimed ones first, on each side: the connection and the server warm
+SPARE = 1       # and one more, whose round trips are counted
 
 
 @contextlib.contextmanager
@@ -124,19 +125,20 @@ def interleaved(sides: dict[str, Callable[[int], object]], count: int,
 
 
 def handler_side(dsn: str, count: int):
-    """step(n): the handler confirming user n; and a close()."""
+    """step(n): the handler confirming user n; and its connection."""
     module = load_handler("post_confirmation", dsn)
-    events = [event(n) for n in range(count + WARM)]
-    return (lambda n: module.handler(events[n], None)), module.DATABASE.close
+    events = [event(n) for n in range(count + WARM + SPARE)]
+    return (lambda n: module.handler(events[n], None)), module.DATABASE.connection()
 
 
 def raw_side(dsn: str, count: int):
     """step(n): the same two rows in one transaction, by hand: no locks, no link, no
-    upsert; and a close()."""
+    upsert; and its connection."""
     import psycopg
 
     conn = psycopg.connect(dsn)
-    rows = [(f"raw.user.{n}@example.com", str(uuid.uuid4())) for n in range(count + WARM)]
+    rows = [(f"raw.user.{n}@example.com", str(uuid.uuid4()))
+            for n in range(count + WARM + SPARE)]
 
     def step(n: int) -> None:
         with conn.transaction():
@@ -147,7 +149,36 @@ def raw_side(dsn: str, count: int):
             conn.execute("INSERT INTO private_profiles (user_id, first_name, last_name, phone) "
                          "VALUES (%s, %s, %s, %s)", (profile, "Raw", "User", "+49151"))
 
-    return step, conn.close
+    return step, conn
+
+
+def round_trips(conn, step: Callable[[int], object], n: int) -> int:
+    """How many round trips step(n) makes on `conn`: the answers that end with
+    ReadyForQuery in libpq's trace of the protocol."""
+    from psycopg import pq
+
+    with tempfile.TemporaryFile("w+") as trace:
+        conn.pgconn.trace(trace.fileno())
+        conn.pgconn.set_trace_flags(pq.Trace.SUPPRESS_TIMESTAMPS | pq.Trace.REGRESS_MODE)
+        try:
+            step(n)
+        finally:
+            conn.pgconn.untrace()
+        trace.seek(0)
+        return sum("\tReadyForQuery\t" in line for line in trace)
+
+
+def measure(sides: dict, count: int, turn: int = TURN) -> tuple[dict, dict]:
+    """Each side's latencies (`interleaved`) and round trips for one more call; `sides`
+    maps a name to (step, connection). The handlers' log lines are not measured."""
+    steps = {name: step for name, (step, _) in sides.items()}
+    with contextlib.redirect_stdout(io.StringIO()):
+        latencies = interleaved(steps, count, turn)
+        trips = {name: round_trips(conn, step, count + WARM)
+                 for name, (step, conn) in sides.items()}
+    for _, conn in sides.values():
+        conn.close()
+    return latencies, trips
 
 
 COLD = r"""
@@ -198,15 +229,13 @@ def main() -> None:
     with server() as (uri, where):
         print(f"machine: {machine()}; PostgreSQL: {where}; {count} confirmations a side, "
               f"each side on its own warm connection, in turns of {TURN}")
-        handler, close_handler = handler_side(fresh_database(uri), count)
-        raw, close_raw = raw_side(fresh_database(uri), count)
-        with contextlib.redirect_stdout(io.StringIO()):  # its log lines, not measured here
-            latencies = interleaved({"handler": handler, "raw": raw}, count)
-        close_handler()
-        close_raw()
+        latencies, trips = measure({"handler": handler_side(fresh_database(uri), count),
+                                    "raw": raw_side(fresh_database(uri), count)}, count)
         rate = describe("post_confirmation handler", latencies["handler"])
         raw_rate = describe("raw psycopg two-row transaction", latencies["raw"])
         ratio("handler / raw", rate / raw_rate)
+        print(f"{'round trips a confirmation':<38} handler {trips['handler']}, "
+              f"raw {trips['raw']}")
         imported, first = cold_start(fresh_database(uri))
         print(f"{'cold start':<38} import {imported:6.1f} ms, first invocation (connect + "
               f"write) {first:6.1f} ms (median of 5 new processes)")

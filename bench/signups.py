@@ -17,9 +17,7 @@ fix-tables, in turns (bench/handler.py). `RUNBOOK_PG_DSN` points it at another s
 from __future__ import annotations
 
 import argparse
-import contextlib
 import copy
-import io
 import json
 import sys
 import uuid
@@ -28,8 +26,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import REPO, machine  # noqa: E402
-from handler import (WARM, describe, fresh_database, interleaved, load_handler,  # noqa: E402
-                     ratio, server)
+from handler import (SPARE, WARM, describe, fresh_database, load_handler,  # noqa: E402
+                     measure, ratio, server)
 
 FIXTURE = REPO / "tests" / "fixtures" / "events" / "sqs_user_registered_batch.json"
 BATCH = 10      # SQS's default BatchSize, and the batch
@@ -54,13 +52,13 @@ def batch_event(n: int, record: dict) -> dict:
 def handler_side(dsn: str, count: int):
     module = load_handler("process_user_signup", dsn)
     record = json.loads(FIXTURE.read_text())["Records"][0]
-    events = [batch_event(n, record) for n in range(count + WARM)]
+    events = [batch_event(n, record) for n in range(count + WARM + SPARE)]
 
     def step(n: int) -> None:
         answer = module.handler(events[n], None)
         assert answer == {"batchItemFailures": []}, answer
 
-    return step, module.DATABASE.close
+    return step, module.DATABASE.connection()
 
 
 INSERT = ("INSERT INTO app.users (cognito_id, email, name, phone, email_verified) "
@@ -77,7 +75,7 @@ def raw_side(dsn: str, count: int, *, many: bool = False):
     tag = "many" if many else "raw"
     batches = [[(f"{tag}-{n * BATCH + i:08d}", f"{tag}.user.{n * BATCH + i}@example.com",
                  "Raw User", "+49151", True) for i in range(BATCH)]
-               for n in range(count + WARM)]
+               for n in range(count + WARM + SPARE)]
 
     def step(n: int) -> None:
         with conn.transaction():
@@ -87,7 +85,7 @@ def raw_side(dsn: str, count: int, *, many: bool = False):
                 for row in batches[n]:
                     conn.execute(INSERT, row)
 
-    return step, conn.close
+    return step, conn
 
 
 def main() -> None:
@@ -98,14 +96,10 @@ def main() -> None:
     with server() as (uri, where):
         print(f"machine: {machine()}; PostgreSQL: {where}; {count} batches of {BATCH} a side, "
               f"each side on its own warm connection, in turns of {TURN}")
-        handler, close_handler = handler_side(fresh_database(uri), count)
-        raw, close_raw = raw_side(fresh_database(uri), count)
-        many, close_many = raw_side(fresh_database(uri), count, many=True)
-        with contextlib.redirect_stdout(io.StringIO()):  # its log lines, not measured here
-            latencies = interleaved({"handler": handler, "raw": raw, "many": many}, count,
-                                    turn=TURN)
-        for close in (close_handler, close_raw, close_many):
-            close()
+        latencies, trips = measure({"handler": handler_side(fresh_database(uri), count),
+                                    "raw": raw_side(fresh_database(uri), count),
+                                    "many": raw_side(fresh_database(uri), count, many=True)},
+                                   count, turn=TURN)
         rate = describe(f"process_user_signup, batch of {BATCH}", latencies["handler"],
                         "batches/s")
         raw_rate = describe(f"raw psycopg {BATCH}-row insert transaction", latencies["raw"],
@@ -114,6 +108,8 @@ def main() -> None:
         ratio("handler / raw", rate / raw_rate)
         print(f"{'handler / raw with executemany':<38} {rate / many_rate:8.2f} x "
               "(for reference: psycopg pipelines executemany)")
+        print(f"{'round trips a batch':<38} handler {trips['handler']}, raw {trips['raw']}, "
+              f"with executemany {trips['many']}")
 
 
 if __name__ == "__main__":

@@ -24,13 +24,13 @@ What a role should hold follows from the file and the code, not from dbroles:
                         (runbook.lambda_runtime.schemas); a privilege declared with no
                         columns (DELETE) is table-level. A role with both gets the column
                         privileges its write grants do not already cover: the SELECTs.
-                        And EXECUTE on the trigger's function (TRIGGER_FUNCTIONS), and
-                        on no other of runbook's functions (schemas.FUNCTIONS), whether
+                        And EXECUTE on the trigger's routine (TRIGGER_FUNCTIONS), and
+                        on no other of runbook's routines (schemas.FUNCTIONS), whether
                         its own grant or PUBLIC's.
 
 Anything else the role can do on a table, a column or a sequence of any schema but the
 system ones (the ledger's `runbook` schema included), CREATE on a schema, any default
-privilege, any function granted to it directly, any grant option and any role
+privilege, any routine granted to it directly, any grant option and any role
 attribute beyond LOGIN (CREATEROLE, say) is a finding. (EXECUTE that PUBLIC holds on
 other functions, as PostgreSQL gives it by default, is not: it grants nothing on a
 table.) USAGE on a schema it was not given is not: PostgreSQL gives everyone USAGE
@@ -89,8 +89,8 @@ class Grant(NamedTuple):
             return f"{self.schema}.{self.name}({self.column})"
         if self.kind == "sequence":
             return f"sequence {self.schema}.{self.name}"
-        if self.kind == "function":
-            return f"function {self.schema}.{self.name}"
+        if self.kind == "function":  # a function or a procedure
+            return f"routine {self.schema}.{self.name}"
         return f"{self.schema}.{self.name}"
 
 
@@ -285,8 +285,8 @@ def expected(spec, snapshot: Snapshot, *, schemas: Schemas) -> set[Grant]:
 
 def trigger_grants(trigger: str, schemas: Schemas) -> set[Grant]:
     """The privileges a trigger's statements need, as its PRIVILEGES declare them, and
-    EXECUTE on the function they are (TRIGGER_FUNCTIONS), with USAGE on the schemas of
-    their tables and function."""
+    EXECUTE on the routine they are (TRIGGER_FUNCTIONS), with USAGE on the schemas of
+    their tables and routine."""
     want: set[Grant] = set()
     for table, declared in TRIGGER_PRIVILEGES[trigger].items():
         schema = schemas.of(table)

@@ -16,9 +16,10 @@ RDS). Its privileges in the current database are exactly the declared ones:
                                 audit row, and of reading and deleting outbox rows
                                 (runbook.lambda_runtime.signups.PRIVILEGES)
 
-and a trigger's role EXECUTE on the function its writes are (TRIGGER_FUNCTIONS,
-templates/sql/0007), which runs with the caller's privileges: the column privileges
-above still decide what it may do. The migration takes EXECUTE from PUBLIC.
+and a trigger's role EXECUTE on the routine (function or procedure) its writes are
+(TRIGGER_FUNCTIONS, templates/sql/0007), which runs with the caller's privileges: the
+column privileges above still decide what it may do. The migration takes EXECUTE from
+PUBLIC.
 
 A trigger's privileges are on the schema that holds each table and function
 (runbook.lambda_runtime.schemas). A role may have both: `write` for whole schemas, and
@@ -53,7 +54,8 @@ SYSTEM_SCHEMAS = "n.nspname NOT IN ('information_schema', 'runbook') AND n.nspna
 
 
 class Priv(NamedTuple):
-    """One privilege. kind: schema | table | sequence | column | function | default.
+    """One privilege. kind: schema | table | sequence | column | function (a function or
+    a procedure: a routine) | default.
 
     For `default`, `name` is the object type (tables, sequences) the default applies to
     in `schema`, for objects runbook's login creates.
@@ -69,7 +71,7 @@ class Priv(NamedTuple):
         where = {"schema": f"schema {self.schema}",
                  "default": f"future {self.name} in {self.schema}",
                  "column": f"{self.schema}.{self.name}({self.column})",
-                 "function": f"function {self.schema}.{self.name}"}.get(
+                 "function": f"routine {self.schema}.{self.name}"}.get(
             self.kind, f"{self.schema}.{self.name}")
         return f"{self.privilege} on {where}"
 
@@ -163,7 +165,7 @@ TRIGGER_PRIVILEGES = {
     "post-confirmation": {**profiles.PRIVILEGES, **registration.PRIVILEGES},
     "process-user-signup": signups.PRIVILEGES,
 }
-# ... and the functions they call (templates/sql/0007), which need EXECUTE.
+# ... and the routines they call (templates/sql/0007), which need EXECUTE.
 TRIGGER_FUNCTIONS = {
     "post-confirmation": (profiles.FUNCTION,),
     "process-user-signup": (signups.FUNCTION,),
@@ -371,7 +373,8 @@ def _render(privs: set[Priv], role: str, *, grant: bool,
             out.append(f"{verb} {key[4]} ({columns}) ON TABLE {schema}.{quote_ident(key[2])} "
                        f"{prep} {role}")
         else:
-            keyword = {"sequence": "SEQUENCE", "function": "FUNCTION"}.get(kind, "TABLE")
+            # ROUTINE: a function or a procedure (write_profile is one).
+            keyword = {"sequence": "SEQUENCE", "function": "ROUTINE"}.get(kind, "TABLE")
             out.append(f"{verb} {', '.join(items)} ON {keyword} {schema}.{quote_ident(key[2])} "
                        f"{prep} {role}")
         if as_grantor:

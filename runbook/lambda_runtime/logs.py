@@ -50,7 +50,10 @@ class Log:
         # encoded for a UTF-8 stdout (UnicodeEncodeError, raised from the handler), and
         # U+0085, U+2028 and U+2029 end a line for str.splitlines, so a reader such as the
         # local invoker saw two halves of a JSON object. Both are written as JSON escapes.
-        line = line.translate(_LINE_BREAKS).encode("utf-8", "backslashreplace").decode("utf-8")
+        # (An ASCII line, nearly every one, holds neither.)
+        if not line.isascii():
+            line = line.translate(_LINE_BREAKS).encode("utf-8", "backslashreplace").decode(
+                "utf-8")
         # One write per line: the lines of concurrent threads do not interleave.
         sys.stdout.write(redact_emails(line) + "\n")
         sys.stdout.flush()

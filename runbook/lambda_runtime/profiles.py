@@ -14,7 +14,6 @@ step: tests run these statements as that role.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import Callable
 
 from runbook.lambda_runtime import round_trip
@@ -32,7 +31,7 @@ DEFAULT_LANGUAGE = "de"
 STATEMENT_TIMEOUT_MS = 3000
 LOCK_TIMEOUT_MS = 2000
 
-# The writes are one statement, the function write_profile that the migrations create
+# The writes are one statement, the procedure write_profile that the migrations create
 # (templates/sql/0007_trigger_functions.sql.j2), sent with the timeouts in one round
 # trip (runbook.lambda_runtime.round_trip). In order, in the caller's transaction:
 #
@@ -57,8 +56,7 @@ LOCK_TIMEOUT_MS = 2000
 #   does not take the advisory locks; a profile that then still cannot be found is
 #   SQLSTATE PROFILE_CONFLICT.
 FUNCTION = "write_profile"
-WRITE_PROFILE = ("SELECT profile_id, profile, private_profile FROM {schema}.write_profile("
-                 "%s, %s, %s, %s, %s, %s, %s, %s)")
+WRITE_PROFILE = "CALL {schema}.write_profile(%s, %s, %s, %s, %s, %s, %s, %s)"
 PROFILE_CONFLICT = "RB409"
 
 PROFILE_ID = "SELECT id FROM {schema}.profiles WHERE cognito_user_id = %(sub)s"
@@ -141,15 +139,16 @@ def write_profile(conn, user: NewUser, *, schema: str = "public", overwrite: boo
                   statement_timeout_ms: int = STATEMENT_TIMEOUT_MS,
                   lock_timeout_ms: int = LOCK_TIMEOUT_MS,
                   also: Callable[[object], None] | None = None) -> Saved:
-    """Write the user's profile and private profile in one transaction, on `conn`
-    (an autocommit connection): in one round trip, or, with `also`, in a transaction
-    around it (BEGIN, the write, what `also` sends, COMMIT).
+    """Write the user's profile and private profile in one transaction and one round
+    trip, on `conn` (an autocommit connection).
 
     overwrite=True (a sign-up): the user's values replace the stored ones, except where
     the user has none. overwrite=False: create what is missing and change nothing else.
 
     `also(conn)`, when given, runs last in the same transaction: what must be committed
-    with the profile or not at all (the registration outbox's row, phase a4).
+    with the profile or not at all (the registration outbox's row, phase a4). What it
+    sends joins the write's round trip (runbook.lambda_runtime.round_trip); should it
+    read an answer, that costs one more.
 
     A unique violation (from a writer that does not take the advisory locks) rolls the
     transaction back and it runs once more, when it finds the other writer's row.
@@ -172,7 +171,8 @@ def link_on_sign_in(conn, user: NewUser, *, schema: str = "public",
     user's, after Cognito's UserMigration trigger created the user: no Post-Confirmation
     fires then), or a profile is created, as for a password reset: write_profile with
     overwrite=False, which changes nothing that exists."""
-    found = conn.execute(_profile_id(schema), {"sub": user.sub}).fetchone()
+    found = conn.execute(round_trip.statement(PROFILE_ID, schema=schema),
+                         {"sub": user.sub}).fetchone()
     if found is not None:
         return Saved(str(found[0]), "unchanged", "unchanged")
     return write_profile(conn, user, schema=schema, overwrite=False,
@@ -182,32 +182,18 @@ def link_on_sign_in(conn, user: NewUser, *, schema: str = "public",
 
 def _write(conn, user: NewUser, schema: str, overwrite: bool, statement_timeout_ms: int,
            lock_timeout_ms: int, also: Callable[[object], None] | None) -> Saved:
-    def write() -> Saved:
-        from psycopg import DatabaseError
+    from psycopg import DatabaseError
 
-        try:
-            row = round_trip.run(conn, round_trip.message(WRITE_PROFILE, schema=schema),
-                                 (user.sub, user.email, user.display_name, user.language,
-                                  user.first_name, user.last_name, user.phone, overwrite),
-                                 statement_timeout_ms=statement_timeout_ms,
-                                 lock_timeout_ms=lock_timeout_ms).fetchone()
-        except DatabaseError as exc:
-            if exc.sqlstate == PROFILE_CONFLICT:
-                raise ProfileConflict("the e-mail address belongs to another user's "
-                                      "profile") from None
-            raise
-        return Saved(*row)
-
-    if also is None:
-        return write()
-    with conn.transaction():
-        saved = write()
-        also(conn)
-    return saved
-
-
-@lru_cache(maxsize=None)
-def _profile_id(schema: str) -> str:
-    from psycopg import sql
-
-    return sql.SQL(PROFILE_ID).format(schema=sql.Identifier(schema)).as_string()
+    try:
+        row = round_trip.run(conn, WRITE_PROFILE,
+                             (user.sub, user.email, user.display_name, user.language,
+                              user.first_name, user.last_name, user.phone, overwrite),
+                             identifiers={"schema": schema},
+                             statement_timeout_ms=statement_timeout_ms,
+                             lock_timeout_ms=lock_timeout_ms, also=also).fetchone()
+    except DatabaseError as exc:
+        if exc.sqlstate == PROFILE_CONFLICT:
+            raise ProfileConflict("the e-mail address belongs to another user's "
+                                  "profile") from None
+        raise
+    return Saved(*row)

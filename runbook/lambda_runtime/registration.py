@@ -24,9 +24,9 @@ from __future__ import annotations
 
 import json
 import time
-from functools import lru_cache
 from typing import Callable
 
+from runbook.lambda_runtime import round_trip
 from runbook.lambda_runtime.profiles import NewUser
 
 SOURCE = "runbook.registration"          # step event-bus's rule matches it
@@ -105,15 +105,8 @@ def add_to_outbox(conn, event_detail: dict, *, schema: str = "app") -> None:
     outbox, the users' (runbook.lambda_runtime.schemas)."""
     from psycopg.types.json import Jsonb
 
-    conn.execute(_outbox_insert(schema),
+    conn.execute(round_trip.statement(OUTBOX_INSERT, schema=schema),
                  {"cognito_id": event_detail["cognito_user_id"], "detail": Jsonb(event_detail)})
-
-
-@lru_cache(maxsize=None)
-def _outbox_insert(schema: str) -> str:
-    from psycopg import sql
-
-    return sql.SQL(OUTBOX_INSERT).format(schema=sql.Identifier(schema)).as_string()
 
 
 def deadline(context, started: float, *, clock: Callable[[], float] = time.monotonic,

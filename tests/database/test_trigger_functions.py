@@ -1,10 +1,10 @@
-"""The triggers' writes as one round trip each (templates/sql/0007's functions, sent by
+"""The triggers' writes as one round trip each (templates/sql/0007's routines, sent by
 runbook.lambda_runtime.round_trip), against a real PostgreSQL migrated by fix-tables.
 
 Round trips are counted on the handler's own connection with libpq's trace of the
 protocol: each answer ends with a ReadyForQuery message, one per round trip. The
 statement and lock timeouts, the `also` hook, the refusal of a profile that can be
-neither found nor created, a user's row failing alone, and the functions' EXECUTE
+neither found nor created, a user's row failing alone, and the routines' EXECUTE
 grants are proved here too; test_handlers.py, test_process_user_signup.py and
 test_registration_outbox.py prove the rest on the same code.
 """
@@ -82,12 +82,18 @@ def test_a_confirmation_is_one_round_trip_and_a_retry_too(database, cold_start):
     assert counts(database) == (2, 2)
 
 
-def test_write_profile_with_also_is_one_transaction_around_the_write(database):
-    with connect(database) as conn, round_trips(conn) as made:
-        saved = profiles.write_profile(
-            conn, user(), also=lambda c: registration.add_to_outbox(
-                c, registration.detail(user(), email_verified=True), schema="app"))
-    assert made == [4]  # BEGIN, the write, the outbox row, COMMIT
+def to_outbox(new_user: profiles.NewUser):
+    """The a4 hook: the registration's outbox row, in the profile's transaction."""
+    return lambda conn: registration.add_to_outbox(
+        conn, registration.detail(new_user, email_verified=True), schema="app")
+
+
+def test_write_profile_with_its_outbox_row_is_one_round_trip_too(database):
+    with connect(database) as conn:
+        with round_trips(conn) as made:
+            saved = profiles.write_profile(conn, user(), also=to_outbox(user()))
+        assert conn.info.transaction_status == pq.TransactionStatus.IDLE
+    assert made == [1]  # BEGIN, the timeouts, the write, the outbox row, COMMIT
     assert (saved.profile, saved.private_profile) == ("created", "created")
     assert query(database, "SELECT count(*) FROM app.registration_outbox") == [(1,)]
 
@@ -188,16 +194,24 @@ def test_a_batch_s_statement_timeout_is_per_row_and_fails_the_whole_batch(databa
 # -- the hook and the refusal ----------------------------------------------------------
 
 def test_what_also_writes_commits_with_the_profile_or_not_at_all(database):
-    def fails(conn):
-        registration.add_to_outbox(conn, registration.detail(user(), email_verified=True),
-                                   schema="app")
+    def raises(conn):
+        to_outbox(user())(conn)
         raise RuntimeError("the hook failed")
+
+    def fails_in_the_database(conn):
+        to_outbox(user())(conn)
+        conn.execute("SELECT 1 / 0")
 
     with connect(database) as conn:
         with pytest.raises(RuntimeError):
-            profiles.write_profile(conn, user(), also=fails)
-    assert counts(database) == (0, 0)
-    assert query(database, "SELECT count(*) FROM app.registration_outbox") == [(0,)]
+            profiles.write_profile(conn, user(), also=raises)
+        with pytest.raises(psycopg.errors.DivisionByZero):
+            profiles.write_profile(conn, user(), also=fails_in_the_database)
+        # Rolled back each time; the connection serves on.
+        assert conn.info.transaction_status == pq.TransactionStatus.IDLE
+        assert profiles.write_profile(conn, user(), also=to_outbox(user())).profile == "created"
+    assert counts(database) == (1, 1)
+    assert query(database, "SELECT count(*) FROM app.registration_outbox") == [(1,)]
 
 
 def test_a_profile_that_can_be_neither_found_nor_created_is_refused_with_nothing_written(
@@ -207,10 +221,8 @@ def test_a_profile_that_can_be_neither_found_nor_created_is_refused_with_nothing
         conn.execute("CREATE UNIQUE INDEX profiles_display_name_key ON profiles (display_name)")
         profiles.write_profile(conn, user(1, display_name="Taken"))
         with pytest.raises(profiles.ProfileConflict, match="belongs to another user"):
-            profiles.write_profile(
-                conn, user(2, display_name="Taken"), overwrite=False,
-                also=lambda c: registration.add_to_outbox(
-                    c, registration.detail(user(2), email_verified=True), schema="app"))
+            profiles.write_profile(conn, user(2, display_name="Taken"), overwrite=False,
+                                   also=to_outbox(user(2)))
     assert counts(database) == (1, 1)
     assert query(database, "SELECT count(*) FROM app.registration_outbox") == [(0,)]
 
@@ -255,8 +267,9 @@ def test_concurrent_writes_of_one_user_through_the_function_make_one_row(databas
     assert len({s.profile_id for s in saved}) == 1
 
 
+@pytest.mark.parametrize("with_outbox", [False, True], ids=["alone", "with its outbox row"])
 def test_a_unique_violation_from_a_writer_without_the_locks_is_retried_and_links_its_row(
-        database):
+        database, with_outbox):
     """A writer that takes no advisory lock inserts the address first and commits while
     the write waits on the e-mail index: the write's unique violation rolls it back, and
     its second run links that row."""
@@ -265,7 +278,8 @@ def test_a_unique_violation_from_a_writer_without_the_locks_is_retried_and_links
     def write():
         with connect(database) as conn:
             try:
-                saved.append(profiles.write_profile(conn, user(5)))
+                saved.append(profiles.write_profile(
+                    conn, user(5), also=to_outbox(user(5)) if with_outbox else None))
             except BaseException as exc:  # noqa: BLE001 - collected for the assertion
                 failures.append(exc)
 
@@ -282,6 +296,7 @@ def test_a_unique_violation_from_a_writer_without_the_locks_is_retried_and_links
     assert failures == [] and [s.profile for s in saved] == ["linked"]
     assert query(database, "SELECT cognito_user_id, role FROM profiles") == [(user(5).sub, "user")]
     assert counts(database) == (1, 1)
+    assert query(database, "SELECT count(*) FROM app.registration_outbox") == [(int(with_outbox),)]
 
 
 # -- EXECUTE, and nothing more ------------------------------------------------------------
@@ -355,16 +370,16 @@ def test_the_trigger_role_writes_through_the_function_and_no_further(write_confi
 
 def test_a_missing_execute_on_the_trigger_s_function_is_found(converged, pg_dsn, names):
     with connect(pg_dsn) as conn:
-        conn.execute(f"REVOKE EXECUTE ON FUNCTION public.write_profile FROM {names['trigger']}")
+        conn.execute(f"REVOKE EXECUTE ON PROCEDURE public.write_profile FROM {names['trigger']}")
     assert verify(converged, pg_dsn) == [
-        Finding(names["trigger"], "missing", "EXECUTE", "function public.write_profile")]
+        Finding(names["trigger"], "missing", "EXECUTE", "routine public.write_profile")]
 
 
 def test_execute_through_public_on_a_trigger_function_is_found(converged, pg_dsn, names):
     with connect(pg_dsn) as conn:
         conn.execute("GRANT EXECUTE ON FUNCTION app.store_signups TO PUBLIC")
     assert verify(converged, pg_dsn) == sorted(
-        Finding(role, "extra", "EXECUTE", "function app.store_signups")
+        Finding(role, "extra", "EXECUTE", "routine app.store_signups")
         for role in names.values())
 
 
@@ -372,7 +387,7 @@ def test_a_direct_grant_on_another_function_is_found(converged, pg_dsn, names):
     with connect(pg_dsn) as conn:
         conn.execute(f"GRANT EXECUTE ON FUNCTION public.set_updated_at TO {names['writer']}")
     assert verify(converged, pg_dsn) == [
-        Finding(names["writer"], "extra", "EXECUTE", "function public.set_updated_at")]
+        Finding(names["writer"], "extra", "EXECUTE", "routine public.set_updated_at")]
 
 
 def test_fix_tables_revokes_an_execute_it_did_not_declare(converged, pg_dsn, names):

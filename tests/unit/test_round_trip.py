@@ -1,5 +1,6 @@
 """runbook.lambda_runtime.round_trip's message: the timeouts, then the statement, with
-the schemas quoted as identifiers, made once per statement and schemas."""
+the schemas quoted as identifiers, made once per statement and schemas. (Sending it:
+tests/database/test_trigger_functions.py.)"""
 
 from __future__ import annotations
 
@@ -11,8 +12,7 @@ def test_the_message_sets_the_timeouts_before_the_statement():
     first, second = text.split(";\n")
     assert first == ("SELECT set_config('statement_timeout', %s, true), "
                      "set_config('lock_timeout', %s, true)")
-    assert second.startswith('SELECT profile_id, profile, private_profile FROM "public".'
-                             "write_profile(")
+    assert second.startswith('CALL "public".write_profile(')
     assert text.count("%s") == 2 + 8
 
 
