@@ -80,6 +80,10 @@ class DatabaseState(Inventory):
 
     # The master password this run created the cluster with (Cluster.create).
     master_password: MasterPassword | None = field(default=None, repr=False)
+    # Whether the cluster existed when read, and how many changes apply made: settle
+    # describes again only what they may have changed (DatabaseStep.settle).
+    cluster_existed: bool = False
+    applied: int = 0
 
     @property
     def cluster(self) -> ClusterFound | None:
@@ -253,6 +257,7 @@ class DatabaseStep(Step):
                                      "subnet-group": subnet_group,
                                      "parameter-group": parameter_group, "cluster": cluster})
         state.set_instances(instances)
+        state.cluster_existed = cluster is not None
         if security_group is not None:
             SECURITY_GROUP.claim(self.security_group_spec(), security_group)
         if subnet_group is not None:
@@ -403,6 +408,7 @@ class DatabaseStep(Step):
 
     def apply(self, state: DatabaseState, change: Change) -> bool | None:
         done = super().apply(state, change)
+        state.applied += done is not False
         if change.op == CLUSTER.ops["create"]:
             # Kept apart from found["cluster"], which later reads replace.
             state.master_password = state.cluster.password
@@ -410,14 +416,31 @@ class DatabaseStep(Step):
 
     def settle(self, state: DatabaseState) -> None:
         """Describe what apply left, without waiting for a new cluster or instance to be
-        available (wait_available: its consumers do)."""
+        available (wait_available: its consumers do).
+
+        Only a cluster that existed and was changed, or that showed a member `applying`
+        its parameter group, is described again (its instances, then until no member is
+        `applying`). One this run created holds what its create answers said (made with
+        the group, it has nothing to apply), and on a run that changed nothing the read
+        is still what AWS shows."""
+        if self._may_be_applying(state):
+            self._describe_again(state)
+        self._check_in_force(state)
+
+    @staticmethod
+    def _may_be_applying(state: DatabaseState) -> bool:
+        cluster = state.cluster
+        return cluster is not None and (
+            (state.cluster_existed and state.applied > 0)
+            or any(m.group_status == APPLYING for m in cluster.members))
+
+    def _describe_again(self, state: DatabaseState) -> None:
         cluster_id = self.db.cluster_id
         state.set_instances(Instance.of_cluster(self.api, cluster_id))
         attached = state.cluster.attached if state.cluster is not None else []
         state.found["cluster"] = self._settle_parameter_group()
         if state.cluster is not None:
             state.cluster.attached = attached
-        self._check_in_force(state)
 
     def _check_in_force(self, state: DatabaseState) -> None:
         """After apply: fail a run with --allow-reboot that leaves a member out of sync,

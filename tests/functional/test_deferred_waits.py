@@ -29,12 +29,13 @@ def _sandbox_proxy():
 @pytest.fixture
 def config(write_config):
     """config/prod.yaml through phase a3's db-proxy, with the roles the proxy serves."""
-    def change(data):
-        del data["phases"]["a4"], data["phases"]["a5"]
-        data["database"]["roles"] = {"lambda_writer": {"write": ["app", "audit"]}}
-        data["phases"]["a3"] = ["vpc-integrate", "db-proxy"]
+    return config_mod.load(write_config(config_change))
 
-    return config_mod.load(write_config(change))
+
+def config_change(data) -> None:
+    del data["phases"]["a4"], data["phases"]["a5"]
+    data["database"]["roles"] = {"lambda_writer": {"write": ["app", "audit"]}}
+    data["phases"]["a3"] = ["vpc-integrate", "db-proxy"]
 
 
 class Calls:
@@ -69,7 +70,40 @@ def test_database_moves_on_while_its_instance_is_not_available(account, config):
     assert results["database"].status == "ok"
     assert results["database"].outputs["available"] is False
     assert not any("Wait" in call for call in calls.of("database"))
-    assert calls.of("database").count("rds:DescribeDBInstances") == 2  # read, settle
+    # Read once: with nothing to apply, settle does not describe it again.
+    assert calls.of("database").count("rds:DescribeDBInstances") == 1
+
+
+def test_a_cluster_this_run_created_is_not_described_again(account, config):
+    run(config, ["network"])
+    calls = Calls()
+    results = run(config, ["database"], calls.aws)
+    assert results["database"].status == "ok"
+    made = calls.of("database")
+    assert "rds:CreateDBCluster" in made and "rds:CreateDBInstance" in made
+    # The read found none; the outputs come from the create calls' answers.
+    assert made.count("rds:DescribeDBClusters") == 1
+    assert "rds:DescribeDBInstances" not in made
+    outputs = results["database"].outputs
+    assert outputs["endpoint"].startswith("matbakh-prod.cluster-")
+    assert outputs["instance_ids"] == [INSTANCE] and outputs["available"] is False
+
+
+def test_a_cluster_that_existed_and_was_changed_is_described_again(account, config,
+                                                                    write_config):
+    run(config, ["network", "database"])
+
+    def more_capacity(data):
+        config_change(data)
+        data["database"]["max_capacity"] = data["database"]["max_capacity"] * 2
+
+    calls = Calls()
+    results = run(config_mod.load(write_config(more_capacity)), ["database"], calls.aws)
+    made = calls.of("database")
+    assert results["database"].applied == 1 and "rds:ModifyDBCluster" in made
+    # read, then settle: its instances, and its members until none is `applying`.
+    assert made.count("rds:DescribeDBClusters") == 2
+    assert made.count("rds:DescribeDBInstances") == 2
 
 
 def test_a_converged_database_says_available_and_its_consumers_do_not_wait(account, config):
