@@ -17,7 +17,7 @@ RDS). Its privileges in the current database are exactly the declared ones:
                                 (runbook.lambda_runtime.signups.PRIVILEGES)
 
 and a trigger's role EXECUTE on the routine (function or procedure) its writes are
-(TRIGGER_FUNCTIONS, templates/sql/0007), which runs with the caller's privileges: the
+(TRIGGER_FUNCTIONS, templates/sql/0007, 0008), which runs with the caller's privileges: the
 column privileges above still decide what it may do. The migration takes EXECUTE from
 PUBLIC.
 
@@ -165,7 +165,7 @@ TRIGGER_PRIVILEGES = {
     "post-confirmation": {**profiles.PRIVILEGES, **registration.PRIVILEGES},
     "process-user-signup": signups.PRIVILEGES,
 }
-# ... and the routines they call (templates/sql/0007), which need EXECUTE.
+# ... and the routines they call (templates/sql/0007 and 0008), which need EXECUTE.
 TRIGGER_FUNCTIONS = {
     "post-confirmation": (profiles.FUNCTION,),
     "process-user-signup": (signups.FUNCTION,),

@@ -32,8 +32,8 @@ STATEMENT_TIMEOUT_MS = 3000
 LOCK_TIMEOUT_MS = 2000
 
 # The writes are one statement, the procedure write_profile that the migrations create
-# (templates/sql/0007_trigger_functions.sql.j2), sent with the timeouts in one round
-# trip (runbook.lambda_runtime.round_trip). In order, in the caller's transaction:
+# (templates/sql/0007_trigger_functions.sql.j2, replaced by 0008), sent with the
+# timeouts in one round trip (runbook.lambda_runtime.round_trip). In order, in the caller's transaction:
 #
 # - Two deliveries for one user (a retry, or Cognito and a concurrent retry) would both
 #   insert; INSERT ... ON CONFLICT (cognito_user_id) then still raises a unique violation

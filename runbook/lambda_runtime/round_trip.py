@@ -2,7 +2,7 @@
 
 A trigger's time goes to round trips, not to the server's work: a statement sent and
 its answer awaited costs more than the statement itself. So each trigger's writes are
-one statement, a routine the migrations create (templates/sql/0007), and it is sent
+one statement, a routine the migrations create (templates/sql/0007, 0008), and it is sent
 together with the timeouts that bound it, in one simple-protocol message:
 
     SELECT set_config('statement_timeout', ..., true), set_config('lock_timeout', ..., true);

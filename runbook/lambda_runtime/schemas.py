@@ -27,7 +27,7 @@ TABLES = {
     "registration_outbox": "users",
     "registrations": "audit",
 }
-# function -> which schema holds it: the triggers' writes (templates/sql/0007), each
+# function -> which schema holds it: the triggers' writes (templates/sql/0007, 0008), each
 # beside the tables it writes first
 FUNCTIONS = {
     "write_profile": "app",

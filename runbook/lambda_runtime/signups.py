@@ -3,11 +3,13 @@
 EventBridge puts each event on the queue as its whole envelope (JSON, with `detail` an
 object), and Lambda hands the function up to BatchSize messages at once. Each message is
 read on its own: a malformed one is refused by its messageId, naming what is wrong, and
-never half-written. The good ones are written in one transaction, each in a block of
-its own (a subtransaction, as a savepoint), so a row that fails (a unique e-mail address
-owned by another Cognito user, say) loses no other. That transaction is one statement,
-the function store_signups that the migrations create (templates/sql/0007), sent with
-its timeouts in one round trip (runbook.lambda_runtime.round_trip). The function
+never half-written. The good ones are written in one transaction: all of them at once,
+in one block (a subtransaction, as a savepoint); should a row fail (a unique e-mail
+address owned by another Cognito user, say), that block is rolled back and each is
+written in a block of its own, so that the failing row loses no other. That transaction
+is one statement, the function store_signups that the migrations create
+(templates/sql/0007, replaced by 0008), sent with its timeouts in one round trip
+(runbook.lambda_runtime.round_trip). The function
 returns the ids of exactly the messages it could not store (`response`), and SQS makes
 only those visible again, up to the queue's maxReceiveCount, then moves them to the
 dead-letter queue.
@@ -252,9 +254,9 @@ def from_detail(message_id: str, detail, receive_count: str | None = None) -> Si
 def store(conn, signups: list[Signup], *, schemas: Schemas = Schemas(), source: str = QUEUE,
           statement_timeout_ms: int = STATEMENT_TIMEOUT_MS,
           lock_timeout_ms: int = LOCK_TIMEOUT_MS) -> tuple[list[Stored], list[Failed]]:
-    """Write `signups` in one transaction on `conn` (an autocommit connection), each
-    user in a subtransaction: a failing row is rolled back alone and reported in
-    `Failed`. One round trip.
+    """Write `signups` in one transaction on `conn` (an autocommit connection), all in
+    one subtransaction, or, should a row fail, each user in one of its own: a failing
+    row is rolled back alone and reported in `Failed`. One round trip.
 
     Rows are written in Cognito-id order, so two batches that share users take their
     row locks in the same order and never deadlock. Two deliveries of one user racing

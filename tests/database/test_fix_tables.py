@@ -582,4 +582,5 @@ def test_the_templates_hold_these_migrations_in_this_order():
     assert MIGRATIONS == ("0001_profiles.sql.j2", "0002_private_profiles.sql.j2",
                           "0003_users.sql.j2", "0004_users_cognito.sql.j2",
                           "0005_registration_outbox.sql.j2", "0006_event_schemas.sql.j2",
-                          "0007_trigger_functions.sql.j2")
+                          "0007_trigger_functions.sql.j2",
+                          "0008_trigger_functions_set_based.sql.j2")

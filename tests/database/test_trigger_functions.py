@@ -191,6 +191,57 @@ def test_a_batch_s_statement_timeout_is_per_row_and_fails_the_whole_batch(databa
     assert (len(stored), failed) == (2, [])
 
 
+def test_a_batch_with_no_failing_row_is_written_set_based_in_one_subtransaction(database):
+    """0008: a batch no row of which fails is written by three statements in one block.
+    A row's xmin is the id of the (sub)transaction that wrote it: one for the whole
+    batch, where 0007 took one a user."""
+    with connect(database) as conn:
+        stored, failed = signups.store(conn, [signup(n) for n in range(1, 11)])
+    assert failed == [] and [s.inserted for s in stored] == [True] * 10
+    assert query(database, "SELECT count(DISTINCT xmin::text) FROM app.users") == [(1,)]
+    assert query(database, "SELECT count(*) FROM audit.registrations") == [(10,)]
+
+
+def test_a_failing_row_sends_the_batch_user_by_user(database):
+    with connect(database) as conn:
+        stored, failed = signups.store(conn, [signup(1), signup(2, email="signup1@example.com"),
+                                              signup(3)])
+    assert [s.message_id for s in stored] == ["m-1", "m-3"] and len(failed) == 1
+    assert query(database, "SELECT count(DISTINCT xmin::text) FROM app.users") == [(2,)]
+
+
+def test_a_user_twice_in_one_batch_is_stored_for_its_first_message_and_audited_once(
+        database):
+    with connect(database) as conn:
+        stored, failed = signups.store(conn, [signup(1), signup(2, message_id="m-2a"),
+                                              signup(2, message_id="m-2b"), signup(3)])
+        again, _ = signups.store(conn, [signup(3, message_id="m-3-redelivered")])
+    assert failed == []
+    assert [(s.message_id, s.inserted) for s in stored] == [
+        ("m-1", True), ("m-2a", True), ("m-2b", False), ("m-3", True)]
+    assert [(s.message_id, s.inserted) for s in again] == [("m-3-redelivered", False)]
+    assert [row[0] for row in users(database)] == ["c-0001", "c-0002", "c-0003"]
+    assert query(database, "SELECT cognito_id, message_id FROM audit.registrations "
+                           "ORDER BY cognito_id") == [
+        ("c-0001", "m-1"), ("c-0002", "m-2a"), ("c-0003", "m-3")]
+
+
+def test_one_failing_row_rolls_the_set_based_write_back_and_the_rest_are_stored(database):
+    with connect(database) as conn:
+        conn.execute("INSERT INTO app.registration_outbox (cognito_id, detail) "
+                     "VALUES ('c-0001', '{}'), ('c-0003', '{}')")
+        taken = signup(2, email="signup1@example.com")        # user 1's address
+        stored, failed = signups.store(conn, [signup(1), taken, signup(3)])
+    assert [s.message_id for s in stored] == ["m-1", "m-3"]
+    assert [(f.message_id, f.reason[:24]) for f in failed] == [
+        ("m-2", "PostgreSQL error 23505: ")]
+    assert [row[0] for row in users(database)] == ["c-0001", "c-0003"]
+    # Each stored user's outbox row went with it, once; and one audit row each.
+    assert query(database, "SELECT count(*) FROM app.registration_outbox") == [(0,)]
+    assert query(database, "SELECT cognito_id FROM audit.registrations "
+                           "ORDER BY cognito_id") == [("c-0001",), ("c-0003",)]
+
+
 # -- the hook and the refusal ----------------------------------------------------------
 
 def test_what_also_writes_commits_with_the_profile_or_not_at_all(database):
