@@ -120,16 +120,19 @@ class Secret(Resource[SecretSpec, SecretFound]):
         allow the batch action (written before runbook used it) get one GetSecretValue
         per secret instead."""
         client = api.client("secretsmanager")
-        if len(found) < 2:
+
+        def one_by_one() -> list[str | None]:
             return [client.get_secret_value(SecretId=f.id).get("SecretString")
                     for f in found]
+
+        if len(found) < 2:
+            return one_by_one()
         try:
             answer = client.batch_get_secret_value(SecretIdList=[f.id for f in found])
         except Exception as exc:  # noqa: BLE001 - only a refusal of the batch falls back
             if error_code(exc) not in ("AccessDeniedException", "AccessDenied"):
                 raise
-            return [client.get_secret_value(SecretId=f.id).get("SecretString")
-                    for f in found]
+            return one_by_one()
         from botocore.exceptions import ClientError
 
         values = {v["ARN"]: v.get("SecretString") for v in answer.get("SecretValues", ())}

@@ -408,7 +408,8 @@ class DatabaseStep(Step):
 
     def apply(self, state: DatabaseState, change: Change) -> bool | None:
         done = super().apply(state, change)
-        state.applied += done is not False
+        if done is not False:
+            state.applied += 1
         if change.op == CLUSTER.ops["create"]:
             # Kept apart from found["cluster"], which later reads replace.
             state.master_password = state.cluster.password

@@ -55,12 +55,17 @@ class Reader(Thing):
 
 @dataclass(frozen=True)
 class Entry:
-    """A catalogue entry (runbook.steps.StepInfo's interface) for a step class here."""
+    """A catalogue entry (runbook.steps.StepInfo's interface) for a step class of the
+    tests; cls None: a step this version of runbook does not build."""
 
-    cls: type
+    cls: type | None
     requires: tuple = ()
-    module: str = "tests.unit.test_engine_contract"
+    shares: tuple = ()
     idempotent: bool = True
+
+    @property
+    def module(self) -> str | None:
+        return None if self.cls is None else self.cls.__module__
 
     def needs(self, config) -> tuple:
         return self.requires

@@ -21,6 +21,7 @@ from runbook.engine.schedule import THREAD_PREFIX, waits_for
 from runbook.errors import ImpurePlan, StepFailed
 from runbook.output.progress import Progress
 from tests.conftest import REGION
+from tests.unit.test_engine_contract import Config, Entry
 
 WAIT_S = 10   # a barrier or event that is never reached fails the test instead of hanging
 
@@ -48,31 +49,6 @@ def step(name: str, work: Callable[[Step], None] = lambda s: None,
 
     Made.name = name
     return Made
-
-
-@dataclass(frozen=True)
-class Entry:
-    """A catalogue entry (runbook.steps.StepInfo's interface)."""
-
-    cls: type | None
-    requires: tuple = ()
-    shares: tuple = ()
-    idempotent: bool = True
-
-    @property
-    def module(self) -> str | None:
-        return None if self.cls is None else __name__
-
-    def needs(self, config) -> tuple:
-        return self.requires
-
-    def load(self) -> type:
-        return self.cls
-
-
-class Config:
-    def phase_of(self, name: str) -> str:
-        return "a0"
 
 
 class Log:
