@@ -131,6 +131,29 @@ def is_write_call(service: str, operation: str, request: dict) -> bool:
     return is_write(operation)
 
 
+# Sessions given their credentials (the sandbox's), one per region and credentials for
+# the whole process: each factory is new, with clients, counts and hooks of its own, but
+# botocore parses a service's model once per session, and a dry run or a sweep makes a
+# factory per run and per local invocation.
+# A session resolving its own credentials (a live run's) is the factory's own.
+_SESSIONS: dict[tuple, object] = {}
+# botocore's sessions make their components lazily, which two threads making clients of
+# one session at once can race on: clients are made one at a time.
+_MAKING = threading.Lock()
+
+
+def _session(region: str, credentials: dict[str, str]):
+    import boto3
+
+    if not credentials:
+        return boto3.Session(region_name=region)
+    key = (region, *sorted(credentials.items()))
+    with _MAKING:
+        if key not in _SESSIONS:
+            _SESSIONS[key] = boto3.Session(region_name=region, **credentials)
+        return _SESSIONS[key]
+
+
 class ClientFactory:
     """Makes, caches and instruments boto3 clients for one region and one account.
 
@@ -212,9 +235,7 @@ class ClientFactory:
 
     def session(self):
         if self._session is None:
-            import boto3
-
-            self._session = boto3.Session(region_name=self.region, **self._credentials)
+            self._session = _session(self.region, self._credentials)
         return self._session
 
     def sibling(self) -> "ClientFactory":
@@ -247,7 +268,9 @@ class ClientFactory:
         kwargs = {"config": config}
         if self.endpoint_url:
             kwargs["endpoint_url"] = self.endpoint_url
-        client = self.session().client(service, **kwargs)
+        session = self.session()
+        with _MAKING:
+            client = session.client(service, **kwargs)
         events = client.meta.events
         events.register("before-call.*.*", partial(self._before_call, service))
         events.register("after-call.*.*", partial(self._after_call, service))

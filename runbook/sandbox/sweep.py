@@ -273,7 +273,7 @@ class Account:
 
     def factory(self, **hooks) -> ClientFactory:
         """A new ClientFactory for the account, as each `runbook run` makes one."""
-        return _SharedModels(REGION, endpoint_url=self.aws_url,
+        return ClientFactory(REGION, endpoint_url=self.aws_url,
                              credentials=SANDBOX_CREDENTIALS, **hooks)
 
     @contextmanager
@@ -299,24 +299,6 @@ class Account:
             stopped = [p.stop() for p in (poller, kafka) if p is not None]
             if not all(stopped):
                 raise RuntimeError("a poller's invocation outlived the run")
-
-
-class _SharedModels(ClientFactory):
-    """A ClientFactory whose boto3 Session is shared with every other one in the sweep.
-
-    Each factory is new, with new clients, counts and hooks; only the Session is reused,
-    so that botocore parses each service model once instead of twice a point (parsing
-    them took a third of a point's time).
-    """
-
-    _shared = None
-
-    def session(self):
-        if _SharedModels._shared is None:
-            import boto3
-
-            _SharedModels._shared = boto3.Session(region_name=REGION, **SANDBOX_CREDENTIALS)
-        return _SharedModels._shared
 
 
 def run(config, account: Account, fault: Fault | None = None,
