@@ -18,10 +18,17 @@ what was deployed), unpacks it, and runs the handler in a subprocess with
     is limited to Lambda's 10 seconds; the invocation (the handler's call, "Duration")
     to the function's timeout, and for a Cognito trigger to Cognito's 5 seconds.
 
-Each invocation runs in a new process, a cold start. On AWS a cold start's init counts
-toward Cognito's 5 seconds too; here it is reported, not held to them, since the start
-of a Python process on a shared machine measures the machine, not the function (the
-sandbox's `simulated` list says so).
+Each function gets execution environments as Lambda gives them: a process that has run
+its init once (a cold start) and then serves one invocation at a time, kept warm while
+idle. An invocation finds an idle one of the function's present code and configuration,
+or starts a new one: the first invocation, the first after a deploy or a change of
+configuration, one beside an invocation in flight, and the next after a timeout, a crash
+or a failed init (Lambda replaces that environment). So a handler's module-level state
+(its warm connection, its prepared statements) lives across invocations as it does on
+AWS. A cold start's init counts toward Cognito's 5 seconds on AWS; here it is reported,
+not held to them, since the start of a Python process on a shared machine measures the
+machine, not the function (the sandbox's `simulated` list says so). Unlike Lambda, an
+idle environment is not frozen, and at most IDLE_ENVIRONMENTS are kept.
 
 What the handler prints goes to the function's log group, between the START, END and
 REPORT lines Lambda writes, in a stream named as Lambda names them.
@@ -29,12 +36,14 @@ REPORT lines Lambda writes, in a stream named as Lambda names them.
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import select
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 import zipfile
@@ -51,49 +60,72 @@ COGNITO_TRIGGER_LIMIT_S = 5.0
 # Lambda's limit on the init phase of an on-demand function.
 INIT_LIMIT_S = 10.0
 
+# Idle execution environments kept at most, in all (the oldest idle one goes first).
+IDLE_ENVIRONMENTS = 8
+
+# An execution environment: the init (the handler's import), then one invocation per
+# line of its command pipe, each answered in a result file and a byte on its status
+# pipe ("i": the init is over; "d": an invocation is done). What the handler prints
+# goes to the environment's output file, which the invoker reads per invocation.
 _BOOTSTRAP = r"""
 import importlib, json, os, sys, time, traceback
 root = os.environ["LAMBDA_TASK_ROOT"]
-status = int(os.environ["_RUNBOOK_STATUS_FD"])
-times = {}
+status = int(os.environ.pop("_RUNBOOK_STATUS_FD"))
+commands = os.fdopen(int(os.environ.pop("_RUNBOOK_COMMAND_FD")), "r")
 deadline = None
 
 class Context:
     function_name = os.environ["AWS_LAMBDA_FUNCTION_NAME"]
     function_version = os.environ["AWS_LAMBDA_FUNCTION_VERSION"]
-    invoked_function_arn = os.environ["_RUNBOOK_FUNCTION_ARN"]
+    invoked_function_arn = os.environ.pop("_RUNBOOK_FUNCTION_ARN")
     memory_limit_in_mb = os.environ["AWS_LAMBDA_FUNCTION_MEMORY_SIZE"]
-    aws_request_id = os.environ["_RUNBOOK_REQUEST_ID"]
     log_group_name = os.environ["AWS_LAMBDA_LOG_GROUP_NAME"]
     log_stream_name = os.environ["AWS_LAMBDA_LOG_STREAM_NAME"]
+    def __init__(self, request_id):
+        self.aws_request_id = request_id
     def get_remaining_time_in_millis(self):
         return max(0, int((deadline - time.time()) * 1000))
 
-with open(os.environ["_RUNBOOK_EVENT"]) as f:
-    event = json.load(f)
-module_name, function_name = os.environ["_HANDLER"].rsplit(".", 1)
-try:
-    try:
-        module = importlib.import_module(module_name)
-        shared = sys.modules.get("runbook")
-        if shared is not None and not os.path.realpath(shared.__file__).startswith(os.path.realpath(root)):
-            raise ImportError("runbook was imported from %s, not from the package" % shared.__file__)
-        handler = getattr(module, function_name)
-    finally:
-        # The init is over: the invoker now times the invocation against its limit.
-        times["invoke_started"] = time.time()
-        deadline = times["invoke_started"] + float(os.environ["_RUNBOOK_LIMIT"])
-        os.write(status, b"i")
-    outcome = {"result": handler(event, Context())}
-except Exception as exc:
-    outcome = {"errorType": type(exc).__name__, "errorMessage": str(exc)}
+def failure(exc):
     print("[ERROR] %s: %s" % (type(exc).__name__, str(exc)), flush=True)
-    traceback.print_exc(file=sys.stdout)
-times["invoke_ended"] = time.time()
-outcome["times"] = times
-sys.stdout.flush()
-with open(os.environ["_RUNBOOK_RESULT"], "w") as f:
-    json.dump(outcome, f, default=str)
+    traceback.print_exception(exc, file=sys.stdout)
+    return {"errorType": type(exc).__name__, "errorMessage": str(exc)}
+
+module_name, function_name = os.environ["_HANDLER"].rsplit(".", 1)
+init_error = None
+try:
+    module = importlib.import_module(module_name)
+    shared = sys.modules.get("runbook")
+    if shared is not None and not os.path.realpath(shared.__file__).startswith(os.path.realpath(root)):
+        raise ImportError("runbook was imported from %s, not from the package" % shared.__file__)
+    handler = getattr(module, function_name)
+except Exception as exc:
+    init_error = exc
+init_ended = time.time()
+os.write(status, b"i")
+for line in commands:
+    request = json.loads(line)
+    started = time.time()
+    deadline = started + request["limit"]
+    if init_error is not None:
+        outcome = failure(init_error)  # reported by the invocation, as Lambda reports it
+        outcome["init_failed"] = True
+    else:
+        try:
+            with open(request["event"]) as f:
+                event = json.load(f)
+            outcome = {"result": handler(event, Context(request["request_id"]))}
+        except Exception as exc:
+            outcome = failure(exc)
+    outcome["times"] = {"init_ended": init_ended, "invoke_started": started,
+                        "invoke_ended": time.time()}
+    sys.stdout.flush()
+    sys.stderr.flush()
+    with open(request["result"], "w") as f:
+        json.dump(outcome, f, default=str)
+    os.write(status, b"d")
+    if init_error is not None:
+        break  # a failed init is not reused: the next invocation starts again
 """
 
 
@@ -166,63 +198,47 @@ class LocalInvoker:
         limit = float(configuration.get("Timeout") or 3)
         if trigger:
             limit = min(limit, COGNITO_TRIGGER_LIMIT_S)
-        with tempfile.TemporaryDirectory(prefix="runbook-invoke-") as tmp:
-            return self._run(configuration, artifact, event, limit, Path(tmp))
+        return self._run(configuration, artifact, event, limit)
 
-    def _run(self, configuration: dict, artifact, event: dict, limit_s: float,
-             tmp: Path) -> Invocation:
-        name = configuration["FunctionName"]
-        request_id = str(uuid.uuid4())
-        root = tmp / "task"
-        with zipfile.ZipFile(_bytes_io(artifact.data)) as archive:
-            archive.extractall(root)
-        (tmp / "event.json").write_text(json.dumps(event))
-        stream = f"{datetime.now(timezone.utc):%Y/%m/%d}/[$LATEST]{uuid.uuid4().hex}"
-        env = self._environment(configuration, root, stream)
-        result_file = tmp / "result.json"
-        env.update(_RUNBOOK_EVENT=str(tmp / "event.json"), _RUNBOOK_RESULT=str(result_file),
-                   _RUNBOOK_REQUEST_ID=request_id, _RUNBOOK_LIMIT=repr(limit_s))
-        invocation = Invocation(name, request_id, log_stream=stream)
-        phase = _run_phased(env, root, tmp / "output.log", limit_s, self.init_limit_s)
-        invocation.log_lines = phase.output.decode("utf-8", "replace").splitlines()
-        outcome = json.loads(result_file.read_text()) if result_file.exists() else {}
-        times = outcome.get("times") or {}
-        init_ended = times.get("invoke_started") or phase.init_ended  # the child's clock first
-        if init_ended is not None:
-            invocation.init_ms = max(0, int((init_ended - phase.spawned) * 1000))
-        if phase.timed_out:
-            invocation.timed_out = True
-            invocation.duration_ms = int(phase.limit_s * 1000)
-            what = "Task" if phase.invoking else "Init"
-            invocation.error_type = "TimeoutError"
-            invocation.error_message = f"{what} timed out after {phase.limit_s:.2f} seconds"
-            invocation.log_lines.append(f"{_stamp()} {request_id} {invocation.error_message}")
-        elif outcome:
-            invocation.duration_ms = int((times["invoke_ended"] - times["invoke_started"]) * 1000)
-            invocation.result = outcome.get("result")
-            invocation.error_type = outcome.get("errorType")
-            invocation.error_message = outcome.get("errorMessage")
+    def _run(self, configuration: dict, artifact, event: dict, limit_s: float) -> Invocation:
+        env = self._environment(configuration)
+        key = _Key.of(configuration, env)
+        environment = ENVIRONMENTS.take(key)
+        cold = environment is None
+        if cold:
+            environment = _Environment(key, env, artifact)
+        invocation = Invocation(configuration["FunctionName"], str(uuid.uuid4()),
+                                log_stream=environment.stream)
+        try:
+            ended = environment.invoke(invocation, event, limit_s,
+                                       self.init_limit_s if cold else None)
+        except BaseException:
+            environment.close()  # it may still be running the handler
+            raise
+        if environment.alive:
+            ENVIRONMENTS.give(environment)
         else:
-            invocation.error_type = "Runtime.ExitError"
-            invocation.error_message = f"the handler's process exited with {phase.returncode}"
+            environment.close()
+        if ended is not None:
+            invocation.init_ms = max(0, int((ended - environment.spawned) * 1000))
         self._put_logs(configuration, invocation)
         return invocation
 
-    def _environment(self, configuration: dict, root: Path, stream: str) -> dict:
+    def _environment(self, configuration: dict) -> dict:
+        """The function's environment, but for what each execution environment sets
+        for itself (_Environment.spawn)."""
         variables = dict((configuration.get("Environment") or {}).get("Variables") or {})
         name = configuration["FunctionName"]
         region = self.aws.region
         env = {
             "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
             "LANG": "en_US.UTF-8", "TZ": ":UTC", "PYTHONUNBUFFERED": "1",
-            "PYTHONPATH": str(root), "LAMBDA_TASK_ROOT": str(root),
             "_HANDLER": configuration.get("Handler") or "handler.handler",
             "AWS_REGION": region, "AWS_DEFAULT_REGION": region,
             "AWS_EXECUTION_ENV": f"AWS_Lambda_{configuration.get('Runtime', 'python3.11')}",
             "AWS_LAMBDA_FUNCTION_NAME": name, "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
             "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(configuration.get("MemorySize") or 128),
             "AWS_LAMBDA_LOG_GROUP_NAME": f"/aws/lambda/{name}",
-            "AWS_LAMBDA_LOG_STREAM_NAME": stream,
             "_RUNBOOK_FUNCTION_ARN": configuration["FunctionArn"],
             "AWS_ACCESS_KEY_ID": self.credentials["aws_access_key_id"],
             "AWS_SECRET_ACCESS_KEY": self.credentials["aws_secret_access_key"],
@@ -274,7 +290,10 @@ class LocalInvoker:
             logs.create_log_group(logGroupName=group)
         except logs.exceptions.ResourceAlreadyExistsException:
             pass
-        logs.create_log_stream(logGroupName=group, logStreamName=invocation.log_stream)
+        try:  # one stream per execution environment, as Lambda names them
+            logs.create_log_stream(logGroupName=group, logStreamName=invocation.log_stream)
+        except logs.exceptions.ResourceAlreadyExistsException:
+            pass
         request_id = invocation.request_id
         memory = configuration.get("MemorySize") or 128
         billed = max(1, invocation.duration_ms)
@@ -288,51 +307,211 @@ class LocalInvoker:
                             logEvents=[{"timestamp": now, "message": line} for line in lines])
 
 
-@dataclass
-class _Phases:
-    spawned: float            # time.time() when the process was started
-    output: bytes
-    returncode: int | None
-    invoking: bool            # the init was over (the handler was called, or its import failed)
-    init_ended: float | None  # time.time() when the invoker learnt that, if it did
-    timed_out: bool
-    limit_s: float            # the limit of the phase it was in when it ended
+@dataclass(frozen=True)
+class _Key:
+    """What an execution environment serves: one function's code and configuration as
+    they are now. An update or a re-creation changes RevisionId and LastModified, so it
+    is served by new environments, as on Lambda."""
+
+    function_arn: str
+    code_sha256: str
+    revision: str
+    environment: tuple
+
+    @classmethod
+    def of(cls, configuration: dict, env: dict) -> "_Key":
+        return cls(configuration["FunctionArn"], configuration.get("CodeSha256") or "",
+                   f"{configuration.get('RevisionId')} {configuration.get('LastModified')}",
+                   tuple(sorted(env.items())))
 
 
-def _run_phased(env: dict, cwd: Path, output_file: Path, limit_s: float,
-                init_limit_s: float) -> _Phases:
-    """Run _BOOTSTRAP, allowing the init init_limit_s and, from the moment it writes to
-    its status pipe that the init is over, the invocation limit_s; a process over its
-    phase's limit is killed. Its output goes to output_file, so a handler that prints
-    much cannot stall on a full pipe."""
-    read_end, write_end = os.pipe()
-    try:
-        env = {**env, "_RUNBOOK_STATUS_FD": str(write_end)}
-        with open(output_file, "wb") as out:
-            spawned = time.time()
-            proc = subprocess.Popen([sys.executable, "-c", _BOOTSTRAP], cwd=cwd, env=env,
-                                    stdout=out, stderr=subprocess.STDOUT, pass_fds=(write_end,))
-        os.close(write_end)
-        write_end = None
-        with proc:
-            invoking = bool(select.select([read_end], [], [], init_limit_s)[0]) \
-                and os.read(read_end, 1) == b"i"
-            init_ended = time.time() if invoking else None
-            limit = limit_s if invoking else init_limit_s
+class _Environment:
+    """One execution environment: the package unpacked in a directory of its own, and
+    the process running _BOOTSTRAP there, which holds the handler's module between
+    invocations."""
+
+    def __init__(self, key: _Key, env: dict, artifact):
+        self.key = key
+        self.endpoint_url = env.get("AWS_ENDPOINT_URL")
+        self._dir = tempfile.TemporaryDirectory(prefix="runbook-invoke-")
+        self.dir = Path(self._dir.name)
+        self.root = self.dir / "task"
+        with zipfile.ZipFile(_bytes_io(artifact.data)) as archive:
+            archive.extractall(self.root)
+        self.stream = f"{datetime.now(timezone.utc):%Y/%m/%d}/[$LATEST]{uuid.uuid4().hex}"
+        self.env = {**env, "PYTHONPATH": str(self.root), "LAMBDA_TASK_ROOT": str(self.root),
+                    "AWS_LAMBDA_LOG_STREAM_NAME": self.stream}
+        self.output = self.dir / "output.log"
+        self.spawned = 0.0            # time.time() when the process was started
+        self.reusable = True          # False once it failed its init
+        self._proc: subprocess.Popen | None = None
+        self._status: int | None = None
+        self._commands = None
+
+    @property
+    def alive(self) -> bool:
+        return self.reusable and self._proc is not None and self._proc.poll() is None
+
+    def invoke(self, invocation: Invocation, event: dict, limit_s: float,
+               init_limit_s: float | None) -> float | None:
+        """Run one invocation, filling in `invocation`; with init_limit_s, start the
+        process first (a cold start) and hold its init to that limit. Returns when the
+        init ended (time.time()), if this call saw one end."""
+        init_ended = None
+        if init_limit_s is not None:
+            self._spawn()
+            signal = self._signal(init_limit_s)
+            if signal != b"i":  # killed at the init's limit, or ended during it
+                self._end(invocation, 0, None if signal is None else b"")
+                if invocation.timed_out:
+                    self._timed_out(invocation, "Init", init_limit_s)
+                return None
+            init_ended = time.time()
+        request = invocation.request_id
+        event_file, result_file = self.dir / f"{request}.event", self.dir / f"{request}.result"
+        event_file.write_text(json.dumps(event))
+        offset = self.output.stat().st_size
+        try:
+            self._commands.write(json.dumps({"request_id": request, "limit": limit_s,
+                                             "event": str(event_file),
+                                             "result": str(result_file)}) + "\n")
+            self._commands.flush()
+            signal = self._signal(limit_s)
+        except OSError:  # BrokenPipeError: it ended while idle
+            signal = b""
+        self._end(invocation, offset, signal)
+        if invocation.timed_out:
+            self._timed_out(invocation, "Task", limit_s)
+        elif signal == b"d":
+            outcome = json.loads(result_file.read_text())
+            times = outcome["times"]
+            init_ended = times["init_ended"] if init_ended is not None else None
+            invocation.duration_ms = int((times["invoke_ended"] - times["invoke_started"]) * 1000)
+            invocation.result = outcome.get("result")
+            invocation.error_type = outcome.get("errorType")
+            invocation.error_message = outcome.get("errorMessage")
+            self.reusable = not outcome.get("init_failed")
+        event_file.unlink(missing_ok=True)
+        result_file.unlink(missing_ok=True)
+        return init_ended
+
+    def _end(self, invocation: Invocation, offset: int, signal: bytes | None) -> None:
+        """After the status pipe answered `signal` (None: nothing within the limit, and
+        the process is killed; b"": it ended): the output since `offset`, and the
+        invocation's error if the process is gone."""
+        if signal is None:
+            invocation.timed_out = True
+            self._stop()
+        elif signal == b"":
             try:
-                # Not invoking and not timed out: the process ended during its init.
-                proc.wait(timeout=limit_s if invoking else 1.0)
-                timed_out = False
+                returncode = self._proc.wait(timeout=1.0)
             except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-                timed_out = True
-    finally:
-        os.close(read_end)
-        if write_end is not None:
-            os.close(write_end)
-    return _Phases(spawned=spawned, output=output_file.read_bytes(), returncode=proc.returncode,
-                   invoking=invoking, init_ended=init_ended, timed_out=timed_out, limit_s=limit)
+                returncode = None
+            self._stop()
+            invocation.error_type = "Runtime.ExitError"
+            invocation.error_message = f"the handler's process exited with {returncode}"
+        with open(self.output, "rb") as out:
+            out.seek(offset)
+            invocation.log_lines = out.read().decode("utf-8", "replace").splitlines()
+
+    @staticmethod
+    def _timed_out(invocation: Invocation, what: str, limit_s: float) -> None:
+        invocation.duration_ms = int(limit_s * 1000)
+        invocation.error_type = "TimeoutError"
+        invocation.error_message = f"{what} timed out after {limit_s:.2f} seconds"
+        invocation.log_lines.append(f"{_stamp()} {invocation.request_id} "
+                                    f"{invocation.error_message}")
+
+    def _spawn(self) -> None:
+        status_read, status_write = os.pipe()
+        command_read, command_write = os.pipe()
+        try:
+            env = {**self.env, "_RUNBOOK_STATUS_FD": str(status_write),
+                   "_RUNBOOK_COMMAND_FD": str(command_read)}
+            with open(self.output, "ab") as out:  # its own file: a full pipe cannot stall it
+                self.spawned = time.time()
+                self._proc = subprocess.Popen(
+                    [sys.executable, "-c", _BOOTSTRAP], cwd=self.root, env=env, stdout=out,
+                    stderr=subprocess.STDOUT, pass_fds=(status_write, command_read))
+        except BaseException:
+            for fd in (status_read, command_write):
+                os.close(fd)
+            raise
+        finally:
+            for fd in (status_write, command_read):
+                os.close(fd)
+        self._status = status_read
+        self._commands = os.fdopen(command_write, "w")
+
+    def _signal(self, limit_s: float) -> bytes | None:
+        """The status pipe's next byte within limit_s: None if none came, b"" if the
+        process ended."""
+        if not select.select([self._status], [], [], limit_s)[0]:
+            return None
+        return os.read(self._status, 1)
+
+    def close(self) -> None:
+        """Kill the process, if it runs, and remove the directory."""
+        self._stop()
+        self._dir.cleanup()
+
+    def _stop(self) -> None:
+        self.reusable = False
+        if self._proc is not None:
+            if self._proc.poll() is None:
+                self._proc.kill()
+            self._proc.wait()
+        if self._commands is not None:
+            try:
+                self._commands.close()
+            except OSError:  # BrokenPipeError: the process is gone
+                pass
+        if self._status is not None:
+            os.close(self._status)
+        self._commands = self._status = None
+
+
+class _Idle:
+    """The idle execution environments of this process, at most `size`: an invocation
+    takes one that serves its function as it is now, or gets none and starts one; one
+    that serves an older version of the function is closed when a newer one is asked
+    for, as Lambda retires them."""
+
+    def __init__(self, size: int):
+        self.size = size
+        self._idle: list[_Environment] = []
+        self._lock = threading.Lock()
+
+    def take(self, key: _Key) -> _Environment | None:
+        with self._lock:
+            stale = [e for e in self._idle if not e.alive or (
+                e.key.function_arn == key.function_arn and e.key != key)]
+            self._idle = [e for e in self._idle if e not in stale]
+            found = next((e for e in reversed(self._idle) if e.key == key), None)
+            if found is not None:
+                self._idle.remove(found)
+        for environment in stale:
+            environment.close()
+        return found
+
+    def give(self, environment: _Environment) -> None:
+        with self._lock:
+            self._idle.append(environment)
+            over, self._idle = self._idle[:-self.size], self._idle[-self.size:]
+        for environment in over:
+            environment.close()
+
+    def close(self, endpoint_url: str | None = None) -> None:
+        """Close the idle environments of the sandbox at endpoint_url, or all."""
+        with self._lock:
+            gone = [e for e in self._idle if endpoint_url in (None, e.endpoint_url)]
+            self._idle = [e for e in self._idle if e not in gone]
+        for environment in gone:
+            environment.close()
+
+
+ENVIRONMENTS = _Idle(IDLE_ENVIRONMENTS)
+atexit.register(ENVIRONMENTS.close)
 
 
 def _bytes_io(data: bytes):

@@ -23,6 +23,7 @@ import gc
 import os
 import shutil
 import signal
+import sys
 import tempfile
 import threading
 import time
@@ -373,6 +374,7 @@ class Sandbox:
         try:
             self._end_database_start()
             self._stop_poller()
+            self._close_function_environments()
             if self.kafka_broker is not None:
                 sandbox_msk.serve(None)
                 self.kafka_broker.stop()
@@ -393,6 +395,14 @@ class Sandbox:
             if self._previous_sigterm is not None:
                 signal.signal(signal.SIGTERM, self._previous_sigterm)
                 self._previous_sigterm = None
+
+    def _close_function_environments(self) -> None:
+        """Stop the warm execution environments of this sandbox's functions (their
+        processes hold connections to its database). Only a run that invoked a
+        function has imported the invoker."""
+        invoke = sys.modules.get("runbook.functions.invoke")
+        if invoke is not None and self.aws_url is not None:
+            invoke.ENVIRONMENTS.close(self.aws_url)
 
     def _end_database_start(self) -> None:
         """Have a database start still running give up, and wait for it (or cancel it,
@@ -436,6 +446,8 @@ class Sandbox:
 
     @property
     def simulated(self) -> list[str]:
+        from runbook.functions.invoke import IDLE_ENVIRONMENTS
+
         return [
             f"AWS account {SANDBOX_ACCOUNT}: moto server at {self.aws_url} stands in for "
             "EC2, RDS, Secrets Manager, IAM, Lambda, CloudWatch Logs, Cognito, STS, "
@@ -459,11 +471,15 @@ class Sandbox:
             "returned attributes and status, then completes the call "
             "(Pre/Post-Authentication, tokens). moto matches usernames case-sensitively, "
             "so the sandbox lower-cases them for the pool's CaseSensitive=false",
-            "Lambda cold starts: every local invocation starts a new process; its init "
-            "(the import of the handler's module) is held to Lambda's 10 s init limit and "
-            "reported as Init Duration, while the function's timeout, and Cognito's 5 s, "
-            "apply to the handler's call: on AWS a cold start's init counts toward "
-            "Cognito's 5 s as well",
+            "Lambda execution environments: a local process per environment, started on "
+            "a function's first invocation, after a change of its code or configuration, "
+            "beside an invocation in flight, and after a timeout, a crash or a failed "
+            "init, then kept warm for the next invocation (at most "
+            f"{IDLE_ENVIRONMENTS} idle, not frozen between invocations); a cold start's "
+            "init (the import of the handler's module) is held to Lambda's 10 s init "
+            "limit and reported as Init Duration, while the function's timeout, and "
+            "Cognito's 5 s, apply to the handler's call: on AWS a cold start's init "
+            "counts toward Cognito's 5 s as well",
             "Lambda networking: functions are not placed in the VPC; the VPC endpoints, "
             "security groups and routes are checked by vpc-integrate's preflight instead",
             "RDS cluster and instances: moto keeps their records; no database engine runs "

@@ -76,7 +76,7 @@ def handler_environment(invoker: LocalInvoker, host: str, *, user: str = "postgr
         "Environment": {"Variables": {
             "DB_AUTH": "iam", "DB_HOST": host, "DB_PORT": "5432", "DB_NAME": DATABASE,
             "DB_USER": user, "DB_SSLROOTCERT": "/opt/rds-ca/global-bundle.pem"}}}
-    return invoker._environment(configuration, tmp_path / "task", "stream")
+    return invoker._environment(configuration)
 
 
 def login(fe: TlsFrontEnd, host: str, password: str, *, user: str = "postgres",

@@ -1,12 +1,15 @@
 """The sandbox's local invoker against a moto server: it runs the deployed code with the
 function's own environment, talks to the emulated account, writes what the handler
 printed to the function's log group, and enforces the function's timeout and, for a
-Cognito trigger, Cognito's 5 seconds."""
+Cognito trigger, Cognito's 5 seconds. Its execution environments stay warm between
+invocations of the same code and configuration, as Lambda's do."""
 
 from __future__ import annotations
 
 import json
+import os
 import textwrap
+import threading
 
 import boto3
 import pytest
@@ -14,7 +17,7 @@ import pytest
 from runbook.functions import package
 from runbook.aws.clients import ClientFactory
 from runbook.errors import BadInput
-from runbook.functions.invoke import COGNITO_TRIGGER_LIMIT_S, LocalInvoker
+from runbook.functions.invoke import COGNITO_TRIGGER_LIMIT_S, ENVIRONMENTS, LocalInvoker
 from runbook.sandbox.stack import SANDBOX_CREDENTIALS
 from tests.conftest import REGION
 
@@ -23,11 +26,20 @@ HANDLER = textwrap.dedent("""
     import boto3
 
     time.sleep(float(os.environ.get("INIT_SLEEP_S", "0")))  # the init: a slow import
+    if os.environ.get("INIT_FAIL"):
+        raise RuntimeError("the init failed")
+    SERVED = []  # module state: what a warm environment keeps between invocations
 
     def handler(event, context):
+        SERVED.append(context.aws_request_id)
         print(json.dumps({"message": "handling", "request_id": context.aws_request_id}))
+        if event.get("exit"):
+            os._exit(3)
         if event.get("sleep"):
             time.sleep(event["sleep"])
+        if event.get("state"):
+            return {"served": len(SERVED), "pid": os.getpid(),
+                    "greeting": os.environ["GREETING"]}
         if event.get("fail"):
             raise ValueError("asked to fail")
         account = boto3.client("sts").get_caller_identity()["Account"]
@@ -173,3 +185,104 @@ def test_a_function_runbook_did_not_deploy_is_refused(deployed):
         invoker.invoke(name, {})
     with pytest.raises(BadInput, match="no function no-such-fn is deployed"):
         invoker.invoke("no-such-fn", {})
+
+
+def _pid_running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:  # a child that ended but was not reaped yet is a zombie: not running
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def test_a_second_invocation_is_served_warm_by_the_same_environment(deployed, moto_endpoint):
+    deploy, invoker, _ = deployed
+    name = deploy()
+
+    first = invoker.invoke(name, {"state": True})
+    second = invoker.invoke(name, {"state": True})
+
+    assert first.ok and second.ok, (first.error_message, second.error_message)
+    assert first.init_ms is not None and second.init_ms is None
+    assert second.result["pid"] == first.result["pid"]
+    assert (first.result["served"], second.result["served"]) == (1, 2)
+    assert second.log_stream == first.log_stream  # a stream per environment, as Lambda's
+    messages = log_messages(name, second.log_stream)
+    reports = [m for m in messages if m.startswith("REPORT")]
+    assert len(reports) == 2
+    assert "Init Duration" in reports[0] and "Init Duration" not in reports[1]
+    assert f"START RequestId: {second.request_id} Version: $LATEST" in messages
+    # What the second printed is its own: not the first's lines again.
+    assert [json.loads(line)["request_id"] for line in second.log_lines] == [second.request_id]
+
+    ENVIRONMENTS.close(moto_endpoint)
+    assert not _pid_running(first.result["pid"])
+
+
+def test_a_change_of_configuration_is_served_by_a_new_environment(deployed):
+    deploy, invoker, _ = deployed
+    name = deploy()
+    first = invoker.invoke(name, {"state": True})
+
+    boto3.client("lambda", region_name=REGION).update_function_configuration(
+        FunctionName=name, Environment={"Variables": {"GREETING": "changed"}})
+    second = invoker.invoke(name, {"state": True})
+
+    assert second.ok, second.error_message
+    assert second.init_ms is not None and second.result["served"] == 1
+    assert second.result["greeting"] == "changed"
+    assert second.result["pid"] != first.result["pid"]
+    assert not _pid_running(first.result["pid"])  # the older version's is retired
+
+
+@pytest.mark.parametrize("event, error", [({"sleep": 30}, "TimeoutError"),
+                                          ({"exit": True}, "Runtime.ExitError")])
+def test_after_a_timeout_or_a_crash_the_next_invocation_starts_a_new_environment(
+        deployed, event, error):
+    deploy, invoker, _ = deployed
+    name = deploy(timeout_s=1)
+    first = invoker.invoke(name, {"state": True})
+
+    failed = invoker.invoke(name, event)
+    after = invoker.invoke(name, {"state": True})
+
+    assert failed.error_type == error, failed.error_message
+    assert not _pid_running(first.result["pid"])
+    assert after.ok and after.init_ms is not None and after.result["served"] == 1
+
+
+def test_a_failed_init_is_reported_by_the_invocation_and_not_reused(deployed):
+    deploy, invoker, _ = deployed
+    name = deploy(variables={"INIT_FAIL": "1"})
+
+    first = invoker.invoke(name, {})
+    second = invoker.invoke(name, {})
+
+    assert (first.error_type, first.error_message) == ("RuntimeError", "the init failed")
+    assert first.init_ms is not None
+    assert second.error_type == "RuntimeError" and second.init_ms is not None
+    assert second.log_stream != first.log_stream
+
+
+def test_invocations_at_once_get_an_environment_each(deployed):
+    deploy, invoker, _ = deployed
+    name = deploy()
+    results = []
+
+    def invoke():
+        results.append(invoker.invoke(name, {"state": True, "sleep": 1}))
+
+    threads = [threading.Thread(target=invoke) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert [r.error_message for r in results] == [None, None]
+    assert {r.result["served"] for r in results} == {1}
+    assert len({r.result["pid"] for r in results}) == 2
+    assert len({r.log_stream for r in results}) == 2

@@ -14,7 +14,7 @@ from runbook import config as config_mod
 from runbook.aws.clients import ClientFactory
 from runbook.sandbox.cognito import SandboxCognito, TriggerFailed
 from runbook.steps import new_runner
-from runbook.functions.invoke import LocalInvoker
+from runbook.functions.invoke import ENVIRONMENTS, LocalInvoker
 from runbook.output.progress import Progress
 from runbook.sandbox.stack import SANDBOX_CREDENTIALS, Sandbox
 from runbook.steps.integration_test import CHECKS
@@ -147,9 +147,11 @@ def test_handler_output_goes_to_the_functions_log_group(sandbox_a3):
     events = logs.get_log_events(logGroupName="/aws/lambda/matbakh-cognito-post-confirmation",
                                  logStreamName=last.log_stream)["events"]
     messages = [e["message"] for e in events]
-    assert messages[0].startswith(f"START RequestId: {last.request_id}")
-    assert messages[-1].startswith(f"REPORT RequestId: {last.request_id}")
-    assert any("Profile created/updated" in m for m in messages)
+    # The stream is the execution environment's: the last invocation's lines end it.
+    start = messages.index(f"START RequestId: {last.request_id} Version: $LATEST")
+    mine = messages[start:]
+    assert mine[-1].startswith(f"REPORT RequestId: {last.request_id}")
+    assert any("Profile created/updated" in m for m in mine)
     assert not any(email in m for m in messages)
 
 
@@ -176,9 +178,19 @@ def test_post_confirmation_logs_in_through_the_proxy_as_its_role_with_a_token(sa
     assert (variables["DB_AUTH"], variables["DB_USER"]) == ("iam", "matbakh_post_confirmation")
     assert "DB_SECRET_ARN" not in variables
     email = "signup.proxy@example.com"
+    # A new execution environment: a warm one would reuse its connection.
+    ENVIRONMENTS.close(sandbox.aws_url)
     before = sandbox.database_tls.logins
     signed = cognito.sign_up(email, "Sandbox-Passw0rd!")
     cognito.confirm_sign_up(email)
     assert sandbox.database_tls.logins > before
     profiles, private = rows(sandbox.database_dsn, email)
     assert [p[1] for p in profiles] == [signed["UserSub"]] and private == 1
+    # The next confirmation is served warm, on the connection the first one opened.
+    logged_in = sandbox.database_tls.logins
+    second = cognito.sign_up("signup.proxy2@example.com", "Sandbox-Passw0rd!")
+    cognito.confirm_sign_up("signup.proxy2@example.com")
+    assert cognito.invocations[-1].init_ms is None
+    assert sandbox.database_tls.logins == logged_in
+    profiles, _ = rows(sandbox.database_dsn, "signup.proxy2@example.com")
+    assert [p[1] for p in profiles] == [second["UserSub"]]

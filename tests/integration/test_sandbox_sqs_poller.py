@@ -60,10 +60,14 @@ def test_the_sandbox_polls_mapped_queues_through_the_local_invoker_and_stops_the
         assert [m["Body"] for m in moved] == [json.dumps({"detail": {}})]
         assert len(box.poller.failures) == 2  # one per receive before the redrive
         assert {f.function.rsplit(":", 1)[1] for f in box.poller.failures} == {FUNCTION}
-        # The handler ran: the local invoker wrote its log streams.
-        streams = aws.client("logs").describe_log_streams(
-            logGroupName=f"/aws/lambda/{FUNCTION}")["logStreams"]
-        assert len(streams) == 2
+        # The handler ran: the local invoker wrote both invocations to the log group.
+        logs = aws.client("logs")
+        group = f"/aws/lambda/{FUNCTION}"
+        starts = [e["message"] for s in logs.describe_log_streams(logGroupName=group)[
+            "logStreams"] for e in logs.get_log_events(
+                logGroupName=group, logStreamName=s["logStreamName"])["events"]
+            if e["message"].startswith("START RequestId: ")]
+        assert len(starts) == 2
         poller = box.poller
     assert box.poller is None and not poller.running
     assert "runbook-sqs-poller" not in [t.name for t in threading.enumerate()]
