@@ -38,8 +38,10 @@ class Log:
 
     def __init__(self, **fields):
         self.fields = fields
-        # ', "sub": "...", "trigger_source": "..."', or "" with no fields.
-        self._encoded = f", {_ENCODE(fields)[1:-1]}" if fields else ""
+        # ', "sub": "...", "trigger_source": "..."', or "" with no fields; None when a
+        # bound field is named "level" or "message", which every line then merges.
+        self._encoded = None if not fields.keys().isdisjoint(_LEVELS) else \
+            f", {_ENCODE(fields)[1:-1]}" if fields else ""
 
     def bind(self, **fields) -> "Log":
         """A Log that adds `fields` to every line."""
@@ -56,8 +58,8 @@ class Log:
 
     def line(self, level: str, message: str, fields: dict) -> str:
         """The JSON object of one line, before the guards of `_write`."""
-        if fields and (not fields.keys().isdisjoint(self.fields)
-                       or not fields.keys().isdisjoint(_LEVELS)):
+        if self._encoded is None or fields and (not fields.keys().isdisjoint(self.fields)
+                                                or not fields.keys().isdisjoint(_LEVELS)):
             return _ENCODE({"level": level, "message": message, **self.fields, **fields})
         own = f", {_ENCODE(fields)[1:]}" if fields else "}"
         return f'{{"level": {_ENCODE(level)}, "message": {_ENCODE(message)}{self._encoded}{own}'

@@ -54,6 +54,17 @@ def test_a_line_field_replaces_a_bound_field_in_its_place(capsys):
     assert json.loads(line)["sub"] == "second"
 
 
+@pytest.mark.parametrize("bound, fields", [
+    ({"level": "bound"}, {}),
+    ({"message": "bound"}, {"n": 1}),
+    ({"sub": "s"}, {"level": "line"}),
+])
+def test_a_field_named_level_or_message_replaces_it_as_before(capsys, bound, fields):
+    line = written(capsys, logs.Log(**bound), "m", **fields)
+    assert line == as_before("INFO", "m", bound, fields)
+    assert line.count('"level"') == 1 and line.count('"message"') == 1
+
+
 def test_bind_adds_fields_and_leaves_the_bound_log_as_it_was(capsys):
     base = logs.Log(request_id="r-1")
     bound = base.bind(sub="s", request_id="r-2")
