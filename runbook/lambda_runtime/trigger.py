@@ -67,7 +67,14 @@ def parse(event, sources: Collection[str], *, required: Collection[str] = ()) ->
     attributes = request.get("userAttributes")
     if not isinstance(attributes, dict):
         raise MalformedEvent("request.userAttributes", "is missing or not an object")
-    for name, value in attributes.items():
+    try:
+        # Nearly every event is good: one scan of all the values says so. Only a value
+        # that is not a string, or a character that cannot be stored, needs the loop
+        # below, which names the attribute.
+        suspect = _NOT_STORABLE.search("".join(attributes.values())) is not None
+    except TypeError:  # a value that is not a string
+        suspect = True
+    for name, value in attributes.items() if suspect else ():
         if not isinstance(value, str):
             raise MalformedEvent(f"request.userAttributes.{name}",
                                  f"is a {type(value).__name__}, not a string")
