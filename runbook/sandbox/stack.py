@@ -446,8 +446,6 @@ class Sandbox:
 
     @property
     def simulated(self) -> list[str]:
-        from runbook.functions.invoke import IDLE_ENVIRONMENTS
-
         return [
             f"AWS account {SANDBOX_ACCOUNT}: moto server at {self.aws_url} stands in for "
             "EC2, RDS, Secrets Manager, IAM, Lambda, CloudWatch Logs, Cognito, STS, "
@@ -474,8 +472,8 @@ class Sandbox:
             "Lambda execution environments: a local process per environment, started on "
             "a function's first invocation, after a change of its code or configuration, "
             "beside an invocation in flight, and after a timeout, a crash or a failed "
-            "init, then kept warm for the next invocation (at most "
-            f"{IDLE_ENVIRONMENTS} idle, not frozen between invocations); a cold start's "
+            "init, then kept warm for the next invocation (a few idle ones at most, not "
+            "frozen between invocations); a cold start's "
             "init (the import of the handler's module) is held to Lambda's 10 s init "
             "limit and reported as Init Duration, while the function's timeout, and "
             "Cognito's 5 s, apply to the handler's call: on AWS a cold start's init "
